@@ -1,0 +1,217 @@
+//! Dispatch: turning typed tasks into envelopes in a driver.
+
+use std::collections::BTreeMap;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::driver::Driver;
+use crate::envelope::{ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
+use crate::error::{CodecError, DriverError};
+use crate::event::{Event, Events, TaskInfo};
+use crate::task::Task;
+
+/// Queue used when neither the task nor the dispatch names one.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Deliveries allowed when neither the task nor the dispatch says.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Lease duration when neither the task nor the dispatch says.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Dispatches tasks into a driver. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    driver: Arc<dyn Driver>,
+    clock: Arc<dyn Clock>,
+    events: Option<Events>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("driver", &self.driver.name()).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client on `driver`.
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
+        Self { driver, clock: Arc::new(SystemClock), events: None }
+    }
+
+    /// Reads time from `clock` (for `created_at` and delays); tests pair it with the memory
+    /// driver's clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sends a [`Event::TaskEnqueued`] per dispatched task to `events`.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The driver this client dispatches to.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    /// Starts a dispatch of `task`; set overrides on the builder, then `.await` it for the id.
+    ///
+    /// ```no_run
+    /// # use asynctasq_core::{Client, Task, TaskContext, TaskResult};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Resize { w: u32 }
+    /// # impl Task for Resize { const NAME: &'static str = "resize";
+    /// #   async fn run(self, _: TaskContext) -> TaskResult { Ok(()) } }
+    /// # async fn f(client: Client) -> Result<(), asynctasq_core::DriverError> {
+    /// let id = client.dispatch(Resize { w: 640 }).queue("images").delay(std::time::Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dispatch<T: Task>(&self, task: T) -> Dispatch<'_, T> {
+        Dispatch { client: self, task, overrides: Overrides::default() }
+    }
+
+    /// Dispatches many tasks of one type with the same overrides in one driver call.
+    pub async fn dispatch_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+        overrides: Overrides,
+    ) -> Result<Vec<TaskId>, DriverError> {
+        let envelopes = tasks.into_iter().map(|t| self.envelope(&t, &overrides)).collect::<Result<Vec<_>, _>>()?;
+        self.enqueue(envelopes).await
+    }
+
+    /// Builds the envelope for `task` with `overrides` (what dispatch stores).
+    pub fn envelope<T: Task>(&self, task: &T, overrides: &Overrides) -> Result<Envelope, DriverError> {
+        let payload = rmp_serde::to_vec_named(task).map_err(CodecError::Encode)?;
+        self.envelope_from_payload(T::NAME, payload, overrides, &T::options())
+    }
+
+    /// Builds an envelope from an already encoded payload (the CLI's dispatch by name).
+    pub fn envelope_from_payload(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        overrides: &Overrides,
+        defaults: &crate::task::TaskOptions,
+    ) -> Result<Envelope, DriverError> {
+        crate::envelope::validate_task_name(name)?;
+        let queue = overrides.queue.clone().or_else(|| defaults.queue.clone()).unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        validate_queue_name(&queue)?;
+        let max_attempts = overrides.max_attempts.or(defaults.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if max_attempts == 0 {
+            return Err(DriverError::Config("max attempts must be at least 1".into()));
+        }
+        let lease = overrides.lease.or(defaults.lease).unwrap_or(DEFAULT_LEASE);
+        if lease < Duration::from_millis(10) {
+            return Err(DriverError::Config("lease must be at least 10 ms".into()));
+        }
+        let now = self.clock.now();
+        Ok(Envelope {
+            version: ENVELOPE_VERSION,
+            id: TaskId::new(),
+            name: name.to_owned(),
+            queue,
+            payload,
+            attempt: 0,
+            max_attempts,
+            timeout_ms: overrides.timeout.or(defaults.timeout).map(millis),
+            lease_ms: millis(lease),
+            created_at: now,
+            not_before: now + overrides.delay.map(millis).unwrap_or(0),
+            headers: overrides.headers.clone(),
+        })
+    }
+
+    /// Stores ready-made envelopes and returns their ids.
+    pub async fn enqueue(&self, envelopes: Vec<Envelope>) -> Result<Vec<TaskId>, DriverError> {
+        self.driver.enqueue(&envelopes).await?;
+        if let Some(events) = &self.events {
+            for e in &envelopes {
+                events.emit(|| {
+                    Event::TaskEnqueued(TaskInfo { id: e.id, name: e.name.as_str().into(), queue: e.queue.as_str().into(), attempt: 0 })
+                });
+            }
+        }
+        Ok(envelopes.iter().map(|e| e.id).collect())
+    }
+}
+
+/// Per-dispatch overrides of a task's options.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    /// Queue to use instead of the task's.
+    pub queue: Option<String>,
+    /// Delay before the task is due.
+    pub delay: Option<Duration>,
+    /// Deliveries allowed.
+    pub max_attempts: Option<u32>,
+    /// Longest one run may take.
+    pub timeout: Option<Duration>,
+    /// Lease duration.
+    pub lease: Option<Duration>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A dispatch being configured; `.await` it to store the task and get its id.
+#[must_use = "a dispatch does nothing until awaited"]
+pub struct Dispatch<'a, T: Task> {
+    client: &'a Client,
+    task: T,
+    overrides: Overrides,
+}
+
+impl<T: Task> Dispatch<'_, T> {
+    /// Dispatches to `queue` instead of the task's default.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.overrides.queue = Some(queue.into());
+        self
+    }
+
+    /// Makes the task due only after `delay`.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.overrides.delay = Some(delay);
+        self
+    }
+
+    /// Allows `n` deliveries before dead-lettering.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.overrides.max_attempts = Some(n);
+        self
+    }
+
+    /// Limits one run to `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.timeout = Some(timeout);
+        self
+    }
+
+    /// Leases each delivery for `lease`.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.overrides.lease = Some(lease);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.overrides.headers.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
+    type Output = Result<TaskId, DriverError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let envelope = self.client.envelope(&self.task, &self.overrides)?;
+            let id = envelope.id;
+            self.client.enqueue(vec![envelope]).await?;
+            Ok(id)
+        })
+    }
+}

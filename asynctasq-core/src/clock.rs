@@ -1,0 +1,53 @@
+//! Time as the in-memory driver and the engine read it.
+//!
+//! Production uses [`SystemClock`]. [`TokioClock`] follows tokio's clock, so a test running on a
+//! paused runtime (`#[tokio::test(start_paused = true)]`) sees leases expire and delays pass the
+//! moment the runtime is idle, without real sleeps.
+
+use std::time::{Duration, SystemTime};
+
+use crate::envelope::{UnixMillis, unix_millis};
+
+/// A source of wall-clock time.
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// The current time in milliseconds since the Unix epoch.
+    fn now(&self) -> UnixMillis;
+}
+
+/// The operating system's clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixMillis {
+        unix_millis(SystemTime::now())
+    }
+}
+
+/// Wall-clock time derived from tokio's clock: the system time when the clock was made plus
+/// the tokio time elapsed since. Pausing or advancing tokio's clock moves this one too.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    base_wall: UnixMillis,
+    base: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock starting at the current system time.
+    pub fn new() -> Self {
+        Self { base_wall: unix_millis(SystemTime::now()), base: tokio::time::Instant::now() }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> UnixMillis {
+        let elapsed: Duration = tokio::time::Instant::now().saturating_duration_since(self.base);
+        self.base_wall + elapsed.as_millis() as u64
+    }
+}

@@ -1,0 +1,191 @@
+//! The [`Driver`] trait: the one seam between the engine and a backend.
+//!
+//! # Why a trait object
+//! The engine holds drivers as `Arc<dyn Driver>` (dynamic dispatch through `async-trait`).
+//! The backend is chosen at run time from a URL or a `--driver` flag, the CLI links every
+//! backend into one binary, and a boxed future per call costs nothing next to a network or
+//! disk round trip, which the batched methods (`enqueue`, `dequeue`, `ack`) already amortise.
+//! A generic engine would buy nothing measurable and multiply compile times.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Envelope, TaskId, UnixMillis};
+use crate::error::{CodecError, DriverError};
+
+/// The right to settle one delivered task, held until it is settled or expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased task.
+    pub id: TaskId,
+    /// The queue it was taken from.
+    pub queue: String,
+    /// The backend's fencing token for this delivery (opaque to the engine).
+    pub token: String,
+    /// When the lease expires unless extended.
+    pub expires_at: UnixMillis,
+}
+
+/// One task handed to a consumer under a lease.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The lease to settle the task with.
+    pub lease: Lease,
+    /// Deliveries of this task so far, including this one.
+    pub attempt: u32,
+    /// The stored envelope, or why it could not be decoded. A consumer must dead-letter an
+    /// undecodable delivery (the engine does so at once, with the error as the reason).
+    pub envelope: Result<Envelope, CodecError>,
+}
+
+/// Counts for one queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Due now and not leased.
+    pub ready: u64,
+    /// Not yet due: delayed at dispatch or waiting for a retry.
+    pub scheduled: u64,
+    /// Delivered and under a live lease.
+    pub leased: u64,
+    /// In the dead-letter store.
+    pub dead: u64,
+}
+
+/// A dead-lettered task with the reason.
+#[derive(Debug)]
+pub struct DeadTask {
+    /// The task's id.
+    pub id: TaskId,
+    /// The queue it died in.
+    pub queue: String,
+    /// Deliveries it had when it died.
+    pub attempt: u32,
+    /// The last error.
+    pub error: String,
+    /// When it was dead-lettered.
+    pub dead_at: UnixMillis,
+    /// The stored envelope, or why it could not be decoded.
+    pub envelope: Result<Envelope, CodecError>,
+}
+
+/// Which dead tasks [`Driver::requeue_dead`] moves back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadSelector {
+    /// These ids (ids not in the dead store are ignored).
+    Ids(Vec<TaskId>),
+    /// Every dead task of the queue.
+    All,
+}
+
+/// Optional behaviours a backend may lack. The conformance suite skips a rule that needs a
+/// missing capability and says so in the test output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// Settling or extending a lease that was lost reports [`DriverError::LeaseLost`].
+    Fencing,
+    /// [`Driver::extend_lease`] works.
+    ExtendLease,
+    /// [`Driver::dead`] lists dead tasks without consuming them.
+    ListDead,
+    /// [`Driver::stats`] counts are exact (not approximate).
+    ExactStats,
+    /// [`Driver::wait_ready`] returns promptly when another handle in the same process
+    /// enqueues, instead of at its timeout.
+    WakeOnEnqueue,
+}
+
+/// A task store and transport: the contract every backend keeps.
+///
+/// # Delivery contract
+/// * **At least once.** A task enqueued successfully is delivered until it is acked or
+///   dead-lettered, across crashes of consumers. It may be delivered more than once (a consumer
+///   that dies after running a task but before acking it), never zero times.
+/// * **Leases.** [`dequeue`](Driver::dequeue) leases each returned task for the envelope's
+///   `lease_ms`. While the lease is live the task is invisible to every other consumer. When the
+///   lease expires without being settled or extended, the task becomes ready again.
+/// * **Attempts.** `attempt` counts deliveries: each lease increments it, including the
+///   redelivery after an expired lease, so a task that crashes its worker over and over reaches
+///   `max_attempts` like any failing task. Only [`release`](Driver::release) gives a delivery
+///   back uncounted, and [`requeue_dead`](Driver::requeue_dead) resets the count to zero.
+/// * **Fencing.** Where the backend can tell ([`Capability::Fencing`]), settling or extending a
+///   lease that is no longer held (it expired and the task was leased again) fails with
+///   [`DriverError::LeaseLost`] and changes nothing, so a slow consumer cannot ack the task
+///   out from under its new holder.
+/// * **Order.** Tasks of one queue are delivered in order of the time they became ready
+///   (best effort; ties in creation order). Nothing is promised across queues: priority between
+///   queues is the engine's business.
+/// * **Names.** Queue names are checked with
+///   [`validate_queue_name`](crate::envelope::validate_queue_name) before use.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Stores tasks, each in the queue its envelope names, ready at its `not_before`. All or
+    /// nothing where the backend allows (SQL backends use one transaction). Envelopes arrive with
+    /// `attempt == 0`.
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError>;
+
+    /// Leases up to `max` ready tasks of `queue` (ready: due, and not under a live lease) and
+    /// returns them in delivery order, each with its attempt incremented. Returns an empty list
+    /// at once when nothing is ready; it never waits (see [`wait_ready`](Driver::wait_ready)).
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError>;
+
+    /// Waits until a task in one of `queues` may be ready, or until `timeout`. A hint, not a
+    /// promise: it may return early with nothing ready, and consumers call
+    /// [`dequeue`](Driver::dequeue) after it. Backends block on the server (a blocking pop,
+    /// LISTEN/NOTIFY) or on an in-process signal rather than sleeping in a poll loop, and return
+    /// no later than the earliest scheduled task of those queues falls due. The default sleeps
+    /// for `timeout`.
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        let _ = queues;
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+
+    /// Deletes the tasks of these leases: they ran to completion. Returns the ids whose lease
+    /// was lost (not acked, see the fencing rule); an empty list when all were acked.
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError>;
+
+    /// Returns the leased task to its queue, ready after `delay`, keeping its attempt count and
+    /// recording `error` as its last error. Used for retries.
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError>;
+
+    /// Returns the leased task to its queue, ready at once, and takes back the delivery's
+    /// attempt (it did not really run: the worker is shutting down).
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError>;
+
+    /// Moves the leased task to the dead-letter store with `error`, its attempt count and the
+    /// time, keeping its stored envelope as it was (even if undecodable).
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError>;
+
+    /// Extends a live lease to `by` from now and returns the renewed lease
+    /// ([`Capability::ExtendLease`]).
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError>;
+
+    /// Counts of one queue ([`Capability::ExactStats`] tells whether they are exact).
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError>;
+
+    /// Names of the queues that hold tasks (ready, scheduled, leased or dead), sorted.
+    async fn queues(&self) -> Result<Vec<String>, DriverError>;
+
+    /// Deletes the ready and scheduled tasks of `queue` and returns how many. Leased tasks and
+    /// dead tasks are not touched.
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError>;
+
+    /// Lists up to `limit` dead tasks of `queue`, oldest first ([`Capability::ListDead`]).
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError>;
+
+    /// Moves dead tasks of `queue` back to it, ready at once with attempt reset to zero, and
+    /// returns how many moved.
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError>;
+
+    /// Deletes the dead tasks of `queue` and returns how many.
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError>;
+
+    /// Whether the backend offers `capability`.
+    fn supports(&self, capability: Capability) -> bool;
+
+    /// A short name for logs and errors (`"sqlite"`, `"memory"`), never a URL.
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,72 @@
+//! # asynctasq-core
+//!
+//! The heart of asynctasq: the task model, the [`Driver`] contract every backend keeps, the
+//! in-memory reference driver and the worker engine. Backends live in `asynctasq-drivers`; the
+//! command line in `asynctasq-cli`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use asynctasq_core::{task, Client, MemoryDriver, TaskError, Worker};
+//!
+//! /// Adds two numbers (a task: registered at link time, dispatched by type).
+//! #[task(queue = "math", max_attempts = 5)]
+//! async fn add(a: i64, b: i64) -> Result<(), TaskError> {
+//!     println!("{a} + {b} = {}", a + b);
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let driver = Arc::new(MemoryDriver::new());
+//! let client = Client::new(driver.clone());
+//! client.dispatch(Add { a: 1, b: 2 }).await?;
+//! let counts = Worker::builder(driver).queues("math")?.stop_when_empty(true).build()?.start().await?;
+//! assert_eq!(counts.succeeded, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! | Feature   | Default | What it adds |
+//! |-----------|---------|--------------|
+//! | `macros`  | yes     | `#[task]`, re-exported from `asynctasq-macros` |
+//! | `testing` | no      | the driver conformance suite, [`conformance_tests!`] |
+//!
+//! Vocabulary: a **task** is dispatched to a **queue**; a worker takes it under a **lease**
+//! (visibility timeout); each delivery is an **attempt**; a task that cannot succeed is
+//! **dead**-lettered with its error.
+
+pub mod client;
+pub mod clock;
+pub mod driver;
+pub mod envelope;
+pub mod error;
+pub mod event;
+pub mod memory;
+pub mod registry;
+pub mod retry;
+pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod worker;
+
+pub use client::{Client, Dispatch, Overrides};
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+pub use envelope::{Envelope, TaskId};
+pub use error::{CodecError, DriverError, WorkerError};
+pub use event::{Event, Events, TaskInfo};
+pub use memory::MemoryDriver;
+pub use registry::{Registry, TaskRegistration};
+pub use retry::RetryPolicy;
+pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};
+pub use worker::{Priority, QueueSpec, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};
+
+#[cfg(feature = "macros")]
+pub use asynctasq_macros::task;
+
+/// Paths the `#[task]` expansion uses, so users need no direct dependency on serde,
+/// inventory or rmp-serde. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+    pub use serde;
+}

@@ -1,0 +1,375 @@
+//! The in-memory driver: the reference implementation of the [`Driver`] contract.
+//!
+//! It keeps everything in one process behind a mutex, stores envelopes encoded (as every real
+//! backend does, so codec trouble shows up here too) and reads time from an injectable
+//! [`Clock`]. With the default [`TokioClock`], tests on a paused tokio runtime see leases expire
+//! and delays pass without real sleeps.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::clock::{Clock, TokioClock};
+use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
+use crate::error::DriverError;
+
+/// Lease used for a stored record that cannot be decoded (its own lease is unknown).
+const FALLBACK_LEASE_MS: u64 = 30_000;
+
+/// The in-memory driver. Cloning gives another handle to the same store.
+#[derive(Clone, Debug)]
+pub struct MemoryDriver {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tasks: HashMap<TaskId, Record>,
+    queues: BTreeMap<String, QueueState>,
+    next_seq: u64,
+    next_token: u64,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    /// Every live task of the queue by (visible_at, seq): ready ones first.
+    index: BTreeSet<(UnixMillis, u64, TaskId)>,
+    dead: Vec<DeadRecord>,
+}
+
+#[derive(Debug)]
+struct Record {
+    queue: String,
+    raw: Vec<u8>,
+    attempt: u32,
+    lease_ms: u64,
+    /// Due time when waiting, lease expiry when leased.
+    visible_at: UnixMillis,
+    seq: u64,
+    token: Option<u64>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct DeadRecord {
+    id: TaskId,
+    raw: Vec<u8>,
+    attempt: u32,
+    error: String,
+    dead_at: UnixMillis,
+}
+
+impl Default for MemoryDriver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryDriver {
+    /// A new, empty store on a [`TokioClock`].
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(TokioClock::new()))
+    }
+
+    /// A new, empty store reading time from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Arc::new(Inner { clock, state: Mutex::new(State::default()), notify: Notify::new() }) }
+    }
+
+    /// Stores raw bytes as a task of `queue`, ready now, bypassing the codec: how tests put a
+    /// corrupt or foreign record in front of a worker. Returns the id the record got.
+    pub fn enqueue_raw(&self, queue: &str, raw: Vec<u8>) -> Result<TaskId, DriverError> {
+        validate_queue_name(queue)?;
+        let id = TaskId::new();
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        state.insert(id, queue.to_owned(), raw, FALLBACK_LEASE_MS, now);
+        drop(state);
+        self.inner.notify.notify_waiters();
+        Ok(id)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a record half-moved (every method
+        // computes first and mutates last), so a poisoned lock is safe to keep using.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn insert(&mut self, id: TaskId, queue: String, raw: Vec<u8>, lease_ms: u64, visible_at: UnixMillis) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queues.entry(queue.clone()).or_default().index.insert((visible_at, seq, id));
+        self.tasks.insert(
+            id,
+            Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None },
+        );
+    }
+
+    /// The record under `lease` if the lease still holds it.
+    fn held(&mut self, lease: &Lease) -> Result<&mut Record, DriverError> {
+        let token: Option<u64> = lease.token.parse().ok();
+        match self.tasks.get_mut(&lease.id) {
+            Some(r) if r.token.is_some() && r.token == token => Ok(r),
+            _ => Err(DriverError::LeaseLost(lease.id)),
+        }
+    }
+
+    fn move_to(&mut self, id: TaskId, visible_at: UnixMillis) {
+        let Some(r) = self.tasks.get_mut(&id) else { return };
+        let q = self.queues.entry(r.queue.clone()).or_default();
+        q.index.remove(&(r.visible_at, r.seq, id));
+        r.visible_at = visible_at;
+        q.index.insert((visible_at, r.seq, id));
+    }
+
+    fn remove(&mut self, id: TaskId) -> Option<Record> {
+        let r = self.tasks.remove(&id)?;
+        if let Some(q) = self.queues.get_mut(&r.queue) {
+            q.index.remove(&(r.visible_at, r.seq, id));
+        }
+        Some(r)
+    }
+}
+
+fn decode(raw: &[u8], attempt: u32) -> Result<Envelope, crate::error::CodecError> {
+    Envelope::decode(raw).map(|mut e| {
+        e.attempt = attempt;
+        e
+    })
+}
+
+#[async_trait]
+impl Driver for MemoryDriver {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+        let mut encoded = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            encoded.push((t.id, t.queue.clone(), t.encode()?, t.lease_ms, t.not_before));
+        }
+        let mut state = self.lock();
+        for (id, queue, raw, lease_ms, not_before) in encoded {
+            state.insert(id, queue, raw, lease_ms, not_before);
+        }
+        drop(state);
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        validate_queue_name(queue)?;
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
+        let due: Vec<TaskId> = q.index.iter().take_while(|(at, _, _)| *at <= now).take(max).map(|(_, _, id)| *id).collect();
+        let mut out = Vec::with_capacity(due.len());
+        for id in due {
+            state.next_token += 1;
+            let token = state.next_token;
+            let r = state.tasks.get_mut(&id).expect("indexed task has a record");
+            r.attempt += 1;
+            r.token = Some(token);
+            let expires_at = now + r.lease_ms;
+            let delivery = Delivery {
+                lease: Lease { id, queue: queue.to_owned(), token: token.to_string(), expires_at },
+                attempt: r.attempt,
+                envelope: decode(&r.raw, r.attempt),
+            };
+            state.move_to(id, expires_at);
+            out.push(delivery);
+        }
+        Ok(out)
+    }
+
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        let notified = self.inner.notify.notified();
+        tokio::pin!(notified);
+        // Register before looking, so an enqueue between the look and the wait still wakes us.
+        notified.as_mut().enable();
+        let now = self.inner.clock.now();
+        let next_due = {
+            let state = self.lock();
+            queues.iter().filter_map(|q| state.queues.get(q)?.index.first().map(|(at, _, _)| *at)).min()
+        };
+        let wait = match next_due {
+            Some(at) if at <= now => return Ok(()),
+            Some(at) => timeout.min(Duration::from_millis(at - now)),
+            None => timeout,
+        };
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        let mut state = self.lock();
+        let mut lost = Vec::new();
+        for lease in leases {
+            match state.held(lease) {
+                Ok(_) => {
+                    state.remove(lease.id);
+                }
+                Err(_) => lost.push(lease.id),
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let r = state.held(lease)?;
+        r.token = None;
+        r.last_error = Some(error.to_owned());
+        state.move_to(lease.id, now + millis(delay));
+        drop(state);
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let r = state.held(lease)?;
+        r.token = None;
+        r.attempt = r.attempt.saturating_sub(1);
+        state.move_to(lease.id, now);
+        drop(state);
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        state.held(lease)?;
+        let r = state.remove(lease.id).expect("held record exists");
+        let queue = r.queue.clone();
+        state.queues.entry(queue).or_default().dead.push(DeadRecord {
+            id: lease.id,
+            raw: r.raw,
+            attempt: r.attempt,
+            error: error.to_owned(),
+            dead_at: now,
+        });
+        Ok(())
+    }
+
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        state.held(lease)?;
+        let expires_at = now + millis(by);
+        state.move_to(lease.id, expires_at);
+        Ok(Lease { expires_at, ..lease.clone() })
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        validate_queue_name(queue)?;
+        let now = self.inner.clock.now();
+        let state = self.lock();
+        let mut stats = QueueStats::default();
+        if let Some(q) = state.queues.get(queue) {
+            for (at, _, id) in &q.index {
+                let leased = state.tasks.get(id).is_some_and(|r| r.token.is_some());
+                match (*at <= now, leased) {
+                    (true, _) => stats.ready += 1,
+                    (false, true) => stats.leased += 1,
+                    (false, false) => stats.scheduled += 1,
+                }
+            }
+            stats.dead = q.dead.len() as u64;
+        }
+        Ok(stats)
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        let state = self.lock();
+        Ok(state.queues.iter().filter(|(_, q)| !q.index.is_empty() || !q.dead.is_empty()).map(|(n, _)| n.clone()).collect())
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let Some(q) = state.queues.get(queue) else { return Ok(0) };
+        let victims: Vec<TaskId> = q
+            .index
+            .iter()
+            .filter(|(at, _, id)| *at <= now || state.tasks.get(id).is_none_or(|r| r.token.is_none()))
+            .map(|(_, _, id)| *id)
+            .collect();
+        for id in &victims {
+            state.remove(*id);
+        }
+        Ok(victims.len() as u64)
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
+        validate_queue_name(queue)?;
+        let state = self.lock();
+        let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
+        Ok(q.dead
+            .iter()
+            .take(limit)
+            .map(|d| DeadTask {
+                id: d.id,
+                queue: queue.to_owned(),
+                attempt: d.attempt,
+                error: d.error.clone(),
+                dead_at: d.dead_at,
+                envelope: decode(&d.raw, d.attempt),
+            })
+            .collect())
+    }
+
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let Some(q) = state.queues.get_mut(queue) else { return Ok(0) };
+        let (moved, kept): (Vec<DeadRecord>, Vec<DeadRecord>) = std::mem::take(&mut q.dead)
+            .into_iter()
+            .partition(|d| match &which {
+                DeadSelector::All => true,
+                DeadSelector::Ids(ids) => ids.contains(&d.id),
+            });
+        q.dead = kept;
+        let count = moved.len() as u64;
+        for d in moved {
+            let lease_ms = Envelope::decode(&d.raw).map(|e| e.lease_ms).unwrap_or(FALLBACK_LEASE_MS);
+            state.insert(d.id, queue.to_owned(), d.raw, lease_ms, now);
+        }
+        drop(state);
+        self.inner.notify.notify_waiters();
+        Ok(count)
+    }
+
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let mut state = self.lock();
+        Ok(state.queues.get_mut(queue).map(|q| std::mem::take(&mut q.dead).len() as u64).unwrap_or(0))
+    }
+
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}

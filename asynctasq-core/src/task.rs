@@ -1,0 +1,208 @@
+//! The task model: what a task is, how it runs, and how it reports failure.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::TaskId;
+use crate::retry::RetryPolicy;
+
+/// A unit of work with a stable wire name and typed, serializable arguments.
+///
+/// `#[task]` implements this for you from an `async fn`; implement it by hand when you want
+/// the arguments type to be your own struct. The value *is* the arguments: it is encoded with
+/// MessagePack (fields by name, so adding an optional field stays compatible) at dispatch and
+/// decoded by the worker before [`Task::run`].
+pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+    /// The wire name: stable across deploys, unique in a binary.
+    const NAME: &'static str;
+
+    /// Defaults for this task (queue, attempts, timeout, lease, retry policy); each can be
+    /// overridden per dispatch.
+    fn options() -> TaskOptions {
+        TaskOptions::default()
+    }
+
+    /// Runs the task once.
+    fn run(self, ctx: TaskContext) -> impl Future<Output = TaskResult> + Send;
+}
+
+/// Per-task defaults. `None` means "the worker's or client's default".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskOptions {
+    /// Queue to dispatch to (default `"default"`).
+    pub queue: Option<String>,
+    /// Deliveries allowed before dead-lettering (default 3).
+    pub max_attempts: Option<u32>,
+    /// Longest one run may take (default: none).
+    pub timeout: Option<Duration>,
+    /// Lease (visibility timeout) of each delivery (default 30 s). The worker renews it every
+    /// third of its length while the task runs, so it bounds crash recovery, not run time.
+    pub lease: Option<Duration>,
+    /// Retry policy (default: the worker's).
+    pub retry: Option<RetryPolicy>,
+}
+
+/// What a running task knows about itself.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    pub(crate) id: TaskId,
+    pub(crate) name: String,
+    pub(crate) queue: String,
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl TaskContext {
+    /// A context for calling a task function directly, e.g. in a unit test.
+    pub fn detached(name: &str, queue: &str, attempt: u32) -> Self {
+        Self {
+            id: TaskId::new(),
+            name: name.to_owned(),
+            queue: queue.to_owned(),
+            attempt,
+            max_attempts: attempt.max(1),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task's wire name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queue the task was taken from.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// This delivery's number: 1 on the first run, counting deliveries lost to crashes.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Deliveries allowed before the task is dead-lettered.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether the worker wants this run to stop: it is shutting down past its grace period,
+    /// or the task's lease was lost (another worker may already be running it).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the run should stop (see [`TaskContext::is_cancelled`]); `select!` on it
+    /// in long loops.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+}
+
+/// What a task returns.
+pub type TaskResult = Result<(), TaskError>;
+
+/// What to do after a failed run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Disposition {
+    /// Retry according to the task's retry policy, until attempts run out.
+    Retry,
+    /// Retry after exactly this delay (still bounded by max attempts).
+    RetryAfter(Duration),
+    /// Do not retry: dead-letter the task now.
+    Fatal,
+}
+
+/// A task's failure: a message and what to do next.
+///
+/// `?` converts any `std::error::Error` into a retryable `TaskError`, so task bodies read like
+/// ordinary fallible code; use [`TaskError::fatal`] or [`TaskError::retry_after`] to decide
+/// otherwise. Like `anyhow::Error`, this type deliberately does not implement
+/// `std::error::Error` itself, which is what makes the blanket `From` possible.
+pub struct TaskError {
+    message: String,
+    disposition: Disposition,
+}
+
+impl TaskError {
+    /// A failure retried per policy.
+    pub fn retry(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string(), disposition: Disposition::Retry }
+    }
+
+    /// A failure retried after `delay` (bounded by max attempts).
+    pub fn retry_after(message: impl fmt::Display, delay: Duration) -> Self {
+        Self { message: message.to_string(), disposition: Disposition::RetryAfter(delay) }
+    }
+
+    /// A failure that must not be retried: the task is dead-lettered at once.
+    pub fn fatal(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string(), disposition: Disposition::Fatal }
+    }
+
+    /// The failure's message (kept in the dead-letter store).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What the worker does next.
+    pub fn disposition(&self) -> Disposition {
+        self.disposition
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskError").field("message", &self.message).field("disposition", &self.disposition).finish()
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
+    fn from(error: E) -> Self {
+        // Keep the whole source chain: the dead-letter store is where operators read it.
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::retry(message)
+    }
+}
+
+/// What a `#[task]` function may return: `()`, or a `Result` whose error converts into
+/// [`TaskError`].
+pub trait IntoTaskResult {
+    /// Converts into the engine's result.
+    fn into_task_result(self) -> TaskResult;
+}
+
+impl IntoTaskResult for () {
+    fn into_task_result(self) -> TaskResult {
+        Ok(())
+    }
+}
+
+impl<T, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
+    fn into_task_result(self) -> TaskResult {
+        self.map(|_| ()).map_err(Into::into)
+    }
+}

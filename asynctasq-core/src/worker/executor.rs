@@ -1,0 +1,259 @@
+//! Running one delivered task and settling it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinError;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Counters, Shared};
+use crate::driver::{Capability, Delivery, Driver, Lease};
+use crate::envelope::unix_millis;
+use crate::error::DriverError;
+use crate::event::{Event, Events, TaskInfo};
+use crate::task::{Disposition, TaskContext, TaskResult};
+
+/// A successful run waiting for its (batched) ack.
+#[derive(Debug)]
+pub(crate) struct PendingAck {
+    pub(crate) lease: Lease,
+    pub(crate) task: TaskInfo,
+    pub(crate) duration: Duration,
+}
+
+/// Retries a driver call on transient errors (a dropped connection) a few times with backoff;
+/// returns the last error otherwise.
+macro_rules! with_retries {
+    ($call:expr) => {{
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            match $call.await {
+                Err(e) if e.is_transient() && tries < 6 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "driver call failed; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
+    let Delivery { lease, attempt, envelope } = delivery;
+    let span = tracing::debug_span!("task", task.id = %lease.id, task.queue = %lease.queue, task.attempt = attempt, task.name = tracing::field::Empty);
+    shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    run_delivery(&shared, lease, attempt, envelope).instrument(span).await;
+    shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run_delivery(
+    shared: &Arc<Shared>,
+    lease: Lease,
+    attempt: u32,
+    envelope: Result<crate::Envelope, crate::CodecError>,
+) {
+    let envelope = match envelope {
+        Ok(e) => e,
+        Err(err) => {
+            let task = TaskInfo { id: lease.id, name: "".into(), queue: lease.queue.as_str().into(), attempt };
+            shared.dead_letter(&lease, task, format!("undecodable envelope: {}", error_chain(&err))).await;
+            return;
+        }
+    };
+    tracing::Span::current().record("task.name", envelope.name.as_str());
+    let task = TaskInfo { id: lease.id, name: envelope.name.as_str().into(), queue: lease.queue.as_str().into(), attempt };
+    let Some(registration) = shared.registry.get(&envelope.name) else {
+        let error = format!("unknown task name `{}`: no handler is registered for it in this worker", envelope.name);
+        shared.dead_letter(&lease, task, error).await;
+        return;
+    };
+    if attempt > envelope.max_attempts {
+        let error = format!(
+            "delivery {attempt} exceeds max attempts {}: earlier deliveries ended without a result (worker crash or expired lease)",
+            envelope.max_attempts
+        );
+        shared.dead_letter(&lease, task, error).await;
+        return;
+    }
+
+    let waited = Duration::from_millis(unix_millis(std::time::SystemTime::now()).saturating_sub(envelope.not_before));
+    shared.events.emit(|| Event::TaskStarted { task: task.clone(), waited });
+    tracing::debug!(?waited, "task started");
+
+    let cancel = CancellationToken::new();
+    let ctx = TaskContext {
+        id: lease.id,
+        name: envelope.name.clone(),
+        queue: envelope.queue.clone(),
+        attempt,
+        max_attempts: envelope.max_attempts,
+        cancel: cancel.clone(),
+    };
+    let started = Instant::now();
+    // The handler runs in its own task so a panic is caught by tokio (a JoinError), never
+    // unwinding through the worker, and so it can be aborted on timeout or shutdown.
+    let lease_length = envelope.lease();
+    let timeout = envelope.timeout().or(shared.default_timeout);
+    let max_attempts = envelope.max_attempts;
+    let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
+    let heartbeat = async {
+        if shared.driver.supports(Capability::ExtendLease) {
+            super::heartbeat::keep_leased(shared.driver.clone(), lease.clone(), lease_length).await
+        } else {
+            std::future::pending().await
+        }
+    };
+
+    let outcome: Option<Result<TaskResult, JoinError>> = tokio::select! {
+        joined = run_with_timeout(&mut run, timeout) => joined,
+        () = heartbeat => {
+            cancel.cancel();
+            run.abort();
+            shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("lease lost while running; abandoning the run without settling it");
+            shared.events.emit(|| Event::LeaseLost(task));
+            return;
+        }
+        () = shared.abandon.cancelled() => {
+            cancel.cancel();
+            run.abort();
+            match with_retries!(shared.driver.release(&lease)) {
+                Ok(()) => {
+                    shared.counters.released.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("released unfinished task at shutdown");
+                    shared.events.emit(|| Event::TaskReleased(task));
+                }
+                Err(error) => tracing::warn!(%error, "could not release task at shutdown; it returns when its lease expires"),
+            }
+            return;
+        }
+    };
+    let duration = started.elapsed();
+    let (message, disposition) = match outcome {
+        Some(Ok(Ok(()))) => {
+            shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
+            if let Err(mpsc::error::SendError(pending)) = shared.acks.send(PendingAck { lease, task, duration }).await {
+                // The acker is gone only if the worker is being torn down; ack directly.
+                ack_batch(&*shared.driver, &shared.events, &shared.counters, vec![pending]).await;
+            }
+            return;
+        }
+        Some(Ok(Err(error))) => (error.message().to_owned(), error.disposition()),
+        Some(Err(join)) if join.is_panic() => (format!("panicked: {}", panic_message(join)), Disposition::Retry),
+        Some(Err(_)) => ("run was cancelled".to_owned(), Disposition::Retry),
+        None => {
+            cancel.cancel();
+            run.abort();
+            (format!("timed out after {:?}", timeout.unwrap_or_default()), Disposition::Retry)
+        }
+    };
+    if disposition == Disposition::Fatal || attempt >= max_attempts {
+        let reason = if disposition == Disposition::Fatal { message } else { format!("{message} (attempt {attempt} of {max_attempts})") };
+        shared.dead_letter(&lease, task, reason).await;
+        return;
+    }
+    let delay = match disposition {
+        Disposition::RetryAfter(d) => d,
+        _ => (registration.options)().retry.unwrap_or_else(|| shared.retry.clone()).delay(attempt),
+    };
+    match with_retries!(shared.driver.nack(&lease, delay, &message)) {
+        Ok(()) => {
+            shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(error = %message, ?delay, "task failed; retry scheduled");
+            shared.events.emit(|| Event::TaskRetryScheduled { task, delay, error: message });
+        }
+        Err(DriverError::LeaseLost(_)) => shared.lease_lost(task),
+        Err(error) => tracing::error!(%error, "could not schedule retry; the task returns when its lease expires"),
+    }
+}
+
+async fn run_with_timeout(
+    run: &mut tokio::task::JoinHandle<TaskResult>,
+    timeout: Option<Duration>,
+) -> Option<Result<TaskResult, JoinError>> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, run).await.ok(),
+        None => Some(run.await),
+    }
+}
+
+fn panic_message(join: JoinError) -> String {
+    let payload = join.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl Shared {
+    pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
+        match with_retries!(self.driver.dead_letter(lease, &error)) {
+            Ok(()) => {
+                self.counters.dead.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "task dead-lettered");
+                self.events.emit(|| Event::TaskDeadLettered { task, error });
+            }
+            Err(DriverError::LeaseLost(_)) => self.lease_lost(task),
+            Err(e) => tracing::error!(error = %e, "could not dead-letter task; it returns when its lease expires"),
+        }
+    }
+
+    fn lease_lost(&self, task: TaskInfo) {
+        self.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("lease lost before the task was settled; another delivery owns it now");
+        self.events.emit(|| Event::LeaseLost(task));
+    }
+}
+
+/// Acks successful runs in batches: whatever has queued up while the previous batch was in
+/// flight goes in the next call, so one round trip (one commit) serves many tasks under load
+/// and a lone task is acked at once when idle.
+pub(crate) async fn ack_loop(driver: Arc<dyn Driver>, events: Events, counters: Arc<Counters>, mut rx: mpsc::Receiver<PendingAck>) {
+    let mut batch = Vec::with_capacity(512);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        ack_batch(&*driver, &events, &counters, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, batch: Vec<PendingAck>) {
+    let leases: Vec<Lease> = batch.iter().map(|p| p.lease.clone()).collect();
+    let n = batch.len();
+    match with_retries!(driver.ack(&leases)) {
+        Ok(lost) => {
+            for pending in batch {
+                if lost.contains(&pending.task.id) {
+                    counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(task.id = %pending.task.id, "lease lost before the ack; another delivery owns the task now");
+                    events.emit(|| Event::LeaseLost(pending.task));
+                } else {
+                    counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                    events.emit(|| Event::TaskSucceeded { task: pending.task, duration: pending.duration });
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, tasks = n, "ack failed; these tasks return when their leases expire and may run again");
+        }
+    }
+    counters.pending_acks.fetch_sub(n, Ordering::Relaxed);
+}

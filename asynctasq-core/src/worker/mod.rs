@@ -1,0 +1,482 @@
+//! The worker engine: fetches tasks from a driver, runs them under leases, settles them.
+//!
+//! ```no_run
+//! # async fn f(driver: std::sync::Arc<dyn asynctasq_core::Driver>) -> Result<(), asynctasq_core::WorkerError> {
+//! use asynctasq_core::Worker;
+//! let worker = Worker::builder(driver).queues("high,default")?.concurrency(20).build()?;
+//! worker.handle().stop_on_signals().expect("signal handlers");
+//! let counts = worker.start().await?;
+//! println!("{} tasks succeeded", counts.succeeded);
+//! # Ok(()) }
+//! ```
+//!
+//! How it works: one loop waits for free concurrency slots, fetches as many tasks as there are
+//! free slots (trying queues in priority order), and spawns one executor per task. An executor
+//! runs the handler in its own tokio task (so panics are caught), renews the lease every third
+//! of its length while it runs, and settles the result: successes go to a batching acker,
+//! failures are retried with backoff or dead-lettered. When nothing is ready the loop blocks in
+//! [`Driver::wait_ready`] instead of polling.
+
+mod executor;
+mod fetcher;
+mod heartbeat;
+mod shutdown;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use self::fetcher::{Priority, QueueSpec};
+pub use self::shutdown::WorkerHandle;
+use self::fetcher::QueueOrder;
+use crate::driver::{Delivery, Driver};
+use crate::error::WorkerError;
+use crate::event::{Event, Events};
+use crate::registry::Registry;
+use crate::retry::RetryPolicy;
+
+/// What a worker did (a snapshot of its counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerCounts {
+    /// Deliveries taken (each counts toward `max_tasks`).
+    pub started: u64,
+    /// Runs that succeeded and were acked.
+    pub succeeded: u64,
+    /// Failed runs scheduled for retry.
+    pub retried: u64,
+    /// Tasks dead-lettered.
+    pub dead: u64,
+    /// Unfinished tasks given back at shutdown.
+    pub released: u64,
+    /// Runs whose lease was lost before they were settled.
+    pub lease_lost: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    released: AtomicU64,
+    lease_lost: AtomicU64,
+    in_flight: AtomicUsize,
+    pending_acks: AtomicUsize,
+}
+
+impl Counters {
+    fn snapshot(&self) -> WorkerCounts {
+        WorkerCounts {
+            started: self.started.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
+            released: self.released.load(Ordering::Relaxed),
+            lease_lost: self.lease_lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// State every executor of one worker shares.
+pub(crate) struct Shared {
+    driver: Arc<dyn Driver>,
+    registry: Registry,
+    retry: RetryPolicy,
+    default_timeout: Option<Duration>,
+    events: Events,
+    counters: Arc<Counters>,
+    acks: mpsc::Sender<executor::PendingAck>,
+    /// Cancelled when running tasks must be given up (grace period over, or immediate stop).
+    abandon: CancellationToken,
+}
+
+/// Configures a [`Worker`].
+#[must_use]
+pub struct WorkerBuilder {
+    driver: Arc<dyn Driver>,
+    registry: Option<Registry>,
+    queues: Vec<QueueSpec>,
+    priority: Priority,
+    concurrency: usize,
+    fetch_batch: Option<usize>,
+    retry: RetryPolicy,
+    default_timeout: Option<Duration>,
+    shutdown_grace: Duration,
+    max_tasks: Option<u64>,
+    max_time: Option<Duration>,
+    stop_when_empty: bool,
+    idle_wait: Duration,
+    heartbeat_interval: Duration,
+    events: Events,
+    id: Option<String>,
+}
+
+impl WorkerBuilder {
+    /// Task handlers to run (default: every `#[task]` linked into the binary).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Queues from a list: `high,default,low` (strict order) or `high:6,default:3,low:1`
+    /// (weighted).
+    pub fn queues(mut self, list: &str) -> Result<Self, WorkerError> {
+        let (queues, priority) = QueueSpec::parse_list(list)?;
+        self.queues = queues;
+        self.priority = priority;
+        Ok(self)
+    }
+
+    /// Queues and priority given directly.
+    pub fn queue_specs(mut self, queues: Vec<QueueSpec>, priority: Priority) -> Self {
+        self.queues = queues;
+        self.priority = priority;
+        self
+    }
+
+    /// Most tasks running at once (default 10).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Most tasks taken per fetch (default: the concurrency, capped at 100).
+    pub fn fetch_batch(mut self, n: usize) -> Self {
+        self.fetch_batch = Some(n);
+        self
+    }
+
+    /// Retry policy for tasks that set none (default [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Timeout for tasks that set none (default: none).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a graceful stop waits for running tasks before releasing them (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Stop after taking exactly this many deliveries.
+    pub fn max_tasks(mut self, n: u64) -> Self {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// Stop gracefully after running this long.
+    pub fn max_time(mut self, d: Duration) -> Self {
+        self.max_time = Some(d);
+        self
+    }
+
+    /// Stop once the queues hold nothing ready, scheduled or leased and nothing runs here.
+    pub fn stop_when_empty(mut self, yes: bool) -> Self {
+        self.stop_when_empty = yes;
+        self
+    }
+
+    /// Longest single wait for work before fetching again (default 1 s); drivers that wake on
+    /// enqueue return sooner.
+    pub fn idle_wait(mut self, d: Duration) -> Self {
+        self.idle_wait = d;
+        self
+    }
+
+    /// How often the worker reports [`Event::WorkerHeartbeat`] (default 5 s).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
+        self
+    }
+
+    /// The event bus to report to (default: a bus of its own, see [`Worker::events`]).
+    pub fn events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The worker's id in events (default: `host:pid:random`).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Checks the configuration and builds the worker.
+    pub fn build(self) -> Result<Worker, WorkerError> {
+        if self.queues.is_empty() {
+            return Err(WorkerError::NoQueues);
+        }
+        if self.concurrency == 0 {
+            return Err(WorkerError::Option("concurrency must be at least 1".into()));
+        }
+        if self.fetch_batch == Some(0) {
+            return Err(WorkerError::Option("fetch batch must be at least 1".into()));
+        }
+        let registry = match self.registry {
+            Some(r) => r,
+            None => Registry::linked()?,
+        };
+        let id = self.id.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+            format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
+        });
+        Ok(Worker {
+            driver: self.driver,
+            registry,
+            order: QueueOrder::new(self.queues, self.priority),
+            concurrency: self.concurrency,
+            fetch_batch: self.fetch_batch.unwrap_or(self.concurrency.min(100)),
+            retry: self.retry,
+            default_timeout: self.default_timeout,
+            shutdown_grace: self.shutdown_grace,
+            max_tasks: self.max_tasks,
+            max_time: self.max_time,
+            stop_when_empty: self.stop_when_empty,
+            idle_wait: self.idle_wait,
+            heartbeat_interval: self.heartbeat_interval,
+            events: self.events,
+            handle: WorkerHandle::default(),
+            id,
+        })
+    }
+}
+
+/// A configured worker; [`Worker::start`] runs it until it is stopped.
+pub struct Worker {
+    driver: Arc<dyn Driver>,
+    registry: Registry,
+    order: QueueOrder,
+    concurrency: usize,
+    fetch_batch: usize,
+    retry: RetryPolicy,
+    default_timeout: Option<Duration>,
+    shutdown_grace: Duration,
+    max_tasks: Option<u64>,
+    max_time: Option<Duration>,
+    stop_when_empty: bool,
+    idle_wait: Duration,
+    heartbeat_interval: Duration,
+    events: Events,
+    handle: WorkerHandle,
+    id: String,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id).field("driver", &self.driver.name()).finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts configuring a worker on `driver`.
+    pub fn builder(driver: Arc<dyn Driver>) -> WorkerBuilder {
+        WorkerBuilder {
+            driver,
+            registry: None,
+            queues: Vec::new(),
+            priority: Priority::Strict,
+            concurrency: 10,
+            fetch_batch: None,
+            retry: RetryPolicy::default(),
+            default_timeout: None,
+            shutdown_grace: Duration::from_secs(30),
+            max_tasks: None,
+            max_time: None,
+            stop_when_empty: false,
+            idle_wait: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(5),
+            events: Events::default(),
+            id: None,
+        }
+    }
+
+    /// A handle that stops this worker.
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    /// The worker's event bus.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until stopped (handle, signal, `max_tasks`, `max_time`, `stop_when_empty`) and
+    /// returns what it did. Unfinished tasks are released before it returns.
+    pub async fn start(mut self) -> Result<WorkerCounts, WorkerError> {
+        let counters = Arc::new(Counters::default());
+        let (ack_tx, ack_rx) = mpsc::channel(self.concurrency.max(64) * 4);
+        let acker = tokio::spawn(executor::ack_loop(self.driver.clone(), self.events.clone(), counters.clone(), ack_rx));
+        let shared = Arc::new(Shared {
+            driver: self.driver.clone(),
+            registry: std::mem::take(&mut self.registry),
+            retry: self.retry.clone(),
+            default_timeout: self.default_timeout,
+            events: self.events.clone(),
+            counters: counters.clone(),
+            acks: ack_tx,
+            abandon: CancellationToken::new(),
+        });
+        let names = self.order.names();
+        tracing::info!(worker.id = %self.id, queues = ?names, concurrency = self.concurrency, driver = self.driver.name(), "worker started");
+        self.events.emit(|| Event::WorkerStarted { worker_id: self.id.clone(), queues: names.clone(), concurrency: self.concurrency });
+        let beats = tokio::spawn(heartbeats(self.id.clone(), self.events.clone(), counters.clone(), self.heartbeat_interval));
+
+        let mut running = JoinSet::new();
+        let fetched = self.fetch_loop(&shared, &names, &mut running).await;
+
+        // Graceful part: let running tasks finish within the grace period.
+        let graceful_wait = async {
+            while running.join_next().await.is_some() {}
+        };
+        tokio::select! {
+            () = graceful_wait => {}
+            () = tokio::time::sleep(self.shutdown_grace) => {
+                tracing::warn!(grace = ?self.shutdown_grace, "shutdown grace period over; releasing unfinished tasks");
+            }
+            () = self.handle.immediate.cancelled() => {}
+        }
+        shared.abandon.cancel();
+        while running.join_next().await.is_some() {}
+        drop(shared);
+        let _ = acker.await;
+        beats.abort();
+        let counts = counters.snapshot();
+        tracing::info!(worker.id = %self.id, ?counts, "worker stopped");
+        self.events.emit(|| Event::WorkerStopped { worker_id: self.id.clone(), counts });
+        fetched.map(|()| counts)
+    }
+
+    async fn fetch_loop(&mut self, shared: &Arc<Shared>, names: &[String], running: &mut JoinSet<()>) -> Result<(), WorkerError> {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let deadline = self.max_time.map(|d| tokio::time::Instant::now() + d);
+        let stop = self.handle.graceful.clone();
+        let until_deadline = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(until_deadline);
+        let mut failures = 0u32;
+        loop {
+            while running.try_join_next().is_some() {}
+            let remaining = match self.max_tasks {
+                Some(max) => max.saturating_sub(shared.counters.started.load(Ordering::Relaxed)),
+                None => u64::MAX,
+            };
+            if remaining == 0 {
+                return Ok(());
+            }
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = stop.cancelled() => return Ok(()),
+                () = &mut until_deadline => return Ok(()),
+            };
+            let want = self.fetch_batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let mut permits = vec![first];
+            while permits.len() < want {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let deliveries = match self.fetch(permits.len()).await {
+                Ok(d) => {
+                    failures = 0;
+                    d
+                }
+                Err(error) => {
+                    failures += 1;
+                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6))).min(Duration::from_secs(5));
+                    tracing::error!(%error, ?backoff, "fetching tasks failed; retrying");
+                    drop(permits);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        () = stop.cancelled() => return Ok(()),
+                    }
+                }
+            };
+            if deliveries.is_empty() {
+                drop(permits);
+                let mut wait = self.idle_wait;
+                if self.stop_when_empty {
+                    while running.try_join_next().is_some() {}
+                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && self.queues_empty(names).await? {
+                        return Ok(());
+                    }
+                    wait = wait.min(Duration::from_millis(50));
+                }
+                tokio::select! {
+                    r = self.driver.wait_ready(names, wait) => {
+                        if let Err(error) = r {
+                            tracing::warn!(%error, "waiting for tasks failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    () = stop.cancelled() => return Ok(()),
+                    () = &mut until_deadline => return Ok(()),
+                }
+                continue;
+            }
+            shared.counters.started.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+            for (delivery, permit) in deliveries.into_iter().zip(permits) {
+                let shared = shared.clone();
+                running.spawn(async move {
+                    executor::execute(shared, delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// Takes up to `n` tasks, from the queues in this round's priority order.
+    async fn fetch(&mut self, n: usize) -> Result<Vec<Delivery>, crate::DriverError> {
+        let mut out = Vec::new();
+        for i in self.order.next() {
+            let got = self.driver.dequeue(self.order.name(i), n - out.len()).await?;
+            out.extend(got);
+            if out.len() >= n {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn queues_empty(&self, names: &[String]) -> Result<bool, WorkerError> {
+        for q in names {
+            let s = self.driver.stats(q).await?;
+            if s.ready + s.scheduled + s.leased > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+async fn heartbeats(worker_id: String, events: Events, counters: Arc<Counters>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let in_flight = counters.in_flight.load(Ordering::Relaxed);
+        let counts = counters.snapshot();
+        tracing::debug!(worker.id = %worker_id, in_flight, ?counts, "worker heartbeat");
+        events.emit(|| Event::WorkerHeartbeat { worker_id: worker_id.clone(), in_flight, counts });
+    }
+}

@@ -1,0 +1,221 @@
+//! # asynctasq-macros
+//!
+//! `#[task]`: turns an `async fn` into an asynctasq task. Use it through `asynctasq_core::task`.
+//!
+//! ```ignore
+//! #[asynctasq_core::task(queue = "emails", max_attempts = 5, timeout = "30s")]
+//! async fn send_email(ctx: TaskContext, to: String, subject: String) -> Result<(), TaskError> { .. }
+//! ```
+//!
+//! expands to the function as written, plus:
+//! * `struct SendEmail { pub to: String, pub subject: String }`: the task's arguments, serde
+//!   (de)serializable, named after the function in CamelCase;
+//! * `impl Task for SendEmail` with wire name `"send_email"` (or `name = "..."`) and the options
+//!   given, whose `run` calls the function (a `TaskContext` parameter receives the context);
+//! * a link-time registration, so every worker in the binary knows the task.
+//!
+//! Dispatch with `client.dispatch(SendEmail { to, subject }).queue("high").await?`.
+//!
+//! Options: `name`, `queue`, `max_attempts`, `timeout`, `lease` (durations as `"30s"`,
+//! `"500ms"`, `"5m"`).
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, LitInt, LitStr, Pat, Type};
+
+/// Makes an `async fn` a task. See the crate documentation.
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut options = Options::default();
+    let parser = syn::meta::parser(|meta| options.parse(meta));
+    if let Err(e) = syn::parse::Parser::parse(parser, attr) {
+        return e.to_compile_error().into();
+    }
+    let function = match syn::parse::<ItemFn>(item) {
+        Ok(f) => f,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    expand(options, function).unwrap_or_else(|e| e.to_compile_error()).into()
+}
+
+#[derive(Default)]
+struct Options {
+    name: Option<LitStr>,
+    queue: Option<LitStr>,
+    max_attempts: Option<LitInt>,
+    timeout: Option<(LitStr, u64)>,
+    lease: Option<(LitStr, u64)>,
+}
+
+impl Options {
+    fn parse(&mut self, meta: syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        match key.as_str() {
+            "name" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                check_name(&lit)?;
+                self.name = Some(lit);
+            }
+            "queue" => self.queue = Some(meta.value()?.parse()?),
+            "max_attempts" => {
+                let lit: LitInt = meta.value()?.parse()?;
+                if lit.base10_parse::<u32>().map_err(|_| syn::Error::new(lit.span(), "max_attempts must be a whole number"))? == 0 {
+                    return Err(syn::Error::new(lit.span(), "max_attempts must be at least 1"));
+                }
+                self.max_attempts = Some(lit);
+            }
+            "timeout" => self.timeout = Some(duration(meta.value()?.parse()?)?),
+            "lease" => self.lease = Some(duration(meta.value()?.parse()?)?),
+            _ => {
+                let path = &meta.path;
+                return Err(meta.error(format!(
+                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`",
+                    quote!(#path).to_string().replace(' ', "")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn duration(lit: LitStr) -> syn::Result<(LitStr, u64)> {
+    let d = humantime::parse_duration(&lit.value())
+        .map_err(|e| syn::Error::new(lit.span(), format!("invalid duration `{}`: {e} (write e.g. \"30s\" or \"500ms\")", lit.value())))?;
+    let ms = u64::try_from(d.as_millis()).map_err(|_| syn::Error::new(lit.span(), "duration too long"))?;
+    Ok((lit, ms))
+}
+
+fn check_name(lit: &LitStr) -> syn::Result<()> {
+    let v = lit.value();
+    if v.is_empty() || v.len() > 200 || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')) {
+        return Err(syn::Error::new(lit.span(), "task names are 1 to 200 characters of letters, digits, `_`, `-`, `.` or `:`"));
+    }
+    Ok(())
+}
+
+fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
+    let sig = &function.sig;
+    let mut errors: Vec<syn::Error> = Vec::new();
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(sig.fn_token.span(), "`#[task]` requires an `async fn`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(syn::Error::new(sig.generics.span(), "`#[task]` functions cannot be generic: a task's argument types must be known to decode them"));
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.push(syn::Error::new(u.span(), "`#[task]` functions cannot be `unsafe`"));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new(v.span(), "`#[task]` functions cannot be variadic"));
+    }
+
+    let mut fields: Vec<(Ident, Type)> = Vec::new();
+    let mut call_args: Vec<TokenStream2> = Vec::new();
+    let mut has_ctx = false;
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => errors.push(syn::Error::new(r.span(), "`#[task]` cannot be a method: use a free `async fn`")),
+            FnArg::Typed(arg) => {
+                if is_task_context(&arg.ty) {
+                    if has_ctx {
+                        errors.push(syn::Error::new(arg.ty.span(), "only one `TaskContext` parameter is allowed"));
+                    }
+                    has_ctx = true;
+                    call_args.push(quote!(__ctx));
+                    continue;
+                }
+                let Pat::Ident(pat) = &*arg.pat else {
+                    errors.push(syn::Error::new(arg.pat.span(), "`#[task]` parameters must be plain names (they become the fields of the arguments struct)"));
+                    continue;
+                };
+                if let Type::Reference(r) = &*arg.ty {
+                    errors.push(syn::Error::new(
+                        r.span(),
+                        "task arguments are deserialized, so they must be owned: use `String` for `&str`, `Vec<T>` for `&[T]`",
+                    ));
+                    continue;
+                }
+                let ident = pat.ident.clone();
+                call_args.push(quote!(__args.#ident));
+                fields.push((ident, (*arg.ty).clone()));
+            }
+        }
+    }
+    if let Some(first) = errors.into_iter().reduce(|mut a, b| {
+        a.combine(b);
+        a
+    }) {
+        return Err(first);
+    }
+
+    let fn_name = &sig.ident;
+    let vis = &function.vis;
+    let struct_name = format_ident!("{}", camel_case(&fn_name.to_string()), span = fn_name.span());
+    let wire_name = options.name.clone().unwrap_or_else(|| LitStr::new(&fn_name.to_string(), fn_name.span()));
+    let field_names: Vec<&Ident> = fields.iter().map(|(i, _)| i).collect();
+    let field_types: Vec<&Type> = fields.iter().map(|(_, t)| t).collect();
+    let ctx_binding = if has_ctx { quote!(__ctx) } else { quote!(_) };
+
+    let krate = quote!(::asynctasq_core);
+    let mut option_fields = Vec::new();
+    if let Some(q) = &options.queue {
+        option_fields.push(quote!(queue: ::core::option::Option::Some(::std::string::String::from(#q))));
+    }
+    if let Some(n) = &options.max_attempts {
+        option_fields.push(quote!(max_attempts: ::core::option::Option::Some(#n)));
+    }
+    if let Some((_, ms)) = &options.timeout {
+        option_fields.push(quote!(timeout: ::core::option::Option::Some(::core::time::Duration::from_millis(#ms))));
+    }
+    if let Some((_, ms)) = &options.lease {
+        option_fields.push(quote!(lease: ::core::option::Option::Some(::core::time::Duration::from_millis(#ms))));
+    }
+    let doc = format!("Arguments of the `{fn_name}` task; dispatch it with `Client::dispatch`. Generated by `#[task]`.");
+    let serde_path = LitStr::new("::asynctasq_core::__private::serde", Span::call_site());
+
+    Ok(quote! {
+        #function
+
+        #[doc = #doc]
+        #[derive(#krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
+        #[serde(crate = #serde_path)]
+        #vis struct #struct_name {
+            #( #[allow(missing_docs)] pub #field_names: #field_types, )*
+        }
+
+        impl #krate::Task for #struct_name {
+            const NAME: &'static str = #wire_name;
+
+            fn options() -> #krate::TaskOptions {
+                #krate::TaskOptions { #( #option_fields, )* ..::core::default::Default::default() }
+            }
+
+            async fn run(self, #ctx_binding: #krate::TaskContext) -> #krate::TaskResult {
+                let __args = self;
+                #krate::IntoTaskResult::into_task_result(#fn_name( #( #call_args ),* ).await)
+            }
+        }
+
+        #krate::__private::inventory::submit! {
+            #krate::TaskRegistration::of::<#struct_name>()
+        }
+    })
+}
+
+fn is_task_context(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "TaskContext"))
+}
+
+fn camel_case(snake: &str) -> String {
+    snake
+        .trim_start_matches("r#")
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

@@ -1,0 +1,1 @@
+//! Runnable examples of asynctasq: see `quickstart.rs`.
