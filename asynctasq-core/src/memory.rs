@@ -2,8 +2,8 @@
 //!
 //! It keeps everything in one process behind a mutex, stores envelopes encoded (as every real
 //! backend does, so codec trouble shows up here too) and reads time from an injectable
-//! [`Clock`]. With the default [`TokioClock`], tests on a paused tokio runtime see leases expire
-//! and delays pass without real sleeps.
+//! [`Clock`]: the system clock by default, or a [`TokioClock`](crate::TokioClock), with which
+//! tests on a paused tokio runtime see leases expire and delays pass without real sleeps.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, TokioClock};
+use crate::clock::{Clock, SystemClock};
 use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
@@ -77,9 +77,9 @@ impl Default for MemoryDriver {
 }
 
 impl MemoryDriver {
-    /// A new, empty store on a [`TokioClock`].
+    /// A new, empty store on the system clock.
     pub fn new() -> Self {
-        Self::with_clock(Arc::new(TokioClock::new()))
+        Self::with_clock(Arc::new(SystemClock))
     }
 
     /// A new, empty store reading time from `clock`.

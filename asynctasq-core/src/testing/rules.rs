@@ -1,0 +1,404 @@
+//! The rules of the [`Driver`](crate::Driver) contract, one function each.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Harness, eventually, ids};
+use crate::driver::{Capability, DeadSelector, QueueStats};
+use crate::envelope::{TaskId, unix_millis};
+use crate::error::DriverError;
+
+const LONG: Duration = Duration::from_secs(60);
+const SHORT_LEASE: Duration = Duration::from_millis(400);
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn now() -> u64 {
+    unix_millis(std::time::SystemTime::now())
+}
+
+/// A task comes out as it went in, leased, with attempt 1.
+pub async fn enqueued_task_is_delivered_with_attempt_one(h: Harness) {
+    let q = h.queue("q");
+    let mut sent = h.envelope(&q, LONG);
+    sent.headers.insert("trace-id".into(), "abc123".into());
+    sent.timeout_ms = Some(1234);
+    sent.payload = vec![0x92, 0x01, 0xa1, b'x'];
+    h.driver.enqueue(std::slice::from_ref(&sent)).await.expect("enqueue");
+
+    let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(got.len(), 1, "exactly the one task is delivered");
+    let d = &got[0];
+    assert_eq!(d.attempt, 1, "first delivery is attempt 1");
+    assert_eq!(d.lease.id, sent.id);
+    assert_eq!(d.lease.queue, q);
+    assert!(d.lease.expires_at > now(), "lease expires in the future");
+    let env = d.envelope.as_ref().expect("stored envelope decodes");
+    let mut expected = sent.clone();
+    expected.attempt = 1;
+    assert_eq!(env, &expected, "every envelope field round-trips, with attempt set to the delivery");
+}
+
+/// Dequeue on an empty queue returns an empty list (it does not wait).
+pub async fn dequeue_of_an_empty_queue_returns_nothing(h: Harness) {
+    let got = tokio::time::timeout(Duration::from_secs(5), h.driver.dequeue(&h.queue("empty"), 10))
+        .await
+        .expect("dequeue returns without waiting for tasks")
+        .expect("dequeue");
+    assert!(got.is_empty());
+}
+
+/// While leased, a task is not delivered again.
+pub async fn leased_task_is_invisible_until_settled(h: Harness) {
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, LONG)]).await.expect("enqueue");
+    let first = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(first.len(), 1);
+    let second = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert!(second.is_empty(), "a leased task is invisible to other consumers");
+}
+
+/// An acked task is gone for good.
+pub async fn ack_deletes_the_task(h: Harness) {
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
+    let got = h.driver.dequeue(&q, 1).await.expect("dequeue");
+    let lost = h.driver.ack(&[got[0].lease.clone()]).await.expect("ack");
+    assert!(lost.is_empty(), "a live lease acks");
+    // Past the lease it would have come back had the ack not deleted it.
+    tokio::time::sleep(SHORT_LEASE * 2).await;
+    assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "acked task never comes back");
+    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+}
+
+/// A lease that runs out makes the task ready again, counted as the next attempt.
+pub async fn expired_lease_redelivers_with_next_attempt(h: Harness) {
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
+    let first = h.driver.dequeue(&q, 1).await.expect("dequeue");
+    assert_eq!(first[0].attempt, 1);
+    let again = eventually(PATIENCE, "redelivery after the lease expired", || async {
+        let got = h.driver.dequeue(&q, 1).await.expect("dequeue");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(again[0].lease.id, first[0].lease.id);
+    assert_eq!(again[0].attempt, 2, "the crashed delivery counts as an attempt");
+    assert_eq!(again[0].envelope.as_ref().expect("decodes").attempt, 2);
+    assert_ne!(again[0].lease.token, first[0].lease.token, "each delivery has its own lease token");
+}
+
+/// The old holder of an expired, re-leased task can neither settle nor extend it.
+pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
+    if !h.requires(Capability::Fencing) {
+        return;
+    }
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
+    let old = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
+    let new = eventually(PATIENCE, "redelivery", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await.lease;
+
+    let lost = h.driver.ack(std::slice::from_ref(&old)).await.expect("ack call succeeds");
+    assert_eq!(lost, vec![old.id], "ack with a lost lease reports it");
+    assert!(matches!(h.driver.nack(&old, Duration::ZERO, "x").await, Err(DriverError::LeaseLost(id)) if id == old.id));
+    assert!(matches!(h.driver.dead_letter(&old, "x").await, Err(DriverError::LeaseLost(_))));
+    assert!(matches!(h.driver.release(&old).await, Err(DriverError::LeaseLost(_))));
+    if h.driver.supports(Capability::ExtendLease) {
+        assert!(matches!(h.driver.extend_lease(&old, LONG).await, Err(DriverError::LeaseLost(_))));
+    }
+    assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 0, "the stale dead-letter changed nothing");
+    assert!(h.driver.ack(&[new]).await.expect("ack").is_empty(), "the new holder still acks");
+    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+}
+
+/// Extending a lease keeps the task invisible past its original expiry.
+pub async fn extend_lease_keeps_task_invisible_past_its_first_lease(h: Harness) {
+    if !h.requires(Capability::ExtendLease) {
+        return;
+    }
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
+    let lease = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
+    let renewed = h.driver.extend_lease(&lease, LONG).await.expect("extend");
+    assert_eq!(renewed.id, lease.id);
+    assert!(renewed.expires_at >= now() + LONG.as_millis() as u64 - 5_000, "expiry moved to ~now + by");
+    // Showing that nothing happens needs the time to pass.
+    tokio::time::sleep(SHORT_LEASE * 3).await;
+    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "extended lease still hides the task");
+    assert_eq!(h.driver.stats(&q).await.expect("stats").leased, 1);
+    assert!(h.driver.ack(&[renewed]).await.expect("ack").is_empty(), "the renewed lease acks");
+}
+
+/// A nack with a delay makes the task due only after the delay, same attempt count kept.
+pub async fn nack_with_delay_hides_task_until_due(h: Harness) {
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, LONG)]).await.expect("enqueue");
+    let lease = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
+    let delay = Duration::from_millis(700);
+    let nacked_at = now();
+    h.driver.nack(&lease, delay, "transient trouble").await.expect("nack");
+    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "not due yet");
+    let s = h.driver.stats(&q).await.expect("stats");
+    assert_eq!((s.ready, s.scheduled, s.leased), (0, 1, 0), "a nacked task waits as scheduled");
+    let d = eventually(PATIENCE, "the retry to fall due", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
+    assert!(now() + 50 >= nacked_at + delay.as_millis() as u64, "delivered no earlier than its delay");
+    assert_eq!(d.attempt, 2, "the retry is the next attempt");
+}
+
+/// Release gives a task back ready at once and does not count the delivery.
+pub async fn release_returns_task_without_spending_an_attempt(h: Harness) {
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, LONG)]).await.expect("enqueue");
+    let first = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
+    h.driver.release(&first.lease).await.expect("release");
+    let again = h.driver.dequeue(&q, 1).await.expect("dequeue");
+    assert_eq!(again.len(), 1, "released task is ready at once");
+    assert_eq!(again[0].attempt, 1, "the released delivery did not count");
+}
+
+/// Dead-lettering keeps the error, the attempt count and the envelope, and takes the task out
+/// of circulation.
+pub async fn dead_letter_records_error_and_attempt(h: Harness) {
+    let q = h.queue("q");
+    let sent = h.envelope(&q, SHORT_LEASE);
+    h.driver.enqueue(std::slice::from_ref(&sent)).await.expect("enqueue");
+    h.driver.dequeue(&q, 1).await.expect("dequeue");
+    let second = eventually(PATIENCE, "redelivery", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
+    let before = now();
+    h.driver.dead_letter(&second.lease, "boom: it broke").await.expect("dead-letter");
+    tokio::time::sleep(SHORT_LEASE * 2).await;
+    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "a dead task is never delivered");
+    let s = h.driver.stats(&q).await.expect("stats");
+    assert_eq!((s.ready, s.scheduled, s.leased, s.dead), (0, 0, 0, 1));
+    if !h.requires(Capability::ListDead) {
+        return;
+    }
+    let dead = h.driver.dead(&q, 10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, sent.id);
+    assert_eq!(dead[0].queue, q);
+    assert_eq!(dead[0].error, "boom: it broke");
+    assert_eq!(dead[0].attempt, 2, "the attempt count at death is kept");
+    assert!(dead[0].dead_at + 1000 >= before && dead[0].dead_at <= now() + 1000);
+    let env = dead[0].envelope.as_ref().expect("dead envelope decodes");
+    assert_eq!((env.id, &env.name, &env.payload), (sent.id, &sent.name, &sent.payload));
+}
+
+/// Requeueing from dead makes tasks ready at once with the attempt count reset.
+pub async fn requeue_dead_resets_attempts(h: Harness) {
+    let q = h.queue("q");
+    let (a, b) = (h.envelope(&q, LONG), h.envelope(&q, LONG));
+    h.driver.enqueue(&[a.clone(), b.clone()]).await.expect("enqueue");
+    for d in h.driver.dequeue(&q, 2).await.expect("dequeue") {
+        h.driver.dead_letter(&d.lease, "dead").await.expect("dead-letter");
+    }
+    assert_eq!(h.driver.requeue_dead(&q, DeadSelector::Ids(vec![TaskId::new()])).await.expect("requeue"), 0, "unknown ids move nothing");
+    assert_eq!(h.driver.requeue_dead(&q, DeadSelector::Ids(vec![a.id])).await.expect("requeue"), 1);
+    let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(ids(&got), vec![a.id], "only the chosen task is back");
+    assert_eq!(got[0].attempt, 1, "attempts start over");
+    assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 1);
+    assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("requeue"), 1);
+    let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(ids(&got), vec![b.id]);
+    assert_eq!(got[0].attempt, 1);
+    assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 0);
+}
+
+/// Purging the dead store deletes only dead tasks of that queue.
+pub async fn purge_dead_empties_the_dead_store(h: Harness) {
+    let (q, other) = (h.queue("q"), h.queue("other"));
+    h.driver.enqueue(&[h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&other, LONG)]).await.expect("enqueue");
+    let d = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
+    h.driver.dead_letter(&d.lease, "x").await.expect("dead");
+    let d = h.driver.dequeue(&other, 1).await.expect("dequeue").remove(0);
+    h.driver.dead_letter(&d.lease, "x").await.expect("dead");
+    assert_eq!(h.driver.purge_dead(&q).await.expect("purge dead"), 1);
+    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats { ready: 1, ..Default::default() });
+    assert_eq!(h.driver.stats(&other).await.expect("stats").dead, 1, "other queues' dead are untouched");
+}
+
+/// Queues never see each other's tasks.
+pub async fn queues_are_isolated(h: Harness) {
+    let (a, b) = (h.queue("a"), h.queue("b"));
+    let ta = h.envelope(&a, LONG);
+    let tb = h.envelope(&b, LONG);
+    h.driver.enqueue(&[ta.clone(), tb.clone()]).await.expect("enqueue");
+    assert_eq!(ids(&h.driver.dequeue(&a, 10).await.expect("dequeue")), vec![ta.id]);
+    assert_eq!(h.driver.stats(&b).await.expect("stats").ready, 1);
+    h.driver.enqueue(&[h.envelope(&a, LONG)]).await.expect("enqueue");
+    assert_eq!(h.driver.purge(&a).await.expect("purge"), 1);
+    assert_eq!(ids(&h.driver.dequeue(&b, 10).await.expect("dequeue")), vec![tb.id], "purging a leaves b alone");
+}
+
+/// A task enqueued with a future `not_before` is not delivered before it.
+pub async fn delayed_enqueue_is_invisible_until_due(h: Harness) {
+    let q = h.queue("q");
+    let mut e = h.envelope(&q, LONG);
+    e.not_before = now() + 800;
+    h.driver.enqueue(std::slice::from_ref(&e)).await.expect("enqueue");
+    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "not due yet");
+    assert_eq!(h.driver.stats(&q).await.expect("stats").scheduled, 1);
+    let d = eventually(PATIENCE, "the delayed task to fall due", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
+    assert!(now() + 50 >= e.not_before, "not delivered before its not_before");
+    assert_eq!((d.lease.id, d.attempt), (e.id, 1));
+}
+
+/// `max` bounds a dequeue, and tasks come out in due order.
+pub async fn dequeue_returns_at_most_max_in_due_order(h: Harness) {
+    let q = h.queue("q");
+    let base = now() - 10_000;
+    let tasks: Vec<_> = (0..5)
+        .map(|i| {
+            let mut e = h.envelope(&q, LONG);
+            e.not_before = base + i * 1000;
+            e
+        })
+        .rev()
+        .collect();
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let first = h.driver.dequeue(&q, 3).await.expect("dequeue");
+    let expected: Vec<TaskId> = tasks.iter().rev().map(|e| e.id).collect();
+    assert_eq!(ids(&first), expected[..3].to_vec(), "at most max, earliest due first");
+    assert_eq!(ids(&h.driver.dequeue(&q, 3).await.expect("dequeue")), expected[3..].to_vec());
+}
+
+/// A large bulk enqueue is drained completely, each task exactly once.
+pub async fn bulk_enqueue_then_drain_loses_nothing(h: Harness) {
+    let q = h.queue("q");
+    let sent: Vec<_> = (0..1000).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&sent).await.expect("bulk enqueue");
+    assert_eq!(h.driver.stats(&q).await.expect("stats").ready, 1000);
+    let mut seen = HashSet::new();
+    loop {
+        let got = h.driver.dequeue(&q, 128).await.expect("dequeue");
+        if got.is_empty() {
+            break;
+        }
+        for d in &got {
+            assert!(seen.insert(d.lease.id), "task {} delivered twice", d.lease.id);
+        }
+        let leases: Vec<_> = got.into_iter().map(|d| d.lease).collect();
+        assert!(h.driver.ack(&leases).await.expect("ack").is_empty());
+    }
+    let expected: HashSet<_> = sent.iter().map(|e| e.id).collect();
+    assert_eq!(seen, expected, "every task delivered");
+    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+}
+
+/// Consumers racing on one queue never receive the same task.
+pub async fn concurrent_consumers_never_double_deliver(h: Harness) {
+    let q = h.queue("q");
+    let sent: Vec<_> = (0..600).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&sent).await.expect("enqueue");
+    let driver = h.driver.clone();
+    let consumers: Vec<_> = (0..6)
+        .map(|_| {
+            let (driver, q) = (Arc::clone(&driver), q.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = driver.dequeue(&q, 7).await.expect("dequeue");
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+                    mine.extend(ids(&got));
+                    driver.ack(&leases).await.expect("ack");
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in consumers {
+        all.extend(c.await.expect("consumer"));
+    }
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "no task went to two consumers");
+    assert_eq!(unique, sent.iter().map(|e| e.id).collect::<HashSet<_>>(), "every task was consumed");
+}
+
+/// Stats tell ready, scheduled, leased and dead apart.
+pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
+    let q = h.queue("q");
+    let mut later = h.envelope(&q, LONG);
+    later.not_before = now() + 60_000;
+    let tasks = vec![h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), later];
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
+    h.driver.dead_letter(&got[1].lease, "x").await.expect("dead");
+    let s = h.driver.stats(&q).await.expect("stats");
+    if h.requires(Capability::ExactStats) {
+        assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
+    }
+}
+
+/// Purge deletes ready and scheduled tasks and leaves leased and dead ones alone.
+pub async fn purge_removes_ready_and_scheduled_but_not_leased(h: Harness) {
+    let q = h.queue("q");
+    let mut later = h.envelope(&q, LONG);
+    later.not_before = now() + 60_000;
+    let tasks = vec![h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), later];
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
+    h.driver.dead_letter(&got[1].lease, "x").await.expect("dead");
+    assert_eq!(h.driver.purge(&q).await.expect("purge"), 3, "two ready and one scheduled");
+    let s = h.driver.stats(&q).await.expect("stats");
+    assert_eq!((s.ready, s.scheduled, s.leased, s.dead), (0, 0, 1, 1));
+    assert!(h.driver.ack(&[got[0].lease.clone()]).await.expect("ack").is_empty(), "the leased task still acks");
+}
+
+/// `queues` names every queue holding tasks, including only-dead ones.
+pub async fn queues_lists_every_queue_holding_tasks(h: Harness) {
+    let (a, b) = (h.queue("a"), h.queue("b"));
+    h.driver.enqueue(&[h.envelope(&a, LONG), h.envelope(&b, LONG)]).await.expect("enqueue");
+    let d = h.driver.dequeue(&b, 1).await.expect("dequeue").remove(0);
+    h.driver.dead_letter(&d.lease, "x").await.expect("dead");
+    let names = h.driver.queues().await.expect("queues");
+    assert!(names.contains(&a) && names.contains(&b), "{names:?} must contain {a} and {b}");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted");
+}
+
+/// A consumer waiting on an idle queue wakes when a task is enqueued.
+pub async fn wait_ready_wakes_on_enqueue(h: Harness) {
+    if !h.requires(Capability::WakeOnEnqueue) {
+        return;
+    }
+    let q = h.queue("q");
+    let driver = h.driver.clone();
+    let queues = vec![h.queue("other"), q.clone()];
+    let waiter = tokio::spawn(async move { driver.wait_ready(&queues, Duration::from_secs(60)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.driver.enqueue(&[h.envelope(&q, LONG)]).await.expect("enqueue");
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the wait ends on enqueue, long before its 60 s timeout")
+        .expect("join")
+        .expect("wait");
+}
+
+/// A consumer waiting on a queue whose only task is delayed wakes when it falls due.
+pub async fn wait_ready_returns_when_a_delayed_task_falls_due(h: Harness) {
+    let q = h.queue("q");
+    let mut e = h.envelope(&q, LONG);
+    e.not_before = now() + 300;
+    h.driver.enqueue(&[e]).await.expect("enqueue");
+    tokio::time::timeout(Duration::from_secs(10), h.driver.wait_ready(&[q.clone()], Duration::from_secs(60)))
+        .await
+        .expect("the wait ends when the delayed task is due, long before its 60 s timeout")
+        .expect("wait");
+    eventually(PATIENCE, "the delayed task to be ready", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
+}
+
+/// Names that could escape a key prefix or break a statement are refused, never stored.
+pub async fn hostile_queue_names_are_rejected(h: Harness) {
+    for bad in ["", "a'b", "x; DROP TABLE t", "q{tag}", "a:b", "ü", &"x".repeat(10_000)] {
+        let mut e = h.envelope("placeholder", LONG);
+        e.queue = bad.to_owned();
+        assert!(matches!(h.driver.enqueue(&[e]).await, Err(DriverError::Config(_))), "enqueue to {bad:.20?} must be refused");
+        assert!(h.driver.dequeue(bad, 1).await.is_err(), "dequeue from {bad:.20?} must be refused");
+        assert!(h.driver.stats(bad).await.is_err(), "stats of {bad:.20?} must be refused");
+    }
+}
