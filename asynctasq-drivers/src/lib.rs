@@ -1,1 +1,23 @@
-//! placeholder
+//! # asynctasq-drivers
+//!
+//! Backends for asynctasq, each behind a Cargo feature named after it, all implementing
+//! [`asynctasq_core::Driver`] and passing its conformance suite.
+//!
+//! | Feature  | Default | Driver |
+//! |----------|---------|--------|
+//! | `sqlite` | yes     | [`SqliteDriver`]: embedded, no server (sqlx, bundled SQLite) |
+//!
+//! [`connect`] picks the backend from a URL scheme at run time:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), asynctasq_core::DriverError> {
+//! let driver = asynctasq_drivers::connect("sqlite://asynctasq.db").await?;
+//! # Ok(()) }
+//! ```
+
+mod any;
+pub mod sql;
+
+pub use any::{connect, redact_url};
+#[cfg(feature = "sqlite")]
+pub use sql::sqlite::{SqliteConfig, SqliteDriver};

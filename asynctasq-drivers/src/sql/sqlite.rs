@@ -1,0 +1,502 @@
+//! The SQLite driver: the embedded default, no server needed.
+//!
+//! # Schema
+//! Two tables, created by the migrations in `migrations/sqlite/` (applied on connect, tracked
+//! in `asynctasq_migrations`, so they live beside an application's own sqlx migrations):
+//!
+//! * `asynctasq_tasks`: one row per live task. `visible_at` (Unix ms) is the due time while the
+//!   task waits and the lease expiry while it is leased, so "ready" is a single index range
+//!   `(queue, visible_at <= now)` for new tasks, retries and tasks of crashed workers alike; no
+//!   reaper is needed. `lease_token` is a random 64-bit fence set by each claim.
+//! * `asynctasq_dead`: dead tasks with the error, attempt count and time.
+//!
+//! Settled rows are deleted (ack) or moved (dead-letter), so the hot table holds only live work.
+//!
+//! # Concurrency and speed
+//! The database runs in WAL mode with `synchronous = NORMAL` (durable against process crashes;
+//! a power loss may drop the last commits). A claim is one `UPDATE … RETURNING` over the due
+//! index, acks of many tasks are one `DELETE` joined against a JSON list of `(seq, token)`
+//! pairs, and bulk enqueue is multi-row `INSERT`s in one transaction, so each round trip to
+//! SQLite serves many tasks.
+//!
+//! # Waking workers
+//! Every write that makes a task ready signals handles of the same [`SqliteDriver`] (clones
+//! share it) at once. Other processes writing the same file are noticed by a fallback poll
+//! ([`SqliteConfig::poll_interval`], 250 ms by default); SQLite offers no cross-process
+//! notification.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use asynctasq_core::DriverError;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use tokio::sync::Notify;
+
+use super::map_err;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql"))];
+/// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
+const INSERT_CHUNK: usize = 1000;
+
+/// Settings of a [`SqliteDriver`].
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// `sqlite://path/to/file.db` (created if missing) or `sqlite::memory:`.
+    pub url: String,
+    /// Connections in the pool (default 4). SQLite has one writer at a time; more connections
+    /// only help concurrent readers.
+    pub max_connections: u32,
+    /// How long a write waits for another process's write lock before failing (default 5 s).
+    pub busy_timeout: Duration,
+    /// How often a waiting worker re-checks for tasks written by *other processes* (default
+    /// 250 ms). Writes through the same driver wake waiting workers at once.
+    pub poll_interval: Duration,
+}
+
+impl SqliteConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 4, busy_timeout: Duration::from_secs(5), poll_interval: Duration::from_millis(250) }
+    }
+}
+
+/// Tasks in a SQLite database. Cloning gives another handle on the same pool.
+#[derive(Clone, Debug)]
+pub struct SqliteDriver {
+    pool: SqlitePool,
+    notify: Arc<Notify>,
+    poll_interval: Duration,
+}
+
+fn now() -> i64 {
+    unix_millis(SystemTime::now()) as i64
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(millis(d)).unwrap_or(i64::MAX)
+}
+
+/// The lease token is `seq:token`: the row's primary key (so settling needs no lookup by id)
+/// and the claim's random fence.
+fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {
+    lease
+        .token
+        .split_once(':')
+        .and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?)))
+        .ok_or(DriverError::LeaseLost(lease.id))
+}
+
+impl SqliteDriver {
+    /// Opens (creating if missing) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Self::connect_with(SqliteConfig::new(url)).await
+    }
+
+    /// Opens the database described by `config` and applies migrations.
+    pub async fn connect_with(config: SqliteConfig) -> Result<Self, DriverError> {
+        let options = SqliteConnectOptions::from_str(&config.url)
+            .map_err(|e| DriverError::Config(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(config.busy_timeout);
+        let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+        let mut pool = SqlitePoolOptions::new().max_connections(if in_memory { 1 } else { config.max_connections.max(1) });
+        if in_memory {
+            // Each connection to `:memory:` is a separate database: keep exactly one, forever.
+            pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool.connect_with(options).await.map_err(|e| match e {
+            sqlx::Error::Database(_) | sqlx::Error::Io(_) => {
+                DriverError::unavailable("cannot open the SQLite database (check the path exists and is writable)", e)
+            }
+            other => map_err("cannot open the SQLite database", other),
+        })?;
+        let driver = Self { pool, notify: Arc::new(Notify::new()), poll_interval: config.poll_interval };
+        driver.migrate().await?;
+        Ok(driver)
+    }
+
+    /// Applies pending migrations (idempotent; `connect` already does this).
+    pub async fn migrate(&self) -> Result<(), DriverError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name("asynctasq_migrations");
+        migrator.run(&self.pool).await.map_err(|e| DriverError::backend("applying SQLite migrations failed", e))
+    }
+
+    /// The connection pool, for transactional enqueue and for tests.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn woke(&self) {
+        self.notify.notify_waiters();
+    }
+}
+
+fn insert_sql(rows: usize) -> AssertSqlSafe<String> {
+    let mut sql = String::from("INSERT INTO asynctasq_tasks (id, queue, envelope, lease_ms, visible_at) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?)");
+    }
+    // Only placeholders are interpolated; every value is bound.
+    AssertSqlSafe(sql)
+}
+
+fn decode(envelope: &[u8], attempt: u32) -> Result<Envelope, asynctasq_core::CodecError> {
+    Envelope::decode(envelope).map(|mut e| {
+        e.attempt = attempt;
+        e
+    })
+}
+
+#[async_trait]
+impl Driver for SqliteDriver {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            rows.push((t, t.encode()?));
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("enqueue", e))?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::query(insert_sql(chunk.len()));
+            for (t, bytes) in chunk {
+                q = q
+                    .bind(t.id.as_bytes().as_slice())
+                    .bind(t.queue.as_str())
+                    .bind(bytes.as_slice())
+                    .bind(t.lease_ms as i64)
+                    .bind(t.not_before as i64);
+            }
+            q.execute(&mut *tx).await.map_err(|e| map_err("enqueue", e))?;
+        }
+        tx.commit().await.map_err(|e| map_err("enqueue", e))?;
+        self.woke();
+        Ok(())
+    }
+
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        validate_queue_name(queue)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let token: i64 = fastrand::i64(..);
+        let now = now();
+        let rows = sqlx::query(
+            "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms \
+             WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 \
+                           ORDER BY visible_at, seq LIMIT ?4) \
+             RETURNING seq, id, envelope, attempt, visible_at",
+        )
+        .bind(token)
+        .bind(now)
+        .bind(queue)
+        .bind(max as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("dequeue", e))?;
+        let mut out: Vec<(i64, Delivery)> = rows
+            .into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let id: Vec<u8> = row.get(1);
+                let envelope: Vec<u8> = row.get(2);
+                let attempt = row.get::<i64, _>(3) as u32;
+                let expires_at = row.get::<i64, _>(4) as u64;
+                let id = TaskId::from_slice(&id).unwrap_or_default();
+                let lease = Lease { id, queue: queue.to_owned(), token: format!("{seq}:{token}"), expires_at };
+                (seq, Delivery { lease, attempt, envelope: decode(&envelope, attempt) })
+            })
+            .collect();
+        // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(out.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let mut next_due: Option<i64> = None;
+        for q in queues {
+            validate_queue_name(q)?;
+            let due: Option<i64> = sqlx::query_scalar("SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue = ?1")
+                .bind(q.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| map_err("wait", e))?;
+            next_due = match (next_due, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let now = now();
+        let mut wait = timeout.min(self.poll_interval);
+        if let Some(due) = next_due {
+            if due <= now {
+                return Ok(());
+            }
+            wait = wait.min(Duration::from_millis((due - now) as u64));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pairs = String::from("[");
+        let mut by_seq = std::collections::HashMap::with_capacity(leases.len());
+        let mut lost = Vec::new();
+        for lease in leases {
+            match parse_token(lease) {
+                Ok((seq, token)) => {
+                    if by_seq.len() > 0 {
+                        pairs.push(',');
+                    }
+                    pairs.push_str(&format!("[{seq},{token}]"));
+                    by_seq.insert(seq, lease.id);
+                }
+                Err(_) => lost.push(lease.id),
+            }
+        }
+        pairs.push(']');
+        let deleted: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM asynctasq_tasks WHERE seq IN ( \
+                 SELECT t.seq FROM json_each(?1) AS j JOIN asynctasq_tasks AS t \
+                 ON t.seq = json_extract(j.value, '$[0]') AND t.lease_token = json_extract(j.value, '$[1]')) \
+             RETURNING seq",
+        )
+        .bind(pairs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("ack", e))?;
+        for seq in deleted {
+            by_seq.remove(&seq);
+        }
+        lost.extend(by_seq.into_values());
+        Ok(lost)
+    }
+
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let done = sqlx::query(
+            "UPDATE asynctasq_tasks SET lease_token = NULL, visible_at = ?1, last_error = ?2 WHERE seq = ?3 AND lease_token = ?4",
+        )
+        .bind(now().saturating_add(ms(delay)))
+        .bind(error)
+        .bind(seq)
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("nack", e))?;
+        if done.rows_affected() == 0 {
+            return Err(DriverError::LeaseLost(lease.id));
+        }
+        self.woke();
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let done = sqlx::query(
+            "UPDATE asynctasq_tasks SET lease_token = NULL, visible_at = ?1, attempt = MAX(attempt - 1, 0) \
+             WHERE seq = ?2 AND lease_token = ?3",
+        )
+        .bind(now())
+        .bind(seq)
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("release", e))?;
+        if done.rows_affected() == 0 {
+            return Err(DriverError::LeaseLost(lease.id));
+        }
+        self.woke();
+        Ok(())
+    }
+
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("dead-letter", e))?;
+        let moved = sqlx::query(
+            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at) \
+             SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2 FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
+        )
+        .bind(error)
+        .bind(now())
+        .bind(seq)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("dead-letter", e))?;
+        if moved.rows_affected() == 0 {
+            return Err(DriverError::LeaseLost(lease.id));
+        }
+        sqlx::query("DELETE FROM asynctasq_tasks WHERE seq = ?1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("dead-letter", e))?;
+        tx.commit().await.map_err(|e| map_err("dead-letter", e))
+    }
+
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let expires_at = now().saturating_add(ms(by));
+        let done = sqlx::query("UPDATE asynctasq_tasks SET visible_at = ?1 WHERE seq = ?2 AND lease_token = ?3")
+            .bind(expires_at)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("extend lease", e))?;
+        if done.rows_affected() == 0 {
+            return Err(DriverError::LeaseLost(lease.id));
+        }
+        Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(
+            "SELECT \
+               COALESCE(SUM(visible_at <= ?2), 0), \
+               COALESCE(SUM(visible_at > ?2 AND lease_token IS NULL), 0), \
+               COALESCE(SUM(visible_at > ?2 AND lease_token IS NOT NULL), 0), \
+               (SELECT COUNT(*) FROM asynctasq_dead WHERE queue = ?1) \
+             FROM asynctasq_tasks WHERE queue = ?1",
+        )
+        .bind(queue)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| map_err("stats", e))?;
+        let n = |i: usize| row.get::<i64, _>(i) as u64;
+        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        sqlx::query_scalar("SELECT DISTINCT queue FROM asynctasq_tasks UNION SELECT DISTINCT queue FROM asynctasq_dead ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list queues", e))
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let done = sqlx::query("DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (lease_token IS NULL OR visible_at <= ?2)")
+            .bind(queue)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("purge", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
+        validate_queue_name(queue)?;
+        let rows = sqlx::query("SELECT id, envelope, attempt, error, dead_at FROM asynctasq_dead WHERE queue = ?1 ORDER BY seq LIMIT ?2")
+            .bind(queue)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list dead", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let id: Vec<u8> = row.get(0);
+                let envelope: Vec<u8> = row.get(1);
+                let attempt = row.get::<i64, _>(2) as u32;
+                DeadTask {
+                    id: TaskId::from_slice(&id).unwrap_or_default(),
+                    queue: queue.to_owned(),
+                    attempt,
+                    error: row.get(3),
+                    dead_at: row.get::<i64, _>(4) as u64,
+                    envelope: decode(&envelope, attempt),
+                }
+            })
+            .collect())
+    }
+
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let ids: String = match &which {
+            DeadSelector::All => String::new(),
+            DeadSelector::Ids(ids) => {
+                let hex: Vec<String> = ids.iter().map(|id| format!("\"{}\"", hex(id.as_bytes()))).collect();
+                format!("[{}]", hex.join(","))
+            }
+        };
+        let all = matches!(which, DeadSelector::All);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("requeue dead", e))?;
+        // The selected dead rows, as a reusable filter: all of the queue, or those whose id is
+        // in the JSON list of hex ids.
+        let moved = sqlx::query(
+            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at) \
+             SELECT id, queue, envelope, 0, lease_ms, ?3 FROM asynctasq_dead \
+             WHERE queue = ?1 AND (?4 OR lower(hex(id)) IN (SELECT value FROM json_each(?2))) ORDER BY seq",
+        )
+        .bind(queue)
+        .bind(if all { "[]".to_owned() } else { ids.clone() })
+        .bind(now())
+        .bind(all)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("requeue dead", e))?;
+        sqlx::query("DELETE FROM asynctasq_dead WHERE queue = ?1 AND (?3 OR lower(hex(id)) IN (SELECT value FROM json_each(?2)))")
+            .bind(queue)
+            .bind(if all { "[]".to_owned() } else { ids })
+            .bind(all)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("requeue dead", e))?;
+        tx.commit().await.map_err(|e| map_err("requeue dead", e))?;
+        self.woke();
+        Ok(moved.rows_affected())
+    }
+
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let done = sqlx::query("DELETE FROM asynctasq_dead WHERE queue = ?1")
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("purge dead", e))?;
+        Ok(done.rows_affected())
+    }
+
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
