@@ -100,6 +100,20 @@ impl MemoryDriver {
         Ok(id)
     }
 
+    /// Makes every live lease expire now, as if its worker had stalled past it: how tests
+    /// take a task away from a running worker.
+    pub fn expire_leases(&self) {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let leased: Vec<TaskId> =
+            state.tasks.iter().filter(|(_, r)| r.token.is_some() && r.visible_at > now).map(|(id, _)| *id).collect();
+        for id in leased {
+            state.move_to(id, now);
+        }
+        drop(state);
+        self.inner.notify.notify_waiters();
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a record half-moved (every method
         // computes first and mutates last), so a poisoned lock is safe to keep using.
