@@ -1,1 +1,214 @@
-//! placeholder
+//! # asynctasq-cli
+//!
+//! The `asynctasq` command line, and the same commands as a library entry point: a binary
+//! that links your `#[task]` functions gets every command with one line in `main`.
+//!
+//! ```no_run
+//! use asynctasq_core::{task, TaskError};
+//!
+//! #[task(queue = "emails")]
+//! async fn send_welcome(user_id: u64) -> Result<(), TaskError> {
+//!     println!("welcome, user {user_id}");
+//!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     asynctasq_cli::main()
+//! }
+//! ```
+//!
+//! Then `my-app worker --queues emails,default --concurrency 20` runs a worker with
+//! `send_welcome` registered. Every flag has an `ASYNCTASQ_*` environment variable.
+//!
+//! | Feature  | Default | Backend |
+//! |----------|---------|---------|
+//! | `sqlite` | yes     | `--driver sqlite` (the embedded default) |
+//!
+//! Exit codes: 0 success, 1 error, 2 usage error.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use asynctasq_core::{Registry, Worker};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Command line of asynctasq.
+#[derive(Debug, Parser)]
+#[command(name = "asynctasq", version, about = "Run and operate asynctasq workers")]
+pub struct Cli {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which backend to use and where it is.
+#[derive(Debug, Args)]
+struct BackendArgs {
+    /// Backend to use.
+    #[arg(long, global = true, value_enum, env = "ASYNCTASQ_DRIVER", default_value = "sqlite")]
+    driver: DriverKind,
+    /// Database URL for the SQL backends [default for sqlite: sqlite://asynctasq.db].
+    #[arg(long, global = true, env = "ASYNCTASQ_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+/// The backends this build can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DriverKind {
+    /// The embedded SQLite database (no server).
+    Sqlite,
+    /// In-process memory: for trying things out; nothing survives the process.
+    Memory,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a worker: take tasks from the queues and run them until stopped (SIGINT/SIGTERM
+    /// stop gracefully; a second signal stops at once).
+    Worker(WorkerArgs),
+    /// List the tasks registered in this binary.
+    Tasks,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Queues in priority order (`high,default`: strict) or with weights
+    /// (`high:6,default:3,low:1`: weighted, no starvation).
+    #[arg(long, env = "ASYNCTASQ_QUEUES", default_value = "default")]
+    queues: String,
+    /// Most tasks running at once.
+    #[arg(long, env = "ASYNCTASQ_CONCURRENCY", default_value_t = 10)]
+    concurrency: usize,
+    /// Stop after taking exactly this many tasks.
+    #[arg(long, env = "ASYNCTASQ_MAX_TASKS")]
+    max_tasks: Option<u64>,
+    /// Stop gracefully after this long (e.g. `1h`, `90s`).
+    #[arg(long, env = "ASYNCTASQ_MAX_TIME", value_parser = humantime::parse_duration)]
+    max_time: Option<Duration>,
+    /// Stop once the queues hold nothing ready, scheduled or running.
+    #[arg(long, env = "ASYNCTASQ_STOP_WHEN_EMPTY")]
+    stop_when_empty: bool,
+    /// How long a graceful stop waits for running tasks before releasing them.
+    #[arg(long, env = "ASYNCTASQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    /// Print the final counts as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses the process's arguments, runs the command and returns the exit code. Call it from
+/// your binary's `main` so the worker sees your `#[task]` functions.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// Like [`main`], with the arguments given (the first is the program name).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASYNCTASQ_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Tasks => {
+            let registry = Registry::linked()?;
+            for name in registry.names() {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Command::Worker(args) => worker(&cli.backend, args).await,
+    }
+}
+
+async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
+    // Check the flags and the backend before anything else, so mistakes surface at once.
+    let builder_checks = asynctasq_core::QueueSpec::parse_list(&args.queues).context("invalid --queues")?;
+    if args.concurrency == 0 {
+        bail!("invalid --concurrency: must be at least 1");
+    }
+    let driver = connect(backend).await?;
+    let registry = Registry::linked()?;
+    if registry.is_empty() {
+        bail!(
+            "no tasks are registered in this binary. Workers run the #[task] functions linked into the binary \
+             that starts them: call asynctasq_cli::main() from your own binary's main (see the README)"
+        );
+    }
+    let mut builder = Worker::builder(driver)
+        .registry(registry)
+        .queue_specs(builder_checks.0, builder_checks.1)
+        .concurrency(args.concurrency)
+        .shutdown_grace(args.shutdown_grace)
+        .stop_when_empty(args.stop_when_empty);
+    if let Some(n) = args.max_tasks {
+        builder = builder.max_tasks(n);
+    }
+    if let Some(d) = args.max_time {
+        builder = builder.max_time(d);
+    }
+    let worker = builder.build()?;
+    worker.handle().stop_on_signals().context("cannot install signal handlers")?;
+    let counts = worker.start().await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&counts)?);
+    }
+    Ok(())
+}
+
+async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
+    let url = match (&backend.database_url, backend.driver) {
+        (Some(url), _) => url.clone(),
+        (None, DriverKind::Sqlite) => "sqlite://asynctasq.db".to_owned(),
+        (None, DriverKind::Memory) => "memory:".to_owned(),
+    };
+    let expected = match backend.driver {
+        DriverKind::Sqlite => "sqlite",
+        DriverKind::Memory => "memory",
+    };
+    let scheme = url.split(':').next().unwrap_or_default();
+    if scheme != expected {
+        bail!(
+            "--database-url {} does not match --driver {expected} (expected a {expected}: URL)",
+            asynctasq_drivers::redact_url(&url)
+        );
+    }
+    asynctasq_drivers::connect(&url)
+        .await
+        .with_context(|| format!("cannot connect to {expected} at {}", asynctasq_drivers::redact_url(&url)))
+}
