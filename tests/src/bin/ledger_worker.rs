@@ -1,1 +1,38 @@
-fn main() {}
+//! A worker binary for end-to-end tests: the stock CLI entry point with tasks that record each
+//! completed run in a ledger database outside the queue (`ASYNCTASQ_TEST_LEDGER`), so a test
+//! can count completions across killed and restarted processes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use asynctasq_core::{TaskContext, TaskError, task};
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::OnceCell;
+
+static LEDGER: OnceCell<SqlitePool> = OnceCell::const_new();
+
+async fn ledger() -> Result<&'static SqlitePool, TaskError> {
+    LEDGER
+        .get_or_try_init(|| async {
+            let url = std::env::var("ASYNCTASQ_TEST_LEDGER").map_err(|_| TaskError::fatal("ASYNCTASQ_TEST_LEDGER is not set"))?;
+            SqlitePool::connect(&url).await.map_err(TaskError::from)
+        })
+        .await
+}
+
+/// Sleeps `sleep_ms`, then records `(n, attempt, pid)` in the ledger.
+#[task]
+async fn ledgered(ctx: TaskContext, n: u64, sleep_ms: u64) -> Result<(), TaskError> {
+    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    sqlx::query("INSERT INTO ledger (n, attempt, pid) VALUES (?1, ?2, ?3)")
+        .bind(n as i64)
+        .bind(i64::from(ctx.attempt()))
+        .bind(i64::from(std::process::id()))
+        .execute(ledger().await?)
+        .await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    asynctasq_cli::main()
+}

@@ -1,0 +1,86 @@
+//! The stock `asynctasq` binary refuses bad input with a one-line error naming the problem,
+//! and never prints a password from a URL.
+
+use assert_cmd::Command;
+
+fn asynctasq(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::cargo_bin("asynctasq").expect("binary");
+    cmd.current_dir(dir).env_remove("ASYNCTASQ_DATABASE_URL").env_remove("ASYNCTASQ_DRIVER").env_remove("ASYNCTASQ_QUEUES");
+    cmd
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unknown_driver_is_a_usage_error_listing_the_choices() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker", "--driver", "nosuch"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("nosuch") && err.contains("sqlite"), "{err}");
+}
+
+#[test]
+fn mismatched_url_is_named_without_its_password() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker", "--database-url", "postgres://app:hunter2@127.0.0.1/db"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("does not match --driver sqlite"), "{err}");
+    assert!(!err.contains("hunter2"), "password leaked: {err}");
+    assert!(err.contains("app:***@"), "{err}");
+}
+
+#[test]
+fn password_in_environment_url_is_hidden_from_help() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).env("ASYNCTASQ_DATABASE_URL", "postgres://app:hunter2@127.0.0.1/db").arg("--help").output().expect("run");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
+
+#[test]
+fn unopenable_database_names_the_problem() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker", "--database-url", "sqlite:///nonexistent/dir/x.db"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot open the SQLite database"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn malformed_queue_list_is_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (queues, expected) in [("bad name", "`bad name`"), ("high:0", "weight must be at least 1"), ("a,a", "listed twice")] {
+        let out = asynctasq(dir.path()).args(["worker", "--queues", queues]).output().expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(expected), "{queues}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn zero_concurrency_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker", "--concurrency", "0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--concurrency"), "{}", stderr(&out));
+}
+
+#[test]
+fn malformed_duration_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker", "--max-time", "soon"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--max-time"), "{}", stderr(&out));
+}
+
+#[test]
+fn stock_binary_explains_that_workers_need_linked_tasks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no tasks are registered in this binary"), "{}", stderr(&out));
+}

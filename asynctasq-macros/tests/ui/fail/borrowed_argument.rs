@@ -1,0 +1,6 @@
+#[asynctasq_core::task]
+async fn borrowed(name: &str) {
+    let _ = name;
+}
+
+fn main() {}
