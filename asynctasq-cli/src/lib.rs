@@ -203,10 +203,7 @@ async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asy
     };
     let scheme = url.split(':').next().unwrap_or_default();
     if scheme != expected {
-        bail!(
-            "--database-url {} does not match --driver {expected} (expected a {expected}: URL)",
-            asynctasq_drivers::redact_url(&url)
-        );
+        bail!("--database-url {} does not match --driver {expected} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
     }
     asynctasq_drivers::connect(&url)
         .await

@@ -36,7 +36,8 @@ fn mismatched_url_is_named_without_its_password() {
 #[test]
 fn password_in_environment_url_is_hidden_from_help() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = asynctasq(dir.path()).env("ASYNCTASQ_DATABASE_URL", "postgres://app:hunter2@127.0.0.1/db").arg("--help").output().expect("run");
+    let out =
+        asynctasq(dir.path()).env("ASYNCTASQ_DATABASE_URL", "postgres://app:hunter2@127.0.0.1/db").arg("--help").output().expect("run");
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }

@@ -168,9 +168,7 @@ fn validate_name(kind: &str, name: &str, max: usize, ok: impl Fn(char) -> bool) 
     }
     if let Some(bad) = name.chars().find(|c| !ok(*c)) {
         let shown: String = name.chars().take(40).collect();
-        return Err(DriverError::Config(format!(
-            "{kind} name `{shown}` contains {bad:?}; use letters, digits, `_`, `-` or `.`"
-        )));
+        return Err(DriverError::Config(format!("{kind} name `{shown}` contains {bad:?}; use letters, digits, `_`, `-` or `.`")));
     }
     Ok(())
 }

@@ -105,8 +105,7 @@ impl MemoryDriver {
     pub fn expire_leases(&self) {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        let leased: Vec<TaskId> =
-            state.tasks.iter().filter(|(_, r)| r.token.is_some() && r.visible_at > now).map(|(id, _)| *id).collect();
+        let leased: Vec<TaskId> = state.tasks.iter().filter(|(_, r)| r.token.is_some() && r.visible_at > now).map(|(id, _)| *id).collect();
         for id in leased {
             state.move_to(id, now);
         }
@@ -126,10 +125,7 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queues.entry(queue.clone()).or_default().index.insert((visible_at, seq, id));
-        self.tasks.insert(
-            id,
-            Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None },
-        );
+        self.tasks.insert(id, Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None });
     }
 
     /// The record under `lease` if the lease still holds it.
@@ -356,12 +352,10 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let mut state = self.lock();
         let Some(q) = state.queues.get_mut(queue) else { return Ok(0) };
-        let (moved, kept): (Vec<DeadRecord>, Vec<DeadRecord>) = std::mem::take(&mut q.dead)
-            .into_iter()
-            .partition(|d| match &which {
-                DeadSelector::All => true,
-                DeadSelector::Ids(ids) => ids.contains(&d.id),
-            });
+        let (moved, kept): (Vec<DeadRecord>, Vec<DeadRecord>) = std::mem::take(&mut q.dead).into_iter().partition(|d| match &which {
+            DeadSelector::All => true,
+            DeadSelector::Ids(ids) => ids.contains(&d.id),
+        });
         q.dead = kept;
         let count = moved.len() as u64;
         for d in moved {

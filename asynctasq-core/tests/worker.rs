@@ -6,8 +6,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use asynctasq_core::{
-    Client, DeadSelector, Driver, Event, MemoryDriver, Overrides, Registry, RetryPolicy, TaskContext, TaskError, TokioClock,
-    Worker, WorkerError, task,
+    Client, DeadSelector, Driver, Event, MemoryDriver, Overrides, Registry, RetryPolicy, TaskContext, TaskError, TokioClock, Worker,
+    WorkerError, task,
 };
 
 /// Per-test logs keyed by a unique key, since tests share the task types.
@@ -95,13 +95,19 @@ async fn failing_task_is_retried_then_dead_lettered_with_its_last_error() {
     let (driver, client) = setup();
     let k = key();
     client.dispatch(Doomed { key: k.clone(), fatal: false }).max_attempts(3).await.expect("dispatch");
-    let counts =
-        Worker::builder(driver.clone()).queues("default").expect("queues").retry(fast_retries()).stop_when_empty(true).build().expect("build");
+    let counts = Worker::builder(driver.clone())
+        .queues("default")
+        .expect("queues")
+        .retry(fast_retries())
+        .stop_when_empty(true)
+        .build()
+        .expect("build");
     let counts = counts.start().await.expect("run");
     assert_eq!((counts.retried, counts.dead, counts.succeeded), (2, 1, 0));
     assert_eq!(lines(&k).len(), 3, "ran once per attempt");
     let dead = driver.dead("default", 10).await.expect("dead");
-    let mine = dead.iter().find(|d| d.envelope.as_ref().is_ok_and(|e| e.payload.windows(k.len()).any(|w| w == k.as_bytes()))).expect("dead task");
+    let mine =
+        dead.iter().find(|d| d.envelope.as_ref().is_ok_and(|e| e.payload.windows(k.len()).any(|w| w == k.as_bytes()))).expect("dead task");
     assert_eq!(mine.attempt, 3);
     assert!(mine.error.contains("disk on fire") && mine.error.contains("attempt 3 of 3"), "{}", mine.error);
 }
@@ -238,7 +244,8 @@ async fn graceful_shutdown_releases_unfinished_tasks_without_spending_attempts()
     for _ in 0..3 {
         client.dispatch(Sleeper { key: k.clone(), ms: 60_000 }).queue("deploy").await.expect("dispatch");
     }
-    let worker = Worker::builder(driver.clone()).queues("deploy").expect("queues").concurrency(3).shutdown_grace(Duration::from_millis(500));
+    let worker =
+        Worker::builder(driver.clone()).queues("deploy").expect("queues").concurrency(3).shutdown_grace(Duration::from_millis(500));
     let worker = worker.build().expect("build");
     let handle = worker.handle();
     let run = tokio::spawn(worker.start());
@@ -296,7 +303,12 @@ async fn stop_now_releases_running_tasks_at_once() {
 async fn unknown_task_name_is_dead_lettered_at_once() {
     let (driver, client) = setup();
     let envelope = client
-        .envelope_from_payload("no.such.task", vec![0x80], &Overrides { queue: Some("unknown".into()), ..Default::default() }, &Default::default())
+        .envelope_from_payload(
+            "no.such.task",
+            vec![0x80],
+            &Overrides { queue: Some("unknown".into()), ..Default::default() },
+            &Default::default(),
+        )
         .expect("envelope");
     client.enqueue(vec![envelope]).await.expect("enqueue");
     let counts = Worker::builder(driver.clone()).queues("unknown").expect("queues").stop_when_empty(true).build().expect("build");
@@ -326,7 +338,12 @@ async fn undecodable_arguments_are_dead_lettered_at_once() {
     let (driver, client) = setup();
     // A map without the fields `record` needs.
     let envelope = client
-        .envelope_from_payload("record", vec![0x81, 0xa1, b'x', 0x01], &Overrides { queue: Some("badargs".into()), ..Default::default() }, &Default::default())
+        .envelope_from_payload(
+            "record",
+            vec![0x81, 0xa1, b'x', 0x01],
+            &Overrides { queue: Some("badargs".into()), ..Default::default() },
+            &Default::default(),
+        )
         .expect("envelope");
     client.enqueue(vec![envelope]).await.expect("enqueue");
     let counts = Worker::builder(driver.clone()).queues("badargs").expect("queues").stop_when_empty(true).build().expect("build");

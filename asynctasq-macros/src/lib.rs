@@ -102,7 +102,10 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
         errors.push(syn::Error::new(sig.fn_token.span(), "`#[task]` requires an `async fn`"));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new(sig.generics.span(), "`#[task]` functions cannot be generic: a task's argument types must be known to decode them"));
+        errors.push(syn::Error::new(
+            sig.generics.span(),
+            "`#[task]` functions cannot be generic: a task's argument types must be known to decode them",
+        ));
     }
     if let Some(u) = &sig.unsafety {
         errors.push(syn::Error::new(u.span(), "`#[task]` functions cannot be `unsafe`"));
@@ -127,7 +130,10 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
                     continue;
                 }
                 let Pat::Ident(pat) = &*arg.pat else {
-                    errors.push(syn::Error::new(arg.pat.span(), "`#[task]` parameters must be plain names (they become the fields of the arguments struct)"));
+                    errors.push(syn::Error::new(
+                        arg.pat.span(),
+                        "`#[task]` parameters must be plain names (they become the fields of the arguments struct)",
+                    ));
                     continue;
                 };
                 if let Type::Reference(r) = &*arg.ty {

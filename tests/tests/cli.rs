@@ -17,7 +17,11 @@ async fn user_binary_worker_runs_its_tasks_until_empty() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
     s.dispatch("emails", 25, 1, Duration::from_secs(30)).await;
-    let out = worker_cmd(&s).args(["worker", "--queues", "emails", "--stop-when-empty", "--json"]).timeout(Duration::from_secs(60)).output().expect("run");
+    let out = worker_cmd(&s)
+        .args(["worker", "--queues", "emails", "--stop-when-empty", "--json"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let counts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON counts on stdout");
     assert_eq!(counts["succeeded"], 25);
@@ -29,7 +33,11 @@ async fn max_tasks_flag_stops_after_exactly_that_many() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
     s.dispatch("default", 30, 1, Duration::from_secs(30)).await;
-    let out = worker_cmd(&s).args(["worker", "--max-tasks", "7", "--concurrency", "5", "--json"]).timeout(Duration::from_secs(60)).output().expect("run");
+    let out = worker_cmd(&s)
+        .args(["worker", "--max-tasks", "7", "--concurrency", "5", "--json"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let counts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON counts");
     assert_eq!((counts["started"].as_u64(), counts["succeeded"].as_u64()), (Some(7), Some(7)));

@@ -52,12 +52,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
     shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run_delivery(
-    shared: &Arc<Shared>,
-    lease: Lease,
-    attempt: u32,
-    envelope: Result<crate::Envelope, crate::CodecError>,
-) {
+async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope: Result<crate::Envelope, crate::CodecError>) {
     let envelope = match envelope {
         Ok(e) => e,
         Err(err) => {

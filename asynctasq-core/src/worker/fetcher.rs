@@ -1,7 +1,7 @@
 //! Choosing which queue to take tasks from: strict or weighted priority.
 
-use crate::error::WorkerError;
 use crate::envelope::validate_queue_name;
+use crate::error::WorkerError;
 
 /// How a worker orders its queues.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

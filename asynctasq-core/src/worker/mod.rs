@@ -30,9 +30,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use self::fetcher::QueueOrder;
 pub use self::fetcher::{Priority, QueueSpec};
 pub use self::shutdown::WorkerHandle;
-use self::fetcher::QueueOrder;
 use crate::driver::{Delivery, Driver};
 use crate::error::WorkerError;
 use crate::event::{Event, Events};
@@ -340,9 +340,7 @@ impl Worker {
         let fetched = self.fetch_loop(&shared, &names, &mut running).await;
 
         // Graceful part: let running tasks finish within the grace period.
-        let graceful_wait = async {
-            while running.join_next().await.is_some() {}
-        };
+        let graceful_wait = async { while running.join_next().await.is_some() {} };
         tokio::select! {
             () = graceful_wait => {}
             () = tokio::time::sleep(self.shutdown_grace) => {
@@ -436,10 +434,12 @@ impl Worker {
             shared.counters.started.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
             for (delivery, permit) in deliveries.into_iter().zip(permits) {
                 let shared = shared.clone();
-                running.spawn(async move {
+                // Boxed: the executor's state machine is large, and tokio would otherwise copy it
+                // by value into the task.
+                running.spawn(Box::pin(async move {
                     executor::execute(shared, delivery).await;
                     drop(permit);
-                });
+                }));
             }
         }
     }

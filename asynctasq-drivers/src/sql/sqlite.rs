@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
-use asynctasq_core::DriverError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
@@ -85,11 +85,7 @@ fn ms(d: Duration) -> i64 {
 /// The lease token is `seq:token`: the row's primary key (so settling needs no lookup by id)
 /// and the claim's random fence.
 fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {
-    lease
-        .token
-        .split_once(':')
-        .and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?)))
-        .ok_or(DriverError::LeaseLost(lease.id))
+    lease.token.split_once(':').and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?))).ok_or(DriverError::LeaseLost(lease.id))
 }
 
 impl SqliteDriver {
