@@ -387,7 +387,7 @@ pub async fn wait_ready_returns_when_a_delayed_task_falls_due(h: Harness) {
     let mut e = h.envelope(&q, LONG);
     e.not_before = now() + 300;
     h.driver.enqueue(&[e]).await.expect("enqueue");
-    tokio::time::timeout(Duration::from_secs(10), h.driver.wait_ready(&[q.clone()], Duration::from_secs(60)))
+    tokio::time::timeout(Duration::from_secs(10), h.driver.wait_ready(std::slice::from_ref(&q), Duration::from_secs(60)))
         .await
         .expect("the wait ends when the delayed task is due, long before its 60 s timeout")
         .expect("wait");

@@ -268,7 +268,7 @@ impl Driver for SqliteDriver {
         for lease in leases {
             match parse_token(lease) {
                 Ok((seq, token)) => {
-                    if by_seq.len() > 0 {
+                    if !by_seq.is_empty() {
                         pairs.push(',');
                     }
                     pairs.push_str(&format!("[{seq},{token}]"));
