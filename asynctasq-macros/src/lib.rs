@@ -2,7 +2,7 @@
 //!
 //! `#[task]`: turns an `async fn` into an asynctasq task. Use it through `asynctasq_core::task`.
 //!
-//! ```ignore
+//! ```text
 //! #[asynctasq_core::task(queue = "emails", max_attempts = 5, timeout = "30s")]
 //! async fn send_email(ctx: TaskContext, to: String, subject: String) -> Result<(), TaskError> { .. }
 //! ```

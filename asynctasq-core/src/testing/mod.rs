@@ -6,7 +6,7 @@
 //! `SKIPPED <rule>: driver <name> lacks <capability>` and passes, so skips show in
 //! `--nocapture` output and are greppable in CI logs.
 //!
-//! ```ignore
+//! ```text
 //! asynctasq_core::conformance_tests!(|| async {
 //!     std::sync::Arc::new(asynctasq_core::MemoryDriver::new()) as std::sync::Arc<dyn asynctasq_core::Driver>
 //! });
