@@ -71,3 +71,24 @@ async fn sigterm_releases_unfinished_tasks_for_the_next_worker() {
     let attempts: Vec<i64> = sqlx::query_scalar("SELECT attempt FROM ledger").fetch_all(&s.ledger).await.expect("attempts");
     assert!(attempts.iter().all(|a| *a == 1), "released runs did not spend an attempt: {attempts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_signal_stops_at_once_and_still_releases() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    s.dispatch("impatient", 2, 60_000, Duration::from_secs(300)).await;
+    let mut worker = s.worker(WORKER, "impatient", 2).args(["--shutdown-grace", "10m"]).spawn().expect("start worker");
+    eventually(Duration::from_secs(30), "both tasks to be leased", || async {
+        s.driver.stats("impatient").await.expect("stats").leased == 2
+    })
+    .await;
+    sigterm(&worker);
+    // The first signal alone would wait ten minutes for the tasks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(worker.try_wait().expect("poll").is_none(), "the first signal waits for running tasks");
+    sigterm(&worker);
+    let exited = tokio::task::spawn_blocking(move || worker.wait()).await.expect("join").expect("wait");
+    assert!(exited.success());
+    let st = s.driver.stats("impatient").await.expect("stats");
+    assert_eq!((st.ready, st.leased), (2, 0), "running tasks were released on the way out");
+}

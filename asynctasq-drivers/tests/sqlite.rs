@@ -1,0 +1,49 @@
+//! SQLite-specific behaviour beyond the shared suite: migrations, and bad rows written
+//! straight into the table.
+#![cfg(feature = "sqlite")]
+
+use std::sync::Arc;
+
+use asynctasq_core::{Driver, Registry, Worker};
+use asynctasq_drivers::SqliteDriver;
+
+async fn fresh() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    (dir, url)
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_across_connects() {
+    let (_dir, url) = fresh().await;
+    let first = SqliteDriver::connect(&url).await.expect("first connect migrates");
+    first.migrate().await.expect("migrating again is a no-op");
+    drop(first);
+    let second = SqliteDriver::connect(&url).await.expect("reconnect");
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM asynctasq_migrations").fetch_one(second.pool()).await.expect("count");
+    assert_eq!(applied, 1, "each migration recorded once, in asynctasq's own table");
+}
+
+#[tokio::test]
+async fn garbage_rows_in_the_table_are_dead_lettered_with_the_reason() {
+    let (_dir, url) = fresh().await;
+    let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
+    let garbage: [&[u8]; 3] = [b"", b"\xc1\xc1\xc1", b"\x81\xa7version\x09"];
+    for (i, bytes) in garbage.iter().enumerate() {
+        sqlx::query("INSERT INTO asynctasq_tasks (id, queue, envelope, lease_ms, visible_at) VALUES (?1, 'raw', ?2, 30000, 0)")
+            .bind(vec![i as u8; 16])
+            .bind(*bytes)
+            .execute(driver.pool())
+            .await
+            .expect("insert raw row");
+    }
+    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
+    let counts = worker.build().expect("build").start().await.expect("worker survives garbage");
+    assert_eq!((counts.dead, counts.retried, counts.succeeded), (3, 0, 0));
+    let dead = driver.dead("raw", 10).await.expect("dead");
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|d| d.error.starts_with("undecodable envelope")), "{:?}", dead.iter().map(|d| &d.error).collect::<Vec<_>>());
+    assert!(dead.iter().any(|d| d.error.contains("unknown envelope version 9")), "a too-new envelope says so");
+    let s = driver.stats("raw").await.expect("stats");
+    assert_eq!((s.ready, s.leased, s.dead), (0, 0, 3));
+}
