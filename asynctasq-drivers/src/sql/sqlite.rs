@@ -49,8 +49,11 @@ const INSERT_CHUNK: usize = 1000;
 pub struct SqliteConfig {
     /// `sqlite://path/to/file.db` (created if missing) or `sqlite::memory:`.
     pub url: String,
-    /// Connections in the pool (default 4). SQLite has one writer at a time; more connections
-    /// only help concurrent readers.
+    /// Connections in the pool (default 1). SQLite has one writer at a time, and nearly every
+    /// driver call writes; with several connections they contend for the write lock, and
+    /// SQLite's busy handler waits in millisecond steps. One connection queues this process's
+    /// calls instead (measured: ~20% more throughput and a third of the latency). Other
+    /// processes on the same file still wait up to `busy_timeout`.
     pub max_connections: u32,
     /// How long a write waits for another process's write lock before failing (default 5 s).
     pub busy_timeout: Duration,
@@ -62,7 +65,7 @@ pub struct SqliteConfig {
 impl SqliteConfig {
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 4, busy_timeout: Duration::from_secs(5), poll_interval: Duration::from_millis(250) }
+        Self { url: url.into(), max_connections: 1, busy_timeout: Duration::from_secs(5), poll_interval: Duration::from_millis(250) }
     }
 }
 
