@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asynctasq_core::{
     Client, DeadSelector, Driver, Event, MemoryDriver, Overrides, Registry, RetryPolicy, TaskContext, TaskError, TokioClock, Worker,
-    WorkerError, task,
+    WorkerCounts, WorkerError, task,
 };
 
 /// Per-test logs keyed by a unique key, since tests share the task types.
@@ -86,6 +86,19 @@ fn setup() -> (Arc<MemoryDriver>, Client) {
     (driver, client)
 }
 
+/// Runs a worker on `queue` until it is empty.
+async fn drain(driver: &Arc<MemoryDriver>, queue: &str) -> WorkerCounts {
+    let worker = Worker::builder(driver.clone()).queues(queue).expect("queues").stop_when_empty(true).build().expect("build");
+    worker.start().await.expect("run")
+}
+
+/// Enqueues a task by wire name with a hand-made payload, as a foreign producer would.
+async fn enqueue_named(client: &Client, name: &str, payload: Vec<u8>, queue: &str) {
+    let overrides = Overrides { queue: Some(queue.into()), ..Default::default() };
+    let envelope = client.envelope_from_payload(name, payload, &overrides, &Default::default()).expect("envelope");
+    client.enqueue(vec![envelope]).await.expect("enqueue");
+}
+
 fn fast_retries() -> RetryPolicy {
     RetryPolicy::Fixed(Duration::from_millis(10))
 }
@@ -117,8 +130,7 @@ async fn fatal_error_dead_letters_at_once() {
     let (driver, client) = setup();
     let k = key();
     client.dispatch(Doomed { key: k.clone(), fatal: true }).queue("fatal").max_attempts(10).await.expect("dispatch");
-    let counts = Worker::builder(driver.clone()).queues("fatal").expect("queues").stop_when_empty(true).build().expect("build");
-    let counts = counts.start().await.expect("run");
+    let counts = drain(&driver, "fatal").await;
     assert_eq!((counts.retried, counts.dead), (0, 1));
     let dead = driver.dead("fatal", 10).await.expect("dead");
     assert_eq!((dead[0].attempt, dead[0].error.as_str()), (1, "cannot ever work"));
@@ -302,17 +314,8 @@ async fn stop_now_releases_running_tasks_at_once() {
 #[tokio::test(start_paused = true)]
 async fn unknown_task_name_is_dead_lettered_at_once() {
     let (driver, client) = setup();
-    let envelope = client
-        .envelope_from_payload(
-            "no.such.task",
-            vec![0x80],
-            &Overrides { queue: Some("unknown".into()), ..Default::default() },
-            &Default::default(),
-        )
-        .expect("envelope");
-    client.enqueue(vec![envelope]).await.expect("enqueue");
-    let counts = Worker::builder(driver.clone()).queues("unknown").expect("queues").stop_when_empty(true).build().expect("build");
-    let counts = counts.start().await.expect("run");
+    enqueue_named(&client, "no.such.task", vec![0x80], "unknown").await;
+    let counts = drain(&driver, "unknown").await;
     assert_eq!((counts.dead, counts.retried), (1, 0));
     let dead = driver.dead("unknown", 1).await.expect("dead");
     assert!(dead[0].error.contains("unknown task name `no.such.task`"), "{}", dead[0].error);
@@ -325,8 +328,7 @@ async fn undecodable_envelope_is_dead_lettered_with_the_reason() {
     driver.enqueue_raw("garbage", b"\xc1\x00not msgpack".to_vec()).expect("raw");
     let k = key();
     client.dispatch(Record { key: k.clone(), label: "good".into() }).queue("garbage").await.expect("dispatch");
-    let counts = Worker::builder(driver.clone()).queues("garbage").expect("queues").stop_when_empty(true).build().expect("build");
-    let counts = counts.start().await.expect("run");
+    let counts = drain(&driver, "garbage").await;
     assert_eq!((counts.dead, counts.succeeded), (1, 1), "the good task around it still runs");
     let dead = driver.dead("garbage", 1).await.expect("dead");
     assert!(dead[0].error.starts_with("undecodable envelope"), "{}", dead[0].error);
@@ -337,17 +339,8 @@ async fn undecodable_envelope_is_dead_lettered_with_the_reason() {
 async fn undecodable_arguments_are_dead_lettered_at_once() {
     let (driver, client) = setup();
     // A map without the fields `record` needs.
-    let envelope = client
-        .envelope_from_payload(
-            "record",
-            vec![0x81, 0xa1, b'x', 0x01],
-            &Overrides { queue: Some("badargs".into()), ..Default::default() },
-            &Default::default(),
-        )
-        .expect("envelope");
-    client.enqueue(vec![envelope]).await.expect("enqueue");
-    let counts = Worker::builder(driver.clone()).queues("badargs").expect("queues").stop_when_empty(true).build().expect("build");
-    let counts = counts.start().await.expect("run");
+    enqueue_named(&client, "record", vec![0x81, 0xa1, b'x', 0x01], "badargs").await;
+    let counts = drain(&driver, "badargs").await;
     assert_eq!((counts.dead, counts.retried), (1, 0));
     let dead = driver.dead("badargs", 1).await.expect("dead");
     assert!(dead[0].error.contains("undecodable arguments for `record`"), "{}", dead[0].error);
@@ -363,8 +356,7 @@ async fn crash_looping_task_is_dead_lettered_after_max_attempts() {
         assert_eq!(driver.dequeue("crashy", 1).await.expect("dequeue").len(), 1);
         driver.expire_leases();
     }
-    let counts = Worker::builder(driver.clone()).queues("crashy").expect("queues").stop_when_empty(true).build().expect("build");
-    let counts = counts.start().await.expect("run");
+    let counts = drain(&driver, "crashy").await;
     assert_eq!(counts.dead, 1);
     assert!(lines(&k).is_empty(), "a task past its attempts does not run again");
     let dead = driver.dead("crashy", 1).await.expect("dead");

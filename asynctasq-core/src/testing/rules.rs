@@ -320,15 +320,21 @@ pub async fn concurrent_consumers_never_double_deliver(h: Harness) {
     assert_eq!(unique, sent.iter().map(|e| e.id).collect::<HashSet<_>>(), "every task was consumed");
 }
 
+/// Puts 2 ready, 1 scheduled, 1 leased and 1 dead task in `q`; returns the lease.
+async fn one_of_each_state(h: &Harness, q: &str) -> crate::driver::Lease {
+    let mut later = h.envelope(q, LONG);
+    later.not_before = now() + 60_000;
+    let tasks = vec![h.envelope(q, LONG), h.envelope(q, LONG), h.envelope(q, LONG), h.envelope(q, LONG), later];
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let mut got = h.driver.dequeue(q, 2).await.expect("dequeue");
+    h.driver.dead_letter(&got[1].lease, "x").await.expect("dead");
+    got.swap_remove(0).lease
+}
+
 /// Stats tell ready, scheduled, leased and dead apart.
 pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
     let q = h.queue("q");
-    let mut later = h.envelope(&q, LONG);
-    later.not_before = now() + 60_000;
-    let tasks = vec![h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), later];
-    h.driver.enqueue(&tasks).await.expect("enqueue");
-    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
-    h.driver.dead_letter(&got[1].lease, "x").await.expect("dead");
+    let leased = one_of_each_state(&h, &q).await;
     let s = h.driver.stats(&q).await.expect("stats");
     if h.requires(Capability::ExactStats) {
         assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
@@ -338,16 +344,11 @@ pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
 /// Purge deletes ready and scheduled tasks and leaves leased and dead ones alone.
 pub async fn purge_removes_ready_and_scheduled_but_not_leased(h: Harness) {
     let q = h.queue("q");
-    let mut later = h.envelope(&q, LONG);
-    later.not_before = now() + 60_000;
-    let tasks = vec![h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), later];
-    h.driver.enqueue(&tasks).await.expect("enqueue");
-    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
-    h.driver.dead_letter(&got[1].lease, "x").await.expect("dead");
+    let leased = one_of_each_state(&h, &q).await;
     assert_eq!(h.driver.purge(&q).await.expect("purge"), 3, "two ready and one scheduled");
     let s = h.driver.stats(&q).await.expect("stats");
     assert_eq!((s.ready, s.scheduled, s.leased, s.dead), (0, 0, 1, 1));
-    assert!(h.driver.ack(&[got[0].lease.clone()]).await.expect("ack").is_empty(), "the leased task still acks");
+    assert!(h.driver.ack(&[leased]).await.expect("ack").is_empty(), "the leased task still acks");
 }
 
 /// `queues` names every queue holding tasks, including only-dead ones.

@@ -91,6 +91,11 @@ fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {
     lease.token.split_once(':').and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?))).ok_or(DriverError::LeaseLost(lease.id))
 }
 
+/// A statement fenced by `seq` and token touched no row: the lease is gone.
+fn held(rows: u64, lease: &Lease) -> Result<(), DriverError> {
+    if rows == 0 { Err(DriverError::LeaseLost(lease.id)) } else { Ok(()) }
+}
+
 impl SqliteDriver {
     /// Opens (creating if missing) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
@@ -310,9 +315,7 @@ impl Driver for SqliteDriver {
         .execute(&self.pool)
         .await
         .map_err(|e| map_err("nack", e))?;
-        if done.rows_affected() == 0 {
-            return Err(DriverError::LeaseLost(lease.id));
-        }
+        held(done.rows_affected(), lease)?;
         self.woke();
         Ok(())
     }
@@ -329,9 +332,7 @@ impl Driver for SqliteDriver {
         .execute(&self.pool)
         .await
         .map_err(|e| map_err("release", e))?;
-        if done.rows_affected() == 0 {
-            return Err(DriverError::LeaseLost(lease.id));
-        }
+        held(done.rows_affected(), lease)?;
         self.woke();
         Ok(())
     }
@@ -350,9 +351,7 @@ impl Driver for SqliteDriver {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err("dead-letter", e))?;
-        if moved.rows_affected() == 0 {
-            return Err(DriverError::LeaseLost(lease.id));
-        }
+        held(moved.rows_affected(), lease)?;
         sqlx::query("DELETE FROM asynctasq_tasks WHERE seq = ?1")
             .bind(seq)
             .execute(&mut *tx)
@@ -371,9 +370,7 @@ impl Driver for SqliteDriver {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err("extend lease", e))?;
-        if done.rows_affected() == 0 {
-            return Err(DriverError::LeaseLost(lease.id));
-        }
+        held(done.rows_affected(), lease)?;
         Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
     }
 
