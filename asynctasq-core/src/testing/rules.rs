@@ -334,7 +334,7 @@ async fn one_of_each_state(h: &Harness, q: &str) -> crate::driver::Lease {
 /// Stats tell ready, scheduled, leased and dead apart.
 pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
     let q = h.queue("q");
-    let leased = one_of_each_state(&h, &q).await;
+    one_of_each_state(&h, &q).await;
     let s = h.driver.stats(&q).await.expect("stats");
     if h.requires(Capability::ExactStats) {
         assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
