@@ -9,7 +9,7 @@ use crate::envelope::TaskId;
 use crate::worker::WorkerCounts;
 
 /// Which task an event is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskInfo {
     /// The task's id.
     pub id: TaskId,
@@ -22,7 +22,11 @@ pub struct TaskInfo {
 }
 
 /// Something that happened in a worker or client.
-#[derive(Clone, Debug)]
+///
+/// Serializes (e.g. as MessagePack for a monitoring channel) as a map tagged by `event`, with
+/// durations as `{secs, nanos}`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
     /// A worker began consuming.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use asynctasq_core::{Driver, DriverError, MemoryDriver};
 
-/// Connects to the backend the URL's scheme names: `sqlite:` or `memory:`. Errors name the
+/// Connects to the backend the URL's scheme names: `sqlite:`, `redis:` or `memory:`. Errors name the
 /// problem and never include the URL's password.
 pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
     let scheme = url.split(':').next().unwrap_or_default();
@@ -12,6 +12,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
         "memory" => Ok(Arc::new(MemoryDriver::new())),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(crate::SqliteDriver::connect(url).await?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Arc::new(crate::RedisDriver::connect(url).await?)),
         "" => Err(DriverError::Config("empty database URL".into())),
         other => Err(DriverError::Config(format!(
             "unsupported URL scheme `{other}` in {}; this build supports: {}",
@@ -25,6 +27,9 @@ fn supported() -> Vec<&'static str> {
     let mut v = vec!["memory:"];
     if cfg!(feature = "sqlite") {
         v.push("sqlite://");
+    }
+    if cfg!(feature = "redis") {
+        v.push("redis://");
     }
     v
 }

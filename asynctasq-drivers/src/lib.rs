@@ -6,6 +6,7 @@
 //! | Feature  | Default | Driver |
 //! |----------|---------|--------|
 //! | `sqlite` | yes     | [`SqliteDriver`]: embedded, no server (sqlx, bundled SQLite) |
+//! | `redis`  | no      | `RedisDriver`: Redis 6.2+ through the `redis` crate, Lua scripts |
 //!
 //! [`connect`] picks the backend from a URL scheme at run time:
 //!
@@ -16,8 +17,12 @@
 //! ```
 
 mod any;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sql;
 
 pub use any::{connect, redact_url};
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteConfig, SqliteDriver};

@@ -16,3 +16,22 @@ mod sqlite {
 
     asynctasq_core::conformance_tests!(driver);
 }
+
+#[cfg(feature = "redis")]
+mod redis {
+    use std::sync::Arc;
+
+    use asynctasq_core::Driver;
+    use asynctasq_drivers::{RedisConfig, RedisDriver};
+
+    /// A key prefix of its own per test (`asynctasq-test-*`, swept by `scripts/test`), on the
+    /// Redis at `ASYNCTASQ_TEST_REDIS_URL` (default the local one).
+    async fn driver() -> Arc<dyn Driver> {
+        let url = std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mut config = RedisConfig::new(url);
+        config.prefix = format!("asynctasq-test-{:08x}:", fastrand::u32(..));
+        Arc::new(RedisDriver::connect_with(config).await.expect("Redis must be reachable (scripts/test starts it)"))
+    }
+
+    asynctasq_core::conformance_tests!(driver);
+}

@@ -1,0 +1,57 @@
+//! Publishing engine events on a Redis pub/sub channel, for monitors.
+
+use ::redis::aio::ConnectionManager;
+use asynctasq_core::{DriverError, Events};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use super::map_err;
+
+/// Publishes every [`Event`](asynctasq_core::Event) of a bus as MessagePack (named fields,
+/// tagged by `event`) on a channel, `asynctasq:events` by default.
+///
+/// Publishing is best effort, as pub/sub itself is: events sent while Redis is unreachable, or
+/// while this publisher lags more than the bus's capacity behind, are dropped and counted in a
+/// warning; the worker is never slowed or stopped by its monitor.
+#[derive(Debug)]
+pub struct RedisEventPublisher {
+    task: JoinHandle<()>,
+}
+
+/// The channel the seed system's monitors listen on.
+pub const DEFAULT_EVENTS_CHANNEL: &str = "asynctasq:events";
+
+impl RedisEventPublisher {
+    /// Starts publishing `events` on `channel` through a connection of `client`.
+    pub async fn start(client: &::redis::Client, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
+        let mut conn = ConnectionManager::new(client.clone()).await.map_err(|e| map_err("connect event publisher", e))?;
+        let channel = channel.into();
+        let mut rx = events.subscribe();
+        let task = tokio::spawn(async move {
+            let mut dropped = 0u64;
+            loop {
+                let event = match rx.recv().await {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(n)) => {
+                        dropped += n;
+                        tracing::warn!(dropped, "event publisher lagged; events dropped");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let Ok(bytes) = rmp_serde::to_vec_named(&event) else { continue };
+                let sent: Result<i64, _> = ::redis::cmd("PUBLISH").arg(&channel).arg(bytes).query_async(&mut conn).await;
+                if let Err(error) = sent {
+                    dropped += 1;
+                    tracing::warn!(%error, dropped, "publishing an event failed; dropped");
+                }
+            }
+        });
+        Ok(Self { task })
+    }
+
+    /// Stops publishing.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,611 @@
+//! The Redis driver.
+//!
+//! # Key layout
+//! Every key starts with a configurable prefix (default `asynctasq:`) and every per-queue key
+//! carries the queue in a hash tag, so one queue's keys share a Redis Cluster slot and each
+//! script touches one slot:
+//!
+//! | Key | Type | Holds |
+//! |---|---|---|
+//! | `{prefix}{{queue}}:waiting` | sorted set | task ids scored by due time (ms); ready when the score ≤ now |
+//! | `{prefix}{{queue}}:leased` | sorted set | task ids scored by lease expiry (ms) |
+//! | `{prefix}{{queue}}:dead` | sorted set | dead task ids scored by death time, bounded by count and age |
+//! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
+//! | `{prefix}{{queue}}:t:{id}` | hash | `env` (MessagePack envelope), `attempt`, `lease_ms`, `token`, `last_error`, `error`, `dead_at` |
+//! | `{prefix}queues` | set | names of queues ever enqueued to |
+//!
+//! Queue names are validated ([`validate_queue_name`]) and the prefix may not contain `{` or
+//! `}`, so no name can escape its hash tag or the prefix.
+//!
+//! # Atomicity
+//! Every state change is one Lua script (in `scripts/`, loaded once and invoked by SHA; a
+//! `NOSCRIPT` after a server restart reloads it): enqueue, claim (which first moves expired
+//! leases back to waiting, so crash recovery needs no reaper), ack, nack/release, dead-letter
+//! with retention, extend, stats, purge, list and requeue dead. The fencing token of each claim
+//! is stored on the task, and every settle checks it, so a worker that lost its lease changes
+//! nothing.
+//!
+//! # Waking workers
+//! Each write that makes a task due pushes a token onto the queue's `wake` list; an idle worker
+//! blocks in `BLPOP` on the wake lists of its queues (on a connection of its own, without the
+//! default 500 ms response timeout) until a token arrives or the earliest scheduled task or
+//! lease expiry falls due, so delayed tasks and retries start on time without a scheduler
+//! process and without polling.
+//!
+//! # Connection loss
+//! Commands go through a reconnecting [`ConnectionManager`]; a failed call is reported as
+//! [`DriverError::Unavailable`] (the engine retries settles and backs off fetches), and the next
+//! call reconnects. Tasks live in Redis, so nothing in flight is lost as long as Redis keeps its
+//! data (use AOF for durability across server restarts).
+
+mod events;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, Script, Value};
+use async_trait::async_trait;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use asynctasq_core::{CodecError, DriverError};
+use tokio::sync::Mutex;
+
+pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
+use crate::any::redact_url;
+
+/// Settings of a [`RedisDriver`].
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key (default `asynctasq:`); letters, digits and `_ - . :` only.
+    pub prefix: String,
+    /// Most dead tasks kept per queue (default 10,000); the oldest go first.
+    pub dead_max_count: u64,
+    /// Longest a dead task is kept (default 7 days).
+    pub dead_max_age: Duration,
+    /// Longest any non-blocking command may take before it fails (default 5 s).
+    pub response_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "asynctasq:".into(),
+            dead_max_count: 10_000,
+            dead_max_age: Duration::from_secs(7 * 24 * 3600),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The Lua scripts, loaded once per process.
+struct Scripts {
+    enqueue: Script,
+    claim: Script,
+    ack: Script,
+    requeue_leased: Script,
+    dead_letter: Script,
+    extend: Script,
+    stats: Script,
+    purge: Script,
+    dead_list: Script,
+    requeue_dead: Script,
+    purge_dead: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            enqueue: Script::new(include_str!("scripts/enqueue.lua")),
+            claim: Script::new(include_str!("scripts/claim.lua")),
+            ack: Script::new(include_str!("scripts/ack.lua")),
+            requeue_leased: Script::new(include_str!("scripts/requeue_leased.lua")),
+            dead_letter: Script::new(include_str!("scripts/dead_letter.lua")),
+            extend: Script::new(include_str!("scripts/extend.lua")),
+            stats: Script::new(include_str!("scripts/stats.lua")),
+            purge: Script::new(include_str!("scripts/purge.lua")),
+            dead_list: Script::new(include_str!("scripts/dead_list.lua")),
+            requeue_dead: Script::new(include_str!("scripts/requeue_dead.lua")),
+            purge_dead: Script::new(include_str!("scripts/purge_dead.lua")),
+        }
+    }
+}
+
+/// Tasks in Redis. Cloning gives another handle on the same connections.
+#[derive(Clone)]
+pub struct RedisDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: ::redis::Client,
+    conn: ConnectionManager,
+    /// The connection for `BLPOP`, which would stall everything multiplexed with it.
+    blocking: Mutex<Option<MultiplexedConnection>>,
+    scripts: Scripts,
+    prefix: String,
+    dead_max_count: u64,
+    dead_max_age: Duration,
+}
+
+impl std::fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDriver").field("prefix", &self.inner.prefix).finish_non_exhaustive()
+    }
+}
+
+/// Keys of one queue.
+struct QueueKeys {
+    waiting: String,
+    leased: String,
+    dead: String,
+    wake: String,
+    task_prefix: String,
+}
+
+fn now() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
+pub(crate) fn map_err(doing: &str, e: ::redis::RedisError) -> DriverError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+        DriverError::unavailable(format!("redis: {doing}"), e)
+    } else {
+        DriverError::backend(format!("redis: {doing}"), e)
+    }
+}
+
+/// The lease token is `id|token`: the task's member in the queue's sets (kept verbatim, so even
+/// a foreign member that is not a UUID can be settled) and the claim's fence.
+fn split_token(lease: &Lease) -> Result<(&str, &str), DriverError> {
+    lease.token.rsplit_once('|').ok_or(DriverError::LeaseLost(lease.id))
+}
+
+fn held(done: i64, lease: &Lease) -> Result<(), DriverError> {
+    if done == 0 { Err(DriverError::LeaseLost(lease.id)) } else { Ok(()) }
+}
+
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => std::str::from_utf8(bytes(other)?).ok()?.parse().ok(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    bytes(v).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+}
+
+fn decode(raw: Option<&[u8]>, attempt: u32) -> Result<Envelope, CodecError> {
+    // A member with no stored envelope decodes like empty bytes: an undecodable envelope.
+    Envelope::decode(raw.unwrap_or_default()).map(|mut e| {
+        e.attempt = attempt;
+        e
+    })
+}
+
+fn member_id(member: &str) -> TaskId {
+    member.parse().unwrap_or_default()
+}
+
+impl RedisDriver {
+    /// Connects with default settings.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Self::connect_with(RedisConfig::new(url)).await
+    }
+
+    /// Connects with `config` and loads the scripts.
+    pub async fn connect_with(config: RedisConfig) -> Result<Self, DriverError> {
+        if config.prefix.chars().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))) {
+            return Err(DriverError::Config(format!(
+                "redis key prefix `{}` may only contain letters, digits, `_`, `-`, `.` or `:`",
+                config.prefix
+            )));
+        }
+        let client = ::redis::Client::open(config.url.as_str())
+            .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", redact_url(&config.url))))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(|e| map_err(&format!("cannot connect to {}", redact_url(&config.url)), e))?;
+        let scripts = Scripts::new();
+        for s in [
+            &scripts.enqueue,
+            &scripts.claim,
+            &scripts.ack,
+            &scripts.requeue_leased,
+            &scripts.dead_letter,
+            &scripts.extend,
+            &scripts.stats,
+            &scripts.purge,
+            &scripts.dead_list,
+            &scripts.requeue_dead,
+            &scripts.purge_dead,
+        ] {
+            s.load_async(&mut conn).await.map_err(|e| map_err("loading scripts", e))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                blocking: Mutex::new(None),
+                scripts,
+                prefix: config.prefix,
+                dead_max_count: config.dead_max_count.max(1),
+                dead_max_age: config.dead_max_age,
+            }),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The client, e.g. for an event publisher on the same server.
+    pub fn client(&self) -> &::redis::Client {
+        &self.inner.client
+    }
+
+    fn keys(&self, queue: &str) -> Result<QueueKeys, DriverError> {
+        validate_queue_name(queue)?;
+        let base = format!("{}{{{queue}}}", self.inner.prefix);
+        Ok(QueueKeys {
+            waiting: format!("{base}:waiting"),
+            leased: format!("{base}:leased"),
+            dead: format!("{base}:dead"),
+            wake: format!("{base}:wake"),
+            task_prefix: format!("{base}:t:"),
+        })
+    }
+
+    fn queues_key(&self) -> String {
+        format!("{}queues", self.inner.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    async fn requeue_leased(&self, lease: &Lease, visible_at: u64, error: &str, release: bool) -> Result<(), DriverError> {
+        let k = self.keys(&lease.queue)?;
+        let (member, token) = split_token(lease)?;
+        let done: i64 = self
+            .inner
+            .scripts
+            .requeue_leased
+            .key(&k.waiting)
+            .key(&k.leased)
+            .key(&k.wake)
+            .arg(&k.task_prefix)
+            .arg(member)
+            .arg(token)
+            .arg(visible_at)
+            .arg(error)
+            .arg(if release { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(if release { "release" } else { "nack" }, e))?;
+        held(done, lease)
+    }
+
+    /// The earliest due time or lease expiry among `queues`, if any task is there.
+    async fn next_due(&self, queues: &[String]) -> Result<Option<u64>, DriverError> {
+        let mut pipe = ::redis::pipe();
+        for q in queues {
+            let k = self.keys(q)?;
+            pipe.cmd("ZRANGE").arg(&k.waiting).arg(0).arg(0).arg("WITHSCORES");
+            pipe.cmd("ZRANGE").arg(&k.leased).arg(0).arg(0).arg("WITHSCORES");
+        }
+        let replies: Vec<Vec<(String, f64)>> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("wait", e))?;
+        Ok(replies.iter().flat_map(|r| r.first()).map(|(_, score)| *score as u64).min())
+    }
+}
+
+#[async_trait]
+impl Driver for RedisDriver {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+        let mut by_queue: BTreeMap<&str, Vec<(&Envelope, Vec<u8>)>> = BTreeMap::new();
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            by_queue.entry(t.queue.as_str()).or_default().push((t, t.encode()?));
+        }
+        // One round trip for the whole batch: a script per queue plus the queue registry, pipelined.
+        let mut pipe = ::redis::pipe();
+        for (queue, batch) in &by_queue {
+            let k = self.keys(queue)?;
+            let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(2).arg(&k.waiting).arg(&k.wake).arg(&k.task_prefix);
+            for (t, env) in batch {
+                cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before);
+            }
+            pipe.ignore();
+            pipe.cmd("SADD").arg(self.queues_key()).arg(*queue).ignore();
+        }
+        if by_queue.is_empty() {
+            return Ok(());
+        }
+        let result: Result<(), _> = pipe.query_async(&mut self.conn()).await;
+        match result {
+            Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
+                // The server lost its script cache (restart): reload and send once more. The
+                // failed EVALSHA wrote nothing, and re-sending the rest is idempotent.
+                self.inner.scripts.enqueue.load_async(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))?;
+                pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))
+            }
+            other => other.map_err(|e| map_err("enqueue", e)),
+        }
+    }
+
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        let k = self.keys(queue)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let token = format!("{:016x}", fastrand::u64(..));
+        let reply: Vec<Value> = self
+            .inner
+            .scripts
+            .claim
+            .key(&k.waiting)
+            .key(&k.leased)
+            .arg(now())
+            .arg(max)
+            .arg(&token)
+            .arg(&k.task_prefix)
+            .arg(30_000)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("dequeue", e))?;
+        Ok(reply
+            .chunks_exact(4)
+            .map(|c| {
+                let member = text(&c[0]);
+                let attempt = int(&c[1]).unwrap_or(1) as u32;
+                let expires_at = int(&c[2]).unwrap_or_default() as u64;
+                let envelope = decode(bytes(&c[3]), attempt);
+                let lease = Lease { id: member_id(&member), queue: queue.to_owned(), token: format!("{member}|{token}"), expires_at };
+                Delivery { lease, attempt, envelope }
+            })
+            .collect())
+    }
+
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        if queues.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        }
+        let wake_keys = queues.iter().map(|q| self.keys(q).map(|k| k.wake)).collect::<Result<Vec<_>, _>>()?;
+        let mut wait = timeout;
+        if let Some(due) = self.next_due(queues).await? {
+            let now = now();
+            if due <= now {
+                return Ok(());
+            }
+            wait = wait.min(Duration::from_millis(due - now));
+        }
+        let mut slot = self.inner.blocking.lock().await;
+        if slot.is_none() {
+            let config = AsyncConnectionConfig::new().set_connection_timeout(Some(Duration::from_secs(3))).set_response_timeout(None);
+            let conn = self.inner.client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
+            *slot = Some(conn);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        // BLPOP takes seconds with millisecond precision; 0 would mean "forever".
+        let secs = (millis(wait).max(1) as f64) / 1000.0;
+        let popped: Result<Option<(String, String)>, _> =
+            ::redis::cmd("BLPOP").arg(&wake_keys).arg(secs).query_async(conn).await;
+        if let Err(e) = popped {
+            *slot = None;
+            return Err(map_err("wait", e));
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        let mut by_queue: BTreeMap<&str, Vec<(&str, &str, TaskId)>> = BTreeMap::new();
+        let mut lost = Vec::new();
+        for lease in leases {
+            match split_token(lease) {
+                Ok((member, token)) => by_queue.entry(lease.queue.as_str()).or_default().push((member, token, lease.id)),
+                Err(_) => lost.push(lease.id),
+            }
+        }
+        for (queue, batch) in by_queue {
+            let k = self.keys(queue)?;
+            let mut call = self.inner.scripts.ack.key(&k.leased);
+            call.arg(&k.task_prefix);
+            for (member, token, _) in &batch {
+                call.arg(*member).arg(*token);
+            }
+            let lost_members: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(|e| map_err("ack", e))?;
+            for m in lost_members {
+                if let Some((_, _, id)) = batch.iter().find(|(member, _, _)| *member == m) {
+                    lost.push(*id);
+                }
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
+        self.requeue_leased(lease, now().saturating_add(millis(delay)), error, false).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
+        self.requeue_leased(lease, now(), "", true).await
+    }
+
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        let k = self.keys(&lease.queue)?;
+        let (member, token) = split_token(lease)?;
+        let now = now();
+        let done: i64 = self
+            .inner
+            .scripts
+            .dead_letter
+            .key(&k.leased)
+            .key(&k.dead)
+            .arg(&k.task_prefix)
+            .arg(member)
+            .arg(token)
+            .arg(error)
+            .arg(now)
+            .arg(self.inner.dead_max_count)
+            .arg(now.saturating_sub(millis(self.inner.dead_max_age)))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("dead-letter", e))?;
+        held(done, lease)
+    }
+
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
+        let k = self.keys(&lease.queue)?;
+        let (member, token) = split_token(lease)?;
+        let expires_at = now().saturating_add(millis(by));
+        let done: i64 = self
+            .inner
+            .scripts
+            .extend
+            .key(&k.leased)
+            .arg(&k.task_prefix)
+            .arg(member)
+            .arg(token)
+            .arg(expires_at)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("extend lease", e))?;
+        held(done, lease)?;
+        Ok(Lease { expires_at, ..lease.clone() })
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        let k = self.keys(queue)?;
+        let (ready, scheduled, leased, dead): (u64, u64, u64, u64) = self
+            .inner
+            .scripts
+            .stats
+            .key(&k.waiting)
+            .key(&k.leased)
+            .key(&k.dead)
+            .arg(now())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("stats", e))?;
+        Ok(QueueStats { ready, scheduled, leased, dead })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        let mut names: Vec<String> =
+            ::redis::cmd("SMEMBERS").arg(self.queues_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("list queues", e))?;
+        names.retain(|n| validate_queue_name(n).is_ok());
+        names.sort();
+        let mut pipe = ::redis::pipe();
+        for n in &names {
+            let k = self.keys(n)?;
+            pipe.cmd("EXISTS").arg(&k.waiting).arg(&k.leased).arg(&k.dead);
+        }
+        let present: Vec<u64> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("list queues", e))?;
+        Ok(names.into_iter().zip(present).filter(|(_, n)| *n > 0).map(|(q, _)| q).collect())
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        let k = self.keys(queue)?;
+        self.inner
+            .scripts
+            .purge
+            .key(&k.waiting)
+            .key(&k.leased)
+            .arg(&k.task_prefix)
+            .arg(now())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("purge", e))
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
+        let k = self.keys(queue)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<Value> = self
+            .inner
+            .scripts
+            .dead_list
+            .key(&k.dead)
+            .arg(&k.task_prefix)
+            .arg(limit)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("list dead", e))?;
+        Ok(reply
+            .chunks_exact(5)
+            .map(|c| {
+                let member = text(&c[0]);
+                let attempt = int(&c[2]).unwrap_or_default() as u32;
+                DeadTask {
+                    id: member_id(&member),
+                    queue: queue.to_owned(),
+                    attempt,
+                    error: text(&c[3]),
+                    dead_at: int(&c[4]).unwrap_or_default() as u64,
+                    envelope: decode(bytes(&c[1]), attempt),
+                }
+            })
+            .collect())
+    }
+
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        let k = self.keys(queue)?;
+        let mut call = self.inner.scripts.requeue_dead.key(&k.dead);
+        call.key(&k.waiting).key(&k.wake).arg(&k.task_prefix).arg(now());
+        match &which {
+            DeadSelector::All => {
+                call.arg("all");
+            }
+            DeadSelector::Ids(ids) => {
+                call.arg("ids");
+                for id in ids {
+                    call.arg(id.to_string());
+                }
+            }
+        }
+        call.invoke_async(&mut self.conn()).await.map_err(|e| map_err("requeue dead", e))
+    }
+
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
+        let k = self.keys(queue)?;
+        self.inner
+            .scripts
+            .purge_dead
+            .key(&k.dead)
+            .arg(&k.task_prefix)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("purge dead", e))
+    }
+
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
