@@ -23,6 +23,7 @@
 //! | Feature  | Default | Backend |
 //! |----------|---------|---------|
 //! | `sqlite` | yes     | `--driver sqlite` (the embedded default) |
+//! | `redis`  | yes     | `--driver redis --redis-url redis://127.0.0.1:6379` |
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error.
 
@@ -53,6 +54,12 @@ struct BackendArgs {
     /// Database URL for the SQL backends [default for sqlite: sqlite://asynctasq.db].
     #[arg(long, global = true, env = "ASYNCTASQ_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Redis URL for `--driver redis` [default: redis://127.0.0.1:6379].
+    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PREFIX", default_value = "asynctasq:")]
+    redis_prefix: String,
 }
 
 /// The backends this build can drive.
@@ -60,6 +67,9 @@ struct BackendArgs {
 enum DriverKind {
     /// The embedded SQLite database (no server).
     Sqlite,
+    /// Redis (6.2 or newer).
+    #[cfg(feature = "redis")]
+    Redis,
     /// In-process memory: for trying things out; nothing survives the process.
     Memory,
 }
@@ -97,6 +107,10 @@ struct WorkerArgs {
     /// Print the final counts as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Publish the worker's events as MessagePack on a Redis pub/sub channel
+    /// (`--driver redis` only; default channel `asynctasq:events`).
+    #[arg(long, env = "ASYNCTASQ_PUBLISH_EVENTS", value_name = "CHANNEL", num_args = 0..=1, default_missing_value = "asynctasq:events")]
+    publish_events: Option<String>,
 }
 
 /// Parses the process's arguments, runs the command and returns the exit code. Call it from
@@ -183,6 +197,10 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         builder = builder.max_time(d);
     }
     let worker = builder.build()?;
+    let _publisher = match &args.publish_events {
+        None => None,
+        Some(channel) => Some(publish_events(backend, &worker, channel).await?),
+    };
     worker.handle().stop_on_signals().context("cannot install signal handlers")?;
     let counts = worker.start().await?;
     if args.json {
@@ -191,21 +209,47 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
-    let url = match (&backend.database_url, backend.driver) {
-        (Some(url), _) => url.clone(),
-        (None, DriverKind::Sqlite) => "sqlite://asynctasq.db".to_owned(),
-        (None, DriverKind::Memory) => "memory:".to_owned(),
-    };
-    let expected = match backend.driver {
-        DriverKind::Sqlite => "sqlite",
-        DriverKind::Memory => "memory",
+#[cfg(feature = "redis")]
+async fn publish_events(backend: &BackendArgs, worker: &Worker, channel: &str) -> anyhow::Result<asynctasq_drivers::RedisEventPublisher> {
+    if backend.driver != DriverKind::Redis {
+        bail!("--publish-events needs --driver redis");
+    }
+    let url = backend_url(backend)?;
+    Ok(asynctasq_drivers::RedisEventPublisher::connect(&url, worker.events(), channel).await?)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn publish_events(_: &BackendArgs, _: &Worker, _: &str) -> anyhow::Result<()> {
+    bail!("--publish-events needs a build with the redis feature")
+}
+
+/// The URL to use: the flag for the chosen driver, else its default. A URL given for another
+/// driver is an error naming both.
+fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
+    let (url, expected) = match backend.driver {
+        DriverKind::Sqlite => (backend.database_url.clone().unwrap_or_else(|| "sqlite://asynctasq.db".to_owned()), "sqlite"),
+        #[cfg(feature = "redis")]
+        DriverKind::Redis => (backend.redis_url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()), "redis"),
+        DriverKind::Memory => ("memory:".to_owned(), "memory"),
     };
     let scheme = url.split(':').next().unwrap_or_default();
-    if scheme != expected {
-        bail!("--database-url {} does not match --driver {expected} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
+    let matches = scheme == expected || (expected == "redis" && scheme == "rediss");
+    if !matches {
+        let flag = if expected == "redis" { "--redis-url" } else { "--database-url" };
+        bail!("{flag} {} does not match --driver {expected} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
     }
-    asynctasq_drivers::connect(&url)
-        .await
-        .with_context(|| format!("cannot connect to {expected} at {}", asynctasq_drivers::redact_url(&url)))
+    Ok(url)
+}
+
+async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
+    let url = backend_url(backend)?;
+    let scheme = url.split(':').next().unwrap_or_default().to_owned();
+    let context = || format!("cannot connect to {scheme} at {}", asynctasq_drivers::redact_url(&url));
+    #[cfg(feature = "redis")]
+    if backend.driver == DriverKind::Redis {
+        let mut config = asynctasq_drivers::RedisConfig::new(&url);
+        config.prefix = backend.redis_prefix.clone();
+        return Ok(std::sync::Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.with_context(context)?));
+    }
+    asynctasq_drivers::connect(&url).await.with_context(context)
 }

@@ -62,7 +62,7 @@ impl DriverError {
 #[non_exhaustive]
 pub enum CodecError {
     /// The bytes are not a MessagePack envelope of a known shape (corrupt or foreign data).
-    #[error("undecodable envelope")]
+    #[error("malformed envelope")]
     Decode(#[source] rmp_serde::decode::Error),
     /// The envelope was written by a newer, unknown version of the format.
     #[error("unknown envelope version {found} (this build reads up to {supported})")]

@@ -21,8 +21,8 @@ mod any;
 pub mod redis;
 pub mod sql;
 
-pub use any::{connect, redact_url};
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
+pub use any::{connect, redact_url};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteConfig, SqliteDriver};

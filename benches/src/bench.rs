@@ -24,7 +24,7 @@ struct Args {
     /// Backend.
     #[arg(long, value_enum, default_value = "sqlite")]
     driver: DriverKind,
-    /// Backend URL (default: a fresh SQLite file in a temp dir).
+    /// Backend URL (default: a fresh SQLite file in a temp dir; redis://127.0.0.1:6379).
     #[arg(long)]
     url: Option<String>,
     /// What to measure.
@@ -51,6 +51,7 @@ struct Args {
 #[serde(rename_all = "lowercase")]
 enum DriverKind {
     Sqlite,
+    Redis,
     Memory,
 }
 
@@ -111,6 +112,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let url = args.url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
             Arc::new(asynctasq_drivers::SqliteDriver::connect(&url).await?)
         }
+        DriverKind::Redis => {
+            let mut config = asynctasq_drivers::RedisConfig::new(args.url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
+            // A prefix of its own, removed at the end, so runs never meet.
+            config.prefix = format!("asynctasq-bench-{:08x}:", std::process::id());
+            Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?)
+        }
         DriverKind::Memory => Arc::new(asynctasq_core::MemoryDriver::new()),
     };
     let client = Client::new(driver.clone());
@@ -163,6 +170,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     report.tasks_per_second = args.tasks as f64 / report.seconds;
+    // Leave the backend as found: the tasks are gone once run; drop what `enqueue` left.
+    driver.purge(&queue).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -1,12 +1,13 @@
 //! Shared pieces of the end-to-end tests: a ledger of completed runs kept outside the queue,
-//! and a queue database with tasks for the `ledger-worker` binary.
+//! a queue backend with tasks for the `ledger-worker` binary, and Redis servers of a test's own.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use asynctasq_core::{Client, Overrides, Task, TaskContext, TaskResult};
+use asynctasq_core::{Client, Driver, Overrides, Task, TaskContext, TaskResult};
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
@@ -27,24 +28,36 @@ impl Task for Ledgered {
     }
 }
 
-/// A test's queue database, ledger database and the URLs for worker processes.
+/// Where a test's tasks live.
+pub enum Backend {
+    /// A SQLite file in the test's directory.
+    Sqlite,
+    /// Redis at this URL, under a key prefix of the test's own.
+    Redis(String),
+}
+
+/// A test's queue backend, ledger database and the flags worker processes need.
 pub struct Setup {
-    /// `sqlite://…/queue.db`.
-    pub queue_url: String,
+    /// Flags selecting the backend, for `ledger-worker` and `asynctasq`.
+    pub backend_args: Vec<String>,
     /// `sqlite://…/ledger.db`.
     pub ledger_url: String,
     /// The ledger, for counting.
     pub ledger: SqlitePool,
-    /// A client on the queue database.
+    /// A client on the queue backend.
     pub client: Client,
     /// The queue driver.
-    pub driver: Arc<asynctasq_drivers::SqliteDriver>,
+    pub driver: Arc<dyn Driver>,
 }
 
 impl Setup {
-    /// Creates both databases under `dir`.
+    /// A SQLite queue and a ledger under `dir`.
     pub async fn new(dir: &Path) -> Self {
-        let queue_url = format!("sqlite://{}/queue.db", dir.display());
+        Self::on(dir, Backend::Sqlite).await
+    }
+
+    /// A queue on `backend` and a ledger under `dir`.
+    pub async fn on(dir: &Path, backend: Backend) -> Self {
         let ledger_url = format!("sqlite://{}/ledger.db?mode=rwc", dir.display());
         let ledger = SqlitePool::connect(&ledger_url).await.expect("open ledger");
         sqlx::query("PRAGMA journal_mode = WAL").execute(&ledger).await.expect("wal");
@@ -52,9 +65,22 @@ impl Setup {
             .execute(&ledger)
             .await
             .expect("create ledger");
-        let driver = Arc::new(asynctasq_drivers::SqliteDriver::connect(&queue_url).await.expect("open queue"));
+        let (driver, backend_args): (Arc<dyn Driver>, Vec<String>) = match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}/queue.db", dir.display());
+                let driver = Arc::new(asynctasq_drivers::SqliteDriver::connect(&url).await.expect("open queue"));
+                (driver, vec!["--driver".into(), "sqlite".into(), "--database-url".into(), url])
+            }
+            Backend::Redis(url) => {
+                let prefix = format!("asynctasq-test-{:08x}:", fastrand_u32());
+                let mut config = asynctasq_drivers::RedisConfig::new(&url);
+                config.prefix = prefix.clone();
+                let driver = Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis must be reachable"));
+                (driver, vec!["--driver".into(), "redis".into(), "--redis-url".into(), url, "--redis-prefix".into(), prefix])
+            }
+        };
         let client = Client::new(driver.clone());
-        Self { queue_url, ledger_url, ledger, client, driver }
+        Self { backend_args, ledger_url, ledger, client, driver }
     }
 
     /// Dispatches tasks `0..n` to `queue`, each sleeping `sleep_ms`, leased for `lease`.
@@ -69,21 +95,89 @@ impl Setup {
         rows.into_iter().map(|r| (r.get::<i64, _>(0) as u64, r.get::<i64, _>(1) as u32)).collect()
     }
 
-    /// A `ledger-worker worker` command on this setup's databases.
-    pub fn worker(&self, exe: &str, queues: &str, concurrency: u32) -> std::process::Command {
-        let mut cmd = std::process::Command::new(exe);
-        cmd.args(["worker", "--database-url", &self.queue_url, "--queues", queues, "--concurrency", &concurrency.to_string()])
+    /// Whether the queue holds nothing ready, scheduled or leased (false while the backend is
+    /// unreachable, so fault tests can poll through an outage).
+    pub async fn drained(&self, queue: &str) -> bool {
+        match self.driver.stats(queue).await {
+            Ok(st) => st.ready + st.scheduled + st.leased == 0,
+            Err(e) if e.is_transient() => false,
+            Err(e) => panic!("stats: {e}"),
+        }
+    }
+
+    /// Starts a `ledger-worker worker` process on this setup's backend and ledger, killed if
+    /// the test ends first.
+    pub fn spawn_worker(&self, exe: &str, queues: &str, concurrency: u32, extra: &[&str]) -> Proc {
+        Proc(Some(self.worker(exe, queues, concurrency).args(extra).spawn().expect("start a worker process")))
+    }
+
+    /// A `ledger-worker worker` command on this setup's backend and ledger.
+    pub fn worker(&self, exe: &str, queues: &str, concurrency: u32) -> Command {
+        let mut cmd = Command::new(exe);
+        cmd.arg("worker")
+            .args(&self.backend_args)
+            .args(["--queues", queues, "--concurrency", &concurrency.to_string()])
             .env("ASYNCTASQ_TEST_LEDGER", &self.ledger_url)
             .env("ASYNCTASQ_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit());
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         cmd
     }
 }
 
+fn fastrand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+/// A child process that is SIGKILLed if still running when dropped (a failing test must not
+/// leave workers behind).
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    /// The child.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("process present until drop")
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&mut self) {
+        sigterm(self.child());
+    }
+
+    /// Sends SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let child = self.child();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child().try_wait().expect("poll child").is_none()
+    }
+
+    /// Waits for it to exit; true when it exited with status 0.
+    pub async fn exited_ok(mut self) -> bool {
+        let mut child = self.0.take().expect("process present until drop");
+        tokio::task::spawn_blocking(move || child.wait().expect("wait")).await.expect("join").success()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM to a child process.
-pub fn sigterm(child: &std::process::Child) {
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
     assert!(status.success(), "kill -TERM failed");
 }
 
@@ -97,5 +191,79 @@ where
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The shared Redis the test script starts (`ASYNCTASQ_TEST_REDIS_URL`, default local).
+pub fn shared_redis_url() -> String {
+    std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A `redis-server` of a test's own on a free loopback port, with append-only persistence
+/// (fsync on every write), stopped when dropped. Restart and connection-kill tests use it so
+/// the shared server is never disturbed.
+pub struct OwnRedis {
+    /// The port it listens on.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    /// Starts a server keeping its data in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut server = Self { port, dir: dir.to_path_buf(), child: None };
+        server.spawn();
+        server
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "own redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server (SIGTERM: it finishes its append-only file) and starts it again on
+    /// the same port and data.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    /// Closes every client connection (`CLIENT KILL TYPE normal`).
+    pub fn kill_clients(&self) {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "CLIENT", "KILL", "TYPE", "normal"]).output();
+        assert!(out.expect("redis-cli must be installed").status.success(), "CLIENT KILL failed");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm(&child);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -8,7 +8,7 @@ use asynctasq_tests::Setup;
 
 fn worker_cmd(s: &Setup) -> Command {
     let mut cmd = Command::cargo_bin("ledger-worker").expect("binary");
-    cmd.env("ASYNCTASQ_TEST_LEDGER", &s.ledger_url).env("ASYNCTASQ_LOG", "warn").env("ASYNCTASQ_DATABASE_URL", &s.queue_url);
+    cmd.env("ASYNCTASQ_TEST_LEDGER", &s.ledger_url).env("ASYNCTASQ_LOG", "warn");
     cmd
 }
 
@@ -18,7 +18,9 @@ async fn user_binary_worker_runs_its_tasks_until_empty() {
     let s = Setup::new(dir.path()).await;
     s.dispatch("emails", 25, 1, Duration::from_secs(30)).await;
     let out = worker_cmd(&s)
-        .args(["worker", "--queues", "emails", "--stop-when-empty", "--json"])
+        .arg("worker")
+        .args(&s.backend_args)
+        .args(["--queues", "emails", "--stop-when-empty", "--json"])
         .timeout(Duration::from_secs(60))
         .output()
         .expect("run");
@@ -34,7 +36,9 @@ async fn max_tasks_flag_stops_after_exactly_that_many() {
     let s = Setup::new(dir.path()).await;
     s.dispatch("default", 30, 1, Duration::from_secs(30)).await;
     let out = worker_cmd(&s)
-        .args(["worker", "--max-tasks", "7", "--concurrency", "5", "--json"])
+        .arg("worker")
+        .args(&s.backend_args)
+        .args(["--max-tasks", "7", "--concurrency", "5", "--json"])
         .timeout(Duration::from_secs(60))
         .output()
         .expect("run");
@@ -48,7 +52,7 @@ async fn max_tasks_flag_stops_after_exactly_that_many() {
 async fn max_time_flag_stops_an_idle_worker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
-    worker_cmd(&s).args(["worker", "--max-time", "300ms"]).timeout(Duration::from_secs(30)).assert().success();
+    worker_cmd(&s).arg("worker").args(&s.backend_args).args(["--max-time", "300ms"]).timeout(Duration::from_secs(30)).assert().success();
 }
 
 #[test]

@@ -22,6 +22,13 @@ pub struct RedisEventPublisher {
 pub const DEFAULT_EVENTS_CHANNEL: &str = "asynctasq:events";
 
 impl RedisEventPublisher {
+    /// Connects to the Redis at `url` and starts publishing `events` on `channel`.
+    pub async fn connect(url: &str, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
+        let client = ::redis::Client::open(url)
+            .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", crate::any::redact_url(url))))?;
+        Self::start(&client, events, channel).await
+    }
+
     /// Starts publishing `events` on `channel` through a connection of `client`.
     pub async fn start(client: &::redis::Client, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
         let mut conn = ConnectionManager::new(client.clone()).await.map_err(|e| map_err("connect event publisher", e))?;

@@ -11,14 +11,23 @@
 //! | `{prefix}{{queue}}:leased` | sorted set | task ids scored by lease expiry (ms) |
 //! | `{prefix}{{queue}}:dead` | sorted set | dead task ids scored by death time, bounded by count and age |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
-//! | `{prefix}{{queue}}:t:{id}` | hash | `env` (MessagePack envelope), `attempt`, `lease_ms`, `token`, `last_error`, `error`, `dead_at` |
+//! | `{prefix}{{queue}}:env` | hash | task id → MessagePack envelope |
+//! | `{prefix}{{queue}}:lease_ms` | hash | task id → lease duration |
+//! | `{prefix}{{queue}}:attempt` | hash | task id → deliveries so far |
+//! | `{prefix}{{queue}}:token` | hash | task id → fencing token of the live lease |
+//! | `{prefix}{{queue}}:error` | hash | task id → last error (the reason, once dead) |
 //! | `{prefix}queues` | set | names of queues ever enqueued to |
+//!
+//! Per-queue hashes rather than a hash per task let a batch of a thousand tasks be stored or
+//! claimed with a handful of bulk commands (`HSET`/`HMGET`/`ZADD` over many fields), which is
+//! what makes bulk enqueue and claims cheap on the server.
 //!
 //! Queue names are validated ([`validate_queue_name`]) and the prefix may not contain `{` or
 //! `}`, so no name can escape its hash tag or the prefix.
 //!
 //! # Atomicity
-//! Every state change is one Lua script (in `scripts/`, loaded once and invoked by SHA; a
+//! Every state change is one Lua script (in `scripts/`, each declaring all nine keys of its
+//! queue, which share one hash slot; loaded once and invoked by SHA; a
 //! `NOSCRIPT` after a server restart reloads it): enqueue, claim (which first moves expired
 //! leases back to waiting, so crash recovery needs no reaper), ack, nack/release, dead-letter
 //! with retention, extend, stats, purge, list and requeue dead. The fencing token of each claim
@@ -101,17 +110,17 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            enqueue: Script::new(include_str!("scripts/enqueue.lua")),
-            claim: Script::new(include_str!("scripts/claim.lua")),
-            ack: Script::new(include_str!("scripts/ack.lua")),
-            requeue_leased: Script::new(include_str!("scripts/requeue_leased.lua")),
-            dead_letter: Script::new(include_str!("scripts/dead_letter.lua")),
-            extend: Script::new(include_str!("scripts/extend.lua")),
-            stats: Script::new(include_str!("scripts/stats.lua")),
-            purge: Script::new(include_str!("scripts/purge.lua")),
-            dead_list: Script::new(include_str!("scripts/dead_list.lua")),
-            requeue_dead: Script::new(include_str!("scripts/requeue_dead.lua")),
-            purge_dead: Script::new(include_str!("scripts/purge_dead.lua")),
+            enqueue: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/enqueue.lua"))),
+            claim: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/claim.lua"))),
+            ack: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/ack.lua"))),
+            requeue_leased: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/requeue_leased.lua"))),
+            dead_letter: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/dead_letter.lua"))),
+            extend: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/extend.lua"))),
+            stats: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/stats.lua"))),
+            purge: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/purge.lua"))),
+            dead_list: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/dead_list.lua"))),
+            requeue_dead: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/requeue_dead.lua"))),
+            purge_dead: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/purge_dead.lua"))),
         }
     }
 }
@@ -139,14 +148,37 @@ impl std::fmt::Debug for RedisDriver {
     }
 }
 
-/// Keys of one queue.
+/// Keys of one queue, in the order every script declares them (see `scripts/_common.lua`).
 struct QueueKeys {
     waiting: String,
     leased: String,
     dead: String,
     wake: String,
-    task_prefix: String,
+    env: String,
+    lease_ms: String,
+    attempt: String,
+    token: String,
+    error: String,
 }
+
+impl QueueKeys {
+    /// Every key, in the scripts' order.
+    fn all(&self) -> [&String; 9] {
+        [&self.waiting, &self.leased, &self.dead, &self.wake, &self.env, &self.lease_ms, &self.attempt, &self.token, &self.error]
+    }
+
+    /// A call of `script` with the queue's keys.
+    fn invoke<'a>(&self, script: &'a Script) -> ::redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        for key in self.all() {
+            call.key(key);
+        }
+        call
+    }
+}
+
+/// Most tasks one claim or ack script handles (Lua's `unpack` has a stack limit).
+const SCRIPT_BATCH: usize = 1000;
 
 fn now() -> u64 {
     unix_millis(SystemTime::now())
@@ -222,9 +254,7 @@ impl RedisDriver {
             .set_response_timeout(Some(config.response_timeout))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config)
-            .await
-            .map_err(|e| map_err(&format!("cannot connect to {}", redact_url(&config.url)), e))?;
+        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(|e| map_err("connect", e))?;
         let scripts = Scripts::new();
         for s in [
             &scripts.enqueue,
@@ -272,7 +302,11 @@ impl RedisDriver {
             leased: format!("{base}:leased"),
             dead: format!("{base}:dead"),
             wake: format!("{base}:wake"),
-            task_prefix: format!("{base}:t:"),
+            env: format!("{base}:env"),
+            lease_ms: format!("{base}:lease_ms"),
+            attempt: format!("{base}:attempt"),
+            token: format!("{base}:token"),
+            error: format!("{base}:error"),
         })
     }
 
@@ -287,14 +321,8 @@ impl RedisDriver {
     async fn requeue_leased(&self, lease: &Lease, visible_at: u64, error: &str, release: bool) -> Result<(), DriverError> {
         let k = self.keys(&lease.queue)?;
         let (member, token) = split_token(lease)?;
-        let done: i64 = self
-            .inner
-            .scripts
-            .requeue_leased
-            .key(&k.waiting)
-            .key(&k.leased)
-            .key(&k.wake)
-            .arg(&k.task_prefix)
+        let done: i64 = k
+            .invoke(&self.inner.scripts.requeue_leased)
             .arg(member)
             .arg(token)
             .arg(visible_at)
@@ -331,11 +359,13 @@ impl Driver for RedisDriver {
         let mut pipe = ::redis::pipe();
         for (queue, batch) in &by_queue {
             let k = self.keys(queue)?;
-            let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(2).arg(&k.waiting).arg(&k.wake).arg(&k.task_prefix);
-            for (t, env) in batch {
-                cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before);
+            for chunk in batch.chunks(SCRIPT_BATCH) {
+                let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(k.all().len()).arg(&k.all()[..]);
+                for (t, env) in chunk {
+                    cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before);
+                }
+                pipe.ignore();
             }
-            pipe.ignore();
             pipe.cmd("SADD").arg(self.queues_key()).arg(*queue).ignore();
         }
         if by_queue.is_empty() {
@@ -359,16 +389,11 @@ impl Driver for RedisDriver {
             return Ok(Vec::new());
         }
         let token = format!("{:016x}", fastrand::u64(..));
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .claim
-            .key(&k.waiting)
-            .key(&k.leased)
+        let reply: Vec<Value> = k
+            .invoke(&self.inner.scripts.claim)
             .arg(now())
-            .arg(max)
+            .arg(max.min(SCRIPT_BATCH))
             .arg(&token)
-            .arg(&k.task_prefix)
             .arg(30_000)
             .invoke_async(&mut self.conn())
             .await
@@ -409,8 +434,7 @@ impl Driver for RedisDriver {
         let conn = slot.as_mut().expect("connected above");
         // BLPOP takes seconds with millisecond precision; 0 would mean "forever".
         let secs = (millis(wait).max(1) as f64) / 1000.0;
-        let popped: Result<Option<(String, String)>, _> =
-            ::redis::cmd("BLPOP").arg(&wake_keys).arg(secs).query_async(conn).await;
+        let popped: Result<Option<(String, String)>, _> = ::redis::cmd("BLPOP").arg(&wake_keys).arg(secs).query_async(conn).await;
         if let Err(e) = popped {
             *slot = None;
             return Err(map_err("wait", e));
@@ -427,17 +451,18 @@ impl Driver for RedisDriver {
                 Err(_) => lost.push(lease.id),
             }
         }
-        for (queue, batch) in by_queue {
+        for (queue, all) in by_queue {
             let k = self.keys(queue)?;
-            let mut call = self.inner.scripts.ack.key(&k.leased);
-            call.arg(&k.task_prefix);
-            for (member, token, _) in &batch {
-                call.arg(*member).arg(*token);
-            }
-            let lost_members: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(|e| map_err("ack", e))?;
-            for m in lost_members {
-                if let Some((_, _, id)) = batch.iter().find(|(member, _, _)| *member == m) {
-                    lost.push(*id);
+            for batch in all.chunks(SCRIPT_BATCH) {
+                let mut call = k.invoke(&self.inner.scripts.ack);
+                for (member, token, _) in batch {
+                    call.arg(*member).arg(*token);
+                }
+                let lost_members: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(|e| map_err("ack", e))?;
+                for m in lost_members {
+                    if let Some((_, _, id)) = batch.iter().find(|(member, _, _)| *member == m) {
+                        lost.push(*id);
+                    }
                 }
             }
         }
@@ -456,13 +481,8 @@ impl Driver for RedisDriver {
         let k = self.keys(&lease.queue)?;
         let (member, token) = split_token(lease)?;
         let now = now();
-        let done: i64 = self
-            .inner
-            .scripts
-            .dead_letter
-            .key(&k.leased)
-            .key(&k.dead)
-            .arg(&k.task_prefix)
+        let done: i64 = k
+            .invoke(&self.inner.scripts.dead_letter)
             .arg(member)
             .arg(token)
             .arg(error)
@@ -479,12 +499,8 @@ impl Driver for RedisDriver {
         let k = self.keys(&lease.queue)?;
         let (member, token) = split_token(lease)?;
         let expires_at = now().saturating_add(millis(by));
-        let done: i64 = self
-            .inner
-            .scripts
-            .extend
-            .key(&k.leased)
-            .arg(&k.task_prefix)
+        let done: i64 = k
+            .invoke(&self.inner.scripts.extend)
             .arg(member)
             .arg(token)
             .arg(expires_at)
@@ -497,17 +513,8 @@ impl Driver for RedisDriver {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         let k = self.keys(queue)?;
-        let (ready, scheduled, leased, dead): (u64, u64, u64, u64) = self
-            .inner
-            .scripts
-            .stats
-            .key(&k.waiting)
-            .key(&k.leased)
-            .key(&k.dead)
-            .arg(now())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| map_err("stats", e))?;
+        let (ready, scheduled, leased, dead): (u64, u64, u64, u64) =
+            k.invoke(&self.inner.scripts.stats).arg(now()).invoke_async(&mut self.conn()).await.map_err(|e| map_err("stats", e))?;
         Ok(QueueStats { ready, scheduled, leased, dead })
     }
 
@@ -527,16 +534,7 @@ impl Driver for RedisDriver {
 
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
         let k = self.keys(queue)?;
-        self.inner
-            .scripts
-            .purge
-            .key(&k.waiting)
-            .key(&k.leased)
-            .arg(&k.task_prefix)
-            .arg(now())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| map_err("purge", e))
+        k.invoke(&self.inner.scripts.purge).arg(now()).invoke_async(&mut self.conn()).await.map_err(|e| map_err("purge", e))
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
@@ -544,16 +542,8 @@ impl Driver for RedisDriver {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .dead_list
-            .key(&k.dead)
-            .arg(&k.task_prefix)
-            .arg(limit)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| map_err("list dead", e))?;
+        let reply: Vec<Value> =
+            k.invoke(&self.inner.scripts.dead_list).arg(limit).invoke_async(&mut self.conn()).await.map_err(|e| map_err("list dead", e))?;
         Ok(reply
             .chunks_exact(5)
             .map(|c| {
@@ -573,8 +563,8 @@ impl Driver for RedisDriver {
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
         let k = self.keys(queue)?;
-        let mut call = self.inner.scripts.requeue_dead.key(&k.dead);
-        call.key(&k.waiting).key(&k.wake).arg(&k.task_prefix).arg(now());
+        let mut call = k.invoke(&self.inner.scripts.requeue_dead);
+        call.arg(now());
         match &which {
             DeadSelector::All => {
                 call.arg("all");
@@ -591,14 +581,7 @@ impl Driver for RedisDriver {
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
         let k = self.keys(queue)?;
-        self.inner
-            .scripts
-            .purge_dead
-            .key(&k.dead)
-            .arg(&k.task_prefix)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| map_err("purge dead", e))
+        k.invoke(&self.inner.scripts.purge_dead).invoke_async(&mut self.conn()).await.map_err(|e| map_err("purge dead", e))
     }
 
     fn supports(&self, _capability: Capability) -> bool {

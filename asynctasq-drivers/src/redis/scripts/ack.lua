@@ -1,13 +1,23 @@
--- Delete tasks whose leases are still held; return the ids whose lease was lost.
--- KEYS: leased. ARGV: task key prefix, then (id, token) per lease.
-local lost = {}
-for i = 2, #ARGV, 2 do
-  local id, key = ARGV[i], ARGV[1] .. ARGV[i]
-  if redis.call('HGET', key, 'token') == ARGV[i + 1] and redis.call('ZSCORE', KEYS[1], id) then
-    redis.call('DEL', key)
-    redis.call('ZREM', KEYS[1], id)
+-- Delete tasks whose leases are still held. ARGV: (id, token) per lease (<= 1000 leases).
+-- Returns the ids whose lease was lost.
+local ids, tokens = {}, {}
+for i = 1, #ARGV, 2 do
+  ids[#ids + 1] = ARGV[i]
+  tokens[#tokens + 1] = ARGV[i + 1]
+end
+if #ids == 0 then return {} end
+local held = redis.call('HMGET', TOKEN, unpack(ids))
+local scores = redis.call('ZMSCORE', LEASED, unpack(ids))
+local done, lost = {}, {}
+for i, id in ipairs(ids) do
+  if held[i] == tokens[i] and scores[i] then
+    done[#done + 1] = id
   else
     lost[#lost + 1] = id
   end
+end
+if #done > 0 then
+  forget(done)
+  bulk('ZREM', LEASED, done)
 end
 return lost

@@ -1,26 +1,40 @@
--- Lease up to N due tasks of one queue.
--- KEYS: waiting, leased. ARGV: now, max, token, task key prefix, fallback lease_ms.
+-- Lease up to N due tasks. ARGV: now, max (<= 1000), token, fallback lease_ms.
 -- Expired leases (crashed or stalled workers) go back to waiting first, due at their expiry, so
--- recovery needs no separate reaper process.
+-- recovery needs no reaper process. Returns (id, attempt, expires_at, envelope or nil) per task.
 local now = tonumber(ARGV[1])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
-for i = 1, #expired, 2 do
-  redis.call('ZADD', KEYS[1], expired[i + 1], expired[i])
-  redis.call('ZREM', KEYS[2], expired[i])
+local expired = redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+if #expired > 0 then
+  local scored, ids = {}, {}
+  for i = 1, #expired, 2 do
+    scored[#scored + 1] = expired[i + 1]
+    scored[#scored + 1] = expired[i]
+    ids[#ids + 1] = expired[i]
+  end
+  bulk('ZADD', WAITING, scored)
+  bulk('ZREM', LEASED, ids)
 end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {}
-for _, id in ipairs(ids) do
-  local key = ARGV[4] .. id
-  local lease = tonumber(redis.call('HGET', key, 'lease_ms')) or tonumber(ARGV[5])
-  local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HSET', key, 'token', ARGV[3])
-  local expires = now + lease
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], expires, id)
+local ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids == 0 then return {} end
+local leases = redis.call('HMGET', LEASE_MS, unpack(ids))
+local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))
+local envs = redis.call('HMGET', ENV, unpack(ids))
+local attempt_pairs, token_pairs, scored, out = {}, {}, {}, {}
+for i, id in ipairs(ids) do
+  local attempt = (tonumber(attempts[i]) or 0) + 1
+  local expires = now + (tonumber(leases[i]) or tonumber(ARGV[4]))
+  attempt_pairs[#attempt_pairs + 1] = id
+  attempt_pairs[#attempt_pairs + 1] = attempt
+  token_pairs[#token_pairs + 1] = id
+  token_pairs[#token_pairs + 1] = ARGV[3]
+  scored[#scored + 1] = expires
+  scored[#scored + 1] = id
   out[#out + 1] = id
   out[#out + 1] = attempt
   out[#out + 1] = expires
-  out[#out + 1] = redis.call('HGET', key, 'env')
+  out[#out + 1] = envs[i]
 end
+bulk('HSET', ATTEMPT, attempt_pairs)
+bulk('HSET', TOKEN, token_pairs)
+bulk('ZREM', WAITING, ids)
+bulk('ZADD', LEASED, scored)
 return out

@@ -1,23 +1,20 @@
 -- Move a leased task to the dead set, then apply retention. 0 when the lease was lost.
--- KEYS: leased, dead. ARGV: task key prefix, id, token, error, now, max dead count, oldest dead_at kept.
-local key = ARGV[1] .. ARGV[2]
-if redis.call('HGET', key, 'token') ~= ARGV[3] or not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
-  return 0
-end
-redis.call('HDEL', key, 'token')
-redis.call('HSET', key, 'error', ARGV[4], 'dead_at', ARGV[5])
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7], 'LIMIT', 0, 1000)
-for _, m in ipairs(old) do
-  redis.call('DEL', ARGV[1] .. m)
-  redis.call('ZREM', KEYS[2], m)
-end
-local n, max = redis.call('ZCARD', KEYS[2]), tonumber(ARGV[6])
+-- ARGV: id, token, error, now, max dead count, oldest dead_at kept.
+local id = ARGV[1]
+if not holds(id, ARGV[2]) then return 0 end
+redis.call('HDEL', TOKEN, id)
+redis.call('HSET', ERROR, id, ARGV[3])
+redis.call('ZREM', LEASED, id)
+redis.call('ZADD', DEAD, ARGV[4], id)
+local old = redis.call('ZRANGEBYSCORE', DEAD, '-inf', '(' .. ARGV[6], 'LIMIT', 0, 1000)
+local n, max = redis.call('ZCARD', DEAD) - #old, tonumber(ARGV[5])
 if n > max then
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - max - 1)) do
-    redis.call('DEL', ARGV[1] .. m)
+  for _, m in ipairs(redis.call('ZRANGE', DEAD, #old, #old + n - max - 1)) do
+    old[#old + 1] = m
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - max - 1)
+end
+if #old > 0 then
+  forget(old)
+  bulk('ZREM', DEAD, old)
 end
 return 1

@@ -1,11 +1,19 @@
--- The oldest dead tasks of a queue. KEYS: dead. ARGV: task key prefix, limit.
+-- The oldest dead tasks. ARGV: limit. Returns (id, envelope, attempt, error, dead_at) per task.
+local dead = redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local ids = {}
+for i = 1, #dead, 2 do
+  ids[#ids + 1] = dead[i]
+end
+if #ids == 0 then return {} end
+local envs = redis.call('HMGET', ENV, unpack(ids))
+local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))
+local errors = redis.call('HMGET', ERROR, unpack(ids))
 local out = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  local f = redis.call('HMGET', ARGV[1] .. m, 'env', 'attempt', 'error', 'dead_at')
-  out[#out + 1] = m
-  out[#out + 1] = f[1]
-  out[#out + 1] = f[2]
-  out[#out + 1] = f[3]
-  out[#out + 1] = f[4]
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = envs[i]
+  out[#out + 1] = attempts[i]
+  out[#out + 1] = errors[i]
+  out[#out + 1] = dead[2 * i]
 end
 return out

@@ -1,13 +1,17 @@
--- Store tasks of one queue and wake waiting workers.
--- KEYS: waiting, wake. ARGV: task key prefix, then (id, envelope, lease_ms, not_before) per task.
-local n = 0
-for i = 2, #ARGV, 4 do
-  redis.call('HSET', ARGV[1] .. ARGV[i], 'env', ARGV[i + 1], 'attempt', 0, 'lease_ms', ARGV[i + 2])
-  redis.call('ZADD', KEYS[1], ARGV[i + 3], ARGV[i])
-  n = n + 1
+-- Store tasks and wake waiting workers. ARGV: (id, envelope, lease_ms, not_before) per task.
+-- Bulk HSET/ZADD over per-queue hashes: a few calls per batch, not a few per task.
+local envs, leases, scored = {}, {}, {}
+for i = 1, #ARGV, 4 do
+  envs[#envs + 1] = ARGV[i]
+  envs[#envs + 1] = ARGV[i + 1]
+  leases[#leases + 1] = ARGV[i]
+  leases[#leases + 1] = ARGV[i + 2]
+  scored[#scored + 1] = ARGV[i + 3]
+  scored[#scored + 1] = ARGV[i]
 end
-for _ = 1, math.min(n, 16) do
-  redis.call('LPUSH', KEYS[2], 1)
-end
-redis.call('LTRIM', KEYS[2], 0, 15)
-return n
+if #envs == 0 then return 0 end
+bulk('HSET', ENV, envs)
+bulk('HSET', LEASE_MS, leases)
+bulk('ZADD', WAITING, scored)
+wake(#ARGV / 4)
+return #ARGV / 4

@@ -1,7 +1,5 @@
--- Delete every dead task of a queue. KEYS: dead. ARGV: task key prefix.
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, m in ipairs(members) do
-  redis.call('DEL', ARGV[1] .. m)
-end
-redis.call('DEL', KEYS[1])
-return #members
+-- Delete every dead task.
+local ids = redis.call('ZRANGE', DEAD, 0, -1)
+forget(ids)
+redis.call('DEL', DEAD)
+return #ids

@@ -1,24 +1,24 @@
--- Move dead tasks back to waiting, due now, attempts reset.
--- KEYS: dead, waiting, wake. ARGV: task key prefix, now, 'all' or 'ids', then ids.
-local members = {}
-if ARGV[3] == 'all' then
-  members = redis.call('ZRANGE', KEYS[1], 0, -1)
+-- Move dead tasks back to waiting, due now, attempts reset. ARGV: now, 'all' or 'ids', ids...
+local ids = {}
+if ARGV[2] == 'all' then
+  ids = redis.call('ZRANGE', DEAD, 0, -1)
 else
-  for i = 4, #ARGV do
-    if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-      members[#members + 1] = ARGV[i]
+  for i = 3, #ARGV do
+    if redis.call('ZSCORE', DEAD, ARGV[i]) then
+      ids[#ids + 1] = ARGV[i]
     end
   end
 end
-for _, m in ipairs(members) do
-  local key = ARGV[1] .. m
-  redis.call('HSET', key, 'attempt', 0)
-  redis.call('HDEL', key, 'error', 'dead_at', 'token')
-  redis.call('ZREM', KEYS[1], m)
-  redis.call('ZADD', KEYS[2], ARGV[2], m)
+if #ids == 0 then return 0 end
+local scored = {}
+for _, id in ipairs(ids) do
+  scored[#scored + 1] = ARGV[1]
+  scored[#scored + 1] = id
 end
-if #members > 0 then
-  redis.call('LPUSH', KEYS[3], 1)
-  redis.call('LTRIM', KEYS[3], 0, 15)
+for _, h in ipairs({ ATTEMPT, TOKEN, ERROR }) do
+  bulk('HDEL', h, ids)
 end
-return #members
+bulk('ZREM', DEAD, ids)
+bulk('ZADD', WAITING, scored)
+wake(#ids)
+return #ids

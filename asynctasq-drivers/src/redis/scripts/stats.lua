@@ -1,7 +1,6 @@
--- Counts of one queue, taken atomically. An expired lease counts as ready.
--- KEYS: waiting, leased, dead. ARGV: now.
+-- Counts of the queue, taken atomically; an expired lease counts as ready. ARGV: now.
 local now = ARGV[1]
-local ready = redis.call('ZCOUNT', KEYS[1], '-inf', now) + redis.call('ZCOUNT', KEYS[2], '-inf', now)
-local scheduled = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-local leased = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
-return { ready, scheduled, leased, redis.call('ZCARD', KEYS[3]) }
+local ready = redis.call('ZCOUNT', WAITING, '-inf', now) + redis.call('ZCOUNT', LEASED, '-inf', now)
+local scheduled = redis.call('ZCOUNT', WAITING, '(' .. now, '+inf')
+local leased = redis.call('ZCOUNT', LEASED, '(' .. now, '+inf')
+return { ready, scheduled, leased, redis.call('ZCARD', DEAD) }

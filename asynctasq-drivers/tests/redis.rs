@@ -1,0 +1,120 @@
+//! Redis-specific behaviour beyond the shared suite: bytes written straight into a queue, the
+//! event publisher, dead-task retention.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asynctasq_core::{Client, DeadSelector, Driver, Events, Overrides, Registry, Worker};
+use asynctasq_drivers::{RedisConfig, RedisDriver, RedisEventPublisher};
+
+fn url() -> String {
+    std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn driver(config: impl FnOnce(&mut RedisConfig)) -> Arc<RedisDriver> {
+    let mut c = RedisConfig::new(url());
+    c.prefix = format!("asynctasq-test-{:08x}:", fastrand::u32(..));
+    config(&mut c);
+    Arc::new(RedisDriver::connect_with(c).await.expect("Redis must be reachable (scripts/test starts it)"))
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url()).expect("url").get_multiplexed_async_connection().await.expect("connect")
+}
+
+#[tokio::test]
+async fn bytes_pushed_straight_into_a_queue_are_dead_lettered_with_the_reason() {
+    let driver = driver(|_| {}).await;
+    let mut con = raw().await;
+    let base = format!("{}{{raw}}", driver.prefix());
+    // A member with garbage for an envelope, a member with no envelope at all, and a too-new one.
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{base}:env"))
+        .arg("garbage")
+        .arg(&b"\xc1\xc1junk"[..])
+        .arg("future")
+        .arg(&b"\x81\xa7version\x07"[..])
+        .ignore()
+        .cmd("ZADD")
+        .arg(format!("{base}:waiting"))
+        .arg(&[(0, "garbage"), (0, "no-envelope"), (0, "future")][..])
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .expect("raw writes");
+    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
+    let counts = worker.build().expect("build").start().await.expect("the worker survives garbage");
+    assert_eq!((counts.dead, counts.retried), (3, 0));
+    let dead = driver.dead("raw", 10).await.expect("dead");
+    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+    assert_eq!(dead.len(), 3, "{errors:?}");
+    assert!(errors.iter().all(|e| e.starts_with("undecodable envelope")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("unknown envelope version 7")), "{errors:?}");
+    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), 3);
+}
+
+#[tokio::test]
+async fn dead_tasks_are_bounded_by_count() {
+    let driver = driver(|c| c.dead_max_count = 3).await;
+    let client = Client::new(driver.clone());
+    let overrides = Overrides { queue: Some("bounded".into()), ..Default::default() };
+    let envelopes: Vec<_> =
+        (0..5).map(|i| client.envelope_from_payload("t", vec![i], &overrides, &Default::default()).expect("envelope")).collect();
+    client.enqueue(envelopes).await.expect("enqueue");
+    for d in driver.dequeue("bounded", 10).await.expect("dequeue") {
+        driver.dead_letter(&d.lease, "no").await.expect("dead-letter");
+    }
+    let dead = driver.dead("bounded", 10).await.expect("dead");
+    assert_eq!(dead.len(), 3, "only the newest three are kept");
+    assert_eq!(driver.stats("bounded").await.expect("stats").dead, 3);
+    assert_eq!(driver.requeue_dead("bounded", DeadSelector::All).await.expect("requeue"), 3);
+    assert_eq!(driver.purge("bounded").await.expect("purge"), 3);
+    let mut con = raw().await;
+    let left: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}{{bounded}}:t:*", driver.prefix())).query_async(&mut con).await.expect("keys");
+    assert!(left.is_empty(), "trimmed and purged tasks leave no hashes behind: {left:?}");
+}
+
+#[tokio::test]
+async fn worker_events_are_published_as_messagepack() {
+    let driver = driver(|_| {}).await;
+    let channel = format!("{}events", driver.prefix());
+    let client = redis::Client::open(url()).expect("url");
+    let mut subscriber = client.get_connection().expect("connect");
+    let ch = channel.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = std::thread::spawn(move || {
+        let mut pubsub = subscriber.as_pubsub();
+        pubsub.subscribe(&ch).expect("subscribe");
+        pubsub.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        ready_tx.send(()).expect("signal");
+        let mut names = Vec::new();
+        while let Ok(msg) = pubsub.get_message() {
+            let payload: Vec<u8> = msg.get_payload().expect("bytes");
+            let event: asynctasq_core::Event = rmp_serde::from_slice(&payload).expect("a MessagePack event");
+            let name = format!("{event:?}").split([' ', '(', '{']).next().unwrap_or_default().to_owned();
+            let stop = name == "WorkerStopped";
+            names.push(name);
+            if stop {
+                break;
+            }
+        }
+        names
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    let events = Events::default();
+    let publisher = RedisEventPublisher::start(&client, &events, channel).await.expect("publisher");
+    let overrides = Overrides { queue: Some("ev".into()), ..Default::default() };
+    let c = Client::new(driver.clone());
+    c.enqueue(vec![c.envelope_from_payload("unknown.task", vec![0x80], &overrides, &Default::default()).expect("envelope")])
+        .await
+        .expect("enqueue");
+    let worker =
+        Worker::builder(driver.clone()).registry(Registry::new()).queues("ev").expect("queues").stop_when_empty(true).events(events);
+    worker.build().expect("build").start().await.expect("run");
+    let names = tokio::task::spawn_blocking(move || listener.join().expect("listener")).await.expect("join");
+    publisher.stop();
+    assert_eq!(names, vec!["WorkerStarted", "TaskDeadLettered", "WorkerStopped"]);
+}
