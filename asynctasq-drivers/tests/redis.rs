@@ -118,3 +118,25 @@ async fn worker_events_are_published_as_messagepack() {
     publisher.stop();
     assert_eq!(names, vec!["WorkerStarted", "TaskDeadLettered", "WorkerStopped"]);
 }
+
+#[tokio::test]
+async fn dead_tasks_are_bounded_by_age() {
+    let driver = driver(|c| c.dead_max_age = Duration::from_millis(100)).await;
+    let client = Client::new(driver.clone());
+    let overrides = Overrides { queue: Some("aged".into()), ..Default::default() };
+    let envelopes: Vec<_> =
+        (0..3).map(|i| client.envelope_from_payload("t", vec![i], &overrides, &Default::default()).expect("envelope")).collect();
+    let last = envelopes[2].id;
+    client.enqueue(envelopes).await.expect("enqueue");
+    let mut leased = driver.dequeue("aged", 10).await.expect("dequeue");
+    let newest = leased.pop().expect("three leased");
+    for d in &leased {
+        driver.dead_letter(&d.lease, "old").await.expect("dead-letter");
+    }
+    // Age is what is being tested: let the first two grow old.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    driver.dead_letter(&newest.lease, "new").await.expect("dead-letter");
+    let dead = driver.dead("aged", 10).await.expect("dead");
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), vec![last], "dead tasks past the age limit are dropped");
+    assert_eq!(driver.purge_dead("aged").await.expect("purge"), 1);
+}
