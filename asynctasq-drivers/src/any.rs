@@ -12,6 +12,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
         "memory" => Ok(Arc::new(MemoryDriver::new())),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(crate::SqliteDriver::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(crate::PostgresDriver::connect(url).await?)),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Ok(Arc::new(crate::RedisDriver::connect(url).await?)),
         "" => Err(DriverError::Config("empty database URL".into())),
@@ -30,6 +32,9 @@ fn supported() -> Vec<&'static str> {
     }
     if cfg!(feature = "redis") {
         v.push("redis://");
+    }
+    if cfg!(feature = "postgres") {
+        v.push("postgres://");
     }
     v
 }

@@ -7,6 +7,7 @@
 //! |----------|---------|--------|
 //! | `sqlite` | yes     | [`SqliteDriver`]: embedded, no server (sqlx, bundled SQLite) |
 //! | `redis`  | no      | `RedisDriver`: Redis 6.2+ through the `redis` crate, Lua scripts |
+//! | `postgres` | no    | `PostgresDriver`: PostgreSQL through sqlx, SKIP LOCKED claims, LISTEN/NOTIFY |
 //!
 //! [`connect`] picks the backend from a URL scheme at run time:
 //!
@@ -24,5 +25,7 @@ pub mod sql;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
 pub use any::{connect, redact_url};
+#[cfg(feature = "postgres")]
+pub use sql::postgres::{PostgresConfig, PostgresDriver};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteConfig, SqliteDriver};

@@ -35,3 +35,23 @@ mod redis {
 
     asynctasq_core::conformance_tests!(driver);
 }
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::sync::Arc;
+
+    use asynctasq_core::Driver;
+    use asynctasq_drivers::{PostgresConfig, PostgresDriver};
+
+    /// Tables of its own per test (`asynctasq_test_*`, dropped by `scripts/test`), in the
+    /// database at `ASYNCTASQ_TEST_POSTGRES_URL` (default the local `test` database).
+    async fn driver() -> Arc<dyn Driver> {
+        let url = std::env::var("ASYNCTASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut config = PostgresConfig::new(url);
+        config.table_prefix = format!("asynctasq_test_{:08x}", fastrand::u32(..));
+        config.max_connections = 4;
+        Arc::new(PostgresDriver::connect_with(config).await.expect("PostgreSQL must be reachable (scripts/test starts it)"))
+    }
+
+    asynctasq_core::conformance_tests!(driver);
+}

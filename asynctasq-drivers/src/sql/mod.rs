@@ -1,10 +1,64 @@
 //! SQL backends. Each database has its own module with its SQL written out; what they share
 //! is error mapping and the migrations' shape.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-use asynctasq_core::DriverError;
+use asynctasq_core::driver::Lease;
+use asynctasq_core::envelope::Envelope;
+use asynctasq_core::{CodecError, DriverError};
+
+/// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
+/// no lookup by id) and the claim's random fence.
+pub(crate) fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {
+    lease
+        .token
+        .split_once(':')
+        .and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?)))
+        .ok_or(DriverError::LeaseLost(lease.id))
+}
+
+/// A statement fenced by `seq` and token touched no row: the lease is gone.
+pub(crate) fn held(rows: u64, lease: &Lease) -> Result<(), DriverError> {
+    if rows == 0 { Err(DriverError::LeaseLost(lease.id)) } else { Ok(()) }
+}
+
+/// Now in Unix milliseconds, as the SQL backends store time.
+pub(crate) fn now() -> i64 {
+    asynctasq_core::envelope::unix_millis(std::time::SystemTime::now()) as i64
+}
+
+/// A duration in whole milliseconds for a BIGINT column.
+pub(crate) fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(asynctasq_core::envelope::millis(d)).unwrap_or(i64::MAX)
+}
+
+/// A stored envelope with the row's attempt count.
+pub(crate) fn decode(envelope: &[u8], attempt: u32) -> Result<Envelope, CodecError> {
+    Envelope::decode(envelope).map(|mut e| {
+        e.attempt = attempt;
+        e
+    })
+}
+
+/// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the
+/// names built from it never need more than plain double quotes.
+pub(crate) fn validate_table_prefix(prefix: &str) -> Result<(), DriverError> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 40
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DriverError::Config(format!(
+            "table prefix `{}` must be 1 to 40 characters of a-z, 0-9 and `_`, not starting with a digit",
+            prefix.chars().take(40).collect::<String>()
+        )))
+    }
+}
 
 /// Maps a sqlx error to a driver error: connection trouble is transient, the rest is not.
 /// sqlx errors never carry the connection URL, so nothing secret reaches the message.

@@ -27,18 +27,18 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
-use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use tokio::sync::Notify;
 
-use super::map_err;
+use super::{decode, held, map_err, ms, now, parse_token};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql"))];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
@@ -75,25 +75,6 @@ pub struct SqliteDriver {
     pool: SqlitePool,
     notify: Arc<Notify>,
     poll_interval: Duration,
-}
-
-fn now() -> i64 {
-    unix_millis(SystemTime::now()) as i64
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(millis(d)).unwrap_or(i64::MAX)
-}
-
-/// The lease token is `seq:token`: the row's primary key (so settling needs no lookup by id)
-/// and the claim's random fence.
-fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {
-    lease.token.split_once(':').and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?))).ok_or(DriverError::LeaseLost(lease.id))
-}
-
-/// A statement fenced by `seq` and token touched no row: the lease is gone.
-fn held(rows: u64, lease: &Lease) -> Result<(), DriverError> {
-    if rows == 0 { Err(DriverError::LeaseLost(lease.id)) } else { Ok(()) }
 }
 
 impl SqliteDriver {
@@ -143,6 +124,40 @@ impl SqliteDriver {
         &self.pool
     }
 
+    /// Stores tasks inside the caller's transaction (or on any connection of this database):
+    /// they exist exactly when that transaction commits. Waiting workers of this driver are
+    /// woken at once and find the tasks when the commit lands, or at their next poll.
+    ///
+    /// ```no_run
+    /// # async fn f(driver: asynctasq_drivers::SqliteDriver, envelope: asynctasq_core::Envelope) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = driver.pool().begin().await?;
+    /// // ... the caller's own writes on &mut *tx ...
+    /// driver.enqueue_in(&mut tx, &[envelope]).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_in(&self, conn: &mut SqliteConnection, tasks: &[Envelope]) -> Result<(), DriverError> {
+        let mut rows = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            rows.push((t, t.encode()?));
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::query(insert_sql(chunk.len()));
+            for (t, bytes) in chunk {
+                q = q
+                    .bind(t.id.as_bytes().as_slice())
+                    .bind(t.queue.as_str())
+                    .bind(bytes.as_slice())
+                    .bind(t.lease_ms as i64)
+                    .bind(t.not_before as i64);
+            }
+            q.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        }
+        self.woke();
+        Ok(())
+    }
+
     fn woke(&self) {
         self.notify.notify_waiters();
     }
@@ -160,37 +175,14 @@ fn insert_sql(rows: usize) -> AssertSqlSafe<String> {
     AssertSqlSafe(sql)
 }
 
-fn decode(envelope: &[u8], attempt: u32) -> Result<Envelope, asynctasq_core::CodecError> {
-    Envelope::decode(envelope).map(|mut e| {
-        e.attempt = attempt;
-        e
-    })
-}
-
 #[async_trait]
 impl Driver for SqliteDriver {
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
         if tasks.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            validate_queue_name(&t.queue)?;
-            rows.push((t, t.encode()?));
-        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("enqueue", e))?;
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::query(insert_sql(chunk.len()));
-            for (t, bytes) in chunk {
-                q = q
-                    .bind(t.id.as_bytes().as_slice())
-                    .bind(t.queue.as_str())
-                    .bind(bytes.as_slice())
-                    .bind(t.lease_ms as i64)
-                    .bind(t.not_before as i64);
-            }
-            q.execute(&mut *tx).await.map_err(|e| map_err("enqueue", e))?;
-        }
+        self.enqueue_in(&mut tx, tasks).await?;
         tx.commit().await.map_err(|e| map_err("enqueue", e))?;
         self.woke();
         Ok(())

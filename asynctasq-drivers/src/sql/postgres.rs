@@ -1,0 +1,552 @@
+//! The PostgreSQL driver.
+//!
+//! # Schema
+//! Two tables named from a configurable prefix (default `asynctasq`: `asynctasq_tasks`,
+//! `asynctasq_dead`), created by the versioned migrations in `migrations/postgres/` and tracked in
+//! `<prefix>_migrations`:
+//!
+//! * `<prefix>_tasks`: one row per live task. `visible_at` (Unix ms) is the due time while the
+//!   task waits and the lease expiry while it is leased, so "claimable" is one range of the
+//!   `(queue, visible_at, seq)` index for new tasks, retries and tasks of crashed workers alike,
+//!   and no reaper is needed. `lease_token` is a random 64-bit fence set by each claim.
+//! * `<prefix>_dead`: dead tasks with the error, attempt count and time.
+//!
+//! # Bloat
+//! Settled rows leave the hot table (ack deletes, dead-letter moves), so it holds only live work
+//! and its one secondary index is the claim's; a claim updates `visible_at` (an indexed column,
+//! so not a HOT update), which autovacuum cleans as it would any queue table. Dead rows live in
+//! their own table, out of the claim's way.
+//!
+//! # Round trips
+//! A claim is one `UPDATE … WHERE seq IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`; acks of
+//! many tasks are one `DELETE … USING UNNEST(seqs, tokens)`; bulk enqueue is one
+//! `INSERT … SELECT FROM UNNEST(…)`; dead-lettering is one `WITH … DELETE … RETURNING` feeding an
+//! `INSERT`. With `synchronous_commit` on each commit waits for an fsync, so the batching is
+//! what makes throughput.
+//!
+//! # Waking workers
+//! Writes that make a task due send `pg_notify('<prefix>_ready', queue)` in the same
+//! transaction (so a task enqueued inside a caller's transaction wakes workers only when it
+//! commits). Each driver keeps one `LISTEN` connection (sqlx's `PgListener`, which reconnects
+//! when the connection drops) and wakes its waiting workers; waits are also bounded by the
+//! earliest scheduled task, so delayed tasks start on time.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use tokio::sync::Notify;
+
+use super::{decode, held, map_err, ms, now, parse_token, validate_table_prefix};
+use crate::any::redact_url;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql"))];
+
+/// Settings of a [`PostgresDriver`].
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// `postgres://user[:password]@host[:port]/database`.
+    pub url: String,
+    /// Prefix of the table names (default `asynctasq`): 1 to 40 characters of `a-z 0-9 _`.
+    pub table_prefix: String,
+    /// Connections in the pool (default 8).
+    pub max_connections: u32,
+    /// Apply pending migrations on connect (default true; `asynctasq migrate` does it explicitly).
+    pub migrate: bool,
+    /// Longest a waiting worker sleeps without a notification (default 1 s): the fallback if
+    /// a notification is lost while the listener reconnects.
+    pub poll_interval: Duration,
+}
+
+impl PostgresConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), table_prefix: "asynctasq".into(), max_connections: 8, migrate: true, poll_interval: Duration::from_secs(1) }
+    }
+}
+
+/// Every statement, built once from the table names (validated identifiers, double-quoted).
+struct Sql {
+    insert: String,
+    notify: String,
+    claim: String,
+    ack: String,
+    nack: String,
+    release: String,
+    dead_letter: String,
+    extend: String,
+    stats: String,
+    next_due: String,
+    queues: String,
+    purge: String,
+    dead_list: String,
+    requeue_dead: String,
+    purge_dead: String,
+}
+
+impl Sql {
+    fn new(prefix: &str) -> Self {
+        let t = format!("\"{prefix}_tasks\"");
+        let d = format!("\"{prefix}_dead\"");
+        Self {
+            insert: format!(
+                "INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[])"
+            ),
+            notify: "SELECT pg_notify($1, q) FROM UNNEST($2::text[]) AS q".into(),
+            claim: format!(
+                "UPDATE {t} SET attempt = attempt + 1, lease_token = $1, visible_at = $2 + lease_ms \
+                 WHERE seq IN (SELECT seq FROM {t} WHERE queue = $3 AND visible_at <= $2 \
+                               ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING seq, id, envelope, attempt, visible_at"
+            ),
+            ack: format!(
+                "DELETE FROM {t} AS t USING UNNEST($1::bigint[], $2::bigint[]) AS a(seq, token) \
+                 WHERE t.seq = a.seq AND t.lease_token = a.token RETURNING t.seq"
+            ),
+            nack: format!("UPDATE {t} SET lease_token = NULL, visible_at = $1, last_error = $2 WHERE seq = $3 AND lease_token = $4"),
+            release: format!(
+                "UPDATE {t} SET lease_token = NULL, visible_at = $1, attempt = GREATEST(attempt - 1, 0) \
+                 WHERE seq = $2 AND lease_token = $3"
+            ),
+            dead_letter: format!(
+                "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 \
+                                RETURNING id, queue, envelope, attempt, lease_ms) \
+                 INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
+                 SELECT id, queue, envelope, attempt, lease_ms, $1, $2 FROM moved"
+            ),
+            extend: format!("UPDATE {t} SET visible_at = $1 WHERE seq = $2 AND lease_token = $3"),
+            stats: format!(
+                "SELECT COUNT(*) FILTER (WHERE visible_at <= $2), \
+                        COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NULL), \
+                        COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NOT NULL), \
+                        (SELECT COUNT(*) FROM {d} WHERE queue = $1) \
+                 FROM {t} WHERE queue = $1"
+            ),
+            next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1)"),
+            queues: format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1"),
+            purge: format!("DELETE FROM {t} WHERE queue = $1 AND (lease_token IS NULL OR visible_at <= $2)"),
+            dead_list: format!("SELECT id, envelope, attempt, error, dead_at FROM {d} WHERE queue = $1 ORDER BY seq LIMIT $2"),
+            requeue_dead: format!(
+                "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
+                                RETURNING seq, id, queue, envelope, lease_ms) \
+                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at) \
+                 SELECT id, queue, envelope, 0, lease_ms, $4 FROM moved ORDER BY seq"
+            ),
+            purge_dead: format!("DELETE FROM {d} WHERE queue = $1"),
+        }
+    }
+}
+
+fn q(sql: &str) -> AssertSqlSafe<String> {
+    // Every statement is built from validated, quoted table names; values are always bound.
+    AssertSqlSafe(sql.to_owned())
+}
+
+/// Tasks in PostgreSQL. Cloning gives another handle on the same pool and listener.
+#[derive(Clone)]
+pub struct PostgresDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    sql: Sql,
+    channel: String,
+    prefix: String,
+    notify: Arc<Notify>,
+    poll_interval: Duration,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for PostgresDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDriver").field("table_prefix", &self.inner.prefix).finish_non_exhaustive()
+    }
+}
+
+impl PostgresDriver {
+    /// Connects with default settings and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Self::connect_with(PostgresConfig::new(url)).await
+    }
+
+    /// Connects with `config`, applies migrations if asked, and starts the listener.
+    pub async fn connect_with(config: PostgresConfig) -> Result<Self, DriverError> {
+        validate_table_prefix(&config.table_prefix)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.url)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid PostgreSQL URL {}", redact_url(&config.url))),
+                other => map_err(&format!("cannot connect to PostgreSQL at {}", redact_url(&config.url)), other),
+            })?;
+        let channel = format!("{}_ready", config.table_prefix);
+        let notify = Arc::new(Notify::new());
+        let mut listener = PgListener::connect_with(&pool).await.map_err(|e| map_err("LISTEN connection", e))?;
+        listener.listen(&channel).await.map_err(|e| map_err("LISTEN", e))?;
+        let wake = notify.clone();
+        let listener = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_waiters(),
+                    Err(error) => {
+                        // recv() reconnects and re-listens on its next call; meanwhile waiters
+                        // fall back to their poll interval.
+                        tracing::warn!(%error, "PostgreSQL listener lost its connection; reconnecting");
+                        wake.notify_waiters();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        let driver = Self {
+            inner: Arc::new(Inner {
+                pool,
+                sql: Sql::new(&config.table_prefix),
+                channel,
+                prefix: config.table_prefix.clone(),
+                notify,
+                poll_interval: config.poll_interval,
+                listener,
+            }),
+        };
+        if config.migrate {
+            driver.migrate().await?;
+        }
+        Ok(driver)
+    }
+
+    /// Applies pending migrations (idempotent; concurrent callers are serialised by sqlx's
+    /// advisory lock).
+    pub async fn migrate(&self) -> Result<(), DriverError> {
+        let p = &self.inner.prefix;
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| {
+                let sql = sql
+                    .replace("{tasks_due}", &format!("\"{p}_tasks_due\""))
+                    .replace("{dead_queue}", &format!("\"{p}_dead_queue\""))
+                    .replace("{tasks}", &format!("\"{p}_tasks\""))
+                    .replace("{dead}", &format!("\"{p}_dead\""));
+                Migration::new(*v, (*d).into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name(format!("{p}_migrations"));
+        migrator.run(&self.inner.pool).await.map_err(|e| DriverError::backend("applying PostgreSQL migrations failed", e))
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Stores tasks inside the caller's transaction (or on any connection): they exist exactly
+    /// when that transaction commits, and workers are notified at the commit.
+    ///
+    /// ```no_run
+    /// # async fn f(driver: asynctasq_drivers::PostgresDriver, envelope: asynctasq_core::Envelope) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = driver.pool().begin().await?;
+    /// // ... the caller's own writes on &mut *tx ...
+    /// driver.enqueue_in(&mut tx, &[envelope]).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_in(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<(), DriverError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let (mut ids, mut queues, mut envs, mut leases, mut due) = (vec![], vec![], vec![], vec![], vec![]);
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            ids.push(t.id.as_bytes().to_vec());
+            queues.push(t.queue.clone());
+            envs.push(t.encode()?);
+            leases.push(t.lease_ms as i64);
+            due.push(t.not_before as i64);
+        }
+        sqlx::query(q(&self.inner.sql.insert))
+            .bind(&ids)
+            .bind(&queues)
+            .bind(&envs)
+            .bind(&leases)
+            .bind(&due)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?;
+        let distinct: Vec<String> = queues.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        sqlx::query(q(&self.inner.sql.notify))
+            .bind(&self.inner.channel)
+            .bind(&distinct)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?;
+        Ok(())
+    }
+
+    async fn notify(&self, queue: &str) -> Result<(), DriverError> {
+        sqlx::query(q(&self.inner.sql.notify))
+            .bind(&self.inner.channel)
+            .bind(vec![queue.to_owned()])
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("notify", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Driver for PostgresDriver {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("enqueue", e))?;
+        self.enqueue_in(&mut tx, tasks).await?;
+        tx.commit().await.map_err(|e| map_err("enqueue", e))
+    }
+
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        validate_queue_name(queue)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let token: i64 = fastrand::i64(..);
+        let rows = sqlx::query(q(&self.inner.sql.claim))
+            .bind(token)
+            .bind(now())
+            .bind(queue)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("dequeue", e))?;
+        let mut out: Vec<(i64, Delivery)> = rows
+            .into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let id: Vec<u8> = row.get(1);
+                let envelope: Vec<u8> = row.get(2);
+                let attempt = row.get::<i32, _>(3) as u32;
+                let expires_at = row.get::<i64, _>(4) as u64;
+                let lease = Lease { id: TaskId::from_slice(&id).unwrap_or_default(), queue: queue.to_owned(), token: format!("{seq}:{token}"), expires_at };
+                (seq, Delivery { lease, attempt, envelope: decode(&envelope, attempt) })
+            })
+            .collect();
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(out.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        let notified = self.inner.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        for q in queues {
+            validate_queue_name(q)?;
+        }
+        let due: Option<i64> = sqlx::query_scalar(q(&self.inner.sql.next_due))
+            .bind(queues)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("wait", e))?;
+        let now = now();
+        let mut wait = timeout.min(self.inner.poll_interval);
+        if let Some(due) = due {
+            if due <= now {
+                return Ok(());
+            }
+            wait = wait.min(Duration::from_millis((due - now) as u64));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut by_seq = std::collections::HashMap::with_capacity(leases.len());
+        let (mut seqs, mut tokens, mut lost) = (vec![], vec![], vec![]);
+        for lease in leases {
+            match parse_token(lease) {
+                Ok((seq, token)) => {
+                    seqs.push(seq);
+                    tokens.push(token);
+                    by_seq.insert(seq, lease.id);
+                }
+                Err(_) => lost.push(lease.id),
+            }
+        }
+        let deleted: Vec<i64> = sqlx::query_scalar(q(&self.inner.sql.ack))
+            .bind(&seqs)
+            .bind(&tokens)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("ack", e))?;
+        for seq in deleted {
+            by_seq.remove(&seq);
+        }
+        lost.extend(by_seq.into_values());
+        Ok(lost)
+    }
+
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let done = sqlx::query(q(&self.inner.sql.nack))
+            .bind(now().saturating_add(ms(delay)))
+            .bind(error)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("nack", e))?;
+        held(done.rows_affected(), lease)?;
+        self.notify(&lease.queue).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let done = sqlx::query(q(&self.inner.sql.release))
+            .bind(now())
+            .bind(seq)
+            .bind(token)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("release", e))?;
+        held(done.rows_affected(), lease)?;
+        self.notify(&lease.queue).await
+    }
+
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let done = sqlx::query(q(&self.inner.sql.dead_letter))
+            .bind(error)
+            .bind(now())
+            .bind(seq)
+            .bind(token)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("dead-letter", e))?;
+        held(done.rows_affected(), lease)
+    }
+
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let expires_at = now().saturating_add(ms(by));
+        let done = sqlx::query(q(&self.inner.sql.extend))
+            .bind(expires_at)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("extend lease", e))?;
+        held(done.rows_affected(), lease)?;
+        Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(q(&self.inner.sql.stats))
+            .bind(queue)
+            .bind(now())
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("stats", e))?;
+        let n = |i: usize| row.get::<i64, _>(i) as u64;
+        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        sqlx::query_scalar(q(&self.inner.sql.queues)).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list queues", e))
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let done = sqlx::query(q(&self.inner.sql.purge))
+            .bind(queue)
+            .bind(now())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("purge", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
+        validate_queue_name(queue)?;
+        let rows = sqlx::query(q(&self.inner.sql.dead_list))
+            .bind(queue)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("list dead", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let id: Vec<u8> = row.get(0);
+                let envelope: Vec<u8> = row.get(1);
+                let attempt = row.get::<i32, _>(2) as u32;
+                DeadTask {
+                    id: TaskId::from_slice(&id).unwrap_or_default(),
+                    queue: queue.to_owned(),
+                    attempt,
+                    error: row.get(3),
+                    dead_at: row.get::<i64, _>(4) as u64,
+                    envelope: decode(&envelope, attempt),
+                }
+            })
+            .collect())
+    }
+
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let (all, ids) = match which {
+            DeadSelector::All => (true, Vec::new()),
+            DeadSelector::Ids(ids) => (false, ids.iter().map(|i| i.as_bytes().to_vec()).collect::<Vec<_>>()),
+        };
+        let done = sqlx::query(q(&self.inner.sql.requeue_dead))
+            .bind(queue)
+            .bind(&ids)
+            .bind(all)
+            .bind(now())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("requeue dead", e))?;
+        if done.rows_affected() > 0 {
+            self.notify(queue).await?;
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let done = sqlx::query(q(&self.inner.sql.purge_dead))
+            .bind(queue)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("purge dead", e))?;
+        Ok(done.rows_affected())
+    }
+
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+}
