@@ -24,6 +24,7 @@
 //! |----------|---------|---------|
 //! | `sqlite` | yes     | `--driver sqlite` (the embedded default) |
 //! | `redis`  | yes     | `--driver redis --redis-url redis://127.0.0.1:6379` |
+//! | `postgres` | yes   | `--driver postgres --database-url postgres://127.0.0.1/db` |
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error.
 
@@ -57,6 +58,9 @@ struct BackendArgs {
     /// Redis URL for `--driver redis` [default: redis://127.0.0.1:6379].
     #[arg(long, global = true, env = "ASYNCTASQ_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Prefix of the table names of the SQL server backends (`<prefix>_tasks`, `<prefix>_dead`).
+    #[arg(long, global = true, env = "ASYNCTASQ_TABLE_PREFIX", default_value = "asynctasq")]
+    table_prefix: String,
     /// Prefix of every Redis key.
     #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PREFIX", default_value = "asynctasq:")]
     redis_prefix: String,
@@ -70,6 +74,9 @@ enum DriverKind {
     /// Redis (6.2 or newer).
     #[cfg(feature = "redis")]
     Redis,
+    /// PostgreSQL (12 or newer).
+    #[cfg(feature = "postgres")]
+    Postgres,
     /// In-process memory: for trying things out; nothing survives the process.
     Memory,
 }
@@ -81,6 +88,8 @@ enum Command {
     Worker(WorkerArgs),
     /// List the tasks registered in this binary.
     Tasks,
+    /// Create or upgrade the backend's schema (SQL backends; others have nothing to migrate).
+    Migrate,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +176,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker(args) => worker(&cli.backend, args).await,
+        Command::Migrate => {
+            connect(&cli.backend).await?;
+            println!("schema is up to date");
+            Ok(())
+        }
     }
 }
 
@@ -230,10 +244,18 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
         DriverKind::Sqlite => (backend.database_url.clone().unwrap_or_else(|| "sqlite://asynctasq.db".to_owned()), "sqlite"),
         #[cfg(feature = "redis")]
         DriverKind::Redis => (backend.redis_url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()), "redis"),
+        #[cfg(feature = "postgres")]
+        DriverKind::Postgres => (
+            backend
+                .database_url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--driver postgres needs --database-url (or ASYNCTASQ_DATABASE_URL)"))?,
+            "postgres",
+        ),
         DriverKind::Memory => ("memory:".to_owned(), "memory"),
     };
     let scheme = url.split(':').next().unwrap_or_default();
-    let matches = scheme == expected || (expected == "redis" && scheme == "rediss");
+    let matches = scheme == expected || (expected == "redis" && scheme == "rediss") || (expected == "postgres" && scheme == "postgresql");
     if !matches {
         let flag = if expected == "redis" { "--redis-url" } else { "--database-url" };
         bail!("{flag} {} does not match --driver {expected} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
@@ -250,6 +272,12 @@ async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asy
         let mut config = asynctasq_drivers::RedisConfig::new(&url);
         config.prefix = backend.redis_prefix.clone();
         return Ok(std::sync::Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.with_context(context)?));
+    }
+    #[cfg(feature = "postgres")]
+    if backend.driver == DriverKind::Postgres {
+        let mut config = asynctasq_drivers::PostgresConfig::new(&url);
+        config.table_prefix = backend.table_prefix.clone();
+        return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.with_context(context)?));
     }
     asynctasq_drivers::connect(&url).await.with_context(context)
 }

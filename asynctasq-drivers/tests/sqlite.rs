@@ -47,3 +47,28 @@ async fn garbage_rows_in_the_table_are_dead_lettered_with_the_reason() {
     let s = driver.stats("raw").await.expect("stats");
     assert_eq!((s.ready, s.leased, s.dead), (0, 0, 3));
 }
+
+fn envelope(driver: &Arc<SqliteDriver>, queue: &str) -> asynctasq_core::Envelope {
+    let overrides = asynctasq_core::Overrides { queue: Some(queue.into()), ..Default::default() };
+    asynctasq_core::Client::new(driver.clone()).envelope_from_payload("t", vec![0x90], &overrides, &Default::default()).expect("envelope")
+}
+
+#[tokio::test]
+async fn task_enqueued_in_a_committed_transaction_exists() {
+    let (_dir, url) = fresh().await;
+    let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
+    let mut tx = driver.pool().begin().await.expect("begin");
+    driver.enqueue_in(&mut tx, &[envelope(&driver, "tx")]).await.expect("enqueue in tx");
+    tx.commit().await.expect("commit");
+    assert_eq!(driver.dequeue("tx", 10).await.expect("dequeue").len(), 1);
+}
+
+#[tokio::test]
+async fn task_enqueued_in_a_rolled_back_transaction_never_exists() {
+    let (_dir, url) = fresh().await;
+    let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
+    let mut tx = driver.pool().begin().await.expect("begin");
+    driver.enqueue_in(&mut tx, &[envelope(&driver, "tx")]).await.expect("enqueue in tx");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(driver.stats("tx").await.expect("stats"), Default::default());
+}

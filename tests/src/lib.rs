@@ -34,6 +34,8 @@ pub enum Backend {
     Sqlite,
     /// Redis at this URL, under a key prefix of the test's own.
     Redis(String),
+    /// PostgreSQL at this URL, in tables of the test's own.
+    Postgres(String),
 }
 
 /// A test's queue backend, ledger database and the flags worker processes need.
@@ -77,6 +79,13 @@ impl Setup {
                 config.prefix = prefix.clone();
                 let driver = Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis must be reachable"));
                 (driver, vec!["--driver".into(), "redis".into(), "--redis-url".into(), url, "--redis-prefix".into(), prefix])
+            }
+            Backend::Postgres(url) => {
+                let prefix = format!("asynctasq_test_{:08x}", fastrand_u32());
+                let mut config = asynctasq_drivers::PostgresConfig::new(&url);
+                config.table_prefix = prefix.clone();
+                let driver = Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.expect("PostgreSQL must be reachable"));
+                (driver, vec!["--driver".into(), "postgres".into(), "--database-url".into(), url, "--table-prefix".into(), prefix])
             }
         };
         let client = Client::new(driver.clone());
@@ -192,6 +201,11 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The shared PostgreSQL database the test script starts (`ASYNCTASQ_TEST_POSTGRES_URL`).
+pub fn shared_postgres_url() -> String {
+    std::env::var("ASYNCTASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// The shared Redis the test script starts (`ASYNCTASQ_TEST_REDIS_URL`, default local).

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use asynctasq_tests::{Backend, Setup, eventually, shared_redis_url};
+use asynctasq_tests::{Backend, Setup, eventually, shared_postgres_url, shared_redis_url};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
 
@@ -49,6 +49,11 @@ async fn sigkill_mid_run_loses_no_task_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_no_task_on_redis() {
     sigkill_mid_run_loses_no_task(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_no_task_on_postgres() {
+    sigkill_mid_run_loses_no_task(Backend::Postgres(shared_postgres_url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

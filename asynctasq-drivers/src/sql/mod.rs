@@ -13,11 +13,7 @@ use asynctasq_core::{CodecError, DriverError};
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
 /// no lookup by id) and the claim's random fence.
 pub(crate) fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {
-    lease
-        .token
-        .split_once(':')
-        .and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?)))
-        .ok_or(DriverError::LeaseLost(lease.id))
+    lease.token.split_once(':').and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?))).ok_or(DriverError::LeaseLost(lease.id))
 }
 
 /// A statement fenced by `seq` and token touched no row: the lease is gone.

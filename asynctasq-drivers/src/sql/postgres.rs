@@ -341,7 +341,12 @@ impl Driver for PostgresDriver {
                 let envelope: Vec<u8> = row.get(2);
                 let attempt = row.get::<i32, _>(3) as u32;
                 let expires_at = row.get::<i64, _>(4) as u64;
-                let lease = Lease { id: TaskId::from_slice(&id).unwrap_or_default(), queue: queue.to_owned(), token: format!("{seq}:{token}"), expires_at };
+                let lease = Lease {
+                    id: TaskId::from_slice(&id).unwrap_or_default(),
+                    queue: queue.to_owned(),
+                    token: format!("{seq}:{token}"),
+                    expires_at,
+                };
                 (seq, Delivery { lease, attempt, envelope: decode(&envelope, attempt) })
             })
             .collect();
@@ -534,11 +539,8 @@ impl Driver for PostgresDriver {
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
-        let done = sqlx::query(q(&self.inner.sql.purge_dead))
-            .bind(queue)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| map_err("purge dead", e))?;
+        let done =
+            sqlx::query(q(&self.inner.sql.purge_dead)).bind(queue).execute(&self.inner.pool).await.map_err(|e| map_err("purge dead", e))?;
         Ok(done.rows_affected())
     }
 
