@@ -24,7 +24,8 @@ struct Args {
     /// Backend.
     #[arg(long, value_enum, default_value = "sqlite")]
     driver: DriverKind,
-    /// Backend URL (default: a fresh SQLite file in a temp dir; redis://127.0.0.1:6379).
+    /// Backend URL (default: a fresh SQLite file in a temp dir; redis://127.0.0.1:6379;
+    /// postgres://postgres@127.0.0.1:5432/test, tables `asynctasq_bench_*`).
     #[arg(long)]
     url: Option<String>,
     /// What to measure.
@@ -52,6 +53,7 @@ struct Args {
 enum DriverKind {
     Sqlite,
     Redis,
+    Postgres,
     Memory,
 }
 
@@ -117,6 +119,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // A prefix of its own, removed at the end, so runs never meet.
             config.prefix = format!("asynctasq-bench-{:08x}:", std::process::id());
             Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?)
+        }
+        DriverKind::Postgres => {
+            let url = args.url.clone().unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+            let mut config = asynctasq_drivers::PostgresConfig::new(url);
+            config.table_prefix = "asynctasq_bench".into();
+            Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?)
         }
         DriverKind::Memory => Arc::new(asynctasq_core::MemoryDriver::new()),
     };
