@@ -12,6 +12,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
         "memory" => Ok(Arc::new(MemoryDriver::new())),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(crate::SqliteDriver::connect(url).await?)),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Ok(Arc::new(crate::MySqlDriver::connect(url).await?)),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Arc::new(crate::PostgresDriver::connect(url).await?)),
         #[cfg(feature = "redis")]
@@ -35,6 +37,9 @@ fn supported() -> Vec<&'static str> {
     }
     if cfg!(feature = "postgres") {
         v.push("postgres://");
+    }
+    if cfg!(feature = "mysql") {
+        v.push("mysql://");
     }
     v
 }

@@ -8,6 +8,7 @@
 //! | `sqlite` | yes     | [`SqliteDriver`]: embedded, no server (sqlx, bundled SQLite) |
 //! | `redis`  | no      | `RedisDriver`: Redis 6.2+ through the `redis` crate, Lua scripts |
 //! | `postgres` | no    | `PostgresDriver`: PostgreSQL through sqlx, SKIP LOCKED claims, LISTEN/NOTIFY |
+//! | `mysql`  | no      | `MySqlDriver`: MySQL 8 / MariaDB 10.6+ through sqlx, SKIP LOCKED claims |
 //!
 //! [`connect`] picks the backend from a URL scheme at run time:
 //!
@@ -25,6 +26,8 @@ pub mod sql;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
 pub use any::{connect, redact_url};
+#[cfg(feature = "mysql")]
+pub use sql::mysql::{MySqlConfig, MySqlDriver};
 #[cfg(feature = "postgres")]
 pub use sql::postgres::{PostgresConfig, PostgresDriver};
 #[cfg(feature = "sqlite")]

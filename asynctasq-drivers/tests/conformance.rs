@@ -55,3 +55,23 @@ mod postgres {
 
     asynctasq_core::conformance_tests!(driver);
 }
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use std::sync::Arc;
+
+    use asynctasq_core::Driver;
+    use asynctasq_drivers::{MySqlConfig, MySqlDriver};
+
+    /// Tables of its own per test (`asynctasq_test_*`, dropped by `scripts/test`), in the
+    /// database at `ASYNCTASQ_TEST_MYSQL_URL` (default the local MariaDB `test` database).
+    async fn driver() -> Arc<dyn Driver> {
+        let url = std::env::var("ASYNCTASQ_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let mut config = MySqlConfig::new(url);
+        config.table_prefix = format!("asynctasq_test_{:08x}", fastrand::u32(..));
+        config.max_connections = 4;
+        Arc::new(MySqlDriver::connect_with(config).await.expect("MySQL must be reachable (scripts/test starts it)"))
+    }
+
+    asynctasq_core::conformance_tests!(driver);
+}

@@ -1,6 +1,8 @@
 //! SQL backends. Each database has its own module with its SQL written out; what they share
 //! is error mapping and the migrations' shape.
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -68,8 +70,45 @@ pub(crate) fn map_err(doing: &str, error: sqlx::Error) -> DriverError {
     }
 }
 
-/// SQLite's "database is locked"/"busy" after the busy timeout: another process holds the
-/// write lock for long; worth retrying.
+/// Worth retrying: SQLite's "database is locked"/"busy" after the busy timeout, and a
+/// serialization failure or deadlock victim (SQLSTATE 40001/40P01: PostgreSQL, InnoDB).
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(db.code().as_deref(), Some("5" | "6" | "261" | "517"))
+    matches!(db.code().as_deref(), Some("5" | "6" | "261" | "517" | "40001" | "40P01"))
+}
+
+/// Runs `$attempt` (an expression producing a `Result<_, DriverError>` future) again when it
+/// fails with a transient error (a deadlock victim, a busy database), up to 5 times with a short
+/// random pause: InnoDB picks deadlock victims among concurrent claims and acks, and the remedy
+/// it documents is to retry the transaction.
+#[cfg(feature = "mysql")]
+macro_rules! retry_transient {
+    ($attempt:expr) => {{
+        let mut tries = 0u64;
+        loop {
+            match $attempt.await {
+                Err(e) if e.is_transient() && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=5) * tries)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+#[cfg(feature = "mysql")]
+pub(crate) use retry_transient;
+
+/// `?,?,…` with `n` placeholders, for `IN (…)` lists.
+#[cfg(feature = "mysql")]
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// A migration template with the table and index names filled in (validated, quoted with `q`).
+pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
+    let name = |suffix: &str| format!("{quote}{prefix}_{suffix}{quote}");
+    sql.replace("{tasks_due}", &name("tasks_due"))
+        .replace("{dead_queue}", &name("dead_queue"))
+        .replace("{tasks}", &name("tasks"))
+        .replace("{dead}", &name("dead"))
 }

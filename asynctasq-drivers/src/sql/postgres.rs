@@ -44,7 +44,7 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use tokio::sync::Notify;
 
-use super::{decode, held, map_err, ms, now, parse_token, validate_table_prefix};
+use super::{decode, fill_names, held, map_err, ms, now, parse_token, validate_table_prefix};
 use crate::any::redact_url;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql"))];
@@ -239,11 +239,7 @@ impl PostgresDriver {
         let migrations = MIGRATIONS
             .iter()
             .map(|(v, d, sql)| {
-                let sql = sql
-                    .replace("{tasks_due}", &format!("\"{p}_tasks_due\""))
-                    .replace("{dead_queue}", &format!("\"{p}_dead_queue\""))
-                    .replace("{tasks}", &format!("\"{p}_tasks\""))
-                    .replace("{dead}", &format!("\"{p}_dead\""));
+                let sql = fill_names(sql, p, '"');
                 Migration::new(*v, (*d).into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
             })
             .collect();

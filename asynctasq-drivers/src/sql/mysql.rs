@@ -1,0 +1,523 @@
+//! The MySQL / MariaDB driver (MySQL 8, MariaDB 10.6+: both have `FOR UPDATE SKIP LOCKED`).
+//!
+//! # Schema
+//! The same two tables as the PostgreSQL driver (`<prefix>_tasks`, `<prefix>_dead`, prefix
+//! `asynctasq` by default), from the migrations in `migrations/mysql/`, tracked in
+//! `<prefix>_migrations`. `visible_at` (Unix ms) is the due time while a task waits and the lease
+//! expiry while it is leased, so every claimable task is one range of `(queue, visible_at, seq)`.
+//! Settled rows leave the hot table (ack deletes, dead-letter moves).
+//!
+//! # Round trips
+//! Neither server has `UPDATE … RETURNING` (and MySQL has no `DELETE … RETURNING`), so a claim is
+//! one transaction of `SELECT … FOR UPDATE SKIP LOCKED` plus one `UPDATE … WHERE seq IN (…)`, and
+//! an ack of many tasks is `SELECT … FOR UPDATE` plus one `DELETE`; bulk enqueue is multi-row
+//! `INSERT`s in one transaction.
+//!
+//! # Waking workers
+//! Writes through this driver wake its waiting workers at once. MySQL has no notifications, so
+//! tasks written by other processes are found by polling with an adaptive interval: 10 ms after
+//! work was found, doubling while idle up to [`MySqlConfig::poll_interval`] (500 ms by default),
+//! and never past the earliest scheduled task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use tokio::sync::Notify;
+
+use super::{decode, fill_names, held, map_err, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix};
+use crate::any::redact_url;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql"))];
+/// Rows per INSERT statement in bulk enqueue.
+const INSERT_CHUNK: usize = 500;
+
+/// Settings of a [`MySqlDriver`].
+#[derive(Clone, Debug)]
+pub struct MySqlConfig {
+    /// `mysql://user[:password]@host[:port]/database`.
+    pub url: String,
+    /// Prefix of the table names (default `asynctasq`): 1 to 40 characters of `a-z 0-9 _`.
+    pub table_prefix: String,
+    /// Connections in the pool (default 8).
+    pub max_connections: u32,
+    /// Apply pending migrations on connect (default true).
+    pub migrate: bool,
+    /// Longest idle poll for tasks written by other processes (default 500 ms).
+    pub poll_interval: Duration,
+}
+
+impl MySqlConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            table_prefix: "asynctasq".into(),
+            max_connections: 8,
+            migrate: true,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Tasks in MySQL or MariaDB. Cloning gives another handle on the same pool.
+#[derive(Clone)]
+pub struct MySqlDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: MySqlPool,
+    tasks: String,
+    dead: String,
+    prefix: String,
+    notify: Notify,
+    poll_interval: Duration,
+    /// Consecutive idle waits, for the adaptive poll interval.
+    idle: AtomicU32,
+}
+
+impl std::fmt::Debug for MySqlDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlDriver").field("table_prefix", &self.inner.prefix).finish_non_exhaustive()
+    }
+}
+
+fn q(sql: String) -> AssertSqlSafe<String> {
+    // Statements are built from validated, backquoted table names and `?` placeholders only.
+    AssertSqlSafe(sql)
+}
+
+impl MySqlDriver {
+    /// Connects with default settings and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Self::connect_with(MySqlConfig::new(url)).await
+    }
+
+    /// Connects with `config` and applies migrations if asked.
+    pub async fn connect_with(config: MySqlConfig) -> Result<Self, DriverError> {
+        validate_table_prefix(&config.table_prefix)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.url)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid MySQL URL {}", redact_url(&config.url))),
+                other => map_err(&format!("cannot connect to MySQL at {}", redact_url(&config.url)), other),
+            })?;
+        let p = &config.table_prefix;
+        let driver = Self {
+            inner: Arc::new(Inner {
+                pool,
+                tasks: format!("`{p}_tasks`"),
+                dead: format!("`{p}_dead`"),
+                prefix: p.clone(),
+                notify: Notify::new(),
+                poll_interval: config.poll_interval,
+                idle: AtomicU32::new(0),
+            }),
+        };
+        if config.migrate {
+            driver.migrate().await?;
+        }
+        Ok(driver)
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), DriverError> {
+        let p = &self.inner.prefix;
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| {
+                Migration::new(*v, (*d).into(), MigrationType::Simple, AssertSqlSafe(fill_names(sql, p, '`')).into_sql_str(), false)
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name(format!("{p}_migrations"));
+        migrator.run(&self.inner.pool).await.map_err(|e| DriverError::backend("applying MySQL migrations failed", e))
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.inner.pool
+    }
+
+    /// Stores tasks inside the caller's transaction (or on any connection): they exist exactly
+    /// when that transaction commits.
+    pub async fn enqueue_in(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<(), DriverError> {
+        let mut rows = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            rows.push((t, t.encode()?));
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let values = vec!["(?,?,?,?,?)"; chunk.len()].join(",");
+            let sql = format!("INSERT INTO {} (id, queue, envelope, lease_ms, visible_at) VALUES {values}", self.inner.tasks);
+            let mut query = sqlx::query(q(sql));
+            for (t, bytes) in chunk {
+                query = query
+                    .bind(t.id.as_bytes().as_slice())
+                    .bind(t.queue.as_str())
+                    .bind(bytes.as_slice())
+                    .bind(t.lease_ms as i64)
+                    .bind(t.not_before as i64);
+            }
+            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        }
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+}
+
+/// The transactional operations, run once; the `Driver` methods retry them when InnoDB picks
+/// them as a deadlock victim.
+impl MySqlDriver {
+    async fn dequeue_once(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        validate_queue_name(queue)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let t = &self.inner.tasks;
+        let token: i64 = fastrand::i64(..);
+        let now = now();
+        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("dequeue", e))?;
+        let rows = sqlx::query(q(format!(
+            "SELECT seq, id, envelope, attempt, lease_ms FROM {t} WHERE queue = ? AND visible_at <= ? \
+             ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
+        )))
+        .bind(queue)
+        .bind(now)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| map_err("dequeue", e))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "UPDATE {t} SET attempt = attempt + 1, lease_token = ?, visible_at = ? + lease_ms WHERE seq IN ({})",
+            placeholders(rows.len())
+        );
+        let mut update = sqlx::query(q(sql)).bind(token).bind(now);
+        for row in &rows {
+            update = update.bind(row.get::<i64, _>(0));
+        }
+        update.execute(&mut *tx).await.map_err(|e| map_err("dequeue", e))?;
+        tx.commit().await.map_err(|e| map_err("dequeue", e))?;
+        self.inner.idle.store(0, Ordering::Relaxed);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let id: Vec<u8> = row.get(1);
+                let envelope: Vec<u8> = row.get(2);
+                let attempt = row.get::<i32, _>(3) as u32 + 1;
+                let expires_at = (now + row.get::<i64, _>(4)) as u64;
+                let lease = Lease {
+                    id: TaskId::from_slice(&id).unwrap_or_default(),
+                    queue: queue.to_owned(),
+                    token: format!("{seq}:{token}"),
+                    expires_at,
+                };
+                Delivery { lease, attempt, envelope: decode(&envelope, attempt) }
+            })
+            .collect())
+    }
+
+    async fn ack_once(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = &self.inner.tasks;
+        let mut wanted = std::collections::HashMap::with_capacity(leases.len());
+        let mut lost = Vec::new();
+        for lease in leases {
+            match parse_token(lease) {
+                Ok((seq, token)) => {
+                    wanted.insert(seq, (token, lease.id));
+                }
+                Err(_) => lost.push(lease.id),
+            }
+        }
+        let seqs: Vec<i64> = wanted.keys().copied().collect();
+        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("ack", e))?;
+        let mut select = sqlx::query(q(format!("SELECT seq, lease_token FROM {t} WHERE seq IN ({}) FOR UPDATE", placeholders(seqs.len()))));
+        for s in &seqs {
+            select = select.bind(*s);
+        }
+        let rows = select.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
+        let mut held_seqs = Vec::new();
+        for row in rows {
+            let seq: i64 = row.get(0);
+            let token: Option<i64> = row.get(1);
+            if let Some((want, _)) = wanted.get(&seq)
+                && token == Some(*want)
+            {
+                held_seqs.push(seq);
+                wanted.remove(&seq);
+            }
+        }
+        if !held_seqs.is_empty() {
+            let mut delete = sqlx::query(q(format!("DELETE FROM {t} WHERE seq IN ({})", placeholders(held_seqs.len()))));
+            for s in &held_seqs {
+                delete = delete.bind(*s);
+            }
+            delete.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
+        }
+        tx.commit().await.map_err(|e| map_err("ack", e))?;
+        lost.extend(wanted.into_values().map(|(_, id)| id));
+        Ok(lost)
+    }
+
+    async fn dead_letter_once(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let (t, d) = (&self.inner.tasks, &self.inner.dead);
+        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("dead-letter", e))?;
+        let moved = sqlx::query(q(format!(
+            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
+             SELECT id, queue, envelope, attempt, lease_ms, ?, ? FROM {t} WHERE seq = ? AND lease_token = ?"
+        )))
+        .bind(error)
+        .bind(now())
+        .bind(seq)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("dead-letter", e))?;
+        held(moved.rows_affected(), lease)?;
+        sqlx::query(q(format!("DELETE FROM {t} WHERE seq = ?")))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("dead-letter", e))?;
+        tx.commit().await.map_err(|e| map_err("dead-letter", e))
+    }
+
+    async fn requeue_dead_once(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let (t, d) = (&self.inner.tasks, &self.inner.dead);
+        let ids: Vec<Vec<u8>> = match &which {
+            DeadSelector::All => Vec::new(),
+            DeadSelector::Ids(ids) if ids.is_empty() => return Ok(0),
+            DeadSelector::Ids(ids) => ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
+        };
+        let filter = if ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(ids.len())) };
+        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("requeue dead", e))?;
+        let mut insert = sqlx::query(q(format!(
+            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at) \
+             SELECT id, queue, envelope, 0, lease_ms, ? FROM {d} WHERE queue = ?{filter} ORDER BY seq"
+        )))
+        .bind(now())
+        .bind(queue);
+        for id in &ids {
+            insert = insert.bind(id.as_slice());
+        }
+        let moved = insert.execute(&mut *tx).await.map_err(|e| map_err("requeue dead", e))?;
+        let mut delete = sqlx::query(q(format!("DELETE FROM {d} WHERE queue = ?{filter}"))).bind(queue);
+        for id in &ids {
+            delete = delete.bind(id.as_slice());
+        }
+        delete.execute(&mut *tx).await.map_err(|e| map_err("requeue dead", e))?;
+        tx.commit().await.map_err(|e| map_err("requeue dead", e))?;
+        self.inner.notify.notify_waiters();
+        Ok(moved.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Driver for MySqlDriver {
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        retry_transient!(self.dequeue_once(queue, max))
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        retry_transient!(self.ack_once(leases))
+    }
+
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        retry_transient!(self.dead_letter_once(lease, error))
+    }
+
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        retry_transient!(self.requeue_dead_once(queue, which.clone()))
+    }
+
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        retry_transient!(async {
+            let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("enqueue", e))?;
+            self.enqueue_in(&mut tx, tasks).await?;
+            tx.commit().await.map_err(|e| map_err("enqueue", e))
+        })?;
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        let notified = self.inner.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if queues.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        }
+        for q in queues {
+            validate_queue_name(q)?;
+        }
+        let sql = format!("SELECT MIN(visible_at) FROM {} WHERE queue IN ({})", self.inner.tasks, placeholders(queues.len()));
+        let mut query = sqlx::query_scalar(q(sql));
+        for q in queues {
+            query = query.bind(q.as_str());
+        }
+        let due: Option<i64> = query.fetch_one(&self.inner.pool).await.map_err(|e| map_err("wait", e))?;
+        let now = now();
+        let idle = self.inner.idle.fetch_add(1, Ordering::Relaxed).min(10);
+        let mut wait = timeout.min(self.inner.poll_interval).min(Duration::from_millis(10 << idle));
+        if let Some(due) = due {
+            if due <= now {
+                return Ok(());
+            }
+            wait = wait.min(Duration::from_millis((due - now) as u64));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        Ok(())
+    }
+
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let sql =
+            format!("UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
+        let done = sqlx::query(q(sql))
+            .bind(now().saturating_add(ms(delay)))
+            .bind(error)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("nack", e))?;
+        held(done.rows_affected(), lease)?;
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let sql = format!(
+            "UPDATE {} SET lease_token = NULL, visible_at = ?, attempt = GREATEST(attempt - 1, 0) WHERE seq = ? AND lease_token = ?",
+            self.inner.tasks
+        );
+        let done =
+            sqlx::query(q(sql)).bind(now()).bind(seq).bind(token).execute(&self.inner.pool).await.map_err(|e| map_err("release", e))?;
+        held(done.rows_affected(), lease)?;
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let expires_at = now().saturating_add(ms(by));
+        let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
+        let done = sqlx::query(q(sql))
+            .bind(expires_at)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("extend lease", e))?;
+        held(done.rows_affected(), lease)?;
+        Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        validate_queue_name(queue)?;
+        let (t, d) = (&self.inner.tasks, &self.inner.dead);
+        // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
+        let row = sqlx::query(q(format!(
+            "SELECT CAST(COALESCE(SUM(visible_at <= ?), 0) AS SIGNED), \
+                    CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS SIGNED), \
+                    CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS SIGNED), \
+                    (SELECT COUNT(*) FROM {d} WHERE queue = ?) \
+             FROM {t} WHERE queue = ?"
+        )))
+        .bind(now())
+        .bind(now())
+        .bind(now())
+        .bind(queue)
+        .bind(queue)
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(|e| map_err("stats", e))?;
+        let n = |i: usize| row.get::<i64, _>(i) as u64;
+        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        let (t, d) = (&self.inner.tasks, &self.inner.dead);
+        sqlx::query_scalar(q(format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1")))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("list queues", e))
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let sql = format!("DELETE FROM {} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)", self.inner.tasks);
+        let done = sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
+        validate_queue_name(queue)?;
+        let sql = format!("SELECT id, envelope, attempt, error, dead_at FROM {} WHERE queue = ? ORDER BY seq LIMIT ?", self.inner.dead);
+        let rows = sqlx::query(q(sql))
+            .bind(queue)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("list dead", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let id: Vec<u8> = row.get(0);
+                let envelope: Vec<u8> = row.get(1);
+                let attempt = row.get::<i32, _>(2) as u32;
+                DeadTask {
+                    id: TaskId::from_slice(&id).unwrap_or_default(),
+                    queue: queue.to_owned(),
+                    attempt,
+                    error: row.get(3),
+                    dead_at: row.get::<i64, _>(4) as u64,
+                    envelope: decode(&envelope, attempt),
+                }
+            })
+            .collect())
+    }
+
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let sql = format!("DELETE FROM {} WHERE queue = ?", self.inner.dead);
+        let done = sqlx::query(q(sql)).bind(queue).execute(&self.inner.pool).await.map_err(|e| map_err("purge dead", e))?;
+        Ok(done.rows_affected())
+    }
+
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+}
