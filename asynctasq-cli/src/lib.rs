@@ -25,6 +25,7 @@
 //! | `sqlite` | yes     | `--driver sqlite` (the embedded default) |
 //! | `redis`  | yes     | `--driver redis --redis-url redis://127.0.0.1:6379` |
 //! | `postgres` | yes   | `--driver postgres --database-url postgres://127.0.0.1/db` |
+//! | `mysql`  | yes     | `--driver mysql --database-url mysql://root@127.0.0.1:3306/db` (MySQL 8, MariaDB 10.6+) |
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error.
 
@@ -77,6 +78,9 @@ enum DriverKind {
     /// PostgreSQL (12 or newer).
     #[cfg(feature = "postgres")]
     Postgres,
+    /// MySQL 8 or MariaDB 10.6 and newer.
+    #[cfg(feature = "mysql")]
+    Mysql,
     /// In-process memory: for trying things out; nothing survives the process.
     Memory,
 }
@@ -237,6 +241,10 @@ async fn publish_events(_: &BackendArgs, _: &Worker, _: &str) -> anyhow::Result<
     bail!("--publish-events needs a build with the redis feature")
 }
 
+fn required_database_url(backend: &BackendArgs, driver: &str) -> anyhow::Result<String> {
+    backend.database_url.clone().ok_or_else(|| anyhow::anyhow!("--driver {driver} needs --database-url (or ASYNCTASQ_DATABASE_URL)"))
+}
+
 /// The URL to use: the flag for the chosen driver, else its default. A URL given for another
 /// driver is an error naming both.
 fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
@@ -245,17 +253,16 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
         #[cfg(feature = "redis")]
         DriverKind::Redis => (backend.redis_url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()), "redis"),
         #[cfg(feature = "postgres")]
-        DriverKind::Postgres => (
-            backend
-                .database_url
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("--driver postgres needs --database-url (or ASYNCTASQ_DATABASE_URL)"))?,
-            "postgres",
-        ),
+        DriverKind::Postgres => (required_database_url(backend, "postgres")?, "postgres"),
+        #[cfg(feature = "mysql")]
+        DriverKind::Mysql => (required_database_url(backend, "mysql")?, "mysql"),
         DriverKind::Memory => ("memory:".to_owned(), "memory"),
     };
     let scheme = url.split(':').next().unwrap_or_default();
-    let matches = scheme == expected || (expected == "redis" && scheme == "rediss") || (expected == "postgres" && scheme == "postgresql");
+    let matches = scheme == expected
+        || (expected == "redis" && scheme == "rediss")
+        || (expected == "postgres" && scheme == "postgresql")
+        || (expected == "mysql" && scheme == "mariadb");
     if !matches {
         let flag = if expected == "redis" { "--redis-url" } else { "--database-url" };
         bail!("{flag} {} does not match --driver {expected} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
@@ -278,6 +285,12 @@ async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asy
         let mut config = asynctasq_drivers::PostgresConfig::new(&url);
         config.table_prefix = backend.table_prefix.clone();
         return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.with_context(context)?));
+    }
+    #[cfg(feature = "mysql")]
+    if backend.driver == DriverKind::Mysql {
+        let mut config = asynctasq_drivers::MySqlConfig::new(&url);
+        config.table_prefix = backend.table_prefix.clone();
+        return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.with_context(context)?));
     }
     asynctasq_drivers::connect(&url).await.with_context(context)
 }

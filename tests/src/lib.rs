@@ -36,6 +36,8 @@ pub enum Backend {
     Redis(String),
     /// PostgreSQL at this URL, in tables of the test's own.
     Postgres(String),
+    /// MySQL or MariaDB at this URL, in tables of the test's own.
+    MySql(String),
 }
 
 /// A test's queue backend, ledger database and the flags worker processes need.
@@ -86,6 +88,13 @@ impl Setup {
                 config.table_prefix = prefix.clone();
                 let driver = Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.expect("PostgreSQL must be reachable"));
                 (driver, vec!["--driver".into(), "postgres".into(), "--database-url".into(), url, "--table-prefix".into(), prefix])
+            }
+            Backend::MySql(url) => {
+                let prefix = format!("asynctasq_test_{:08x}", fastrand_u32());
+                let mut config = asynctasq_drivers::MySqlConfig::new(&url);
+                config.table_prefix = prefix.clone();
+                let driver = Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.expect("MySQL must be reachable"));
+                (driver, vec!["--driver".into(), "mysql".into(), "--database-url".into(), url, "--table-prefix".into(), prefix])
             }
         };
         let client = Client::new(driver.clone());
@@ -206,6 +215,11 @@ where
 /// The shared PostgreSQL database the test script starts (`ASYNCTASQ_TEST_POSTGRES_URL`).
 pub fn shared_postgres_url() -> String {
     std::env::var("ASYNCTASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The shared MariaDB/MySQL database the test script starts (`ASYNCTASQ_TEST_MYSQL_URL`).
+pub fn shared_mysql_url() -> String {
+    std::env::var("ASYNCTASQ_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 /// The shared Redis the test script starts (`ASYNCTASQ_TEST_REDIS_URL`, default local).

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use asynctasq_tests::{Backend, Setup, eventually, shared_postgres_url, shared_redis_url};
+use asynctasq_tests::{Backend, Setup, eventually, shared_mysql_url, shared_postgres_url, shared_redis_url};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
 
@@ -54,6 +54,11 @@ async fn sigkill_mid_run_loses_no_task_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_no_task_on_postgres() {
     sigkill_mid_run_loses_no_task(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_no_task_on_mysql() {
+    sigkill_mid_run_loses_no_task(Backend::MySql(shared_mysql_url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
