@@ -25,7 +25,8 @@ struct Args {
     #[arg(long, value_enum, default_value = "sqlite")]
     driver: DriverKind,
     /// Backend URL (default: a fresh SQLite file in a temp dir; redis://127.0.0.1:6379;
-    /// postgres://postgres@127.0.0.1:5432/test, tables `asynctasq_bench_*`).
+    /// postgres://postgres@127.0.0.1:5432/test and mysql://root@127.0.0.1:3306/test, tables
+    /// `asynctasq_bench_*`).
     #[arg(long)]
     url: Option<String>,
     /// What to measure.
@@ -54,6 +55,7 @@ enum DriverKind {
     Sqlite,
     Redis,
     Postgres,
+    Mysql,
     Memory,
 }
 
@@ -125,6 +127,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut config = asynctasq_drivers::PostgresConfig::new(url);
             config.table_prefix = "asynctasq_bench".into();
             Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?)
+        }
+        DriverKind::Mysql => {
+            let url = args.url.clone().unwrap_or_else(|| "mysql://root@127.0.0.1:3306/test".into());
+            let mut config = asynctasq_drivers::MySqlConfig::new(url);
+            config.table_prefix = "asynctasq_bench".into();
+            Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?)
         }
         DriverKind::Memory => Arc::new(asynctasq_core::MemoryDriver::new()),
     };
