@@ -8,8 +8,8 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-use asynctasq_core::driver::Lease;
-use asynctasq_core::envelope::Envelope;
+use asynctasq_core::driver::{DeadTask, Delivery, Lease};
+use asynctasq_core::envelope::{Envelope, TaskId};
 use asynctasq_core::{CodecError, DriverError};
 
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
@@ -39,6 +39,29 @@ pub(crate) fn decode(envelope: &[u8], attempt: u32) -> Result<Envelope, CodecErr
         e.attempt = attempt;
         e
     })
+}
+
+/// A delivery from a claimed row: the lease token is `seq:token`.
+pub(crate) fn delivery(queue: &str, seq: i64, token: i64, id: &[u8], envelope: &[u8], attempt: u32, expires_at: i64) -> Delivery {
+    let lease = Lease {
+        id: TaskId::from_slice(id).unwrap_or_default(),
+        queue: queue.to_owned(),
+        token: format!("{seq}:{token}"),
+        expires_at: expires_at as u64,
+    };
+    Delivery { lease, attempt, envelope: decode(envelope, attempt) }
+}
+
+/// A dead task from a row of the dead table.
+pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, error: String, dead_at: i64) -> DeadTask {
+    DeadTask {
+        id: TaskId::from_slice(id).unwrap_or_default(),
+        queue: queue.to_owned(),
+        attempt,
+        error,
+        dead_at: dead_at as u64,
+        envelope: decode(envelope, attempt),
+    }
 }
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the

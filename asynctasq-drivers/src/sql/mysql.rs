@@ -32,7 +32,7 @@ use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use tokio::sync::Notify;
 
-use super::{decode, fill_names, held, map_err, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix};
+use super::{dead_task, delivery, fill_names, held, map_err, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix};
 use crate::any::redact_url;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql"))];
@@ -214,20 +214,11 @@ impl MySqlDriver {
         tx.commit().await.map_err(|e| map_err("dequeue", e))?;
         self.inner.idle.store(0, Ordering::Relaxed);
         Ok(rows
-            .into_iter()
+            .iter()
             .map(|row| {
-                let seq: i64 = row.get(0);
-                let id: Vec<u8> = row.get(1);
-                let envelope: Vec<u8> = row.get(2);
+                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
                 let attempt = row.get::<i32, _>(3) as u32 + 1;
-                let expires_at = (now + row.get::<i64, _>(4)) as u64;
-                let lease = Lease {
-                    id: TaskId::from_slice(&id).unwrap_or_default(),
-                    queue: queue.to_owned(),
-                    token: format!("{seq}:{token}"),
-                    expires_at,
-                };
-                Delivery { lease, attempt, envelope: decode(&envelope, attempt) }
+                delivery(queue, row.get(0), token, &id, &envelope, attempt, now + row.get::<i64, _>(4))
             })
             .collect())
     }
@@ -489,19 +480,10 @@ impl Driver for MySqlDriver {
             .await
             .map_err(|e| map_err("list dead", e))?;
         Ok(rows
-            .into_iter()
+            .iter()
             .map(|row| {
-                let id: Vec<u8> = row.get(0);
-                let envelope: Vec<u8> = row.get(1);
-                let attempt = row.get::<i32, _>(2) as u32;
-                DeadTask {
-                    id: TaskId::from_slice(&id).unwrap_or_default(),
-                    queue: queue.to_owned(),
-                    attempt,
-                    error: row.get(3),
-                    dead_at: row.get::<i64, _>(4) as u64,
-                    envelope: decode(&envelope, attempt),
-                }
+                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+                dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
             })
             .collect())
     }

@@ -44,7 +44,7 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use tokio::sync::Notify;
 
-use super::{decode, fill_names, held, map_err, ms, now, parse_token, validate_table_prefix};
+use super::{dead_task, delivery, fill_names, held, map_err, ms, now, parse_token, validate_table_prefix};
 use crate::any::redact_url;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql"))];
@@ -329,25 +329,16 @@ impl Driver for PostgresDriver {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| map_err("dequeue", e))?;
-        let mut out: Vec<(i64, Delivery)> = rows
-            .into_iter()
+        // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
+        let mut rows = rows;
+        rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
+        Ok(rows
+            .iter()
             .map(|row| {
-                let seq: i64 = row.get(0);
-                let id: Vec<u8> = row.get(1);
-                let envelope: Vec<u8> = row.get(2);
-                let attempt = row.get::<i32, _>(3) as u32;
-                let expires_at = row.get::<i64, _>(4) as u64;
-                let lease = Lease {
-                    id: TaskId::from_slice(&id).unwrap_or_default(),
-                    queue: queue.to_owned(),
-                    token: format!("{seq}:{token}"),
-                    expires_at,
-                };
-                (seq, Delivery { lease, attempt, envelope: decode(&envelope, attempt) })
+                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+                delivery(queue, row.get(0), token, &id, &envelope, row.get::<i32, _>(3) as u32, row.get(4))
             })
-            .collect();
-        out.sort_unstable_by_key(|(seq, _)| *seq);
-        Ok(out.into_iter().map(|(_, d)| d).collect())
+            .collect())
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
@@ -496,19 +487,10 @@ impl Driver for PostgresDriver {
             .await
             .map_err(|e| map_err("list dead", e))?;
         Ok(rows
-            .into_iter()
+            .iter()
             .map(|row| {
-                let id: Vec<u8> = row.get(0);
-                let envelope: Vec<u8> = row.get(1);
-                let attempt = row.get::<i32, _>(2) as u32;
-                DeadTask {
-                    id: TaskId::from_slice(&id).unwrap_or_default(),
-                    queue: queue.to_owned(),
-                    attempt,
-                    error: row.get(3),
-                    dead_at: row.get::<i64, _>(4) as u64,
-                    envelope: decode(&envelope, attempt),
-                }
+                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+                dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
             })
             .collect())
     }

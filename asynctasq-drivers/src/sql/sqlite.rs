@@ -38,7 +38,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use tokio::sync::Notify;
 
-use super::{decode, held, map_err, ms, now, parse_token};
+use super::{dead_task, delivery, held, map_err, ms, now, parse_token};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql"))];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
@@ -208,22 +208,16 @@ impl Driver for SqliteDriver {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| map_err("dequeue", e))?;
-        let mut out: Vec<(i64, Delivery)> = rows
-            .into_iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                let id: Vec<u8> = row.get(1);
-                let envelope: Vec<u8> = row.get(2);
-                let attempt = row.get::<i64, _>(3) as u32;
-                let expires_at = row.get::<i64, _>(4) as u64;
-                let id = TaskId::from_slice(&id).unwrap_or_default();
-                let lease = Lease { id, queue: queue.to_owned(), token: format!("{seq}:{token}"), expires_at };
-                (seq, Delivery { lease, attempt, envelope: decode(&envelope, attempt) })
-            })
-            .collect();
         // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
-        out.sort_unstable_by_key(|(seq, _)| *seq);
-        Ok(out.into_iter().map(|(_, d)| d).collect())
+        let mut rows = rows;
+        rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+                delivery(queue, row.get(0), token, &id, &envelope, row.get::<i64, _>(3) as u32, row.get(4))
+            })
+            .collect())
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
@@ -412,19 +406,10 @@ impl Driver for SqliteDriver {
             .await
             .map_err(|e| map_err("list dead", e))?;
         Ok(rows
-            .into_iter()
+            .iter()
             .map(|row| {
-                let id: Vec<u8> = row.get(0);
-                let envelope: Vec<u8> = row.get(1);
-                let attempt = row.get::<i64, _>(2) as u32;
-                DeadTask {
-                    id: TaskId::from_slice(&id).unwrap_or_default(),
-                    queue: queue.to_owned(),
-                    attempt,
-                    error: row.get(3),
-                    dead_at: row.get::<i64, _>(4) as u64,
-                    envelope: decode(&envelope, attempt),
-                }
+                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+                dead_task(queue, &id, &envelope, row.get::<i64, _>(2) as u32, row.get(3), row.get(4))
             })
             .collect())
     }
