@@ -123,6 +123,30 @@ impl Setup {
         }
     }
 
+    /// Dispatches `n` tasks to `queue` and runs them through one `exe` worker process, applying
+    /// `fault` once a quarter are done. Checks that every task completes, that the worker keeps
+    /// running through the fault, and that it exits cleanly on SIGTERM; returns the completions.
+    pub async fn survives_fault<F, Fut>(&self, exe: &str, queue: &str, n: u64, fault: F) -> HashMap<u64, u32>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        self.dispatch(queue, n, 20, Duration::from_secs(2)).await;
+        let mut worker = self.spawn_worker(exe, queue, 8, &[]);
+        eventually(Duration::from_secs(60), "a quarter of the tasks to complete", || async {
+            self.completions().await.len() as u64 >= n / 4
+        })
+        .await;
+        fault().await;
+        assert!(worker.running(), "the worker survives the fault");
+        eventually(Duration::from_secs(90), "every task to complete", || async { self.completions().await.len() as u64 == n }).await;
+        eventually(Duration::from_secs(10), "the queue to drain", || self.drained(queue)).await;
+        assert!(worker.running(), "the worker is still running");
+        worker.sigterm();
+        assert!(worker.exited_ok().await, "the worker exits cleanly on SIGTERM");
+        self.completions().await
+    }
+
     /// Starts a `ledger-worker worker` process on this setup's backend and ledger, killed if
     /// the test ends first.
     pub fn spawn_worker(&self, exe: &str, queues: &str, concurrency: u32, extra: &[&str]) -> Proc {

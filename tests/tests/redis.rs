@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use asynctasq_tests::{Backend, OwnRedis, Setup, eventually};
+use asynctasq_tests::{Backend, OwnRedis, Setup};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
 const N: u64 = 300;
@@ -13,20 +13,13 @@ async fn client_kill_mid_run_loses_nothing_and_the_worker_carries_on() {
     let dir = tempfile::tempdir().expect("temp dir");
     let redis = OwnRedis::start(dir.path());
     let s = Setup::on(dir.path(), Backend::Redis(redis.url())).await;
-    s.dispatch("kill", N, 20, Duration::from_secs(2)).await;
-    let mut worker = s.spawn_worker(WORKER, "kill", 8, &[]);
-    eventually(Duration::from_secs(60), "a quarter of the tasks to complete", || async { s.completions().await.len() as u64 >= N / 4 })
-        .await;
-    for _ in 0..3 {
-        redis.kill_clients();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(worker.running(), "the worker survives dropped connections");
-    eventually(Duration::from_secs(90), "every task to complete", || async { s.completions().await.len() as u64 == N }).await;
-    eventually(Duration::from_secs(10), "the queue to drain", || s.drained("kill")).await;
-    assert!(worker.running(), "the worker is still running");
-    worker.sigterm();
-    assert!(worker.exited_ok().await);
+    s.survives_fault(WORKER, "kill", N, || async {
+        for _ in 0..3 {
+            redis.kill_clients();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,16 +27,7 @@ async fn server_restart_mid_run_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut redis = OwnRedis::start(dir.path());
     let s = Setup::on(dir.path(), Backend::Redis(redis.url())).await;
-    s.dispatch("restart", N, 20, Duration::from_secs(2)).await;
-    let mut worker = s.spawn_worker(WORKER, "restart", 8, &[]);
-    eventually(Duration::from_secs(60), "a quarter of the tasks to complete", || async { s.completions().await.len() as u64 >= N / 4 })
-        .await;
-    redis.restart(Duration::from_millis(1500));
-    assert!(worker.running(), "the worker survives the restart");
-    eventually(Duration::from_secs(90), "every task to complete", || async { s.completions().await.len() as u64 == N }).await;
-    eventually(Duration::from_secs(10), "the queue to drain", || s.drained("restart")).await;
-    let duplicates: u32 = s.completions().await.values().map(|c| c - 1).sum();
+    let completions = s.survives_fault(WORKER, "restart", N, || async { redis.restart(Duration::from_millis(1500)) }).await;
+    let duplicates: u32 = completions.values().map(|c| c - 1).sum();
     assert!(duplicates <= 8, "only tasks in flight at the restart may run twice: {duplicates}");
-    worker.sigterm();
-    assert!(worker.exited_ok().await);
 }

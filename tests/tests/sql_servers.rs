@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use asynctasq_tests::{Backend, Setup, eventually, shared_mysql_url, shared_postgres_url};
+use asynctasq_tests::{Backend, Setup, shared_mysql_url, shared_postgres_url};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
 const N: u64 = 300;
@@ -19,22 +19,15 @@ where
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::on(dir.path(), backend).await;
     let prefix = s.backend_args.last().expect("table prefix").clone();
-    s.dispatch("kill", N, 20, Duration::from_secs(2)).await;
-    let mut worker = s.spawn_worker(WORKER, "kill", 8, &[]);
-    eventually(Duration::from_secs(60), "a quarter of the tasks to complete", || async { s.completions().await.len() as u64 >= N / 4 })
-        .await;
-    let mut killed = 0;
-    for _ in 0..3 {
-        killed += kill(prefix.clone()).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(killed > 0, "some connections were killed");
-    assert!(worker.running(), "the worker survives killed connections");
-    eventually(Duration::from_secs(90), "every task to complete", || async { s.completions().await.len() as u64 == N }).await;
-    eventually(Duration::from_secs(10), "the queue to drain", || s.drained("kill")).await;
-    assert!(worker.running(), "the worker is still running");
-    worker.sigterm();
-    assert!(worker.exited_ok().await);
+    s.survives_fault(WORKER, "kill", N, || async {
+        let mut killed = 0;
+        for _ in 0..3 {
+            killed += kill(prefix.clone()).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(killed > 0, "some connections were killed");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,10 +93,14 @@ pub(crate) fn map_err(doing: &str, error: sqlx::Error) -> DriverError {
     }
 }
 
-/// Worth retrying: SQLite's "database is locked"/"busy" after the busy timeout, and a
-/// serialization failure or deadlock victim (SQLSTATE 40001/40P01: PostgreSQL, InnoDB).
+/// Worth retrying: SQLite's "database is locked"/"busy" after the busy timeout; a
+/// serialization failure or deadlock victim (SQLSTATE 40001/40P01); a connection the server
+/// closed or killed (class 08, PostgreSQL's 57P01–57P03 after `pg_terminate_backend` or a
+/// restart, MySQL's 70100 after `KILL`). The next call gets a fresh connection from the pool.
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(db.code().as_deref(), Some("5" | "6" | "261" | "517" | "40001" | "40P01"))
+    let code = db.code();
+    let code = code.as_deref().unwrap_or_default();
+    matches!(code, "5" | "6" | "261" | "517" | "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "70100") || code.starts_with("08")
 }
 
 /// Runs `$attempt` (an expression producing a `Result<_, DriverError>` future) again when it
