@@ -29,6 +29,7 @@ pub struct MemoryDriver {
 #[derive(Debug)]
 struct Inner {
     clock: Arc<dyn Clock>,
+    lacks: Vec<Capability>,
     state: Mutex<State>,
     notify: Notify,
 }
@@ -84,7 +85,16 @@ impl MemoryDriver {
 
     /// A new, empty store reading time from `clock`.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Arc::new(Inner { clock, state: Mutex::new(State::default()), notify: Notify::new() }) }
+        Self { inner: Arc::new(Inner { clock, lacks: Vec::new(), state: Mutex::new(State::default()), notify: Notify::new() }) }
+    }
+
+    /// The same store claiming to lack `capabilities` (it still behaves fully): for testing how
+    /// the engine and the conformance suite treat backends with gaps. Call before cloning.
+    pub fn lacking(mut self, capabilities: &[Capability]) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.lacks = capabilities.to_vec();
+        }
+        self
     }
 
     /// Stores raw bytes as a task of `queue`, ready now, bypassing the codec: how tests put a
@@ -373,8 +383,8 @@ impl Driver for MemoryDriver {
         Ok(state.queues.get_mut(queue).map(|q| std::mem::take(&mut q.dead).len() as u64).unwrap_or(0))
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        !self.inner.lacks.contains(&capability)
     }
 
     fn name(&self) -> &'static str {

@@ -2,14 +2,16 @@
 //!
 //! Every backend calls [`conformance_tests!`](crate::conformance_tests) once in its tests with
 //! a factory for a fresh driver; that expands to one `#[tokio::test]` per rule in [`rules`],
-//! named as the rule it checks. A rule that needs a [`Capability`] the driver lacks prints
-//! `SKIPPED <rule>: driver <name> lacks <capability>` and passes, so skips show in
-//! `--nocapture` output and are greppable in CI logs.
+//! named as the rule it checks, plus `declared_capabilities_match_the_driver`.
+//!
+//! A driver that lacks a [`Capability`] declares it in the call; the rules needing it are then
+//! generated as `#[ignore = "driver lacks <capability>"]`, so every skip shows as *ignored*, with
+//! its reason, in the test output. An undeclared gap fails its rules, and a declaration that
+//! does not match [`Driver::supports`] fails `declared_capabilities_match_the_driver`.
 //!
 //! ```text
-//! asynctasq_core::conformance_tests!(|| async {
-//!     std::sync::Arc::new(asynctasq_core::MemoryDriver::new()) as std::sync::Arc<dyn asynctasq_core::Driver>
-//! });
+//! asynctasq_core::conformance_tests!(|| async { Arc::new(MemoryDriver::new()) as Arc<dyn Driver> });
+//! asynctasq_core::conformance_tests!(make_rabbitmq_driver, lacks: [Fencing, ListDead]);
 //! ```
 //!
 //! Every rule uses queue names of its own (`<rule>-<random>`), so rules run in parallel on a
@@ -65,13 +67,15 @@ impl Harness {
         }
     }
 
-    /// Whether the driver has `capability`; prints the skip line when it does not.
-    pub fn requires(&self, capability: Capability) -> bool {
-        let ok = self.driver.supports(capability);
-        if !ok {
-            eprintln!("SKIPPED {}: driver {} lacks {capability:?}", self.rule, self.driver.name());
-        }
-        ok
+    /// Asserts that the driver has `capability`: a rule runs only for drivers that did not
+    /// declare the gap, so an undeclared one is a failure, never a silent pass.
+    pub fn requires(&self, capability: Capability) {
+        assert!(
+            self.driver.supports(capability),
+            "rule {} needs {capability:?}, which driver {} lacks: declare it with `conformance_tests!(…, lacks: [{capability:?}])`",
+            self.rule,
+            self.driver.name()
+        );
     }
 }
 
@@ -91,45 +95,96 @@ where
     }
 }
 
+/// Every capability a driver can lack, for [`check_declared`].
+pub const CAPABILITIES: [Capability; 5] =
+    [Capability::Fencing, Capability::ExtendLease, Capability::ListDead, Capability::ExactStats, Capability::WakeOnEnqueue];
+
+/// Asserts that `lacks` (from a `conformance_tests!` call) is exactly what `driver` does not
+/// support.
+pub fn check_declared(driver: &dyn Driver, lacks: &[Capability]) {
+    for capability in CAPABILITIES {
+        assert_eq!(
+            driver.supports(capability),
+            !lacks.contains(&capability),
+            "driver {} {} {capability:?} but the conformance_tests! call {} it",
+            driver.name(),
+            if driver.supports(capability) { "supports" } else { "lacks" },
+            if lacks.contains(&capability) { "declares it lacks" } else { "does not declare that it lacks" },
+        );
+    }
+}
+
 /// Expands to one test per conformance rule for the driver made by `$factory`, an expression
-/// callable as `$factory()` returning a future of `Arc<dyn Driver>`.
+/// callable as `$factory()` returning a future of `Arc<dyn Driver>`. Capabilities the driver
+/// lacks are listed after `lacks:`; the rules needing them become ignored tests.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::conformance_tests!(@rules $factory;
-            enqueued_task_is_delivered_with_attempt_one,
-            dequeue_of_an_empty_queue_returns_nothing,
-            leased_task_is_invisible_until_settled,
-            ack_deletes_the_task,
-            expired_lease_redelivers_with_next_attempt,
-            settling_a_lost_lease_reports_lease_lost,
-            extend_lease_keeps_task_invisible_past_its_first_lease,
-            nack_with_delay_hides_task_until_due,
-            release_returns_task_without_spending_an_attempt,
-            dead_letter_records_error_and_attempt,
-            requeue_dead_resets_attempts,
-            purge_dead_empties_the_dead_store,
-            queues_are_isolated,
-            delayed_enqueue_is_invisible_until_due,
-            dequeue_returns_at_most_max_in_due_order,
-            bulk_enqueue_then_drain_loses_nothing,
-            concurrent_consumers_never_double_deliver,
-            stats_count_ready_scheduled_leased_and_dead,
-            purge_removes_ready_and_scheduled_but_not_leased,
-            queues_lists_every_queue_holding_tasks,
-            wait_ready_wakes_on_enqueue,
-            wait_ready_returns_when_a_delayed_task_falls_due,
-            hostile_queue_names_are_rejected
+        $crate::conformance_tests!($factory, lacks: []);
+    };
+    ($factory:expr, lacks: [$($lack:ident),* $(,)?]) => {
+        #[::tokio::test]
+        async fn declared_capabilities_match_the_driver() {
+            let driver: ::std::sync::Arc<dyn $crate::Driver> = ($factory)().await;
+            $crate::testing::check_declared(&*driver, &[$($crate::Capability::$lack),*]);
+        }
+        $crate::conformance_tests!(@rules $factory; [$($lack)*];
+            enqueued_task_is_delivered_with_attempt_one: None,
+            dequeue_of_an_empty_queue_returns_nothing: None,
+            leased_task_is_invisible_until_settled: None,
+            ack_deletes_the_task: None,
+            expired_lease_redelivers_with_next_attempt: None,
+            settling_a_lost_lease_reports_lease_lost: Fencing,
+            extend_lease_keeps_task_invisible_past_its_first_lease: ExtendLease,
+            nack_with_delay_hides_task_until_due: None,
+            release_returns_task_without_spending_an_attempt: None,
+            dead_task_is_never_delivered: None,
+            dead_letter_records_error_and_attempt: ListDead,
+            requeue_dead_resets_attempts: None,
+            purge_dead_empties_the_dead_store: None,
+            queues_are_isolated: None,
+            delayed_enqueue_is_invisible_until_due: None,
+            dequeue_returns_at_most_max_in_due_order: None,
+            bulk_enqueue_then_drain_loses_nothing: None,
+            concurrent_consumers_never_double_deliver: None,
+            stats_count_ready_scheduled_leased_and_dead: ExactStats,
+            purge_removes_ready_and_scheduled_but_not_leased: None,
+            queues_lists_every_queue_holding_tasks: None,
+            wait_ready_wakes_on_enqueue: WakeOnEnqueue,
+            wait_ready_returns_when_a_delayed_task_falls_due: None,
+            hostile_queue_names_are_rejected: None
         );
     };
-    (@rules $factory:expr; $($rule:ident),* $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $rule() {
-                let driver: ::std::sync::Arc<dyn $crate::Driver> = ($factory)().await;
-                $crate::testing::rules::$rule($crate::testing::Harness::new(driver, stringify!($rule))).await;
-            }
-        )*
+    (@rules $factory:expr; $lacks:tt; $($rule:ident: $cap:ident),* $(,)?) => {
+        $( $crate::__conformance_rule!($factory, $rule, $cap, $lacks, $lacks); )*
+    };
+}
+
+/// One rule's test: ignored when the capability it needs is among the declared gaps. Matches
+/// the capability against each declared gap in turn (macro_rules can compare idents only by
+/// literal arms, hence one arm per capability).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_rule {
+    ($f:expr, $rule:ident, None, $all:tt, $scan:tt) => { $crate::__conformance_rule!(@run $f, $rule); };
+    ($f:expr, $rule:ident, $cap:ident, $all:tt, []) => { $crate::__conformance_rule!(@run $f, $rule); };
+    ($f:expr, $rule:ident, Fencing, $all:tt, [Fencing $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks Fencing"); };
+    ($f:expr, $rule:ident, ExtendLease, $all:tt, [ExtendLease $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ExtendLease"); };
+    ($f:expr, $rule:ident, ListDead, $all:tt, [ListDead $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ListDead"); };
+    ($f:expr, $rule:ident, ExactStats, $all:tt, [ExactStats $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ExactStats"); };
+    ($f:expr, $rule:ident, WakeOnEnqueue, $all:tt, [WakeOnEnqueue $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WakeOnEnqueue"); };
+    ($f:expr, $rule:ident, $cap:ident, $all:tt, [$head:ident $($rest:ident)*]) => { $crate::__conformance_rule!($f, $rule, $cap, $all, [$($rest)*]); };
+    (@run $f:expr, $rule:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $rule() {
+            let driver: ::std::sync::Arc<dyn $crate::Driver> = ($f)().await;
+            $crate::testing::rules::$rule($crate::testing::Harness::new(driver, stringify!($rule))).await;
+        }
+    };
+    (@skip $rule:ident, $reason:literal) => {
+        #[::tokio::test]
+        #[ignore = $reason]
+        async fn $rule() {}
     };
 }
 

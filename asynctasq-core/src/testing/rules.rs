@@ -90,9 +90,7 @@ pub async fn expired_lease_redelivers_with_next_attempt(h: Harness) {
 
 /// The old holder of an expired, re-leased task can neither settle nor extend it.
 pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
-    if !h.requires(Capability::Fencing) {
-        return;
-    }
+    h.requires(Capability::Fencing);
     let q = h.queue("q");
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     let old = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
@@ -113,9 +111,7 @@ pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
 
 /// Extending a lease keeps the task invisible past its original expiry.
 pub async fn extend_lease_keeps_task_invisible_past_its_first_lease(h: Harness) {
-    if !h.requires(Capability::ExtendLease) {
-        return;
-    }
+    h.requires(Capability::ExtendLease);
     let q = h.queue("q");
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     let lease = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
@@ -156,9 +152,22 @@ pub async fn release_returns_task_without_spending_an_attempt(h: Harness) {
     assert_eq!(again[0].attempt, 1, "the released delivery did not count");
 }
 
-/// Dead-lettering keeps the error, the attempt count and the envelope, and takes the task out
-/// of circulation.
+/// A dead-lettered task is out of circulation and counted as dead.
+pub async fn dead_task_is_never_delivered(h: Harness) {
+    let q = h.queue("q");
+    h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
+    let d = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
+    h.driver.dead_letter(&d.lease, "boom").await.expect("dead-letter");
+    tokio::time::sleep(SHORT_LEASE * 2).await;
+    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "a dead task is never delivered");
+    let s = h.driver.stats(&q).await.expect("stats");
+    assert_eq!((s.ready, s.scheduled, s.leased, s.dead), (0, 0, 0, 1));
+}
+
+/// Dead-lettering keeps the error, the attempt count, the time and the envelope, listed without
+/// consuming them.
 pub async fn dead_letter_records_error_and_attempt(h: Harness) {
+    h.requires(Capability::ListDead);
     let q = h.queue("q");
     let sent = h.envelope(&q, SHORT_LEASE);
     h.driver.enqueue(std::slice::from_ref(&sent)).await.expect("enqueue");
@@ -166,22 +175,17 @@ pub async fn dead_letter_records_error_and_attempt(h: Harness) {
     let second = eventually(PATIENCE, "redelivery", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
     let before = now();
     h.driver.dead_letter(&second.lease, "boom: it broke").await.expect("dead-letter");
-    tokio::time::sleep(SHORT_LEASE * 2).await;
-    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "a dead task is never delivered");
-    let s = h.driver.stats(&q).await.expect("stats");
-    assert_eq!((s.ready, s.scheduled, s.leased, s.dead), (0, 0, 0, 1));
-    if !h.requires(Capability::ListDead) {
-        return;
+    for _ in 0..2 {
+        let dead = h.driver.dead(&q, 10).await.expect("dead");
+        assert_eq!(dead.len(), 1, "listing does not consume");
+        assert_eq!(dead[0].id, sent.id);
+        assert_eq!(dead[0].queue, q);
+        assert_eq!(dead[0].error, "boom: it broke");
+        assert_eq!(dead[0].attempt, 2, "the attempt count at death is kept");
+        assert!(dead[0].dead_at + 1000 >= before && dead[0].dead_at <= now() + 1000);
+        let env = dead[0].envelope.as_ref().expect("dead envelope decodes");
+        assert_eq!((env.id, &env.name, &env.payload), (sent.id, &sent.name, &sent.payload));
     }
-    let dead = h.driver.dead(&q, 10).await.expect("dead");
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].id, sent.id);
-    assert_eq!(dead[0].queue, q);
-    assert_eq!(dead[0].error, "boom: it broke");
-    assert_eq!(dead[0].attempt, 2, "the attempt count at death is kept");
-    assert!(dead[0].dead_at + 1000 >= before && dead[0].dead_at <= now() + 1000);
-    let env = dead[0].envelope.as_ref().expect("dead envelope decodes");
-    assert_eq!((env.id, &env.name, &env.payload), (sent.id, &sent.name, &sent.payload));
 }
 
 /// Requeueing from dead makes tasks ready at once with the attempt count reset.
@@ -333,12 +337,11 @@ async fn one_of_each_state(h: &Harness, q: &str) -> crate::driver::Lease {
 
 /// Stats tell ready, scheduled, leased and dead apart.
 pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
+    h.requires(Capability::ExactStats);
     let q = h.queue("q");
     one_of_each_state(&h, &q).await;
     let s = h.driver.stats(&q).await.expect("stats");
-    if h.requires(Capability::ExactStats) {
-        assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
-    }
+    assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
 }
 
 /// Purge deletes ready and scheduled tasks and leaves leased and dead ones alone.
@@ -366,9 +369,7 @@ pub async fn queues_lists_every_queue_holding_tasks(h: Harness) {
 
 /// A consumer waiting on an idle queue wakes when a task is enqueued.
 pub async fn wait_ready_wakes_on_enqueue(h: Harness) {
-    if !h.requires(Capability::WakeOnEnqueue) {
-        return;
-    }
+    h.requires(Capability::WakeOnEnqueue);
     let q = h.queue("q");
     let driver = h.driver.clone();
     let queues = vec![h.queue("other"), q.clone()];
