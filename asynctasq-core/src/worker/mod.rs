@@ -433,7 +433,7 @@ impl Worker {
                 let mut wait = self.idle_wait;
                 if self.stop_when_empty {
                     while running.try_join_next().is_some() {}
-                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && self.queues_empty(names).await? {
+                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && self.queues_empty(names).await {
                         return Ok(());
                     }
                     wait = wait.min(Duration::from_millis(50));
@@ -476,14 +476,20 @@ impl Worker {
         Ok(out)
     }
 
-    async fn queues_empty(&self, names: &[String]) -> Result<bool, WorkerError> {
+    /// Whether the queues hold nothing ready, scheduled or leased. A failed count (a dropped
+    /// connection) counts as "not empty": the worker keeps going rather than exit on a blip.
+    async fn queues_empty(&self, names: &[String]) -> bool {
         for q in names {
-            let s = self.driver.stats(q).await?;
-            if s.ready + s.scheduled + s.leased > 0 {
-                return Ok(false);
+            match self.driver.stats(q).await {
+                Ok(s) if s.ready + s.scheduled + s.leased == 0 => {}
+                Ok(_) => return false,
+                Err(error) => {
+                    tracing::warn!(%error, queue = %q, "counting tasks failed; assuming the queue is not empty");
+                    return false;
+                }
             }
         }
-        Ok(true)
+        true
     }
 }
 
