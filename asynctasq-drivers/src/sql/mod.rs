@@ -93,6 +93,54 @@ pub(crate) fn map_err(doing: &str, error: sqlx::Error) -> DriverError {
     }
 }
 
+/// A failed connect: a malformed URL is a configuration error, anything else names the server
+/// (with the URL's password hidden).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn connect_err(backend: &str, url: &str, error: sqlx::Error) -> DriverError {
+    let shown = crate::any::redact_url(url);
+    match error {
+        sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid {backend} URL {shown}")),
+        other => map_err(&format!("cannot connect to {backend} at {shown}"), other),
+    }
+}
+
+/// The migrator of a backend's migration templates, with table names from `prefix` (quoted
+/// with `quote`), tracked in `<prefix>_migrations` so it lives beside an application's own.
+pub(crate) fn migrator(migrations: &[(i64, &'static str, &str)], prefix: &str, quote: char) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let migrations = migrations
+        .iter()
+        .map(|(v, d, sql)| {
+            let sql = sqlx::AssertSqlSafe(fill_names(sql, prefix, quote)).into_sql_str();
+            Migration::new(*v, (*d).into(), MigrationType::Simple, sql, false)
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(format!("{prefix}_migrations"));
+    migrator
+}
+
+/// Waits for `notified` (a write through this driver) or until `next_due`, the earliest
+/// scheduled task or lease expiry, at most `cap`; returns at once when a task is already due.
+/// Register `notified` before reading `next_due`, so a write in between still wakes the wait.
+pub(crate) async fn wait_for_due(
+    notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    next_due: Option<i64>,
+    cap: std::time::Duration,
+) {
+    let now = now();
+    let wait = match next_due {
+        Some(due) if due <= now => return,
+        Some(due) => cap.min(std::time::Duration::from_millis((due - now) as u64)),
+        None => cap,
+    };
+    tokio::select! {
+        _ = notified => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
+}
+
 /// Worth retrying: SQLite's "database is locked"/"busy" after the busy timeout; a
 /// serialization failure or deadlock victim (SQLSTATE 40001/40P01); a connection the server
 /// closed or killed (class 08, PostgreSQL's 57P01–57P03 after `pg_terminate_backend` or a

@@ -27,13 +27,14 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, fill_names, held, map_err, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix};
-use crate::any::redact_url;
+use super::{
+    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix,
+    wait_for_due,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql"))];
 /// Rows per INSERT statement in bulk enqueue.
@@ -109,10 +110,7 @@ impl MySqlDriver {
             .acquire_timeout(Duration::from_secs(5))
             .connect(&config.url)
             .await
-            .map_err(|e| match e {
-                sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid MySQL URL {}", redact_url(&config.url))),
-                other => map_err(&format!("cannot connect to MySQL at {}", redact_url(&config.url)), other),
-            })?;
+            .map_err(|e| connect_err("MySQL", &config.url, e))?;
         let p = &config.table_prefix;
         let driver = Self {
             inner: Arc::new(Inner {
@@ -133,16 +131,10 @@ impl MySqlDriver {
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), DriverError> {
-        let p = &self.inner.prefix;
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(v, d, sql)| {
-                Migration::new(*v, (*d).into(), MigrationType::Simple, AssertSqlSafe(fill_names(sql, p, '`')).into_sql_str(), false)
-            })
-            .collect();
-        let mut migrator = Migrator::with_migrations(migrations);
-        migrator.dangerous_set_table_name(format!("{p}_migrations"));
-        migrator.run(&self.inner.pool).await.map_err(|e| DriverError::backend("applying MySQL migrations failed", e))
+        migrator(MIGRATIONS, &self.inner.prefix, '`')
+            .run(&self.inner.pool)
+            .await
+            .map_err(|e| DriverError::backend("applying MySQL migrations failed", e))
     }
 
     /// The connection pool.
@@ -371,19 +363,8 @@ impl Driver for MySqlDriver {
             query = query.bind(q.as_str());
         }
         let due: Option<i64> = query.fetch_one(&self.inner.pool).await.map_err(|e| map_err("wait", e))?;
-        let now = now();
         let idle = self.inner.idle.fetch_add(1, Ordering::Relaxed).min(10);
-        let mut wait = timeout.min(self.inner.poll_interval).min(Duration::from_millis(10 << idle));
-        if let Some(due) = due {
-            if due <= now {
-                return Ok(());
-            }
-            wait = wait.min(Duration::from_millis((due - now) as u64));
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
+        wait_for_due(notified, due, timeout.min(self.inner.poll_interval).min(Duration::from_millis(10 << idle))).await;
         Ok(())
     }
 

@@ -39,13 +39,11 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, fill_names, held, map_err, ms, now, parse_token, validate_table_prefix};
-use crate::any::redact_url;
+use super::{connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, validate_table_prefix, wait_for_due};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql"))];
 
@@ -192,10 +190,7 @@ impl PostgresDriver {
             .acquire_timeout(Duration::from_secs(5))
             .connect(&config.url)
             .await
-            .map_err(|e| match e {
-                sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid PostgreSQL URL {}", redact_url(&config.url))),
-                other => map_err(&format!("cannot connect to PostgreSQL at {}", redact_url(&config.url)), other),
-            })?;
+            .map_err(|e| connect_err("PostgreSQL", &config.url, e))?;
         let channel = format!("{}_ready", config.table_prefix);
         let notify = Arc::new(Notify::new());
         let mut listener = PgListener::connect_with(&pool).await.map_err(|e| map_err("LISTEN connection", e))?;
@@ -235,17 +230,10 @@ impl PostgresDriver {
     /// Applies pending migrations (idempotent; concurrent callers are serialised by sqlx's
     /// advisory lock).
     pub async fn migrate(&self) -> Result<(), DriverError> {
-        let p = &self.inner.prefix;
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(v, d, sql)| {
-                let sql = fill_names(sql, p, '"');
-                Migration::new(*v, (*d).into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
-            })
-            .collect();
-        let mut migrator = Migrator::with_migrations(migrations);
-        migrator.dangerous_set_table_name(format!("{p}_migrations"));
-        migrator.run(&self.inner.pool).await.map_err(|e| DriverError::backend("applying PostgreSQL migrations failed", e))
+        migrator(MIGRATIONS, &self.inner.prefix, '"')
+            .run(&self.inner.pool)
+            .await
+            .map_err(|e| DriverError::backend("applying PostgreSQL migrations failed", e))
     }
 
     /// The connection pool.
@@ -353,18 +341,7 @@ impl Driver for PostgresDriver {
             .fetch_one(&self.inner.pool)
             .await
             .map_err(|e| map_err("wait", e))?;
-        let now = now();
-        let mut wait = timeout.min(self.inner.poll_interval);
-        if let Some(due) = due {
-            if due <= now {
-                return Ok(());
-            }
-            wait = wait.min(Duration::from_millis((due - now) as u64));
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
+        wait_for_due(notified, due, timeout.min(self.inner.poll_interval)).await;
         Ok(())
     }
 

@@ -33,12 +33,11 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, held, map_err, ms, now, parse_token};
+use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, wait_for_due};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql"))];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
@@ -110,13 +109,10 @@ impl SqliteDriver {
 
     /// Applies pending migrations (idempotent; `connect` already does this).
     pub async fn migrate(&self) -> Result<(), DriverError> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, sql.into_sql_str(), false))
-            .collect();
-        let mut migrator = Migrator::with_migrations(migrations);
-        migrator.dangerous_set_table_name("asynctasq_migrations");
-        migrator.run(&self.pool).await.map_err(|e| DriverError::backend("applying SQLite migrations failed", e))
+        migrator(MIGRATIONS, "asynctasq", '"')
+            .run(&self.pool)
+            .await
+            .map_err(|e| DriverError::backend("applying SQLite migrations failed", e))
     }
 
     /// The connection pool, for transactional enqueue and for tests.
@@ -224,31 +220,17 @@ impl Driver for SqliteDriver {
         let notified = self.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let mut next_due: Option<i64> = None;
         for q in queues {
             validate_queue_name(q)?;
-            let due: Option<i64> = sqlx::query_scalar("SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue = ?1")
-                .bind(q.as_str())
+        }
+        let names = format!("[{}]", queues.iter().map(|q| format!("\"{q}\"")).collect::<Vec<_>>().join(","));
+        let next_due: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue IN (SELECT value FROM json_each(?1))")
+                .bind(names)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| map_err("wait", e))?;
-            next_due = match (next_due, due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        let now = now();
-        let mut wait = timeout.min(self.poll_interval);
-        if let Some(due) = next_due {
-            if due <= now {
-                return Ok(());
-            }
-            wait = wait.min(Duration::from_millis((due - now) as u64));
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
+        wait_for_due(notified, next_due, timeout.min(self.poll_interval)).await;
         Ok(())
     }
 
