@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asynctasq_core::{
     Client, DeadSelector, Driver, Event, MemoryDriver, Overrides, Registry, RetryPolicy, TaskContext, TaskError, TokioClock, Worker,
-    WorkerCounts, WorkerError, task,
+    WorkerCounts, WorkerError, WorkerHandle, task,
 };
 
 /// Per-test logs keyed by a unique key, since tests share the task types.
@@ -99,6 +99,20 @@ async fn enqueue_named(client: &Client, name: &str, payload: Vec<u8>, queue: &st
     client.enqueue(vec![envelope]).await.expect("enqueue");
 }
 
+/// Starts `worker` in the background and returns once `n` lines are logged under `key`.
+async fn start_and_wait_for(
+    worker: Worker,
+    key: &str,
+    n: usize,
+) -> (WorkerHandle, tokio::task::JoinHandle<Result<WorkerCounts, WorkerError>>) {
+    let handle = worker.handle();
+    let run = tokio::spawn(worker.start());
+    while lines(key).len() < n {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (handle, run)
+}
+
 fn fast_retries() -> RetryPolicy {
     RetryPolicy::Fixed(Duration::from_millis(10))
 }
@@ -187,11 +201,7 @@ async fn lost_lease_is_not_settled_by_the_old_worker() {
     let k = key();
     client.dispatch(Sleeper { key: k.clone(), ms: 10_000 }).queue("stolen").lease(Duration::from_secs(3)).await.expect("dispatch");
     let worker = Worker::builder(driver.clone()).queues("stolen").expect("queues").build().expect("build");
-    let handle = worker.handle();
-    let run = tokio::spawn(worker.start());
-    while lines(&k).is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (handle, run) = start_and_wait_for(worker, &k, 1).await;
     // Take the task away as if the worker had stalled past its lease.
     driver.expire_leases();
     let stolen = driver.dequeue("stolen", 1).await.expect("dequeue").pop().expect("the expired task is ready again");
@@ -259,11 +269,7 @@ async fn graceful_shutdown_releases_unfinished_tasks_without_spending_attempts()
     let worker =
         Worker::builder(driver.clone()).queues("deploy").expect("queues").concurrency(3).shutdown_grace(Duration::from_millis(500));
     let worker = worker.build().expect("build");
-    let handle = worker.handle();
-    let run = tokio::spawn(worker.start());
-    while lines(&k).len() < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (handle, run) = start_and_wait_for(worker, &k, 3).await;
     handle.stop();
     let counts = run.await.expect("join").expect("run");
     assert_eq!((counts.released, counts.succeeded), (3, 0));
@@ -281,11 +287,7 @@ async fn graceful_shutdown_lets_running_tasks_finish_within_the_grace_period() {
     }
     let worker = Worker::builder(driver.clone()).queues("finish").expect("queues").concurrency(3).shutdown_grace(Duration::from_secs(30));
     let worker = worker.build().expect("build");
-    let handle = worker.handle();
-    let run = tokio::spawn(worker.start());
-    while lines(&k).len() < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (handle, run) = start_and_wait_for(worker, &k, 3).await;
     handle.stop();
     let counts = run.await.expect("join").expect("run");
     assert_eq!((counts.succeeded, counts.released), (3, 0));
@@ -299,11 +301,7 @@ async fn stop_now_releases_running_tasks_at_once() {
     client.dispatch(Sleeper { key: k.clone(), ms: 60_000 }).queue("now").await.expect("dispatch");
     let worker = Worker::builder(driver.clone()).queues("now").expect("queues").shutdown_grace(Duration::from_secs(3600)).build();
     let worker = worker.expect("build");
-    let handle = worker.handle();
-    let run = tokio::spawn(worker.start());
-    while lines(&k).is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (handle, run) = start_and_wait_for(worker, &k, 1).await;
     let before = tokio::time::Instant::now();
     handle.stop_now();
     let counts = run.await.expect("join").expect("run");
