@@ -183,6 +183,22 @@ pub trait Driver: Send + Sync + 'static {
     /// Deletes the dead tasks of `queue` and returns how many.
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError>;
 
+    /// Tells the driver how many tasks its consumer runs at once (a worker's concurrency), before
+    /// the first [`dequeue`](Driver::dequeue). Backends that push tasks to consumers (RabbitMQ)
+    /// size their prefetch from it; backends that claim on demand ignore it (the default).
+    fn prefetch_hint(&self, tasks: usize) {
+        let _ = tasks;
+    }
+
+    /// Gives back every task this handle fetched ahead of [`dequeue`](Driver::dequeue) but never
+    /// delivered, ready at once and without spending an attempt, and stops fetching ahead until
+    /// the next `dequeue` or [`wait_ready`](Driver::wait_ready). Leases already delivered are
+    /// untouched. A worker calls it when it stops taking tasks, so prefetched tasks go to other
+    /// workers at once. Backends that never fetch ahead do nothing (the default).
+    async fn stop_prefetch(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Whether the backend offers `capability`.
     fn supports(&self, capability: Capability) -> bool;
 

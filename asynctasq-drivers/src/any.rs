@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use asynctasq_core::{Driver, DriverError, MemoryDriver};
 
-/// Connects to the backend the URL's scheme names: `sqlite:`, `redis:` or `memory:`. Errors name the
+/// Connects to the backend the URL's scheme names: `sqlite:`, `redis:`, `postgres:`, `mysql:`, `amqp:` or `memory:`. Errors name the
 /// problem and never include the URL's password.
 pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
     let scheme = url.split(':').next().unwrap_or_default();
@@ -18,6 +18,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
         "postgres" | "postgresql" => Ok(Arc::new(crate::PostgresDriver::connect(url).await?)),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Ok(Arc::new(crate::RedisDriver::connect(url).await?)),
+        #[cfg(feature = "rabbitmq")]
+        "amqp" | "amqps" => Ok(Arc::new(crate::RabbitMqDriver::connect(url).await?)),
         "" => Err(DriverError::Config("empty database URL".into())),
         other => Err(DriverError::Config(format!(
             "unsupported URL scheme `{other}` in {}; this build supports: {}",
@@ -40,6 +42,9 @@ fn supported() -> Vec<&'static str> {
     }
     if cfg!(feature = "mysql") {
         v.push("mysql://");
+    }
+    if cfg!(feature = "rabbitmq") {
+        v.push("amqp://");
     }
     v
 }

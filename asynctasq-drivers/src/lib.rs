@@ -9,6 +9,7 @@
 //! | `redis`  | no      | `RedisDriver`: Redis 6.2+ through the `redis` crate, Lua scripts |
 //! | `postgres` | no    | `PostgresDriver`: PostgreSQL through sqlx, SKIP LOCKED claims, LISTEN/NOTIFY |
 //! | `mysql`  | no      | `MySqlDriver`: MySQL 8 / MariaDB 10.6+ through sqlx, SKIP LOCKED claims |
+//! | `rabbitmq` | no    | `RabbitMqDriver`: RabbitMQ 3.10+ through `lapin`, quorum queues, TTL delay queues |
 //!
 //! [`connect`] picks the backend from a URL scheme at run time:
 //!
@@ -19,13 +20,18 @@
 //! ```
 
 mod any;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod sql;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
 pub use any::{connect, redact_url};
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{RabbitMqConfig, RabbitMqDriver};
 #[cfg(feature = "mysql")]
 pub use sql::mysql::{MySqlConfig, MySqlDriver};
 #[cfg(feature = "postgres")]

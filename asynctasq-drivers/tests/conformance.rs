@@ -75,3 +75,22 @@ mod mysql {
 
     asynctasq_core::conformance_tests!(driver);
 }
+
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq {
+    use std::sync::Arc;
+
+    use asynctasq_core::Driver;
+    use asynctasq_drivers::{RabbitMqConfig, RabbitMqDriver};
+
+    /// Queues of its own per test (prefix `asynctasq-test-*`), on the broker and vhost at
+    /// `ASYNCTASQ_TEST_RABBITMQ_URL` (`scripts/test` makes a vhost per run and deletes it).
+    async fn driver() -> Arc<dyn Driver> {
+        let url = std::env::var("ASYNCTASQ_TEST_RABBITMQ_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let mut config = RabbitMqConfig::new(url);
+        config.prefix = format!("asynctasq-test-{:08x}", fastrand::u32(..));
+        Arc::new(RabbitMqDriver::connect_with(config).await.expect("RabbitMQ must be reachable (scripts/test starts it)"))
+    }
+
+    asynctasq_core::conformance_tests!(driver, lacks: [ExactStats]);
+}

@@ -152,7 +152,8 @@ macro_rules! conformance_tests {
             queues_lists_every_queue_holding_tasks: None,
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,
-            hostile_queue_names_are_rejected: None
+            hostile_queue_names_are_rejected: None,
+            stop_prefetch_gives_back_undelivered_tasks_unspent: None
         );
     };
     (@rules $factory:expr; $lacks:tt; $($rule:ident: $cap:ident),* $(,)?) => {

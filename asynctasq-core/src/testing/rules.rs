@@ -406,3 +406,30 @@ pub async fn hostile_queue_names_are_rejected(h: Harness) {
         assert!(h.driver.stats(bad).await.is_err(), "stats of {bad:.20?} must be refused");
     }
 }
+
+/// Stopping prefetch gives back tasks fetched ahead but not delivered, unspent, and leaves
+/// delivered leases alone.
+pub async fn stop_prefetch_gives_back_undelivered_tasks_unspent(h: Harness) {
+    let q = h.queue("q");
+    h.driver.prefetch_hint(8);
+    let sent: Vec<_> = (0..5).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&sent).await.expect("enqueue");
+    let first = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
+    h.driver.stop_prefetch().await.expect("stop prefetch");
+    let mut rest = Vec::new();
+    while rest.len() < 4 {
+        rest.extend(
+            eventually(PATIENCE, "the undelivered tasks to come back", || async {
+                let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
+                (!got.is_empty()).then_some(got)
+            })
+            .await,
+        );
+    }
+    assert_eq!(rest.len(), 4, "every undelivered task comes back once");
+    assert!(rest.iter().all(|d| d.attempt == 1), "prefetched but undelivered tasks spent no attempt");
+    let mut all: HashSet<TaskId> = ids(&rest).into_iter().collect();
+    all.insert(first.lease.id);
+    assert_eq!(all, sent.iter().map(|e| e.id).collect::<HashSet<_>>());
+    assert!(h.driver.ack(&[first.lease]).await.expect("ack").is_empty(), "the delivered lease still acks");
+}

@@ -340,7 +340,11 @@ impl Worker {
         let beats = tokio::spawn(heartbeats(self.id.clone(), self.events.clone(), counters.clone(), self.heartbeat_interval));
 
         let mut running = JoinSet::new();
+        self.driver.prefetch_hint(self.concurrency);
         let fetched = self.fetch_loop(&shared, &names, &mut running).await;
+        if let Err(error) = self.driver.stop_prefetch().await {
+            tracing::warn!(%error, "could not give back prefetched tasks; they return when the connection closes");
+        }
 
         // Graceful part: let running tasks finish within the grace period.
         let graceful_wait = async { while running.join_next().await.is_some() {} };

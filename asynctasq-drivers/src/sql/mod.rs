@@ -66,6 +66,7 @@ pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, e
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the
 /// names built from it never need more than plain double quotes.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn validate_table_prefix(prefix: &str) -> Result<(), DriverError> {
     let ok = !prefix.is_empty()
         && prefix.len() <= 40

@@ -1,0 +1,943 @@
+//! The RabbitMQ driver.
+//!
+//! Queues, arguments and headers are in [`topology`] and [`message`]; this module keeps the
+//! delivery contract on top of them.
+//!
+//! # Leases
+//! A delivery is the lease: the task stays unacknowledged on the consumer's channel while it
+//! runs. Each worker consumes every queue it serves with `basic_consume` on a channel of its
+//! own, with a prefetch sized to the worker's concurrency ([`Driver::prefetch_hint`]; 64
+//! without a hint, or [`RabbitMqConfig::prefetch`]); deliveries wait in a local buffer until
+//! [`dequeue`](Driver::dequeue) hands them out, and [`wait_ready`](Driver::wait_ready) wakes
+//! on the next delivery, so nothing polls the broker.
+//!
+//! * **Crashes.** When a worker dies or loses its connection, the broker requeues every
+//!   unacknowledged delivery of its channels, and the quorum queue counts it in
+//!   `x-delivery-count`, so the redelivery is the next attempt.
+//! * **Lease expiry and fencing.** The driver tracks the expiry of each lease it handed out;
+//!   a lease that runs out without being settled or extended is rejected with `requeue` (the
+//!   queue counts the attempt), and a settle or extend with a lease the driver no longer holds
+//!   (expired, or its channel closed) fails with [`DriverError::LeaseLost`]. Only the process
+//!   holding a delivery can settle it, so fencing is exact.
+//! * **Long tasks.** RabbitMQ closes a channel whose delivery stays unacknowledged longer than
+//!   the broker's `consumer_timeout` (30 minutes by default), requeueing *every* delivery of the
+//!   channel. So that one long task cannot cost its neighbours their leases, the driver never
+//!   extends a lease past `consumer_timeout` minus a margin after the delivery
+//!   ([`RabbitMqConfig::consumer_timeout`], which must match the broker): a task still running
+//!   then loses its lease (the worker abandons the run) and is requeued as its next attempt.
+//!   For longer tasks, raise `consumer_timeout` in `rabbitmq.conf` and pass the same value.
+//!   Buffered deliveries not taken within 30 s are given back the same way, uncounted.
+//! * **Settling.** Ack is `basic.ack`. Retry (nack with a delay), release and dead-lettering
+//!   publish a copy (with confirms) carrying the new attempt count, due time and error in
+//!   headers, then ack the delivery: if the process dies in between, the task exists twice
+//!   (at least once, never zero times).
+//! * **Order.** A bulk enqueue is published in due order; a released or retried task goes to
+//!   the back of its queue.
+//!
+//! # Connection loss
+//! Every call first checks the connection; a closed one is replaced (with backoff between
+//! failed attempts, 100 ms doubling to [`RabbitMqConfig::reconnect_max`]), the topology is
+//! declared again and consumers start again on the next `dequeue` or `wait_ready`. Leases of
+//! the old connection are lost (the broker has requeued them), and settling them reports
+//! [`DriverError::LeaseLost`].
+//!
+//! # Capabilities
+//! Everything but [`Capability::ExactStats`]: AMQP reports a queue's ready count, not its
+//! unacknowledged deliveries, so `stats().leased` counts the leases of this handle only, and
+//! `ready` adds this handle's prefetched deliveries to the broker's count. Listing dead tasks
+//! reads them with `basic.get` and returns them to the dead queue when done.
+
+mod consumer;
+mod message;
+pub mod topology;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
+use tokio::sync::Notify;
+
+use self::consumer::{Buffered, Consumer};
+use self::message::Meta;
+use self::topology::Names;
+use crate::any::redact_url;
+
+/// Settings of a [`RabbitMqDriver`].
+#[derive(Clone, Debug)]
+pub struct RabbitMqConfig {
+    /// `amqp://user:password@host:port/vhost` (the default vhost is `%2f`).
+    pub url: String,
+    /// Prefix of every queue name (default `asynctasq`); letters, digits and `_ - .` only.
+    pub prefix: String,
+    /// Deliveries each consumer may hold (buffered or running); `None` sizes it from
+    /// [`Driver::prefetch_hint`] (a worker's concurrency), or 64 without a hint.
+    pub prefetch: Option<u16>,
+    /// The broker's `consumer_timeout` (default 30 minutes, RabbitMQ's default); leases never
+    /// outlive it (see the module docs).
+    pub consumer_timeout: Duration,
+    /// Longest wait between reconnect attempts (default 5 s).
+    pub reconnect_max: Duration,
+}
+
+impl RabbitMqConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "asynctasq".into(),
+            prefetch: None,
+            consumer_timeout: Duration::from_secs(30 * 60),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+}
+
+const DEFAULT_PREFETCH: usize = 64;
+/// Longest a prefetched delivery waits in the buffer before it is given back.
+const BUFFER_HOLD: Duration = Duration::from_secs(30);
+/// How often leases are checked for expiry.
+const REAP_EVERY: Duration = Duration::from_millis(50);
+
+/// Tasks in RabbitMQ. Cloning gives another handle on the same connection and consumers.
+#[derive(Clone)]
+pub struct RabbitMqDriver {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RabbitMqDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitMqDriver")
+            .field("url", &redact_url(&self.inner.config.url))
+            .field("prefix", &self.inner.config.prefix)
+            .finish()
+    }
+}
+
+/// A connection with its channels.
+struct Session {
+    generation: u64,
+    conn: Connection,
+    /// Publishes, in confirm mode.
+    publisher: Channel,
+    /// Declares, purges and counts; reopened if the broker closes it.
+    admin: tokio::sync::Mutex<Channel>,
+    /// Task queues whose topology was declared on this connection.
+    declared: Mutex<HashSet<String>>,
+}
+
+impl Session {
+    fn is_live(&self) -> bool {
+        self.conn.status().connected() && self.publisher.status().connected()
+    }
+
+    async fn admin(&self) -> Result<Channel, DriverError> {
+        let mut admin = self.admin.lock().await;
+        if !admin.status().connected() {
+            *admin = self.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        }
+        Ok(admin.clone())
+    }
+}
+
+/// A delivery handed to the engine.
+struct Held {
+    consumer: Arc<Consumer>,
+    tag: u64,
+    id: TaskId,
+    attempt: u32,
+    data: Vec<u8>,
+    meta: Meta,
+    expires_at: u64,
+    /// Latest expiry allowed: the broker's consumer timeout, less a margin.
+    cap_at: u64,
+}
+
+#[derive(Default)]
+struct Reconnect {
+    failures: u32,
+    next_try: Option<Instant>,
+}
+
+struct Inner {
+    config: RabbitMqConfig,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    generation: AtomicU64,
+    reconnect: Mutex<Reconnect>,
+    consumers: Mutex<HashMap<String, Arc<Consumer>>>,
+    /// Serialises consumer creation, so one queue never gets two consumers.
+    consumer_start: tokio::sync::Mutex<()>,
+    consumer_seq: AtomicU64,
+    held: Mutex<HashMap<String, Held>>,
+    /// Signalled when any consumer buffers a delivery or stops.
+    arrivals: Notify,
+    prefetch_hint: AtomicUsize,
+    /// When this handle last published a due task to each queue.
+    published: Mutex<HashMap<String, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(super) fn now_ms() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
+/// Maps a lapin error: a lost connection or channel is [`DriverError::Unavailable`] (retried
+/// by the engine); a refusal by the broker is [`DriverError::Backend`].
+pub(super) fn lapin_err(what: &str, error: lapin::Error) -> DriverError {
+    use lapin::ErrorKind as K;
+    match error.kind() {
+        K::IOError(_) | K::InvalidChannelState(..) | K::InvalidConnectionState(_) | K::MissingHeartbeatError | K::InvalidChannel(_) => {
+            DriverError::unavailable(format!("RabbitMQ: {what}"), error)
+        }
+        _ => DriverError::backend(format!("RabbitMQ: {what}"), error),
+    }
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), DriverError> {
+    if prefix.is_empty() || prefix.len() > 64 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Err(DriverError::Config(format!("invalid RabbitMQ queue prefix `{prefix}`: use 1 to 64 letters, digits, `_`, `-` or `.`")));
+    }
+    Ok(())
+}
+
+impl RabbitMqDriver {
+    /// Connects with default settings.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Self::connect_with(RabbitMqConfig::new(url)).await
+    }
+
+    /// Connects with `config`; fails if the broker cannot be reached.
+    pub async fn connect_with(config: RabbitMqConfig) -> Result<Self, DriverError> {
+        validate_prefix(&config.prefix)?;
+        if let Err(reason) = config.url.parse::<lapin::uri::AMQPUri>() {
+            return Err(DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(&config.url))));
+        }
+        if config.consumer_timeout < Duration::from_secs(10) {
+            return Err(DriverError::Config("RabbitMQ consumer_timeout must be at least 10 s".into()));
+        }
+        let inner = Arc::new(Inner {
+            config,
+            session: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            reconnect: Mutex::default(),
+            consumers: Mutex::default(),
+            consumer_start: tokio::sync::Mutex::new(()),
+            consumer_seq: AtomicU64::new(0),
+            held: Mutex::default(),
+            arrivals: Notify::new(),
+            prefetch_hint: AtomicUsize::new(0),
+            published: Mutex::default(),
+        });
+        inner.session().await?;
+        tokio::spawn(reap(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// The queue name prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.config.prefix
+    }
+}
+
+impl Inner {
+    fn names(&self, queue: &str) -> Names {
+        Names::new(&self.config.prefix, queue)
+    }
+
+    /// The live session, reconnecting (with backoff between failures) if it is gone.
+    async fn session(&self) -> Result<Arc<Session>, DriverError> {
+        let mut current = self.session.lock().await;
+        if let Some(s) = current.as_ref().filter(|s| s.is_live()) {
+            return Ok(s.clone());
+        }
+        if let Some(old) = current.take() {
+            tracing::warn!(url = %redact_url(&self.config.url), "RabbitMQ connection lost; reconnecting");
+            self.forget_generation(old.generation);
+        }
+        if let Some(at) = lock(&self.reconnect).next_try
+            && Instant::now() < at
+        {
+            return Err(DriverError::Unavailable {
+                message: format!("RabbitMQ at {} is unreachable; retrying shortly", redact_url(&self.config.url)),
+                source: None,
+            });
+        }
+        match self.open().await {
+            Ok(s) => {
+                *lock(&self.reconnect) = Reconnect::default();
+                let s = Arc::new(s);
+                *current = Some(s.clone());
+                Ok(s)
+            }
+            Err(e) => {
+                let mut r = lock(&self.reconnect);
+                r.failures += 1;
+                let wait = (Duration::from_millis(100) * 2u32.saturating_pow(r.failures.min(10) - 1)).min(self.config.reconnect_max);
+                r.next_try = Some(Instant::now() + wait);
+                Err(e)
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Session, DriverError> {
+        let props = ConnectionProperties::default().with_connection_name("asynctasq".into());
+        let unreachable = |e| DriverError::unavailable(format!("cannot connect to RabbitMQ at {}", redact_url(&self.config.url)), e);
+        let conn = tokio::time::timeout(Duration::from_secs(10), Connection::connect(&self.config.url, props))
+            .await
+            .map_err(|_| DriverError::Unavailable {
+                message: format!("connecting to RabbitMQ at {} timed out", redact_url(&self.config.url)),
+                source: None,
+            })?
+            .map_err(unreachable)?;
+        let publisher = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| lapin_err("enabling publisher confirms", e))?;
+        let admin = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        topology::declare_registry(&admin, &self.config.prefix).await?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(url = %redact_url(&self.config.url), generation, "connected to RabbitMQ");
+        Ok(Session { generation, conn, publisher, admin: tokio::sync::Mutex::new(admin), declared: Mutex::default() })
+    }
+
+    /// Drops the consumers and leases of a closed connection: the broker requeued them.
+    fn forget_generation(&self, generation: u64) {
+        let dead: Vec<Arc<Consumer>> = {
+            let mut consumers = lock(&self.consumers);
+            let dead = consumers.values().filter(|c| c.generation == generation).cloned().collect();
+            consumers.retain(|_, c| c.generation != generation);
+            dead
+        };
+        for c in &dead {
+            consumer::clear(c);
+        }
+        lock(&self.held).retain(|_, h| h.consumer.generation != generation);
+        self.arrivals.notify_waiters();
+    }
+
+    /// A consumer stopped without being cancelled: its channel or connection closed.
+    fn consumer_died(&self, c: &Arc<Consumer>) {
+        {
+            let mut consumers = lock(&self.consumers);
+            if consumers.get(&c.queue).is_some_and(|x| Arc::ptr_eq(x, c)) {
+                consumers.remove(&c.queue);
+            }
+        }
+        if !c.channel.status().connected() {
+            consumer::clear(c);
+            lock(&self.held).retain(|_, h| !Arc::ptr_eq(&h.consumer, c));
+        }
+    }
+
+    /// Declares the queues of `queue` once per connection and adds it to the registry.
+    async fn ensure_topology(&self, session: &Session, queue: &str) -> Result<Names, DriverError> {
+        let names = self.names(queue);
+        if lock(&session.declared).contains(queue) {
+            return Ok(names);
+        }
+        let admin = session.admin().await?;
+        topology::declare_all(&admin, &names).await?;
+        let registry = topology::registry(&self.config.prefix);
+        self.publish_on(session, &registry, queue.as_bytes(), &Meta::default()).await?;
+        lock(&session.declared).insert(queue.to_owned());
+        Ok(names)
+    }
+
+    /// Publishes one message (mandatory, persistent) and waits for the broker's confirm.
+    async fn publish_on(&self, session: &Session, routing_key: &str, body: &[u8], meta: &Meta) -> Result<(), DriverError> {
+        let confirm = session
+            .publisher
+            .basic_publish(
+                "".into(),
+                routing_key.into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                body,
+                meta.properties(),
+            )
+            .await
+            .map_err(|e| lapin_err("publishing", e))?;
+        check_confirm(confirm.await.map_err(|e| lapin_err("waiting for the publish confirm", e))?, routing_key)
+    }
+
+    async fn publish(&self, queue: &str, routing: Route, body: &[u8], meta: &Meta) -> Result<(), DriverError> {
+        let session = self.session().await?;
+        let names = self.ensure_topology(&session, queue).await?;
+        let key = match routing {
+            Route::Work => names.work.as_str(),
+            Route::Dead => names.dead.as_str(),
+            Route::Delay(ms) => names.bucket_for(ms),
+        };
+        self.publish_on(&session, key, body, meta).await?;
+        if matches!(routing, Route::Work) {
+            self.note_published(queue);
+        }
+        Ok(())
+    }
+
+    fn note_published(&self, queue: &str) {
+        let mut published = lock(&self.published);
+        match published.get_mut(queue) {
+            Some(at) => *at = Instant::now(),
+            None => {
+                published.insert(queue.to_owned(), Instant::now());
+            }
+        }
+    }
+
+    fn published_recently(&self, queue: &str) -> bool {
+        lock(&self.published).get(queue).is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+    }
+
+    /// The consumer of `queue`, started if there is none.
+    async fn consumer(self: &Arc<Self>, queue: &str) -> Result<Arc<Consumer>, DriverError> {
+        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live()) {
+            return Ok(c.clone());
+        }
+        let _one_at_a_time = self.consumer_start.lock().await;
+        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live()) {
+            return Ok(c.clone());
+        }
+        let session = self.session().await?;
+        let names = self.ensure_topology(&session, queue).await?;
+        let prefetch = match (self.config.prefetch, self.prefetch_hint.load(Ordering::Relaxed)) {
+            (Some(p), _) => usize::from(p.max(1)),
+            (None, 0) => DEFAULT_PREFETCH,
+            (None, hint) => hint.min(usize::from(u16::MAX)),
+        };
+        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a consumer channel", e))?;
+        channel.basic_qos(prefetch as u16, BasicQosOptions::default()).await.map_err(|e| lapin_err("setting the prefetch", e))?;
+        let seq = self.consumer_seq.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("asynctasq-{}-{seq}", std::process::id());
+        let ready = channel
+            .queue_declare(names.work.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+            .await
+            .map_err(|e| lapin_err("counting ready tasks", e))?
+            .message_count();
+        let stream = channel
+            .basic_consume(names.work.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(|e| lapin_err("starting a consumer", e))?;
+        let initial = prefetch.min(usize::try_from(ready).unwrap_or(usize::MAX));
+        let c = Arc::new(Consumer::new(queue.to_owned(), names.work.clone(), session.generation, seq, channel, tag, prefetch, initial));
+        c.set_task(tokio::spawn(consumer::run(c.clone(), stream, Arc::downgrade(self))));
+        lock(&self.consumers).insert(queue.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Hands buffered deliveries to the engine as leases.
+    fn lease(&self, c: &Arc<Consumer>, taken: Vec<Buffered>) -> Vec<Delivery> {
+        let now = now_ms();
+        let timeout = millis(self.config.consumer_timeout);
+        let margin = (timeout / 10).min(60_000);
+        let mut held = lock(&self.held);
+        taken
+            .into_iter()
+            .map(|b| {
+                let attempt = b.meta.spent.saturating_add(1);
+                let envelope = Envelope::decode(&b.data).map(|mut e| {
+                    e.attempt = attempt;
+                    e
+                });
+                let (id, lease_ms) = match &envelope {
+                    Ok(e) => (e.id, e.lease_ms),
+                    Err(_) => (b.meta.task_id().unwrap_or_else(TaskId::new), 30_000),
+                };
+                let received = now.saturating_sub(u64::try_from(b.received.elapsed().as_millis()).unwrap_or(u64::MAX));
+                let cap_at = received + timeout - margin;
+                let expires_at = (now + lease_ms).min(cap_at);
+                let token = format!("{}.{}.{}", c.generation, c.seq, b.tag);
+                held.insert(
+                    token.clone(),
+                    Held { consumer: c.clone(), tag: b.tag, id, attempt, data: b.data, meta: b.meta, expires_at, cap_at },
+                );
+                Delivery { lease: Lease { id, queue: c.queue.clone(), token, expires_at }, attempt, envelope }
+            })
+            .collect()
+    }
+
+    fn take_held(&self, lease: &Lease) -> Result<Held, DriverError> {
+        match lock(&self.held).remove(&lease.token) {
+            Some(h) if h.consumer.channel.status().connected() => Ok(h),
+            _ => Err(DriverError::LeaseLost(lease.id)),
+        }
+    }
+
+    /// Publishes a copy of a held delivery with new headers, then acks the delivery. On a
+    /// failed publish the lease is kept (it expires as usual).
+    async fn move_held(&self, lease: &Lease, h: Held, route: Route, meta: Meta) -> Result<(), DriverError> {
+        if let Err(e) = self.publish(&h.consumer.queue, route, &h.data, &meta).await {
+            lock(&self.held).insert(lease.token.clone(), h);
+            return Err(e);
+        }
+        ack_one(&h.consumer, h.tag).await;
+        Ok(())
+    }
+
+    /// Gives back deliveries never handed to the engine: a copy goes to the back of the work
+    /// queue with the attempts it had, and the delivery is acked. If the copy cannot be
+    /// published the delivery is rejected with requeue (which counts an attempt) instead.
+    async fn give_back(&self, c: &Arc<Consumer>, items: Vec<Buffered>) {
+        for b in items {
+            let meta = Meta { not_before: None, ..b.meta };
+            match self.publish(&c.queue, Route::Work, &b.data, &meta).await {
+                Ok(()) => ack_one(c, b.tag).await,
+                Err(error) => {
+                    tracing::warn!(%error, queue = %c.queue, "could not give back a prefetched task; requeueing it");
+                    let _ = c.channel.basic_nack(b.tag, BasicNackOptions { requeue: true, multiple: false }).await;
+                    c.settled(1);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Work,
+    Dead,
+    Delay(u64),
+}
+
+fn check_confirm(confirmation: Confirmation, key: &str) -> Result<(), DriverError> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(DriverError::Backend { message: format!("RabbitMQ returned a message for `{key}`: {}", returned.reply_text), source: None })
+        }
+        Confirmation::Nack(None) => {
+            Err(DriverError::Backend { message: format!("RabbitMQ refused a message for `{key}` (nack)"), source: None })
+        }
+    }
+}
+
+async fn ack_one(c: &Consumer, tag: u64) {
+    if let Err(error) = c.channel.basic_ack(tag, BasicAckOptions::default()).await {
+        tracing::debug!(%error, "ack after a move failed; the broker redelivers the original");
+    }
+    c.settled(1);
+}
+
+/// Moves a delivery that arrived before its due time back into the delay bucket for the rest.
+async fn redelay(inner: Arc<Inner>, c: Arc<Consumer>, tag: u64, data: Vec<u8>, meta: Meta, not_before: u64) {
+    let left = not_before.saturating_sub(now_ms());
+    match inner.publish(&c.queue, Route::Delay(left), &data, &meta).await {
+        Ok(()) => ack_one(&c, tag).await,
+        Err(error) => {
+            tracing::warn!(%error, queue = %c.queue, "could not move an early task back to its delay queue; requeueing it");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = c.channel.basic_nack(tag, BasicNackOptions { requeue: true, multiple: false }).await;
+            c.settled(1);
+        }
+    }
+}
+
+/// Rejects (with requeue) leases past their expiry and gives back buffered deliveries held too
+/// long. Runs while the driver lives.
+async fn reap(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = now_ms();
+        let expired: Vec<Held> = {
+            let mut held = lock(&inner.held);
+            let keys: Vec<String> = held.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
+            keys.into_iter().filter_map(|k| held.remove(&k)).collect()
+        };
+        for h in expired {
+            tracing::debug!(task.id = %h.id, queue = %h.consumer.queue, "lease expired; requeueing the task");
+            let _ = h.consumer.channel.basic_nack(h.tag, BasicNackOptions { requeue: true, multiple: false }).await;
+            h.consumer.settled(1);
+        }
+        let hold = BUFFER_HOLD.min(inner.config.consumer_timeout / 2);
+        let Some(cutoff) = Instant::now().checked_sub(hold) else { continue };
+        let consumers: Vec<Arc<Consumer>> = lock(&inner.consumers).values().cloned().collect();
+        for c in consumers {
+            let stale = c.take_stale(cutoff);
+            if !stale.is_empty() {
+                tracing::debug!(queue = %c.queue, count = stale.len(), "giving back prefetched tasks nobody took");
+                inner.give_back(&c, stale).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for RabbitMqDriver {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+        }
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let session = inner.session().await?;
+        let mut names = HashMap::new();
+        for t in tasks {
+            if !names.contains_key(t.queue.as_str()) {
+                names.insert(t.queue.as_str(), inner.ensure_topology(&session, &t.queue).await?);
+            }
+        }
+        // Due order, so a batch is delivered earliest-due first.
+        let mut order: Vec<&Envelope> = tasks.iter().collect();
+        order.sort_by_key(|e| e.not_before);
+        let now = now_ms();
+        let mut confirms = Vec::with_capacity(order.len());
+        for e in order {
+            let body = e.encode()?;
+            let n = &names[e.queue.as_str()];
+            let delayed = e.not_before > now;
+            let meta = Meta { not_before: delayed.then_some(e.not_before), message_id: Some(e.id.to_string()), ..Meta::default() };
+            let key = if delayed { n.bucket_for(e.not_before - now) } else { n.work.as_str() };
+            let confirm = session
+                .publisher
+                .basic_publish(
+                    "".into(),
+                    key.into(),
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
+                    &body,
+                    meta.properties(),
+                )
+                .await
+                .map_err(|e| lapin_err("publishing", e))?;
+            confirms.push((confirm, key.to_owned()));
+        }
+        for (confirm, key) in confirms {
+            check_confirm(confirm.await.map_err(|e| lapin_err("waiting for the publish confirm", e))?, &key)?;
+        }
+        for t in tasks.iter().filter(|t| t.not_before <= now) {
+            inner.note_published(&t.queue);
+        }
+        Ok(())
+    }
+
+    async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
+        validate_queue_name(queue)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let c = self.inner.consumer(queue).await?;
+        let mut taken = c.take(max);
+        if taken.is_empty() && c.has_credit() {
+            let ready = c
+                .channel
+                .queue_declare(c.work.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+                .await
+                .map_err(|e| lapin_err("counting ready tasks", e))?
+                .message_count();
+            // The broker counts a task as taken the moment it dispatches it, before it reaches
+            // this process. A delivery is on its way when tasks are ready and we have credit,
+            // when the consumer has not yet received what was ready when it started, or (for a
+            // short while) when this handle just published to the queue.
+            let wait = if ready > 0 || c.expects_more() {
+                Duration::from_millis(200)
+            } else if self.inner.published_recently(queue) {
+                Duration::from_millis(50)
+            } else {
+                Duration::ZERO
+            };
+            taken = c.take(max);
+            if taken.is_empty() && !wait.is_zero() {
+                let deadline = tokio::time::Instant::now() + wait;
+                while taken.is_empty() && c.is_live() {
+                    let arrived = self.inner.arrivals.notified();
+                    tokio::pin!(arrived);
+                    arrived.as_mut().enable();
+                    taken = c.take(max);
+                    if !taken.is_empty() || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                        break;
+                    }
+                }
+                if taken.is_empty() {
+                    taken = c.take(max);
+                }
+            }
+        }
+        Ok(self.inner.lease(&c, taken))
+    }
+
+    async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
+        let mut consumers = Vec::with_capacity(queues.len());
+        for q in queues {
+            validate_queue_name(q)?;
+            consumers.push(self.inner.consumer(q).await?);
+        }
+        let arrived = self.inner.arrivals.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        if consumers.iter().any(|c| c.buffered() > 0 || !c.is_live()) {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(timeout, arrived).await;
+        Ok(())
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+        let mut lost = Vec::new();
+        let mut acks = Vec::with_capacity(leases.len());
+        {
+            let mut held = lock(&self.inner.held);
+            for l in leases {
+                match held.remove(&l.token) {
+                    Some(h) => acks.push((l.id, h)),
+                    None => lost.push(l.id),
+                }
+            }
+        }
+        let results =
+            futures_util::future::join_all(acks.iter().map(|(_, h)| h.consumer.channel.basic_ack(h.tag, BasicAckOptions::default()))).await;
+        for ((id, h), result) in acks.iter().zip(results) {
+            h.consumer.settled(1);
+            if result.is_err() {
+                // The channel closed: the broker requeues the delivery.
+                lost.push(*id);
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
+        let h = self.inner.take_held(lease)?;
+        let delay_ms = millis(delay);
+        let meta = Meta {
+            spent: h.attempt,
+            not_before: (delay_ms > 0).then(|| now_ms() + delay_ms),
+            error: Some(error.to_owned()),
+            dead_at: None,
+            message_id: Some(h.id.to_string()),
+        };
+        let route = if delay_ms > 0 { Route::Delay(delay_ms) } else { Route::Work };
+        self.inner.move_held(lease, h, route, meta).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
+        let h = self.inner.take_held(lease)?;
+        let meta = Meta {
+            spent: h.attempt.saturating_sub(1),
+            not_before: None,
+            dead_at: None,
+            message_id: Some(h.id.to_string()),
+            error: h.meta.error.clone(),
+        };
+        self.inner.move_held(lease, h, Route::Work, meta).await
+    }
+
+    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+        let h = self.inner.take_held(lease)?;
+        let meta = Meta {
+            spent: h.attempt,
+            not_before: None,
+            error: Some(error.to_owned()),
+            dead_at: Some(now_ms()),
+            message_id: h.meta.message_id.clone().or_else(|| Some(h.id.to_string())),
+        };
+        self.inner.move_held(lease, h, Route::Dead, meta).await
+    }
+
+    async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
+        let mut held = lock(&self.inner.held);
+        let Some(h) = held.get_mut(&lease.token).filter(|h| h.consumer.channel.status().connected()) else {
+            return Err(DriverError::LeaseLost(lease.id));
+        };
+        h.expires_at = (now_ms() + millis(by)).min(h.cap_at).max(h.expires_at);
+        Ok(Lease { expires_at: h.expires_at, ..lease.clone() })
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        validate_queue_name(queue)?;
+        let session = self.inner.session().await?;
+        let names = self.inner.ensure_topology(&session, queue).await?;
+        let counts = topology::declare_all(&session.admin().await?, &names).await?;
+        let buffered = lock(&self.inner.consumers).get(queue).map_or(0, |c| c.buffered() as u64);
+        let leased = lock(&self.inner.held).values().filter(|h| h.consumer.queue == queue).count() as u64;
+        Ok(QueueStats { ready: counts.ready + buffered, scheduled: counts.scheduled, leased, dead: counts.dead })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        let session = self.inner.session().await?;
+        // Read the registry without consuming it: every message stays unacked on a channel of
+        // its own until the channel closes, except duplicates, which are acked (compacted).
+        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        let registry = topology::registry(&self.inner.config.prefix);
+        let mut names = BTreeSet::new();
+        let result = async {
+            while let Some(m) = channel
+                .basic_get(registry.as_str().into(), BasicGetOptions::default())
+                .await
+                .map_err(|e| lapin_err("reading the queue registry", e))?
+            {
+                let name = String::from_utf8_lossy(&m.delivery.data).into_owned();
+                if validate_queue_name(&name).is_err() || !names.insert(name) {
+                    channel
+                        .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                        .await
+                        .map_err(|e| lapin_err("compacting the queue registry", e))?;
+                }
+            }
+            Ok::<_, DriverError>(())
+        }
+        .await;
+        let _ = channel.close(200, "asynctasq: registry read".into()).await;
+        result?;
+        let mut out = Vec::new();
+        for name in names {
+            let s = self.stats(&name).await?;
+            if s.ready + s.scheduled + s.leased + s.dead > 0 {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let session = self.inner.session().await?;
+        let names = self.inner.ensure_topology(&session, queue).await?;
+        let admin = session.admin().await?;
+        let mut purged = 0u64;
+        for name in std::iter::once(&names.work).chain(&names.buckets) {
+            purged += u64::from(
+                admin.queue_purge(name.as_str().into(), QueuePurgeOptions::default()).await.map_err(|e| lapin_err("purging", e))?,
+            );
+        }
+        let c = lock(&self.inner.consumers).get(queue).cloned();
+        if let Some(c) = c {
+            let buffered = c.take(usize::MAX);
+            purged += buffered.len() as u64;
+            for b in buffered {
+                ack_one(&c, b.tag).await;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
+        validate_queue_name(queue)?;
+        let session = self.inner.session().await?;
+        let names = self.inner.ensure_topology(&session, queue).await?;
+        // basic.get without ack on a channel of its own; closing it returns every message to
+        // the dead queue in its place.
+        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        let mut out = Vec::new();
+        let result = async {
+            while out.len() < limit {
+                let Some(m) = channel
+                    .basic_get(names.dead.as_str().into(), BasicGetOptions::default())
+                    .await
+                    .map_err(|e| lapin_err("reading dead tasks", e))?
+                else {
+                    break;
+                };
+                let meta = Meta::read(&m.delivery.properties);
+                let envelope = Envelope::decode(&m.delivery.data);
+                let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id()).unwrap_or_else(TaskId::new);
+                out.push(DeadTask {
+                    id,
+                    queue: queue.to_owned(),
+                    attempt: meta.spent,
+                    error: meta.error.clone().unwrap_or_default(),
+                    dead_at: meta.dead_at.unwrap_or_default(),
+                    envelope,
+                });
+            }
+            Ok::<_, DriverError>(())
+        }
+        .await;
+        let _ = channel.close(200, "asynctasq: dead tasks listed".into()).await;
+        result.map(|()| out)
+    }
+
+    async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let session = self.inner.session().await?;
+        let names = self.inner.ensure_topology(&session, queue).await?;
+        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        let mut wanted: Option<HashSet<TaskId>> = match which {
+            DeadSelector::All => None,
+            DeadSelector::Ids(ids) => Some(ids.into_iter().collect()),
+        };
+        let mut moved = 0u64;
+        let result = async {
+            loop {
+                if wanted.as_ref().is_some_and(HashSet::is_empty) {
+                    break;
+                }
+                let Some(m) = channel
+                    .basic_get(names.dead.as_str().into(), BasicGetOptions::default())
+                    .await
+                    .map_err(|e| lapin_err("reading dead tasks", e))?
+                else {
+                    break;
+                };
+                let meta = Meta::read(&m.delivery.properties);
+                let id = Envelope::decode(&m.delivery.data).map(|e| e.id).ok().or_else(|| meta.task_id());
+                let chosen = match (&mut wanted, id) {
+                    (None, _) => true,
+                    (Some(w), Some(id)) => w.remove(&id),
+                    (Some(_), None) => false,
+                };
+                if chosen {
+                    let fresh = Meta { message_id: meta.message_id.clone(), ..Meta::default() };
+                    self.inner.publish_on(&session, &names.work, &m.delivery.data, &fresh).await?;
+                    channel
+                        .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                        .await
+                        .map_err(|e| lapin_err("removing a requeued dead task", e))?;
+                    moved += 1;
+                }
+            }
+            Ok::<_, DriverError>(())
+        }
+        .await;
+        let _ = channel.close(200, "asynctasq: dead tasks requeued".into()).await;
+        result.map(|()| moved)
+    }
+
+    async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let session = self.inner.session().await?;
+        let names = self.inner.ensure_topology(&session, queue).await?;
+        let admin = session.admin().await?;
+        Ok(u64::from(
+            admin
+                .queue_purge(names.dead.as_str().into(), QueuePurgeOptions::default())
+                .await
+                .map_err(|e| lapin_err("purging dead tasks", e))?,
+        ))
+    }
+
+    fn prefetch_hint(&self, tasks: usize) {
+        self.inner.prefetch_hint.store(tasks, Ordering::Relaxed);
+    }
+
+    async fn stop_prefetch(&self) -> Result<(), DriverError> {
+        let consumers: Vec<Arc<Consumer>> = lock(&self.inner.consumers).drain().map(|(_, c)| c).collect();
+        for c in consumers {
+            let buffered = c.cancel().await;
+            self.inner.give_back(&c, buffered).await;
+            c.settled(0);
+        }
+        Ok(())
+    }
+
+    fn supports(&self, capability: Capability) -> bool {
+        !matches!(capability, Capability::ExactStats)
+    }
+
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+}

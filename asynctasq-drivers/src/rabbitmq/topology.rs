@@ -1,0 +1,145 @@
+//! Every queue and argument the RabbitMQ driver declares, in one place.
+//!
+//! For the prefix `p` (default `asynctasq`) and a task queue `q`:
+//!
+//! | Queue | Type | Arguments | Holds |
+//! |---|---|---|---|
+//! | `p:q` | quorum, durable | `x-queue-type=quorum` | ready tasks; workers consume from it |
+//! | `p:q:dead` | classic, durable | | dead tasks, with the error and attempt in headers |
+//! | `p:q:delay:<ms>` | classic, durable | `x-message-ttl=<ms>`, `x-dead-letter-exchange=""`, `x-dead-letter-routing-key=p:q` | tasks waiting for a delay or a retry (14 buckets, see below) |
+//! | `p:queues` | classic, durable | | the registry: one message per task queue name (for [`Driver::queues`](asynctasq_core::Driver::queues)) |
+//!
+//! There are no exchanges and no bindings: every publish goes through the default exchange,
+//! which routes by queue name, and every publish is `mandatory` (an unroutable message is an
+//! error, never silently dropped) with publisher confirms, persistent (`delivery_mode = 2`).
+//! Queue names validated by [`validate_queue_name`](asynctasq_core::envelope::validate_queue_name)
+//! cannot contain `:`, so no task queue's names collide with another's.
+//!
+//! # Why quorum work queues
+//! A quorum queue counts how often each message was handed out and given back (a consumer died,
+//! its channel closed, its lease expired) in the `x-delivery-count` header. The driver adds it to
+//! the attempt count carried in its own header, so a task that crashes workers over and over
+//! reaches `max_attempts` like any failing task. Quorum queues are also replicated and fsync
+//! their log, and on this machine they publish and deliver faster than classic queues.
+//!
+//! # Delays without plugins
+//! Each bucket queue has a fixed time-to-live and dead-letters expired messages into the work
+//! queue through the default exchange. Bucket lengths are 16 ms × 4ᵏ for k = 0‥13 (16 ms up
+//! to ~12 days). A task due in `d` goes to the longest bucket not longer than `d` (the 16 ms
+//! bucket when `d` is shorter); because every message of a bucket has the same time-to-live, a
+//! long delay never holds up a short one. A task that reaches the work queue before its
+//! `x-asynctasq-not-before` header is published again into the bucket for what is left, by
+//! whichever worker receives it, so no delay depends on the process that set it, and no task
+//! is delivered early. A delay takes at most three hops per bucket length.
+//!
+//! Classic bucket queues dead-letter at most once: a broker that crashes (not a clean
+//! `stop_app`) in the instant between expiry and routing can lose that one message.
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Queue};
+
+use super::lapin_err;
+use asynctasq_core::DriverError;
+
+/// Time-to-live of the delay buckets, shortest first.
+pub(super) const BUCKETS_MS: [u64; 14] = {
+    let mut b = [16u64; 14];
+    let mut i = 1;
+    while i < 14 {
+        b[i] = b[i - 1] * 4;
+        i += 1;
+    }
+    b
+};
+
+/// The names of one task queue's RabbitMQ queues.
+#[derive(Clone, Debug)]
+pub(super) struct Names {
+    /// The work queue.
+    pub(super) work: String,
+    /// The dead-letter queue.
+    pub(super) dead: String,
+    /// The delay buckets, in [`BUCKETS_MS`] order.
+    pub(super) buckets: Vec<String>,
+}
+
+impl Names {
+    pub(super) fn new(prefix: &str, queue: &str) -> Self {
+        let work = format!("{prefix}:{queue}");
+        Self { dead: format!("{work}:dead"), buckets: BUCKETS_MS.iter().map(|ms| format!("{work}:delay:{ms}")).collect(), work }
+    }
+
+    /// The bucket for a task due in `ms`: the longest not longer than `ms`, or the shortest.
+    pub(super) fn bucket_for(&self, ms: u64) -> &str {
+        let i = BUCKETS_MS.iter().rposition(|&b| b <= ms).unwrap_or(0);
+        &self.buckets[i]
+    }
+}
+
+/// The registry queue's name.
+pub(super) fn registry(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args
+}
+
+fn bucket_args(work: &str, ttl_ms: u64) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms as i64));
+    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+    args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(work.into()));
+    args
+}
+
+/// Declares the work queue (idempotent) and returns its counts.
+pub(super) async fn declare_work(channel: &Channel, names: &Names) -> Result<Queue, DriverError> {
+    channel.queue_declare(names.work.as_str().into(), durable(), quorum_args()).await.map_err(|e| lapin_err("declaring the work queue", e))
+}
+
+/// Counts of every queue of one task queue.
+pub(super) struct Counts {
+    pub(super) ready: u64,
+    pub(super) scheduled: u64,
+    pub(super) dead: u64,
+}
+
+/// Declares every queue of one task queue (idempotent: the same arguments each time) and returns
+/// their message counts. Declarations are pipelined on `channel`.
+pub(super) async fn declare_all(channel: &Channel, names: &Names) -> Result<Counts, DriverError> {
+    let work = declare_work(channel, names);
+    let dead = channel.queue_declare(names.dead.as_str().into(), durable(), FieldTable::default());
+    let buckets = futures_util::future::try_join_all(
+        names
+            .buckets
+            .iter()
+            .zip(BUCKETS_MS)
+            .map(|(name, ms)| channel.queue_declare(name.as_str().into(), durable(), bucket_args(&names.work, ms))),
+    );
+    let (work, dead, buckets) = futures_util::future::join3(work, dead, buckets).await;
+    let work = work?;
+    let dead = dead.map_err(|e| lapin_err("declaring the dead-letter queue", e))?;
+    let buckets = buckets.map_err(|e| lapin_err("declaring the delay queues", e))?;
+    Ok(Counts {
+        ready: u64::from(work.message_count()),
+        scheduled: buckets.iter().map(|b| u64::from(b.message_count())).sum(),
+        dead: u64::from(dead.message_count()),
+    })
+}
+
+/// Declares the registry queue.
+pub(super) async fn declare_registry(channel: &Channel, prefix: &str) -> Result<(), DriverError> {
+    channel
+        .queue_declare(registry(prefix).into(), durable(), FieldTable::default())
+        .await
+        .map(drop)
+        .map_err(|e| lapin_err("declaring the queue registry", e))
+}
