@@ -26,6 +26,7 @@
 //! | `redis`  | yes     | `--driver redis --redis-url redis://127.0.0.1:6379` |
 //! | `postgres` | yes   | `--driver postgres --database-url postgres://127.0.0.1/db` |
 //! | `mysql`  | yes     | `--driver mysql --database-url mysql://root@127.0.0.1:3306/db` (MySQL 8, MariaDB 10.6+) |
+//! | `rabbitmq` | yes   | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error.
 
@@ -65,6 +66,15 @@ struct BackendArgs {
     /// Prefix of every Redis key.
     #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PREFIX", default_value = "asynctasq:")]
     redis_prefix: String,
+    /// AMQP URL for `--driver rabbitmq` [default: amqp://guest:guest@127.0.0.1:5672/%2f].
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_URL", hide_env_values = true)]
+    rabbitmq_url: Option<String>,
+    /// Prefix of every RabbitMQ queue name (`<prefix>:<queue>`, `<prefix>:<queue>:dead`, ...).
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_PREFIX", default_value = "asynctasq")]
+    rabbitmq_prefix: String,
+    /// The broker's `consumer_timeout`; no lease outlives it (raise both for longer tasks).
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_CONSUMER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    rabbitmq_consumer_timeout: Duration,
 }
 
 /// The backends this build can drive.
@@ -81,6 +91,9 @@ enum DriverKind {
     /// MySQL 8 or MariaDB 10.6 and newer.
     #[cfg(feature = "mysql")]
     Mysql,
+    /// RabbitMQ (3.10 or newer).
+    #[cfg(feature = "rabbitmq")]
+    Rabbitmq,
     /// In-process memory: for trying things out; nothing survives the process.
     Memory,
 }
@@ -256,16 +269,26 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
         DriverKind::Postgres => (required_database_url(backend, "postgres")?, "postgres"),
         #[cfg(feature = "mysql")]
         DriverKind::Mysql => (required_database_url(backend, "mysql")?, "mysql"),
+        #[cfg(feature = "rabbitmq")]
+        DriverKind::Rabbitmq => {
+            (backend.rabbitmq_url.clone().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()), "amqp")
+        }
         DriverKind::Memory => ("memory:".to_owned(), "memory"),
     };
     let scheme = url.split(':').next().unwrap_or_default();
     let matches = scheme == expected
         || (expected == "redis" && scheme == "rediss")
         || (expected == "postgres" && scheme == "postgresql")
-        || (expected == "mysql" && scheme == "mariadb");
+        || (expected == "mysql" && scheme == "mariadb")
+        || (expected == "amqp" && scheme == "amqps");
     if !matches {
-        let flag = if expected == "redis" { "--redis-url" } else { "--database-url" };
-        bail!("{flag} {} does not match --driver {expected} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
+        let flag = match expected {
+            "redis" => "--redis-url",
+            "amqp" => "--rabbitmq-url",
+            _ => "--database-url",
+        };
+        let driver = format!("{:?}", backend.driver).to_lowercase();
+        bail!("{flag} {} does not match --driver {driver} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
     }
     Ok(url)
 }
@@ -291,6 +314,13 @@ async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asy
         let mut config = asynctasq_drivers::MySqlConfig::new(&url);
         config.table_prefix = backend.table_prefix.clone();
         return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.with_context(context)?));
+    }
+    #[cfg(feature = "rabbitmq")]
+    if backend.driver == DriverKind::Rabbitmq {
+        let mut config = asynctasq_drivers::RabbitMqConfig::new(&url);
+        config.prefix = backend.rabbitmq_prefix.clone();
+        config.consumer_timeout = backend.rabbitmq_consumer_timeout;
+        return Ok(std::sync::Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await.with_context(context)?));
     }
     asynctasq_drivers::connect(&url).await.with_context(context)
 }

@@ -28,6 +28,23 @@ impl Task for Ledgered {
     }
 }
 
+/// The arguments of the `fails_once` task of the `ledger-worker` binary: its first attempt is
+/// recorded and fails with a retry after `retry_ms`; the second is recorded and succeeds.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct FailsOnce {
+    /// Which task of the run this is.
+    pub n: u64,
+    /// The retry delay after the first attempt.
+    pub retry_ms: u64,
+}
+
+impl Task for FailsOnce {
+    const NAME: &'static str = "fails_once";
+    async fn run(self, _ctx: TaskContext) -> TaskResult {
+        unreachable!("dispatch-only here; the ledger-worker binary runs it")
+    }
+}
+
 /// Where a test's tasks live.
 pub enum Backend {
     /// A SQLite file in the test's directory.
@@ -38,6 +55,8 @@ pub enum Backend {
     Postgres(String),
     /// MySQL or MariaDB at this URL, in tables of the test's own.
     MySql(String),
+    /// RabbitMQ at this URL, in queues of the test's own.
+    RabbitMq(String),
 }
 
 /// A test's queue backend, ledger database and the flags worker processes need.
@@ -95,6 +114,13 @@ impl Setup {
                 config.table_prefix = prefix.clone();
                 let driver = Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.expect("MySQL must be reachable"));
                 (driver, vec!["--driver".into(), "mysql".into(), "--database-url".into(), url, "--table-prefix".into(), prefix])
+            }
+            Backend::RabbitMq(url) => {
+                let prefix = format!("asynctasq-test-{:08x}", fastrand_u32());
+                let mut config = asynctasq_drivers::RabbitMqConfig::new(&url);
+                config.prefix = prefix.clone();
+                let driver = Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await.expect("RabbitMQ must be reachable"));
+                (driver, vec!["--driver".into(), "rabbitmq".into(), "--rabbitmq-url".into(), url, "--rabbitmq-prefix".into(), prefix])
             }
         };
         let client = Client::new(driver.clone());
@@ -246,6 +272,12 @@ pub fn shared_mysql_url() -> String {
     std::env::var("ASYNCTASQ_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
+/// The shared RabbitMQ the test script starts (`ASYNCTASQ_TEST_RABBITMQ_URL`: a vhost of the
+/// test run's own, deleted afterwards; default the local broker's `/`).
+pub fn shared_rabbitmq_url() -> String {
+    std::env::var("ASYNCTASQ_TEST_RABBITMQ_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
 /// The shared Redis the test script starts (`ASYNCTASQ_TEST_REDIS_URL`, default local).
 pub fn shared_redis_url() -> String {
     std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -317,5 +349,98 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A RabbitMQ node of a test's own (`rabbitmq-server` with its own node name, free loopback
+/// ports and data directory), stopped when dropped, so restart and connection tests never
+/// disturb the shared broker.
+pub struct OwnRabbit {
+    /// The AMQP port.
+    pub port: u16,
+    node: String,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+impl OwnRabbit {
+    /// Starts a node and waits until it accepts connections (~5-10 s).
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("asynctasq-rabbit-{}-{:08x}", std::process::id(), fastrand_u32()));
+        std::fs::create_dir_all(dir.join("mnesia")).expect("node dir");
+        std::fs::create_dir_all(dir.join("log")).expect("node dir");
+        // The Debian wrapper runs the node as the `rabbitmq` user when started by root.
+        let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
+        let node = format!("asynctasq-test-{}-{:04x}@localhost", std::process::id(), fastrand_u32() & 0xffff);
+        let port = free_port();
+        let dist = free_port();
+        let child = Command::new("rabbitmq-server")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("plugins"))
+            .env("RABBITMQ_FEATURE_FLAGS_FILE", dir.join("feature_flags"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("none"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server must be installed (scripts/test installs it)");
+        let node = Self { port, node, dir, child: Some(child) };
+        node.await_startup();
+        node
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) -> bool {
+        Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn await_startup(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !self.ctl(&["await_startup"]) {
+            assert!(std::time::Instant::now() < deadline, "own RabbitMQ node {} did not start", self.node);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `rabbitmqctl stop_app`, a pause, then `start_app`: a broker restart with its data kept.
+    pub fn restart(&self, down_for: Duration) {
+        assert!(self.ctl(&["stop_app"]), "stop_app failed");
+        std::thread::sleep(down_for);
+        assert!(self.ctl(&["start_app"]), "start_app failed");
+        self.await_startup();
+    }
+
+    /// Closes every client connection (`rabbitmqctl close_all_connections`).
+    pub fn close_connections(&self) {
+        assert!(self.ctl(&["close_all_connections", "asynctasq test: connection loss"]), "close_all_connections failed");
+    }
+}
+
+impl Drop for OwnRabbit {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["stop"]);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,10 +1,10 @@
 //! Real worker processes: a SIGKILLed worker's tasks come back and are finished by another (on
-//! SQLite and Redis), and a SIGTERMed worker releases its unfinished tasks at once. Every
+//! every server backend), and a SIGTERMed worker releases its unfinished tasks at once. Every
 //! completion is recorded in a ledger outside the queue.
 
 use std::time::Duration;
 
-use asynctasq_tests::{Backend, Setup, eventually, shared_mysql_url, shared_postgres_url, shared_redis_url};
+use asynctasq_tests::{Backend, Setup, eventually, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url, shared_redis_url};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
 
@@ -59,6 +59,11 @@ async fn sigkill_mid_run_loses_no_task_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_no_task_on_mysql() {
     sigkill_mid_run_loses_no_task(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_no_task_on_rabbitmq() {
+    sigkill_mid_run_loses_no_task(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

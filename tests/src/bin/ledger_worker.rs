@@ -33,6 +33,22 @@ async fn ledgered(ctx: TaskContext, n: u64, sleep_ms: u64) -> Result<(), TaskErr
     Ok(())
 }
 
+/// Records `(n, attempt, pid)` in the ledger, then fails its first attempt with a retry after
+/// `retry_ms`.
+#[task]
+async fn fails_once(ctx: TaskContext, n: u64, retry_ms: u64) -> Result<(), TaskError> {
+    sqlx::query("INSERT INTO ledger (n, attempt, pid) VALUES (?1, ?2, ?3)")
+        .bind(n as i64)
+        .bind(i64::from(ctx.attempt()))
+        .bind(i64::from(std::process::id()))
+        .execute(ledger().await?)
+        .await?;
+    if ctx.attempt() == 1 {
+        return Err(TaskError::retry_after("failing the first attempt on purpose", Duration::from_millis(retry_ms)));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     asynctasq_cli::main()
 }

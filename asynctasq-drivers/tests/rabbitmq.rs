@@ -1,0 +1,114 @@
+//! RabbitMQ behaviour beyond the conformance suite: foreign bytes in a work queue, the lease
+//! bound set by the broker's consumer timeout, and the prefetch bound.
+#![cfg(feature = "rabbitmq")]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use asynctasq_core::envelope::{ENVELOPE_VERSION, Envelope, TaskId, unix_millis};
+use asynctasq_core::testing::eventually;
+use asynctasq_core::{Driver, Registry, Worker};
+use asynctasq_drivers::{RabbitMqConfig, RabbitMqDriver};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+fn url() -> String {
+    std::env::var("ASYNCTASQ_TEST_RABBITMQ_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+async fn driver(config: impl FnOnce(&mut RabbitMqConfig)) -> Arc<RabbitMqDriver> {
+    let mut c = RabbitMqConfig::new(url());
+    c.prefix = format!("asynctasq-test-{:08x}", fastrand::u32(..));
+    config(&mut c);
+    Arc::new(RabbitMqDriver::connect_with(c).await.expect("RabbitMQ must be reachable (scripts/test starts it)"))
+}
+
+fn envelope(queue: &str, lease: Duration) -> Envelope {
+    let now = unix_millis(SystemTime::now());
+    Envelope {
+        version: ENVELOPE_VERSION,
+        id: TaskId::new(),
+        name: "rabbitmq.noop".into(),
+        queue: queue.into(),
+        payload: vec![0x90],
+        attempt: 0,
+        max_attempts: 5,
+        timeout_ms: None,
+        lease_ms: lease.as_millis() as u64,
+        created_at: now,
+        not_before: now,
+        headers: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_published_straight_into_a_work_queue_are_dead_lettered_with_the_reason() {
+    let driver = driver(|_| {}).await;
+    driver.stats("raw").await.expect("declares the queue");
+    let conn = Connection::connect(&url(), ConnectionProperties::default()).await.expect("connect");
+    let channel = conn.create_channel().await.expect("channel");
+    let work = format!("{}:raw", driver.prefix());
+    for body in [&b"\xc1\xc1junk"[..], &b"\x81\xa7version\x07"[..], &b""[..]] {
+        channel
+            .basic_publish("".into(), work.as_str().into(), BasicPublishOptions::default(), body, BasicProperties::default())
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
+    let counts = worker.build().expect("build").start().await.expect("the worker survives garbage");
+    assert_eq!((counts.dead, counts.retried), (3, 0));
+    let dead = driver.dead("raw", 10).await.expect("dead");
+    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+    assert_eq!(dead.len(), 3, "{errors:?}");
+    assert!(errors.iter().all(|e| e.starts_with("undecodable envelope")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("unknown envelope version 7")), "{errors:?}");
+    assert!(dead.iter().all(|d| d.attempt == 1 && d.envelope.is_err()));
+    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lease_outlives_the_brokers_consumer_timeout() {
+    let timeout = Duration::from_secs(10);
+    let driver = driver(|c| c.consumer_timeout = timeout).await;
+    driver.enqueue(&[envelope("long", Duration::from_secs(3600))]).await.expect("enqueue");
+    let started = unix_millis(SystemTime::now());
+    let d = driver.dequeue("long", 1).await.expect("dequeue").remove(0);
+    let bound = started + timeout.as_millis() as u64;
+    assert!(d.lease.expires_at < bound, "an hour's lease is cut to the consumer timeout less a margin");
+    let extended = driver.extend_lease(&d.lease, Duration::from_secs(3600)).await.expect("extend");
+    assert!(extended.expires_at < bound, "extending never passes the consumer timeout");
+    // Past that bound the driver requeues the task itself, before the broker would close the
+    // channel (and requeue every other delivery on it).
+    let again = eventually(Duration::from_secs(20), "the task to come back after the bound", || async {
+        driver.dequeue("long", 1).await.expect("dequeue").pop()
+    })
+    .await;
+    assert_eq!((again.lease.id, again.attempt), (d.lease.id, 2), "the cut-off run counts as an attempt");
+    assert!(matches!(driver.extend_lease(&extended, Duration::from_secs(1)).await, Err(asynctasq_core::DriverError::LeaseLost(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_holds_no_more_than_its_prefetch() {
+    let a = driver(|c| c.prefetch = Some(3)).await;
+    let mut config = RabbitMqConfig::new(url());
+    config.prefix = a.prefix().to_owned();
+    let b = RabbitMqDriver::connect_with(config).await.expect("second handle");
+    let sent: Vec<_> = (0..10).map(|_| envelope("bounded", Duration::from_secs(60))).collect();
+    a.enqueue(&sent).await.expect("enqueue");
+    let mine = a.dequeue("bounded", 1).await.expect("dequeue");
+    assert_eq!(mine.len(), 1);
+    // a holds one lease and at most two prefetched tasks; the other seven stay with the broker.
+    let mut theirs = Vec::new();
+    while theirs.len() < 7 {
+        let got = b.dequeue("bounded", 10).await.expect("dequeue");
+        if got.is_empty() {
+            b.wait_ready(&["bounded".to_owned()], Duration::from_secs(5)).await.expect("wait");
+            continue;
+        }
+        theirs.extend(got);
+    }
+    assert_eq!(theirs.len(), 7, "another worker gets every task the first does not hold");
+    assert!(theirs.iter().all(|d| d.attempt == 1));
+}
