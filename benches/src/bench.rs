@@ -26,7 +26,7 @@ struct Args {
     driver: DriverKind,
     /// Backend URL (default: a fresh SQLite file in a temp dir; redis://127.0.0.1:6379;
     /// postgres://postgres@127.0.0.1:5432/test and mysql://root@127.0.0.1:3306/test, tables
-    /// `asynctasq_bench_*`).
+    /// `asynctasq_bench_*`; amqp://guest:guest@127.0.0.1:5672/%2f, queues deleted at the end).
     #[arg(long)]
     url: Option<String>,
     /// What to measure.
@@ -56,6 +56,7 @@ enum DriverKind {
     Redis,
     Postgres,
     Mysql,
+    Rabbitmq,
     Memory,
 }
 
@@ -111,6 +112,7 @@ async fn stamp(sent_us: u64) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
+    let mut rabbit = None;
     let driver: Arc<dyn Driver> = match args.driver {
         DriverKind::Sqlite => {
             let url = args.url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
@@ -133,6 +135,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut config = asynctasq_drivers::MySqlConfig::new(url);
             config.table_prefix = "asynctasq_bench".into();
             Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?)
+        }
+        DriverKind::Rabbitmq => {
+            let url = args.url.clone().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+            let mut config = asynctasq_drivers::RabbitMqConfig::new(url);
+            config.prefix = "asynctasq-bench".into();
+            let driver = Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await?);
+            rabbit = Some(driver.clone());
+            driver
         }
         DriverKind::Memory => Arc::new(asynctasq_core::MemoryDriver::new()),
     };
@@ -197,6 +207,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report.tasks_per_second = args.tasks as f64 / report.seconds;
     // Leave the backend as found: the tasks are gone once run; drop what `enqueue` left.
     driver.purge(&queue).await?;
+    if let Some(rabbit) = rabbit {
+        rabbit.delete_queue(&queue).await?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

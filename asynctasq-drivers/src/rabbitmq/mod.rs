@@ -250,6 +250,31 @@ impl RabbitMqDriver {
     pub fn prefix(&self) -> &str {
         &self.inner.config.prefix
     }
+
+    /// Deletes every RabbitMQ queue of task queue `queue` (work, dead and delay queues) with
+    /// whatever they hold, and returns how many messages went with them. Tasks leased at the
+    /// time are lost with their queue: stop the workers of the queue first.
+    pub async fn delete_queue(&self, queue: &str) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let c = lock(&self.inner.consumers).remove(queue);
+        if let Some(c) = c {
+            drop(c.cancel().await);
+        }
+        let session = self.inner.session().await?;
+        let admin = session.admin().await?;
+        let names = self.inner.names(queue);
+        let mut deleted = 0u64;
+        for name in [&names.work, &names.dead].into_iter().chain(&names.buckets) {
+            deleted += u64::from(
+                admin
+                    .queue_delete(name.as_str().into(), lapin::options::QueueDeleteOptions::default())
+                    .await
+                    .map_err(|e| lapin_err("deleting a queue", e))?,
+            );
+        }
+        lock(&session.declared).remove(queue);
+        Ok(deleted)
+    }
 }
 
 impl Inner {
@@ -451,7 +476,7 @@ impl Inner {
                 });
                 let (id, lease_ms) = match &envelope {
                     Ok(e) => (e.id, e.lease_ms),
-                    Err(_) => (b.meta.task_id().unwrap_or_else(TaskId::new), 30_000),
+                    Err(_) => (b.meta.task_id().unwrap_or_default(), 30_000),
                 };
                 let received = now.saturating_sub(u64::try_from(b.received.elapsed().as_millis()).unwrap_or(u64::MAX));
                 let cap_at = received + timeout - margin;
@@ -843,7 +868,7 @@ impl Driver for RabbitMqDriver {
                 };
                 let meta = Meta::read(&m.delivery.properties);
                 let envelope = Envelope::decode(&m.delivery.data);
-                let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id()).unwrap_or_else(TaskId::new);
+                let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id()).unwrap_or_default();
                 out.push(DeadTask {
                     id,
                     queue: queue.to_owned(),
