@@ -1,5 +1,6 @@
 //! RabbitMQ behaviour beyond the conformance suite: foreign bytes in a work queue, the lease
-//! bound set by the broker's consumer timeout, and the prefetch bound.
+//! bound set by the broker's consumer timeout, the prefetch bound, and queue priority through
+//! per-queue consumers.
 #![cfg(feature = "rabbitmq")]
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use asynctasq_core::envelope::{ENVELOPE_VERSION, Envelope, TaskId, unix_millis};
 use asynctasq_core::testing::eventually;
-use asynctasq_core::{Driver, Registry, Worker};
+use asynctasq_core::{Client, Driver, Event, Overrides, Registry, Task, TaskContext, TaskResult, Worker};
 use asynctasq_drivers::{RabbitMqConfig, RabbitMqDriver};
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -111,4 +112,61 @@ async fn a_consumer_holds_no_more_than_its_prefetch() {
     }
     assert_eq!(theirs.len(), 7, "another worker gets every task the first does not hold");
     assert!(theirs.iter().all(|d| d.attempt == 1));
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Nap {
+    ms: u64,
+}
+
+impl Task for Nap {
+    const NAME: &'static str = "rabbitmq.nap";
+    async fn run(self, _ctx: TaskContext) -> TaskResult {
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(())
+    }
+}
+
+/// Runs `n` tasks from `queues` with one slot and returns the queue of each start, in order.
+async fn start_order(driver: Arc<RabbitMqDriver>, queues: &str, n: u64) -> Vec<String> {
+    let mut registry = Registry::new();
+    registry.register::<Nap>().expect("register");
+    let worker =
+        Worker::builder(driver).registry(registry).queues(queues).expect("queues").concurrency(1).max_tasks(n).build().expect("build");
+    let mut events = worker.events().subscribe();
+    let counts = worker.start().await.expect("worker");
+    assert_eq!(counts.succeeded, n);
+    let mut order = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::TaskStarted { task, .. } = e {
+            order.push(task.queue.to_string());
+        }
+    }
+    order
+}
+
+async fn backlog(driver: &Arc<RabbitMqDriver>, queue: &str, n: u64) {
+    let overrides = Overrides { queue: Some(queue.into()), ..Default::default() };
+    Client::new(driver.clone()).dispatch_many((0..n).map(|_| Nap { ms: 1 }), overrides).await.expect("dispatch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_priority_drains_the_higher_queue_first() {
+    let driver = driver(|_| {}).await;
+    backlog(&driver, "low", 20).await;
+    backlog(&driver, "high", 20).await;
+    let order = start_order(driver.clone(), "high,low", 20).await;
+    assert_eq!(order.len(), 20);
+    assert!(order.iter().all(|q| q == "high"), "the low queue ran while the high one had tasks: {order:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_priority_shares_by_weight_and_starves_no_queue() {
+    let driver = driver(|_| {}).await;
+    backlog(&driver, "heavy", 60).await;
+    backlog(&driver, "light", 60).await;
+    let order = start_order(driver.clone(), "heavy:3,light:1", 40).await;
+    let heavy = order.iter().filter(|q| *q == "heavy").count();
+    assert_eq!(order.len(), 40);
+    assert!((26..=34).contains(&heavy), "heavy:3,light:1 should give heavy ~30 of 40 starts, got {heavy}: {order:?}");
 }

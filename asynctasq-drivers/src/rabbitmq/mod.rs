@@ -6,8 +6,8 @@
 //! # Leases
 //! A delivery is the lease: the task stays unacknowledged on the consumer's channel while it
 //! runs. Each worker consumes every queue it serves with `basic_consume` on a channel of its
-//! own, with a prefetch sized to the worker's concurrency ([`Driver::prefetch_hint`]; 64
-//! without a hint, or [`RabbitMqConfig::prefetch`]); deliveries wait in a local buffer until
+//! own, with a prefetch of twice the worker's concurrency ([`Driver::prefetch_hint`]: the
+//! running tasks plus one refill; 64 without a hint, or [`RabbitMqConfig::prefetch`]); deliveries wait in a local buffer until
 //! [`dequeue`](Driver::dequeue) hands them out, and [`wait_ready`](Driver::wait_ready) wakes
 //! on the next delivery, so nothing polls the broker.
 //!
@@ -80,7 +80,7 @@ pub struct RabbitMqConfig {
     pub url: String,
     /// Prefix of every queue name (default `asynctasq`); letters, digits and `_ - .` only.
     pub prefix: String,
-    /// Deliveries each consumer may hold (buffered or running); `None` sizes it from
+    /// Deliveries each consumer may hold (buffered or running); `None` makes it twice
     /// [`Driver::prefetch_hint`] (a worker's concurrency), or 64 without a hint.
     pub prefetch: Option<u16>,
     /// The broker's `consumer_timeout` (default 30 minutes, RabbitMQ's default); leases never
@@ -132,8 +132,10 @@ struct Session {
     publisher: Channel,
     /// Declares, purges and counts; reopened if the broker closes it.
     admin: tokio::sync::Mutex<Channel>,
-    /// Task queues whose topology was declared on this connection.
+    /// Task queues whose work and dead queues were declared on this connection.
     declared: Mutex<HashSet<String>>,
+    /// Delay bucket queues declared on this connection.
+    buckets: Mutex<HashSet<String>>,
 }
 
 impl Session {
@@ -273,6 +275,7 @@ impl RabbitMqDriver {
             );
         }
         lock(&session.declared).remove(queue);
+        lock(&session.buckets).retain(|b| !names.buckets.contains(b));
         Ok(deleted)
     }
 }
@@ -333,7 +336,14 @@ impl Inner {
         topology::declare_registry(&admin, &self.config.prefix).await?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(url = %redact_url(&self.config.url), generation, "connected to RabbitMQ");
-        Ok(Session { generation, conn, publisher, admin: tokio::sync::Mutex::new(admin), declared: Mutex::default() })
+        Ok(Session {
+            generation,
+            conn,
+            publisher,
+            admin: tokio::sync::Mutex::new(admin),
+            declared: Mutex::default(),
+            buckets: Mutex::default(),
+        })
     }
 
     /// Drops the consumers and leases of a closed connection: the broker requeued them.
@@ -372,11 +382,22 @@ impl Inner {
             return Ok(names);
         }
         let admin = session.admin().await?;
-        topology::declare_all(&admin, &names).await?;
+        topology::declare_base(&admin, &names).await?;
         let registry = topology::registry(&self.config.prefix);
         self.publish_on(session, &registry, queue.as_bytes(), &Meta::default()).await?;
         lock(&session.declared).insert(queue.to_owned());
         Ok(names)
+    }
+
+    /// The delay bucket for a task due in `ms`, declared if this connection has not yet.
+    async fn bucket<'n>(&self, session: &Session, names: &'n Names, ms: u64) -> Result<&'n str, DriverError> {
+        let i = names.bucket_index(ms);
+        let name = names.buckets[i].as_str();
+        if !lock(&session.buckets).contains(name) {
+            topology::declare_bucket(&session.admin().await?, names, i).await?;
+            lock(&session.buckets).insert(name.to_owned());
+        }
+        Ok(name)
     }
 
     /// Publishes one message (mandatory, persistent) and waits for the broker's confirm.
@@ -401,7 +422,7 @@ impl Inner {
         let key = match routing {
             Route::Work => names.work.as_str(),
             Route::Dead => names.dead.as_str(),
-            Route::Delay(ms) => names.bucket_for(ms),
+            Route::Delay(ms) => self.bucket(&session, &names, ms).await?,
         };
         self.publish_on(&session, key, body, meta).await?;
         if matches!(routing, Route::Work) {
@@ -438,7 +459,10 @@ impl Inner {
         let prefetch = match (self.config.prefetch, self.prefetch_hint.load(Ordering::Relaxed)) {
             (Some(p), _) => usize::from(p.max(1)),
             (None, 0) => DEFAULT_PREFETCH,
-            (None, hint) => hint.min(usize::from(u16::MAX)),
+            // Room for a full refill on top of the running tasks: a slot freed before its ack
+            // reaches the broker still finds this queue's next task buffered, so the engine's
+            // priority order decides, not the order in which credit comes back.
+            (None, hint) => hint.saturating_mul(2).min(usize::from(u16::MAX)),
         };
         let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a consumer channel", e))?;
         channel.basic_qos(prefetch as u16, BasicQosOptions::default()).await.map_err(|e| lapin_err("setting the prefetch", e))?;
@@ -626,7 +650,7 @@ impl Driver for RabbitMqDriver {
             let n = &names[e.queue.as_str()];
             let delayed = e.not_before > now;
             let meta = Meta { not_before: delayed.then_some(e.not_before), message_id: Some(e.id.to_string()), ..Meta::default() };
-            let key = if delayed { n.bucket_for(e.not_before - now) } else { n.work.as_str() };
+            let key = if delayed { inner.bucket(&session, n, e.not_before - now).await? } else { n.work.as_str() };
             let confirm = session
                 .publisher
                 .basic_publish(
@@ -785,10 +809,14 @@ impl Driver for RabbitMqDriver {
         validate_queue_name(queue)?;
         let session = self.inner.session().await?;
         let names = self.inner.ensure_topology(&session, queue).await?;
-        let counts = topology::declare_all(&session.admin().await?, &names).await?;
+        let ((ready, dead), buckets) = futures_util::future::try_join(
+            async { topology::declare_base(&session.admin().await?, &names).await },
+            topology::existing_buckets(&session.conn, &names),
+        )
+        .await?;
         let buffered = lock(&self.inner.consumers).get(queue).map_or(0, |c| c.buffered() as u64);
         let leased = lock(&self.inner.held).values().filter(|h| h.consumer.queue == queue).count() as u64;
-        Ok(QueueStats { ready: counts.ready + buffered, scheduled: counts.scheduled, leased, dead: counts.dead })
+        Ok(QueueStats { ready: ready + buffered, scheduled: buckets.iter().map(|(_, n)| n).sum(), leased, dead })
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
@@ -833,7 +861,8 @@ impl Driver for RabbitMqDriver {
         let names = self.inner.ensure_topology(&session, queue).await?;
         let admin = session.admin().await?;
         let mut purged = 0u64;
-        for name in std::iter::once(&names.work).chain(&names.buckets) {
+        let buckets = topology::existing_buckets(&session.conn, &names).await?;
+        for name in std::iter::once(&names.work).chain(buckets.iter().map(|(i, _)| &names.buckets[*i])) {
             purged += u64::from(
                 admin.queue_purge(name.as_str().into(), QueuePurgeOptions::default()).await.map_err(|e| lapin_err("purging", e))?,
             );

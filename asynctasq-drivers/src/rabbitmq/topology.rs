@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | `p:q` | quorum, durable | `x-queue-type=quorum` | ready tasks; workers consume from it |
 //! | `p:q:dead` | classic, durable | | dead tasks, with the error and attempt in headers |
-//! | `p:q:delay:<ms>` | classic, durable | `x-message-ttl=<ms>`, `x-dead-letter-exchange=""`, `x-dead-letter-routing-key=p:q` | tasks waiting for a delay or a retry (14 buckets, see below) |
+//! | `p:q:delay:<ms>` | classic, durable | `x-message-ttl=<ms>`, `x-dead-letter-exchange=""`, `x-dead-letter-routing-key=p:q` | tasks waiting for a delay or a retry (up to 14 buckets, each declared on first use, see below) |
 //! | `p:queues` | classic, durable | | the registry: one message per task queue name (for [`Driver::queues`](asynctasq_core::Driver::queues)) |
 //!
 //! There are no exchanges and no bindings: every publish goes through the default exchange,
@@ -32,12 +32,17 @@
 //! whichever worker receives it, so no delay depends on the process that set it, and no task
 //! is delivered early. A delay takes at most three hops per bucket length.
 //!
+//! Buckets are declared when first used, so a queue without delays has two RabbitMQ queues,
+//! not sixteen (thousands of idle queues slow a broker's start-up to minutes). Counting
+//! scheduled tasks looks each bucket up with a passive declare.
+//!
 //! Classic bucket queues dead-letter at most once: a broker that crashes (not a clean
 //! `stop_app`) in the instant between expiry and routing can lose that one message.
 
 use lapin::options::QueueDeclareOptions;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Queue};
+use lapin::{Channel, Connection, Queue};
 
 use super::lapin_err;
 use asynctasq_core::DriverError;
@@ -71,9 +76,8 @@ impl Names {
     }
 
     /// The bucket for a task due in `ms`: the longest not longer than `ms`, or the shortest.
-    pub(super) fn bucket_for(&self, ms: u64) -> &str {
-        let i = BUCKETS_MS.iter().rposition(|&b| b <= ms).unwrap_or(0);
-        &self.buckets[i]
+    pub(super) fn bucket_index(&self, ms: u64) -> usize {
+        BUCKETS_MS.iter().rposition(|&b| b <= ms).unwrap_or(0)
     }
 }
 
@@ -105,34 +109,54 @@ pub(super) async fn declare_work(channel: &Channel, names: &Names) -> Result<Que
     channel.queue_declare(names.work.as_str().into(), durable(), quorum_args()).await.map_err(|e| lapin_err("declaring the work queue", e))
 }
 
-/// Counts of every queue of one task queue.
-pub(super) struct Counts {
-    pub(super) ready: u64,
-    pub(super) scheduled: u64,
-    pub(super) dead: u64,
-}
-
-/// Declares every queue of one task queue (idempotent: the same arguments each time) and returns
-/// their message counts. Declarations are pipelined on `channel`.
-pub(super) async fn declare_all(channel: &Channel, names: &Names) -> Result<Counts, DriverError> {
+/// Declares the work and dead-letter queues of one task queue (idempotent: the same arguments
+/// each time) and returns their message counts: (ready, dead).
+pub(super) async fn declare_base(channel: &Channel, names: &Names) -> Result<(u64, u64), DriverError> {
     let work = declare_work(channel, names);
     let dead = channel.queue_declare(names.dead.as_str().into(), durable(), FieldTable::default());
-    let buckets = futures_util::future::try_join_all(
-        names
-            .buckets
-            .iter()
-            .zip(BUCKETS_MS)
-            .map(|(name, ms)| channel.queue_declare(name.as_str().into(), durable(), bucket_args(&names.work, ms))),
-    );
-    let (work, dead, buckets) = futures_util::future::join3(work, dead, buckets).await;
-    let work = work?;
+    let (work, dead) = futures_util::future::join(work, dead).await;
     let dead = dead.map_err(|e| lapin_err("declaring the dead-letter queue", e))?;
-    let buckets = buckets.map_err(|e| lapin_err("declaring the delay queues", e))?;
-    Ok(Counts {
-        ready: u64::from(work.message_count()),
-        scheduled: buckets.iter().map(|b| u64::from(b.message_count())).sum(),
-        dead: u64::from(dead.message_count()),
-    })
+    Ok((u64::from(work?.message_count()), u64::from(dead.message_count())))
+}
+
+/// Declares delay bucket `i` of one task queue (idempotent).
+pub(super) async fn declare_bucket(channel: &Channel, names: &Names, i: usize) -> Result<(), DriverError> {
+    channel
+        .queue_declare(names.buckets[i].as_str().into(), durable(), bucket_args(&names.work, BUCKETS_MS[i]))
+        .await
+        .map(drop)
+        .map_err(|e| lapin_err("declaring a delay queue", e))
+}
+
+/// The delay buckets of one task queue that exist, with their message counts. Buckets are
+/// declared on first use, by any process, so each is looked up with a passive declare; a
+/// missing queue closes the channel it was asked on, so the next lookup opens another.
+pub(super) async fn existing_buckets(conn: &Connection, names: &Names) -> Result<Vec<(usize, u64)>, DriverError> {
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    let mut found = Vec::new();
+    let mut channel: Option<Channel> = None;
+    for (i, name) in names.buckets.iter().enumerate() {
+        let ch = match channel.take() {
+            Some(ch) if ch.status().connected() => ch,
+            _ => conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?,
+        };
+        match ch.queue_declare(name.as_str().into(), passive, FieldTable::default()).await {
+            Ok(q) => {
+                found.push((i, u64::from(q.message_count())));
+                channel = Some(ch);
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(lapin_err("looking up a delay queue", e)),
+        }
+    }
+    if let Some(ch) = channel {
+        let _ = ch.close(200, "asynctasq: probed".into()).await;
+    }
+    Ok(found)
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
 /// Declares the registry queue.
