@@ -59,5 +59,5 @@ async fn max_time_flag_stops_an_idle_worker() {
 fn tasks_command_lists_the_linked_tasks() {
     let out = Command::cargo_bin("ledger-worker").expect("binary").arg("tasks").output().expect("run");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ledgered");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fails_once\nledgered", "every linked task, sorted by name");
 }
