@@ -13,7 +13,10 @@
 //!
 //! * **Crashes.** When a worker dies or loses its connection, the broker requeues every
 //!   unacknowledged delivery of its channels, and the quorum queue counts it in
-//!   `x-delivery-count`, so the redelivery is the next attempt.
+//!   `x-delivery-count`, so the redelivery is the next attempt. That includes the deliveries
+//!   it had prefetched but not started (at most one refill, see above): a crash counts them as
+//!   an attempt too, as a delivery that never settled. A worker that stops gracefully gives
+//!   them back uncounted ([`Driver::stop_prefetch`]).
 //! * **Lease expiry and fencing.** The driver tracks the expiry of each lease it handed out;
 //!   a lease that runs out without being settled or extended is rejected with `requeue` (the
 //!   queue counts the attempt), and a settle or extend with a lease the driver no longer holds
