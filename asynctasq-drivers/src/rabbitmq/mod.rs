@@ -1,6 +1,6 @@
 //! The RabbitMQ driver.
 //!
-//! Queues, arguments and headers are in [`topology`] and [`message`]; this module keeps the
+//! Queues and arguments are in [`topology`], headers in `message.rs`; this module keeps the
 //! delivery contract on top of them.
 //!
 //! # Leases
