@@ -85,3 +85,19 @@ fn stock_binary_explains_that_workers_need_linked_tasks() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no tasks are registered in this binary"), "{}", stderr(&out));
 }
+
+#[test]
+fn unreachable_or_malformed_rabbitmq_url_is_named_without_its_password() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Port 1 on loopback: nothing listens there.
+    for (url, expected) in
+        [("amqp://app:hunter2@127.0.0.1:1/%2f", "cannot connect to RabbitMQ"), ("amqp://app:hunter2@[::1", "invalid RabbitMQ URL")]
+    {
+        let out = asynctasq(dir.path()).args(["--driver", "rabbitmq", "--rabbitmq-url", url, "migrate"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains(expected) && err.contains("app:***@"), "{err}");
+        assert!(!err.contains("hunter2"), "password leaked: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+}
