@@ -170,3 +170,25 @@ async fn weighted_priority_shares_by_weight_and_starves_no_queue() {
     assert_eq!(order.len(), 40);
     assert!((26..=34).contains(&heavy), "heavy:3,light:1 should give heavy ~30 of 40 starts, got {heavy}: {order:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_queue_leaves_no_queue_behind() {
+    let driver = driver(|_| {}).await;
+    let mut later = envelope("doomed", Duration::from_secs(60));
+    later.not_before += 60_000;
+    driver.enqueue(&[envelope("doomed", Duration::from_secs(60)), later]).await.expect("enqueue");
+    assert_eq!(driver.queues().await.expect("queues"), vec!["doomed".to_owned()]);
+    assert_eq!(driver.delete_queue("doomed").await.expect("delete"), 2, "the ready and the delayed task went with it");
+    assert!(driver.queues().await.expect("queues").is_empty());
+    let conn = Connection::connect(&url(), ConnectionProperties::default()).await.expect("connect");
+    let prefix = driver.prefix();
+    for name in
+        [format!("{prefix}:doomed"), format!("{prefix}:doomed:dead"), format!("{prefix}:doomed:delay:16384"), format!("{prefix}:queues")]
+    {
+        let channel = conn.create_channel().await.expect("channel");
+        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        assert!(channel.queue_declare(name.as_str().into(), passive, lapin::types::FieldTable::default()).await.is_err(), "{name} is gone");
+    }
+    driver.enqueue(&[envelope("doomed", Duration::from_secs(60))]).await.expect("the queue can be used again");
+    assert_eq!(driver.delete_queue("doomed").await.expect("delete"), 1);
+}

@@ -142,6 +142,13 @@ struct Session {
 }
 
 impl Session {
+    /// The registry queue was deleted: declare everything again before the next use.
+    fn registry_gone(&self) {
+        lock(&self.declared).clear();
+    }
+}
+
+impl Session {
     fn is_live(&self) -> bool {
         self.conn.status().connected() && self.publisher.status().connected()
     }
@@ -279,7 +286,40 @@ impl RabbitMqDriver {
         }
         lock(&session.declared).remove(queue);
         lock(&session.buckets).retain(|b| !names.buckets.contains(b));
+        self.forget(&session, queue).await?;
         Ok(deleted)
+    }
+
+    /// Removes `queue` from the registry, and the registry itself once it is empty.
+    async fn forget(&self, session: &Session, queue: &str) -> Result<(), DriverError> {
+        let registry = topology::registry(&self.inner.config.prefix);
+        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+        let mut kept = 0usize;
+        while let Some(m) = channel
+            .basic_get(registry.as_str().into(), BasicGetOptions::default())
+            .await
+            .map_err(|e| lapin_err("reading the queue registry", e))?
+        {
+            if m.delivery.data == queue.as_bytes() {
+                channel
+                    .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                    .await
+                    .map_err(|e| lapin_err("updating the queue registry", e))?;
+            } else {
+                kept += 1;
+            }
+        }
+        let _ = channel.close(200, "asynctasq: registry updated".into()).await;
+        if kept == 0 {
+            // `if_empty`: a queue registered meanwhile by another process keeps the registry.
+            let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+            let options = lapin::options::QueueDeleteOptions { if_empty: true, ..Default::default() };
+            if channel.queue_delete(registry.as_str().into(), options).await.is_ok() {
+                let _ = channel.close(200, "asynctasq: registry deleted".into()).await;
+                session.registry_gone();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -386,6 +426,7 @@ impl Inner {
         }
         let admin = session.admin().await?;
         topology::declare_base(&admin, &names).await?;
+        topology::declare_registry(&admin, &self.config.prefix).await?;
         let registry = topology::registry(&self.config.prefix);
         self.publish_on(session, &registry, queue.as_bytes(), &Meta::default()).await?;
         lock(&session.declared).insert(queue.to_owned());
@@ -830,11 +871,14 @@ impl Driver for RabbitMqDriver {
         let registry = topology::registry(&self.inner.config.prefix);
         let mut names = BTreeSet::new();
         let result = async {
-            while let Some(m) = channel
-                .basic_get(registry.as_str().into(), BasicGetOptions::default())
-                .await
-                .map_err(|e| lapin_err("reading the queue registry", e))?
-            {
+            loop {
+                let m = match channel.basic_get(registry.as_str().into(), BasicGetOptions::default()).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    // No registry: every queue of this prefix was deleted.
+                    Err(e) if topology::is_not_found(&e) => break,
+                    Err(e) => return Err(lapin_err("reading the queue registry", e)),
+                };
                 let name = String::from_utf8_lossy(&m.delivery.data).into_owned();
                 if validate_queue_name(&name).is_err() || !names.insert(name) {
                     channel

@@ -155,7 +155,8 @@ pub(super) async fn existing_buckets(conn: &Connection, names: &Names) -> Result
     Ok(found)
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
+/// Whether the broker said the queue does not exist.
+pub(super) fn is_not_found(error: &lapin::Error) -> bool {
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
