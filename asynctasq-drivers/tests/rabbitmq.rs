@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use asynctasq_core::envelope::{ENVELOPE_VERSION, Envelope, TaskId, unix_millis};
-use asynctasq_core::testing::eventually;
+use asynctasq_core::envelope::{Envelope, unix_millis};
+use asynctasq_core::testing::{Harness, eventually};
 use asynctasq_core::{Client, Driver, Event, Overrides, Registry, Task, TaskContext, TaskResult, Worker};
 use asynctasq_drivers::{RabbitMqConfig, RabbitMqDriver};
 use lapin::options::BasicPublishOptions;
@@ -24,22 +24,9 @@ async fn driver(config: impl FnOnce(&mut RabbitMqConfig)) -> Arc<RabbitMqDriver>
     Arc::new(RabbitMqDriver::connect_with(c).await.expect("RabbitMQ must be reachable (scripts/test starts it)"))
 }
 
+/// A no-op task envelope for `queue`, due now.
 fn envelope(queue: &str, lease: Duration) -> Envelope {
-    let now = unix_millis(SystemTime::now());
-    Envelope {
-        version: ENVELOPE_VERSION,
-        id: TaskId::new(),
-        name: "rabbitmq.noop".into(),
-        queue: queue.into(),
-        payload: vec![0x90],
-        attempt: 0,
-        max_attempts: 5,
-        timeout_ms: None,
-        lease_ms: lease.as_millis() as u64,
-        created_at: now,
-        not_before: now,
-        headers: Default::default(),
-    }
+    Harness::new(Arc::new(asynctasq_core::MemoryDriver::new()), "rabbitmq").envelope(queue, lease)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

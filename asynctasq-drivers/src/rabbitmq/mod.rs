@@ -60,9 +60,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use asynctasq_core::{CodecError, DriverError};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions, QueuePurgeOptions,
@@ -621,6 +621,30 @@ async fn ack_one(c: &Consumer, tag: u64) {
     c.settled(1);
 }
 
+/// A dead message taken with `basic.get` and not yet acked.
+struct DeadMessage {
+    tag: u64,
+    data: Vec<u8>,
+    meta: Meta,
+    envelope: Result<Envelope, CodecError>,
+    /// From the envelope, else from `message_id`.
+    id: Option<TaskId>,
+}
+
+/// Takes the next message of the dead queue on `channel`, unacked (closing the channel puts
+/// it back in its place).
+async fn next_dead(channel: &Channel, names: &Names) -> Result<Option<DeadMessage>, DriverError> {
+    let Some(m) =
+        channel.basic_get(names.dead.as_str().into(), BasicGetOptions::default()).await.map_err(|e| lapin_err("reading dead tasks", e))?
+    else {
+        return Ok(None);
+    };
+    let meta = Meta::read(&m.delivery.properties);
+    let envelope = Envelope::decode(&m.delivery.data);
+    let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id());
+    Ok(Some(DeadMessage { tag: m.delivery.delivery_tag, data: m.delivery.data, meta, envelope, id }))
+}
+
 /// Moves a delivery that arrived before its due time back into the delay bucket for the rest.
 async fn redelay(inner: Arc<Inner>, c: Arc<Consumer>, tag: u64, data: Vec<u8>, meta: Meta, not_before: u64) {
     let left = not_before.saturating_sub(now_ms());
@@ -935,23 +959,14 @@ impl Driver for RabbitMqDriver {
         let mut out = Vec::new();
         let result = async {
             while out.len() < limit {
-                let Some(m) = channel
-                    .basic_get(names.dead.as_str().into(), BasicGetOptions::default())
-                    .await
-                    .map_err(|e| lapin_err("reading dead tasks", e))?
-                else {
-                    break;
-                };
-                let meta = Meta::read(&m.delivery.properties);
-                let envelope = Envelope::decode(&m.delivery.data);
-                let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id()).unwrap_or_default();
+                let Some(m) = next_dead(&channel, &names).await? else { break };
                 out.push(DeadTask {
-                    id,
+                    id: m.id.unwrap_or_default(),
                     queue: queue.to_owned(),
-                    attempt: meta.spent,
-                    error: meta.error.clone().unwrap_or_default(),
-                    dead_at: meta.dead_at.unwrap_or_default(),
-                    envelope,
+                    attempt: m.meta.spent,
+                    error: m.meta.error.unwrap_or_default(),
+                    dead_at: m.meta.dead_at.unwrap_or_default(),
+                    envelope: m.envelope,
                 });
             }
             Ok::<_, DriverError>(())
@@ -976,25 +991,17 @@ impl Driver for RabbitMqDriver {
                 if wanted.as_ref().is_some_and(HashSet::is_empty) {
                     break;
                 }
-                let Some(m) = channel
-                    .basic_get(names.dead.as_str().into(), BasicGetOptions::default())
-                    .await
-                    .map_err(|e| lapin_err("reading dead tasks", e))?
-                else {
-                    break;
-                };
-                let meta = Meta::read(&m.delivery.properties);
-                let id = Envelope::decode(&m.delivery.data).map(|e| e.id).ok().or_else(|| meta.task_id());
-                let chosen = match (&mut wanted, id) {
+                let Some(m) = next_dead(&channel, &names).await? else { break };
+                let chosen = match (&mut wanted, m.id) {
                     (None, _) => true,
                     (Some(w), Some(id)) => w.remove(&id),
                     (Some(_), None) => false,
                 };
                 if chosen {
-                    let fresh = Meta { message_id: meta.message_id.clone(), ..Meta::default() };
-                    self.inner.publish_on(&session, &names.work, &m.delivery.data, &fresh).await?;
+                    let fresh = Meta { message_id: m.meta.message_id.clone(), ..Meta::default() };
+                    self.inner.publish_on(&session, &names.work, &m.data, &fresh).await?;
                     channel
-                        .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                        .basic_ack(m.tag, BasicAckOptions::default())
                         .await
                         .map_err(|e| lapin_err("removing a requeued dead task", e))?;
                     moved += 1;

@@ -24,6 +24,11 @@ async fn ledger() -> Result<&'static SqlitePool, TaskError> {
 #[task]
 async fn ledgered(ctx: TaskContext, n: u64, sleep_ms: u64) -> Result<(), TaskError> {
     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    record(&ctx, n).await
+}
+
+/// Records `(n, attempt, pid)` in the ledger.
+async fn record(ctx: &TaskContext, n: u64) -> Result<(), TaskError> {
     sqlx::query("INSERT INTO ledger (n, attempt, pid) VALUES (?1, ?2, ?3)")
         .bind(n as i64)
         .bind(i64::from(ctx.attempt()))
@@ -37,12 +42,7 @@ async fn ledgered(ctx: TaskContext, n: u64, sleep_ms: u64) -> Result<(), TaskErr
 /// `retry_ms`.
 #[task]
 async fn fails_once(ctx: TaskContext, n: u64, retry_ms: u64) -> Result<(), TaskError> {
-    sqlx::query("INSERT INTO ledger (n, attempt, pid) VALUES (?1, ?2, ?3)")
-        .bind(n as i64)
-        .bind(i64::from(ctx.attempt()))
-        .bind(i64::from(std::process::id()))
-        .execute(ledger().await?)
-        .await?;
+    record(&ctx, n).await?;
     if ctx.attempt() == 1 {
         return Err(TaskError::retry_after("failing the first attempt on purpose", Duration::from_millis(retry_ms)));
     }
