@@ -65,10 +65,10 @@ use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_q
 use asynctasq_core::{CodecError, DriverError};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueuePurgeOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::sync::Notify;
 
 use self::consumer::{Buffered, Consumer};
@@ -446,18 +446,7 @@ impl Inner {
 
     /// Publishes one message (mandatory, persistent) and waits for the broker's confirm.
     async fn publish_on(&self, session: &Session, routing_key: &str, body: &[u8], meta: &Meta) -> Result<(), DriverError> {
-        let confirm = session
-            .publisher
-            .basic_publish(
-                "".into(),
-                routing_key.into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                body,
-                meta.properties(),
-            )
-            .await
-            .map_err(|e| lapin_err("publishing", e))?;
-        check_confirm(confirm.await.map_err(|e| lapin_err("waiting for the publish confirm", e))?, routing_key)
+        confirmed(send(session, routing_key, body, meta).await?, routing_key).await
     }
 
     async fn publish(&self, queue: &str, routing: Route, body: &[u8], meta: &Meta) -> Result<(), DriverError> {
@@ -512,11 +501,7 @@ impl Inner {
         channel.basic_qos(prefetch as u16, BasicQosOptions::default()).await.map_err(|e| lapin_err("setting the prefetch", e))?;
         let seq = self.consumer_seq.fetch_add(1, Ordering::Relaxed);
         let tag = format!("asynctasq-{}-{seq}", std::process::id());
-        let ready = channel
-            .queue_declare(names.work.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
-            .await
-            .map_err(|e| lapin_err("counting ready tasks", e))?
-            .message_count();
+        let ready = topology::ready_count(&channel, &names.work).await?;
         let stream = channel
             .basic_consume(names.work.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
             .await
@@ -600,6 +585,26 @@ enum Route {
     Work,
     Dead,
     Delay(u64),
+}
+
+/// Publishes one message (mandatory, persistent) without waiting for its confirm.
+async fn send(session: &Session, routing_key: &str, body: &[u8], meta: &Meta) -> Result<PublisherConfirm, DriverError> {
+    session
+        .publisher
+        .basic_publish(
+            "".into(),
+            routing_key.into(),
+            BasicPublishOptions { mandatory: true, ..Default::default() },
+            body,
+            meta.properties(),
+        )
+        .await
+        .map_err(|e| lapin_err("publishing", e))
+}
+
+/// Waits for a publish confirm: a nack or a returned (unroutable) message is an error.
+async fn confirmed(confirm: PublisherConfirm, key: &str) -> Result<(), DriverError> {
+    check_confirm(confirm.await.map_err(|e| lapin_err("waiting for the publish confirm", e))?, key)
 }
 
 fn check_confirm(confirmation: Confirmation, key: &str) -> Result<(), DriverError> {
@@ -719,21 +724,11 @@ impl Driver for RabbitMqDriver {
             let delayed = e.not_before > now;
             let meta = Meta { not_before: delayed.then_some(e.not_before), message_id: Some(e.id.to_string()), ..Meta::default() };
             let key = if delayed { inner.bucket(&session, n, e.not_before - now).await? } else { n.work.as_str() };
-            let confirm = session
-                .publisher
-                .basic_publish(
-                    "".into(),
-                    key.into(),
-                    BasicPublishOptions { mandatory: true, ..Default::default() },
-                    &body,
-                    meta.properties(),
-                )
-                .await
-                .map_err(|e| lapin_err("publishing", e))?;
+            let confirm = send(&session, key, &body, &meta).await?;
             confirms.push((confirm, key.to_owned()));
         }
         for (confirm, key) in confirms {
-            check_confirm(confirm.await.map_err(|e| lapin_err("waiting for the publish confirm", e))?, &key)?;
+            confirmed(confirm, &key).await?;
         }
         for t in tasks.iter().filter(|t| t.not_before <= now) {
             inner.note_published(&t.queue);
@@ -749,12 +744,7 @@ impl Driver for RabbitMqDriver {
         let c = self.inner.consumer(queue).await?;
         let mut taken = c.take(max);
         if taken.is_empty() && c.has_credit() {
-            let ready = c
-                .channel
-                .queue_declare(c.work.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
-                .await
-                .map_err(|e| lapin_err("counting ready tasks", e))?
-                .message_count();
+            let ready = topology::ready_count(&c.channel, &c.work).await?;
             // The broker counts a task as taken the moment it dispatches it, before it reaches
             // this process. A delivery is on its way when tasks are ready and we have credit,
             // when the consumer has not yet received what was ready when it started, or (for a

@@ -104,6 +104,17 @@ fn bucket_args(work: &str, ttl_ms: u64) -> FieldTable {
     args
 }
 
+/// The ready count of an existing work queue (a passive declare on `channel`; on a consumer's
+/// channel it is answered after the deliveries sent before it).
+pub(super) async fn ready_count(channel: &Channel, work: &str) -> Result<u64, DriverError> {
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    channel
+        .queue_declare(work.into(), passive, FieldTable::default())
+        .await
+        .map(|q| u64::from(q.message_count()))
+        .map_err(|e| lapin_err("counting ready tasks", e))
+}
+
 /// Declares the work queue (idempotent) and returns its counts.
 pub(super) async fn declare_work(channel: &Channel, names: &Names) -> Result<Queue, DriverError> {
     channel.queue_declare(names.work.as_str().into(), durable(), quorum_args()).await.map_err(|e| lapin_err("declaring the work queue", e))
