@@ -95,6 +95,9 @@ pub enum Capability {
     /// [`Driver::wait_ready`] returns promptly when another handle in the same process
     /// enqueues, instead of at its timeout.
     WakeOnEnqueue,
+    /// [`Driver::purge`] also deletes scheduled tasks (delayed, or waiting for a retry), not
+    /// only ready ones. SQS cannot reach a message while it is delayed or hidden.
+    PurgeScheduled,
 }
 
 /// A task store and transport: the contract every backend keeps.
@@ -170,7 +173,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn queues(&self) -> Result<Vec<String>, DriverError>;
 
     /// Deletes the ready and scheduled tasks of `queue` and returns how many. Leased tasks and
-    /// dead tasks are not touched.
+    /// dead tasks are not touched. Backends lacking [`Capability::PurgeScheduled`] delete the
+    /// ready tasks only.
     async fn purge(&self, queue: &str) -> Result<u64, DriverError>;
 
     /// Lists up to `limit` dead tasks of `queue`, oldest first ([`Capability::ListDead`]).

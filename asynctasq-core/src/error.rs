@@ -32,6 +32,17 @@ pub enum DriverError {
     /// The configuration (URL, queue name, option) is invalid; the message names the problem.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A task is too large for the backend (SQS takes at most 256 KiB per message); nothing
+    /// of the call was stored.
+    #[error("task {id} is {size} bytes as stored by this backend, over its limit of {limit} bytes")]
+    TooLarge {
+        /// The task.
+        id: TaskId,
+        /// Its size as the backend would store it.
+        size: usize,
+        /// The backend's limit.
+        limit: usize,
+    },
     /// The driver does not offer this operation (see [`Driver::supports`](crate::Driver::supports)).
     #[error("{0} is not supported by this driver")]
     Unsupported(&'static str),

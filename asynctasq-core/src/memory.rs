@@ -325,12 +325,13 @@ impl Driver for MemoryDriver {
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
         let now = self.inner.clock.now();
+        let scheduled_too = !self.inner.lacks.contains(&Capability::PurgeScheduled);
         let mut state = self.lock();
         let Some(q) = state.queues.get(queue) else { return Ok(0) };
         let victims: Vec<TaskId> = q
             .index
             .iter()
-            .filter(|(at, _, id)| *at <= now || state.tasks.get(id).is_none_or(|r| r.token.is_none()))
+            .filter(|(at, _, id)| *at <= now || (scheduled_too && state.tasks.get(id).is_none_or(|r| r.token.is_none())))
             .map(|(_, _, id)| *id)
             .collect();
         for id in &victims {

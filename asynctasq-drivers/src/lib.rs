@@ -10,6 +10,7 @@
 //! | `postgres` | no    | `PostgresDriver`: PostgreSQL through sqlx, SKIP LOCKED claims, LISTEN/NOTIFY |
 //! | `mysql`  | no      | `MySqlDriver`: MySQL 8 / MariaDB 10.6+ through sqlx, SKIP LOCKED claims |
 //! | `rabbitmq` | no    | `RabbitMqDriver`: RabbitMQ 3.10+ through `lapin`, quorum queues, TTL delay queues |
+//! | `sqs`    | no      | `SqsDriver`: AWS SQS through `aws-sdk-sqs`, long polling, batched calls, FIFO queues |
 //!
 //! [`connect`] picks the backend from a URL scheme at run time:
 //!
@@ -26,6 +27,8 @@ pub mod rabbitmq;
 pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod sql;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
@@ -38,3 +41,5 @@ pub use sql::mysql::{MySqlConfig, MySqlDriver};
 pub use sql::postgres::{PostgresConfig, PostgresDriver};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteConfig, SqliteDriver};
+#[cfg(feature = "sqs")]
+pub use sqs::{SqsConfig, SqsDriver};

@@ -44,7 +44,8 @@ impl Harness {
 
     /// A queue name unique to this rule and run.
     pub fn queue(&self, label: &str) -> String {
-        let short: String = self.rule.chars().take(60).collect();
+        // Short enough for SQS (queue names of at most 80 characters, prefix and suffix included).
+        let short: String = self.rule.chars().take(40).collect();
         format!("{short}-{label}-{}", self.suffix)
     }
 
@@ -96,8 +97,14 @@ where
 }
 
 /// Every capability a driver can lack, for [`check_declared`].
-pub const CAPABILITIES: [Capability; 5] =
-    [Capability::Fencing, Capability::ExtendLease, Capability::ListDead, Capability::ExactStats, Capability::WakeOnEnqueue];
+pub const CAPABILITIES: [Capability; 6] = [
+    Capability::Fencing,
+    Capability::ExtendLease,
+    Capability::ListDead,
+    Capability::ExactStats,
+    Capability::WakeOnEnqueue,
+    Capability::PurgeScheduled,
+];
 
 /// Asserts that `lacks` (from a `conformance_tests!` call) is exactly what `driver` does not
 /// support.
@@ -148,7 +155,8 @@ macro_rules! conformance_tests {
             bulk_enqueue_then_drain_loses_nothing: None,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
-            purge_removes_ready_and_scheduled_but_not_leased: None,
+            purge_removes_ready_but_not_leased: None,
+            purge_removes_scheduled_tasks: PurgeScheduled,
             queues_lists_every_queue_holding_tasks: None,
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,
@@ -174,6 +182,7 @@ macro_rules! __conformance_rule {
     ($f:expr, $rule:ident, ListDead, $all:tt, [ListDead $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ListDead"); };
     ($f:expr, $rule:ident, ExactStats, $all:tt, [ExactStats $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ExactStats"); };
     ($f:expr, $rule:ident, WakeOnEnqueue, $all:tt, [WakeOnEnqueue $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WakeOnEnqueue"); };
+    ($f:expr, $rule:ident, PurgeScheduled, $all:tt, [PurgeScheduled $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks PurgeScheduled"); };
     ($f:expr, $rule:ident, $cap:ident, $all:tt, [$head:ident $($rest:ident)*]) => { $crate::__conformance_rule!($f, $rule, $cap, $all, [$($rest)*]); };
     (@run $f:expr, $rule:ident) => {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -344,14 +344,33 @@ pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
     assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
 }
 
-/// Purge deletes ready and scheduled tasks and leaves leased and dead ones alone.
-pub async fn purge_removes_ready_and_scheduled_but_not_leased(h: Harness) {
+/// Purge deletes ready tasks and leaves leased and dead ones alone.
+pub async fn purge_removes_ready_but_not_leased(h: Harness) {
     let q = h.queue("q");
     let leased = one_of_each_state(&h, &q).await;
-    assert_eq!(h.driver.purge(&q).await.expect("purge"), 3, "two ready and one scheduled");
+    let purged = h.driver.purge(&q).await.expect("purge");
     let s = h.driver.stats(&q).await.expect("stats");
-    assert_eq!((s.ready, s.scheduled, s.leased, s.dead), (0, 0, 1, 1));
+    assert_eq!(s.ready, 0, "no ready task is left");
+    assert_eq!((s.leased, s.dead), (1, 1), "leased and dead tasks are untouched");
+    if h.driver.supports(Capability::PurgeScheduled) {
+        assert_eq!((purged, s.scheduled), (3, 0), "two ready and one scheduled are purged");
+    } else {
+        assert_eq!((purged, s.scheduled), (2, 1), "two ready are purged, the scheduled one stays");
+    }
     assert!(h.driver.ack(&[leased]).await.expect("ack").is_empty(), "the leased task still acks");
+}
+
+/// Purge reaches tasks that are not due yet: delayed at dispatch and waiting for a retry.
+pub async fn purge_removes_scheduled_tasks(h: Harness) {
+    h.requires(Capability::PurgeScheduled);
+    let q = h.queue("q");
+    let mut later = h.envelope(&q, LONG);
+    later.not_before = now() + 60_000;
+    h.driver.enqueue(&[later, h.envelope(&q, LONG)]).await.expect("enqueue");
+    let retry = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
+    h.driver.nack(&retry.lease, Duration::from_secs(60), "later").await.expect("nack");
+    assert_eq!(h.driver.purge(&q).await.expect("purge"), 2, "the delayed task and the retry");
+    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
 }
 
 /// `queues` names every queue holding tasks, including only-dead ones.
