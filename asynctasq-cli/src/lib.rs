@@ -27,6 +27,7 @@
 //! | `postgres` | yes   | `--driver postgres --database-url postgres://127.0.0.1/db` |
 //! | `mysql`  | yes     | `--driver mysql --database-url mysql://root@127.0.0.1:3306/db` (MySQL 8, MariaDB 10.6+) |
 //! | `rabbitmq` | yes   | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
+//! | `sqs`    | yes     | `--driver sqs --sqs-region us-east-1 [--sqs-endpoint-url http://127.0.0.1:4566]` (credentials from the AWS chain) |
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error.
 
@@ -75,6 +76,24 @@ struct BackendArgs {
     /// The broker's `consumer_timeout`; no lease outlives it (raise both for longer tasks).
     #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_CONSUMER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     rabbitmq_consumer_timeout: Duration,
+    /// AWS region for `--driver sqs` [default: the AWS chain's, e.g. AWS_REGION]. Credentials
+    /// come from the AWS chain (environment, profile) and are never logged.
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_REGION")]
+    sqs_region: Option<String>,
+    /// SQS endpoint instead of AWS's, e.g. a local moto server `http://127.0.0.1:4566`.
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_ENDPOINT_URL")]
+    sqs_endpoint_url: Option<String>,
+    /// Address existing queues as `<url prefix><queue prefix><queue>` without looking them up,
+    /// and never create queues (e.g. `https://sqs.us-east-1.amazonaws.com/123456789012/`).
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_URL_PREFIX")]
+    sqs_queue_url_prefix: Option<String>,
+    /// Prefix of every SQS queue name (`<prefix><queue>`, `<prefix><queue>-dead`).
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_PREFIX", default_value = "asynctasq-")]
+    sqs_queue_prefix: String,
+    /// Receive calls one fetch makes in parallel (1 for moto, which can hand a message to two
+    /// parallel receives).
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_RECEIVE_CALLS", default_value_t = 10)]
+    sqs_receive_calls: usize,
 }
 
 /// The backends this build can drive.
@@ -94,6 +113,9 @@ enum DriverKind {
     /// RabbitMQ (3.10 or newer).
     #[cfg(feature = "rabbitmq")]
     Rabbitmq,
+    /// AWS SQS (or a local moto server).
+    #[cfg(feature = "sqs")]
+    Sqs,
     /// In-process memory: for trying things out; nothing survives the process.
     Memory,
 }
@@ -273,6 +295,8 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
         DriverKind::Rabbitmq => {
             (backend.rabbitmq_url.clone().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()), "amqp")
         }
+        #[cfg(feature = "sqs")]
+        DriverKind::Sqs => ("sqs:".to_owned(), "sqs"),
         DriverKind::Memory => ("memory:".to_owned(), "memory"),
     };
     let scheme = url.split(':').next().unwrap_or_default();
@@ -294,6 +318,17 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
 }
 
 async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
+    #[cfg(feature = "sqs")]
+    if backend.driver == DriverKind::Sqs {
+        let mut config = asynctasq_drivers::SqsConfig::new(backend.sqs_region.clone());
+        config.endpoint_url = backend.sqs_endpoint_url.clone();
+        config.queue_url_prefix = backend.sqs_queue_url_prefix.clone();
+        config.queue_prefix = backend.sqs_queue_prefix.clone();
+        config.receive_calls = backend.sqs_receive_calls;
+        let at = backend.sqs_endpoint_url.as_deref().map(asynctasq_drivers::redact_url).unwrap_or_else(|| "AWS".into());
+        let driver = asynctasq_drivers::SqsDriver::connect(config).await.with_context(|| format!("cannot connect to SQS at {at}"))?;
+        return Ok(std::sync::Arc::new(driver));
+    }
     let url = backend_url(backend)?;
     let scheme = url.split(':').next().unwrap_or_default().to_owned();
     let context = || format!("cannot connect to {scheme} at {}", asynctasq_drivers::redact_url(&url));

@@ -106,11 +106,8 @@ mod sqs {
     /// `ASYNCTASQ_TEST_SQS_ENDPOINT` (moto, which `scripts/test` starts).
     pub(crate) async fn driver() -> Arc<dyn Driver> {
         let endpoint = std::env::var("ASYNCTASQ_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-        let mut config = SqsConfig::new(Some("us-east-1".into()));
-        config.endpoint_url = Some(endpoint);
-        config.credentials = Some(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "asynctasq-tests"));
+        let mut config = SqsConfig::local(endpoint);
         config.queue_prefix = format!("at-{:08x}-", fastrand::u32(..));
-        config.receive_calls = 1;
         Arc::new(SqsDriver::connect(config).await.expect("SQS (moto) must be reachable (scripts/test starts it)"))
     }
 

@@ -57,12 +57,16 @@ pub enum Backend {
     MySql(String),
     /// RabbitMQ at this URL, in queues of the test's own.
     RabbitMq(String),
+    /// SQS at this endpoint (moto), in queues of the test's own.
+    Sqs(String),
 }
 
 /// A test's queue backend, ledger database and the flags worker processes need.
 pub struct Setup {
     /// Flags selecting the backend, for `ledger-worker` and `asynctasq`.
     pub backend_args: Vec<String>,
+    /// Environment worker processes need for the backend (SQS credentials).
+    pub backend_env: Vec<(String, String)>,
     /// `sqlite://…/ledger.db`.
     pub ledger_url: String,
     /// The ledger, for counting.
@@ -88,6 +92,7 @@ impl Setup {
             .execute(&ledger)
             .await
             .expect("create ledger");
+        let mut backend_env = Vec::new();
         let (driver, backend_args): (Arc<dyn Driver>, Vec<String>) = match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}/queue.db", dir.display());
@@ -122,9 +127,18 @@ impl Setup {
                 let driver = Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await.expect("RabbitMQ must be reachable"));
                 (driver, vec!["--driver".into(), "rabbitmq".into(), "--rabbitmq-url".into(), url, "--rabbitmq-prefix".into(), prefix])
             }
+            Backend::Sqs(endpoint) => {
+                let prefix = format!("at-{:08x}-", fastrand_u32());
+                let driver = Arc::new(
+                    asynctasq_drivers::SqsDriver::connect(sqs_config(&endpoint, &prefix)).await.expect("SQS (moto) must be reachable"),
+                );
+                backend_env = SQS_TEST_ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+                let args = ["--driver", "sqs", "--sqs-endpoint-url", &endpoint, "--sqs-queue-prefix", &prefix, "--sqs-receive-calls", "1"];
+                (driver, args.iter().map(|a| (*a).to_owned()).collect())
+            }
         };
         let client = Client::new(driver.clone());
-        Self { backend_args, ledger_url, ledger, client, driver }
+        Self { backend_args, backend_env, ledger_url, ledger, client, driver }
     }
 
     /// Dispatches tasks `0..n` to `queue`, each sleeping `sleep_ms`, leased for `lease`.
@@ -187,6 +201,7 @@ impl Setup {
             .args(["--queues", queues, "--concurrency", &concurrency.to_string()])
             .env("ASYNCTASQ_TEST_LEDGER", &self.ledger_url)
             .env("ASYNCTASQ_LOG", "warn")
+            .envs(self.backend_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         cmd
@@ -276,6 +291,23 @@ pub fn shared_mysql_url() -> String {
 /// test run's own, deleted afterwards; default the local broker's `/`).
 pub fn shared_rabbitmq_url() -> String {
     std::env::var("ASYNCTASQ_TEST_RABBITMQ_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The SQS endpoint the test script starts (moto; `ASYNCTASQ_TEST_SQS_ENDPOINT`).
+pub fn shared_sqs_endpoint() -> String {
+    std::env::var("ASYNCTASQ_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// What worker processes on moto need in their environment: a region and any static
+/// credentials (moto accepts every key).
+pub const SQS_TEST_ENV: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
+
+/// Driver settings for moto at `endpoint` with queue name prefix `prefix`.
+pub fn sqs_config(endpoint: &str, prefix: &str) -> asynctasq_drivers::SqsConfig {
+    let mut config = asynctasq_drivers::SqsConfig::local(endpoint);
+    config.queue_prefix = prefix.to_owned();
+    config
 }
 
 /// The shared Redis the test script starts (`ASYNCTASQ_TEST_REDIS_URL`, default local).

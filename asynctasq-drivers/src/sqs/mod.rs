@@ -86,6 +86,7 @@ use tokio::task::JoinHandle;
 pub use self::message::GROUP_HEADER;
 use self::message::{Death, Incoming, Meta, Outgoing, clip_error};
 use self::names::{Names, names, task_queue, validate_prefix};
+pub use aws_sdk_sqs::config::Credentials;
 
 /// Batch calls in flight at once for one bulk operation.
 const WAVE: usize = 16;
@@ -142,6 +143,17 @@ impl SqsConfig {
             max_attempts: 6,
             receive_calls: 10,
         }
+    }
+
+    /// Settings for a local SQS server such as moto at `endpoint` (`http://127.0.0.1:4566`):
+    /// region `us-east-1`, static dummy credentials, and one receive call at a time (moto can
+    /// hand one message to two parallel receives).
+    pub fn local(endpoint: impl Into<String>) -> Self {
+        let mut config = Self::new(Some("us-east-1".into()));
+        config.endpoint_url = Some(endpoint.into());
+        config.credentials = Some(Credentials::new("local", "local", None, None, "asynctasq-local"));
+        config.receive_calls = 1;
+        config
     }
 }
 
@@ -312,6 +324,17 @@ impl SqsDriver {
             requests: AtomicU64::new(1),
         };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The SDK client, for SQS operations the driver does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The URL of task queue `queue`'s work queue, created if missing (unless a URL prefix is
+    /// set).
+    pub async fn queue_url(&self, queue: &str) -> Result<String, DriverError> {
+        Ok(self.inner.queue_or_create(queue).await?.url)
     }
 
     /// SQS requests this handle has made so far (what AWS bills), for benchmarks.

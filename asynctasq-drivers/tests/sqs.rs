@@ -1,0 +1,156 @@
+//! SQS behaviour beyond the conformance suite, against moto (`scripts/test` starts it):
+//! foreign bodies, oversized tasks, delays past SQS's 15-minute maximum, retries past the
+//! 12-hour visibility window, and FIFO queues.
+#![cfg(feature = "sqs")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use asynctasq_core::envelope::{Envelope, unix_millis};
+use asynctasq_core::testing::{Harness, eventually};
+use asynctasq_core::{Driver, DriverError, Registry, Worker};
+use asynctasq_drivers::{SqsConfig, SqsDriver};
+
+async fn driver(config: impl FnOnce(&mut SqsConfig)) -> Arc<SqsDriver> {
+    let endpoint = std::env::var("ASYNCTASQ_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    let mut c = SqsConfig::local(endpoint);
+    c.queue_prefix = format!("at-{:08x}-", fastrand::u32(..));
+    config(&mut c);
+    Arc::new(SqsDriver::connect(c).await.expect("SQS (moto) must be reachable (scripts/test starts it)"))
+}
+
+/// A no-op task envelope for `queue`, due now.
+fn envelope(queue: &str, lease: Duration) -> Envelope {
+    Harness::new(Arc::new(asynctasq_core::MemoryDriver::new()), "sqs").envelope(queue, lease)
+}
+
+fn now() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_sent_straight_into_a_work_queue_are_dead_lettered_with_the_reason() {
+    let driver = driver(|_| {}).await;
+    let url = driver.queue_url("raw").await.expect("queue");
+    for body in ["not base64 at all!", "wcFqdW5r", "gad2ZXJzaW9uBw=="] {
+        driver.client().send_message().queue_url(&url).message_body(body).send().await.expect("send raw");
+    }
+    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
+    let counts = worker.build().expect("build").start().await.expect("the worker survives garbage");
+    assert_eq!((counts.dead, counts.retried), (3, 0));
+    let dead = driver.dead("raw", 10).await.expect("dead");
+    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+    assert_eq!(dead.len(), 3, "{errors:?}");
+    assert!(errors.iter().all(|e| e.starts_with("undecodable envelope")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("not base64")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("unknown envelope version 7")), "{errors:?}");
+    assert!(dead.iter().all(|d| d.attempt == 1 && d.envelope.is_err()));
+    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_task_is_refused_at_dispatch_and_nothing_of_the_call_is_sent() {
+    let driver = driver(|_| {}).await;
+    let small = envelope("big", Duration::from_secs(30));
+    let mut big = envelope("big", Duration::from_secs(30));
+    big.payload = vec![0xc4; 300 * 1024];
+    let err = driver.enqueue(&[small, big.clone()]).await.expect_err("over 256 KiB must be refused");
+    assert!(matches!(err, DriverError::TooLarge { id, limit: 262_144, .. } if id == big.id), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&big.id.to_string()) && message.contains("262144"), "{message}");
+    assert_eq!(driver.stats("big").await.expect("stats").ready, 0, "the small task of the same call was not sent either");
+    // Just under the limit goes through (base64 makes 190 KiB of payload about 254 KiB).
+    let mut fits = envelope("big", Duration::from_secs(30));
+    fits.payload = vec![0xc4; 190 * 1024];
+    driver.enqueue(&[fits]).await.expect("a task under the limit is sent");
+    assert_eq!(driver.stats("big").await.expect("stats").ready, 1);
+}
+
+/// SQS delays a message by at most 15 minutes; the test shortens that maximum to 1 s, so a
+/// task delayed by 4 s crosses it four times, as a 20-minute delay crosses the real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_delayed_past_the_sqs_maximum_is_not_run_early_and_not_lost() {
+    let driver = driver(|c| c.max_delay = Duration::from_secs(1)).await;
+    let mut e = envelope("later", Duration::from_secs(30));
+    e.not_before = now() + 4_000;
+    driver.enqueue(std::slice::from_ref(&e)).await.expect("enqueue");
+    let d = eventually(Duration::from_secs(20), "the delayed task", || async {
+        let got = driver.dequeue("later", 10).await.expect("dequeue");
+        assert!(got.is_empty() || now() + 50 >= e.not_before, "delivered {} ms early", e.not_before.saturating_sub(now()));
+        got.into_iter().next()
+    })
+    .await;
+    assert_eq!((d.lease.id, d.attempt), (e.id, 1), "early receives are not attempts");
+    assert!(driver.ack(&[d.lease]).await.expect("ack").is_empty());
+    assert_eq!(driver.stats("later").await.expect("stats"), Default::default(), "no copy is left behind");
+}
+
+/// A retry whose delay ends past SQS's visibility window (12 hours; shortened to 3 s here)
+/// is sent again due at the right time, as the next attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_past_the_visibility_window_is_resent_as_the_next_attempt() {
+    let driver = driver(|c| c.max_visibility = Duration::from_secs(3)).await;
+    driver.enqueue(&[envelope("retry", Duration::from_secs(2))]).await.expect("enqueue");
+    let first = driver.dequeue("retry", 1).await.expect("dequeue").remove(0);
+    let nacked_at = now();
+    driver.nack(&first.lease, Duration::from_secs(5), "later").await.expect("nack");
+    let again =
+        eventually(Duration::from_secs(20), "the retry", || async { driver.dequeue("retry", 1).await.expect("dequeue").pop() }).await;
+    assert!(now() + 50 >= nacked_at + 5_000, "not before its delay");
+    assert_eq!((again.lease.id, again.attempt), (first.lease.id, 2));
+    assert!(driver.ack(&[again.lease]).await.expect("ack").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_queues_keep_group_order_drop_repeated_dispatches_and_refuse_delays() {
+    let driver = driver(|_| {}).await;
+    let q = "orders.fifo";
+    let tasks: Vec<Envelope> = (0..3)
+        .map(|_| {
+            let mut e = envelope(q, Duration::from_secs(30));
+            e.headers = BTreeMap::from([(asynctasq_drivers::sqs::GROUP_HEADER.to_owned(), "customer-7".to_owned())]).into_iter().collect();
+            e
+        })
+        .collect();
+    driver.enqueue(&tasks).await.expect("enqueue");
+    driver.enqueue(&tasks[..1]).await.expect("a repeated dispatch is accepted");
+    let mut delivered = Vec::new();
+    while delivered.len() < 3 {
+        let got = eventually(Duration::from_secs(10), "the next task of the group", || async {
+            let got = driver.dequeue(q, 10).await.expect("dequeue");
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+        for d in got {
+            delivered.push(d.lease.id);
+            driver.ack(&[d.lease]).await.expect("ack");
+        }
+    }
+    assert_eq!(delivered, tasks.iter().map(|e| e.id).collect::<Vec<_>>(), "one group runs in dispatch order");
+    assert!(driver.dequeue(q, 10).await.expect("dequeue").is_empty(), "the repeated dispatch was dropped by deduplication");
+
+    let mut later = envelope(q, Duration::from_secs(30));
+    later.not_before = now() + 60_000;
+    let err = driver.enqueue(&[later]).await.expect_err("FIFO queues take no per-task delay");
+    assert!(err.to_string().contains("FIFO"), "{err}");
+
+    driver.enqueue(&[envelope(q, Duration::from_secs(30))]).await.expect("enqueue");
+    let d = driver.dequeue(q, 1).await.expect("dequeue").remove(0);
+    driver.nack(&d.lease, Duration::from_millis(500), "retry").await.expect("a retry hides the message");
+    let again = eventually(Duration::from_secs(10), "the retry", || async { driver.dequeue(q, 1).await.expect("dequeue").pop() }).await;
+    assert_eq!((again.lease.id, again.attempt), (d.lease.id, 2));
+}
+
+#[tokio::test]
+async fn a_bad_endpoint_is_named_without_credentials() {
+    let mut c = SqsConfig::local("http://127.0.0.1:1");
+    c.credentials = Some(asynctasq_drivers::sqs::Credentials::new("AKIDEXAMPLE", "s3cr3t-value", None, None, "test"));
+    c.max_attempts = 1;
+    let err = SqsDriver::connect(c).await.expect_err("nothing listens on port 1");
+    let message = err.to_string();
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("s3cr3t-value"), "{message}");
+    let err = SqsDriver::connect(SqsConfig::local("127.0.0.1:4566")).await.expect_err("no scheme");
+    assert!(err.to_string().contains("http://"), "{err}");
+}
