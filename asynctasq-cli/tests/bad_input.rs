@@ -101,3 +101,22 @@ fn unreachable_or_malformed_rabbitmq_url_is_named_without_its_password() {
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     }
 }
+
+#[test]
+fn unreachable_sqs_endpoint_is_named_without_the_secret_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Port 1 on loopback: nothing listens there.
+    let out = asynctasq(dir.path())
+        .args(["--driver", "sqs", "--sqs-region", "us-east-1", "--sqs-endpoint-url", "http://127.0.0.1:1", "migrate"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "hunter2-secret")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot connect to SQS at http://127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "secret leaked: {err}");
+    let out = asynctasq(dir.path()).args(["--driver", "sqs", "--sqs-endpoint-url", "127.0.0.1:4566", "migrate"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("must start with http://"), "{}", stderr(&out));
+}

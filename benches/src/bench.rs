@@ -57,6 +57,8 @@ enum DriverKind {
     Postgres,
     Mysql,
     Rabbitmq,
+    /// SQS; `--url` is the endpoint (default moto at http://127.0.0.1:4566).
+    Sqs,
     Memory,
 }
 
@@ -78,6 +80,9 @@ struct Report {
     tasks_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ms: Option<Latency>,
+    /// SQS requests per task in the measured phase (what AWS bills).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests_per_task: Option<f64>,
     cores: usize,
 }
 
@@ -113,6 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let mut rabbit = None;
+    let mut sqs = None;
     let driver: Arc<dyn Driver> = match args.driver {
         DriverKind::Sqlite => {
             let url = args.url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
@@ -144,8 +150,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             rabbit = Some(driver.clone());
             driver
         }
+        DriverKind::Sqs => {
+            let endpoint = args.url.clone().unwrap_or_else(|| "http://127.0.0.1:4566".into());
+            let mut config = asynctasq_drivers::SqsConfig::local(endpoint);
+            config.queue_prefix = "asynctasq-bench-".into();
+            let driver = Arc::new(asynctasq_drivers::SqsDriver::connect(config).await?);
+            sqs = Some(driver.clone());
+            driver
+        }
         DriverKind::Memory => Arc::new(asynctasq_core::MemoryDriver::new()),
     };
+    let requests = || sqs.as_ref().map(|d| d.requests());
     let client = Client::new(driver.clone());
     let queue = format!("bench-{:08x}", std::process::id());
     let overrides = Overrides { queue: Some(queue.clone()), ..Default::default() };
@@ -160,17 +175,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.scenario {
         Scenario::Enqueue => {
             report.scenario = "enqueue";
+            let before = requests();
             let t = Instant::now();
             dispatch_noops(&client, args.tasks, args.batch, &overrides).await?;
             report.seconds = t.elapsed().as_secs_f64();
+            report.requests_per_task = before.zip(requests()).map(|(a, b)| (b - a) as f64 / args.tasks as f64);
         }
         Scenario::Throughput => {
             report.scenario = "throughput";
             dispatch_noops(&client, args.tasks, args.batch, &overrides).await?;
             let worker = Worker::builder(driver.clone()).queues(&queue)?.concurrency(args.concurrency).max_tasks(args.tasks).build()?;
+            let before = requests();
             let t = Instant::now();
             let counts = worker.start().await?;
             report.seconds = t.elapsed().as_secs_f64();
+            report.requests_per_task = before.zip(requests()).map(|(a, b)| (b - a) as f64 / args.tasks as f64);
             assert_eq!(counts.succeeded, args.tasks, "every task succeeded");
         }
         Scenario::Latency => {
@@ -206,9 +225,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report.tasks_per_second = args.tasks as f64 / report.seconds;
     // Leave the backend as found: the tasks are gone once run; drop what `enqueue` left.
-    driver.purge(&queue).await?;
+    // (SQS: deleting the queues below removes everything at once.)
+    if sqs.is_none() {
+        driver.purge(&queue).await?;
+    }
     if let Some(rabbit) = rabbit {
         rabbit.delete_queue(&queue).await?;
+    }
+    if let Some(sqs) = &sqs {
+        sqs.delete_queue(&queue).await?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -217,6 +242,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{} {} tasks={} concurrency={} {:.3}s {:.0} tasks/s",
             report.driver, report.scenario, report.tasks, report.concurrency, report.seconds, report.tasks_per_second
         );
+        if let Some(r) = report.requests_per_task {
+            println!("SQS requests per task: {r:.3}");
+        }
         if let Some(l) = &report.latency_ms {
             println!("enqueue->start ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}", l.p50, l.p95, l.p99, l.max);
         }

@@ -74,7 +74,7 @@ use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_q
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
@@ -307,6 +307,8 @@ impl SqsDriver {
             .list_queues()
             .queue_name_prefix(&config.queue_prefix)
             .max_results(1)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().retry_config(RetryConfig::standard().with_max_attempts(2)))
             .send()
             .await
             .map_err(|e| sdk_error(&format!("SQS at {where_} did not answer"), e))?;
@@ -712,10 +714,12 @@ impl Inner {
     }
 
     /// Receives every message of `url` it can (hidden for `visibility` seconds), up to `limit`.
+    /// Long polls of 1 s: a short poll on AWS samples some of its servers and can come back
+    /// empty while messages remain.
     async fn drain(&self, url: &str, visibility: u32, limit: usize) -> Result<Vec<Incoming>, DriverError> {
         let mut all = Vec::new();
         while all.len() < limit {
-            let got = self.receive(url, 1, 0, visibility).await?;
+            let got = self.receive(url, 1, 1, visibility).await?;
             if got.is_empty() {
                 break;
             }
