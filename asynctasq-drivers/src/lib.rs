@@ -42,4 +42,4 @@ pub use sql::postgres::{PostgresConfig, PostgresDriver};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteConfig, SqliteDriver};
 #[cfg(feature = "sqs")]
-pub use sqs::{SqsConfig, SqsDriver};
+pub use sqs::{Requests as SqsRequests, SqsConfig, SqsDriver};

@@ -154,3 +154,23 @@ async fn a_bad_endpoint_is_named_without_credentials() {
     let err = SqsDriver::connect(SqsConfig::local("127.0.0.1:4566")).await.expect_err("no scheme");
     assert!(err.to_string().contains("http://"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_queue_url_prefix_existing_queues_are_used_and_none_is_created() {
+    let creator = driver(|_| {}).await;
+    let url = creator.queue_url("made").await.expect("create the queue");
+    let url_prefix =
+        url.strip_suffix("made").and_then(|u| u.strip_suffix(creator.queue_prefix())).expect("url ends in the name").to_owned();
+    let prefix = creator.queue_prefix().to_owned();
+    let addressed = driver(|c| {
+        c.queue_prefix = prefix;
+        c.queue_url_prefix = Some(url_prefix);
+    })
+    .await;
+    addressed.enqueue(&[envelope("made", Duration::from_secs(30))]).await.expect("enqueue to the existing queue");
+    assert_eq!(addressed.dequeue("made", 10).await.expect("dequeue").len(), 1);
+    let err = addressed.enqueue(&[envelope("missing", Duration::from_secs(30))]).await.expect_err("the queue does not exist");
+    let message = err.to_string();
+    assert!(message.contains("missing") && message.contains("does not exist") && message.contains("create it first"), "{message}");
+    assert!(!addressed.queues().await.expect("queues").contains(&"missing".to_owned()), "no queue was created");
+}

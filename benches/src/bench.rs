@@ -80,10 +80,35 @@ struct Report {
     tasks_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ms: Option<Latency>,
-    /// SQS requests per task in the measured phase (what AWS bills).
+    /// SQS requests per task in the measured phase (what AWS bills), in total and by kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     requests_per_task: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests_by_kind: Option<RequestsPerTask>,
     cores: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct RequestsPerTask {
+    send: f64,
+    receive: f64,
+    delete: f64,
+    visibility: f64,
+    other: f64,
+}
+
+impl Report {
+    fn requests(&mut self, during: asynctasq_drivers::SqsRequests) {
+        let per = |n: u64| n as f64 / self.tasks as f64;
+        self.requests_per_task = Some(per(during.total()));
+        self.requests_by_kind = Some(RequestsPerTask {
+            send: per(during.send),
+            receive: per(during.receive),
+            delete: per(during.delete),
+            visibility: per(during.visibility),
+            other: per(during.other),
+        });
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -179,7 +204,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t = Instant::now();
             dispatch_noops(&client, args.tasks, args.batch, &overrides).await?;
             report.seconds = t.elapsed().as_secs_f64();
-            report.requests_per_task = before.zip(requests()).map(|(a, b)| (b - a) as f64 / args.tasks as f64);
+            if let (Some(a), Some(b)) = (before, requests()) {
+                report.requests(b.since(&a));
+            }
         }
         Scenario::Throughput => {
             report.scenario = "throughput";
@@ -189,7 +216,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t = Instant::now();
             let counts = worker.start().await?;
             report.seconds = t.elapsed().as_secs_f64();
-            report.requests_per_task = before.zip(requests()).map(|(a, b)| (b - a) as f64 / args.tasks as f64);
+            if let (Some(a), Some(b)) = (before, requests()) {
+                report.requests(b.since(&a));
+            }
             assert_eq!(counts.succeeded, args.tasks, "every task succeeded");
         }
         Scenario::Latency => {
@@ -242,8 +271,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{} {} tasks={} concurrency={} {:.3}s {:.0} tasks/s",
             report.driver, report.scenario, report.tasks, report.concurrency, report.seconds, report.tasks_per_second
         );
-        if let Some(r) = report.requests_per_task {
-            println!("SQS requests per task: {r:.3}");
+        if let (Some(r), Some(k)) = (report.requests_per_task, &report.requests_by_kind) {
+            println!(
+                "SQS requests per task: {r:.3} (send {:.3}, receive {:.3}, delete {:.3}, visibility {:.3}, other {:.3})",
+                k.send, k.receive, k.delete, k.visibility, k.other
+            );
         }
         if let Some(l) = &report.latency_ms {
             println!("enqueue->start ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}", l.p50, l.p95, l.p99, l.max);

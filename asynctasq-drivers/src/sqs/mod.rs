@@ -157,6 +157,48 @@ impl SqsConfig {
     }
 }
 
+/// SQS requests made by one driver handle, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// `SendMessageBatch` calls.
+    pub send: u64,
+    /// `ReceiveMessage` calls, long polls included.
+    pub receive: u64,
+    /// `DeleteMessageBatch` calls.
+    pub delete: u64,
+    /// `ChangeMessageVisibility` and its batch form (lease changes, retries, heartbeats).
+    pub visibility: u64,
+    /// Everything else (queue lookups and creation, counts, listing; the connect check).
+    pub other: u64,
+}
+
+impl Requests {
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.send + self.receive + self.delete + self.visibility + self.other
+    }
+
+    /// The requests made since `earlier`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            send: self.send - earlier.send,
+            receive: self.receive - earlier.receive,
+            delete: self.delete - earlier.delete,
+            visibility: self.visibility - earlier.visibility,
+            other: self.other - earlier.other,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    Send,
+    Receive,
+    Delete,
+    Visibility,
+    Other,
+}
+
 /// A task handed out by this handle and not settled yet.
 #[derive(Debug)]
 struct Held {
@@ -194,7 +236,7 @@ struct Inner {
     receiving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     ready: Notify,
     stopped: AtomicBool,
-    requests: AtomicU64,
+    requests: [AtomicU64; 5],
 }
 
 /// The SQS backend: see the module documentation for how the contract maps onto SQS.
@@ -323,9 +365,14 @@ impl SqsDriver {
             receiving: Mutex::default(),
             ready: Notify::new(),
             stopped: AtomicBool::new(false),
-            requests: AtomicU64::new(1),
+            requests: Default::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The prefix of this handle's SQS queue names.
+    pub fn queue_prefix(&self) -> &str {
+        &self.inner.config.queue_prefix
     }
 
     /// The SDK client, for SQS operations the driver does not wrap.
@@ -339,9 +386,16 @@ impl SqsDriver {
         Ok(self.inner.queue_or_create(queue).await?.url)
     }
 
-    /// SQS requests this handle has made so far (what AWS bills), for benchmarks.
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
+    /// SQS requests this handle has made so far, by kind (what AWS bills), for benchmarks.
+    pub fn requests(&self) -> Requests {
+        let get = |c: Call| self.inner.requests[c as usize].load(Ordering::Relaxed);
+        Requests {
+            send: get(Call::Send),
+            receive: get(Call::Receive),
+            delete: get(Call::Delete),
+            visibility: get(Call::Visibility),
+            other: get(Call::Other) + 1,
+        }
     }
 
     /// Deletes the SQS queues of task queue `queue` (work and dead), with everything in them.
@@ -350,7 +404,7 @@ impl SqsDriver {
         let n = names(&self.inner.config.queue_prefix, queue)?;
         for name in [&n.work, &n.dead] {
             if let Some(url) = self.inner.url(name, false, false).await? {
-                self.inner.count(1);
+                self.inner.count(Call::Other, 1);
                 self.inner.client.delete_queue().queue_url(&url).send().await.map_err(|e| sdk_error("deleting an SQS queue", e))?;
                 lock(&self.inner.urls).remove(name.as_str());
             }
@@ -360,8 +414,27 @@ impl SqsDriver {
 }
 
 impl Inner {
-    fn count(&self, n: usize) {
-        self.requests.fetch_add(n as u64, Ordering::Relaxed);
+    fn count(&self, call: Call, n: usize) {
+        self.requests[call as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// An SDK error of a call on queue `url`; a missing queue is named, with why it was not
+    /// created.
+    fn error<E, R>(&self, url: &str, what: &str, e: SdkError<E, R>) -> DriverError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        if !missing_queue(e.code()) {
+            return sdk_error(what, e);
+        }
+        lock(&self.urls).retain(|_, u| u != url);
+        let why = if self.config.queue_url_prefix.is_some() {
+            " (with a queue URL prefix the driver creates no queue: create it first)"
+        } else {
+            ""
+        };
+        DriverError::Config(format!("SQS queue {url} does not exist{why}"))
     }
 
     /// The URL of SQS queue `name`, creating it when `create` (and no URL prefix is set).
@@ -372,14 +445,14 @@ impl Inner {
         let url = if let Some(prefix) = &self.config.queue_url_prefix {
             Some(format!("{prefix}{name}"))
         } else {
-            self.count(1);
+            self.count(Call::Other, 1);
             match self.client.get_queue_url().queue_name(name).send().await {
                 Ok(out) => out.queue_url().map(str::to_owned),
                 Err(e) if missing_queue(e.code()) => {
                     if !create {
                         return Ok(None);
                     }
-                    self.count(1);
+                    self.count(Call::Other, 1);
                     let mut req = self.client.create_queue().queue_name(name);
                     if fifo {
                         req = req.attributes(QueueAttributeName::FifoQueue, "true");
@@ -438,10 +511,10 @@ impl Inner {
             if wave.is_empty() {
                 return Ok(());
             }
-            self.count(wave.len());
+            self.count(Call::Send, wave.len());
             let calls = wave.into_iter().map(|entries| self.client.send_message_batch().queue_url(url).set_entries(Some(entries)).send());
             for result in join_all(calls).await {
-                let out = result.map_err(|e| sdk_error("sending tasks to SQS", e))?;
+                let out = result.map_err(|e| self.error(url, "sending tasks to SQS", e))?;
                 if let Some(f) = out.failed().first() {
                     return Err(DriverError::Backend {
                         message: format!("SQS refused {} task(s): {}: {}", out.failed().len(), f.code(), f.message().unwrap_or_default()),
@@ -476,7 +549,7 @@ impl Inner {
                         .map_err(|e| sdk_error("deleting SQS messages", e))
                 }
             });
-            self.count(wave.len().div_ceil(BATCH));
+            self.count(Call::Delete, wave.len().div_ceil(BATCH));
             for out in join_all(calls).await {
                 for f in out?.failed() {
                     failed.push((f.id().parse().unwrap_or(usize::MAX), f.code().to_owned()));
@@ -513,7 +586,7 @@ impl Inner {
                         .map_err(|e| sdk_error("changing SQS message visibility", e))
                 }
             });
-            self.count(wave.len().div_ceil(BATCH));
+            self.count(Call::Visibility, wave.len().div_ceil(BATCH));
             for out in join_all(calls).await {
                 failed.extend(out?.failed().iter().map(|f| f.id().parse().unwrap_or(usize::MAX)));
             }
@@ -523,7 +596,7 @@ impl Inner {
 
     /// Receives up to `calls` batches in parallel, hidden for `visibility` seconds.
     async fn receive(&self, url: &str, calls: usize, wait: u32, visibility: u32) -> Result<Vec<Incoming>, DriverError> {
-        self.count(calls);
+        self.count(Call::Receive, calls);
         let receives = (0..calls).map(|_| {
             self.client
                 .receive_message()
@@ -540,7 +613,7 @@ impl Inner {
         for result in join_all(receives).await {
             match result {
                 Ok(out) => got.extend(out.messages().iter().filter_map(Incoming::parse)),
-                Err(e) => error = Some(sdk_error("receiving from SQS", e)),
+                Err(e) => error = Some(self.error(url, "receiving from SQS", e)),
             }
         }
         match error {
@@ -845,7 +918,7 @@ impl Driver for SqsDriver {
         let due = now + millis(delay);
         if q.names.fifo || due + 5_000 <= window_end {
             let hide = secs(due.min(window_end.saturating_sub(5_000)).saturating_sub(now));
-            self.inner.count(1);
+            self.inner.count(Call::Visibility, 1);
             return match self
                 .inner
                 .client
@@ -895,7 +968,7 @@ impl Driver for SqsDriver {
             return Err(DriverError::LeaseLost(lease.id));
         }
         let hide = secs(until - now);
-        self.inner.count(1);
+        self.inner.count(Call::Visibility, 1);
         match self
             .inner
             .client
@@ -930,14 +1003,14 @@ impl Driver for SqsDriver {
             ApproximateNumberOfMessages as Visible, ApproximateNumberOfMessagesDelayed as Delayed,
             ApproximateNumberOfMessagesNotVisible as Hidden,
         };
-        self.inner.count(1);
+        self.inner.count(Call::Other, 1);
         let work = attrs(q.url.clone(), &[Visible, Hidden, Delayed]).await.map_err(|e| sdk_error("reading SQS queue counts", e))?;
         let get = |map: Option<&HashMap<QueueAttributeName, String>>, name: QueueAttributeName| -> u64 {
             map.and_then(|m| m.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0)
         };
         let dead = match self.inner.dead_url(&q, false).await? {
             Some(url) => {
-                self.inner.count(1);
+                self.inner.count(Call::Other, 1);
                 let out = attrs(url, &[Visible, Hidden]).await.map_err(|e| sdk_error("reading SQS queue counts", e))?;
                 get(out.attributes(), Visible) + get(out.attributes(), Hidden)
             }
@@ -960,7 +1033,7 @@ impl Driver for SqsDriver {
         let mut found = std::collections::BTreeSet::new();
         let mut token = None;
         loop {
-            self.inner.count(1);
+            self.inner.count(Call::Other, 1);
             let out = self
                 .inner
                 .client
