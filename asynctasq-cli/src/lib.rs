@@ -29,11 +29,13 @@
 //! | `rabbitmq` | yes   | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
 //! | `sqs`    | yes     | `--driver sqs --sqs-region us-east-1 [--sqs-endpoint-url http://127.0.0.1:4566]` (credentials from the AWS chain) |
 //!
-//! Exit codes: 0 success, 1 error, 2 usage error.
+//! Exit codes: 0 success, 1 error, 2 usage error, 3 unhealthy (`doctor`).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod ops;
 
 use anyhow::{Context, bail};
 use asynctasq_core::{Registry, Worker};
@@ -123,12 +125,39 @@ enum DriverKind {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a worker: take tasks from the queues and run them until stopped (SIGINT/SIGTERM
-    /// stop gracefully; a second signal stops at once).
-    Worker(WorkerArgs),
+    /// stop gracefully; a second signal stops at once). `worker run-once` processes what is
+    /// due and exits with a summary.
+    Worker(WorkerCommand),
     /// List the tasks registered in this binary.
     Tasks,
     /// Create or upgrade the backend's schema (SQL backends; others have nothing to migrate).
     Migrate,
+    /// See and repair queues: counts, flushing, retrying dead tasks.
+    #[command(subcommand)]
+    Queue(ops::QueueCommand),
+    /// Dead-lettered tasks: list, show, retry, purge.
+    #[command(subcommand)]
+    Dead(ops::DeadCommand),
+    /// Enqueue a task registered in this binary by name, with JSON arguments.
+    Dispatch(ops::DispatchArgs),
+    /// Check the backend: connection, round-trip time, capabilities (exit 3 when unhealthy).
+    Doctor,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct WorkerCommand {
+    #[command(subcommand)]
+    action: Option<WorkerAction>,
+    #[command(flatten)]
+    args: WorkerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerAction {
+    /// Process what is due (ready now, or falling due while running), then exit with a
+    /// summary: for cron. Same flags as `worker`.
+    RunOnce(WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -192,15 +221,24 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if e.is::<Unhealthy>() { 3 } else { 1 })
         }
     }
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ASYNCTASQ_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("ASYNCTASQ_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // lapin logs an ERROR for every channel the broker closes, including the expected 404 of a
+    // passive declare that asks whether a queue exists; the driver logs real trouble itself.
+    // Asking for `lapin` in the filter brings them back.
+    let asked = std::env::var("ASYNCTASQ_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
+    if !asked.contains("lapin")
+        && let Ok(quiet) = "lapin::channel=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -214,14 +252,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Worker(args) => worker(&cli.backend, args).await,
+        Command::Worker(WorkerCommand { action: None, args }) => worker(&cli.backend, args).await,
+        Command::Worker(WorkerCommand { action: Some(WorkerAction::RunOnce(mut args)), .. }) => {
+            args.stop_when_empty = true;
+            worker(&cli.backend, args).await
+        }
         Command::Migrate => {
             connect(&cli.backend).await?;
             println!("schema is up to date");
             Ok(())
         }
+        Command::Queue(ops::QueueCommand::Status { queues, json, watch }) => {
+            ops::status(connect(&cli.backend).await?, &queues, json, watch).await
+        }
+        Command::Queue(ops::QueueCommand::Flush { queues, status, yes }) => {
+            ops::flush(connect(&cli.backend).await?, &queues, status, yes).await
+        }
+        Command::Queue(ops::QueueCommand::Retry(args)) | Command::Dead(ops::DeadCommand::Retry(args)) => {
+            ops::dead_retry(connect(&cli.backend).await?, args).await
+        }
+        Command::Dead(ops::DeadCommand::List { queue, limit, json }) => {
+            ops::dead_list(connect(&cli.backend).await?, queue, limit, json).await
+        }
+        Command::Dead(ops::DeadCommand::Show { id, queue, json }) => ops::dead_show(connect(&cli.backend).await?, &id, queue, json).await,
+        Command::Dead(ops::DeadCommand::Purge { queue, yes }) => ops::dead_purge(connect(&cli.backend).await?, queue, yes).await,
+        Command::Dispatch(args) => ops::dispatch(connect(&cli.backend).await?, &Registry::linked()?, args).await,
+        Command::Doctor => {
+            if ops::doctor(connect(&cli.backend), &Registry::linked()?).await {
+                Ok(())
+            } else {
+                Err(Unhealthy.into())
+            }
+        }
     }
 }
+
+/// `doctor` found a problem (exit code 3).
+#[derive(Debug)]
+struct Unhealthy;
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the backend is not healthy (see above)")
+    }
+}
+
+impl std::error::Error for Unhealthy {}
 
 async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     // Check the flags and the backend before anything else, so mistakes surface at once.

@@ -100,6 +100,18 @@ pub enum Capability {
     PurgeScheduled,
 }
 
+impl Capability {
+    /// Every capability.
+    pub const ALL: [Capability; 6] = [
+        Capability::Fencing,
+        Capability::ExtendLease,
+        Capability::ListDead,
+        Capability::ExactStats,
+        Capability::WakeOnEnqueue,
+        Capability::PurgeScheduled,
+    ];
+}
+
 /// A task store and transport: the contract every backend keeps.
 ///
 /// # Delivery contract

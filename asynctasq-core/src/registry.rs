@@ -27,13 +27,21 @@ pub struct TaskRegistration {
     pub handler: HandlerFn,
     /// The task's default options.
     pub options: fn() -> TaskOptions,
+    /// Checks JSON arguments against the task's type and encodes them as its payload (for
+    /// dispatching by name from a shell); the error says what does not fit.
+    pub args_from_json: fn(&str) -> Result<Vec<u8>, String>,
 }
 
 impl TaskRegistration {
     /// The registration of task type `T`.
     pub const fn of<T: Task>() -> Self {
-        Self { name: T::NAME, handler: run_encoded::<T>, options: T::options }
+        Self { name: T::NAME, handler: run_encoded::<T>, options: T::options, args_from_json: encode_json::<T> }
     }
+}
+
+fn encode_json<T: Task>(json: &str) -> Result<Vec<u8>, String> {
+    let args: T = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    rmp_serde::to_vec_named(&args).map_err(|e| e.to_string())
 }
 
 inventory::collect!(TaskRegistration);

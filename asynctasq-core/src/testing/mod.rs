@@ -97,14 +97,7 @@ where
 }
 
 /// Every capability a driver can lack, for [`check_declared`].
-pub const CAPABILITIES: [Capability; 6] = [
-    Capability::Fencing,
-    Capability::ExtendLease,
-    Capability::ListDead,
-    Capability::ExactStats,
-    Capability::WakeOnEnqueue,
-    Capability::PurgeScheduled,
-];
+pub const CAPABILITIES: [Capability; 6] = Capability::ALL;
 
 /// Asserts that `lacks` (from a `conformance_tests!` call) is exactly what `driver` does not
 /// support.

@@ -186,6 +186,7 @@ pub async fn dead_letter_records_error_and_attempt(h: Harness) {
         let env = dead[0].envelope.as_ref().expect("dead envelope decodes");
         assert_eq!((env.id, &env.name, &env.payload), (sent.id, &sent.name, &sent.payload));
     }
+    assert_eq!(h.driver.dead(&q, usize::MAX).await.expect("dead with no practical limit").len(), 1, "any limit is accepted");
 }
 
 /// Requeueing from dead makes tasks ready at once with the attempt count reset.

@@ -542,8 +542,12 @@ impl Driver for RedisDriver {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let reply: Vec<Value> =
-            k.invoke(&self.inner.scripts.dead_list).arg(limit).invoke_async(&mut self.conn()).await.map_err(|e| map_err("list dead", e))?;
+        let reply: Vec<Value> = k
+            .invoke(&self.inner.scripts.dead_list)
+            .arg(limit.min(1 << 53))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("list dead", e))?;
         Ok(reply
             .chunks_exact(5)
             .map(|c| {

@@ -1,0 +1,487 @@
+//! Operating queues from a shell: counts, flushing, dead tasks, dispatch by name, health.
+//!
+//! Every command goes through the [`Driver`] contract, so it works on every backend; what a
+//! backend cannot do (exact counts, listing dead tasks) is said in the output or the error.
+//!
+//! # JSON output (`--json`), a stable schema
+//! * `queue status`: `{"driver": "sqlite", "exact": true, "queues": {"<queue>": {"ready": 0,
+//!   "scheduled": 0, "leased": 0, "dead": 0}}}`; `exact` is false where the backend's counts
+//!   are approximate.
+//! * `dead list`: `{"dead": [<dead task>...]}`; `dead show`: one `<dead task>`, where a dead
+//!   task is `{"id", "queue", "task", "attempt", "max_attempts", "error", "dead_at",
+//!   "created_at", "args", "decode_error"}` (times in Unix milliseconds; `args` the decoded
+//!   arguments or null, `decode_error` why they could not be decoded or null).
+//! * `dispatch`: `{"id": "<task id>", "queue": "<queue>"}`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver, QueueStats};
+use asynctasq_core::envelope::{TaskId, unix_millis, validate_queue_name};
+use asynctasq_core::{Client, Overrides, Registry};
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{CellAlignment, Table, presets};
+use serde_json::{Value, json};
+
+/// `asynctasq queue …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Counts per queue: ready, scheduled, leased, dead (every known queue when none is named).
+    Status {
+        /// Queues to show.
+        queues: Vec<String>,
+        /// Print JSON (schema in the crate docs) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print again every SECONDS until interrupted.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// Delete tasks that are waiting (ready and scheduled), dead, or both; never leased ones.
+    Flush {
+        /// Queues to flush (every known queue when none is named).
+        queues: Vec<String>,
+        /// Which tasks to delete.
+        #[arg(long, value_enum, default_value = "pending")]
+        status: FlushStatus,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Move dead tasks back to their queue (alias of `dead retry`).
+    Retry(DeadRetryArgs),
+}
+
+/// Which tasks `queue flush` deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FlushStatus {
+    /// Ready and scheduled tasks (backends lacking `PurgeScheduled`, such as SQS, reach only
+    /// the ready ones).
+    Pending,
+    /// Dead tasks.
+    Dead,
+    /// Pending and dead tasks.
+    All,
+}
+
+/// `asynctasq dead …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadCommand {
+    /// List dead tasks, oldest first.
+    List {
+        /// Queue (every known queue when omitted).
+        queue: Option<String>,
+        /// Most tasks to list per queue.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead task: error, attempts, times and its arguments as JSON.
+    Show {
+        /// The task id.
+        id: String,
+        /// Look only in this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead tasks back to their queue, ready at once with attempts reset.
+    Retry(DeadRetryArgs),
+    /// Delete dead tasks for good.
+    Purge {
+        /// Queue (every known queue when omitted).
+        queue: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which dead tasks to retry.
+#[derive(Debug, Args)]
+pub(crate) struct DeadRetryArgs {
+    /// Queue (every known queue when omitted).
+    queue: Option<String>,
+    /// Retry these tasks (repeatable).
+    #[arg(long = "id", value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+    ids: Vec<String>,
+    /// Retry every dead task.
+    #[arg(long)]
+    all: bool,
+    /// With `--all`: retry at most this many per queue, oldest first.
+    #[arg(long, requires = "all")]
+    limit: Option<usize>,
+}
+
+/// `asynctasq dispatch …`
+#[derive(Debug, Args)]
+pub(crate) struct DispatchArgs {
+    /// A task registered in this binary (see `tasks`).
+    task: String,
+    /// The task's arguments as a JSON object, checked against its type.
+    #[arg(long, default_value = "{}")]
+    args: String,
+    /// Queue instead of the task's.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Run no earlier than this from now (e.g. `30s`, `2h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
+    /// Deliveries allowed before dead-lettering.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The queues named, or every queue the backend knows when none is.
+async fn queues_or_all(driver: &dyn Driver, named: &[String]) -> anyhow::Result<Vec<String>> {
+    for q in named {
+        validate_queue_name(q).with_context(|| format!("invalid queue name `{q}`"))?;
+    }
+    if !named.is_empty() {
+        return Ok(named.to_vec());
+    }
+    driver.queues().await.context("listing queues")
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING).set_header(header.to_vec());
+    t
+}
+
+fn align_numbers(t: &mut Table, from: usize) {
+    let n = t.column_count();
+    for i in from..n {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// `queue status`.
+pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool, watch: Option<f64>) -> anyhow::Result<()> {
+    loop {
+        let queues = queues_or_all(&*driver, named).await?;
+        let mut rows = Vec::new();
+        for q in &queues {
+            rows.push((q.clone(), driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?));
+        }
+        let exact = driver.supports(Capability::ExactStats);
+        if json {
+            let map: serde_json::Map<String, Value> =
+                rows.iter().map(|(q, s)| (q.clone(), serde_json::to_value(s).unwrap_or_default())).collect();
+            println!("{}", json!({ "driver": driver.name(), "exact": exact, "queues": map }));
+        } else {
+            print_status(&rows, exact);
+        }
+        let Some(every) = watch else { return Ok(()) };
+        if !every.is_finite() || every <= 0.0 {
+            bail!("invalid --watch {every}: give a number of seconds above 0");
+        }
+        tokio::time::sleep(Duration::from_secs_f64(every)).await;
+        if !json {
+            println!();
+        }
+    }
+}
+
+fn print_status(rows: &[(String, QueueStats)], exact: bool) {
+    if rows.is_empty() {
+        println!("no queues");
+        return;
+    }
+    let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD"]);
+    for (q, s) in rows {
+        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead)]);
+    }
+    align_numbers(&mut t, 1);
+    println!("{t}");
+    if !exact {
+        println!("(counts are approximate on this backend)");
+    }
+}
+
+/// A count with thousands separators.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Asks to go on with `what`, unless `yes`; without a terminal to ask on, refuses.
+fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to {what} without --yes (no terminal to confirm on)");
+    }
+    eprint!("{what}? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `queue flush`.
+pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: FlushStatus, yes: bool) -> anyhow::Result<()> {
+    let queues = queues_or_all(&*driver, named).await?;
+    let (pending, dead) = (status != FlushStatus::Dead, status != FlushStatus::Pending);
+    let mut total = 0;
+    for q in &queues {
+        let s = driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?;
+        let scheduled = if driver.supports(Capability::PurgeScheduled) { s.scheduled } else { 0 };
+        total += if pending { s.ready + scheduled } else { 0 } + if dead { s.dead } else { 0 };
+    }
+    let kind = match status {
+        FlushStatus::Pending => "waiting",
+        FlushStatus::Dead => "dead",
+        FlushStatus::All => "waiting and dead",
+    };
+    if total == 0 {
+        println!("nothing to flush");
+        return Ok(());
+    }
+    if !confirm(&format!("delete {} {kind} task(s) from {} queue(s)", count(total), queues.len()), yes)? {
+        bail!("not confirmed; nothing deleted");
+    }
+    let mut deleted = 0;
+    for q in &queues {
+        if pending {
+            deleted += driver.purge(q).await.with_context(|| format!("flushing queue `{q}`"))?;
+        }
+        if dead {
+            deleted += driver.purge_dead(q).await.with_context(|| format!("flushing dead tasks of `{q}`"))?;
+        }
+    }
+    println!("deleted {} task(s)", count(deleted));
+    Ok(())
+}
+
+fn dead_json(d: &DeadTask) -> Value {
+    let (task, max_attempts, created_at, args, decode_error) = match &d.envelope {
+        Ok(e) => match rmp_serde::from_slice::<Value>(&e.payload) {
+            Ok(args) => (json!(e.name), json!(e.max_attempts), json!(e.created_at), args, Value::Null),
+            Err(err) => (json!(e.name), json!(e.max_attempts), json!(e.created_at), Value::Null, json!(format!("arguments: {err}"))),
+        },
+        Err(err) => (Value::Null, Value::Null, Value::Null, Value::Null, json!(error_chain(err))),
+    };
+    json!({
+        "id": d.id.to_string(), "queue": d.queue, "task": task, "attempt": d.attempt, "max_attempts": max_attempts,
+        "error": d.error, "dead_at": d.dead_at, "created_at": created_at, "args": args, "decode_error": decode_error,
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// A Unix-ms time as a readable age ("3m ago").
+fn ago(ms: u64) -> String {
+    let now = unix_millis(SystemTime::now());
+    if ms == 0 {
+        return "-".into();
+    }
+    let secs = now.saturating_sub(ms) / 1000;
+    format!("{} ago", humantime::format_duration(Duration::from_secs(secs)))
+}
+
+fn needs_list_dead(driver: &dyn Driver) -> anyhow::Result<()> {
+    if !driver.supports(Capability::ListDead) {
+        bail!("the {} backend cannot list dead tasks", driver.name());
+    }
+    Ok(())
+}
+
+/// `dead list`.
+pub(crate) async fn dead_list(driver: Arc<dyn Driver>, queue: Option<String>, limit: usize, json: bool) -> anyhow::Result<()> {
+    needs_list_dead(&*driver)?;
+    let queues = queues_or_all(&*driver, queue.as_slice()).await?;
+    let mut all = Vec::new();
+    for q in &queues {
+        all.extend(driver.dead(q, limit).await.with_context(|| format!("listing dead tasks of `{q}`"))?);
+    }
+    if json {
+        println!("{}", json!({ "dead": all.iter().map(dead_json).collect::<Vec<_>>() }));
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no dead tasks");
+        return Ok(());
+    }
+    let mut t = table(&["ID", "QUEUE", "TASK", "ATTEMPTS", "DIED", "ERROR"]);
+    for d in &all {
+        let name = d.envelope.as_ref().map(|e| e.name.clone()).unwrap_or_else(|_| "(undecodable)".into());
+        let error: String = d.error.lines().next().unwrap_or_default().chars().take(80).collect();
+        t.add_row(vec![d.id.to_string(), d.queue.clone(), name, d.attempt.to_string(), ago(d.dead_at), error]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// `dead show`.
+pub(crate) async fn dead_show(driver: Arc<dyn Driver>, id: &str, queue: Option<String>, json: bool) -> anyhow::Result<()> {
+    needs_list_dead(&*driver)?;
+    let wanted: TaskId = id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a task id (a UUID)"))?;
+    for q in queues_or_all(&*driver, queue.as_slice()).await? {
+        let dead = driver.dead(&q, usize::MAX).await.with_context(|| format!("listing dead tasks of `{q}`"))?;
+        if let Some(d) = dead.iter().find(|d| d.id == wanted) {
+            let v = dead_json(d);
+            if json {
+                println!("{v}");
+            } else {
+                println!("id:        {}", d.id);
+                println!("queue:     {}", d.queue);
+                println!("task:      {}", v["task"].as_str().unwrap_or("(undecodable)"));
+                println!("attempts:  {} of {}", d.attempt, v["max_attempts"]);
+                println!("died:      {} ({})", ago(d.dead_at), d.dead_at);
+                println!("error:     {}", d.error);
+                match &v["decode_error"] {
+                    Value::Null => println!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
+                    e => println!("args:      undecodable ({})", e.as_str().unwrap_or_default()),
+                }
+            }
+            return Ok(());
+        }
+    }
+    bail!("no dead task {wanted}")
+}
+
+/// `dead retry` and `queue retry`.
+pub(crate) async fn dead_retry(driver: Arc<dyn Driver>, args: DeadRetryArgs) -> anyhow::Result<()> {
+    let ids: Vec<TaskId> =
+        args.ids.iter().map(|s| s.parse().map_err(|_| anyhow::anyhow!("`{s}` is not a task id (a UUID)"))).collect::<Result<_, _>>()?;
+    let queues = queues_or_all(&*driver, args.queue.as_slice()).await?;
+    let mut moved = 0;
+    for q in &queues {
+        let which = match (args.all, args.limit) {
+            (true, None) => DeadSelector::All,
+            (true, Some(limit)) => {
+                needs_list_dead(&*driver)?;
+                DeadSelector::Ids(driver.dead(q, limit).await?.into_iter().map(|d| d.id).collect())
+            }
+            (false, _) => DeadSelector::Ids(ids.clone()),
+        };
+        moved += driver.requeue_dead(q, which).await.with_context(|| format!("retrying dead tasks of `{q}`"))?;
+    }
+    if !args.all && moved < ids.len() as u64 {
+        println!("retried {} task(s); {} id(s) were not dead", count(moved), ids.len() as u64 - moved);
+    } else {
+        println!("retried {} task(s)", count(moved));
+    }
+    Ok(())
+}
+
+/// `dead purge`.
+pub(crate) async fn dead_purge(driver: Arc<dyn Driver>, queue: Option<String>, yes: bool) -> anyhow::Result<()> {
+    flush(driver, queue.as_slice(), FlushStatus::Dead, yes).await
+}
+
+/// `dispatch`.
+pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args: DispatchArgs) -> anyhow::Result<()> {
+    let Some(task) = registry.get(&args.task) else {
+        let known = registry.names().join(", ");
+        bail!("unknown task `{}`; this binary has: {}", args.task, if known.is_empty() { "none" } else { &known });
+    };
+    let payload = (task.args_from_json)(&args.args).map_err(|e| anyhow::anyhow!("invalid --args for task `{}`: {e}", args.task))?;
+    if let Some(q) = &args.queue {
+        validate_queue_name(q).with_context(|| format!("invalid --queue `{q}`"))?;
+    }
+    let overrides = Overrides { queue: args.queue, delay: args.delay, max_attempts: args.max_attempts, ..Default::default() };
+    let client = Client::new(driver);
+    let envelope = client.envelope_from_payload(task.name, payload, &overrides, &(task.options)())?;
+    let (id, queue) = (envelope.id, envelope.queue.clone());
+    client.enqueue(vec![envelope]).await.context("enqueueing the task")?;
+    if args.json {
+        println!("{}", json!({ "id": id.to_string(), "queue": queue }));
+    } else {
+        println!("dispatched {} to queue {queue} as {id}", args.task);
+    }
+    Ok(())
+}
+
+/// `doctor`: whether the backend answers, how fast, and what it offers. Returns whether all
+/// is well (the caller exits 3 when not).
+pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Result<Arc<dyn Driver>>>, registry: &Registry) -> bool {
+    let t = Instant::now();
+    let driver = match connect.await {
+        Ok(d) => {
+            println!("ok    connect: {} answered in {}", d.name(), ms(t.elapsed()));
+            d
+        }
+        Err(e) => {
+            println!("FAIL  connect: {e:#}");
+            return false;
+        }
+    };
+    let mut healthy = true;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        if let Err(e) = driver.stats("asynctasq-doctor").await {
+            println!("FAIL  round trip: {e}");
+            healthy = false;
+            break;
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    if let Some(best) = times.first() {
+        println!("ok    round trip: {} median, {} best of {}", ms(times[times.len() / 2]), ms(*best), times.len());
+    }
+    match driver.queues().await {
+        Ok(q) => println!("ok    queues: {} known", q.len()),
+        Err(e) => {
+            println!("FAIL  queues: {e}");
+            healthy = false;
+        }
+    }
+    let lacks: Vec<String> = Capability::ALL.into_iter().filter(|c| !driver.supports(*c)).map(|c| format!("{c:?}")).collect();
+    if lacks.is_empty() {
+        println!("ok    capabilities: all");
+    } else {
+        println!("note  capabilities: lacks {} (see the README's backend notes)", lacks.join(", "));
+    }
+    if registry.is_empty() {
+        println!("note  tasks: none registered in this binary (a worker needs your binary: asynctasq_cli::main())");
+    } else {
+        println!("ok    tasks: {} registered", registry.len());
+    }
+    healthy
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!((count(0), count(999), count(1000), count(1_234_567)), ("0".into(), "999".into(), "1,000".into(), "1,234,567".into()));
+    }
+}

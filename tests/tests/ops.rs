@@ -1,0 +1,178 @@
+//! The operations commands (`queue`, `dead`, `dispatch`, `worker run-once`, `doctor`) through
+//! a user binary (`ledger-worker`), on SQLite and on every server backend.
+
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use asynctasq_tests::{Backend, Setup, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url, shared_redis_url, shared_sqs_endpoint};
+use serde_json::{Value, json};
+
+/// Runs `ledger-worker <args> <backend flags>` on `s`'s backend.
+fn cli(s: &Setup, args: &[&str]) -> Output {
+    Command::cargo_bin("ledger-worker")
+        .expect("binary")
+        .args(args)
+        .args(&s.backend_args)
+        .envs(s.backend_env.iter().map(|(k, v)| (k, v)))
+        .env("ASYNCTASQ_TEST_LEDGER", &s.ledger_url)
+        .env("ASYNCTASQ_LOG", "warn")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("run")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("JSON on stdout")
+}
+
+/// One line on stderr naming the problem, exit 1.
+fn refused(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+fn counts(s: &Setup, queue: &str) -> Value {
+    json_of(&cli(s, &["queue", "status", queue, "--json"]))["queues"][queue].clone()
+}
+
+/// Status, dead list/show/retry, flush and run-once, as an operator would chain them.
+async fn operators_see_and_repair_a_queue(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "ops";
+    s.dispatch(q, 3, 0, Duration::from_secs(30)).await;
+    // Kill one task by hand, then hand back whatever this handle fetched ahead.
+    let d = s.driver.dequeue(q, 1).await.expect("dequeue").remove(0);
+    s.driver.dead_letter(&d.lease, "boom: disk full").await.expect("dead-letter");
+    s.driver.stop_prefetch().await.expect("stop prefetch");
+
+    assert_eq!(counts(&s, q), json!({ "ready": 2, "scheduled": 0, "leased": 0, "dead": 1 }));
+    let all = json_of(&cli(&s, &["queue", "status", "--json"]));
+    assert!(all["queues"][q].is_object(), "with no queue named, every known queue: {all}");
+    assert!(ok(&cli(&s, &["queue", "status", q])).contains("READY"), "a table without --json");
+
+    let dead = json_of(&cli(&s, &["dead", "list", q, "--json"]));
+    let entry = &dead["dead"][0];
+    assert_eq!(dead["dead"].as_array().map(Vec::len), Some(1), "{dead}");
+    assert_eq!(
+        (entry["id"].as_str(), &entry["task"], &entry["error"], &entry["attempt"]),
+        (Some(d.lease.id.to_string().as_str()), &json!("ledgered"), &json!("boom: disk full"), &json!(1))
+    );
+    let shown = json_of(&cli(&s, &["dead", "show", &d.lease.id.to_string(), "--json"]));
+    assert_eq!(shown["args"]["sleep_ms"], 0, "arguments decoded as JSON: {shown}");
+    assert_eq!(shown["decode_error"], Value::Null);
+
+    assert!(ok(&cli(&s, &["dead", "retry", q, "--id", &d.lease.id.to_string()])).contains("retried 1"));
+    assert_eq!(counts(&s, q), json!({ "ready": 3, "scheduled": 0, "leased": 0, "dead": 0 }));
+
+    let err = refused(&cli(&s, &["queue", "flush", q]));
+    assert!(err.contains("--yes") && err.contains("delete 3"), "{err}");
+    assert_eq!(counts(&s, q)["ready"], 3, "nothing deleted without confirmation");
+
+    let summary = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
+    assert_eq!(summary["succeeded"], 3, "{summary}");
+    assert_eq!(s.completions().await.len(), 3);
+    assert_eq!(counts(&s, q), json!({ "ready": 0, "scheduled": 0, "leased": 0, "dead": 0 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_repair_a_queue_on_sqlite() {
+    operators_see_and_repair_a_queue(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_repair_a_queue_on_redis() {
+    operators_see_and_repair_a_queue(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_repair_a_queue_on_postgres() {
+    operators_see_and_repair_a_queue(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_repair_a_queue_on_mysql() {
+    operators_see_and_repair_a_queue(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_repair_a_queue_on_rabbitmq() {
+    operators_see_and_repair_a_queue(Backend::RabbitMq(shared_rabbitmq_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_repair_a_queue_on_sqs() {
+    operators_see_and_repair_a_queue(Backend::Sqs(shared_sqs_endpoint())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_with_yes_deletes_waiting_and_dead_tasks_but_never_leased_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    s.dispatch("f", 4, 0, Duration::from_secs(300)).await;
+    let mut got = s.driver.dequeue("f", 2).await.expect("dequeue");
+    s.driver.dead_letter(&got.remove(1).lease, "x").await.expect("dead");
+    assert!(ok(&cli(&s, &["queue", "flush", "f", "--status", "dead", "--yes"])).contains("deleted 1"));
+    assert!(ok(&cli(&s, &["queue", "flush", "f", "--status", "all", "--yes"])).contains("deleted 2"));
+    assert_eq!(counts(&s, "f"), json!({ "ready": 0, "scheduled": 0, "leased": 1, "dead": 0 }));
+    assert!(s.driver.ack(&[got.remove(0).lease]).await.expect("ack").is_empty(), "the leased task still acks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_checks_arguments_against_the_task_before_enqueueing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let out =
+        json_of(&cli(&s, &["dispatch", "ledgered", "--args", r#"{"n": 7, "sleep_ms": 0}"#, "--queue", "shell", "--delay", "1h", "--json"]));
+    assert_eq!(out["queue"], "shell");
+    let st = s.driver.stats("shell").await.expect("stats");
+    assert_eq!((st.ready, st.scheduled), (0, 1), "delayed by an hour");
+
+    let err = refused(&cli(&s, &["dispatch", "ledgered", "--args", r#"{"n": "seven"}"#]));
+    assert!(err.contains("invalid --args for task `ledgered`") && err.contains("expected u64"), "{err}");
+    let err = refused(&cli(&s, &["dispatch", "ledgered", "--args", "{not json"]));
+    assert!(err.contains("invalid --args"), "{err}");
+    let err = refused(&cli(&s, &["dispatch", "nosuch"]));
+    assert!(err.contains("unknown task `nosuch`") && err.contains("ledgered"), "{err}");
+    assert_eq!(s.driver.queues().await.expect("queues"), vec!["shell".to_owned()], "nothing else was enqueued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queue_names_and_ids_are_named_and_exit_non_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    assert!(refused(&cli(&s, &["queue", "status", "bad name"])).contains("invalid queue name `bad name`"));
+    assert!(refused(&cli(&s, &["dead", "show", "not-a-uuid"])).contains("not a task id"));
+    assert!(refused(&cli(&s, &["dead", "show", "01a20701-e1fa-750a-82c3-ac4b66434fd2"])).contains("no dead task"));
+    let out = cli(&s, &["dead", "retry", "q"]);
+    assert_eq!(out.status.code(), Some(2), "neither --id nor --all is a usage error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_a_healthy_backend_and_exits_3_on_an_unreachable_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let report = ok(&cli(&s, &["doctor"]));
+    assert!(
+        report.contains("ok    connect: sqlite") && report.contains("round trip") && report.contains("tasks: 2 registered"),
+        "{report}"
+    );
+    let out = Command::cargo_bin("ledger-worker")
+        .expect("binary")
+        .args(["doctor", "--driver", "redis", "--redis-url", "redis://:hunter2@127.0.0.1:1"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("FAIL  connect"), "{all}");
+    assert!(!all.contains("hunter2"), "password leaked: {all}");
+}
