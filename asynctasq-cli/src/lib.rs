@@ -142,6 +142,12 @@ enum Command {
     Dispatch(ops::DispatchArgs),
     /// Check the backend: connection, round-trip time, capabilities (exit 3 when unhealthy).
     Doctor,
+    /// Live workers from the backend's worker registry (stale ones marked; they expire).
+    Workers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dead(ops::DeadCommand::Show { id, queue, json }) => ops::dead_show(connect(&cli.backend).await?, &id, queue, json).await,
         Command::Dead(ops::DeadCommand::Purge { queue, yes }) => ops::dead_purge(connect(&cli.backend).await?, queue, yes).await,
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend).await?, &Registry::linked()?, args).await,
+        Command::Workers { json } => ops::workers(connect(&cli.backend).await?, json).await,
         Command::Doctor => {
             if ops::doctor(connect(&cli.backend), &Registry::linked()?).await {
                 Ok(())

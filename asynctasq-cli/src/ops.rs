@@ -12,6 +12,10 @@
 //!   "created_at", "args", "decode_error"}` (times in Unix milliseconds; `args` the decoded
 //!   arguments or null, `decode_error` why they could not be decoded or null).
 //! * `dispatch`: `{"id": "<task id>", "queue": "<queue>"}`.
+//! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
+//!   "started_at", "heartbeat_at", "heartbeat_ms", "expires_at", "in_flight", "counts": {"started",
+//!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale"}]}`; `stale` is true for a
+//!   worker that missed two heartbeats (its record expires after five).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
@@ -419,6 +423,49 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     } else {
         println!("dispatched {} to queue {queue} as {id}", args.task);
     }
+    Ok(())
+}
+
+/// `workers`.
+pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Result<()> {
+    if !driver.supports(Capability::WorkerRegistry) {
+        bail!("the {} backend keeps no worker registry (see the README's backend notes)", driver.name());
+    }
+    let workers = driver.workers().await.context("listing workers")?;
+    let now = unix_millis(SystemTime::now());
+    if json {
+        let list: Vec<Value> = workers
+            .iter()
+            .map(|w| {
+                let mut v = serde_json::to_value(w).unwrap_or_default();
+                v["stale"] = json!(w.is_stale(now));
+                v
+            })
+            .collect();
+        println!("{}", json!({ "workers": list }));
+        return Ok(());
+    }
+    if workers.is_empty() {
+        println!("no live workers");
+        return Ok(());
+    }
+    let mut t = table(&["ID", "HOST", "PID", "QUEUES", "CONC", "STARTED", "HEARTBEAT", "DONE", "FAILED", "IN FLIGHT", "STATE"]);
+    for w in &workers {
+        t.add_row(vec![
+            w.id.clone(),
+            w.host.clone(),
+            w.pid.to_string(),
+            w.queues.join(","),
+            w.concurrency.to_string(),
+            ago(w.started_at),
+            ago(w.heartbeat_at),
+            count(w.counts.succeeded),
+            count(w.counts.retried + w.counts.dead),
+            w.in_flight.to_string(),
+            if w.is_stale(now) { "stale".into() } else { "live".into() },
+        ]);
+    }
+    println!("{t}");
     Ok(())
 }
 

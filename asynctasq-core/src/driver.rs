@@ -98,18 +98,70 @@ pub enum Capability {
     /// [`Driver::purge`] also deletes scheduled tasks (delayed, or waiting for a retry), not
     /// only ready ones. SQS cannot reach a message while it is delayed or hidden.
     PurgeScheduled,
+    /// The backend keeps the worker registry ([`Driver::register_worker`],
+    /// [`Driver::workers`]).
+    WorkerRegistry,
 }
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Fencing,
         Capability::ExtendLease,
         Capability::ListDead,
         Capability::ExactStats,
         Capability::WakeOnEnqueue,
         Capability::PurgeScheduled,
+        Capability::WorkerRegistry,
     ];
+}
+
+/// A running worker as recorded in the backend's worker registry: written when it starts,
+/// rewritten on every heartbeat, removed when it stops; a record not rewritten by
+/// `expires_at` (a crashed worker) is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The worker's id (unique).
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The queues it consumes, in priority order.
+    pub queues: Vec<String>,
+    /// Its concurrency limit.
+    pub concurrency: usize,
+    /// The asynctasq version it runs.
+    pub version: String,
+    /// When it started (Unix ms).
+    pub started_at: UnixMillis,
+    /// Its last heartbeat (Unix ms).
+    pub heartbeat_at: UnixMillis,
+    /// Its heartbeat interval (ms): a worker silent for two intervals is stale.
+    pub heartbeat_ms: u64,
+    /// When the record lapses unless rewritten (Unix ms).
+    pub expires_at: UnixMillis,
+    /// Tasks running at the last heartbeat.
+    pub in_flight: usize,
+    /// Its counters at the last heartbeat.
+    pub counts: crate::worker::WorkerCounts,
+}
+
+impl WorkerInfo {
+    /// The record as bytes (MessagePack with field names), for backends that store blobs.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        rmp_serde::to_vec_named(self).map_err(CodecError::Encode)
+    }
+
+    /// A record from [`encode`](Self::encode)'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        rmp_serde::from_slice(bytes).map_err(CodecError::Decode)
+    }
+
+    /// Whether it missed two heartbeats as of `now` (Unix ms).
+    pub fn is_stale(&self, now: UnixMillis) -> bool {
+        now > self.heartbeat_at + 2 * self.heartbeat_ms
+    }
 }
 
 /// A task store and transport: the contract every backend keeps.
@@ -213,6 +265,24 @@ pub trait Driver: Send + Sync + 'static {
     /// workers at once. Backends that never fetch ahead do nothing (the default).
     async fn stop_prefetch(&self) -> Result<(), DriverError> {
         Ok(())
+    }
+
+    /// Records `worker` in the registry, or rewrites its record
+    /// ([`Capability::WorkerRegistry`]). Records past their `expires_at` are not listed.
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
+        let _ = worker;
+        Err(DriverError::Unsupported("the worker registry"))
+    }
+
+    /// Removes a worker's record (it stopped).
+    async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
+        let _ = id;
+        Err(DriverError::Unsupported("the worker registry"))
+    }
+
+    /// The registered workers whose records have not expired, sorted by id.
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
+        Err(DriverError::Unsupported("the worker registry"))
     }
 
     /// Whether the backend offers `capability`.

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 
@@ -38,6 +38,7 @@ struct Inner {
 struct State {
     tasks: HashMap<TaskId, Record>,
     queues: BTreeMap<String, QueueState>,
+    workers: BTreeMap<String, WorkerInfo>,
     next_seq: u64,
     next_token: u64,
 }
@@ -78,6 +79,10 @@ impl Default for MemoryDriver {
 }
 
 impl MemoryDriver {
+    fn registry_kept(&self) -> Result<(), DriverError> {
+        if self.inner.lacks.contains(&Capability::WorkerRegistry) { Err(DriverError::Unsupported("the worker registry")) } else { Ok(()) }
+    }
+
     /// A new, empty store on the system clock.
     pub fn new() -> Self {
         Self::with_clock(Arc::new(SystemClock))
@@ -382,6 +387,26 @@ impl Driver for MemoryDriver {
         validate_queue_name(queue)?;
         let mut state = self.lock();
         Ok(state.queues.get_mut(queue).map(|q| std::mem::take(&mut q.dead).len() as u64).unwrap_or(0))
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
+        self.registry_kept()?;
+        self.lock().workers.insert(worker.id.clone(), worker.clone());
+        Ok(())
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
+        self.registry_kept()?;
+        self.lock().workers.remove(id);
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
+        self.registry_kept()?;
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        state.workers.retain(|_, w| w.expires_at > now);
+        Ok(state.workers.values().cloned().collect())
     }
 
     fn supports(&self, capability: Capability) -> bool {

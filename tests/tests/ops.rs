@@ -176,3 +176,58 @@ async fn doctor_reports_a_healthy_backend_and_exits_3_on_an_unreachable_one() {
     assert!(all.contains("FAIL  connect"), "{all}");
     assert!(!all.contains("hunter2"), "password leaked: {all}");
 }
+
+/// A running worker process is listed with its pid and queues, and gone once it stops.
+async fn workers_lists_a_running_worker_until_it_stops(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let mut worker = s.spawn_worker(env!("CARGO_BIN_EXE_ledger-worker"), "reg-high,reg-low", 3, &[]);
+    let pid = worker.child().id();
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        let all = json_of(&cli(&s, &["workers", "--json"]));
+        if let Some(w) = all["workers"].as_array().and_then(|ws| ws.iter().find(|w| w["pid"] == pid)) {
+            listed = w.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (&listed["queues"], &listed["concurrency"], &listed["stale"]),
+        (&json!(["reg-high", "reg-low"]), &json!(3), &json!(false)),
+        "{listed}"
+    );
+    assert!(ok(&cli(&s, &["workers"])).contains(&pid.to_string()), "the table shows it too");
+    worker.sigterm();
+    assert!(worker.exited_ok().await);
+    let all = json_of(&cli(&s, &["workers", "--json"]));
+    assert!(!all["workers"].as_array().expect("list").iter().any(|w| w["pid"] == pid), "a stopped worker removes itself: {all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_lists_a_running_worker_until_it_stops_on_sqlite() {
+    workers_lists_a_running_worker_until_it_stops(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_lists_a_running_worker_until_it_stops_on_redis() {
+    workers_lists_a_running_worker_until_it_stops(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_lists_a_running_worker_until_it_stops_on_postgres() {
+    workers_lists_a_running_worker_until_it_stops(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_lists_a_running_worker_until_it_stops_on_mysql() {
+    workers_lists_a_running_worker_until_it_stops(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_says_plainly_that_rabbitmq_keeps_no_registry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::RabbitMq(shared_rabbitmq_url())).await;
+    let err = refused(&cli(&s, &["workers"]));
+    assert!(err.contains("rabbitmq backend keeps no worker registry"), "{err}");
+}

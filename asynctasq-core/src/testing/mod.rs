@@ -97,7 +97,7 @@ where
 }
 
 /// Every capability a driver can lack, for [`check_declared`].
-pub const CAPABILITIES: [Capability; 6] = Capability::ALL;
+pub const CAPABILITIES: [Capability; 7] = Capability::ALL;
 
 /// Asserts that `lacks` (from a `conformance_tests!` call) is exactly what `driver` does not
 /// support.
@@ -154,7 +154,8 @@ macro_rules! conformance_tests {
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,
             hostile_queue_names_are_rejected: None,
-            stop_prefetch_gives_back_undelivered_tasks_unspent: None
+            stop_prefetch_gives_back_undelivered_tasks_unspent: None,
+            registered_worker_is_listed_until_deregistered_or_expired: WorkerRegistry
         );
     };
     (@rules $factory:expr; $lacks:tt; $($rule:ident: $cap:ident),* $(,)?) => {
@@ -176,6 +177,7 @@ macro_rules! __conformance_rule {
     ($f:expr, $rule:ident, ExactStats, $all:tt, [ExactStats $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ExactStats"); };
     ($f:expr, $rule:ident, WakeOnEnqueue, $all:tt, [WakeOnEnqueue $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WakeOnEnqueue"); };
     ($f:expr, $rule:ident, PurgeScheduled, $all:tt, [PurgeScheduled $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks PurgeScheduled"); };
+    ($f:expr, $rule:ident, WorkerRegistry, $all:tt, [WorkerRegistry $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WorkerRegistry"); };
     ($f:expr, $rule:ident, $cap:ident, $all:tt, [$head:ident $($rest:ident)*]) => { $crate::__conformance_rule!($f, $rule, $cap, $all, [$($rest)*]); };
     (@run $f:expr, $rule:ident) => {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

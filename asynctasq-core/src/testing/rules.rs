@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Harness, eventually, ids};
-use crate::driver::{Capability, DeadSelector, QueueStats};
+use crate::driver::{Capability, DeadSelector, QueueStats, WorkerInfo};
 use crate::envelope::{TaskId, unix_millis};
 use crate::error::DriverError;
 
@@ -452,4 +452,46 @@ pub async fn stop_prefetch_gives_back_undelivered_tasks_unspent(h: Harness) {
     all.insert(first.lease.id);
     assert_eq!(all, sent.iter().map(|e| e.id).collect::<HashSet<_>>());
     assert!(h.driver.ack(&[first.lease]).await.expect("ack").is_empty(), "the delivered lease still acks");
+}
+
+/// A registered worker is listed as written, rewritten on each heartbeat, and gone once it
+/// deregisters or its record expires.
+pub async fn registered_worker_is_listed_until_deregistered_or_expired(h: Harness) {
+    h.requires(Capability::WorkerRegistry);
+    let worker = |label: &str, expires_in: u64| WorkerInfo {
+        id: h.queue(label),
+        host: "conformance-host".into(),
+        pid: 4242,
+        queues: vec!["high".into(), "default".into()],
+        concurrency: 8,
+        version: "0.0.0-test".into(),
+        started_at: now() - 1000,
+        heartbeat_at: now(),
+        heartbeat_ms: 500,
+        expires_at: now() + expires_in,
+        in_flight: 3,
+        counts: Default::default(),
+    };
+    let (mut live, brief) = (worker("live", 60_000), worker("brief", 300));
+    h.driver.register_worker(&live).await.expect("register");
+    h.driver.register_worker(&brief).await.expect("register");
+    let listed = h.driver.workers().await.expect("workers");
+    assert_eq!(listed.iter().find(|w| w.id == live.id), Some(&live), "listed exactly as written");
+    let mut sorted = listed.iter().map(|w| w.id.clone()).collect::<Vec<_>>();
+    sorted.sort();
+    assert_eq!(listed.iter().map(|w| w.id.clone()).collect::<Vec<_>>(), sorted, "sorted by id");
+
+    live.in_flight = 1;
+    live.counts.succeeded = 99;
+    live.heartbeat_at = now();
+    h.driver.register_worker(&live).await.expect("heartbeat");
+    let again = h.driver.workers().await.expect("workers");
+    assert_eq!(again.iter().filter(|w| w.id == live.id).collect::<Vec<_>>(), vec![&live], "one record, rewritten");
+
+    eventually(PATIENCE, "the brief record to expire", || async {
+        (!h.driver.workers().await.expect("workers").iter().any(|w| w.id == brief.id)).then_some(())
+    })
+    .await;
+    h.driver.deregister_worker(&live.id).await.expect("deregister");
+    assert!(!h.driver.workers().await.expect("workers").iter().any(|w| w.id == live.id), "a stopped worker is gone");
 }

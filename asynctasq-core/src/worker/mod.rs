@@ -24,7 +24,7 @@ mod shutdown;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use self::fetcher::QueueOrder;
 pub use self::fetcher::{Priority, QueueSpec};
 pub use self::shutdown::WorkerHandle;
-use crate::driver::{Delivery, Driver};
+use crate::driver::{Delivery, Driver, WorkerInfo};
+use crate::envelope::{millis, unix_millis};
 use crate::error::WorkerError;
 use crate::event::{Event, Events};
 use crate::registry::Registry;
@@ -337,7 +338,18 @@ impl Worker {
         let names = self.order.names();
         tracing::info!(worker.id = %self.id, queues = ?names, concurrency = self.concurrency, driver = self.driver.name(), "worker started");
         self.events.emit(|| Event::WorkerStarted { worker_id: self.id.clone(), queues: names.clone(), concurrency: self.concurrency });
-        let beats = tokio::spawn(heartbeats(self.id.clone(), self.events.clone(), counters.clone(), self.heartbeat_interval));
+        let record = registry_record(&self.id, &names, self.concurrency, self.heartbeat_interval);
+        let registered = self.driver.supports(crate::driver::Capability::WorkerRegistry);
+        if registered && let Err(error) = self.driver.register_worker(&record.beat(0, counters.snapshot())).await {
+            tracing::warn!(%error, "could not record the worker in the registry; retrying at the next heartbeat");
+        }
+        let beats = tokio::spawn(heartbeats(
+            self.id.clone(),
+            self.events.clone(),
+            counters.clone(),
+            self.heartbeat_interval,
+            registered.then(|| (self.driver.clone(), record)),
+        ));
 
         let mut running = JoinSet::new();
         self.driver.prefetch_hint(self.concurrency);
@@ -360,6 +372,9 @@ impl Worker {
         drop(shared);
         let _ = acker.await;
         beats.abort();
+        if registered && let Err(error) = self.driver.deregister_worker(&self.id).await {
+            tracing::warn!(%error, "could not remove the worker from the registry; its record expires by itself");
+        }
         let counts = counters.snapshot();
         tracing::info!(worker.id = %self.id, ?counts, "worker stopped");
         self.events.emit(|| Event::WorkerStopped { worker_id: self.id.clone(), counts });
@@ -497,7 +512,44 @@ impl Worker {
     }
 }
 
-async fn heartbeats(worker_id: String, events: Events, counters: Arc<Counters>, every: Duration) {
+/// The registry record of a worker, refreshed by [`RegistryRecord::beat`].
+struct RegistryRecord(WorkerInfo);
+
+fn registry_record(id: &str, queues: &[String], concurrency: usize, interval: Duration) -> RegistryRecord {
+    let now = unix_millis(SystemTime::now());
+    RegistryRecord(WorkerInfo {
+        id: id.to_owned(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        pid: std::process::id(),
+        queues: queues.to_vec(),
+        concurrency,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: now,
+        heartbeat_at: now,
+        heartbeat_ms: millis(interval),
+        expires_at: now,
+        in_flight: 0,
+        counts: WorkerCounts::default(),
+    })
+}
+
+impl RegistryRecord {
+    /// The record as of now: it lapses after five missed heartbeats (a crashed worker).
+    fn beat(&self, in_flight: usize, counts: WorkerCounts) -> WorkerInfo {
+        let now = unix_millis(SystemTime::now());
+        WorkerInfo { heartbeat_at: now, expires_at: now + 5 * self.0.heartbeat_ms.max(1000), in_flight, counts, ..self.0.clone() }
+    }
+}
+
+/// Emits a heartbeat event every `every`, and rewrites the worker's registry record when the
+/// backend keeps one: the event and the record are the same heartbeat.
+async fn heartbeats(
+    worker_id: String,
+    events: Events,
+    counters: Arc<Counters>,
+    every: Duration,
+    registry: Option<(Arc<dyn Driver>, RegistryRecord)>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -507,5 +559,10 @@ async fn heartbeats(worker_id: String, events: Events, counters: Arc<Counters>, 
         let counts = counters.snapshot();
         tracing::debug!(worker.id = %worker_id, in_flight, ?counts, "worker heartbeat");
         events.emit(|| Event::WorkerHeartbeat { worker_id: worker_id.clone(), in_flight, counts });
+        if let Some((driver, record)) = &registry
+            && let Err(error) = driver.register_worker(&record.beat(in_flight, counts)).await
+        {
+            tracing::warn!(%error, "could not refresh the worker's registry record");
+        }
     }
 }

@@ -1032,7 +1032,7 @@ impl Driver for RabbitMqDriver {
     }
 
     fn supports(&self, capability: Capability) -> bool {
-        !matches!(capability, Capability::ExactStats)
+        !matches!(capability, Capability::ExactStats | Capability::WorkerRegistry)
     }
 
     fn name(&self) -> &'static str {

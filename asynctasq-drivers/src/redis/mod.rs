@@ -17,6 +17,8 @@
 //! | `{prefix}{{queue}}:token` | hash | task id → fencing token of the live lease |
 //! | `{prefix}{{queue}}:error` | hash | task id → last error (the reason, once dead) |
 //! | `{prefix}queues` | set | names of queues ever enqueued to |
+//! | `{prefix}{{workers}}` | hash | worker id → MessagePack [`WorkerInfo`] (the worker registry) |
+//! | `{prefix}{{workers}}:expires` | sorted set | worker id scored by record expiry (ms) |
 //!
 //! Per-queue hashes rather than a hash per task let a batch of a thousand tasks be stored or
 //! claimed with a handful of bulk commands (`HSET`/`HMGET`/`ZADD` over many fields), which is
@@ -56,7 +58,7 @@ use std::time::{Duration, SystemTime};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Script, Value};
 use async_trait::async_trait;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
 use asynctasq_core::{CodecError, DriverError};
 use tokio::sync::Mutex;
@@ -310,6 +312,11 @@ impl RedisDriver {
         })
     }
 
+    /// The worker registry's hash and expiry index (one hash slot).
+    fn worker_keys(&self) -> (String, String) {
+        (format!("{}{{workers}}", self.inner.prefix), format!("{}{{workers}}:expires", self.inner.prefix))
+    }
+
     fn queues_key(&self) -> String {
         format!("{}queues", self.inner.prefix)
     }
@@ -516,6 +523,53 @@ impl Driver for RedisDriver {
         let (ready, scheduled, leased, dead): (u64, u64, u64, u64) =
             k.invoke(&self.inner.scripts.stats).arg(now()).invoke_async(&mut self.conn()).await.map_err(|e| map_err("stats", e))?;
         Ok(QueueStats { ready, scheduled, leased, dead })
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
+        let (info, expires) = self.worker_keys();
+        let now = now();
+        let mut conn = self.conn();
+        let gone: Vec<String> = ::redis::cmd("ZRANGEBYSCORE")
+            .arg(&expires)
+            .arg("-inf")
+            .arg(now)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| map_err("register worker", e))?;
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        if !gone.is_empty() {
+            pipe.cmd("HDEL").arg(&info).arg(&gone).ignore().cmd("ZREM").arg(&expires).arg(&gone).ignore();
+        }
+        pipe.cmd("HSET").arg(&info).arg(&worker.id).arg(worker.encode()?).ignore();
+        pipe.cmd("ZADD").arg(&expires).arg(worker.expires_at).arg(&worker.id).ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(|e| map_err("register worker", e))
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
+        let (info, expires) = self.worker_keys();
+        let mut pipe = ::redis::pipe();
+        pipe.atomic().cmd("HDEL").arg(&info).arg(id).ignore().cmd("ZREM").arg(&expires).arg(id).ignore();
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("deregister worker", e))
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
+        let (info, expires) = self.worker_keys();
+        let mut conn = self.conn();
+        let mut ids: Vec<String> = ::redis::cmd("ZRANGEBYSCORE")
+            .arg(&expires)
+            .arg(format!("({}", now()))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| map_err("list workers", e))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ids.sort();
+        let blobs: Vec<Option<Vec<u8>>> =
+            ::redis::cmd("HMGET").arg(&info).arg(&ids).query_async(&mut conn).await.map_err(|e| map_err("list workers", e))?;
+        Ok(blobs.into_iter().flatten().filter_map(|b| WorkerInfo::decode(&b).ok()).collect())
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {

@@ -187,4 +187,18 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{dead_queue}", &name("dead_queue"))
         .replace("{tasks}", &name("tasks"))
         .replace("{dead}", &name("dead"))
+        .replace("{workers}", &name("workers"))
+}
+
+/// Decodes registry rows, skipping (with a warning) any that do not decode.
+pub(crate) fn worker_rows(rows: Vec<Vec<u8>>) -> Vec<asynctasq_core::driver::WorkerInfo> {
+    rows.iter()
+        .filter_map(|bytes| match asynctasq_core::driver::WorkerInfo::decode(bytes) {
+            Ok(w) => Some(w),
+            Err(error) => {
+                tracing::warn!(%error, "skipping an undecodable worker registry row");
+                None
+            }
+        })
+        .collect()
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
@@ -33,10 +33,13 @@ use tokio::sync::Notify;
 
 use super::{
     connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix,
-    wait_for_due,
+    wait_for_due, worker_rows,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql")),
+    (2, "worker registry", include_str!("../../migrations/mysql/0002_workers.sql")),
+];
 /// Rows per INSERT statement in bulk enqueue.
 const INSERT_CHUNK: usize = 500;
 
@@ -474,6 +477,40 @@ impl Driver for MySqlDriver {
         let sql = format!("DELETE FROM {} WHERE queue = ?", self.inner.dead);
         let done = sqlx::query(q(sql)).bind(queue).execute(&self.inner.pool).await.map_err(|e| map_err("purge dead", e))?;
         Ok(done.rows_affected())
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
+        let w = format!("`{}_workers`", self.inner.prefix);
+        let info = worker.encode()?;
+        sqlx::query(q(format!("DELETE FROM {w} WHERE expires_at <= ?")))
+            .bind(now())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| map_err("register worker", e))?;
+        sqlx::query(q(format!(
+            "INSERT INTO {w} (id, expires_at, info) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)"
+        )))
+        .bind(&worker.id)
+        .bind(worker.expires_at as i64)
+        .bind(info)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|e| map_err("register worker", e))?;
+        Ok(())
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
+        let sql = format!("DELETE FROM `{}_workers` WHERE id = ?", self.inner.prefix);
+        sqlx::query(q(sql)).bind(id).execute(&self.inner.pool).await.map_err(|e| map_err("deregister worker", e))?;
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
+        let sql = format!("SELECT info FROM `{}_workers` WHERE expires_at > ? ORDER BY id", self.inner.prefix);
+        let rows: Vec<Vec<u8>> =
+            sqlx::query_scalar(q(sql)).bind(now()).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list workers", e))?;
+        Ok(worker_rows(rows))
     }
 
     fn supports(&self, _capability: Capability) -> bool {

@@ -37,15 +37,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, validate_table_prefix, wait_for_due};
+use super::{
+    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, validate_table_prefix, wait_for_due, worker_rows,
+};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql")),
+    (2, "worker registry", include_str!("../../migrations/postgres/0002_workers.sql")),
+];
 
 /// Settings of a [`PostgresDriver`].
 #[derive(Clone, Debug)]
@@ -497,6 +502,41 @@ impl Driver for PostgresDriver {
         let done =
             sqlx::query(q(&self.inner.sql.purge_dead)).bind(queue).execute(&self.inner.pool).await.map_err(|e| map_err("purge dead", e))?;
         Ok(done.rows_affected())
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
+        let w = format!("\"{}_workers\"", self.inner.prefix);
+        let info = worker.encode()?;
+        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("register worker", e))?;
+        sqlx::query(q(&format!("DELETE FROM {w} WHERE expires_at <= $1")))
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("register worker", e))?;
+        sqlx::query(q(&format!(
+            "INSERT INTO {w} (id, expires_at, info) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info"
+        )))
+        .bind(&worker.id)
+        .bind(worker.expires_at as i64)
+        .bind(info)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("register worker", e))?;
+        tx.commit().await.map_err(|e| map_err("register worker", e))
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
+        let sql = format!("DELETE FROM \"{}_workers\" WHERE id = $1", self.inner.prefix);
+        sqlx::query(q(&sql)).bind(id).execute(&self.inner.pool).await.map_err(|e| map_err("deregister worker", e))?;
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
+        let sql = format!("SELECT info FROM \"{}_workers\" WHERE expires_at > $1 ORDER BY id", self.inner.prefix);
+        let rows: Vec<Vec<u8>> =
+            sqlx::query_scalar(q(&sql)).bind(now()).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list workers", e))?;
+        Ok(worker_rows(rows))
     }
 
     fn supports(&self, _capability: Capability) -> bool {

@@ -31,15 +31,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, wait_for_due};
+use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, wait_for_due, worker_rows};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
+    (2, "worker registry", include_str!("../../migrations/sqlite/0002_workers.sql")),
+];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
 
@@ -441,6 +444,45 @@ impl Driver for SqliteDriver {
             .await
             .map_err(|e| map_err("purge dead", e))?;
         Ok(done.rows_affected())
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
+        let info = worker.encode()?;
+        let mut tx = self.pool.begin().await.map_err(|e| map_err("register worker", e))?;
+        sqlx::query("DELETE FROM asynctasq_workers WHERE expires_at <= ?1")
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("register worker", e))?;
+        sqlx::query(
+            "INSERT INTO asynctasq_workers (id, expires_at, info) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, info = excluded.info",
+        )
+        .bind(&worker.id)
+        .bind(worker.expires_at as i64)
+        .bind(info)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("register worker", e))?;
+        tx.commit().await.map_err(|e| map_err("register worker", e))
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
+        sqlx::query("DELETE FROM asynctasq_workers WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("deregister worker", e))?;
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT info FROM asynctasq_workers WHERE expires_at > ?1 ORDER BY id")
+            .bind(now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list workers", e))?;
+        Ok(worker_rows(rows))
     }
 
     fn supports(&self, _capability: Capability) -> bool {

@@ -1139,7 +1139,7 @@ impl Driver for SqsDriver {
     }
 
     fn supports(&self, capability: Capability) -> bool {
-        !matches!(capability, Capability::Fencing | Capability::ExactStats | Capability::PurgeScheduled)
+        !matches!(capability, Capability::Fencing | Capability::ExactStats | Capability::PurgeScheduled | Capability::WorkerRegistry)
     }
 
     fn name(&self) -> &'static str {
