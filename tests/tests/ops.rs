@@ -231,3 +231,25 @@ async fn workers_says_plainly_that_rabbitmq_keeps_no_registry() {
     let err = refused(&cli(&s, &["workers"]));
     assert!(err.contains("rabbitmq backend keeps no worker registry"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_prints_again_until_interrupted() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    s.dispatch("watched", 2, 0, Duration::from_secs(30)).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledger-worker"))
+        .args(["queue", "status", "watched", "--json", "--watch", "0.2"])
+        .args(&s.backend_args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(child.try_wait().expect("poll").is_none(), "still watching");
+    child.kill().expect("kill");
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON document per line")).collect();
+    assert!(lines.len() >= 3, "printed every 0.2 s: {out}");
+    assert!(lines.iter().all(|v| v["queues"]["watched"]["ready"] == 2));
+}

@@ -45,7 +45,10 @@
 //! [`DriverError::LeaseLost`].
 //!
 //! # Capabilities
-//! Everything but [`Capability::ExactStats`]: AMQP reports a queue's ready count, not its
+//! No worker registry ([`Capability::WorkerRegistry`]): a broker has no place for records that
+//! are rewritten and expire; `asynctasq workers` says so.
+//!
+//! Everything else but [`Capability::ExactStats`]: AMQP reports a queue's ready count, not its
 //! unacknowledged deliveries, so `stats().leased` counts the leases of this handle only, and
 //! `ready` adds this handle's prefetched deliveries to the broker's count. Listing dead tasks
 //! reads them with `basic.get` and returns them to the dead queue when done.

@@ -54,6 +54,9 @@
 //! a purge ([`Capability::PurgeScheduled`] is lacking). Stats are SQS's approximate counts
 //! (eventually consistent on AWS) with this handle's leases and buffer taken into account.
 //!
+//! No worker registry ([`Capability::WorkerRegistry`]): SQS holds messages, not records that are
+//! rewritten and expire; `asynctasq workers` says so.
+//!
 //! # Queues
 //! Queues are created on demand (`GetQueueUrl`, then `CreateQueue`), or, with
 //! [`SqsConfig::queue_url_prefix`], addressed as `<url prefix><name>` and never created.
