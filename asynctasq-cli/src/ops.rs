@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver, QueueStats};
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver, QueueStats, Waiting};
 use asynctasq_core::envelope::{TaskId, unix_millis, validate_queue_name};
 use asynctasq_core::{Client, Overrides, Registry};
 use clap::{Args, Subcommand, ValueEnum};
@@ -61,6 +62,10 @@ pub(crate) enum QueueCommand {
 /// Which tasks `queue flush` deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FlushStatus {
+    /// Tasks due now.
+    Ready,
+    /// Tasks not due yet (delayed, or waiting for a retry).
+    Scheduled,
     /// Ready and scheduled tasks (backends lacking `PurgeScheduled`, such as SQS, reach only
     /// the ready ones).
     Pending,
@@ -245,14 +250,28 @@ fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
 /// `queue flush`.
 pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: FlushStatus, yes: bool) -> anyhow::Result<()> {
     let queues = queues_or_all(&*driver, named).await?;
-    let (pending, dead) = (status != FlushStatus::Dead, status != FlushStatus::Pending);
+    let waiting = match status {
+        FlushStatus::Ready => Some(Waiting::Ready),
+        FlushStatus::Scheduled => Some(Waiting::Scheduled),
+        FlushStatus::Pending | FlushStatus::All => Some(Waiting::Both),
+        FlushStatus::Dead => None,
+    };
+    let dead = matches!(status, FlushStatus::Dead | FlushStatus::All);
+    let scheduled_reachable = driver.supports(Capability::PurgeScheduled);
     let mut total = 0;
     for q in &queues {
         let s = driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?;
-        let scheduled = if driver.supports(Capability::PurgeScheduled) { s.scheduled } else { 0 };
-        total += if pending { s.ready + scheduled } else { 0 } + if dead { s.dead } else { 0 };
+        let scheduled = if scheduled_reachable { s.scheduled } else { 0 };
+        total += match waiting {
+            Some(Waiting::Ready) => s.ready,
+            Some(Waiting::Scheduled) => s.scheduled,
+            Some(Waiting::Both) => s.ready + scheduled,
+            None => 0,
+        } + if dead { s.dead } else { 0 };
     }
     let kind = match status {
+        FlushStatus::Ready => "ready",
+        FlushStatus::Scheduled => "scheduled",
         FlushStatus::Pending => "waiting",
         FlushStatus::Dead => "dead",
         FlushStatus::All => "waiting and dead",
@@ -266,8 +285,13 @@ pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: Flu
     }
     let mut deleted = 0;
     for q in &queues {
-        if pending {
-            deleted += driver.purge(q).await.with_context(|| format!("flushing queue `{q}`"))?;
+        if let Some(which) = waiting {
+            deleted += match driver.purge_waiting(q, which).await {
+                Err(DriverError::Unsupported(what)) => {
+                    bail!("the {} backend cannot do this: {what}; use --status pending", driver.name())
+                }
+                other => other.with_context(|| format!("flushing queue `{q}`"))?,
+            };
         }
         if dead {
             deleted += driver.purge_dead(q).await.with_context(|| format!("flushing dead tasks of `{q}`"))?;

@@ -79,6 +79,17 @@ pub enum DeadSelector {
     All,
 }
 
+/// Which waiting tasks [`Driver::purge_waiting`] deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// Due now and not leased.
+    Ready,
+    /// Not due yet: delayed at dispatch or waiting for a retry.
+    Scheduled,
+    /// Both (what [`Driver::purge`] deletes).
+    Both,
+}
+
 /// Optional behaviours a backend may lack. The conformance suite skips a rule that needs a
 /// missing capability and says so in the test output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,6 +251,17 @@ pub trait Driver: Send + Sync + 'static {
     /// dead tasks are not touched. Backends lacking [`Capability::PurgeScheduled`] delete the
     /// ready tasks only.
     async fn purge(&self, queue: &str) -> Result<u64, DriverError>;
+
+    /// Deletes the waiting tasks of `queue` that `which` names and returns how many; leased and
+    /// dead tasks are not touched. A backend that cannot tell ready from scheduled tasks when
+    /// deleting reports [`DriverError::Unsupported`] for that choice and deletes nothing. The
+    /// default handles [`Waiting::Both`] only, as [`purge`](Driver::purge).
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        match which {
+            Waiting::Both => self.purge(queue).await,
+            Waiting::Ready | Waiting::Scheduled => Err(DriverError::Unsupported("deleting ready and scheduled tasks separately")),
+        }
+    }
 
     /// Lists up to `limit` dead tasks of `queue`, oldest first ([`Capability::ListDead`]).
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError>;

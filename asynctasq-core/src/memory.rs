@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
+use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 
@@ -328,15 +328,29 @@ impl Driver for MemoryDriver {
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        let which = if self.inner.lacks.contains(&Capability::PurgeScheduled) { Waiting::Ready } else { Waiting::Both };
+        self.purge_waiting(queue, which).await
+    }
+
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
+        if which != Waiting::Ready && self.inner.lacks.contains(&Capability::PurgeScheduled) {
+            return Err(DriverError::Unsupported("deleting scheduled tasks"));
+        }
         let now = self.inner.clock.now();
-        let scheduled_too = !self.inner.lacks.contains(&Capability::PurgeScheduled);
         let mut state = self.lock();
         let Some(q) = state.queues.get(queue) else { return Ok(0) };
         let victims: Vec<TaskId> = q
             .index
             .iter()
-            .filter(|(at, _, id)| *at <= now || (scheduled_too && state.tasks.get(id).is_none_or(|r| r.token.is_none())))
+            .filter(|(at, _, id)| {
+                let scheduled = *at > now && state.tasks.get(id).is_none_or(|r| r.token.is_none());
+                match which {
+                    Waiting::Ready => *at <= now,
+                    Waiting::Scheduled => scheduled,
+                    Waiting::Both => *at <= now || scheduled,
+                }
+            })
             .map(|(_, _, id)| *id)
             .collect();
         for id in &victims {

@@ -253,3 +253,26 @@ async fn status_watch_prints_again_until_interrupted() {
     assert!(lines.len() >= 3, "printed every 0.2 s: {out}");
     assert!(lines.iter().all(|v| v["queues"]["watched"]["ready"] == 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_by_status_deletes_ready_or_scheduled_alone_where_the_backend_can() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    s.dispatch("split", 2, 0, Duration::from_secs(30)).await;
+    assert!(
+        ok(&cli(&s, &["dispatch", "ledgered", "--args", r#"{"n": 9, "sleep_ms": 0}"#, "--queue", "split", "--delay", "1h"]))
+            .contains("dispatched")
+    );
+    assert!(ok(&cli(&s, &["queue", "flush", "split", "--status", "scheduled", "--yes"])).contains("deleted 1"));
+    assert_eq!(counts(&s, "split"), json!({ "ready": 2, "scheduled": 0, "leased": 0, "dead": 0 }));
+    assert!(ok(&cli(&s, &["queue", "flush", "split", "--status", "ready", "--yes"])).contains("deleted 2"));
+    assert_eq!(counts(&s, "split")["ready"], 0);
+
+    // Redis deletes waiting tasks in one script and cannot split them: it says so.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::Redis(shared_redis_url())).await;
+    s.dispatch("split", 2, 0, Duration::from_secs(30)).await;
+    let err = refused(&cli(&s, &["queue", "flush", "split", "--status", "ready", "--yes"]));
+    assert!(err.contains("the redis backend cannot do this") && err.contains("--status pending"), "{err}");
+    assert_eq!(counts(&s, "split")["ready"], 2, "nothing deleted");
+}

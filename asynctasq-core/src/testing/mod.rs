@@ -150,6 +150,7 @@ macro_rules! conformance_tests {
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             purge_removes_ready_but_not_leased: None,
             purge_removes_scheduled_tasks: PurgeScheduled,
+            purge_waiting_deletes_only_what_it_is_asked_for: None,
             queues_lists_every_queue_holding_tasks: None,
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,

@@ -361,6 +361,36 @@ pub async fn purge_removes_ready_but_not_leased(h: Harness) {
     assert!(h.driver.ack(&[leased]).await.expect("ack").is_empty(), "the leased task still acks");
 }
 
+/// `purge_waiting` deletes exactly the ready or the scheduled tasks asked for, or reports that
+/// it cannot tell them apart and deletes nothing; leased and dead tasks are never touched.
+pub async fn purge_waiting_deletes_only_what_it_is_asked_for(h: Harness) {
+    let q = h.queue("q");
+    let leased = one_of_each_state(&h, &q).await;
+    let before = h.driver.stats(&q).await.expect("stats");
+    match h.driver.purge_waiting(&q, crate::driver::Waiting::Scheduled).await {
+        Ok(n) => {
+            assert_eq!(n, 1, "the one scheduled task");
+            let s = h.driver.stats(&q).await.expect("stats");
+            assert_eq!((s.ready, s.scheduled), (2, 0), "ready tasks stay");
+        }
+        Err(DriverError::Unsupported(_)) => assert_eq!(h.driver.stats(&q).await.expect("stats"), before, "nothing deleted"),
+        Err(e) => panic!("purge scheduled: {e}"),
+    }
+    let before = h.driver.stats(&q).await.expect("stats");
+    match h.driver.purge_waiting(&q, crate::driver::Waiting::Ready).await {
+        Ok(n) => {
+            assert_eq!(n, 2, "the two ready tasks");
+            let s = h.driver.stats(&q).await.expect("stats");
+            assert_eq!((s.ready, s.scheduled), (0, before.scheduled), "scheduled tasks stay");
+        }
+        Err(DriverError::Unsupported(_)) => assert_eq!(h.driver.stats(&q).await.expect("stats"), before, "nothing deleted"),
+        Err(e) => panic!("purge ready: {e}"),
+    }
+    let s = h.driver.stats(&q).await.expect("stats");
+    assert_eq!((s.leased, s.dead), (1, 1), "leased and dead tasks are untouched");
+    assert!(h.driver.ack(&[leased]).await.expect("ack").is_empty(), "the leased task still acks");
+}
+
 /// Purge reaches tasks that are not due yet: delayed at dispatch and waiting for a retry.
 pub async fn purge_removes_scheduled_tasks(h: Harness) {
     h.requires(Capability::PurgeScheduled);

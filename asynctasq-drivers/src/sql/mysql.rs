@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
@@ -450,6 +450,18 @@ impl Driver for MySqlDriver {
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
         let sql = format!("DELETE FROM {} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)", self.inner.tasks);
+        let done = sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let t = &self.inner.tasks;
+        let sql = match which {
+            Waiting::Both => return self.purge(queue).await,
+            Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND visible_at <= ?"),
+            Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ?"),
+        };
         let done = sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
         Ok(done.rows_affected())
     }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
@@ -457,6 +457,18 @@ impl Driver for PostgresDriver {
             .execute(&self.inner.pool)
             .await
             .map_err(|e| map_err("purge", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let t = format!("\"{}_tasks\"", self.inner.prefix);
+        let sql = match which {
+            Waiting::Both => return self.purge(queue).await,
+            Waiting::Ready => format!("DELETE FROM {t} WHERE queue = $1 AND visible_at <= $2"),
+            Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2"),
+        };
+        let done = sqlx::query(q(&sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
         Ok(done.rows_affected())
     }
 

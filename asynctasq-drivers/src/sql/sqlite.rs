@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
@@ -379,6 +379,17 @@ impl Driver for SqliteDriver {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err("purge", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        validate_queue_name(queue)?;
+        let sql = match which {
+            Waiting::Both => return self.purge(queue).await,
+            Waiting::Ready => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND visible_at <= ?2",
+            Waiting::Scheduled => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2",
+        };
+        let done = sqlx::query(sql).bind(queue).bind(now()).execute(&self.pool).await.map_err(|e| map_err("purge", e))?;
         Ok(done.rows_affected())
     }
 

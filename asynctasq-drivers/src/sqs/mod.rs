@@ -72,7 +72,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
@@ -1066,6 +1066,13 @@ impl Driver for SqsDriver {
         let refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
         let failed = self.inner.delete(&q.url, &refs).await?;
         Ok((receipts.len() - failed.len()) as u64)
+    }
+
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        match which {
+            Waiting::Ready | Waiting::Both => self.purge(queue).await,
+            Waiting::Scheduled => Err(DriverError::Unsupported("deleting scheduled tasks (SQS cannot reach delayed or hidden messages)")),
+        }
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
