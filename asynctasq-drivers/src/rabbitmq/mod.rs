@@ -776,6 +776,21 @@ impl Driver for RabbitMqDriver {
                 }
             }
         }
+        // A consumer that just started receives its backlog one delivery at a time: fill the
+        // batch from what is still on its way rather than hand out the first arrival alone.
+        if !taken.is_empty() && taken.len() < max && c.expects_more() {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while taken.len() < max && c.expects_more() && c.is_live() {
+                let arrived = self.inner.arrivals.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                taken.extend(c.take(max - taken.len()));
+                if taken.len() >= max || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                    break;
+                }
+            }
+            taken.extend(c.take(max - taken.len()));
+        }
         Ok(self.inner.lease(&c, taken))
     }
 
