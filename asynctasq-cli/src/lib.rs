@@ -226,7 +226,9 @@ where
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let red = anstyle::AnsiColor::Red.on_default().bold();
+            // Colour only on a terminal, never with NO_COLOR (anstream decides).
+            anstream::eprintln!("{red}error:{red:#} {e:#}");
             ExitCode::from(if e.is::<Unhealthy>() { 3 } else { 1 })
         }
     }

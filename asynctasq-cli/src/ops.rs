@@ -499,11 +499,11 @@ pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Re
     let t = Instant::now();
     let driver = match connect.await {
         Ok(d) => {
-            println!("ok    connect: {} answered in {}", d.name(), ms(t.elapsed()));
+            verdict(GOOD, "ok", format_args!("connect: {} answered in {}", d.name(), ms(t.elapsed())));
             d
         }
         Err(e) => {
-            println!("FAIL  connect: {e:#}");
+            verdict(BAD, "FAIL", format_args!("connect: {e:#}"));
             return false;
         }
     };
@@ -512,7 +512,7 @@ pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Re
     for _ in 0..5 {
         let t = Instant::now();
         if let Err(e) = driver.stats("asynctasq-doctor").await {
-            println!("FAIL  round trip: {e}");
+            verdict(BAD, "FAIL", format_args!("round trip: {e}"));
             healthy = false;
             break;
         }
@@ -520,27 +520,38 @@ pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Re
     }
     times.sort();
     if let Some(best) = times.first() {
-        println!("ok    round trip: {} median, {} best of {}", ms(times[times.len() / 2]), ms(*best), times.len());
+        verdict(GOOD, "ok", format_args!("round trip: {} median, {} best of {}", ms(times[times.len() / 2]), ms(*best), times.len()));
     }
     match driver.queues().await {
-        Ok(q) => println!("ok    queues: {} known", q.len()),
+        Ok(q) => verdict(GOOD, "ok", format_args!("queues: {} known", q.len())),
         Err(e) => {
-            println!("FAIL  queues: {e}");
+            verdict(BAD, "FAIL", format_args!("queues: {e}"));
             healthy = false;
         }
     }
     let lacks: Vec<String> = Capability::ALL.into_iter().filter(|c| !driver.supports(*c)).map(|c| format!("{c:?}")).collect();
     if lacks.is_empty() {
-        println!("ok    capabilities: all");
+        verdict(GOOD, "ok", format_args!("capabilities: all"));
     } else {
-        println!("note  capabilities: lacks {} (see the README's backend notes)", lacks.join(", "));
+        verdict(NOTE, "note", format_args!("capabilities: lacks {} (see the README's backend notes)", lacks.join(", ")));
     }
     if registry.is_empty() {
-        println!("note  tasks: none registered in this binary (a worker needs your binary: asynctasq_cli::main())");
+        verdict(NOTE, "note", format_args!("tasks: none registered in this binary (a worker needs your binary: asynctasq_cli::main())"));
     } else {
-        println!("ok    tasks: {} registered", registry.len());
+        verdict(GOOD, "ok", format_args!("tasks: {} registered", registry.len()));
     }
     healthy
+}
+
+/// Styles of `doctor`'s verdicts. `anstream` drops them when stdout is not a terminal or
+/// `NO_COLOR` is set (and keeps them with `CLICOLOR_FORCE`).
+const GOOD: anstyle::Style = anstyle::AnsiColor::Green.on_default().bold();
+const BAD: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+const NOTE: anstyle::Style = anstyle::AnsiColor::Yellow.on_default();
+
+/// Prints one `doctor` line: a verdict in its colour, then the finding.
+fn verdict(style: anstyle::Style, word: &str, finding: std::fmt::Arguments<'_>) {
+    anstream::println!("{style}{word:<5}{style:#} {finding}");
 }
 
 fn ms(d: Duration) -> String {

@@ -276,3 +276,20 @@ async fn flush_by_status_deletes_ready_or_scheduled_alone_where_the_backend_can(
     assert!(err.contains("the redis backend cannot do this") && err.contains("--status pending"), "{err}");
     assert_eq!(counts(&s, "split")["ready"], 2, "nothing deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colours_appear_only_when_asked_for_and_never_with_no_color() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::cargo_bin("ledger-worker").expect("binary");
+        cmd.arg("doctor").args(&s.backend_args).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        ok(&cmd.output().expect("run"))
+    };
+    assert!(!run(&[]).contains('\u{1b}'), "piped output is plain");
+    assert!(run(&[("CLICOLOR_FORCE", "1")]).contains("\u{1b}["), "forced colour colours the verdicts");
+    assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\u{1b}'), "NO_COLOR wins");
+}
