@@ -528,73 +528,79 @@ impl Inner {
         }
     }
 
-    /// Deletes messages by receipt handle; returns the indexes SQS refused, with the code.
-    async fn delete(&self, url: &str, receipts: &[&str]) -> Result<Vec<(usize, String)>, DriverError> {
+    /// Runs `call` once per batch of up to 10 `items`, `WAVE` calls at a time. `call` gets the
+    /// index of its first item and the batch, and returns the (batch entry id, code) pairs SQS
+    /// refused; entry ids are the items' indexes, so the result is (index, code).
+    async fn in_batches<T, F, Fut>(&self, kind: Call, items: &[T], call: F) -> Result<Vec<(usize, String)>, DriverError>
+    where
+        F: Fn(usize, &[T]) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<(String, String)>, DriverError>>,
+    {
         let mut failed = Vec::new();
-        for (w, wave) in receipts.chunks(BATCH * WAVE).enumerate() {
-            let base = w * BATCH * WAVE;
-            let calls = wave.chunks(BATCH).enumerate().map(|(b, chunk)| {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        DeleteMessageBatchRequestEntry::builder().id((base + b * BATCH + i).to_string()).receipt_handle(*r).build()
-                    })
-                    .collect::<Result<Vec<_>, _>>();
-                async move {
-                    let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
-                    self.client
-                        .delete_message_batch()
-                        .queue_url(url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("deleting SQS messages", e))
-                }
-            });
-            self.count(Call::Delete, wave.len().div_ceil(BATCH));
+        for (w, wave) in items.chunks(BATCH * WAVE).enumerate() {
+            let calls = wave.chunks(BATCH).enumerate().map(|(b, chunk)| call(w * BATCH * WAVE + b * BATCH, chunk));
+            self.count(kind, wave.len().div_ceil(BATCH));
             for out in join_all(calls).await {
-                for f in out?.failed() {
-                    failed.push((f.id().parse().unwrap_or(usize::MAX), f.code().to_owned()));
-                }
+                failed.extend(out?.into_iter().map(|(id, code)| (id.parse().unwrap_or(usize::MAX), code)));
             }
         }
         Ok(failed)
     }
 
+    /// Deletes messages by receipt handle; returns the indexes SQS refused, with the code.
+    async fn delete(&self, url: &str, receipts: &[&str]) -> Result<Vec<(usize, String)>, DriverError> {
+        self.in_batches(Call::Delete, receipts, |first, chunk| {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id((first + i).to_string()).receipt_handle(*r).build())
+                .collect::<Result<Vec<_>, _>>();
+            async move {
+                let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
+                let out = self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("deleting SQS messages", e))?;
+                Ok(out.failed().iter().map(|f| (f.id().to_owned(), f.code().to_owned())).collect())
+            }
+        })
+        .await
+    }
+
     /// Sets the visibility of messages; returns the indexes SQS refused.
     async fn change_visibility(&self, url: &str, items: &[(&str, u32)]) -> Result<Vec<usize>, DriverError> {
-        let mut failed = Vec::new();
-        for (w, wave) in items.chunks(BATCH * WAVE).enumerate() {
-            let calls = wave.chunks(BATCH).enumerate().map(|(b, chunk)| {
+        let failed = self
+            .in_batches(Call::Visibility, items, |first, chunk| {
                 let entries = chunk
                     .iter()
                     .enumerate()
-                    .map(|(i, (r, s))| {
+                    .map(|(i, (r, secs))| {
                         ChangeMessageVisibilityBatchRequestEntry::builder()
-                            .id((w * BATCH * WAVE + b * BATCH + i).to_string())
+                            .id((first + i).to_string())
                             .receipt_handle(*r)
-                            .visibility_timeout(*s as i32)
+                            .visibility_timeout(*secs as i32)
                             .build()
                     })
                     .collect::<Result<Vec<_>, _>>();
                 async move {
                     let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
-                    self.client
+                    let out = self
+                        .client
                         .change_message_visibility_batch()
                         .queue_url(url)
                         .set_entries(Some(entries))
                         .send()
                         .await
-                        .map_err(|e| sdk_error("changing SQS message visibility", e))
+                        .map_err(|e| sdk_error("changing SQS message visibility", e))?;
+                    Ok(out.failed().iter().map(|f| (f.id().to_owned(), f.code().to_owned())).collect())
                 }
-            });
-            self.count(Call::Visibility, wave.len().div_ceil(BATCH));
-            for out in join_all(calls).await {
-                failed.extend(out?.failed().iter().map(|f| f.id().parse().unwrap_or(usize::MAX)));
-            }
-        }
-        Ok(failed)
+            })
+            .await?;
+        Ok(failed.into_iter().map(|(i, _)| i).collect())
     }
 
     /// Receives up to `calls` batches in parallel, hidden for `visibility` seconds.
