@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver, QueueStats, Waiting};
 use asynctasq_core::envelope::{TaskId, unix_millis, validate_queue_name};
+use asynctasq_core::error::error_chain;
 use asynctasq_core::{Client, Overrides, Registry};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{CellAlignment, Table, presets};
@@ -313,17 +314,6 @@ fn dead_json(d: &DeadTask) -> Value {
         "id": d.id.to_string(), "queue": d.queue, "task": task, "attempt": d.attempt, "max_attempts": max_attempts,
         "error": d.error, "dead_at": d.dead_at, "created_at": created_at, "args": args, "decode_error": decode_error,
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// A Unix-ms time as a readable age ("3m ago").

@@ -122,3 +122,15 @@ pub enum WorkerError {
     #[error(transparent)]
     Driver(#[from] DriverError),
 }
+
+/// An error and its sources, joined with `": "` (the form kept as a dead task's reason).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

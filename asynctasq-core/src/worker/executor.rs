@@ -13,6 +13,7 @@ use super::{Counters, Shared};
 use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::envelope::unix_millis;
 use crate::error::DriverError;
+use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
 use crate::task::{Disposition, TaskContext, TaskResult};
 
@@ -187,17 +188,6 @@ fn panic_message(join: JoinError) -> String {
     } else {
         "non-string panic payload".to_owned()
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl Shared {
