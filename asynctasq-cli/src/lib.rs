@@ -53,7 +53,7 @@ pub struct Cli {
 
 /// Which backend to use and where it is.
 #[derive(Debug, Args)]
-struct BackendArgs {
+pub(crate) struct BackendArgs {
     /// Backend to use.
     #[arg(long, global = true, value_enum, env = "ASYNCTASQ_DRIVER", default_value = "sqlite")]
     driver: DriverKind,
@@ -131,7 +131,12 @@ enum Command {
     /// List the tasks registered in this binary.
     Tasks,
     /// Create or upgrade the backend's schema (SQL backends; others have nothing to migrate).
-    Migrate,
+    /// Every other command applies pending migrations on connect, except `doctor`.
+    Migrate {
+        /// List the migrations that would run, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// See and repair queues: counts, flushing, retrying dead tasks.
     #[command(subcommand)]
     Queue(ops::QueueCommand),
@@ -140,7 +145,8 @@ enum Command {
     Dead(ops::DeadCommand),
     /// Enqueue a task registered in this binary by name, with JSON arguments.
     Dispatch(ops::DispatchArgs),
-    /// Check the backend: connection, round-trip time, capabilities (exit 3 when unhealthy).
+    /// Check the backend: connection, server version, migrations, round-trip time, clock skew,
+    /// capabilities (exit 3 when unhealthy). Changes nothing.
     Doctor,
     /// Live workers from the backend's worker registry (stale ones marked; they expire).
     Workers {
@@ -265,29 +271,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.stop_when_empty = true;
             worker(&cli.backend, args).await
         }
-        Command::Migrate => {
-            connect(&cli.backend).await?;
-            println!("schema is up to date");
-            Ok(())
-        }
+        Command::Migrate { dry_run } => ops::migrate(&cli.backend, dry_run).await,
         Command::Queue(ops::QueueCommand::Status { queues, json, watch }) => {
-            ops::status(connect(&cli.backend).await?, &queues, json, watch).await
+            ops::status(connect(&cli.backend, true).await?, &queues, json, watch).await
         }
         Command::Queue(ops::QueueCommand::Flush { queues, status, yes }) => {
-            ops::flush(connect(&cli.backend).await?, &queues, status, yes).await
+            ops::flush(connect(&cli.backend, true).await?, &queues, status, yes).await
         }
         Command::Queue(ops::QueueCommand::Retry(args)) | Command::Dead(ops::DeadCommand::Retry(args)) => {
-            ops::dead_retry(connect(&cli.backend).await?, args).await
+            ops::dead_retry(connect(&cli.backend, true).await?, args).await
         }
         Command::Dead(ops::DeadCommand::List { queue, limit, json }) => {
-            ops::dead_list(connect(&cli.backend).await?, queue, limit, json).await
+            ops::dead_list(connect(&cli.backend, true).await?, queue, limit, json).await
         }
-        Command::Dead(ops::DeadCommand::Show { id, queue, json }) => ops::dead_show(connect(&cli.backend).await?, &id, queue, json).await,
-        Command::Dead(ops::DeadCommand::Purge { queue, yes }) => ops::dead_purge(connect(&cli.backend).await?, queue, yes).await,
-        Command::Dispatch(args) => ops::dispatch(connect(&cli.backend).await?, &Registry::linked()?, args).await,
-        Command::Workers { json } => ops::workers(connect(&cli.backend).await?, json).await,
+        Command::Dead(ops::DeadCommand::Show { id, queue, json }) => {
+            ops::dead_show(connect(&cli.backend, true).await?, &id, queue, json).await
+        }
+        Command::Dead(ops::DeadCommand::Purge { queue, yes }) => ops::dead_purge(connect(&cli.backend, true).await?, queue, yes).await,
+        Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
+        Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
         Command::Doctor => {
-            if ops::doctor(connect(&cli.backend), &Registry::linked()?).await {
+            if ops::doctor(connect(&cli.backend, false), &Registry::linked()?).await {
                 Ok(())
             } else {
                 Err(Unhealthy.into())
@@ -314,7 +318,7 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("invalid --concurrency: must be at least 1");
     }
-    let driver = connect(backend).await?;
+    let driver = connect(backend, true).await?;
     let registry = Registry::linked()?;
     if registry.is_empty() {
         bail!(
@@ -402,7 +406,8 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
     Ok(url)
 }
 
-async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
+/// Connects to the backend `backend` names; SQL backends apply pending migrations if `migrate`.
+pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
     #[cfg(feature = "sqs")]
     if backend.driver == DriverKind::Sqs {
         let mut config = asynctasq_drivers::SqsConfig::new(backend.sqs_region.clone());
@@ -427,13 +432,21 @@ async fn connect(backend: &BackendArgs) -> anyhow::Result<std::sync::Arc<dyn asy
     if backend.driver == DriverKind::Postgres {
         let mut config = asynctasq_drivers::PostgresConfig::new(&url);
         config.table_prefix = backend.table_prefix.clone();
+        config.migrate = migrate;
         return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.with_context(context)?));
     }
     #[cfg(feature = "mysql")]
     if backend.driver == DriverKind::Mysql {
         let mut config = asynctasq_drivers::MySqlConfig::new(&url);
         config.table_prefix = backend.table_prefix.clone();
+        config.migrate = migrate;
         return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.with_context(context)?));
+    }
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        let mut config = asynctasq_drivers::SqliteConfig::new(&url);
+        config.migrate = migrate;
+        return Ok(std::sync::Arc::new(asynctasq_drivers::SqliteDriver::connect_with(config).await.with_context(context)?));
     }
     #[cfg(feature = "rabbitmq")]
     if backend.driver == DriverKind::Rabbitmq {

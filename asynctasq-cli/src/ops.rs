@@ -135,8 +135,12 @@ pub(crate) struct DispatchArgs {
     /// A task registered in this binary (see `tasks`).
     task: String,
     /// The task's arguments as a JSON object, checked against its type.
-    #[arg(long, default_value = "{}")]
+    #[arg(long, default_value = "{}", conflicts_with = "args_file")]
     args: String,
+    /// Dispatch one task per line of this file (`-`: stdin), each line the arguments as JSON;
+    /// every line is checked before any task is enqueued.
+    #[arg(long, value_name = "FILE")]
+    args_file: Option<std::path::PathBuf>,
     /// Queue instead of the task's.
     #[arg(long)]
     queue: Option<String>,
@@ -284,8 +288,10 @@ pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: Flu
     if !confirm(&format!("delete {} {kind} task(s) from {} queue(s)", count(total), queues.len()), yes)? {
         bail!("not confirmed; nothing deleted");
     }
+    let bar = progress(total, "flushing");
     let mut deleted = 0;
     for q in &queues {
+        let at = deleted;
         if let Some(which) = waiting {
             deleted += match driver.purge_waiting(q, which).await {
                 Err(DriverError::Unsupported(what)) => {
@@ -297,7 +303,9 @@ pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: Flu
         if dead {
             deleted += driver.purge_dead(q).await.with_context(|| format!("flushing dead tasks of `{q}`"))?;
         }
+        bar.inc(deleted - at);
     }
+    bar.finish_and_clear();
     println!("deleted {} task(s)", count(deleted));
     Ok(())
 }
@@ -392,6 +400,15 @@ pub(crate) async fn dead_retry(driver: Arc<dyn Driver>, args: DeadRetryArgs) -> 
     let ids: Vec<TaskId> =
         args.ids.iter().map(|s| s.parse().map_err(|_| anyhow::anyhow!("`{s}` is not a task id (a UUID)"))).collect::<Result<_, _>>()?;
     let queues = queues_or_all(&*driver, args.queue.as_slice()).await?;
+    let mut total = ids.len() as u64;
+    if args.all {
+        total = 0;
+        for q in &queues {
+            let dead = driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?.dead;
+            total += args.limit.map_or(dead, |l| dead.min(l as u64));
+        }
+    }
+    let bar = progress(total, "retrying");
     let mut moved = 0;
     for q in &queues {
         let which = match (args.all, args.limit) {
@@ -402,8 +419,11 @@ pub(crate) async fn dead_retry(driver: Arc<dyn Driver>, args: DeadRetryArgs) -> 
             }
             (false, _) => DeadSelector::Ids(ids.clone()),
         };
-        moved += driver.requeue_dead(q, which).await.with_context(|| format!("retrying dead tasks of `{q}`"))?;
+        let n = driver.requeue_dead(q, which).await.with_context(|| format!("retrying dead tasks of `{q}`"))?;
+        bar.inc(n);
+        moved += n;
     }
+    bar.finish_and_clear();
     if !args.all && moved < ids.len() as u64 {
         println!("retried {} task(s); {} id(s) were not dead", count(moved), ids.len() as u64 - moved);
     } else {
@@ -423,12 +443,15 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
         let known = registry.names().join(", ");
         bail!("unknown task `{}`; this binary has: {}", args.task, if known.is_empty() { "none" } else { &known });
     };
-    let payload = (task.args_from_json)(&args.args).map_err(|e| anyhow::anyhow!("invalid --args for task `{}`: {e}", args.task))?;
     if let Some(q) = &args.queue {
         validate_queue_name(q).with_context(|| format!("invalid --queue `{q}`"))?;
     }
-    let overrides = Overrides { queue: args.queue, delay: args.delay, max_attempts: args.max_attempts, ..Default::default() };
+    let overrides = Overrides { queue: args.queue.clone(), delay: args.delay, max_attempts: args.max_attempts, ..Default::default() };
     let client = Client::new(driver);
+    if let Some(path) = &args.args_file {
+        return dispatch_many(&client, task, &overrides, path, args.json).await;
+    }
+    let payload = (task.args_from_json)(&args.args).map_err(|e| anyhow::anyhow!("invalid --args for task `{}`: {e}", args.task))?;
     let envelope = client.envelope_from_payload(task.name, payload, &overrides, &(task.options)())?;
     let (id, queue) = (envelope.id, envelope.queue.clone());
     client.enqueue(vec![envelope]).await.context("enqueueing the task")?;
@@ -438,6 +461,66 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
         println!("dispatched {} to queue {queue} as {id}", args.task);
     }
     Ok(())
+}
+
+/// Tasks per enqueue call of `dispatch --args-file`.
+const DISPATCH_BATCH: usize = 1000;
+
+/// `dispatch --args-file`: one task per line of JSON arguments, every line checked before any
+/// task is enqueued, then enqueued in batches.
+async fn dispatch_many(
+    client: &Client,
+    task: &asynctasq_core::TaskRegistration,
+    overrides: &Overrides,
+    path: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading arguments from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading --args-file {}", path.display()))?
+    };
+    let mut envelopes = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let payload = (task.args_from_json)(line)
+            .map_err(|e| anyhow::anyhow!("invalid arguments on line {} for task `{}`: {e}", n + 1, task.name))?;
+        envelopes.push(client.envelope_from_payload(task.name, payload, overrides, &(task.options)())?);
+    }
+    let queue = envelopes.first().map(|e| e.queue.clone()).unwrap_or_default();
+    let bar = progress(envelopes.len() as u64, "dispatching");
+    let total = envelopes.len();
+    let mut sent = 0;
+    let mut rest = envelopes;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(DISPATCH_BATCH));
+        let n = rest.len();
+        client.enqueue(rest).await.with_context(|| format!("enqueueing tasks (the first {} were enqueued)", count(sent as u64)))?;
+        sent += n;
+        bar.inc(n as u64);
+        rest = tail;
+    }
+    bar.finish_and_clear();
+    if json {
+        println!("{}", json!({ "dispatched": total, "queue": queue }));
+    } else {
+        println!("dispatched {} {} task(s) to queue {queue}", count(total as u64), task.name);
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for a bulk operation over `total` tasks: drawn only on a terminal
+/// and only when there are enough tasks for it to matter.
+fn progress(total: u64, verb: &'static str) -> indicatif::ProgressBar {
+    if total < 1000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} tasks ({rate}, {eta} left)")
+        .map(|s| {
+            s.progress_chars("=> ")
+                .with_key("rate", |p: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| write!(w, "{}/s", count(p.per_sec() as u64)).unwrap_or(()))
+        })
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    indicatif::ProgressBar::new(total).with_style(style).with_message(verb)
 }
 
 /// `workers`.
@@ -483,8 +566,43 @@ pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-/// `doctor`: whether the backend answers, how fast, and what it offers. Returns whether all
-/// is well (the caller exits 3 when not).
+/// `migrate [--dry-run]`: lists the pending migrations, then (unless a dry run) applies them.
+pub(crate) async fn migrate(backend: &crate::BackendArgs, dry_run: bool) -> anyhow::Result<()> {
+    let driver = crate::connect(backend, false).await?;
+    let schema = match driver.server_info().await {
+        Ok(info) => info.schema,
+        Err(DriverError::Unsupported(_)) => None,
+        Err(e) => return Err(e).context("cannot read the schema's migrations"),
+    };
+    let Some(schema) = schema else {
+        println!("nothing to migrate: {} keeps no schema", driver.name());
+        return Ok(());
+    };
+    drop(driver);
+    if schema.pending.is_empty() {
+        println!("schema is up to date ({} migrations applied)", schema.applied.len());
+        return Ok(());
+    }
+    let verb = if dry_run { "would apply" } else { "applying" };
+    for (version, description) in &schema.pending {
+        println!("{verb} {version:04} {description}");
+    }
+    if dry_run {
+        println!("dry run: nothing changed ({} pending; run `asynctasq migrate` to apply)", schema.pending.len());
+        return Ok(());
+    }
+    let driver = crate::connect(backend, true).await?;
+    let after = driver.server_info().await.context("cannot read the schema's migrations")?.schema.unwrap_or_default();
+    if !after.pending.is_empty() {
+        bail!("{} migrations still pending after migrating", after.pending.len());
+    }
+    println!("schema is up to date ({} migrations applied)", after.applied.len());
+    Ok(())
+}
+
+/// `doctor`: whether the backend answers, what it runs, whether its schema is current, how
+/// fast it answers, whether its clock agrees with this host's, and what it offers. Returns
+/// whether all is well; prints one line per check.
 pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Result<Arc<dyn Driver>>>, registry: &Registry) -> bool {
     let t = Instant::now();
     let driver = match connect.await {
@@ -498,11 +616,70 @@ pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Re
         }
     };
     let mut healthy = true;
+    let mut schema_current = true;
+    let before = SystemTime::now();
+    let info = driver.server_info().await;
+    let after = SystemTime::now();
+    match info {
+        Ok(info) => {
+            match &info.version {
+                Some(v) => verdict(GOOD, "ok", format_args!("server: {v}")),
+                None => verdict(NOTE, "note", format_args!("server: {} does not report its version", driver.name())),
+            }
+            if let Some(schema) = &info.schema {
+                if schema.pending.is_empty() {
+                    verdict(GOOD, "ok", format_args!("migrations: all {} applied", schema.applied.len()));
+                } else {
+                    (healthy, schema_current) = (false, false);
+                    let names: Vec<String> = schema.pending.iter().map(|(v, d)| format!("{v:04} {d}")).collect();
+                    verdict(
+                        BAD,
+                        "FAIL",
+                        format_args!("migrations: {} pending ({}); run `asynctasq migrate`", names.len(), names.join(", ")),
+                    );
+                }
+            }
+            match info.clock_ms {
+                Some(server) => {
+                    let (b, a) = (unix_millis(before) as i64, unix_millis(after) as i64);
+                    let skew = server as i64 - (a + b) / 2;
+                    let text = format!(
+                        "clock: the server's is {} {} this host's (±{})",
+                        ms(Duration::from_millis(skew.unsigned_abs())),
+                        if skew >= 0 { "ahead of" } else { "behind" },
+                        ms(Duration::from_millis(((a - b) / 2 + 1) as u64))
+                    );
+                    match skew.unsigned_abs() {
+                        0..=250 => verdict(GOOD, "ok", format_args!("{text}")),
+                        251..=2000 => {
+                            verdict(NOTE, "note", format_args!("{text}; keep hosts in sync (NTP): leases and delays use each host's clock"))
+                        }
+                        _ => {
+                            healthy = false;
+                            verdict(BAD, "FAIL", format_args!("{text}; leases and delays use each host's clock: sync this host (NTP)"));
+                        }
+                    }
+                }
+                None => verdict(NOTE, "note", format_args!("clock: {} has no clock to compare (same host or not reported)", driver.name())),
+            }
+        }
+        Err(DriverError::Unsupported(_)) => {
+            verdict(NOTE, "note", format_args!("server: {} reports no version or clock", driver.name()));
+        }
+        Err(e) => {
+            healthy = false;
+            verdict(BAD, "FAIL", format_args!("server: {}", error_chain(&e)));
+        }
+    }
+    if !schema_current {
+        verdict(NOTE, "note", format_args!("round trip, queues: not checked until the schema is migrated"));
+        return false;
+    }
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
         if let Err(e) = driver.stats("asynctasq-doctor").await {
-            verdict(BAD, "FAIL", format_args!("round trip: {e}"));
+            verdict(BAD, "FAIL", format_args!("round trip: {}", error_chain(&e)));
             healthy = false;
             break;
         }
@@ -515,7 +692,7 @@ pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Re
     match driver.queues().await {
         Ok(q) => verdict(GOOD, "ok", format_args!("queues: {} known", q.len())),
         Err(e) => {
-            verdict(BAD, "FAIL", format_args!("queues: {e}"));
+            verdict(BAD, "FAIL", format_args!("queues: {}", error_chain(&e)));
             healthy = false;
         }
     }

@@ -175,6 +175,27 @@ impl WorkerInfo {
     }
 }
 
+/// What a backend's server says about itself, for `asynctasq doctor`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The server's product and version (`"PostgreSQL 16.4"`), when it tells.
+    pub version: Option<String>,
+    /// The server's clock (Unix ms), when it has one to read. Compare it with the local
+    /// clock at the middle of the round trip to estimate skew.
+    pub clock_ms: Option<UnixMillis>,
+    /// The schema's migrations, for backends that keep a schema.
+    pub schema: Option<SchemaState>,
+}
+
+/// Migrations of a backend's schema: which are applied and which are still to run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaState {
+    /// Versions applied, ascending.
+    pub applied: Vec<i64>,
+    /// Migrations this build knows and the schema lacks, as `(version, description)`.
+    pub pending: Vec<(i64, String)>,
+}
+
 /// A task store and transport: the contract every backend keeps.
 ///
 /// # Delivery contract
@@ -305,6 +326,12 @@ pub trait Driver: Send + Sync + 'static {
     /// The registered workers whose records have not expired, sorted by id.
     async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
         Err(DriverError::Unsupported("the worker registry"))
+    }
+
+    /// What the server reports about itself: version, clock, schema migrations. Read-only:
+    /// it never changes the schema.
+    async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        Err(DriverError::Unsupported("server information"))
     }
 
     /// Whether the backend offers `capability`.

@@ -123,14 +123,39 @@ pub enum WorkerError {
     Driver(#[from] DriverError),
 }
 
-/// An error and its sources, joined with `": "` (the form kept as a dead task's reason).
+/// An error and its sources, joined with `": "` (the form kept as a dead task's reason). A
+/// source whose message already ends the text (errors that print their source themselves, like
+/// sqlx's) is not repeated.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("stats: {0}")]
+        Repeats(#[source] std::io::Error),
+        #[error("stats")]
+        Hides(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn error_chain_names_every_source_once() {
+        let io = || std::io::Error::other("table missing");
+        assert_eq!(error_chain(&Outer::Repeats(io())), "stats: table missing");
+        assert_eq!(error_chain(&Outer::Hides(io())), "stats: table missing");
+    }
 }

@@ -50,7 +50,7 @@ pub mod worker;
 
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, SystemClock, TokioClock};
-pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
+pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, SchemaState, ServerInfo, Waiting, WorkerInfo};
 pub use envelope::{Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};
 pub use event::{Event, Events, TaskInfo};

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
+use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 
@@ -421,6 +421,10 @@ impl Driver for MemoryDriver {
         let mut state = self.lock();
         state.workers.retain(|_, w| w.expires_at > now);
         Ok(state.workers.values().cloned().collect())
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        Ok(ServerInfo { version: Some(format!("in-process (asynctasq {})", env!("CARGO_PKG_VERSION"))), clock_ms: None, schema: None })
     }
 
     fn supports(&self, capability: Capability) -> bool {

@@ -208,7 +208,8 @@ impl Setup {
     }
 }
 
-fn fastrand_u32() -> u32 {
+/// A random number for names of a test's own (no RNG crate needed: `RandomState` is seeded randomly).
+pub fn fastrand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());

@@ -5,7 +5,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use asynctasq_tests::{Backend, Setup, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url, shared_redis_url, shared_sqs_endpoint};
+use asynctasq_tests::{
+    Backend, Setup, fastrand_u32, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url, shared_redis_url, shared_sqs_endpoint,
+};
 use serde_json::{Value, json};
 
 /// Runs `ledger-worker <args> <backend flags>` on `s`'s backend.
@@ -292,4 +294,99 @@ async fn colours_appear_only_when_asked_for_and_never_with_no_color() {
     assert!(!run(&[]).contains('\u{1b}'), "piped output is plain");
     assert!(run(&[("CLICOLOR_FORCE", "1")]).contains("\u{1b}["), "forced colour colours the verdicts");
     assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\u{1b}'), "NO_COLOR wins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_from_a_file_checks_every_line_before_enqueueing_any() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let good = dir.path().join("good.jsonl");
+    let lines: Vec<String> = (0..2500).map(|n| format!(r#"{{"n": {n}, "sleep_ms": 0}}"#)).collect();
+    std::fs::write(&good, lines.join("\n") + "\n\n").expect("write");
+    let out = json_of(&cli(&s, &["dispatch", "ledgered", "--args-file", good.to_str().expect("utf-8"), "--queue", "bulk", "--json"]));
+    assert_eq!(out, json!({ "dispatched": 2500, "queue": "bulk" }));
+    assert_eq!(s.driver.stats("bulk").await.expect("stats").ready, 2500, "every line, blank lines skipped");
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"n\": 1, \"sleep_ms\": 0}\n{\"n\": 2, \"sleep_ms\": 0}\n{\"n\": \"three\"}\n").expect("write");
+    let err = refused(&cli(&s, &["dispatch", "ledgered", "--args-file", bad.to_str().expect("utf-8"), "--queue", "bulk2"]));
+    assert!(err.contains("line 3") && err.contains("ledgered"), "{err}");
+    assert_eq!(s.driver.stats("bulk2").await.expect("stats").ready, 0, "nothing enqueued when a line is bad");
+    let out = cli(&s, &["dispatch", "ledgered", "--args", "{}", "--args-file", "x"]);
+    assert_eq!(out.status.code(), Some(2), "--args and --args-file together is a usage error");
+}
+
+/// `migrate --dry-run` lists what would run and changes nothing; `migrate` applies it;
+/// `doctor` fails on a stale schema and passes once migrated.
+async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(backend_args: Vec<String>) {
+    let run = |args: &[&str]| {
+        Command::cargo_bin("ledger-worker")
+            .expect("binary")
+            .args(args)
+            .args(&backend_args)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run")
+    };
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let dry = run(&["migrate", "--dry-run"]);
+    let listed = ok(&dry);
+    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0002 worker registry"), "{listed}");
+    assert!(ok(&run(&["migrate", "--dry-run"])).contains("would apply 0001"), "the dry run applied nothing");
+    let sick = run(&["doctor"]);
+    assert_eq!(sick.status.code(), Some(3), "{}", text(&sick));
+    assert!(text(&sick).contains("FAIL  migrations: 2 pending") && text(&sick).contains("asynctasq migrate"), "{}", text(&sick));
+    let applied = ok(&run(&["migrate"]));
+    assert!(
+        applied.contains("applying 0002 worker registry") && applied.contains("schema is up to date (2 migrations applied)"),
+        "{applied}"
+    );
+    assert!(ok(&run(&["migrate", "--dry-run"])).contains("schema is up to date"));
+    let report = ok(&run(&["doctor"]));
+    assert!(report.contains("ok    migrations: all 2 applied") && report.contains("ok    server: "), "{report}");
+}
+
+/// Tables of a test's own (`asynctasq_test_*`, dropped by `scripts/test`).
+fn fresh_table_prefix() -> String {
+    format!("asynctasq_test_{:08x}", fastrand_u32())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_postgres() {
+    let args = ["--driver", "postgres", "--database-url", &shared_postgres_url(), "--table-prefix", &fresh_table_prefix()];
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_mysql() {
+    let args = ["--driver", "mysql", "--database-url", &shared_mysql_url(), "--table-prefix", &fresh_table_prefix()];
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_server_version_and_clock_skew_on_redis() {
+    let out = Command::cargo_bin("ledger-worker")
+        .expect("binary")
+        .args([
+            "doctor",
+            "--driver",
+            "redis",
+            "--redis-url",
+            &shared_redis_url(),
+            "--redis-prefix",
+            &format!("asynctasq-test-{:08x}:", fastrand_u32()),
+        ])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run");
+    let report = ok(&out);
+    assert!(report.contains("ok    server: Redis ") || report.contains("ok    server: Valkey "), "{report}");
+    assert!(report.contains("clock: the server's is") && report.contains("queues: 0 known"), "{report}");
 }

@@ -404,9 +404,12 @@ pub async fn purge_removes_scheduled_tasks(h: Harness) {
     assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
 }
 
-/// `queues` names every queue holding tasks, including only-dead ones.
+/// `queues` names every queue holding tasks, including only-dead ones, and answers (with
+/// nothing of ours) before any task exists.
 pub async fn queues_lists_every_queue_holding_tasks(h: Harness) {
     let (a, b) = (h.queue("a"), h.queue("b"));
+    let before = h.driver.queues().await.expect("queues before any task was enqueued");
+    assert!(!before.contains(&a) && !before.contains(&b), "{before:?} holds queues with no tasks");
     h.driver.enqueue(&[h.envelope(&a, LONG), h.envelope(&b, LONG)]).await.expect("enqueue");
     let d = h.driver.dequeue(&b, 1).await.expect("dequeue").remove(0);
     h.driver.dead_letter(&d.lease, "x").await.expect("dead");

@@ -58,7 +58,7 @@ use std::time::{Duration, SystemTime};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Script, Value};
 use async_trait::async_trait;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
 use asynctasq_core::{CodecError, DriverError};
 use tokio::sync::Mutex;
@@ -577,6 +577,9 @@ impl Driver for RedisDriver {
             ::redis::cmd("SMEMBERS").arg(self.queues_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("list queues", e))?;
         names.retain(|n| validate_queue_name(n).is_ok());
         names.sort();
+        if names.is_empty() {
+            return Ok(names); // an empty pipeline is an error in redis-rs
+        }
         let mut pipe = ::redis::pipe();
         for n in &names {
             let k = self.keys(n)?;
@@ -640,6 +643,24 @@ impl Driver for RedisDriver {
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
         let k = self.keys(queue)?;
         k.invoke(&self.inner.scripts.purge_dead).invoke_async(&mut self.conn()).await.map_err(|e| map_err("purge dead", e))
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        let (info, (secs, micros)): (String, (i64, i64)) = ::redis::pipe()
+            .cmd("INFO")
+            .arg("server")
+            .cmd("TIME")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("read server information", e))?;
+        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
+        // Valkey answers as Redis for compatibility and adds its own version field.
+        let version = match (field("valkey_version"), field("redis_version")) {
+            (Some(v), _) => Some(format!("Valkey {v}")),
+            (None, Some(v)) => Some(format!("Redis {v}")),
+            (None, None) => None,
+        };
+        Ok(ServerInfo { version, clock_ms: Some((secs * 1000 + micros / 1000) as u64), schema: None })
     }
 
     fn supports(&self, _capability: Capability) -> bool {

@@ -122,6 +122,13 @@ pub(crate) fn migrator(migrations: &[(i64, &'static str, &str)], prefix: &str, q
     migrator
 }
 
+/// The schema's state from the versions recorded as applied (`None`: no migrations table).
+pub(crate) fn schema_state(migrations: &[(i64, &'static str, &str)], applied: Option<Vec<i64>>) -> asynctasq_core::SchemaState {
+    let applied = applied.unwrap_or_default();
+    let pending = migrations.iter().filter(|(v, _, _)| !applied.contains(v)).map(|(v, d, _)| (*v, (*d).to_owned())).collect();
+    asynctasq_core::SchemaState { applied, pending }
+}
+
 /// Waits for `notified` (a write through this driver) or until `next_due`, the earliest
 /// scheduled task or lease expiry, at most `cap`; returns at once when a task is already due.
 /// Register `notified` before reading `next_due`, so a write in between still wakes the wait.

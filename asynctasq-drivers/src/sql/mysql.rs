@@ -25,15 +25,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient, validate_table_prefix,
-    wait_for_due, worker_rows,
+    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient, schema_state,
+    validate_table_prefix, wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -523,6 +523,34 @@ impl Driver for MySqlDriver {
         let rows: Vec<Vec<u8>> =
             sqlx::query_scalar(q(sql)).bind(now()).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list workers", e))?;
         Ok(worker_rows(rows))
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        let pool = &self.inner.pool;
+        let (version, clock_ms): (String, i64) = sqlx::query_as("SELECT VERSION(), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| map_err("read the MySQL version", e))?;
+        let product = if version.contains("MariaDB") { "MariaDB" } else { "MySQL" };
+        let version = version.split("-MariaDB").next().unwrap_or(&version).to_owned();
+        let table = format!("{}_migrations", self.inner.prefix);
+        let exists: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?")
+                .bind(&table)
+                .fetch_one(pool)
+                .await
+                .map_err(|e| map_err("read the migrations", e))?;
+        let applied = if exists > 0 {
+            let sql = format!("SELECT version FROM `{table}` WHERE success ORDER BY version");
+            Some(sqlx::query_scalar(q(sql)).fetch_all(pool).await.map_err(|e| map_err("read the migrations", e))?)
+        } else {
+            None
+        };
+        Ok(ServerInfo {
+            version: Some(format!("{product} {version}")),
+            clock_ms: Some(clock_ms as u64),
+            schema: Some(schema_state(MIGRATIONS, applied)),
+        })
     }
 
     fn supports(&self, _capability: Capability) -> bool {

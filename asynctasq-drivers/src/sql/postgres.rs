@@ -37,14 +37,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, validate_table_prefix, wait_for_due, worker_rows,
+    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, validate_table_prefix, wait_for_due,
+    worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -549,6 +550,32 @@ impl Driver for PostgresDriver {
         let rows: Vec<Vec<u8>> =
             sqlx::query_scalar(q(&sql)).bind(now()).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list workers", e))?;
         Ok(worker_rows(rows))
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        let pool = &self.inner.pool;
+        let (version, clock_ms): (String, i64) =
+            sqlx::query_as("SELECT current_setting('server_version'), (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                .fetch_one(pool)
+                .await
+                .map_err(|e| map_err("read the PostgreSQL version", e))?;
+        let table = format!("\"{}_migrations\"", self.inner.prefix);
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| map_err("read the migrations", e))?;
+        let applied = if exists {
+            let sql = format!("SELECT version FROM {table} WHERE success ORDER BY version");
+            Some(sqlx::query_scalar(q(&sql)).fetch_all(pool).await.map_err(|e| map_err("read the migrations", e))?)
+        } else {
+            None
+        };
+        Ok(ServerInfo {
+            version: Some(format!("PostgreSQL {version}")),
+            clock_ms: Some(clock_ms as u64),
+            schema: Some(schema_state(MIGRATIONS, applied)),
+        })
     }
 
     fn supports(&self, _capability: Capability) -> bool {

@@ -31,13 +31,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, wait_for_due, worker_rows};
+use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, wait_for_due, worker_rows};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
@@ -62,12 +62,21 @@ pub struct SqliteConfig {
     /// How often a waiting worker re-checks for tasks written by *other processes* (default
     /// 250 ms). Writes through the same driver wake waiting workers at once.
     pub poll_interval: Duration,
+    /// Apply pending migrations on connect (default true; `asynctasq migrate --dry-run` and
+    /// `doctor` connect without).
+    pub migrate: bool,
 }
 
 impl SqliteConfig {
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 1, busy_timeout: Duration::from_secs(5), poll_interval: Duration::from_millis(250) }
+        Self {
+            url: url.into(),
+            max_connections: 1,
+            busy_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(250),
+            migrate: true,
+        }
     }
 }
 
@@ -85,7 +94,7 @@ impl SqliteDriver {
         Self::connect_with(SqliteConfig::new(url)).await
     }
 
-    /// Opens the database described by `config` and applies migrations.
+    /// Opens the database described by `config` and applies migrations if asked.
     pub async fn connect_with(config: SqliteConfig) -> Result<Self, DriverError> {
         let options = SqliteConnectOptions::from_str(&config.url)
             .map_err(|e| DriverError::Config(format!("invalid SQLite URL: {e}")))?
@@ -106,7 +115,9 @@ impl SqliteDriver {
             other => map_err("cannot open the SQLite database", other),
         })?;
         let driver = Self { pool, notify: Arc::new(Notify::new()), poll_interval: config.poll_interval };
-        driver.migrate().await?;
+        if config.migrate {
+            driver.migrate().await?;
+        }
         Ok(driver)
     }
 
@@ -494,6 +505,27 @@ impl Driver for SqliteDriver {
             .await
             .map_err(|e| map_err("list workers", e))?;
         Ok(worker_rows(rows))
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        let version: String =
+            sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&self.pool).await.map_err(|e| map_err("read the SQLite version", e))?;
+        let has_table: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'asynctasq_migrations'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| map_err("read the migrations", e))?;
+        let applied = if has_table > 0 {
+            let v: Vec<i64> = sqlx::query_scalar("SELECT version FROM asynctasq_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("read the migrations", e))?;
+            Some(v)
+        } else {
+            None
+        };
+        // The database is a file on this host: its clock is this host's.
+        Ok(ServerInfo { version: Some(format!("SQLite {version}")), clock_ms: None, schema: Some(schema_state(MIGRATIONS, applied)) })
     }
 
     fn supports(&self, _capability: Capability) -> bool {
