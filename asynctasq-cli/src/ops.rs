@@ -516,8 +516,9 @@ fn progress(total: u64, verb: &'static str) -> indicatif::ProgressBar {
     }
     let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} tasks ({rate}, {eta} left)")
         .map(|s| {
-            s.progress_chars("=> ")
-                .with_key("rate", |p: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| write!(w, "{}/s", count(p.per_sec() as u64)).unwrap_or(()))
+            s.progress_chars("=> ").with_key("rate", |p: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                write!(w, "{}/s", count(p.per_sec() as u64)).unwrap_or(())
+            })
         })
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     indicatif::ProgressBar::new(total).with_style(style).with_message(verb)
