@@ -1,22 +1,40 @@
-//! Benchmark harness: one scenario against one backend, numbers on stdout.
+//! Benchmark harness: one scenario against one backend, numbers on stdout (`--json`: one
+//! object). BENCHMARKS.md lists the commands that produced its tables.
 //!
 //! ```text
-//! cargo run --release -p asynctasq-benches --bin bench -- --scenario throughput --tasks 100000 --concurrency 50
+//! cargo run --release -p asynctasq-benches --bin bench -- --driver redis --scenario throughput --tasks 100000 --concurrency 50
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario enqueue --tasks 100000
-//! cargo run --release -p asynctasq-benches --bin bench -- --scenario latency --tasks 2000 --rate 1000
+//! cargo run --release -p asynctasq-benches --bin bench -- --scenario latency --tasks 5000 --rate 2000
+//! cargo run --release -p asynctasq-benches --bin bench -- --scenario scaling --sizes 10000,100000,1000000
+//! cargo run --release -p asynctasq-benches --bin bench -- --scenario memory --tasks 50000 --concurrency 100
 //! ```
 //!
-//! Scenarios:
-//! * `enqueue`: bulk-dispatch N no-op tasks in batches of `--batch`; tasks/s.
-//! * `throughput`: drain N pre-enqueued no-op tasks with one worker at `--concurrency`; tasks/s.
-//! * `latency`: offer N tasks at `--rate` per second (in 1 ms ticks) to a running worker; each
-//!   task carries its dispatch time in microseconds, so enqueue→start is measured per task.
+//! Scenarios (no-op tasks, one worker in this process unless said otherwise):
+//! * `enqueue`: bulk-dispatch N tasks in batches of `--batch`; tasks/s.
+//! * `throughput`: drain N pre-enqueued tasks at `--concurrency`; tasks/s.
+//! * `latency`: offer N tasks at a steady `--rate` per second (1 ms ticks) to a running, mostly
+//!   idle worker; each task carries its dispatch time in microseconds in its arguments, so
+//!   enqueue→start is measured per task (p50/p95/p99/max), not estimated from queue depth.
+//! * `scaling`: `throughput` at each of `--sizes`; the spread (fastest/slowest − 1) shows whether
+//!   cost is linear in work.
+//! * `retry`: N tasks that fail their first attempt (retried at once) and then succeed; tasks/s
+//!   counts completed tasks, deliveries/s both runs of each.
+//! * `memory`: enqueue N tasks, then drain them with a worker in a **child process** (this
+//!   binary, scenario `drain`) and report that process's peak RSS.
+//! * `drain`: run a worker on N tasks already in the run's queue (what `memory` starts).
+//!
+//! Every report names the machine (cores, memory, CPU) and the server version.
 
-use std::sync::{Arc, LazyLock, Mutex};
+mod backend;
+mod machine;
+
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use asynctasq_core::{Client, Driver, Overrides, Worker, task};
+use asynctasq_core::{Client, Overrides, RetryPolicy, TaskContext, TaskError, Worker, task};
+use backend::{Backend, DriverKind};
 use clap::{Parser, ValueEnum};
+use machine::Machine;
 
 #[derive(Debug, Parser)]
 #[command(about = "asynctasq benchmark harness")]
@@ -24,9 +42,7 @@ struct Args {
     /// Backend.
     #[arg(long, value_enum, default_value = "sqlite")]
     driver: DriverKind,
-    /// Backend URL (default: a fresh SQLite file in a temp dir; redis://127.0.0.1:6379;
-    /// postgres://postgres@127.0.0.1:5432/test and mysql://root@127.0.0.1:3306/test, tables
-    /// `asynctasq_bench_*`; amqp://guest:guest@127.0.0.1:5672/%2f, queues deleted at the end).
+    /// Backend URL (defaults: see `--help` of each driver value; SQS: the endpoint).
     #[arg(long)]
     url: Option<String>,
     /// What to measure.
@@ -35,66 +51,95 @@ struct Args {
     /// Number of tasks.
     #[arg(long, default_value_t = 100_000)]
     tasks: u64,
+    /// Task counts of `scaling`.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    sizes: Vec<u64>,
     /// Worker concurrency.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
-    /// Dispatch batch size (enqueue and throughput set-up).
+    /// Dispatch batch size.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Offered load for `latency`, tasks per second.
+    /// Offered load of `latency`, tasks per second.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Names this run's queue and keys (`bench-<run>`); a child process of `memory` gets its
+    /// parent's.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Leave the queue in place at the end (the parent of a `drain` child removes it).
+    #[arg(long, hide = true)]
+    keep: bool,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum DriverKind {
-    Sqlite,
-    Redis,
-    Postgres,
-    Mysql,
-    Rabbitmq,
-    /// SQS; `--url` is the endpoint (default moto at http://127.0.0.1:4566).
-    Sqs,
-    Memory,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Scenario {
     Enqueue,
     Throughput,
     Latency,
+    Scaling,
+    Retry,
+    Memory,
+    Drain,
 }
 
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Report {
-    driver: &'static str,
-    scenario: &'static str,
+    driver: String,
+    server: String,
+    scenario: String,
     tasks: u64,
     concurrency: usize,
     seconds: f64,
     tasks_per_second: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    deliveries_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     latency_ms: Option<Latency>,
+    /// `scaling`: one throughput run per size.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    runs: Option<Vec<Run>>,
+    /// `scaling`: fastest / slowest − 1 (0.2 = the slowest run is 20% below the fastest).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    spread: Option<f64>,
+    /// Peak RSS of the process that ran the worker, MiB (`memory`, `drain`: the worker alone).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    peak_rss_mib: Option<f64>,
     /// SQS requests per task in the measured phase (what AWS bills), in total and by kind.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     requests_per_task: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     requests_by_kind: Option<RequestsPerTask>,
-    cores: usize,
+    #[serde(skip_deserializing)]
+    machine: Machine,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Run {
+    tasks: u64,
+    seconds: f64,
+    tasks_per_second: f64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct RequestsPerTask {
     send: f64,
     receive: f64,
     delete: f64,
     visibility: f64,
     other: f64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Latency {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
 }
 
 impl Report {
@@ -109,14 +154,6 @@ impl Report {
             other: per(during.other),
         });
     }
-}
-
-#[derive(Debug, serde::Serialize)]
-struct Latency {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
 }
 
 static LATENCIES: LazyLock<Mutex<Vec<u64>>> = LazyLock::new(Default::default);
@@ -138,102 +175,99 @@ async fn stamp(sent_us: u64) {
     LATENCIES.lock().expect("latency lock").push(waited);
 }
 
+/// Fails its first attempt, then succeeds.
+#[task(max_attempts = 3)]
+async fn fail_once(ctx: TaskContext, n: u64) -> Result<(), TaskError> {
+    if ctx.attempt() == 1 {
+        return Err(TaskError::retry(format!("task {n}: first attempt fails")));
+    }
+    Ok(())
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    let mut rabbit = None;
-    let mut sqs = None;
-    let driver: Arc<dyn Driver> = match args.driver {
-        DriverKind::Sqlite => {
-            let url = args.url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
-            Arc::new(asynctasq_drivers::SqliteDriver::connect(&url).await?)
-        }
-        DriverKind::Redis => {
-            let mut config = asynctasq_drivers::RedisConfig::new(args.url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
-            // A prefix of its own, removed at the end, so runs never meet.
-            config.prefix = format!("asynctasq-bench-{:08x}:", std::process::id());
-            Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?)
-        }
-        DriverKind::Postgres => {
-            let url = args.url.clone().unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-            let mut config = asynctasq_drivers::PostgresConfig::new(url);
-            config.table_prefix = "asynctasq_bench".into();
-            Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?)
-        }
-        DriverKind::Mysql => {
-            let url = args.url.clone().unwrap_or_else(|| "mysql://root@127.0.0.1:3306/test".into());
-            let mut config = asynctasq_drivers::MySqlConfig::new(url);
-            config.table_prefix = "asynctasq_bench".into();
-            Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?)
-        }
-        DriverKind::Rabbitmq => {
-            let url = args.url.clone().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-            let mut config = asynctasq_drivers::RabbitMqConfig::new(url);
-            config.prefix = "asynctasq-bench".into();
-            let driver = Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await?);
-            rabbit = Some(driver.clone());
-            driver
-        }
-        DriverKind::Sqs => {
-            let endpoint = args.url.clone().unwrap_or_else(|| "http://127.0.0.1:4566".into());
-            let mut config = asynctasq_drivers::SqsConfig::local(endpoint);
-            config.queue_prefix = "asynctasq-bench-".into();
-            let driver = Arc::new(asynctasq_drivers::SqsDriver::connect(config).await?);
-            sqs = Some(driver.clone());
-            driver
-        }
-        DriverKind::Memory => Arc::new(asynctasq_core::MemoryDriver::new()),
-    };
-    let requests = || sqs.as_ref().map(|d| d.requests());
-    let client = Client::new(driver.clone());
-    let queue = format!("bench-{:08x}", std::process::id());
-    let overrides = Overrides { queue: Some(queue.clone()), ..Default::default() };
+    let scratch = tempfile::tempdir()?;
+    let run = args.run_id.clone().unwrap_or_else(|| {
+        format!("{:08x}", std::process::id() ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()))
+    });
+    let backend = Backend::connect(args.driver, args.url.clone(), &run, scratch.path()).await?;
+    let queue = format!("bench-{run}");
     let mut report = Report {
-        driver: driver.name(),
+        driver: backend.driver.name().into(),
+        server: backend.server_version().await,
+        scenario: format!("{:?}", args.scenario).to_lowercase(),
         tasks: args.tasks,
         concurrency: args.concurrency,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        machine: Machine::read(),
         ..Default::default()
     };
+    let client = Client::new(backend.driver.clone());
+    let overrides = Overrides { queue: Some(queue.clone()), ..Default::default() };
 
     match args.scenario {
         Scenario::Enqueue => {
-            report.scenario = "enqueue";
-            let before = requests();
+            let before = backend.sqs_requests();
             let t = Instant::now();
-            dispatch_noops(&client, args.tasks, args.batch, &overrides).await?;
+            dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
             report.seconds = t.elapsed().as_secs_f64();
-            if let (Some(a), Some(b)) = (before, requests()) {
+            if let (Some(a), Some(b)) = (before, backend.sqs_requests()) {
                 report.requests(b.since(&a));
             }
         }
         Scenario::Throughput => {
-            report.scenario = "throughput";
-            dispatch_noops(&client, args.tasks, args.batch, &overrides).await?;
-            let worker = Worker::builder(driver.clone()).queues(&queue)?.concurrency(args.concurrency).max_tasks(args.tasks).build()?;
-            let before = requests();
-            let t = Instant::now();
-            let counts = worker.start().await?;
-            report.seconds = t.elapsed().as_secs_f64();
-            if let (Some(a), Some(b)) = (before, requests()) {
+            dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
+            let before = backend.sqs_requests();
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None).await?;
+            if let (Some(a), Some(b)) = (before, backend.sqs_requests()) {
                 report.requests(b.since(&a));
             }
-            assert_eq!(counts.succeeded, args.tasks, "every task succeeded");
+        }
+        Scenario::Drain => {
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None).await?;
+            report.peak_rss_mib = machine::peak_rss_mib();
+        }
+        Scenario::Retry => {
+            dispatch(&client, args.tasks, args.batch, &overrides, |n| FailOnce { n }).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, Some(RetryPolicy::Fixed(Duration::ZERO))).await?;
+            report.deliveries_per_second = Some(2.0 * args.tasks as f64 / report.seconds);
+        }
+        Scenario::Scaling => {
+            let mut runs = Vec::new();
+            for &size in &args.sizes {
+                let q = format!("{queue}-{size}");
+                let overrides = Overrides { queue: Some(q.clone()), ..Default::default() };
+                dispatch(&client, size, args.batch, &overrides, |n| Noop { n }).await?;
+                let seconds = drain(&backend, &q, size, args.concurrency, None).await?;
+                backend.remove(&q).await?;
+                runs.push(Run { tasks: size, seconds, tasks_per_second: size as f64 / seconds });
+            }
+            let rates = runs.iter().map(|r| r.tasks_per_second);
+            let (fast, slow) = rates.fold((0f64, f64::MAX), |(hi, lo), r| (hi.max(r), lo.min(r)));
+            report.spread = Some(fast / slow - 1.0);
+            report.tasks = runs.iter().map(|r| r.tasks).sum();
+            report.seconds = runs.iter().map(|r| r.seconds).sum();
+            report.runs = Some(runs);
+        }
+        Scenario::Memory => {
+            dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
+            let child = drain_in_child(&args, &backend, &run)?;
+            report.seconds = child.seconds;
+            report.peak_rss_mib = child.peak_rss_mib;
         }
         Scenario::Latency => {
-            report.scenario = "latency";
-            let worker = Worker::builder(driver.clone()).queues(&queue)?.concurrency(args.concurrency).max_tasks(args.tasks).build()?;
-            let run = tokio::spawn(worker.start());
+            let worker =
+                Worker::builder(backend.driver.clone()).queues(&queue)?.concurrency(args.concurrency).max_tasks(args.tasks).build()?;
+            let running = tokio::spawn(worker.start());
             tokio::time::sleep(Duration::from_millis(200)).await;
             // Offer the load in ticks of at most 1 ms; above 1000 tasks/s a tick dispatches its
             // share in one call, as a busy producer would.
             let rate = args.rate.max(1);
             let per_tick = (rate / 1000).max(1);
-            let interval = Duration::from_secs_f64(per_tick as f64 / rate as f64);
-            let mut tick = tokio::time::interval(interval);
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(per_tick as f64 / rate as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let overrides = Overrides { queue: Some(queue.clone()), ..Default::default() };
             let t = Instant::now();
             let mut sent = 0;
             while sent < args.tasks {
@@ -243,53 +277,106 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 client.dispatch_many((0..n).map(|_| Stamp { sent_us: now }), overrides.clone()).await?;
                 sent += n;
             }
-            let counts = run.await??;
+            let counts = running.await??;
             report.seconds = t.elapsed().as_secs_f64();
-            assert_eq!(counts.succeeded, args.tasks);
+            if counts.succeeded != args.tasks {
+                return Err(format!("{} of {} tasks succeeded", counts.succeeded, args.tasks).into());
+            }
             let mut l = LATENCIES.lock().expect("latency lock").clone();
             l.sort_unstable();
             let at = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
             report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
         }
     }
-    report.tasks_per_second = args.tasks as f64 / report.seconds;
-    // Leave the backend as found: the tasks are gone once run; drop what `enqueue` left.
-    // (SQS: deleting the queues below removes everything at once.)
-    if sqs.is_none() {
-        driver.purge(&queue).await?;
+    report.tasks_per_second = report.tasks as f64 / report.seconds;
+    if !args.keep {
+        backend.remove(&queue).await?;
     }
-    if let Some(rabbit) = rabbit {
-        rabbit.delete_queue(&queue).await?;
-    }
-    if let Some(sqs) = &sqs {
-        sqs.delete_queue(&queue).await?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!(
-            "{} {} tasks={} concurrency={} {:.3}s {:.0} tasks/s",
-            report.driver, report.scenario, report.tasks, report.concurrency, report.seconds, report.tasks_per_second
-        );
-        if let (Some(r), Some(k)) = (report.requests_per_task, &report.requests_by_kind) {
-            println!(
-                "SQS requests per task: {r:.3} (send {:.3}, receive {:.3}, delete {:.3}, visibility {:.3}, other {:.3})",
-                k.send, k.receive, k.delete, k.visibility, k.other
-            );
-        }
-        if let Some(l) = &report.latency_ms {
-            println!("enqueue->start ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}", l.p50, l.p95, l.p99, l.max);
-        }
+    print(&report, args.json)?;
+    Ok(())
+}
+
+/// Dispatches `n` tasks made by `make` in batches of `batch`.
+async fn dispatch<T: asynctasq_core::Task>(
+    client: &Client,
+    n: u64,
+    batch: usize,
+    overrides: &Overrides,
+    make: impl Fn(u64) -> T,
+) -> Result<(), asynctasq_core::DriverError> {
+    let mut next = 0;
+    while next < n {
+        let end = (next + batch as u64).min(n);
+        client.dispatch_many((next..end).map(&make), overrides.clone()).await?;
+        next = end;
     }
     Ok(())
 }
 
-async fn dispatch_noops(client: &Client, n: u64, batch: usize, overrides: &Overrides) -> Result<(), asynctasq_core::DriverError> {
-    let mut next = 0;
-    while next < n {
-        let end = (next + batch as u64).min(n);
-        client.dispatch_many((next..end).map(|n| Noop { n }), overrides.clone()).await?;
-        next = end;
+/// Runs a worker on `queue` until `tasks` tasks succeeded; the seconds it took.
+async fn drain(backend: &Backend, queue: &str, tasks: u64, concurrency: usize, retry: Option<RetryPolicy>) -> Result<f64, BoxError> {
+    let mut builder = Worker::builder(backend.driver.clone()).queues(queue)?.concurrency(concurrency).max_tasks(tasks);
+    if let Some(policy) = retry {
+        builder = builder.retry(policy);
+    }
+    let worker = builder.build()?;
+    let t = Instant::now();
+    let counts = worker.start().await?;
+    let seconds = t.elapsed().as_secs_f64();
+    if counts.succeeded != tasks {
+        return Err(format!("{} of {tasks} tasks succeeded ({counts:?})", counts.succeeded).into());
+    }
+    Ok(seconds)
+}
+
+/// Runs this binary's `drain` scenario on the run's queue in a child process; its report.
+fn drain_in_child(args: &Args, backend: &Backend, run: &str) -> Result<Report, BoxError> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["--driver", &format!("{:?}", args.driver).to_lowercase(), "--scenario", "drain", "--json", "--keep", "--run-id", run]);
+    cmd.args(["--tasks", &args.tasks.to_string(), "--concurrency", &args.concurrency.to_string()]);
+    match &backend.url {
+        Some(url) => cmd.args(["--url", url]),
+        None => return Err("the memory driver lives in one process: `memory` needs a backend a child process can reach".into()),
+    };
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
+    if !out.status.success() {
+        return Err(format!("the drain process failed ({})", out.status).into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn print(report: &Report, json: bool) -> Result<(), BoxError> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    let m = &report.machine;
+    println!("machine: {} cores, {} MiB, {} (Linux {})", m.cores, m.memory_mib, m.cpu, m.kernel);
+    println!("server: {}", report.server);
+    println!(
+        "{} {} tasks={} concurrency={} {:.3}s {:.0} tasks/s",
+        report.driver, report.scenario, report.tasks, report.concurrency, report.seconds, report.tasks_per_second
+    );
+    if let Some(d) = report.deliveries_per_second {
+        println!("deliveries: {d:.0}/s (each task runs twice)");
+    }
+    for r in report.runs.iter().flatten() {
+        println!("  {:>9} tasks: {:.3}s {:.0} tasks/s", r.tasks, r.seconds, r.tasks_per_second);
+    }
+    if let Some(s) = report.spread {
+        println!("spread: {:.1}% (fastest over slowest)", s * 100.0);
+    }
+    if let Some(rss) = report.peak_rss_mib {
+        println!("worker peak RSS: {rss:.1} MiB");
+    }
+    if let (Some(r), Some(k)) = (report.requests_per_task, &report.requests_by_kind) {
+        println!(
+            "SQS requests per task: {r:.3} (send {:.3}, receive {:.3}, delete {:.3}, visibility {:.3}, other {:.3})",
+            k.send, k.receive, k.delete, k.visibility, k.other
+        );
+    }
+    if let Some(l) = &report.latency_ms {
+        println!("enqueue->start ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}", l.p50, l.p95, l.p99, l.max);
     }
     Ok(())
 }

@@ -1,0 +1,118 @@
+//! Connecting to the backend under test, with names of the run's own, and leaving it as found.
+
+use std::sync::Arc;
+
+use asynctasq_core::{Driver, DriverError};
+use clap::ValueEnum;
+
+/// A backend the harness can measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DriverKind {
+    /// SQLite (default: a fresh file in a temp dir).
+    Sqlite,
+    /// Redis (default redis://127.0.0.1:6379; keys `asynctasq-bench-<run>:*`).
+    Redis,
+    /// PostgreSQL (default postgres://postgres@127.0.0.1:5432/test; tables `asynctasq_bench_*`).
+    Postgres,
+    /// MySQL/MariaDB (default mysql://root@127.0.0.1:3306/test; tables `asynctasq_bench_*`).
+    Mysql,
+    /// RabbitMQ (default amqp://guest:guest@127.0.0.1:5672/%2f; queues deleted at the end).
+    Rabbitmq,
+    /// SQS; the URL is the endpoint (default moto at http://127.0.0.1:4566).
+    Sqs,
+    /// In-process memory.
+    Memory,
+}
+
+/// The backend of one run.
+pub(crate) struct Backend {
+    /// The driver under test.
+    pub(crate) driver: Arc<dyn Driver>,
+    /// The URL a child process of the same run connects to (`None` for memory).
+    pub(crate) url: Option<String>,
+    rabbit: Option<Arc<asynctasq_drivers::RabbitMqDriver>>,
+    sqs: Option<Arc<asynctasq_drivers::SqsDriver>>,
+}
+
+impl Backend {
+    /// Connects to `kind` at `url` (or its default); `run` names the run's keys, and `scratch`
+    /// holds the default SQLite file.
+    pub(crate) async fn connect(kind: DriverKind, url: Option<String>, run: &str, scratch: &std::path::Path) -> Result<Self, DriverError> {
+        let mut backend = Self { driver: Arc::new(asynctasq_core::MemoryDriver::new()), url: None, rabbit: None, sqs: None };
+        match kind {
+            DriverKind::Sqlite => {
+                let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", scratch.display()));
+                backend.driver = Arc::new(asynctasq_drivers::SqliteDriver::connect(&url).await?);
+                backend.url = Some(url);
+            }
+            DriverKind::Redis => {
+                let url = url.unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+                let mut config = asynctasq_drivers::RedisConfig::new(&url);
+                config.prefix = format!("asynctasq-bench-{run}:");
+                backend.driver = Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?);
+                backend.url = Some(url);
+            }
+            DriverKind::Postgres => {
+                let url = url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+                let mut config = asynctasq_drivers::PostgresConfig::new(&url);
+                config.table_prefix = "asynctasq_bench".into();
+                backend.driver = Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?);
+                backend.url = Some(url);
+            }
+            DriverKind::Mysql => {
+                let url = url.unwrap_or_else(|| "mysql://root@127.0.0.1:3306/test".into());
+                let mut config = asynctasq_drivers::MySqlConfig::new(&url);
+                config.table_prefix = "asynctasq_bench".into();
+                backend.driver = Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?);
+                backend.url = Some(url);
+            }
+            DriverKind::Rabbitmq => {
+                let url = url.unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+                let mut config = asynctasq_drivers::RabbitMqConfig::new(&url);
+                config.prefix = "asynctasq-bench".into();
+                let driver = Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await?);
+                backend.rabbit = Some(driver.clone());
+                backend.driver = driver;
+                backend.url = Some(url);
+            }
+            DriverKind::Sqs => {
+                let endpoint = url.unwrap_or_else(|| "http://127.0.0.1:4566".into());
+                let mut config = asynctasq_drivers::SqsConfig::local(&endpoint);
+                config.queue_prefix = "asynctasq-bench-".into();
+                let driver = Arc::new(asynctasq_drivers::SqsDriver::connect(config).await?);
+                backend.sqs = Some(driver.clone());
+                backend.driver = driver;
+                backend.url = Some(endpoint);
+            }
+            DriverKind::Memory => {}
+        }
+        Ok(backend)
+    }
+
+    /// The server's product and version, as the driver reports it.
+    pub(crate) async fn server_version(&self) -> String {
+        match self.driver.server_info().await {
+            Ok(info) => info.version.unwrap_or_else(|| "not reported".into()),
+            Err(DriverError::Unsupported(_)) => format!("not reported by the {} driver", self.driver.name()),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
+    /// SQS requests made so far (`None` on other backends).
+    pub(crate) fn sqs_requests(&self) -> Option<asynctasq_drivers::SqsRequests> {
+        self.sqs.as_ref().map(|d| d.requests())
+    }
+
+    /// Removes `queue` and everything in it.
+    pub(crate) async fn remove(&self, queue: &str) -> Result<(), DriverError> {
+        if let Some(rabbit) = &self.rabbit {
+            rabbit.delete_queue(queue).await.map(|_| ())
+        } else if let Some(sqs) = &self.sqs {
+            sqs.delete_queue(queue).await
+        } else {
+            self.driver.purge(queue).await?;
+            self.driver.purge_dead(queue).await.map(|_| ())
+        }
+    }
+}
