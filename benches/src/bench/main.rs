@@ -313,9 +313,11 @@ async fn dispatch<T: asynctasq_core::Task>(
     Ok(())
 }
 
-/// Runs a worker on `queue` until `tasks` tasks succeeded; the seconds it took.
+/// Runs a worker on `queue` until `tasks` tasks succeeded (with `retry`, each task runs twice);
+/// the seconds it took.
 async fn drain(backend: &Backend, queue: &str, tasks: u64, concurrency: usize, retry: Option<RetryPolicy>) -> Result<f64, BoxError> {
-    let mut builder = Worker::builder(backend.driver.clone()).queues(queue)?.concurrency(concurrency).max_tasks(tasks);
+    let runs = if retry.is_some() { 2 * tasks } else { tasks };
+    let mut builder = Worker::builder(backend.driver.clone()).queues(queue)?.concurrency(concurrency).max_tasks(runs);
     if let Some(policy) = retry {
         builder = builder.retry(policy);
     }
