@@ -122,17 +122,28 @@ impl Envelope {
 
     /// Decodes an envelope; corrupt, foreign or too-new bytes give an error, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        // Read the version first, so an envelope from a newer build is reported as such rather
-        // than as whatever field mismatch its new shape causes.
+        // One pass in the common case. The version is checked whether or not the shape parsed,
+        // so an envelope from a newer build is reported as such, not as whatever field mismatch
+        // its new shape causes (the version is read again only when the full parse failed).
         #[derive(Deserialize)]
         struct Version {
             version: u8,
         }
-        let Version { version } = rmp_serde::from_slice(bytes).map_err(CodecError::Decode)?;
-        if version == 0 || version > ENVELOPE_VERSION {
-            return Err(CodecError::UnknownVersion { found: version, supported: ENVELOPE_VERSION });
+        let check = |version: u8| {
+            if version == 0 || version > ENVELOPE_VERSION {
+                return Err(CodecError::UnknownVersion { found: version, supported: ENVELOPE_VERSION });
+            }
+            Ok(())
+        };
+        match rmp_serde::from_slice::<Self>(bytes) {
+            Ok(envelope) => check(envelope.version).map(|()| envelope),
+            Err(e) => {
+                if let Ok(Version { version }) = rmp_serde::from_slice(bytes) {
+                    check(version)?;
+                }
+                Err(CodecError::Decode(e))
+            }
         }
-        rmp_serde::from_slice(bytes).map_err(CodecError::Decode)
     }
 
     /// The lease duration as a [`Duration`].
@@ -216,6 +227,12 @@ mod tests {
         e.version = ENVELOPE_VERSION + 1;
         let err = Envelope::decode(&e.encode().expect("encodes")).expect_err("must refuse");
         assert!(matches!(err, CodecError::UnknownVersion { found, .. } if found == ENVELOPE_VERSION + 1));
+        // A newer build may also change the shape: still reported by its version.
+        let reshaped = rmp_serde::to_vec_named(&serde_json::json!({ "version": ENVELOPE_VERSION + 1, "task": "x" })).expect("encodes");
+        let err = Envelope::decode(&reshaped).expect_err("must refuse");
+        assert!(matches!(err, CodecError::UnknownVersion { found, .. } if found == ENVELOPE_VERSION + 1), "{err:?}");
+        let current = rmp_serde::to_vec_named(&serde_json::json!({ "version": ENVELOPE_VERSION, "task": "x" })).expect("encodes");
+        assert!(matches!(Envelope::decode(&current), Err(CodecError::Decode(_))), "a current version with a bad shape is a decode error");
     }
 
     #[test]
