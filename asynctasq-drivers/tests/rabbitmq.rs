@@ -178,4 +178,6 @@ async fn delete_queue_leaves_no_queue_behind() {
     }
     driver.enqueue(&[envelope("doomed", Duration::from_secs(60))]).await.expect("the queue can be used again");
     assert_eq!(driver.delete_queue("doomed").await.expect("delete"), 1);
+    assert_eq!(driver.delete_queue("doomed").await.expect("deleting it again (no registry left)"), 0);
+    assert_eq!(driver.delete_queue("never-used").await.expect("deleting a queue never used"), 0);
 }

@@ -144,6 +144,7 @@ macro_rules! conformance_tests {
             purge_dead_empties_the_dead_store: None,
             queues_are_isolated: None,
             delayed_enqueue_is_invisible_until_due: None,
+            task_due_before_claimed_ones_is_still_delivered: None,
             dequeue_returns_at_most_max_in_due_order: None,
             bulk_enqueue_then_drain_loses_nothing: None,
             concurrent_consumers_never_double_deliver: None,

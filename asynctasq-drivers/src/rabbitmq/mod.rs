@@ -298,11 +298,14 @@ impl RabbitMqDriver {
         let registry = topology::registry(&self.inner.config.prefix);
         let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
         let mut kept = 0usize;
-        while let Some(m) = channel
-            .basic_get(registry.as_str().into(), BasicGetOptions::default())
-            .await
-            .map_err(|e| lapin_err("reading the queue registry", e))?
-        {
+        loop {
+            let m = match channel.basic_get(registry.as_str().into(), BasicGetOptions::default()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                // No registry: no queue of this prefix is left to forget.
+                Err(e) if topology::is_not_found(&e) => return Ok(()),
+                Err(e) => return Err(lapin_err("reading the queue registry", e)),
+            };
             if m.delivery.data == queue.as_bytes() {
                 channel
                     .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())

@@ -129,6 +129,59 @@ pub(crate) fn schema_state(migrations: &[(i64, &'static str, &str)], applied: Op
     asynctasq_core::SchemaState { applied, pending }
 }
 
+/// Where the next claim of each queue may start in the due index `(queue, visible_at, seq)`.
+///
+/// Acks delete rows and claims move them to the end of the index (their lease expiry), so on
+/// PostgreSQL and MySQL the head of a busy queue's index fills with dead entries until vacuum
+/// or purge removes them, and a claim scanning from the head walks them all: its cost would
+/// grow with the tasks processed (measured on PostgreSQL: 20,000 tasks/s for 10,000 tasks,
+/// 3,500/s for 1,000,000). A claim instead starts at the due time of the earliest task the
+/// previous claim took; what lies before it was taken (or is being taken) already.
+///
+/// A row can land before the cursor and stay claimable: a claim whose transaction rolled back,
+/// a task enqueued with a due time in the past, a crashed worker's task whose lease expired. So
+/// each queue gets a full scan from the head at least every [`FULL_SCAN_EVERY`], and whenever
+/// a bounded claim finds nothing.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimCursors {
+    queues: std::sync::Mutex<std::collections::HashMap<String, Cursor>>,
+}
+
+#[derive(Debug)]
+struct Cursor {
+    low: i64,
+    full_scan_at: std::time::Instant,
+}
+
+/// How often a queue's claim scans its due index from the head.
+pub(crate) const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ClaimCursors {
+    /// The lowest due time the next claim of `queue` needs to look at (`i64::MIN`: a full scan).
+    pub(crate) fn low(&self, queue: &str) -> i64 {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match queues.get_mut(queue) {
+            Some(c) if c.full_scan_at.elapsed() < FULL_SCAN_EVERY => c.low,
+            Some(c) => {
+                c.full_scan_at = std::time::Instant::now();
+                i64::MIN
+            }
+            None => {
+                queues.insert(queue.to_owned(), Cursor { low: i64::MIN, full_scan_at: std::time::Instant::now() });
+                i64::MIN
+            }
+        }
+    }
+
+    /// A claim of `queue` took tasks due at `due` and later (`None`: it took nothing).
+    pub(crate) fn claimed(&self, queue: &str, due: Option<i64>) {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(c), Some(due)) = (queues.get_mut(queue), due) {
+            c.low = due;
+        }
+    }
+}
+
 /// Waits for `notified` (a write through this driver) or until `next_due`, the earliest
 /// scheduled task or lease expiry, at most `cap`; returns at once when a task is already due.
 /// Register `notified` before reading `next_due`, so a write in between still wakes the wait.

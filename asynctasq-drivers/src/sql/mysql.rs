@@ -32,8 +32,8 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient, schema_state,
-    validate_table_prefix, wait_for_due, worker_rows,
+    ClaimCursors, connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient,
+    schema_state, validate_table_prefix, wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -86,6 +86,8 @@ struct Inner {
     poll_interval: Duration,
     /// Consecutive idle waits, for the adaptive poll interval.
     idle: AtomicU32,
+    /// Where each queue's next claim starts.
+    cursors: ClaimCursors,
 }
 
 impl std::fmt::Debug for MySqlDriver {
@@ -124,6 +126,7 @@ impl MySqlDriver {
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
                 idle: AtomicU32::new(0),
+                cursors: ClaimCursors::default(),
             }),
         };
         if config.migrate {
@@ -184,16 +187,29 @@ impl MySqlDriver {
         let token: i64 = fastrand::i64(..);
         let now = now();
         let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("dequeue", e))?;
-        let rows = sqlx::query(q(format!(
-            "SELECT seq, id, envelope, attempt, lease_ms FROM {t} WHERE queue = ? AND visible_at <= ? \
+        let sql = format!(
+            "SELECT seq, id, envelope, attempt, lease_ms, visible_at FROM {t} WHERE queue = ? AND visible_at >= ? AND visible_at <= ? \
              ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
-        )))
-        .bind(queue)
-        .bind(now)
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| map_err("dequeue", e))?;
+        );
+        let cursors = &self.inner.cursors;
+        let low = cursors.low(queue);
+        let mut rows = Vec::new();
+        // Start at the queue's claim cursor (see `ClaimCursors`: delete-marked entries wait at
+        // the head of the index for InnoDB's purge); from the head when that finds nothing.
+        for low in if low == i64::MIN { vec![low] } else { vec![low, i64::MIN] } {
+            rows = sqlx::query(q(sql.clone()))
+                .bind(queue)
+                .bind(low)
+                .bind(now)
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| map_err("dequeue", e))?;
+            if !rows.is_empty() {
+                break;
+            }
+        }
+        cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
         if rows.is_empty() {
             return Ok(Vec::new());
         }

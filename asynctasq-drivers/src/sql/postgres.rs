@@ -18,7 +18,9 @@
 //! their own table, out of the claim's way.
 //!
 //! # Round trips
-//! A claim is one `UPDATE … WHERE seq IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`; acks of
+//! A claim is one `WITH (SELECT … FOR UPDATE SKIP LOCKED) UPDATE … RETURNING`, starting at the
+//! queue's claim cursor rather than the head of the index (see `ClaimCursors`: the head fills
+//! with dead entries between vacuums, and walking them made claims slower as work went by); acks of
 //! many tasks are one `DELETE … USING UNNEST(seqs, tokens)`; bulk enqueue is one
 //! `INSERT … SELECT FROM UNNEST(…)`; dead-lettering is one `WITH … DELETE … RETURNING` feeding an
 //! `INSERT`. With `synchronous_commit` on each commit waits for an fsync, so the batching is
@@ -44,8 +46,8 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, validate_table_prefix, wait_for_due,
-    worker_rows,
+    ClaimCursors, connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, validate_table_prefix,
+    wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -106,10 +108,10 @@ impl Sql {
             ),
             notify: "SELECT pg_notify($1, q) FROM UNNEST($2::text[]) AS q".into(),
             claim: format!(
-                "UPDATE {t} SET attempt = attempt + 1, lease_token = $1, visible_at = $2 + lease_ms \
-                 WHERE seq IN (SELECT seq FROM {t} WHERE queue = $3 AND visible_at <= $2 \
-                               ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING seq, id, envelope, attempt, visible_at"
+                "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
+                            ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms FROM c \
+                 WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at"
             ),
             ack: format!(
                 "DELETE FROM {t} AS t USING UNNEST($1::bigint[], $2::bigint[]) AS a(seq, token) \
@@ -163,6 +165,7 @@ pub struct PostgresDriver {
 struct Inner {
     pool: PgPool,
     sql: Sql,
+    cursors: ClaimCursors,
     channel: String,
     prefix: String,
     notify: Arc<Notify>,
@@ -220,6 +223,7 @@ impl PostgresDriver {
             inner: Arc::new(Inner {
                 pool,
                 sql: Sql::new(&config.table_prefix),
+                cursors: ClaimCursors::default(),
                 channel,
                 prefix: config.table_prefix.clone(),
                 notify,
@@ -315,16 +319,23 @@ impl Driver for PostgresDriver {
             return Ok(Vec::new());
         }
         let token: i64 = fastrand::i64(..);
-        let rows = sqlx::query(q(&self.inner.sql.claim))
-            .bind(token)
-            .bind(now())
-            .bind(queue)
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| map_err("dequeue", e))?;
+        let (now, cursors) = (now(), &self.inner.cursors);
+        let claim = |low: i64| {
+            sqlx::query(q(&self.inner.sql.claim))
+                .bind(token)
+                .bind(now)
+                .bind(queue)
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .bind(low)
+                .fetch_all(&self.inner.pool)
+        };
+        let low = cursors.low(queue);
+        let mut rows = claim(low).await.map_err(|e| map_err("dequeue", e))?;
+        if rows.is_empty() && low != i64::MIN {
+            rows = claim(i64::MIN).await.map_err(|e| map_err("dequeue", e))?;
+        }
+        cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
         // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
-        let mut rows = rows;
         rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
         Ok(rows
             .iter()
