@@ -1,0 +1,196 @@
+//! The task state machine, checked against the reference model: random sequences of enqueue,
+//! claim, ack, nack, release, dead-letter, lease expiry, requeue and purge run in lockstep on
+//! the in-memory driver (the model) and on SQLite, and every observable state must agree:
+//! counts per state, which tasks a claim returns and at which attempt, which settlements find
+//! their lease lost, and the dead store.
+#![cfg(feature = "sqlite")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use asynctasq_core::envelope::{ENVELOPE_VERSION, unix_millis};
+use asynctasq_core::{DeadSelector, Driver, DriverError, Envelope, Lease, MemoryDriver, TaskId};
+use asynctasq_drivers::SqliteDriver;
+use proptest::prelude::*;
+
+/// Leases in these tests; `Expire` sleeps past it.
+const LEASE: Duration = Duration::from_millis(400);
+const Q: &str = "model";
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Enqueue a task, due now or in an hour.
+    Enqueue {
+        delayed: bool,
+    },
+    /// Claim every ready task.
+    Claim,
+    /// Settle the k-th lease held (by task id order) in some way.
+    Ack(usize),
+    Nack(usize),
+    Release(usize),
+    DeadLetter(usize),
+    /// Sleep until every lease taken so far has expired.
+    Expire,
+    RequeueOneDead(usize),
+    RequeueAllDead,
+    PurgeDead,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => any::<bool>().prop_map(|delayed| Op::Enqueue { delayed }),
+        4 => Just(Op::Claim),
+        3 => any::<usize>().prop_map(Op::Ack),
+        2 => any::<usize>().prop_map(Op::Nack),
+        1 => any::<usize>().prop_map(Op::Release),
+        2 => any::<usize>().prop_map(Op::DeadLetter),
+        1 => Just(Op::Expire),
+        1 => any::<usize>().prop_map(Op::RequeueOneDead),
+        1 => Just(Op::RequeueAllDead),
+        1 => Just(Op::PurgeDead),
+    ]
+}
+
+/// One driver under the sequence, with the leases it holds by task id.
+struct Side {
+    driver: Arc<dyn Driver>,
+    held: BTreeMap<TaskId, Lease>,
+}
+
+fn envelope(id: TaskId, delayed: bool) -> Envelope {
+    let now = unix_millis(SystemTime::now());
+    Envelope {
+        version: ENVELOPE_VERSION,
+        id,
+        name: "model.noop".into(),
+        queue: Q.into(),
+        payload: vec![0x90],
+        attempt: 0,
+        max_attempts: 100,
+        timeout_ms: None,
+        lease_ms: LEASE.as_millis() as u64,
+        created_at: now,
+        not_before: if delayed { now + 3_600_000 } else { now },
+        headers: BTreeMap::new(),
+    }
+}
+
+/// What an operation showed, in a form both drivers must produce alike.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Nothing,
+    Claimed(Vec<(TaskId, u32)>),
+    Settled(Result<(), &'static str>),
+    Moved(u64),
+}
+
+fn outcome(r: Result<(), DriverError>) -> Seen {
+    Seen::Settled(match r {
+        Ok(()) => Ok(()),
+        Err(DriverError::LeaseLost(_)) => Err("lease lost"),
+        Err(e) => panic!("unexpected error: {e}"),
+    })
+}
+
+impl Side {
+    /// The k-th held lease (by task id), if any is held.
+    fn pick(&self, k: usize) -> Option<Lease> {
+        (!self.held.is_empty()).then(|| self.held.values().nth(k % self.held.len()).cloned().expect("index in range"))
+    }
+
+    async fn apply(&mut self, op: &Op, new_id: TaskId, dead_ids: &[TaskId]) -> Seen {
+        let d = &self.driver;
+        match *op {
+            Op::Enqueue { delayed } => {
+                d.enqueue(&[envelope(new_id, delayed)]).await.expect("enqueue");
+                Seen::Nothing
+            }
+            Op::Claim => {
+                let mut got: Vec<(TaskId, u32)> = Vec::new();
+                for delivery in d.dequeue(Q, 1000).await.expect("dequeue") {
+                    got.push((delivery.lease.id, delivery.attempt));
+                    self.held.insert(delivery.lease.id, delivery.lease);
+                }
+                got.sort();
+                Seen::Claimed(got)
+            }
+            Op::Ack(k) => match self.pick(k) {
+                Some(lease) => {
+                    self.held.remove(&lease.id);
+                    let lost = d.ack(std::slice::from_ref(&lease)).await.expect("ack");
+                    outcome(if lost.contains(&lease.id) { Err(DriverError::LeaseLost(lease.id)) } else { Ok(()) })
+                }
+                None => Seen::Nothing,
+            },
+            Op::Nack(k) => match self.pick(k) {
+                Some(lease) => {
+                    self.held.remove(&lease.id);
+                    outcome(d.nack(&lease, Duration::ZERO, "failed").await)
+                }
+                None => Seen::Nothing,
+            },
+            Op::Release(k) => match self.pick(k) {
+                Some(lease) => {
+                    self.held.remove(&lease.id);
+                    outcome(d.release(&lease).await)
+                }
+                None => Seen::Nothing,
+            },
+            Op::DeadLetter(k) => match self.pick(k) {
+                Some(lease) => {
+                    self.held.remove(&lease.id);
+                    outcome(d.dead_letter(&lease, "gave up").await)
+                }
+                None => Seen::Nothing,
+            },
+            // The sequence sleeps past every lease before both sides see this.
+            Op::Expire => Seen::Nothing,
+            Op::RequeueOneDead(k) => match dead_ids.get(k % dead_ids.len().max(1)) {
+                Some(id) => Seen::Moved(d.requeue_dead(Q, DeadSelector::Ids(vec![*id])).await.expect("requeue")),
+                None => Seen::Nothing,
+            },
+            Op::RequeueAllDead => Seen::Moved(d.requeue_dead(Q, DeadSelector::All).await.expect("requeue")),
+            Op::PurgeDead => Seen::Moved(d.purge_dead(Q).await.expect("purge dead")),
+        }
+    }
+
+    /// The dead store: ids with their attempts and errors.
+    async fn dead(&self) -> Vec<(TaskId, u32, String)> {
+        let mut dead: Vec<_> = self.driver.dead(Q, 1000).await.expect("dead").into_iter().map(|t| (t.id, t.attempt, t.error)).collect();
+        dead.sort();
+        dead
+    }
+}
+
+async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteDriver::connect(&format!("sqlite://{}/model.db", dir.path().display())).await.expect("sqlite");
+    let mut model = Side { driver: Arc::new(MemoryDriver::new()), held: BTreeMap::new() };
+    let mut real = Side { driver: Arc::new(sqlite), held: BTreeMap::new() };
+    for (step, op) in ops.iter().enumerate() {
+        let id = TaskId::new();
+        let dead: Vec<TaskId> = model.dead().await.into_iter().map(|(id, _, _)| id).collect();
+        if let Op::Expire = op {
+            tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
+        }
+        let expected = model.apply(op, id, &dead).await;
+        let got = real.apply(op, id, &dead).await;
+        prop_assert_eq!(&got, &expected, "step {} {:?}: SQLite differs from the model", step, op);
+        let (m, r) = (model.driver.stats(Q).await.expect("stats"), real.driver.stats(Q).await.expect("stats"));
+        prop_assert_eq!(r, m, "step {} {:?}: counts differ", step, op);
+        prop_assert_eq!(real.dead().await, model.dead().await, "step {} {:?}: dead stores differ", step, op);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(run(ops))?;
+    }
+}
