@@ -244,4 +244,17 @@ mod tests {
             validate_queue_name(good).expect("valid name");
         }
     }
+
+    #[test]
+    fn hostile_task_names_are_rejected_with_the_reason() {
+        for (bad, says) in
+            [("", "empty"), ("a'b", "'\\''"), ("x; drop", "';'"), ("{tag}", "'{'"), ("é", "'é'"), (&"x".repeat(201)[..], "limit is 200")]
+        {
+            let err = validate_task_name(bad).expect_err("hostile task name").to_string();
+            assert!(err.contains(says), "{bad:.20?}: {err}");
+        }
+        for good in ["send_email", "app::mailer::send", "emails.v2"] {
+            validate_task_name(good).expect("valid name");
+        }
+    }
 }

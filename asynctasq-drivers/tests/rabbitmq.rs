@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use asynctasq_core::envelope::{Envelope, unix_millis};
-use asynctasq_core::testing::{Harness, eventually};
+use asynctasq_core::testing::{Harness, bad_input, eventually};
 use asynctasq_core::{Client, Driver, Event, Overrides, Registry, Task, TaskContext, TaskResult, Worker};
 use asynctasq_drivers::{RabbitMqConfig, RabbitMqDriver};
 use lapin::options::BasicPublishOptions;
@@ -30,30 +30,24 @@ fn envelope(queue: &str, lease: Duration) -> Envelope {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_published_straight_into_a_work_queue_are_dead_lettered_with_the_reason() {
+async fn bytes_published_straight_into_a_work_queue_are_dead_lettered_with_the_reason_and_good_tasks_still_run() {
     let driver = driver(|_| {}).await;
     driver.stats("raw").await.expect("declares the queue");
     let conn = Connection::connect(&url(), ConnectionProperties::default()).await.expect("connect");
     let channel = conn.create_channel().await.expect("channel");
     let work = format!("{}:raw", driver.prefix());
-    for body in [&b"\xc1\xc1junk"[..], &b"\x81\xa7version\x07"[..], &b""[..]] {
+    let inputs = bad_input::inputs("raw");
+    for input in &inputs {
         channel
-            .basic_publish("".into(), work.as_str().into(), BasicPublishOptions::default(), body, BasicProperties::default())
+            .basic_publish("".into(), work.as_str().into(), BasicPublishOptions::default(), &input.bytes, BasicProperties::default())
             .await
             .expect("publish")
             .await
             .expect("confirm");
     }
-    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
-    let counts = worker.build().expect("build").start().await.expect("the worker survives garbage");
-    assert_eq!((counts.dead, counts.retried), (3, 0));
-    let dead = driver.dead("raw", 10).await.expect("dead");
-    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
-    assert_eq!(dead.len(), 3, "{errors:?}");
-    assert!(errors.iter().all(|e| e.starts_with("undecodable envelope")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("unknown envelope version 7")), "{errors:?}");
-    assert!(dead.iter().all(|d| d.attempt == 1 && d.envelope.is_err()));
-    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), 3);
+    bad_input::dispatch_good(&(driver.clone() as Arc<dyn Driver>), "raw", 5).await;
+    bad_input::drain_and_check(driver.clone(), "raw", &inputs, 5).await;
+    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), inputs.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

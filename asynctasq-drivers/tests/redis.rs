@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use asynctasq_core::testing::bad_input;
 use asynctasq_core::{Client, DeadSelector, Driver, Events, Overrides, Registry, Worker};
 use asynctasq_drivers::{RedisConfig, RedisDriver, RedisEventPublisher};
 
@@ -24,35 +25,30 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 }
 
 #[tokio::test]
-async fn bytes_pushed_straight_into_a_queue_are_dead_lettered_with_the_reason() {
+async fn bytes_written_straight_into_a_queue_are_dead_lettered_with_the_reason_and_good_tasks_still_run() {
     let driver = driver(|_| {}).await;
     let mut con = raw().await;
     let base = format!("{}{{raw}}", driver.prefix());
-    // A member with garbage for an envelope, a member with no envelope at all, and a too-new one.
-    let _: () = redis::pipe()
-        .cmd("HSET")
-        .arg(format!("{base}:env"))
-        .arg("garbage")
-        .arg(&b"\xc1\xc1junk"[..])
-        .arg("future")
-        .arg(&b"\x81\xa7version\x07"[..])
-        .ignore()
-        .cmd("ZADD")
-        .arg(format!("{base}:waiting"))
-        .arg(&[(0, "garbage"), (0, "no-envelope"), (0, "future")][..])
-        .ignore()
-        .query_async(&mut con)
-        .await
-        .expect("raw writes");
-    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
-    let counts = worker.build().expect("build").start().await.expect("the worker survives garbage");
-    assert_eq!((counts.dead, counts.retried), (3, 0));
-    let dead = driver.dead("raw", 10).await.expect("dead");
-    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
-    assert_eq!(dead.len(), 3, "{errors:?}");
-    assert!(errors.iter().all(|e| e.starts_with("undecodable envelope")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("unknown envelope version 7")), "{errors:?}");
-    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), 3);
+    let inputs = bad_input::inputs("raw");
+    let mut pipe = redis::pipe();
+    for input in &inputs {
+        let member = input.id.to_string();
+        pipe.cmd("HSET").arg(format!("{base}:env")).arg(&member).arg(&input.bytes[..]).ignore();
+        pipe.cmd("ZADD").arg(format!("{base}:waiting")).arg(0).arg(&member).ignore();
+    }
+    // A member whose envelope is missing altogether.
+    pipe.cmd("ZADD").arg(format!("{base}:waiting")).arg(0).arg("no-envelope").ignore();
+    let _: () = pipe.query_async(&mut con).await.expect("raw writes");
+    bad_input::dispatch_good(&(driver.clone() as Arc<dyn Driver>), "raw", 5).await;
+    let mut expected = inputs;
+    expected.push(bad_input::BadInput {
+        label: "member without an envelope",
+        id: asynctasq_core::TaskId::new(),
+        bytes: Vec::new(),
+        reason: "undecodable envelope".into(),
+    });
+    bad_input::drain_and_check(driver.clone(), "raw", &expected, 5).await;
+    assert_eq!(driver.purge_dead("raw").await.expect("purge dead"), expected.len() as u64);
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use asynctasq_core::{Driver, Registry, Worker};
+use asynctasq_core::Driver;
+use asynctasq_core::testing::bad_input;
 use asynctasq_drivers::SqliteDriver;
 
 async fn fresh() -> (tempfile::TempDir, String) {
@@ -25,27 +26,22 @@ async fn migrations_are_idempotent_across_connects() {
 }
 
 #[tokio::test]
-async fn garbage_rows_in_the_table_are_dead_lettered_with_the_reason() {
+async fn bad_rows_written_straight_into_the_table_are_dead_lettered_with_the_reason_and_good_tasks_still_run() {
     let (_dir, url) = fresh().await;
     let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
-    let garbage: [&[u8]; 3] = [b"", b"\xc1\xc1\xc1", b"\x81\xa7version\x09"];
-    for (i, bytes) in garbage.iter().enumerate() {
+    let inputs = bad_input::inputs("raw");
+    for input in &inputs {
         sqlx::query("INSERT INTO asynctasq_tasks (id, queue, envelope, lease_ms, visible_at) VALUES (?1, 'raw', ?2, 30000, 0)")
-            .bind(vec![i as u8; 16])
-            .bind(*bytes)
+            .bind(input.id.as_bytes().to_vec())
+            .bind(input.bytes.clone())
             .execute(driver.pool())
             .await
             .expect("insert raw row");
     }
-    let worker = Worker::builder(driver.clone()).registry(Registry::new()).queues("raw").expect("queues").stop_when_empty(true);
-    let counts = worker.build().expect("build").start().await.expect("worker survives garbage");
-    assert_eq!((counts.dead, counts.retried, counts.succeeded), (3, 0, 0));
-    let dead = driver.dead("raw", 10).await.expect("dead");
-    assert_eq!(dead.len(), 3);
-    assert!(dead.iter().all(|d| d.error.starts_with("undecodable envelope")), "{:?}", dead.iter().map(|d| &d.error).collect::<Vec<_>>());
-    assert!(dead.iter().any(|d| d.error.contains("unknown envelope version 9")), "a too-new envelope says so");
+    bad_input::dispatch_good(&(driver.clone() as Arc<dyn Driver>), "raw", 5).await;
+    bad_input::drain_and_check(driver.clone(), "raw", &inputs, 5).await;
     let s = driver.stats("raw").await.expect("stats");
-    assert_eq!((s.ready, s.leased, s.dead), (0, 0, 3));
+    assert_eq!((s.ready, s.leased, s.dead), (0, 0, inputs.len() as u64));
 }
 
 fn envelope(driver: &Arc<SqliteDriver>, queue: &str) -> asynctasq_core::Envelope {

@@ -11,6 +11,11 @@ use asynctasq_core::{Client, Driver, Overrides, Task, TaskContext, TaskResult};
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
+pub mod chaos;
+mod own;
+
+pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis};
+
 /// The arguments of the `ledgered` task of the `ledger-worker` binary (same wire name and
 /// fields; the binary holds the handler).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -88,10 +93,12 @@ impl Setup {
         let ledger_url = format!("sqlite://{}/ledger.db?mode=rwc", dir.display());
         let ledger = SqlitePool::connect(&ledger_url).await.expect("open ledger");
         sqlx::query("PRAGMA journal_mode = WAL").execute(&ledger).await.expect("wal");
-        sqlx::query("CREATE TABLE ledger (n INTEGER NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL)")
-            .execute(&ledger)
-            .await
-            .expect("create ledger");
+        for table in ["ledger", "started"] {
+            let sql = format!(
+                "CREATE TABLE {table} (n INTEGER NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL)"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&ledger).await.expect("create ledger");
+        }
         let mut backend_env = Vec::new();
         let (driver, backend_args): (Arc<dyn Driver>, Vec<String>) = match backend {
             Backend::Sqlite => {
@@ -161,30 +168,6 @@ impl Setup {
             Err(e) if e.is_transient() => false,
             Err(e) => panic!("stats: {e}"),
         }
-    }
-
-    /// Dispatches `n` tasks to `queue` and runs them through one `exe` worker process, applying
-    /// `fault` once a quarter are done. Checks that every task completes, that the worker keeps
-    /// running through the fault, and that it exits cleanly on SIGTERM; returns the completions.
-    pub async fn survives_fault<F, Fut>(&self, exe: &str, queue: &str, n: u64, fault: F) -> HashMap<u64, u32>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
-        self.dispatch(queue, n, 20, Duration::from_secs(2)).await;
-        let mut worker = self.spawn_worker(exe, queue, 8, &[]);
-        eventually(Duration::from_secs(60), "a quarter of the tasks to complete", || async {
-            self.completions().await.len() as u64 >= n / 4
-        })
-        .await;
-        fault().await;
-        assert!(worker.running(), "the worker survives the fault");
-        eventually(Duration::from_secs(90), "every task to complete", || async { self.completions().await.len() as u64 == n }).await;
-        eventually(Duration::from_secs(10), "the queue to drain", || self.drained(queue)).await;
-        assert!(worker.running(), "the worker is still running");
-        worker.sigterm();
-        assert!(worker.exited_ok().await, "the worker exits cleanly on SIGTERM");
-        self.completions().await
     }
 
     /// Starts a `ledger-worker worker` process on this setup's backend and ledger, killed if
@@ -314,166 +297,4 @@ pub fn sqs_config(endpoint: &str, prefix: &str) -> asynctasq_drivers::SqsConfig 
 /// The shared Redis the test script starts (`ASYNCTASQ_TEST_REDIS_URL`, default local).
 pub fn shared_redis_url() -> String {
     std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A `redis-server` of a test's own on a free loopback port, with append-only persistence
-/// (fsync on every write), stopped when dropped. Restart and connection-kill tests use it so
-/// the shared server is never disturbed.
-pub struct OwnRedis {
-    /// The port it listens on.
-    pub port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    /// Starts a server keeping its data in `dir`.
-    pub fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let mut server = Self { port, dir: dir.to_path_buf(), child: None };
-        server.spawn();
-        server
-    }
-
-    /// The server's URL.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--dir"])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "own redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the server (SIGTERM: it finishes its append-only file) and starts it again on
-    /// the same port and data.
-    pub fn restart(&mut self, down_for: Duration) {
-        self.stop();
-        std::thread::sleep(down_for);
-        self.spawn();
-    }
-
-    /// Closes every client connection (`CLIENT KILL TYPE normal`).
-    pub fn kill_clients(&self) {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "CLIENT", "KILL", "TYPE", "normal"]).output();
-        assert!(out.expect("redis-cli must be installed").status.success(), "CLIENT KILL failed");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            sigterm(&child);
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A RabbitMQ node of a test's own (`rabbitmq-server` with its own node name, free loopback
-/// ports and data directory), stopped when dropped, so restart and connection tests never
-/// disturb the shared broker.
-pub struct OwnRabbit {
-    /// The AMQP port.
-    pub port: u16,
-    node: String,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
-}
-
-impl OwnRabbit {
-    /// Starts a node and waits until it accepts connections (~5-10 s).
-    pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("asynctasq-rabbit-{}-{:08x}", std::process::id(), fastrand_u32()));
-        std::fs::create_dir_all(dir.join("mnesia")).expect("node dir");
-        std::fs::create_dir_all(dir.join("log")).expect("node dir");
-        // The Debian wrapper runs the node as the `rabbitmq` user when started by root.
-        let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
-        let node = format!("asynctasq-test-{}-{:04x}@localhost", std::process::id(), fastrand_u32() & 0xffff);
-        let port = free_port();
-        let dist = free_port();
-        let child = Command::new("rabbitmq-server")
-            .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", port.to_string())
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("plugins"))
-            .env("RABBITMQ_FEATURE_FLAGS_FILE", dir.join("feature_flags"))
-            .env("RABBITMQ_CONFIG_FILE", dir.join("none"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rabbitmq-server must be installed (scripts/test installs it)");
-        let node = Self { port, node, dir, child: Some(child) };
-        node.await_startup();
-        node
-    }
-
-    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    fn ctl(&self, args: &[&str]) -> bool {
-        Command::new("rabbitmqctl")
-            .args(["-q", "-n", &self.node])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    fn await_startup(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while !self.ctl(&["await_startup"]) {
-            assert!(std::time::Instant::now() < deadline, "own RabbitMQ node {} did not start", self.node);
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    /// `rabbitmqctl stop_app`, a pause, then `start_app`: a broker restart with its data kept.
-    pub fn restart(&self, down_for: Duration) {
-        assert!(self.ctl(&["stop_app"]), "stop_app failed");
-        std::thread::sleep(down_for);
-        assert!(self.ctl(&["start_app"]), "start_app failed");
-        self.await_startup();
-    }
-
-    /// Closes every client connection (`rabbitmqctl close_all_connections`).
-    pub fn close_connections(&self) {
-        assert!(self.ctl(&["close_all_connections", "asynctasq test: connection loss"]), "close_all_connections failed");
-    }
-}
-
-impl Drop for OwnRabbit {
-    fn drop(&mut self) {
-        let _ = self.ctl(&["stop"]);
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

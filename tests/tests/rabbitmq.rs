@@ -1,39 +1,13 @@
-//! RabbitMQ faults on a broker node of the test's own (never the shared one): a broker restart
-//! and connection losses mid-run lose nothing and the worker carries on; and delays and retries
-//! set by one process are released by the broker to another.
+//! RabbitMQ across processes: delays and retries set by one process are released by the broker
+//! to another. (Broker restarts and connection losses are in the reliability suite, `chaos.rs`.)
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use asynctasq_core::Overrides;
-use asynctasq_tests::{Backend, FailsOnce, OwnRabbit, Setup, eventually, shared_rabbitmq_url};
+use asynctasq_tests::{Backend, FailsOnce, Setup, eventually, shared_rabbitmq_url};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
-const N: u64 = 300;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_restart_mid_run_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let rabbit = OwnRabbit::start();
-    let s = Setup::on(dir.path(), Backend::RabbitMq(rabbit.url())).await;
-    let completions = s.survives_fault(WORKER, "restart", N, || async { rabbit.restart(Duration::from_millis(1500)) }).await;
-    let duplicates: u32 = completions.values().map(|c| c - 1).sum();
-    assert!(duplicates <= 8, "only tasks in flight at the restart may run twice: {duplicates}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_loss_mid_run_loses_nothing_and_the_worker_carries_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let rabbit = OwnRabbit::start();
-    let s = Setup::on(dir.path(), Backend::RabbitMq(rabbit.url())).await;
-    s.survives_fault(WORKER, "drop", N, || async {
-        for _ in 0..3 {
-            rabbit.close_connections();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
-    .await;
-}
 
 /// Ledger rows per attempt: `attempt -> {n -> pid}`.
 async fn runs(s: &Setup) -> HashMap<i64, HashMap<i64, i64>> {

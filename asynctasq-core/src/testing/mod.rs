@@ -19,6 +19,7 @@
 //! deadlines, never fixed sleeps, except where a rule must show that something does *not*
 //! happen for a while.
 
+pub mod bad_input;
 pub mod rules;
 
 use std::future::Future;
@@ -156,6 +157,7 @@ macro_rules! conformance_tests {
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,
             hostile_queue_names_are_rejected: None,
+            hostile_task_names_are_stored_as_data_or_refused: None,
             stop_prefetch_gives_back_undelivered_tasks_unspent: None,
             registered_worker_is_listed_until_deregistered_or_expired: WorkerRegistry
         );

@@ -1,6 +1,6 @@
 //! The rules of the [`Driver`](crate::Driver) contract, one function each.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -468,15 +468,58 @@ pub async fn wait_ready_returns_when_a_delayed_task_falls_due(h: Harness) {
     eventually(PATIENCE, "the delayed task to be ready", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
 }
 
-/// Names that could escape a key prefix or break a statement are refused, never stored.
+/// Names that could escape a key prefix or break a statement are refused, never stored, by
+/// every call that takes a queue name.
 pub async fn hostile_queue_names_are_rejected(h: Harness) {
-    for bad in ["", "a'b", "x; DROP TABLE t", "q{tag}", "a:b", "ü", &"x".repeat(10_000)] {
+    for bad in HOSTILE_NAMES.iter().map(|s| (*s).to_owned()).chain([String::new(), "x".repeat(10_000)]) {
+        let bad = bad.as_str();
         let mut e = h.envelope("placeholder", LONG);
         e.queue = bad.to_owned();
         assert!(matches!(h.driver.enqueue(&[e]).await, Err(DriverError::Config(_))), "enqueue to {bad:.20?} must be refused");
         assert!(h.driver.dequeue(bad, 1).await.is_err(), "dequeue from {bad:.20?} must be refused");
         assert!(h.driver.stats(bad).await.is_err(), "stats of {bad:.20?} must be refused");
+        assert!(h.driver.purge(bad).await.is_err(), "purge of {bad:.20?} must be refused");
+        assert!(h.driver.dead(bad, 1).await.is_err(), "dead tasks of {bad:.20?} must be refused");
+        assert!(h.driver.purge_dead(bad).await.is_err(), "purge of dead tasks of {bad:.20?} must be refused");
     }
+    let queues = h.driver.queues().await.expect("queues");
+    assert!(queues.iter().all(|q| crate::envelope::validate_queue_name(q).is_ok()), "no hostile name was stored: {queues:?}");
+}
+
+/// Quotes, statement separators, key delimiters, unicode and control characters.
+const HOSTILE_NAMES: [&str; 8] = ["a'b", "a\"b", "x; DROP TABLE t", "q{tag}", "a:b", "ü", "a b", "nul\0"];
+
+/// A task name the client would refuse, written past it, is refused by the driver or stored as
+/// data: delivered back byte for byte, never interpreted.
+pub async fn hostile_task_names_are_stored_as_data_or_refused(h: Harness) {
+    let q = h.queue("q");
+    let names: Vec<String> = HOSTILE_NAMES.iter().map(|s| (*s).to_owned()).chain(["x".repeat(10_000)]).collect();
+    let mut stored = HashMap::new();
+    for name in &names {
+        let mut e = h.envelope(&q, LONG);
+        e.name = name.clone();
+        match h.driver.enqueue(std::slice::from_ref(&e)).await {
+            Ok(()) => {
+                stored.insert(e.id, name.clone());
+            }
+            Err(DriverError::Config(_) | DriverError::TooLarge { .. }) => {}
+            Err(other) => panic!("task name {name:.20?}: refused with an unclear error: {other}"),
+        }
+    }
+    let mut seen = HashMap::new();
+    while seen.len() < stored.len() {
+        let got = eventually(PATIENCE, "the stored tasks to be delivered", || async {
+            let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+        for d in got {
+            let e = d.envelope.as_ref().expect("a stored hostile name decodes");
+            seen.insert(e.id, e.name.clone());
+            h.driver.ack(&[d.lease]).await.expect("ack");
+        }
+    }
+    assert_eq!(seen, stored, "every stored name came back exactly as written");
 }
 
 /// Stopping prefetch gives back tasks fetched ahead but not delivered, unspent, and leaves

@@ -142,11 +142,13 @@ pub(crate) fn schema_state(migrations: &[(i64, &'static str, &str)], applied: Op
 /// a task enqueued with a due time in the past, a crashed worker's task whose lease expired. So
 /// each queue gets a full scan from the head at least every [`FULL_SCAN_EVERY`], and whenever
 /// a bounded claim finds nothing.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[derive(Debug, Default)]
 pub(crate) struct ClaimCursors {
     queues: std::sync::Mutex<std::collections::HashMap<String, Cursor>>,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[derive(Debug)]
 struct Cursor {
     low: i64,
@@ -154,8 +156,10 @@ struct Cursor {
 }
 
 /// How often a queue's claim scans its due index from the head.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl ClaimCursors {
     /// The lowest due time the next claim of `queue` needs to look at (`i64::MIN`: a full scan).
     pub(crate) fn low(&self, queue: &str) -> i64 {

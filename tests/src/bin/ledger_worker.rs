@@ -20,19 +20,28 @@ async fn ledger() -> Result<&'static SqlitePool, TaskError> {
         .await
 }
 
-/// Sleeps `sleep_ms`, then records `(n, attempt, pid)` in the ledger.
+/// Records the start of the run, sleeps `sleep_ms`, then records its completion.
 #[task]
 async fn ledgered(ctx: TaskContext, n: u64, sleep_ms: u64) -> Result<(), TaskError> {
+    insert("started", &ctx, n).await?;
     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
     record(&ctx, n).await
 }
 
-/// Records `(n, attempt, pid)` in the ledger.
+/// Records the completion `(n, attempt, pid, at_ms)` in the ledger.
 async fn record(ctx: &TaskContext, n: u64) -> Result<(), TaskError> {
-    sqlx::query("INSERT INTO ledger (n, attempt, pid) VALUES (?1, ?2, ?3)")
+    insert("ledger", ctx, n).await
+}
+
+/// Inserts `(n, attempt, pid, now in ms)` into `table` of the ledger database.
+async fn insert(table: &str, ctx: &TaskContext, n: u64) -> Result<(), TaskError> {
+    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let sql = format!("INSERT INTO {table} (n, attempt, pid, at_ms) VALUES (?1, ?2, ?3, ?4)");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(n as i64)
         .bind(i64::from(ctx.attempt()))
         .bind(i64::from(std::process::id()))
+        .bind(at_ms)
         .execute(ledger().await?)
         .await?;
     Ok(())

@@ -1,0 +1,342 @@
+//! Servers of a test's own, on free loopback ports with data directories of their own, stopped
+//! when dropped: restart and connection-kill tests use them so the shared services are never
+//! disturbed.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{fastrand_u32, sigterm};
+
+/// A `redis-server` of a test's own on a free loopback port, with append-only persistence
+/// (fsync on every write), stopped when dropped. Restart and connection-kill tests use it so
+/// the shared server is never disturbed.
+pub struct OwnRedis {
+    /// The port it listens on.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    /// Starts a server keeping its data in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut server = Self { port, dir: dir.to_path_buf(), child: None };
+        server.spawn();
+        server
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "own redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server (SIGTERM: it finishes its append-only file) and starts it again on
+    /// the same port and data.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    /// Closes every client connection (`CLIENT KILL TYPE normal`).
+    pub fn kill_clients(&self) {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "CLIENT", "KILL", "TYPE", "normal"]).output();
+        assert!(out.expect("redis-cli must be installed").status.success(), "CLIENT KILL failed");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm(&child);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A RabbitMQ node of a test's own (`rabbitmq-server` with its own node name, free loopback
+/// ports and data directory), stopped when dropped, so restart and connection tests never
+/// disturb the shared broker.
+pub struct OwnRabbit {
+    /// The AMQP port.
+    pub port: u16,
+    node: String,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+impl OwnRabbit {
+    /// Starts a node and waits until it accepts connections (~5-10 s).
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("asynctasq-rabbit-{}-{:08x}", std::process::id(), fastrand_u32()));
+        std::fs::create_dir_all(dir.join("mnesia")).expect("node dir");
+        std::fs::create_dir_all(dir.join("log")).expect("node dir");
+        // The Debian wrapper runs the node as the `rabbitmq` user when started by root.
+        let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
+        let node = format!("asynctasq-test-{}-{:04x}@localhost", std::process::id(), fastrand_u32() & 0xffff);
+        let port = free_port();
+        let dist = free_port();
+        let child = Command::new("rabbitmq-server")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("plugins"))
+            .env("RABBITMQ_FEATURE_FLAGS_FILE", dir.join("feature_flags"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("none"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server must be installed (scripts/test installs it)");
+        let node = Self { port, node, dir, child: Some(child) };
+        node.await_startup();
+        node
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) -> bool {
+        Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn await_startup(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !self.ctl(&["await_startup"]) {
+            assert!(std::time::Instant::now() < deadline, "own RabbitMQ node {} did not start", self.node);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `rabbitmqctl stop_app`, a pause, then `start_app`: a broker restart with its data kept.
+    pub fn restart(&self, down_for: Duration) {
+        assert!(self.ctl(&["stop_app"]), "stop_app failed");
+        std::thread::sleep(down_for);
+        assert!(self.ctl(&["start_app"]), "start_app failed");
+        self.await_startup();
+    }
+
+    /// Closes every client connection (`rabbitmqctl close_all_connections`).
+    pub fn close_connections(&self) {
+        assert!(self.ctl(&["close_all_connections", "asynctasq test: connection loss"]), "close_all_connections failed");
+    }
+}
+
+impl Drop for OwnRabbit {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["stop"]);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `program` as the `postgres` user when this process is root (PostgreSQL refuses to run
+/// as root), else as this user.
+fn as_postgres(program: &str) -> Command {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A PostgreSQL cluster of a test's own (`initdb` into a fresh directory, `pg_ctl` on a free
+/// loopback port, trust authentication), stopped and deleted when dropped.
+pub struct OwnPostgres {
+    /// The port it listens on.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnPostgres {
+    /// Creates the cluster and starts it (~2 s).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("cluster dir");
+        let _ = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status();
+        let status = as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-N", "-D"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb must be installed (PostgreSQL's server binaries)");
+        assert!(status.success(), "initdb failed");
+        let server = Self { port: free_port(), dir };
+        server.pg_ctl("start");
+        server
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let status = as_postgres("pg_ctl")
+            .args(["-w", "-m", "fast", "-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg(action)
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl must be installed");
+        assert!(status.success(), "pg_ctl {action} failed");
+    }
+
+    /// `pg_ctl stop -m fast` (open connections are terminated, data kept), a pause, then
+    /// `pg_ctl start`.
+    pub fn restart(&self, down_for: Duration) {
+        self.pg_ctl("stop");
+        std::thread::sleep(down_for);
+        self.pg_ctl("start");
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = as_postgres("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A MariaDB server of a test's own (`mariadb-install-db` into a fresh directory, `mariadbd` on
+/// a free loopback port, `root` without a password, database `test`), stopped and deleted when
+/// dropped.
+pub struct OwnMariaDb {
+    /// The port it listens on.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnMariaDb {
+    /// Creates the data directory and starts the server (~3 s).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("data dir");
+        let status = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db must be installed");
+        assert!(status.success(), "mariadb-install-db failed");
+        let mut server = Self { port: free_port(), dir, child: None };
+        server.spawn();
+        let out = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &server.port.to_string(), "-uroot", "-e", "CREATE DATABASE test"])
+            .output()
+            .expect("mariadb client must be installed");
+        assert!(out.status.success(), "create database: {}", String::from_utf8_lossy(&out.stderr));
+        server
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/test`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/test", self.port)
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    fn spawn(&mut self) {
+        let data = self.dir.path().join("data");
+        let child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=32M"])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", self.dir.path().join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd must be installed");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.admin(&["ping"]) {
+            assert!(std::time::Instant::now() < deadline, "own mariadbd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn admin(&self, args: &[&str]) -> bool {
+        Command::new("mariadb-admin")
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg("-uroot")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `mariadb-admin shutdown` (a clean stop, data kept), a pause, then the server again on
+    /// the same port and data.
+    pub fn restart(&mut self, down_for: Duration) {
+        assert!(self.admin(&["shutdown"]), "mariadb-admin shutdown failed");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+}
+
+impl Drop for OwnMariaDb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
