@@ -116,9 +116,17 @@ impl Report {
                 }
                 orphans += 1;
                 let again =
-                    started.iter().filter(|r| r.n == run.n && r.at_ms >= fault.at_ms && r.key() != run.key()).map(|r| r.at_ms).min();
+                    started.iter().filter(|r| r.n == run.n && r.at_ms >= fault.at_ms && r.key() != run.key()).min_by_key(|r| r.at_ms);
                 if let Some(again) = again {
-                    recovery_ms = Some(recovery_ms.unwrap_or(0).max(again - fault.at_ms));
+                    // An attempt skipped between the two runs is a delivery that never started:
+                    // claimed by a worker a later fault stopped first. The task came back from
+                    // that fault, so recovery counts from the last fault before it ran again.
+                    let from = if again.attempt > run.attempt + 1 {
+                        faults.iter().map(|f| f.at_ms).filter(|&at| at <= again.at_ms).max().unwrap_or(fault.at_ms)
+                    } else {
+                        fault.at_ms
+                    };
+                    recovery_ms = Some(recovery_ms.unwrap_or(0).max(again.at_ms - from));
                 }
             }
         }
@@ -221,6 +229,17 @@ pub fn unsettled(concurrency: u32) -> u64 {
 /// The queue every scenario uses (each setup has names of its own).
 const QUEUE: &str = "chaos";
 
+/// The attempts a chaos task gets. A delivery cut short by a fault is an attempt spent (the
+/// contract: a crash counts), and a task can be cut short once per fault, or twice when its
+/// redelivery sits claimed and not yet started in a worker that is killed too. The scenarios
+/// test that no task is lost, not attempt exhaustion, so no task may run out of attempts.
+const ATTEMPTS: u32 = 25;
+
+/// Dispatch options of every chaos task.
+fn overrides(lease: Duration) -> Overrides {
+    Overrides { queue: Some(QUEUE.into()), lease: Some(lease), max_attempts: Some(ATTEMPTS), ..Default::default() }
+}
+
 impl Chaos<'_> {
     async fn report(&self, scenario: &str, tasks: u64, lease: Duration, faults: &[Fault], began: std::time::Instant) -> Report {
         let (started, completed) = (self.setup.started_runs().await, self.setup.completed_runs().await);
@@ -228,9 +247,14 @@ impl Chaos<'_> {
         Report::analyse(scenario, self.backend, tasks, lease, self.races, &started, &completed, faults, seconds)
     }
 
+    /// Dispatches tasks `0..tasks` at once.
+    async fn dispatch_all(&self, tasks: u64, sleep_ms: u64, lease: Duration) {
+        self.setup.client.dispatch_many((0..tasks).map(|n| Ledgered { n, sleep_ms }), overrides(lease)).await.expect("dispatch");
+    }
+
     /// Dispatches tasks `from..to` in batches at `rate` tasks per second.
     async fn produce(&self, from: u64, to: u64, rate: u64, sleep_ms: u64, lease: Duration) {
-        let overrides = Overrides { queue: Some(QUEUE.into()), lease: Some(lease), ..Default::default() };
+        let overrides = overrides(lease);
         let batch = (rate / 10).max(1);
         let mut next = from;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -244,12 +268,36 @@ impl Chaos<'_> {
 
     async fn finish(&self, tasks: u64, workers: Vec<Proc>) {
         let s = self.setup;
-        eventually(Duration::from_secs(120), "every task to complete", || async { s.completed_count().await >= tasks }).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while s.completed_count().await < tasks {
+            if tokio::time::Instant::now() >= deadline {
+                panic!("timed out after 120s waiting for every task to complete: {}", self.diagnose(tasks).await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         eventually(Duration::from_secs(30), "the queue to drain", || s.drained(QUEUE)).await;
         for mut w in workers {
             w.sigterm();
             assert!(w.exited_ok().await, "a surviving worker exits cleanly on SIGTERM");
         }
+    }
+
+    /// What a stuck scenario looks like: the tasks never completed, their runs, the queue's
+    /// counts and its dead tasks.
+    async fn diagnose(&self, tasks: u64) -> String {
+        let s = self.setup;
+        let done = s.completions().await;
+        let missing: Vec<u64> = (0..tasks).filter(|n| !done.contains_key(n)).collect();
+        let started = s.started_runs().await;
+        let runs: Vec<&Run> = started.iter().filter(|r| missing.iter().take(10).any(|&n| n == r.n)).collect();
+        let stats = s.driver.stats(QUEUE).await;
+        let dead = s.driver.dead(QUEUE, 5).await.map(|d| d.into_iter().map(|d| (d.attempt, d.error)).collect::<Vec<_>>());
+        format!(
+            "{} missing (first: {:?}); their runs: {runs:?}; queue: {stats:?}; dead: {dead:?}; now {}",
+            missing.len(),
+            &missing[..missing.len().min(10)],
+            now_ms()
+        )
     }
 
     /// Scenario 1: two workers under a steady load; one is SIGKILLed mid-run and restarted.
@@ -319,7 +367,7 @@ impl Chaos<'_> {
         let lease = Duration::from_secs(2);
         let s = self.setup;
         let began = std::time::Instant::now();
-        s.dispatch(QUEUE, tasks, 20, lease).await;
+        self.dispatch_all(tasks, 20, lease).await;
         let mut workers: Vec<Proc> = (0..2).map(|_| s.spawn_worker(self.exe, QUEUE, CONCURRENCY, &[])).collect();
         eventually(Duration::from_secs(60), "a quarter of the tasks to complete", || async { s.completed_count().await >= tasks / 4 })
             .await;
@@ -344,7 +392,7 @@ impl Chaos<'_> {
         // A lease far longer than the test: only an explicit release brings tasks back in time.
         let lease = Duration::from_secs(300);
         let began = std::time::Instant::now();
-        s.dispatch(QUEUE, TASKS, 2_000, lease).await;
+        self.dispatch_all(TASKS, 2_000, lease).await;
         let mut old = s.spawn_worker(self.exe, QUEUE, CONCURRENCY, &["--shutdown-grace", "300ms"]);
         eventually(Duration::from_secs(30), "the old worker to start a full set of tasks", || async {
             s.started_runs().await.len() as u64 >= u64::from(CONCURRENCY)
@@ -371,7 +419,7 @@ impl Chaos<'_> {
         let s = self.setup;
         let lease = Duration::from_secs(1);
         let began = std::time::Instant::now();
-        s.dispatch(QUEUE, TASKS, 3_000, lease).await;
+        self.dispatch_all(TASKS, 3_000, lease).await;
         let workers: Vec<Proc> = (0..2).map(|_| s.spawn_worker(self.exe, QUEUE, CONCURRENCY, &[])).collect();
         self.finish(TASKS, workers).await;
         let report = self.report("task 3x its lease, heartbeats on", TASKS, lease, &[], began).await.check();
@@ -403,5 +451,20 @@ mod tests {
         assert_eq!(r.recovery_ms, Some(800));
         assert_eq!(r.stall_ms, 600, "from t=350 to t=950");
         assert_eq!(r.allowed_duplicates, 4);
+    }
+
+    #[test]
+    fn recovery_of_a_redelivery_cut_short_before_it_started_counts_from_the_later_fault() {
+        // Task 0 runs as attempt 1 on pid 1, killed at t=100; attempt 2 is claimed by pid 2,
+        // killed at t=1100 before it started; attempt 3 starts at t=3200 on pid 3.
+        let started = [run(0, 1, 50), Run { n: 0, attempt: 3, pid: 3, at_ms: 3200 }];
+        let completed = [Run { n: 0, attempt: 3, pid: 3, at_ms: 3300 }];
+        let faults = [Fault { at_ms: 100, pid: Some(1), bound: 4 }, Fault { at_ms: 1100, pid: Some(2), bound: 4 }];
+        let r = Report::analyse("s", "b", 1, Duration::from_secs(2), 0, &started, &completed, &faults, 1.0);
+        assert_eq!(r.recovery_ms, Some(2100));
+        // Attempt 2 starting at t=3200 is a plain redelivery: counted from the kill at t=100.
+        let started = [run(0, 1, 50), Run { n: 0, attempt: 2, pid: 3, at_ms: 3200 }];
+        let r = Report::analyse("s", "b", 1, Duration::from_secs(2), 0, &started, &completed, &faults, 1.0);
+        assert_eq!(r.recovery_ms, Some(3100));
     }
 }

@@ -66,14 +66,24 @@ fn render(path: &str, reports: &[Report]) -> String {
          Columns: **lost** tasks never completed; **dup.** completions beyond a task's first (allowed: \
          the bound in the scenario); **in flight** runs started and unfinished when a fault hit; \
          **back within** the longest time from a fault until one of its cut-short runs started again \
-         (the lease is 2 s unless noted); **stall** the longest gap between two completions after the \
+         (the lease is 2 s unless noted; when the task's next run skipped an attempt, its redelivery \
+         was claimed by a worker a later fault stopped before it started, and the time counts from \
+         that later fault); **stall** the longest gap between two completions after the \
          first fault.\n\n\
          How the backends differ: on RabbitMQ a dead worker's unacked deliveries go back when the \
          broker sees its connection close, so orphans return in milliseconds; everywhere else they \
          return when their lease expires (at most one lease after the kill, as heartbeats renew \
          it every third). On RabbitMQ an ack belongs to the channel that received the delivery, so \
          a lost connection also re-delivers the tasks that were running on it and finished: the \
-         connection-kill duplicates there are those.\n"
+         connection-kill duplicates there are those.\n\n\
+         Attempts: a delivery cut short by a crash, a lost connection or an expired lease is an \
+         attempt spent (so a task that kills its worker every time ends dead instead of looping). A \
+         task can be cut short more than once in one scenario (once per fault, and its redelivery \
+         again when the worker that claimed it is killed before starting it), and with the default \
+         `max_attempts` of 3 it would be dead-lettered with the reason `delivery 4 exceeds max \
+         attempts 3: earlier deliveries ended without a result (worker crash or expired lease)`. \
+         That is what an early version of scenario 2 found in CI; the scenarios test loss, not \
+         attempt exhaustion, so their tasks are dispatched with 25 attempts.\n"
     );
     let mut scenarios: Vec<&str> = Vec::new();
     for r in reports {
