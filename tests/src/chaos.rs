@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use asynctasq_core::Overrides;
 
-use crate::{Ledgered, Proc, Setup, eventually};
+use crate::{Ledgered, OwnServer, Proc, Setup, eventually};
 
 /// Milliseconds since the epoch, the clock the ledger's `at_ms` uses.
 pub fn now_ms() -> i64 {
@@ -378,6 +378,26 @@ impl Chaos<'_> {
         }
         self.finish(tasks, workers).await;
         self.report(scenario, tasks, lease, &faults, began).await.check()
+    }
+
+    /// Scenario 3: the test's own server restarts (down 1.5 s) once a quarter of the tasks are
+    /// done.
+    pub async fn server_restart<S: OwnServer>(&self, server: &mut S, tasks: u64) -> Report {
+        self.server_fault("server restart", tasks, 1, || async { server.restart(Duration::from_millis(1500)) }).await
+    }
+
+    /// Scenario 4: every client connection to the test's own server is closed three times,
+    /// `gap` apart, once a quarter of the tasks are done.
+    pub async fn connection_kills<S: OwnServer>(&self, server: &S, tasks: u64, gap: Duration) -> Report {
+        self.server_fault("connection kill x3", tasks, 3, || async {
+            let mut killed = 0;
+            for _ in 0..3 {
+                killed += server.kill_connections();
+                tokio::time::sleep(gap).await;
+            }
+            assert!(killed > 0, "some connections were killed");
+        })
+        .await
     }
 
     /// Scenario 5: a deploy. The old worker runs tasks longer than its grace period and gets

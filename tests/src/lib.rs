@@ -14,7 +14,7 @@ use sqlx::sqlite::SqlitePool;
 pub mod chaos;
 mod own;
 
-pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis};
+pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer};
 
 /// The arguments of the `ledgered` task of the `ledger-worker` binary (same wire name and
 /// fields; the binary holds the handler).

@@ -2,11 +2,40 @@
 //! when dropped: restart and connection-kill tests use them so the shared services are never
 //! disturbed.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::{fastrand_u32, sigterm};
+
+/// A server of a test's own that chaos scenarios restart and cut connections on. Each fault is
+/// the server's own admin command (`redis-cli`, `pg_ctl`/`psql`, `mariadb-admin`/`mariadb`,
+/// `rabbitmqctl`).
+pub trait OwnServer {
+    /// Creates the server and starts it.
+    fn start() -> Self;
+
+    /// The URL clients connect to.
+    fn url(&self) -> String;
+
+    /// Stops the server with its data kept, waits `down_for`, and starts it again on the same
+    /// port and data.
+    fn restart(&mut self, down_for: Duration);
+
+    /// Closes every client connection but the admin command's own; returns how many it closed.
+    fn kill_connections(&self) -> u64;
+}
+
+/// A loopback port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+/// Runs `cmd`, asserting it succeeds, and returns its standard output.
+fn output(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e} (scripts/test installs the servers' tools)"));
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// A `redis-server` of a test's own on a free loopback port, with append-only persistence
 /// (fsync on every write), stopped when dropped. Restart and connection-kill tests use it so
@@ -14,29 +43,42 @@ use crate::{fastrand_u32, sigterm};
 pub struct OwnRedis {
     /// The port it listens on.
     pub port: u16,
-    dir: std::path::PathBuf,
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
-impl OwnRedis {
-    /// Starts a server keeping its data in `dir`.
-    pub fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let mut server = Self { port, dir: dir.to_path_buf(), child: None };
+impl OwnServer for OwnRedis {
+    fn start() -> Self {
+        let mut server = Self { port: free_port(), dir: tempfile::tempdir().expect("data dir"), child: None };
         server.spawn();
         server
     }
 
-    /// The server's URL.
-    pub fn url(&self) -> String {
+    /// `redis://127.0.0.1:<port>`.
+    fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGTERM (it finishes its append-only file), then the server again.
+    fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    /// `CLIENT KILL TYPE normal`.
+    fn kill_connections(&self) -> u64 {
+        let out = output(Command::new("redis-cli").args(["-p", &self.port.to_string(), "CLIENT", "KILL", "TYPE", "normal"]), "CLIENT KILL");
+        out.trim().parse().unwrap_or_else(|_| panic!("CLIENT KILL answered {out:?}"))
+    }
+}
+
+impl OwnRedis {
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always", "--dir"])
-            .arg(&self.dir)
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -47,20 +89,6 @@ impl OwnRedis {
             assert!(std::time::Instant::now() < deadline, "own redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Stops the server (SIGTERM: it finishes its append-only file) and starts it again on
-    /// the same port and data.
-    pub fn restart(&mut self, down_for: Duration) {
-        self.stop();
-        std::thread::sleep(down_for);
-        self.spawn();
-    }
-
-    /// Closes every client connection (`CLIENT KILL TYPE normal`).
-    pub fn kill_clients(&self) {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "CLIENT", "KILL", "TYPE", "normal"]).output();
-        assert!(out.expect("redis-cli must be installed").status.success(), "CLIENT KILL failed");
     }
 
     fn stop(&mut self) {
@@ -88,13 +116,9 @@ pub struct OwnRabbit {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
-}
-
-impl OwnRabbit {
+impl OwnServer for OwnRabbit {
     /// Starts a node and waits until it accepts connections (~5-10 s).
-    pub fn start() -> Self {
+    fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("asynctasq-rabbit-{}-{:08x}", std::process::id(), fastrand_u32()));
         std::fs::create_dir_all(dir.join("mnesia")).expect("node dir");
         std::fs::create_dir_all(dir.join("log")).expect("node dir");
@@ -123,10 +147,27 @@ impl OwnRabbit {
     }
 
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
-    pub fn url(&self) -> String {
+    fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// `rabbitmqctl stop_app`, a pause, then `start_app`.
+    fn restart(&mut self, down_for: Duration) {
+        assert!(self.ctl(&["stop_app"]), "stop_app failed");
+        std::thread::sleep(down_for);
+        assert!(self.ctl(&["start_app"]), "start_app failed");
+        self.await_startup();
+    }
+
+    /// `rabbitmqctl close_all_connections`.
+    fn kill_connections(&self) -> u64 {
+        let open = output(Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_connections", "pid"]), "list_connections");
+        assert!(self.ctl(&["close_all_connections", "asynctasq test: connection loss"]), "close_all_connections failed");
+        open.lines().filter(|l| l.trim_start().starts_with('<')).count() as u64
+    }
+}
+
+impl OwnRabbit {
     fn ctl(&self, args: &[&str]) -> bool {
         Command::new("rabbitmqctl")
             .args(["-q", "-n", &self.node])
@@ -143,19 +184,6 @@ impl OwnRabbit {
             assert!(std::time::Instant::now() < deadline, "own RabbitMQ node {} did not start", self.node);
             std::thread::sleep(Duration::from_millis(300));
         }
-    }
-
-    /// `rabbitmqctl stop_app`, a pause, then `start_app`: a broker restart with its data kept.
-    pub fn restart(&self, down_for: Duration) {
-        assert!(self.ctl(&["stop_app"]), "stop_app failed");
-        std::thread::sleep(down_for);
-        assert!(self.ctl(&["start_app"]), "start_app failed");
-        self.await_startup();
-    }
-
-    /// Closes every client connection (`rabbitmqctl close_all_connections`).
-    pub fn close_connections(&self) {
-        assert!(self.ctl(&["close_all_connections", "asynctasq test: connection loss"]), "close_all_connections failed");
     }
 }
 
@@ -191,9 +219,9 @@ pub struct OwnPostgres {
     dir: tempfile::TempDir,
 }
 
-impl OwnPostgres {
+impl OwnServer for OwnPostgres {
     /// Creates the cluster and starts it (~2 s).
-    pub fn start() -> Self {
+    fn start() -> Self {
         let dir = tempfile::tempdir().expect("cluster dir");
         let _ = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status();
         let status = as_postgres("initdb")
@@ -209,10 +237,29 @@ impl OwnPostgres {
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
-    pub fn url(&self) -> String {
+    fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// `pg_ctl stop -m fast` (open connections are terminated, data kept), a pause, then
+    /// `pg_ctl start`.
+    fn restart(&mut self, down_for: Duration) {
+        self.pg_ctl("stop");
+        std::thread::sleep(down_for);
+        self.pg_ctl("start");
+    }
+
+    /// `pg_terminate_backend` of every client backend: the workers' pools and LISTEN
+    /// connections, and the test's own driver.
+    fn kill_connections(&self) -> u64 {
+        const SQL: &str = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                           WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'";
+        let out = output(Command::new("psql").args(["-Atc", SQL, &self.url()]), "pg_terminate_backend");
+        out.trim().parse().unwrap_or_else(|_| panic!("psql answered {out:?}"))
+    }
+}
+
+impl OwnPostgres {
     fn pg_ctl(&self, action: &str) {
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
         let status = as_postgres("pg_ctl")
@@ -225,14 +272,6 @@ impl OwnPostgres {
             .status()
             .expect("pg_ctl must be installed");
         assert!(status.success(), "pg_ctl {action} failed");
-    }
-
-    /// `pg_ctl stop -m fast` (open connections are terminated, data kept), a pause, then
-    /// `pg_ctl start`.
-    pub fn restart(&self, down_for: Duration) {
-        self.pg_ctl("stop");
-        std::thread::sleep(down_for);
-        self.pg_ctl("start");
     }
 }
 
@@ -258,9 +297,9 @@ pub struct OwnMariaDb {
     child: Option<Child>,
 }
 
-impl OwnMariaDb {
+impl OwnServer for OwnMariaDb {
     /// Creates the data directory and starts the server (~3 s).
-    pub fn start() -> Self {
+    fn start() -> Self {
         let dir = tempfile::tempdir().expect("data dir");
         let status = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
@@ -272,17 +311,46 @@ impl OwnMariaDb {
         assert!(status.success(), "mariadb-install-db failed");
         let mut server = Self { port: free_port(), dir, child: None };
         server.spawn();
-        let out = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-P", &server.port.to_string(), "-uroot", "-e", "CREATE DATABASE test"])
-            .output()
-            .expect("mariadb client must be installed");
-        assert!(out.status.success(), "create database: {}", String::from_utf8_lossy(&out.stderr));
+        output(&mut server.client(&["-e", "CREATE DATABASE test"]), "create database");
         server
     }
 
     /// `mysql://root@127.0.0.1:<port>/test`.
-    pub fn url(&self) -> String {
+    fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/test", self.port)
+    }
+
+    /// `mariadb-admin shutdown` (a clean stop, data kept), a pause, then the server again.
+    fn restart(&mut self, down_for: Duration) {
+        assert!(self.admin(&["shutdown"]), "mariadb-admin shutdown failed");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    /// `KILL CONNECTION` of every connection but the server's own threads; a connection gone
+    /// between the listing and its kill is not counted.
+    fn kill_connections(&self) -> u64 {
+        let list = "SELECT id FROM information_schema.processlist WHERE id <> CONNECTION_ID() AND command <> 'Daemon'";
+        let ids = output(&mut self.client(&["-N", "-e", list]), "list connections");
+        let kills: Vec<String> = ids.split_whitespace().map(|id| format!("KILL CONNECTION {id};")).collect();
+        if kills.is_empty() {
+            return 0;
+        }
+        let out = self.client(&["--force", "-e", &kills.join(" ")]).output().expect("mariadb client must be installed");
+        let failed = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("ERROR")).count();
+        (kills.len() - failed) as u64
+    }
+}
+
+impl OwnMariaDb {
+    /// The `mariadb` client on this server as `root`, with `args`.
+    fn client(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("mariadb");
+        cmd.args(["-h", "127.0.0.1", "-P", &self.port.to_string(), "-uroot"]).args(args);
+        cmd
     }
 
     fn socket(&self) -> std::path::PathBuf {
@@ -318,17 +386,6 @@ impl OwnMariaDb {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
-    }
-
-    /// `mariadb-admin shutdown` (a clean stop, data kept), a pause, then the server again on
-    /// the same port and data.
-    pub fn restart(&mut self, down_for: Duration) {
-        assert!(self.admin(&["shutdown"]), "mariadb-admin shutdown failed");
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-        std::thread::sleep(down_for);
-        self.spawn();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asynctasq_tests::chaos::Chaos;
 use asynctasq_tests::{
-    Backend, OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, Setup, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url,
+    Backend, OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer, Setup, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url,
     shared_redis_url, shared_sqs_endpoint,
 };
 
@@ -71,6 +71,28 @@ macro_rules! process_scenarios {
     };
 }
 
+/// Expands the scenarios of a backend with a server, on a server of the test's own: a restart,
+/// and connection kills `$gap_ms` apart.
+macro_rules! server_scenarios {
+    ($server:ty, $backend:expr, $gap_ms:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn server_restart_loses_no_task() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut server = <$server>::start();
+            let s = Setup::on(dir.path(), ($backend)(server.url())).await;
+            chaos(&s).server_restart(&mut server, FAST.tasks).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn connection_kills_mid_run_lose_no_task() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let server = <$server>::start();
+            let s = Setup::on(dir.path(), ($backend)(server.url())).await;
+            chaos(&s).connection_kills(&server, FAST.tasks, Duration::from_millis($gap_ms)).await;
+        }
+    };
+}
+
 mod sqlite {
     use super::*;
     process_scenarios!("SQLite", Backend::Sqlite, FAST);
@@ -79,138 +101,26 @@ mod sqlite {
 mod redis {
     use super::*;
     process_scenarios!("Redis", Backend::Redis(shared_redis_url()), FAST);
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn server_restart_with_append_only_file_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut redis = OwnRedis::start(dir.path());
-        let s = Setup::on(dir.path(), Backend::Redis(redis.url())).await;
-        chaos(&s).server_fault("server restart", FAST.tasks, 1, || async { redis.restart(Duration::from_millis(1500)) }).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn client_kill_mid_run_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let redis = OwnRedis::start(dir.path());
-        let s = Setup::on(dir.path(), Backend::Redis(redis.url())).await;
-        chaos(&s)
-            .server_fault("connection kill x3", FAST.tasks, 3, || async {
-                for _ in 0..3 {
-                    redis.kill_clients();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            })
-            .await;
-    }
+    // Its own server keeps an append-only file, fsynced on every write.
+    server_scenarios!(OwnRedis, Backend::Redis, 200);
 }
 
 mod postgres {
     use super::*;
     process_scenarios!("PostgreSQL", Backend::Postgres(shared_postgres_url()), FAST);
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn server_restart_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pg = OwnPostgres::start();
-        let s = Setup::on(dir.path(), Backend::Postgres(pg.url())).await;
-        chaos(&s).server_fault("server restart", FAST.tasks, 1, || async { pg.restart(Duration::from_millis(1500)) }).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pg_terminate_backend_mid_run_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pg = OwnPostgres::start();
-        let s = Setup::on(dir.path(), Backend::Postgres(pg.url())).await;
-        let admin = sqlx::PgPool::connect(&pg.url()).await.expect("admin connection");
-        chaos(&s)
-            .server_fault("connection kill x3", FAST.tasks, 3, || async {
-                let mut killed = 0;
-                for _ in 0..3 {
-                    // Every client connection but this one: the workers' pools and LISTEN
-                    // connections, and the test's own driver.
-                    let rows: Vec<bool> = sqlx::query_scalar(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                         WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
-                    )
-                    .fetch_all(&admin)
-                    .await
-                    .expect("terminate");
-                    killed += rows.len();
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                assert!(killed > 0, "some connections were killed");
-            })
-            .await;
-    }
+    server_scenarios!(OwnPostgres, Backend::Postgres, 300);
 }
 
 mod mysql {
     use super::*;
     process_scenarios!("MariaDB", Backend::MySql(shared_mysql_url()), FAST);
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn server_restart_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut db = OwnMariaDb::start();
-        let s = Setup::on(dir.path(), Backend::MySql(db.url())).await;
-        chaos(&s).server_fault("server restart", FAST.tasks, 1, || async { db.restart(Duration::from_millis(1500)) }).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn kill_connection_mid_run_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = OwnMariaDb::start();
-        let s = Setup::on(dir.path(), Backend::MySql(db.url())).await;
-        let admin = sqlx::MySqlPool::connect(&db.url()).await.expect("admin connection");
-        chaos(&s)
-            .server_fault("connection kill x3", FAST.tasks, 3, || async {
-                let mut killed = 0;
-                for _ in 0..3 {
-                    let ids: Vec<i64> = sqlx::query_scalar(
-                        "SELECT id FROM information_schema.processlist WHERE id <> CONNECTION_ID() AND command <> 'Daemon'",
-                    )
-                    .fetch_all(&admin)
-                    .await
-                    .expect("list connections");
-                    for id in ids {
-                        if sqlx::query(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}"))).execute(&admin).await.is_ok() {
-                            killed += 1;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                assert!(killed > 0, "some connections were killed");
-            })
-            .await;
-    }
+    server_scenarios!(OwnMariaDb, Backend::MySql, 300);
 }
 
 mod rabbitmq {
     use super::*;
     process_scenarios!("RabbitMQ", Backend::RabbitMq(shared_rabbitmq_url()), FAST);
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn broker_restart_loses_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let rabbit = OwnRabbit::start();
-        let s = Setup::on(dir.path(), Backend::RabbitMq(rabbit.url())).await;
-        chaos(&s).server_fault("server restart", FAST.tasks, 1, || async { rabbit.restart(Duration::from_millis(1500)) }).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn closed_connections_mid_run_lose_no_task() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let rabbit = OwnRabbit::start();
-        let s = Setup::on(dir.path(), Backend::RabbitMq(rabbit.url())).await;
-        chaos(&s)
-            .server_fault("connection kill x3", FAST.tasks, 3, || async {
-                for _ in 0..3 {
-                    rabbit.close_connections();
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-            })
-            .await;
-    }
+    server_scenarios!(OwnRabbit, Backend::RabbitMq, 300);
 }
 
 mod sqs {
