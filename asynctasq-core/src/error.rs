@@ -62,6 +62,12 @@ impl DriverError {
         Self::Unavailable { message: message.into(), source: Some(Box::new(source)) }
     }
 
+    /// A [`DriverError::Unavailable`] for a request that got no answer within `after`: the
+    /// connection is presumed dead (half-open), and the driver's next request uses a new one.
+    pub fn timed_out(doing: impl Into<String>, after: std::time::Duration) -> Self {
+        Self::Unavailable { message: format!("{}: no answer within {after:?}", doing.into()), source: None }
+    }
+
     /// Whether retrying the same call later may succeed (connection trouble).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use asynctasq_core::Overrides;
 
+use crate::proxy::{Freeze, FreezingProxy};
 use crate::{Ledgered, OwnServer, Proc, Setup, eventually};
 
 /// Milliseconds since the epoch, the clock the ledger's `at_ms` uses.
@@ -82,6 +83,10 @@ pub struct Report {
     /// The test that ran it (`module::test`), to run it again.
     #[serde(default)]
     pub test: String,
+    /// For half-open faults: the time from the fault until the worker started the first task
+    /// dispatched after it (which it can only have received on a new connection), in ms.
+    #[serde(default)]
+    pub resumed_ms: Option<i64>,
 }
 
 impl Report {
@@ -149,6 +154,7 @@ impl Report {
             seconds,
             // Test bodies run on the test's own thread, named after the test.
             test: std::thread::current().name().unwrap_or_default().to_owned(),
+            resumed_ms: None,
         }
     }
 
@@ -249,7 +255,12 @@ impl Chaos<'_> {
 
     /// Dispatches tasks `0..tasks` at once.
     async fn dispatch_all(&self, tasks: u64, sleep_ms: u64, lease: Duration) {
-        self.setup.client.dispatch_many((0..tasks).map(|n| Ledgered { n, sleep_ms }), overrides(lease)).await.expect("dispatch");
+        self.dispatch_range(0, tasks, sleep_ms, lease).await;
+    }
+
+    /// Dispatches tasks `from..to` at once.
+    async fn dispatch_range(&self, from: u64, to: u64, sleep_ms: u64, lease: Duration) {
+        self.setup.client.dispatch_many((from..to).map(|n| Ledgered { n, sleep_ms }), overrides(lease)).await.expect("dispatch");
     }
 
     /// Dispatches tasks `from..to` in batches at `rate` tasks per second.
@@ -446,6 +457,67 @@ impl Chaos<'_> {
         let started = s.started_runs().await;
         assert_eq!(started.len() as u64, TASKS, "no task started twice: {started:?}");
         assert_eq!(report.duplicates, 0);
+        report
+    }
+}
+
+/// The promise after a half-open fault: the worker processes new tasks again within this
+/// (2 × the drivers' default request timeout of 5 s, plus reconnect backoff; see the README).
+pub const HALF_OPEN_RECOVERY: Duration = Duration::from_secs(15);
+
+impl Chaos<'_> {
+    /// Scenario 7: one worker reaches the backend through a proxy of the test's own
+    /// (`target` is the backend's `127.0.0.1:PORT`); mid-run (`idle` false: a backlog is being
+    /// worked) or while the worker is idle in its blocking wait (`idle` true), every connection
+    /// the proxy carries goes half-open (`mode`), and more tasks are dispatched directly. The
+    /// worker must notice on its own deadlines, open new connections and finish everything:
+    /// new tasks start within [`HALF_OPEN_RECOVERY`], the tasks it held come back within two
+    /// leases, nothing is lost, the worker is still running (and exits 0 on SIGTERM).
+    pub async fn half_open(&self, target: &str, mode: Freeze, idle: bool) -> Report {
+        const CONCURRENCY: u32 = 4;
+        const BEFORE: u64 = 120;
+        const AFTER: u64 = 120;
+        // Two leases must cover the recovery: held tasks come back only once the worker (the
+        // only one) reaches the backend again.
+        let lease = Duration::from_secs(8);
+        let s = self.setup;
+        let proxy = FreezingProxy::start(target).await;
+        let began = std::time::Instant::now();
+        self.dispatch_range(0, BEFORE, 20, lease).await;
+        let mut worker = s.spawn_worker_via(self.exe, QUEUE, CONCURRENCY, target, proxy.port());
+        let pid = i64::from(worker.child().id());
+        if idle {
+            eventually(Duration::from_secs(60), "the first tasks to complete", || async { s.completed_count().await >= BEFORE }).await;
+            // Long enough for the worker to be inside its blocking wait on the backend.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        } else {
+            eventually(Duration::from_secs(60), "a third of the tasks to complete", || async { s.completed_count().await >= BEFORE / 3 })
+                .await;
+        }
+        let connections = proxy.accepted();
+        let fault = Fault { at_ms: now_ms(), pid: Some(pid), bound: unsettled(CONCURRENCY) };
+        proxy.freeze(mode);
+        self.dispatch_range(BEFORE, BEFORE + AFTER, 20, lease).await;
+        eventually(HALF_OPEN_RECOVERY + lease * 2 + Duration::from_secs(30), "every task to complete after the fault", || async {
+            s.completed_count().await >= BEFORE + AFTER
+        })
+        .await;
+        assert!(worker.running(), "the worker survives its connections going half-open");
+        assert!(proxy.accepted() > connections, "the worker opened new connections after the fault");
+        self.finish(BEFORE + AFTER, vec![worker]).await;
+        let name = format!(
+            "half-open ({}, {})",
+            if mode == Freeze::Both { "both ways" } else { "answers only" },
+            if idle { "idle" } else { "mid-run" }
+        );
+        let mut report = self.report(&name, BEFORE + AFTER, lease, &[fault], began).await;
+        let resumed = s.started_runs().await.iter().filter(|r| r.n >= BEFORE).map(|r| r.at_ms).min().expect("new tasks started");
+        report.resumed_ms = Some(resumed - fault.at_ms);
+        let report = report.check();
+        assert!(
+            report.resumed_ms.is_some_and(|ms| ms <= HALF_OPEN_RECOVERY.as_millis() as i64),
+            "new tasks start within {HALF_OPEN_RECOVERY:?} of the fault: {report:?}"
+        );
         report
     }
 }

@@ -13,6 +13,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub mod chaos;
 mod own;
+pub mod proxy;
 
 pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer};
 
@@ -176,11 +177,25 @@ impl Setup {
         Proc(Some(self.worker(exe, queues, concurrency).args(extra).spawn().expect("start a worker process")))
     }
 
+    /// Starts a worker like [`spawn_worker`](Self::spawn_worker) whose backend address
+    /// `target` (`127.0.0.1:PORT`, as in the backend's URL) is replaced by `127.0.0.1:port`: a
+    /// proxy of the test's own in between.
+    pub fn spawn_worker_via(&self, exe: &str, queues: &str, concurrency: u32, target: &str, port: u16) -> Proc {
+        let via = format!("127.0.0.1:{port}");
+        let args: Vec<String> = self.backend_args.iter().map(|a| a.replace(target, &via)).collect();
+        assert!(args.iter().any(|a| a.contains(&via)), "the worker's backend URL names {target}: {args:?}");
+        Proc(Some(self.worker_on(exe, &args, queues, concurrency).spawn().expect("start a worker process")))
+    }
+
     /// A `ledger-worker worker` command on this setup's backend and ledger.
     pub fn worker(&self, exe: &str, queues: &str, concurrency: u32) -> Command {
+        self.worker_on(exe, &self.backend_args, queues, concurrency)
+    }
+
+    fn worker_on(&self, exe: &str, backend_args: &[String], queues: &str, concurrency: u32) -> Command {
         let mut cmd = Command::new(exe);
         cmd.arg("worker")
-            .args(&self.backend_args)
+            .args(backend_args)
             .args(["--queues", queues, "--concurrency", &concurrency.to_string()])
             .env("ASYNCTASQ_TEST_LEDGER", &self.ledger_url)
             .env("ASYNCTASQ_LOG", "warn")
@@ -259,6 +274,14 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The `host:port` of a URL (`redis://127.0.0.1:6379` → `127.0.0.1:6379`), for
+/// [`Setup::spawn_worker_via`].
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or_default().to_owned()
 }
 
 /// The shared PostgreSQL database the test script starts (`ASYNCTASQ_TEST_POSTGRES_URL`).

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use asynctasq_tests::chaos::Chaos;
+use asynctasq_tests::proxy::Freeze;
 use asynctasq_tests::{
-    Backend, OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer, Setup, shared_mysql_url, shared_postgres_url, shared_rabbitmq_url,
-    shared_redis_url, shared_sqs_endpoint,
+    Backend, OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer, Setup, host_port, shared_mysql_url, shared_postgres_url,
+    shared_rabbitmq_url, shared_redis_url, shared_sqs_endpoint,
 };
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
@@ -71,6 +72,26 @@ macro_rules! process_scenarios {
     };
 }
 
+/// Expands the half-open scenarios of a backend reached over a connection at `$url`: its
+/// worker goes through a proxy of the test's own (the shared server is never disturbed).
+macro_rules! half_open_scenarios {
+    ($url:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn half_open_connections_mid_run_stall_the_worker_only_until_its_deadlines_replace_them() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let s = setup(dir.path()).await;
+            chaos(&s).half_open(&host_port(&$url), Freeze::Both, false).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn answers_lost_while_the_worker_waits_idle_cost_one_deadline_not_the_worker() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let s = setup(dir.path()).await;
+            chaos(&s).half_open(&host_port(&$url), Freeze::Answers, true).await;
+        }
+    };
+}
+
 /// Expands the scenarios of a backend with a server, on a server of the test's own: a restart,
 /// and connection kills `$gap_ms` apart.
 macro_rules! server_scenarios {
@@ -100,6 +121,7 @@ mod sqlite {
 
 mod redis {
     use super::*;
+    half_open_scenarios!(shared_redis_url());
     process_scenarios!("Redis", Backend::Redis(shared_redis_url()), FAST);
     // Its own server keeps an append-only file, fsynced on every write.
     server_scenarios!(OwnRedis, Backend::Redis, 200);
@@ -107,24 +129,28 @@ mod redis {
 
 mod postgres {
     use super::*;
+    half_open_scenarios!(shared_postgres_url());
     process_scenarios!("PostgreSQL", Backend::Postgres(shared_postgres_url()), FAST);
     server_scenarios!(OwnPostgres, Backend::Postgres, 300);
 }
 
 mod mysql {
     use super::*;
+    half_open_scenarios!(shared_mysql_url());
     process_scenarios!("MariaDB", Backend::MySql(shared_mysql_url()), FAST);
     server_scenarios!(OwnMariaDb, Backend::MySql, 300);
 }
 
 mod rabbitmq {
     use super::*;
+    half_open_scenarios!(shared_rabbitmq_url());
     process_scenarios!("RabbitMQ", Backend::RabbitMq(shared_rabbitmq_url()), FAST);
     server_scenarios!(OwnRabbit, Backend::RabbitMq, 300);
 }
 
 mod sqs {
     use super::*;
+    half_open_scenarios!(shared_sqs_endpoint());
     // No restart scenario: moto keeps no state across a restart (AWS itself cannot be
     // restarted), and SQS has no connection to kill (each request is its own HTTP exchange).
     process_scenarios!("SQS (moto)", Backend::Sqs(shared_sqs_endpoint()), MOTO);

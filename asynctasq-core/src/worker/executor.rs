@@ -9,6 +9,7 @@ use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::deadline::{Beacon, bounded};
 use super::{Counters, Shared};
 use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::envelope::unix_millis;
@@ -100,7 +101,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
     let heartbeat = async {
         if shared.driver.supports(Capability::ExtendLease) {
-            super::heartbeat::keep_leased(shared.driver.clone(), lease.clone(), lease_length).await
+            super::heartbeat::keep_leased(shared.driver.clone(), lease.clone(), lease_length, shared.deadline).await
         } else {
             std::future::pending().await
         }
@@ -119,7 +120,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         () = shared.abandon.cancelled() => {
             cancel.cancel();
             run.abort();
-            match with_retries!(shared.driver.release(&lease)) {
+            match with_retries!(bounded("release", shared.deadline, shared.driver.release(&lease))) {
                 Ok(()) => {
                     shared.counters.released.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("released unfinished task at shutdown");
@@ -136,7 +137,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
             if let Err(mpsc::error::SendError(pending)) = shared.acks.send(PendingAck { lease, task, duration }).await {
                 // The acker is gone only if the worker is being torn down; ack directly.
-                ack_batch(&*shared.driver, &shared.events, &shared.counters, vec![pending]).await;
+                ack_batch(&*shared.driver, &shared.events, &shared.counters, vec![pending], shared.deadline).await;
             }
             return;
         }
@@ -158,7 +159,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         Disposition::RetryAfter(d) => d,
         _ => (registration.options)().retry.unwrap_or_else(|| shared.retry.clone()).delay(attempt),
     };
-    match with_retries!(shared.driver.nack(&lease, delay, &message)) {
+    match with_retries!(bounded("nack", shared.deadline, shared.driver.nack(&lease, delay, &message))) {
         Ok(()) => {
             shared.counters.retried.fetch_add(1, Ordering::Relaxed);
             tracing::info!(error = %message, ?delay, "task failed; retry scheduled");
@@ -192,7 +193,7 @@ fn panic_message(join: JoinError) -> String {
 
 impl Shared {
     pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
-        match with_retries!(self.driver.dead_letter(lease, &error)) {
+        match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
             Ok(()) => {
                 self.counters.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "task dead-lettered");
@@ -213,17 +214,25 @@ impl Shared {
 /// Acks successful runs in batches: whatever has queued up while the previous batch was in
 /// flight goes in the next call, so one round trip (one commit) serves many tasks under load
 /// and a lone task is acked at once when idle.
-pub(crate) async fn ack_loop(driver: Arc<dyn Driver>, events: Events, counters: Arc<Counters>, mut rx: mpsc::Receiver<PendingAck>) {
+pub(crate) async fn ack_loop(
+    driver: Arc<dyn Driver>,
+    events: Events,
+    counters: Arc<Counters>,
+    mut rx: mpsc::Receiver<PendingAck>,
+    limit: Duration,
+    beacon: Arc<Beacon>,
+) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
-        ack_batch(&*driver, &events, &counters, std::mem::take(&mut batch)).await;
+        let _waiting = beacon.waiting();
+        ack_batch(&*driver, &events, &counters, std::mem::take(&mut batch), limit).await;
     }
 }
 
-async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, batch: Vec<PendingAck>) {
+async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, batch: Vec<PendingAck>, limit: Duration) {
     let leases: Vec<Lease> = batch.iter().map(|p| p.lease.clone()).collect();
     let n = batch.len();
-    match with_retries!(driver.ack(&leases)) {
+    match with_retries!(bounded("ack", limit, driver.ack(&leases))) {
         Ok(lost) => {
             for pending in batch {
                 if lost.contains(&pending.task.id) {

@@ -17,6 +17,7 @@
 //! failures are retried with backoff or dead-lettered. When nothing is ready the loop blocks in
 //! [`Driver::wait_ready`] instead of polling.
 
+mod deadline;
 mod executor;
 mod fetcher;
 mod heartbeat;
@@ -30,6 +31,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use self::deadline::{Beacon, bounded};
 use self::fetcher::QueueOrder;
 pub use self::fetcher::{Priority, QueueSpec};
 pub use self::shutdown::WorkerHandle;
@@ -94,6 +96,8 @@ pub(crate) struct Shared {
     events: Events,
     counters: Arc<Counters>,
     acks: mpsc::Sender<executor::PendingAck>,
+    /// The engine's deadline on each driver call it awaits (see [`deadline`]).
+    deadline: Duration,
     /// Cancelled when running tasks must be given up (grace period over, or immediate stop).
     abandon: CancellationToken,
 }
@@ -117,6 +121,7 @@ pub struct WorkerBuilder {
     heartbeat_interval: Duration,
     events: Events,
     id: Option<String>,
+    call_deadline: Duration,
 }
 
 impl WorkerBuilder {
@@ -209,6 +214,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// The longest the engine waits for any one driver call (default 30 s) before it abandons
+    /// the call as stalled, logs an error and carries on as after a dropped connection.
+    /// Drivers bound their own requests well below this (a few seconds); this deadline is the
+    /// backstop that keeps a driver bug from wedging the worker. `wait_ready` gets its wait on
+    /// top.
+    pub fn call_deadline(mut self, d: Duration) -> Self {
+        self.call_deadline = d;
+        self
+    }
+
     /// The worker's id in events (default: `host:pid:random`).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -222,6 +237,9 @@ impl WorkerBuilder {
         }
         if self.concurrency == 0 {
             return Err(WorkerError::Option("concurrency must be at least 1".into()));
+        }
+        if self.call_deadline.is_zero() {
+            return Err(WorkerError::Option("call deadline must be longer than zero".into()));
         }
         if self.fetch_batch == Some(0) {
             return Err(WorkerError::Option("fetch batch must be at least 1".into()));
@@ -251,6 +269,7 @@ impl WorkerBuilder {
             events: self.events,
             handle: WorkerHandle::default(),
             id,
+            call_deadline: self.call_deadline,
         })
     }
 }
@@ -273,6 +292,7 @@ pub struct Worker {
     events: Events,
     handle: WorkerHandle,
     id: String,
+    call_deadline: Duration,
 }
 
 impl std::fmt::Debug for Worker {
@@ -301,6 +321,7 @@ impl Worker {
             heartbeat_interval: Duration::from_secs(5),
             events: Events::default(),
             id: None,
+            call_deadline: deadline::DEFAULT_CALL_DEADLINE,
         }
     }
 
@@ -324,7 +345,16 @@ impl Worker {
     pub async fn start(mut self) -> Result<WorkerCounts, WorkerError> {
         let counters = Arc::new(Counters::default());
         let (ack_tx, ack_rx) = mpsc::channel(self.concurrency.max(64) * 4);
-        let acker = tokio::spawn(executor::ack_loop(self.driver.clone(), self.events.clone(), counters.clone(), ack_rx));
+        let (fetching, acking) = (Beacon::new("fetch"), Beacon::new("ack"));
+        let watchdog = tokio::spawn(deadline::watch(vec![fetching.clone(), acking.clone()], self.call_deadline, Duration::from_secs(5)));
+        let acker = tokio::spawn(executor::ack_loop(
+            self.driver.clone(),
+            self.events.clone(),
+            counters.clone(),
+            ack_rx,
+            self.call_deadline,
+            acking,
+        ));
         let shared = Arc::new(Shared {
             driver: self.driver.clone(),
             registry: std::mem::take(&mut self.registry),
@@ -333,6 +363,7 @@ impl Worker {
             events: self.events.clone(),
             counters: counters.clone(),
             acks: ack_tx,
+            deadline: self.call_deadline,
             abandon: CancellationToken::new(),
         });
         let names = self.order.names();
@@ -340,7 +371,10 @@ impl Worker {
         self.events.emit(|| Event::WorkerStarted { worker_id: self.id.clone(), queues: names.clone(), concurrency: self.concurrency });
         let record = registry_record(&self.id, &names, self.concurrency, self.heartbeat_interval);
         let registered = self.driver.supports(crate::driver::Capability::WorkerRegistry);
-        if registered && let Err(error) = self.driver.register_worker(&record.beat(0, counters.snapshot())).await {
+        let limit = self.call_deadline;
+        if registered
+            && let Err(error) = bounded("register_worker", limit, self.driver.register_worker(&record.beat(0, counters.snapshot()))).await
+        {
             tracing::warn!(%error, "could not record the worker in the registry; retrying at the next heartbeat");
         }
         let beats = tokio::spawn(heartbeats(
@@ -349,12 +383,13 @@ impl Worker {
             counters.clone(),
             self.heartbeat_interval,
             registered.then(|| (self.driver.clone(), record)),
+            limit,
         ));
 
         let mut running = JoinSet::new();
         self.driver.prefetch_hint(self.concurrency);
-        let fetched = self.fetch_loop(&shared, &names, &mut running).await;
-        if let Err(error) = self.driver.stop_prefetch().await {
+        let fetched = self.fetch_loop(&shared, &names, &mut running, &fetching).await;
+        if let Err(error) = bounded("stop_prefetch", limit, self.driver.stop_prefetch()).await {
             tracing::warn!(%error, "could not give back prefetched tasks; they return when the connection closes");
         }
 
@@ -372,7 +407,8 @@ impl Worker {
         drop(shared);
         let _ = acker.await;
         beats.abort();
-        if registered && let Err(error) = self.driver.deregister_worker(&self.id).await {
+        watchdog.abort();
+        if registered && let Err(error) = bounded("deregister_worker", limit, self.driver.deregister_worker(&self.id)).await {
             tracing::warn!(%error, "could not remove the worker from the registry; its record expires by itself");
         }
         let counts = counters.snapshot();
@@ -381,7 +417,13 @@ impl Worker {
         fetched.map(|()| counts)
     }
 
-    async fn fetch_loop(&mut self, shared: &Arc<Shared>, names: &[String], running: &mut JoinSet<()>) -> Result<(), WorkerError> {
+    async fn fetch_loop(
+        &mut self,
+        shared: &Arc<Shared>,
+        names: &[String],
+        running: &mut JoinSet<()>,
+        beacon: &Beacon,
+    ) -> Result<(), WorkerError> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let deadline = self.max_time.map(|d| tokio::time::Instant::now() + d);
         let stop = self.handle.graceful.clone();
@@ -430,7 +472,11 @@ impl Worker {
                 }
             }
             let asked = permits.len();
-            let deliveries = match self.fetch(asked).await {
+            let fetched = {
+                let _waiting = beacon.waiting();
+                self.fetch(asked).await
+            };
+            let deliveries = match fetched {
                 Ok(d) => {
                     failures = 0;
                     backlog = d.len() == asked && asked > 0;
@@ -452,13 +498,17 @@ impl Worker {
                 let mut wait = self.idle_wait;
                 if self.stop_when_empty {
                     while running.try_join_next().is_some() {}
-                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && self.queues_empty(names).await {
+                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && {
+                        let _waiting = beacon.waiting();
+                        self.queues_empty(names).await
+                    } {
                         return Ok(());
                     }
                     wait = wait.min(Duration::from_millis(50));
                 }
+                let _waiting = beacon.waiting();
                 tokio::select! {
-                    r = self.driver.wait_ready(names, wait) => {
+                    r = bounded("wait_ready", wait + self.call_deadline, self.driver.wait_ready(names, wait)) => {
                         if let Err(error) = r {
                             tracing::warn!(%error, "waiting for tasks failed");
                             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -486,7 +536,7 @@ impl Worker {
     async fn fetch(&mut self, n: usize) -> Result<Vec<Delivery>, crate::DriverError> {
         let mut out = Vec::new();
         for i in self.order.next() {
-            let got = self.driver.dequeue(self.order.name(i), n - out.len()).await?;
+            let got = bounded("dequeue", self.call_deadline, self.driver.dequeue(self.order.name(i), n - out.len())).await?;
             out.extend(got);
             if out.len() >= n {
                 break;
@@ -499,7 +549,7 @@ impl Worker {
     /// connection) counts as "not empty": the worker keeps going rather than exit on a blip.
     async fn queues_empty(&self, names: &[String]) -> bool {
         for q in names {
-            match self.driver.stats(q).await {
+            match bounded("stats", self.call_deadline, self.driver.stats(q)).await {
                 Ok(s) if s.ready + s.scheduled + s.leased == 0 => {}
                 Ok(_) => return false,
                 Err(error) => {
@@ -549,6 +599,7 @@ async fn heartbeats(
     counters: Arc<Counters>,
     every: Duration,
     registry: Option<(Arc<dyn Driver>, RegistryRecord)>,
+    limit: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -560,7 +611,7 @@ async fn heartbeats(
         tracing::debug!(worker.id = %worker_id, in_flight, ?counts, "worker heartbeat");
         events.emit(|| Event::WorkerHeartbeat { worker_id: worker_id.clone(), in_flight, counts });
         if let Some((driver, record)) = &registry
-            && let Err(error) = driver.register_worker(&record.beat(in_flight, counts)).await
+            && let Err(error) = bounded("register_worker", limit, driver.register_worker(&record.beat(in_flight, counts))).await
         {
             tracing::warn!(%error, "could not refresh the worker's registry record");
         }

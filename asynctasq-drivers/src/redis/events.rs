@@ -1,11 +1,13 @@
 //! Publishing engine events on a Redis pub/sub channel, for monitors.
 
-use ::redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+
 use asynctasq_core::{DriverError, Events};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use super::map_err;
+use super::connection::{Conn, Connections};
 
 /// Publishes every [`Event`](asynctasq_core::Event) of a bus as MessagePack (named fields,
 /// tagged by `event`) on a channel, `asynctasq:events` by default.
@@ -24,14 +26,16 @@ pub const DEFAULT_EVENTS_CHANNEL: &str = "asynctasq:events";
 impl RedisEventPublisher {
     /// Connects to the Redis at `url` and starts publishing `events` on `channel`.
     pub async fn connect(url: &str, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
-        let client = ::redis::Client::open(url)
+        let client = super::connection::client(url)
             .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", crate::any::redact_url(url))))?;
         Self::start(&client, events, channel).await
     }
 
-    /// Starts publishing `events` on `channel` through a connection of `client`.
+    /// Starts publishing `events` on `channel` through a connection of `client` (with the
+    /// driver's deadlines: a publish that gets no answer within 5 s is dropped and the next one
+    /// uses a new connection).
     pub async fn start(client: &::redis::Client, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
-        let mut conn = ConnectionManager::new(client.clone()).await.map_err(|e| map_err("connect event publisher", e))?;
+        let mut conn = Conn(Arc::new(Connections::open(client.clone(), Duration::from_secs(5)).await?));
         let channel = channel.into();
         let mut rx = events.subscribe();
         let task = tokio::spawn(async move {

@@ -44,27 +44,27 @@
 //! process and without polling.
 //!
 //! # Connection loss
-//! Commands go through a reconnecting [`ConnectionManager`]; a failed call is reported as
-//! [`DriverError::Unavailable`] (the engine retries settles and backs off fetches), and the next
-//! call reconnects. Tasks live in Redis, so nothing in flight is lost as long as Redis keeps its
+//! Every request has a deadline, and a request that times out or fails on the connection
+//! discards it: the next request opens a new one (see `connection.rs` for why the crate's own
+//! reconnecting manager is not enough against half-open connections). A failed call is reported
+//! as [`DriverError::Unavailable`] (the engine retries settles and backs off fetches). Tasks live in Redis, so nothing in flight is lost as long as Redis keeps its
 //! data (use AOF for durability across server restarts).
 
+mod connection;
 mod events;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{AsyncConnectionConfig, Script, Value};
+use self::connection::{Conn, Connections};
+pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
+use crate::any::redact_url;
+use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
 use asynctasq_core::{CodecError, DriverError};
-use tokio::sync::Mutex;
-
-pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
-use crate::any::redact_url;
 
 /// Settings of a [`RedisDriver`].
 #[derive(Clone, Debug)]
@@ -77,7 +77,9 @@ pub struct RedisConfig {
     pub dead_max_count: u64,
     /// Longest a dead task is kept (default 7 days).
     pub dead_max_age: Duration,
-    /// Longest any non-blocking command may take before it fails (default 5 s).
+    /// Longest any request may wait for its answer before it fails and its connection is
+    /// replaced (default 5 s). The blocking wait gets this on top of its wait. A worker whose
+    /// connections go half-open works again within about twice this.
     pub response_timeout: Duration,
 }
 
@@ -135,9 +137,7 @@ pub struct RedisDriver {
 
 struct Inner {
     client: ::redis::Client,
-    conn: ConnectionManager,
-    /// The connection for `BLPOP`, which would stall everything multiplexed with it.
-    blocking: Mutex<Option<MultiplexedConnection>>,
+    conns: Arc<Connections>,
     scripts: Scripts,
     prefix: String,
     dead_max_count: u64,
@@ -249,14 +249,10 @@ impl RedisDriver {
                 config.prefix
             )));
         }
-        let client = ::redis::Client::open(config.url.as_str())
+        let client = connection::client(&config.url)
             .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", redact_url(&config.url))))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(|e| map_err("connect", e))?;
+        let conns = Arc::new(Connections::open(client.clone(), config.response_timeout).await?);
+        let mut conn = Conn(conns.clone());
         let scripts = Scripts::new();
         for s in [
             &scripts.enqueue,
@@ -276,8 +272,7 @@ impl RedisDriver {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                conn,
-                blocking: Mutex::new(None),
+                conns,
                 scripts,
                 prefix: config.prefix,
                 dead_max_count: config.dead_max_count.max(1),
@@ -321,8 +316,8 @@ impl RedisDriver {
         format!("{}queues", self.inner.prefix)
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    fn conn(&self) -> Conn {
+        Conn(self.inner.conns.clone())
     }
 
     async fn requeue_leased(&self, lease: &Lease, visible_at: u64, error: &str, release: bool) -> Result<(), DriverError> {
@@ -432,21 +427,7 @@ impl Driver for RedisDriver {
             }
             wait = wait.min(Duration::from_millis(due - now));
         }
-        let mut slot = self.inner.blocking.lock().await;
-        if slot.is_none() {
-            let config = AsyncConnectionConfig::new().set_connection_timeout(Some(Duration::from_secs(3))).set_response_timeout(None);
-            let conn = self.inner.client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
-            *slot = Some(conn);
-        }
-        let conn = slot.as_mut().expect("connected above");
-        // BLPOP takes seconds with millisecond precision; 0 would mean "forever".
-        let secs = (millis(wait).max(1) as f64) / 1000.0;
-        let popped: Result<Option<(String, String)>, _> = ::redis::cmd("BLPOP").arg(&wake_keys).arg(secs).query_async(conn).await;
-        if let Err(e) = popped {
-            *slot = None;
-            return Err(map_err("wait", e));
-        }
-        Ok(())
+        self.inner.conns.blpop(&wake_keys, wait).await
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {

@@ -1,0 +1,187 @@
+//! Connections to Redis that a silent network fault cannot wedge.
+//!
+//! # Why not `redis::aio::ConnectionManager`
+//! The crate's manager reconnects when a request fails with a dropped connection, but a request
+//! that *times out* leaves it on the same connection. A connection that went half-open (a NAT
+//! or load-balancer entry dropped, a frozen peer: no FIN, no RST) never reports itself dropped,
+//! so every later request times out on it too, forever: a worker that is alive and does
+//! nothing. Here a request that fails with a timeout or an I/O error discards the connection it
+//! ran on, and the next request opens a new one.
+//!
+//! # Deadlines
+//! Every request is bounded twice: by the connection's response timeout
+//! ([`RedisConfig::response_timeout`](super::RedisConfig::response_timeout)), and by a
+//! client-side deadline slightly longer, so even a request the crate itself never times out
+//! ends. The blocking wait (`BLPOP`) has a connection of its own without a response timeout,
+//! since it waits on the server by design; it gets a server-side timeout (the wait) and a
+//! client-side deadline of the wait plus the response timeout.
+//!
+//! TCP keepalive (probes after 5 s idle, every 2 s) and `TCP_USER_TIMEOUT` (10 s) are set on
+//! every socket as a second line of defence: they end connections whose packets vanish, which
+//! the deadlines above would otherwise find only at the next request.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
+use asynctasq_core::DriverError;
+
+use super::map_err;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The client-side deadline's margin over the response timeout.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// A client whose sockets carry TCP keepalive and a user timeout.
+pub(super) fn client(url: &str) -> Result<Client, RedisError> {
+    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(2)).with_retries(3);
+    let mut tcp = TcpSettings::default().set_nodelay(true).set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    {
+        tcp = tcp.set_user_timeout(Duration::from_secs(10));
+    }
+    let info = url.into_connection_info()?.set_tcp_settings(tcp);
+    Client::open(info)
+}
+
+fn is_dead(e: &RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
+}
+
+/// One multiplexed connection for every request but the blocking wait, replaced when a request
+/// on it times out or fails with an I/O error.
+pub(super) struct Connections {
+    client: Client,
+    response_timeout: Duration,
+    /// The live connection and its generation.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Serialises connecting, so a burst of requests after a fault opens one connection.
+    connecting: tokio::sync::Mutex<u64>,
+    /// The connection for `BLPOP`, which would stall everything multiplexed with it.
+    blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Connections {
+    /// Connects once, so a wrong address fails at startup.
+    pub(super) async fn open(client: Client, response_timeout: Duration) -> Result<Self, DriverError> {
+        let this = Self {
+            client,
+            response_timeout,
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(0),
+            blocking: tokio::sync::Mutex::new(None),
+        };
+        this.connection().await.map_err(|e| map_err("connect", e))?;
+        Ok(this)
+    }
+
+    /// The live connection, opening one if there is none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+        if let Some((generation, conn)) = lock(&self.current).as_ref() {
+            return Ok((*generation, conn.clone()));
+        }
+        let mut generation = self.connecting.lock().await;
+        if let Some((g, conn)) = lock(&self.current).as_ref() {
+            return Ok((*g, conn.clone()));
+        }
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(Some(self.response_timeout));
+        let conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        *generation += 1;
+        if *generation > 1 {
+            tracing::info!(generation = *generation, "opened a new Redis connection in place of a failed one");
+        }
+        *lock(&self.current) = Some((*generation, conn.clone()));
+        Ok((*generation, conn))
+    }
+
+    /// Forgets connection `generation` (if it is still the current one): it failed.
+    fn discard(&self, generation: u64) {
+        let mut current = lock(&self.current);
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            tracing::warn!(generation, "Redis connection failed; the next request opens a new one");
+            *current = None;
+        }
+    }
+
+    /// Runs one request on the live connection, within the deadline; a timeout or I/O failure
+    /// discards the connection.
+    async fn request<T, F, Fut>(&self, request: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let (generation, conn) = self.connection().await?;
+        match tokio::time::timeout(self.response_timeout + MARGIN, request(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if is_dead(&e) {
+                    self.discard(generation);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.discard(generation);
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {:?}", self.response_timeout + MARGIN))
+                    .into())
+            }
+        }
+    }
+
+    /// `BLPOP keys` for at most `wait` (server side), bounded by `wait` plus the response
+    /// timeout (client side), on the blocking connection.
+    pub(super) async fn blpop(&self, keys: &[String], wait: Duration) -> Result<(), DriverError> {
+        let mut slot = self.blocking.lock().await;
+        if slot.is_none() {
+            let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(None);
+            let conn = self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
+            *slot = Some(conn);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        // BLPOP takes seconds with millisecond precision; 0 would mean "forever".
+        let secs = (asynctasq_core::envelope::millis(wait).max(1) as f64) / 1000.0;
+        let deadline = wait + self.response_timeout;
+        let mut blpop = ::redis::cmd("BLPOP");
+        blpop.arg(keys).arg(secs);
+        match tokio::time::timeout(deadline, blpop.query_async::<Option<(String, String)>>(conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(map_err("wait", e))
+            }
+            Err(_) => {
+                *slot = None;
+                tracing::warn!(?deadline, "Redis blocking wait got no answer; the next wait opens a new connection");
+                Err(DriverError::timed_out("redis: wait", deadline))
+            }
+        }
+    }
+}
+
+/// A handle on the shared [`Connections`], usable wherever the `redis` crate takes a
+/// connection (commands, pipelines, scripts): each request gets the deadline and the
+/// replacement of a failed connection.
+#[derive(Clone)]
+pub(super) struct Conn(pub(super) Arc<Connections>);
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.0.request(move |mut c| async move { c.req_packed_command(cmd).await }))
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.0.request(move |mut c| async move { c.req_packed_commands(pipeline, offset, count).await }))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.client.get_connection_info().redis_settings().db()
+    }
+}
