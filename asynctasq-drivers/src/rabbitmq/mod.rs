@@ -44,6 +44,13 @@
 //! the old connection are lost (the broker has requeued them), and settling them reports
 //! [`DriverError::LeaseLost`].
 //!
+//! A connection can also die silently (half-open: a dropped NAT entry, a frozen peer), and
+//! then lapin reports nothing until the AMQP heartbeat runs out. So the driver asks for a short
+//! heartbeat ([`RabbitMqConfig::heartbeat`], 5 s: lapin closes a connection that has heard
+//! nothing for twice that, and the broker its side as fast, requeueing its deliveries), and
+//! every call has a deadline ([`RabbitMqConfig::request_timeout`]): a call that runs out marks
+//! its connection dead, and the next call opens a new one and restarts the consumers.
+//!
 //! # Capabilities
 //! No worker registry ([`Capability::WorkerRegistry`]): a broker has no place for records that
 //! are rewritten and expire; `asynctasq workers` says so.
@@ -94,6 +101,14 @@ pub struct RabbitMqConfig {
     pub consumer_timeout: Duration,
     /// Longest wait between reconnect attempts (default 5 s).
     pub reconnect_max: Duration,
+    /// The AMQP heartbeat asked of the broker (default 5 s) unless the URL sets `heartbeat=`.
+    /// A connection that carries nothing from the broker for twice this is closed and
+    /// replaced, and the broker closes its side as fast, requeueing what it had delivered on it.
+    pub heartbeat: Duration,
+    /// Longest any call may wait for the broker (default 5 s; a bulk enqueue gets this per
+    /// thousand tasks, `wait_ready` on top of its wait). A call that runs out marks the
+    /// connection dead: the next call opens a new one.
+    pub request_timeout: Duration,
 }
 
 impl RabbitMqConfig {
@@ -105,6 +120,8 @@ impl RabbitMqConfig {
             prefetch: None,
             consumer_timeout: Duration::from_secs(30 * 60),
             reconnect_max: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -188,6 +205,9 @@ struct Inner {
     config: RabbitMqConfig,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     generation: AtomicU64,
+    /// The generation of a connection a call timed out on (0: none): dead, though lapin may
+    /// not know it yet.
+    poisoned: AtomicU64,
     reconnect: Mutex<Reconnect>,
     consumers: Mutex<HashMap<String, Arc<Consumer>>>,
     /// Serialises consumer creation, so one queue never gets two consumers.
@@ -243,10 +263,17 @@ impl RabbitMqDriver {
         if config.consumer_timeout < Duration::from_secs(10) {
             return Err(DriverError::Config("RabbitMQ consumer_timeout must be at least 10 s".into()));
         }
+        if config.heartbeat < Duration::from_secs(1) || config.heartbeat > Duration::from_secs(u64::from(u16::MAX)) {
+            return Err(DriverError::Config("RabbitMQ heartbeat must be between 1 s and 65535 s".into()));
+        }
+        if config.request_timeout.is_zero() {
+            return Err(DriverError::Config("RabbitMQ request timeout must be longer than zero".into()));
+        }
         let inner = Arc::new(Inner {
             config,
             session: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            poisoned: AtomicU64::new(0),
             reconnect: Mutex::default(),
             consumers: Mutex::default(),
             consumer_start: tokio::sync::Mutex::new(()),
@@ -334,15 +361,47 @@ impl Inner {
         Names::new(&self.config.prefix, queue)
     }
 
+    /// Runs one call of the driver within `limit`; a call that runs out marks the connection it
+    /// ran on as dead (a half-open connection answers nothing and reports nothing), so the next
+    /// call opens a new one.
+    async fn bounded<T>(&self, doing: &str, limit: Duration, call: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                if generation != 0 && self.poisoned.swap(generation, Ordering::Relaxed) != generation {
+                    tracing::warn!(url = %redact_url(&self.config.url), generation, "RabbitMQ call got no answer within {limit:?}; replacing the connection");
+                }
+                self.arrivals.notify_waiters();
+                Err(DriverError::timed_out(format!("RabbitMQ: {doing}"), limit))
+            }
+        }
+    }
+
+    /// The deadline of a bulk enqueue: the request timeout per started thousand tasks.
+    fn limit_for(&self, tasks: usize) -> Duration {
+        self.config.request_timeout * u32::try_from(tasks.div_ceil(1000).max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Whether connection `generation` is usable: not marked dead by a timed-out call.
+    fn usable(&self, generation: u64) -> bool {
+        self.poisoned.load(Ordering::Relaxed) != generation
+    }
+
     /// The live session, reconnecting (with backoff between failures) if it is gone.
     async fn session(&self) -> Result<Arc<Session>, DriverError> {
         let mut current = self.session.lock().await;
-        if let Some(s) = current.as_ref().filter(|s| s.is_live()) {
+        if let Some(s) = current.as_ref().filter(|s| s.is_live() && self.usable(s.generation)) {
             return Ok(s.clone());
         }
         if let Some(old) = current.take() {
             tracing::warn!(url = %redact_url(&self.config.url), "RabbitMQ connection lost; reconnecting");
             self.forget_generation(old.generation);
+            // Closing tells the broker at once to requeue what it delivered on the old
+            // connection; on a half-open one the close gets no answer, and the heartbeat ends it.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "asynctasq: replaced".into())).await;
+            });
         }
         if let Some(at) = lock(&self.reconnect).next_try
             && Instant::now() < at
@@ -372,7 +431,19 @@ impl Inner {
     async fn open(&self) -> Result<Session, DriverError> {
         let props = ConnectionProperties::default().with_connection_name("asynctasq".into());
         let unreachable = |e| DriverError::unavailable(format!("cannot connect to RabbitMQ at {}", redact_url(&self.config.url)), e);
-        let conn = tokio::time::timeout(Duration::from_secs(10), Connection::connect(&self.config.url, props))
+        let mut uri: lapin::uri::AMQPUri = self
+            .config
+            .url
+            .parse()
+            .map_err(|reason| DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(&self.config.url))))?;
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(u16::try_from(self.config.heartbeat.as_secs().max(1)).unwrap_or(u16::MAX));
+        }
+        let opening = async {
+            let conn = Connection::connect_uri(uri, props).await?;
+            Ok::<_, lapin::Error>(conn)
+        };
+        let conn = tokio::time::timeout(Duration::from_secs(10), opening)
             .await
             .map_err(|_| DriverError::Unavailable {
                 message: format!("connecting to RabbitMQ at {} timed out", redact_url(&self.config.url)),
@@ -486,11 +557,11 @@ impl Inner {
 
     /// The consumer of `queue`, started if there is none.
     async fn consumer(self: &Arc<Self>, queue: &str) -> Result<Arc<Consumer>, DriverError> {
-        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live()) {
+        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live() && self.usable(c.generation)) {
             return Ok(c.clone());
         }
         let _one_at_a_time = self.consumer_start.lock().await;
-        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live()) {
+        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live() && self.usable(c.generation)) {
             return Ok(c.clone());
         }
         let session = self.session().await?;
@@ -552,7 +623,7 @@ impl Inner {
 
     fn take_held(&self, lease: &Lease) -> Result<Held, DriverError> {
         match lock(&self.held).remove(&lease.token) {
-            Some(h) if h.consumer.channel.status().connected() => Ok(h),
+            Some(h) if h.consumer.channel.status().connected() && self.usable(h.consumer.generation) => Ok(h),
             _ => Err(DriverError::LeaseLost(lease.id)),
         }
     }
@@ -705,337 +776,395 @@ async fn reap(inner: Weak<Inner>) {
 #[async_trait]
 impl Driver for RabbitMqDriver {
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
-        for t in tasks {
-            validate_queue_name(&t.queue)?;
-        }
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        let inner = &self.inner;
-        let session = inner.session().await?;
-        let mut names = HashMap::new();
-        for t in tasks {
-            if !names.contains_key(t.queue.as_str()) {
-                names.insert(t.queue.as_str(), inner.ensure_topology(&session, &t.queue).await?);
-            }
-        }
-        // Due order, so a batch is delivered earliest-due first.
-        let mut order: Vec<&Envelope> = tasks.iter().collect();
-        order.sort_by_key(|e| e.not_before);
-        let now = now_ms();
-        let mut confirms = Vec::with_capacity(order.len());
-        for e in order {
-            let body = e.encode()?;
-            let n = &names[e.queue.as_str()];
-            let delayed = e.not_before > now;
-            let meta = Meta { not_before: delayed.then_some(e.not_before), message_id: Some(e.id.to_string()), ..Meta::default() };
-            let key = if delayed { inner.bucket(&session, n, e.not_before - now).await? } else { n.work.as_str() };
-            let confirm = send(&session, key, &body, &meta).await?;
-            confirms.push((confirm, key.to_owned()));
-        }
-        for (confirm, key) in confirms {
-            confirmed(confirm, &key).await?;
-        }
-        for t in tasks.iter().filter(|t| t.not_before <= now) {
-            inner.note_published(&t.queue);
-        }
-        Ok(())
+        self.inner
+            .bounded("enqueue", self.inner.limit_for(tasks.len()), async move {
+                for t in tasks {
+                    validate_queue_name(&t.queue)?;
+                }
+                if tasks.is_empty() {
+                    return Ok(());
+                }
+                let inner = &self.inner;
+                let session = inner.session().await?;
+                let mut names = HashMap::new();
+                for t in tasks {
+                    if !names.contains_key(t.queue.as_str()) {
+                        names.insert(t.queue.as_str(), inner.ensure_topology(&session, &t.queue).await?);
+                    }
+                }
+                // Due order, so a batch is delivered earliest-due first.
+                let mut order: Vec<&Envelope> = tasks.iter().collect();
+                order.sort_by_key(|e| e.not_before);
+                let now = now_ms();
+                let mut confirms = Vec::with_capacity(order.len());
+                for e in order {
+                    let body = e.encode()?;
+                    let n = &names[e.queue.as_str()];
+                    let delayed = e.not_before > now;
+                    let meta = Meta { not_before: delayed.then_some(e.not_before), message_id: Some(e.id.to_string()), ..Meta::default() };
+                    let key = if delayed { inner.bucket(&session, n, e.not_before - now).await? } else { n.work.as_str() };
+                    let confirm = send(&session, key, &body, &meta).await?;
+                    confirms.push((confirm, key.to_owned()));
+                }
+                for (confirm, key) in confirms {
+                    confirmed(confirm, &key).await?;
+                }
+                for t in tasks.iter().filter(|t| t.not_before <= now) {
+                    inner.note_published(&t.queue);
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
-        validate_queue_name(queue)?;
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let c = self.inner.consumer(queue).await?;
-        let mut taken = c.take(max);
-        if taken.is_empty() && c.has_credit() {
-            let ready = topology::ready_count(&c.channel, &c.work).await?;
-            // The broker counts a task as taken the moment it dispatches it, before it reaches
-            // this process. A delivery is on its way when tasks are ready and we have credit,
-            // when the consumer has not yet received what was ready when it started, or (for a
-            // short while) when this handle just published to the queue.
-            let wait = if ready > 0 || c.expects_more() {
-                Duration::from_millis(200)
-            } else if self.inner.published_recently(queue) {
-                Duration::from_millis(50)
-            } else {
-                Duration::ZERO
-            };
-            taken = c.take(max);
-            if taken.is_empty() && !wait.is_zero() {
-                let deadline = tokio::time::Instant::now() + wait;
-                while taken.is_empty() && c.is_live() {
-                    let arrived = self.inner.arrivals.notified();
-                    tokio::pin!(arrived);
-                    arrived.as_mut().enable();
+        self.inner
+            .bounded("dequeue", self.inner.config.request_timeout, async move {
+                validate_queue_name(queue)?;
+                if max == 0 {
+                    return Ok(Vec::new());
+                }
+                let c = self.inner.consumer(queue).await?;
+                let mut taken = c.take(max);
+                if taken.is_empty() && c.has_credit() {
+                    let ready = topology::ready_count(&c.channel, &c.work).await?;
+                    // The broker counts a task as taken the moment it dispatches it, before it reaches
+                    // this process. A delivery is on its way when tasks are ready and we have credit,
+                    // when the consumer has not yet received what was ready when it started, or (for a
+                    // short while) when this handle just published to the queue.
+                    let wait = if ready > 0 || c.expects_more() {
+                        Duration::from_millis(200)
+                    } else if self.inner.published_recently(queue) {
+                        Duration::from_millis(50)
+                    } else {
+                        Duration::ZERO
+                    };
                     taken = c.take(max);
-                    if !taken.is_empty() || tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                        break;
+                    if taken.is_empty() && !wait.is_zero() {
+                        let deadline = tokio::time::Instant::now() + wait;
+                        while taken.is_empty() && c.is_live() {
+                            let arrived = self.inner.arrivals.notified();
+                            tokio::pin!(arrived);
+                            arrived.as_mut().enable();
+                            taken = c.take(max);
+                            if !taken.is_empty() || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                                break;
+                            }
+                        }
+                        if taken.is_empty() {
+                            taken = c.take(max);
+                        }
                     }
                 }
-                if taken.is_empty() {
-                    taken = c.take(max);
+                // A consumer that just started receives its backlog one delivery at a time: fill the
+                // batch from what is still on its way rather than hand out the first arrival alone.
+                if !taken.is_empty() && taken.len() < max && c.expects_more() {
+                    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+                    while taken.len() < max && c.expects_more() && c.is_live() {
+                        let arrived = self.inner.arrivals.notified();
+                        tokio::pin!(arrived);
+                        arrived.as_mut().enable();
+                        taken.extend(c.take(max - taken.len()));
+                        if taken.len() >= max || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                            break;
+                        }
+                    }
+                    taken.extend(c.take(max - taken.len()));
                 }
-            }
-        }
-        // A consumer that just started receives its backlog one delivery at a time: fill the
-        // batch from what is still on its way rather than hand out the first arrival alone.
-        if !taken.is_empty() && taken.len() < max && c.expects_more() {
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-            while taken.len() < max && c.expects_more() && c.is_live() {
-                let arrived = self.inner.arrivals.notified();
-                tokio::pin!(arrived);
-                arrived.as_mut().enable();
-                taken.extend(c.take(max - taken.len()));
-                if taken.len() >= max || tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                    break;
-                }
-            }
-            taken.extend(c.take(max - taken.len()));
-        }
-        Ok(self.inner.lease(&c, taken))
+                Ok(self.inner.lease(&c, taken))
+            })
+            .await
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
-        let mut consumers = Vec::with_capacity(queues.len());
-        for q in queues {
-            validate_queue_name(q)?;
-            consumers.push(self.inner.consumer(q).await?);
-        }
-        let arrived = self.inner.arrivals.notified();
-        tokio::pin!(arrived);
-        arrived.as_mut().enable();
-        if consumers.iter().any(|c| c.buffered() > 0 || !c.is_live()) {
-            return Ok(());
-        }
-        let _ = tokio::time::timeout(timeout, arrived).await;
-        Ok(())
+        self.inner
+            .bounded("wait ready", timeout + self.inner.config.request_timeout, async move {
+                let mut consumers = Vec::with_capacity(queues.len());
+                for q in queues {
+                    validate_queue_name(q)?;
+                    consumers.push(self.inner.consumer(q).await?);
+                }
+                let arrived = self.inner.arrivals.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if consumers.iter().any(|c| c.buffered() > 0 || !c.is_live()) {
+                    return Ok(());
+                }
+                let _ = tokio::time::timeout(timeout, arrived).await;
+                Ok(())
+            })
+            .await
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        let mut lost = Vec::new();
-        let mut acks = Vec::with_capacity(leases.len());
-        {
-            let mut held = lock(&self.inner.held);
-            for l in leases {
-                match held.remove(&l.token) {
-                    Some(h) => acks.push((l.id, h)),
-                    None => lost.push(l.id),
+        self.inner
+            .bounded("ack", self.inner.config.request_timeout, async move {
+                let mut lost = Vec::new();
+                let mut acks = Vec::with_capacity(leases.len());
+                {
+                    let mut held = lock(&self.inner.held);
+                    for l in leases {
+                        match held.remove(&l.token) {
+                            Some(h) => acks.push((l.id, h)),
+                            None => lost.push(l.id),
+                        }
+                    }
                 }
-            }
-        }
-        let results =
-            futures_util::future::join_all(acks.iter().map(|(_, h)| h.consumer.channel.basic_ack(h.tag, BasicAckOptions::default()))).await;
-        for ((id, h), result) in acks.iter().zip(results) {
-            h.consumer.settled(1);
-            if result.is_err() {
-                // The channel closed: the broker requeues the delivery.
-                lost.push(*id);
-            }
-        }
-        Ok(lost)
+                let results = futures_util::future::join_all(
+                    acks.iter().map(|(_, h)| h.consumer.channel.basic_ack(h.tag, BasicAckOptions::default())),
+                )
+                .await;
+                for ((id, h), result) in acks.iter().zip(results) {
+                    h.consumer.settled(1);
+                    if result.is_err() {
+                        // The channel closed: the broker requeues the delivery.
+                        lost.push(*id);
+                    }
+                }
+                Ok(lost)
+            })
+            .await
     }
 
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
-        let h = self.inner.take_held(lease)?;
-        let delay_ms = millis(delay);
-        let meta = Meta {
-            spent: h.attempt,
-            not_before: (delay_ms > 0).then(|| now_ms() + delay_ms),
-            error: Some(error.to_owned()),
-            dead_at: None,
-            message_id: Some(h.id.to_string()),
-        };
-        let route = if delay_ms > 0 { Route::Delay(delay_ms) } else { Route::Work };
-        self.inner.move_held(lease, h, route, meta).await
+        self.inner
+            .bounded("nack", self.inner.config.request_timeout, async move {
+                let h = self.inner.take_held(lease)?;
+                let delay_ms = millis(delay);
+                let meta = Meta {
+                    spent: h.attempt,
+                    not_before: (delay_ms > 0).then(|| now_ms() + delay_ms),
+                    error: Some(error.to_owned()),
+                    dead_at: None,
+                    message_id: Some(h.id.to_string()),
+                };
+                let route = if delay_ms > 0 { Route::Delay(delay_ms) } else { Route::Work };
+                self.inner.move_held(lease, h, route, meta).await
+            })
+            .await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
-        let h = self.inner.take_held(lease)?;
-        let meta = Meta {
-            spent: h.attempt.saturating_sub(1),
-            not_before: None,
-            dead_at: None,
-            message_id: Some(h.id.to_string()),
-            error: h.meta.error.clone(),
-        };
-        self.inner.move_held(lease, h, Route::Work, meta).await
+        self.inner
+            .bounded("release", self.inner.config.request_timeout, async move {
+                let h = self.inner.take_held(lease)?;
+                let meta = Meta {
+                    spent: h.attempt.saturating_sub(1),
+                    not_before: None,
+                    dead_at: None,
+                    message_id: Some(h.id.to_string()),
+                    error: h.meta.error.clone(),
+                };
+                self.inner.move_held(lease, h, Route::Work, meta).await
+            })
+            .await
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
-        let h = self.inner.take_held(lease)?;
-        let meta = Meta {
-            spent: h.attempt,
-            not_before: None,
-            error: Some(error.to_owned()),
-            dead_at: Some(now_ms()),
-            message_id: h.meta.message_id.clone().or_else(|| Some(h.id.to_string())),
-        };
-        self.inner.move_held(lease, h, Route::Dead, meta).await
+        self.inner
+            .bounded("dead letter", self.inner.config.request_timeout, async move {
+                let h = self.inner.take_held(lease)?;
+                let meta = Meta {
+                    spent: h.attempt,
+                    not_before: None,
+                    error: Some(error.to_owned()),
+                    dead_at: Some(now_ms()),
+                    message_id: h.meta.message_id.clone().or_else(|| Some(h.id.to_string())),
+                };
+                self.inner.move_held(lease, h, Route::Dead, meta).await
+            })
+            .await
     }
 
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
-        let mut held = lock(&self.inner.held);
-        let Some(h) = held.get_mut(&lease.token).filter(|h| h.consumer.channel.status().connected()) else {
-            return Err(DriverError::LeaseLost(lease.id));
-        };
-        h.expires_at = (now_ms() + millis(by)).min(h.cap_at).max(h.expires_at);
-        Ok(Lease { expires_at: h.expires_at, ..lease.clone() })
+        self.inner
+            .bounded("extend lease", self.inner.config.request_timeout, async move {
+                let mut held = lock(&self.inner.held);
+                let Some(h) = held.get_mut(&lease.token).filter(|h| h.consumer.channel.status().connected()) else {
+                    return Err(DriverError::LeaseLost(lease.id));
+                };
+                h.expires_at = (now_ms() + millis(by)).min(h.cap_at).max(h.expires_at);
+                Ok(Lease { expires_at: h.expires_at, ..lease.clone() })
+            })
+            .await
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
-        validate_queue_name(queue)?;
-        let session = self.inner.session().await?;
-        let names = self.inner.ensure_topology(&session, queue).await?;
-        let ((ready, dead), buckets) = futures_util::future::try_join(
-            async { topology::declare_base(&session.admin().await?, &names).await },
-            topology::existing_buckets(&session.conn, &names),
-        )
-        .await?;
-        let buffered = lock(&self.inner.consumers).get(queue).map_or(0, |c| c.buffered() as u64);
-        let leased = lock(&self.inner.held).values().filter(|h| h.consumer.queue == queue).count() as u64;
-        Ok(QueueStats { ready: ready + buffered, scheduled: buckets.iter().map(|(_, n)| n).sum(), leased, dead })
+        self.inner
+            .bounded("stats", self.inner.config.request_timeout, async move {
+                validate_queue_name(queue)?;
+                let session = self.inner.session().await?;
+                let names = self.inner.ensure_topology(&session, queue).await?;
+                let ((ready, dead), buckets) = futures_util::future::try_join(
+                    async { topology::declare_base(&session.admin().await?, &names).await },
+                    topology::existing_buckets(&session.conn, &names),
+                )
+                .await?;
+                let buffered = lock(&self.inner.consumers).get(queue).map_or(0, |c| c.buffered() as u64);
+                let leased = lock(&self.inner.held).values().filter(|h| h.consumer.queue == queue).count() as u64;
+                Ok(QueueStats { ready: ready + buffered, scheduled: buckets.iter().map(|(_, n)| n).sum(), leased, dead })
+            })
+            .await
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        let session = self.inner.session().await?;
-        // Read the registry without consuming it: every message stays unacked on a channel of
-        // its own until the channel closes, except duplicates, which are acked (compacted).
-        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        let registry = topology::registry(&self.inner.config.prefix);
-        let mut names = BTreeSet::new();
-        let result = async {
-            loop {
-                let m = match channel.basic_get(registry.as_str().into(), BasicGetOptions::default()).await {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break,
-                    // No registry: every queue of this prefix was deleted.
-                    Err(e) if topology::is_not_found(&e) => break,
-                    Err(e) => return Err(lapin_err("reading the queue registry", e)),
-                };
-                let name = String::from_utf8_lossy(&m.delivery.data).into_owned();
-                if validate_queue_name(&name).is_err() || !names.insert(name) {
-                    channel
-                        .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
-                        .await
-                        .map_err(|e| lapin_err("compacting the queue registry", e))?;
+        self.inner
+            .bounded("queues", self.inner.config.request_timeout, async move {
+                let session = self.inner.session().await?;
+                // Read the registry without consuming it: every message stays unacked on a channel of
+                // its own until the channel closes, except duplicates, which are acked (compacted).
+                let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+                let registry = topology::registry(&self.inner.config.prefix);
+                let mut names = BTreeSet::new();
+                let result = async {
+                    loop {
+                        let m = match channel.basic_get(registry.as_str().into(), BasicGetOptions::default()).await {
+                            Ok(Some(m)) => m,
+                            Ok(None) => break,
+                            // No registry: every queue of this prefix was deleted.
+                            Err(e) if topology::is_not_found(&e) => break,
+                            Err(e) => return Err(lapin_err("reading the queue registry", e)),
+                        };
+                        let name = String::from_utf8_lossy(&m.delivery.data).into_owned();
+                        if validate_queue_name(&name).is_err() || !names.insert(name) {
+                            channel
+                                .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+                                .await
+                                .map_err(|e| lapin_err("compacting the queue registry", e))?;
+                        }
+                    }
+                    Ok::<_, DriverError>(())
                 }
-            }
-            Ok::<_, DriverError>(())
-        }
-        .await;
-        let _ = channel.close(200, "asynctasq: registry read".into()).await;
-        result?;
-        let mut out = Vec::new();
-        for name in names {
-            let s = self.stats(&name).await?;
-            if s.ready + s.scheduled + s.leased + s.dead > 0 {
-                out.push(name);
-            }
-        }
-        Ok(out)
+                .await;
+                let _ = channel.close(200, "asynctasq: registry read".into()).await;
+                result?;
+                let mut out = Vec::new();
+                for name in names {
+                    let s = self.stats(&name).await?;
+                    if s.ready + s.scheduled + s.leased + s.dead > 0 {
+                        out.push(name);
+                    }
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let session = self.inner.session().await?;
-        let names = self.inner.ensure_topology(&session, queue).await?;
-        let admin = session.admin().await?;
-        let mut purged = 0u64;
-        let buckets = topology::existing_buckets(&session.conn, &names).await?;
-        for name in std::iter::once(&names.work).chain(buckets.iter().map(|(i, _)| &names.buckets[*i])) {
-            purged += u64::from(
-                admin.queue_purge(name.as_str().into(), QueuePurgeOptions::default()).await.map_err(|e| lapin_err("purging", e))?,
-            );
-        }
-        let c = lock(&self.inner.consumers).get(queue).cloned();
-        if let Some(c) = c {
-            let buffered = c.take(usize::MAX);
-            purged += buffered.len() as u64;
-            for b in buffered {
-                ack_one(&c, b.tag).await;
-            }
-        }
-        Ok(purged)
+        self.inner
+            .bounded("purge", self.inner.config.request_timeout, async move {
+                validate_queue_name(queue)?;
+                let session = self.inner.session().await?;
+                let names = self.inner.ensure_topology(&session, queue).await?;
+                let admin = session.admin().await?;
+                let mut purged = 0u64;
+                let buckets = topology::existing_buckets(&session.conn, &names).await?;
+                for name in std::iter::once(&names.work).chain(buckets.iter().map(|(i, _)| &names.buckets[*i])) {
+                    purged += u64::from(
+                        admin.queue_purge(name.as_str().into(), QueuePurgeOptions::default()).await.map_err(|e| lapin_err("purging", e))?,
+                    );
+                }
+                let c = lock(&self.inner.consumers).get(queue).cloned();
+                if let Some(c) = c {
+                    let buffered = c.take(usize::MAX);
+                    purged += buffered.len() as u64;
+                    for b in buffered {
+                        ack_one(&c, b.tag).await;
+                    }
+                }
+                Ok(purged)
+            })
+            .await
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
-        validate_queue_name(queue)?;
-        let session = self.inner.session().await?;
-        let names = self.inner.ensure_topology(&session, queue).await?;
-        // basic.get without ack on a channel of its own; closing it returns every message to
-        // the dead queue in its place.
-        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        let mut out = Vec::new();
-        let result = async {
-            while out.len() < limit {
-                let Some(m) = next_dead(&channel, &names).await? else { break };
-                out.push(DeadTask {
-                    id: m.id.unwrap_or_default(),
-                    queue: queue.to_owned(),
-                    attempt: m.meta.spent,
-                    error: m.meta.error.unwrap_or_default(),
-                    dead_at: m.meta.dead_at.unwrap_or_default(),
-                    envelope: m.envelope,
-                });
-            }
-            Ok::<_, DriverError>(())
-        }
-        .await;
-        let _ = channel.close(200, "asynctasq: dead tasks listed".into()).await;
-        result.map(|()| out)
+        self.inner
+            .bounded("dead", self.inner.config.request_timeout, async move {
+                validate_queue_name(queue)?;
+                let session = self.inner.session().await?;
+                let names = self.inner.ensure_topology(&session, queue).await?;
+                // basic.get without ack on a channel of its own; closing it returns every message to
+                // the dead queue in its place.
+                let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+                let mut out = Vec::new();
+                let result = async {
+                    while out.len() < limit {
+                        let Some(m) = next_dead(&channel, &names).await? else { break };
+                        out.push(DeadTask {
+                            id: m.id.unwrap_or_default(),
+                            queue: queue.to_owned(),
+                            attempt: m.meta.spent,
+                            error: m.meta.error.unwrap_or_default(),
+                            dead_at: m.meta.dead_at.unwrap_or_default(),
+                            envelope: m.envelope,
+                        });
+                    }
+                    Ok::<_, DriverError>(())
+                }
+                .await;
+                let _ = channel.close(200, "asynctasq: dead tasks listed".into()).await;
+                result.map(|()| out)
+            })
+            .await
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let session = self.inner.session().await?;
-        let names = self.inner.ensure_topology(&session, queue).await?;
-        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        let mut wanted: Option<HashSet<TaskId>> = match which {
-            DeadSelector::All => None,
-            DeadSelector::Ids(ids) => Some(ids.into_iter().collect()),
-        };
-        let mut moved = 0u64;
-        let result = async {
-            loop {
-                if wanted.as_ref().is_some_and(HashSet::is_empty) {
-                    break;
-                }
-                let Some(m) = next_dead(&channel, &names).await? else { break };
-                let chosen = match (&mut wanted, m.id) {
-                    (None, _) => true,
-                    (Some(w), Some(id)) => w.remove(&id),
-                    (Some(_), None) => false,
+        self.inner
+            .bounded("requeue dead", self.inner.config.request_timeout, async move {
+                validate_queue_name(queue)?;
+                let session = self.inner.session().await?;
+                let names = self.inner.ensure_topology(&session, queue).await?;
+                let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
+                let mut wanted: Option<HashSet<TaskId>> = match which {
+                    DeadSelector::All => None,
+                    DeadSelector::Ids(ids) => Some(ids.into_iter().collect()),
                 };
-                if chosen {
-                    let fresh = Meta { message_id: m.meta.message_id.clone(), ..Meta::default() };
-                    self.inner.publish_on(&session, &names.work, &m.data, &fresh).await?;
-                    channel
-                        .basic_ack(m.tag, BasicAckOptions::default())
-                        .await
-                        .map_err(|e| lapin_err("removing a requeued dead task", e))?;
-                    moved += 1;
+                let mut moved = 0u64;
+                let result = async {
+                    loop {
+                        if wanted.as_ref().is_some_and(HashSet::is_empty) {
+                            break;
+                        }
+                        let Some(m) = next_dead(&channel, &names).await? else { break };
+                        let chosen = match (&mut wanted, m.id) {
+                            (None, _) => true,
+                            (Some(w), Some(id)) => w.remove(&id),
+                            (Some(_), None) => false,
+                        };
+                        if chosen {
+                            let fresh = Meta { message_id: m.meta.message_id.clone(), ..Meta::default() };
+                            self.inner.publish_on(&session, &names.work, &m.data, &fresh).await?;
+                            channel
+                                .basic_ack(m.tag, BasicAckOptions::default())
+                                .await
+                                .map_err(|e| lapin_err("removing a requeued dead task", e))?;
+                            moved += 1;
+                        }
+                    }
+                    Ok::<_, DriverError>(())
                 }
-            }
-            Ok::<_, DriverError>(())
-        }
-        .await;
-        let _ = channel.close(200, "asynctasq: dead tasks requeued".into()).await;
-        result.map(|()| moved)
+                .await;
+                let _ = channel.close(200, "asynctasq: dead tasks requeued".into()).await;
+                result.map(|()| moved)
+            })
+            .await
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let session = self.inner.session().await?;
-        let names = self.inner.ensure_topology(&session, queue).await?;
-        let admin = session.admin().await?;
-        Ok(u64::from(
-            admin
-                .queue_purge(names.dead.as_str().into(), QueuePurgeOptions::default())
-                .await
-                .map_err(|e| lapin_err("purging dead tasks", e))?,
-        ))
+        self.inner
+            .bounded("purge dead", self.inner.config.request_timeout, async move {
+                validate_queue_name(queue)?;
+                let session = self.inner.session().await?;
+                let names = self.inner.ensure_topology(&session, queue).await?;
+                let admin = session.admin().await?;
+                Ok(u64::from(
+                    admin
+                        .queue_purge(names.dead.as_str().into(), QueuePurgeOptions::default())
+                        .await
+                        .map_err(|e| lapin_err("purging dead tasks", e))?,
+                ))
+            })
+            .await
     }
 
     fn prefetch_hint(&self, tasks: usize) {
@@ -1043,13 +1172,17 @@ impl Driver for RabbitMqDriver {
     }
 
     async fn stop_prefetch(&self) -> Result<(), DriverError> {
-        let consumers: Vec<Arc<Consumer>> = lock(&self.inner.consumers).drain().map(|(_, c)| c).collect();
-        for c in consumers {
-            let buffered = c.cancel().await;
-            self.inner.give_back(&c, buffered).await;
-            c.settled(0);
-        }
-        Ok(())
+        self.inner
+            .bounded("stop prefetch", self.inner.config.request_timeout, async move {
+                let consumers: Vec<Arc<Consumer>> = lock(&self.inner.consumers).drain().map(|(_, c)| c).collect();
+                for c in consumers {
+                    let buffered = c.cancel().await;
+                    self.inner.give_back(&c, buffered).await;
+                    c.settled(0);
+                }
+                Ok(())
+            })
+            .await
     }
 
     fn supports(&self, capability: Capability) -> bool {
