@@ -46,7 +46,7 @@ macro_rules! sql_server_tests {
             first.migrate().await.expect("again is a no-op");
             let second = $driver::connect_with(c.clone()).await.expect("reconnect");
             let sql = format!("SELECT COUNT(*) FROM {}_migrations", c.table_prefix);
-            let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(second.pool()).await.expect("count");
+            let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&second.pool()).await.expect("count");
             assert_eq!(applied, 2, "each migration (tasks and dead, worker registry) recorded once");
         }
 
@@ -70,7 +70,7 @@ macro_rules! sql_server_tests {
                 sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(input.id.as_bytes().to_vec())
                     .bind(input.bytes.clone())
-                    .execute(driver.pool())
+                    .execute(&driver.pool())
                     .await
                     .expect("raw row");
             }

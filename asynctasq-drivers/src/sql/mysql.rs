@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+
+use super::pool::{self, Pools};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
@@ -56,6 +58,10 @@ pub struct MySqlConfig {
     pub migrate: bool,
     /// Longest idle poll for tasks written by other processes (default 500 ms).
     pub poll_interval: Duration,
+    /// Longest any call may wait for the server (default 5 s; a bulk enqueue gets this per
+    /// thousand tasks, `wait_ready` on top of its wait). A call that runs out replaces the
+    /// connection pool: the next call uses new connections.
+    pub request_timeout: Duration,
 }
 
 impl MySqlConfig {
@@ -67,6 +73,7 @@ impl MySqlConfig {
             max_connections: 8,
             migrate: true,
             poll_interval: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -78,7 +85,7 @@ pub struct MySqlDriver {
 }
 
 struct Inner {
-    pool: MySqlPool,
+    pools: Pools<sqlx::MySql>,
     tasks: String,
     dead: String,
     prefix: String,
@@ -110,16 +117,14 @@ impl MySqlDriver {
     /// Connects with `config` and applies migrations if asked.
     pub async fn connect_with(config: MySqlConfig) -> Result<Self, DriverError> {
         validate_table_prefix(&config.table_prefix)?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.url)
-            .await
-            .map_err(|e| connect_err("MySQL", &config.url, e))?;
+        let connect = pool::connect_options::<MySqlConnectOptions>(&config.url).map_err(|e| connect_err("MySQL", &config.url, e))?;
+        let options = MySqlPoolOptions::new().max_connections(config.max_connections.max(1));
+        let pools =
+            Pools::open("MySQL", options, connect, config.request_timeout).await.map_err(|e| connect_err("MySQL", &config.url, e))?;
         let p = &config.table_prefix;
         let driver = Self {
             inner: Arc::new(Inner {
-                pool,
+                pools,
                 tasks: format!("`{p}_tasks`"),
                 dead: format!("`{p}_dead`"),
                 prefix: p.clone(),
@@ -138,14 +143,15 @@ impl MySqlDriver {
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), DriverError> {
         migrator(MIGRATIONS, &self.inner.prefix, '`')
-            .run(&self.inner.pool)
+            .run(&self.inner.pools.pool())
             .await
             .map_err(|e| DriverError::backend("applying MySQL migrations failed", e))
     }
 
-    /// The connection pool.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.inner.pool
+    /// The connection pool (the live one: a call that gets no answer replaces it, see
+    /// `pool.rs`).
+    pub fn pool(&self) -> MySqlPool {
+        self.inner.pools.pool()
     }
 
     /// Stores tasks inside the caller's transaction (or on any connection): they exist exactly
@@ -186,7 +192,7 @@ impl MySqlDriver {
         let t = &self.inner.tasks;
         let token: i64 = fastrand::i64(..);
         let now = now();
-        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("dequeue", e))?;
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dequeue", e))?;
         let sql = format!(
             "SELECT seq, id, envelope, attempt, lease_ms, visible_at FROM {t} WHERE queue = ? AND visible_at >= ? AND visible_at <= ? \
              ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
@@ -250,7 +256,7 @@ impl MySqlDriver {
             }
         }
         let seqs: Vec<i64> = wanted.keys().copied().collect();
-        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("ack", e))?;
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("ack", e))?;
         let mut select = sqlx::query(q(format!("SELECT seq, lease_token FROM {t} WHERE seq IN ({}) FOR UPDATE", placeholders(seqs.len()))));
         for s in &seqs {
             select = select.bind(*s);
@@ -282,7 +288,7 @@ impl MySqlDriver {
     async fn dead_letter_once(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
         let (seq, token) = parse_token(lease)?;
         let (t, d) = (&self.inner.tasks, &self.inner.dead);
-        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("dead-letter", e))?;
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dead-letter", e))?;
         let moved = sqlx::query(q(format!(
             "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
              SELECT id, queue, envelope, attempt, lease_ms, ?, ? FROM {t} WHERE seq = ? AND lease_token = ?"
@@ -312,7 +318,7 @@ impl MySqlDriver {
             DeadSelector::Ids(ids) => ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
         };
         let filter = if ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(ids.len())) };
-        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("requeue dead", e))?;
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("requeue dead", e))?;
         let mut insert = sqlx::query(q(format!(
             "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at) \
              SELECT id, queue, envelope, 0, lease_ms, ? FROM {d} WHERE queue = ?{filter} ORDER BY seq"
@@ -337,236 +343,336 @@ impl MySqlDriver {
 #[async_trait]
 impl Driver for MySqlDriver {
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
-        retry_transient!(self.dequeue_once(queue, max))
+        self.inner
+            .pools
+            .bounded("dequeue", self.inner.pools.request_timeout(), async move { retry_transient!(self.dequeue_once(queue, max)) })
+            .await
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        retry_transient!(self.ack_once(leases))
+        self.inner.pools.bounded("ack", self.inner.pools.request_timeout(), async move { retry_transient!(self.ack_once(leases)) }).await
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
-        retry_transient!(self.dead_letter_once(lease, error))
+        self.inner
+            .pools
+            .bounded(
+                "dead letter",
+                self.inner.pools.request_timeout(),
+                async move { retry_transient!(self.dead_letter_once(lease, error)) },
+            )
+            .await
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
-        retry_transient!(self.requeue_dead_once(queue, which.clone()))
+        self.inner
+            .pools
+            .bounded("requeue dead", self.inner.pools.request_timeout(), async move {
+                retry_transient!(self.requeue_dead_once(queue, which.clone()))
+            })
+            .await
     }
 
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        retry_transient!(async {
-            let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("enqueue", e))?;
-            self.enqueue_in(&mut tx, tasks).await?;
-            tx.commit().await.map_err(|e| map_err("enqueue", e))
-        })?;
-        self.inner.notify.notify_waiters();
-        Ok(())
+        self.inner
+            .pools
+            .bounded(
+                "enqueue",
+                self.inner.pools.request_timeout() * u32::try_from(tasks.len().div_ceil(1000).max(1)).unwrap_or(u32::MAX),
+                async move {
+                    if tasks.is_empty() {
+                        return Ok(());
+                    }
+                    retry_transient!(async {
+                        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("enqueue", e))?;
+                        self.enqueue_in(&mut tx, tasks).await?;
+                        tx.commit().await.map_err(|e| map_err("enqueue", e))
+                    })?;
+                    self.inner.notify.notify_waiters();
+                    Ok(())
+                },
+            )
+            .await
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
-        let notified = self.inner.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if queues.is_empty() {
-            tokio::time::sleep(timeout).await;
-            return Ok(());
-        }
-        for q in queues {
-            validate_queue_name(q)?;
-        }
-        let sql = format!("SELECT MIN(visible_at) FROM {} WHERE queue IN ({})", self.inner.tasks, placeholders(queues.len()));
-        let mut query = sqlx::query_scalar(q(sql));
-        for q in queues {
-            query = query.bind(q.as_str());
-        }
-        let due: Option<i64> = query.fetch_one(&self.inner.pool).await.map_err(|e| map_err("wait", e))?;
-        let idle = self.inner.idle.fetch_add(1, Ordering::Relaxed).min(10);
-        wait_for_due(notified, due, timeout.min(self.inner.poll_interval).min(Duration::from_millis(10 << idle))).await;
-        Ok(())
+        self.inner
+            .pools
+            .bounded("wait ready", timeout + self.inner.pools.request_timeout(), async move {
+                let notified = self.inner.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if queues.is_empty() {
+                    tokio::time::sleep(timeout).await;
+                    return Ok(());
+                }
+                for q in queues {
+                    validate_queue_name(q)?;
+                }
+                let sql = format!("SELECT MIN(visible_at) FROM {} WHERE queue IN ({})", self.inner.tasks, placeholders(queues.len()));
+                let mut query = sqlx::query_scalar(q(sql));
+                for q in queues {
+                    query = query.bind(q.as_str());
+                }
+                let due: Option<i64> = query.fetch_one(&self.inner.pools.pool()).await.map_err(|e| map_err("wait", e))?;
+                let idle = self.inner.idle.fetch_add(1, Ordering::Relaxed).min(10);
+                wait_for_due(notified, due, timeout.min(self.inner.poll_interval).min(Duration::from_millis(10 << idle))).await;
+                Ok(())
+            })
+            .await
     }
 
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let sql =
-            format!("UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
-        let done = sqlx::query(q(sql))
-            .bind(now().saturating_add(ms(delay)))
-            .bind(error)
-            .bind(seq)
-            .bind(token)
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("nack", self.inner.pools.request_timeout(), async move {
+                let (seq, token) = parse_token(lease)?;
+                let sql = format!(
+                    "UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ? WHERE seq = ? AND lease_token = ?",
+                    self.inner.tasks
+                );
+                let done = sqlx::query(q(sql))
+                    .bind(now().saturating_add(ms(delay)))
+                    .bind(error)
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("nack", e))?;
+                held(done.rows_affected(), lease)?;
+                self.inner.notify.notify_waiters();
+                Ok(())
+            })
             .await
-            .map_err(|e| map_err("nack", e))?;
-        held(done.rows_affected(), lease)?;
-        self.inner.notify.notify_waiters();
-        Ok(())
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let sql = format!(
-            "UPDATE {} SET lease_token = NULL, visible_at = ?, attempt = GREATEST(attempt - 1, 0) WHERE seq = ? AND lease_token = ?",
-            self.inner.tasks
-        );
-        let done =
-            sqlx::query(q(sql)).bind(now()).bind(seq).bind(token).execute(&self.inner.pool).await.map_err(|e| map_err("release", e))?;
-        held(done.rows_affected(), lease)?;
-        self.inner.notify.notify_waiters();
-        Ok(())
+        self.inner.pools.bounded("release", self.inner.pools.request_timeout(), async move {
+            let (seq, token) = parse_token(lease)?;
+            let sql = format!(
+                "UPDATE {} SET lease_token = NULL, visible_at = ?, attempt = GREATEST(attempt - 1, 0) WHERE seq = ? AND lease_token = ?",
+                self.inner.tasks
+            );
+            let done =
+                sqlx::query(q(sql)).bind(now()).bind(seq).bind(token).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("release", e))?;
+            held(done.rows_affected(), lease)?;
+            self.inner.notify.notify_waiters();
+            Ok(())
+            })
+        .await
     }
 
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let expires_at = now().saturating_add(ms(by));
-        let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
-        let done = sqlx::query(q(sql))
-            .bind(expires_at)
-            .bind(seq)
-            .bind(token)
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("extend lease", self.inner.pools.request_timeout(), async move {
+                let (seq, token) = parse_token(lease)?;
+                let expires_at = now().saturating_add(ms(by));
+                let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
+                let done = sqlx::query(q(sql))
+                    .bind(expires_at)
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("extend lease", e))?;
+                held(done.rows_affected(), lease)?;
+                Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+            })
             .await
-            .map_err(|e| map_err("extend lease", e))?;
-        held(done.rows_affected(), lease)?;
-        Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
-        validate_queue_name(queue)?;
-        let (t, d) = (&self.inner.tasks, &self.inner.dead);
-        // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
-        let row = sqlx::query(q(format!(
-            "SELECT CAST(COALESCE(SUM(visible_at <= ?), 0) AS SIGNED), \
-                    CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS SIGNED), \
-                    CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS SIGNED), \
-                    (SELECT COUNT(*) FROM {d} WHERE queue = ?) \
-             FROM {t} WHERE queue = ?"
-        )))
-        .bind(now())
-        .bind(now())
-        .bind(now())
-        .bind(queue)
-        .bind(queue)
-        .fetch_one(&self.inner.pool)
-        .await
-        .map_err(|e| map_err("stats", e))?;
-        let n = |i: usize| row.get::<i64, _>(i) as u64;
-        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+        self.inner
+            .pools
+            .bounded("stats", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let (t, d) = (&self.inner.tasks, &self.inner.dead);
+                // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
+                let row = sqlx::query(q(format!(
+                    "SELECT CAST(COALESCE(SUM(visible_at <= ?), 0) AS SIGNED), \
+                        CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS SIGNED), \
+                        CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS SIGNED), \
+                        (SELECT COUNT(*) FROM {d} WHERE queue = ?) \
+                 FROM {t} WHERE queue = ?"
+                )))
+                .bind(now())
+                .bind(now())
+                .bind(now())
+                .bind(queue)
+                .bind(queue)
+                .fetch_one(&self.inner.pools.pool())
+                .await
+                .map_err(|e| map_err("stats", e))?;
+                let n = |i: usize| row.get::<i64, _>(i) as u64;
+                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+            })
+            .await
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        let (t, d) = (&self.inner.tasks, &self.inner.dead);
-        sqlx::query_scalar(q(format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1")))
-            .fetch_all(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("queues", self.inner.pools.request_timeout(), async move {
+                let (t, d) = (&self.inner.tasks, &self.inner.dead);
+                sqlx::query_scalar(q(format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1")))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list queues", e))
+            })
             .await
-            .map_err(|e| map_err("list queues", e))
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let sql = format!("DELETE FROM {} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)", self.inner.tasks);
-        let done = sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
-        Ok(done.rows_affected())
+        self.inner
+            .pools
+            .bounded("purge", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let sql = format!("DELETE FROM {} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)", self.inner.tasks);
+                let done =
+                    sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge", e))?;
+                Ok(done.rows_affected())
+            })
+            .await
     }
 
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let t = &self.inner.tasks;
-        let sql = match which {
-            Waiting::Both => return self.purge(queue).await,
-            Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND visible_at <= ?"),
-            Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ?"),
-        };
-        let done = sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
-        Ok(done.rows_affected())
+        self.inner
+            .pools
+            .bounded("purge waiting", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let t = &self.inner.tasks;
+                let sql = match which {
+                    Waiting::Both => return self.purge(queue).await,
+                    Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND visible_at <= ?"),
+                    Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ?"),
+                };
+                let done =
+                    sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge", e))?;
+                Ok(done.rows_affected())
+            })
+            .await
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
-        validate_queue_name(queue)?;
-        let sql = format!("SELECT id, envelope, attempt, error, dead_at FROM {} WHERE queue = ? ORDER BY seq LIMIT ?", self.inner.dead);
-        let rows = sqlx::query(q(sql))
-            .bind(queue)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| map_err("list dead", e))?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
-                dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
+        self.inner
+            .pools
+            .bounded("dead", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let sql =
+                    format!("SELECT id, envelope, attempt, error, dead_at FROM {} WHERE queue = ? ORDER BY seq LIMIT ?", self.inner.dead);
+                let rows = sqlx::query(q(sql))
+                    .bind(queue)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list dead", e))?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+                        dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
+                    })
+                    .collect())
             })
-            .collect())
+            .await
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let sql = format!("DELETE FROM {} WHERE queue = ?", self.inner.dead);
-        let done = sqlx::query(q(sql)).bind(queue).execute(&self.inner.pool).await.map_err(|e| map_err("purge dead", e))?;
-        Ok(done.rows_affected())
+        self.inner
+            .pools
+            .bounded("purge dead", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let sql = format!("DELETE FROM {} WHERE queue = ?", self.inner.dead);
+                let done = sqlx::query(q(sql)).bind(queue).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge dead", e))?;
+                Ok(done.rows_affected())
+            })
+            .await
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
-        let w = format!("`{}_workers`", self.inner.prefix);
-        let info = worker.encode()?;
-        sqlx::query(q(format!("DELETE FROM {w} WHERE expires_at <= ?")))
-            .bind(now())
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("register worker", self.inner.pools.request_timeout(), async move {
+                let w = format!("`{}_workers`", self.inner.prefix);
+                let info = worker.encode()?;
+                sqlx::query(q(format!("DELETE FROM {w} WHERE expires_at <= ?")))
+                    .bind(now())
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("register worker", e))?;
+                sqlx::query(q(format!(
+                    "INSERT INTO {w} (id, expires_at, info) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)"
+                )))
+                .bind(&worker.id)
+                .bind(worker.expires_at as i64)
+                .bind(info)
+                .execute(&self.inner.pools.pool())
+                .await
+                .map_err(|e| map_err("register worker", e))?;
+                Ok(())
+            })
             .await
-            .map_err(|e| map_err("register worker", e))?;
-        sqlx::query(q(format!(
-            "INSERT INTO {w} (id, expires_at, info) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)"
-        )))
-        .bind(&worker.id)
-        .bind(worker.expires_at as i64)
-        .bind(info)
-        .execute(&self.inner.pool)
-        .await
-        .map_err(|e| map_err("register worker", e))?;
-        Ok(())
     }
 
     async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
-        let sql = format!("DELETE FROM `{}_workers` WHERE id = ?", self.inner.prefix);
-        sqlx::query(q(sql)).bind(id).execute(&self.inner.pool).await.map_err(|e| map_err("deregister worker", e))?;
-        Ok(())
+        self.inner
+            .pools
+            .bounded("deregister worker", self.inner.pools.request_timeout(), async move {
+                let sql = format!("DELETE FROM `{}_workers` WHERE id = ?", self.inner.prefix);
+                sqlx::query(q(sql)).bind(id).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("deregister worker", e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
-        let sql = format!("SELECT info FROM `{}_workers` WHERE expires_at > ? ORDER BY id", self.inner.prefix);
-        let rows: Vec<Vec<u8>> =
-            sqlx::query_scalar(q(sql)).bind(now()).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list workers", e))?;
-        Ok(worker_rows(rows))
+        self.inner
+            .pools
+            .bounded("workers", self.inner.pools.request_timeout(), async move {
+                let sql = format!("SELECT info FROM `{}_workers` WHERE expires_at > ? ORDER BY id", self.inner.prefix);
+                let rows: Vec<Vec<u8>> = sqlx::query_scalar(q(sql))
+                    .bind(now())
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list workers", e))?;
+                Ok(worker_rows(rows))
+            })
+            .await
     }
 
     async fn server_info(&self) -> Result<ServerInfo, DriverError> {
-        let pool = &self.inner.pool;
-        let (version, clock_ms): (String, i64) = sqlx::query_as("SELECT VERSION(), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
-            .fetch_one(pool)
+        self.inner
+            .pools
+            .bounded("server info", self.inner.pools.request_timeout(), async move {
+                let pool = &self.inner.pools.pool();
+                let (version, clock_ms): (String, i64) = sqlx::query_as("SELECT VERSION(), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(|e| map_err("read the MySQL version", e))?;
+                let product = if version.contains("MariaDB") { "MariaDB" } else { "MySQL" };
+                let version = version.split("-MariaDB").next().unwrap_or(&version).to_owned();
+                let table = format!("{}_migrations", self.inner.prefix);
+                let exists: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?")
+                        .bind(&table)
+                        .fetch_one(pool)
+                        .await
+                        .map_err(|e| map_err("read the migrations", e))?;
+                let applied = if exists > 0 {
+                    let sql = format!("SELECT version FROM `{table}` WHERE success ORDER BY version");
+                    Some(sqlx::query_scalar(q(sql)).fetch_all(pool).await.map_err(|e| map_err("read the migrations", e))?)
+                } else {
+                    None
+                };
+                Ok(ServerInfo {
+                    version: Some(format!("{product} {version}")),
+                    clock_ms: Some(clock_ms as u64),
+                    schema: Some(schema_state(MIGRATIONS, applied)),
+                })
+            })
             .await
-            .map_err(|e| map_err("read the MySQL version", e))?;
-        let product = if version.contains("MariaDB") { "MariaDB" } else { "MySQL" };
-        let version = version.split("-MariaDB").next().unwrap_or(&version).to_owned();
-        let table = format!("{}_migrations", self.inner.prefix);
-        let exists: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?")
-                .bind(&table)
-                .fetch_one(pool)
-                .await
-                .map_err(|e| map_err("read the migrations", e))?;
-        let applied = if exists > 0 {
-            let sql = format!("SELECT version FROM `{table}` WHERE success ORDER BY version");
-            Some(sqlx::query_scalar(q(sql)).fetch_all(pool).await.map_err(|e| map_err("read the migrations", e))?)
-        } else {
-            None
-        };
-        Ok(ServerInfo {
-            version: Some(format!("{product} {version}")),
-            clock_ms: Some(clock_ms as u64),
-            schema: Some(schema_state(MIGRATIONS, applied)),
-        })
     }
 
     fn supports(&self, _capability: Capability) -> bool {

@@ -41,7 +41,9 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+
+use super::pool::{self, Pools};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
@@ -69,12 +71,23 @@ pub struct PostgresConfig {
     /// Longest a waiting worker sleeps without a notification (default 1 s): the fallback if
     /// a notification is lost while the listener reconnects.
     pub poll_interval: Duration,
+    /// Longest any call may wait for the server (default 5 s; a bulk enqueue gets this per
+    /// thousand tasks, `wait_ready` on top of its wait). A call that runs out replaces the
+    /// connection pool: the next call uses new connections.
+    pub request_timeout: Duration,
 }
 
 impl PostgresConfig {
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), table_prefix: "asynctasq".into(), max_connections: 8, migrate: true, poll_interval: Duration::from_secs(1) }
+        Self {
+            url: url.into(),
+            table_prefix: "asynctasq".into(),
+            max_connections: 8,
+            migrate: true,
+            poll_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -151,6 +164,65 @@ impl Sql {
     }
 }
 
+/// A listener on `channel` from the live pool, within the request timeout.
+async fn listen(pools: &Pools<sqlx::Postgres>, channel: &str) -> Result<PgListener, DriverError> {
+    pools
+        .bounded("LISTEN", pools.request_timeout(), async {
+            let mut listener = PgListener::connect_with(&pools.pool()).await.map_err(|e| map_err("LISTEN connection", e))?;
+            listener.listen(channel).await.map_err(|e| map_err("LISTEN", e))?;
+            Ok(listener)
+        })
+        .await
+}
+
+/// How long the listener may hear nothing before it checks that its connection still answers.
+const LISTEN_CHECK: Duration = Duration::from_secs(5);
+
+/// Wakes waiters on every notification. A listener that fails, or hears nothing for
+/// [`LISTEN_CHECK`] and then gets no answer to a query within the request timeout (a
+/// half-open connection tells nothing otherwise), is replaced by a new one from the live pool;
+/// meanwhile waiters fall back to their poll interval.
+async fn keep_listening(mut listener: PgListener, pools: Arc<Pools<sqlx::Postgres>>, channel: String, wake: Arc<Notify>) {
+    loop {
+        let alive = match tokio::time::timeout(LISTEN_CHECK, listener.recv()).await {
+            Ok(Ok(_)) => {
+                wake.notify_waiters();
+                continue;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "PostgreSQL listener lost its connection; reconnecting");
+                false
+            }
+            Err(_) => {
+                let check = tokio::time::timeout(pools.request_timeout(), sqlx::query("SELECT 1").execute(&mut listener)).await;
+                let answered = matches!(check, Ok(Ok(_)));
+                if !answered {
+                    tracing::warn!("PostgreSQL listener's connection does not answer; replacing it");
+                }
+                answered
+            }
+        };
+        if alive {
+            continue;
+        }
+        wake.notify_waiters();
+        loop {
+            match listen(&pools, &channel).await {
+                Ok(l) => {
+                    listener = l;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "PostgreSQL listener could not reconnect; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        // Whatever was notified while the listener was away is found by the next claim.
+        wake.notify_waiters();
+    }
+}
+
 fn q(sql: &str) -> AssertSqlSafe<String> {
     // Every statement is built from validated, quoted table names; values are always bound.
     AssertSqlSafe(sql.to_owned())
@@ -163,7 +235,7 @@ pub struct PostgresDriver {
 }
 
 struct Inner {
-    pool: PgPool,
+    pools: Arc<Pools<sqlx::Postgres>>,
     sql: Sql,
     cursors: ClaimCursors,
     channel: String,
@@ -194,34 +266,20 @@ impl PostgresDriver {
     /// Connects with `config`, applies migrations if asked, and starts the listener.
     pub async fn connect_with(config: PostgresConfig) -> Result<Self, DriverError> {
         validate_table_prefix(&config.table_prefix)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.url)
-            .await
-            .map_err(|e| connect_err("PostgreSQL", &config.url, e))?;
+        let connect = pool::connect_options::<PgConnectOptions>(&config.url).map_err(|e| connect_err("PostgreSQL", &config.url, e))?;
+        let options = PgPoolOptions::new().max_connections(config.max_connections.max(2));
+        let pools = Arc::new(
+            Pools::open("PostgreSQL", options, connect, config.request_timeout)
+                .await
+                .map_err(|e| connect_err("PostgreSQL", &config.url, e))?,
+        );
         let channel = format!("{}_ready", config.table_prefix);
         let notify = Arc::new(Notify::new());
-        let mut listener = PgListener::connect_with(&pool).await.map_err(|e| map_err("LISTEN connection", e))?;
-        listener.listen(&channel).await.map_err(|e| map_err("LISTEN", e))?;
-        let wake = notify.clone();
-        let listener = tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(_) => wake.notify_waiters(),
-                    Err(error) => {
-                        // recv() reconnects and re-listens on its next call; meanwhile waiters
-                        // fall back to their poll interval.
-                        tracing::warn!(%error, "PostgreSQL listener lost its connection; reconnecting");
-                        wake.notify_waiters();
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        });
+        let first = listen(&pools, &channel).await?;
+        let listener = tokio::spawn(keep_listening(first, pools.clone(), channel.clone(), notify.clone()));
         let driver = Self {
             inner: Arc::new(Inner {
-                pool,
+                pools,
                 sql: Sql::new(&config.table_prefix),
                 cursors: ClaimCursors::default(),
                 channel,
@@ -241,14 +299,15 @@ impl PostgresDriver {
     /// advisory lock).
     pub async fn migrate(&self) -> Result<(), DriverError> {
         migrator(MIGRATIONS, &self.inner.prefix, '"')
-            .run(&self.inner.pool)
+            .run(&self.inner.pools.pool())
             .await
             .map_err(|e| DriverError::backend("applying PostgreSQL migrations failed", e))
     }
 
-    /// The connection pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+    /// The connection pool (the live one: a call that gets no answer replaces it, see
+    /// `pool.rs`).
+    pub fn pool(&self) -> PgPool {
+        self.inner.pools.pool()
     }
 
     /// Stores tasks inside the caller's transaction (or on any connection): they exist exactly
@@ -298,7 +357,7 @@ impl PostgresDriver {
         sqlx::query(q(&self.inner.sql.notify))
             .bind(&self.inner.channel)
             .bind(vec![queue.to_owned()])
-            .execute(&self.inner.pool)
+            .execute(&self.inner.pools.pool())
             .await
             .map_err(|e| map_err("notify", e))?;
         Ok(())
@@ -308,285 +367,399 @@ impl PostgresDriver {
 #[async_trait]
 impl Driver for PostgresDriver {
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
-        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("enqueue", e))?;
-        self.enqueue_in(&mut tx, tasks).await?;
-        tx.commit().await.map_err(|e| map_err("enqueue", e))
+        self.inner
+            .pools
+            .bounded(
+                "enqueue",
+                self.inner.pools.request_timeout() * u32::try_from(tasks.len().div_ceil(1000).max(1)).unwrap_or(u32::MAX),
+                async move {
+                    let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("enqueue", e))?;
+                    self.enqueue_in(&mut tx, tasks).await?;
+                    tx.commit().await.map_err(|e| map_err("enqueue", e))
+                },
+            )
+            .await
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
-        validate_queue_name(queue)?;
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let token: i64 = fastrand::i64(..);
-        let (now, cursors) = (now(), &self.inner.cursors);
-        let claim = |low: i64| {
-            sqlx::query(q(&self.inner.sql.claim))
-                .bind(token)
-                .bind(now)
-                .bind(queue)
-                .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .bind(low)
-                .fetch_all(&self.inner.pool)
-        };
-        let low = cursors.low(queue);
-        let mut rows = claim(low).await.map_err(|e| map_err("dequeue", e))?;
-        if rows.is_empty() && low != i64::MIN {
-            rows = claim(i64::MIN).await.map_err(|e| map_err("dequeue", e))?;
-        }
-        cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
-        // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
-        rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
-                delivery(queue, row.get(0), token, &id, &envelope, row.get::<i32, _>(3) as u32, row.get(4))
+        self.inner
+            .pools
+            .bounded("dequeue", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                if max == 0 {
+                    return Ok(Vec::new());
+                }
+                let token: i64 = fastrand::i64(..);
+                let (now, cursors) = (now(), &self.inner.cursors);
+                let pool = self.inner.pools.pool();
+                let claim = |low: i64| {
+                    sqlx::query(q(&self.inner.sql.claim))
+                        .bind(token)
+                        .bind(now)
+                        .bind(queue)
+                        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                        .bind(low)
+                        .fetch_all(&pool)
+                };
+                let low = cursors.low(queue);
+                let mut rows = claim(low).await.map_err(|e| map_err("dequeue", e))?;
+                if rows.is_empty() && low != i64::MIN {
+                    rows = claim(i64::MIN).await.map_err(|e| map_err("dequeue", e))?;
+                }
+                cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
+                // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
+                rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+                        delivery(queue, row.get(0), token, &id, &envelope, row.get::<i32, _>(3) as u32, row.get(4))
+                    })
+                    .collect())
             })
-            .collect())
+            .await
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
-        let notified = self.inner.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        for q in queues {
-            validate_queue_name(q)?;
-        }
-        let due: Option<i64> = sqlx::query_scalar(q(&self.inner.sql.next_due))
-            .bind(queues)
-            .fetch_one(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("wait ready", timeout + self.inner.pools.request_timeout(), async move {
+                let notified = self.inner.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                for q in queues {
+                    validate_queue_name(q)?;
+                }
+                let due: Option<i64> = sqlx::query_scalar(q(&self.inner.sql.next_due))
+                    .bind(queues)
+                    .fetch_one(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("wait", e))?;
+                wait_for_due(notified, due, timeout.min(self.inner.poll_interval)).await;
+                Ok(())
+            })
             .await
-            .map_err(|e| map_err("wait", e))?;
-        wait_for_due(notified, due, timeout.min(self.inner.poll_interval)).await;
-        Ok(())
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut by_seq = std::collections::HashMap::with_capacity(leases.len());
-        let (mut seqs, mut tokens, mut lost) = (vec![], vec![], vec![]);
-        for lease in leases {
-            match parse_token(lease) {
-                Ok((seq, token)) => {
-                    seqs.push(seq);
-                    tokens.push(token);
-                    by_seq.insert(seq, lease.id);
+        self.inner
+            .pools
+            .bounded("ack", self.inner.pools.request_timeout(), async move {
+                if leases.is_empty() {
+                    return Ok(Vec::new());
                 }
-                Err(_) => lost.push(lease.id),
-            }
-        }
-        let deleted: Vec<i64> = sqlx::query_scalar(q(&self.inner.sql.ack))
-            .bind(&seqs)
-            .bind(&tokens)
-            .fetch_all(&self.inner.pool)
+                let mut by_seq = std::collections::HashMap::with_capacity(leases.len());
+                let (mut seqs, mut tokens, mut lost) = (vec![], vec![], vec![]);
+                for lease in leases {
+                    match parse_token(lease) {
+                        Ok((seq, token)) => {
+                            seqs.push(seq);
+                            tokens.push(token);
+                            by_seq.insert(seq, lease.id);
+                        }
+                        Err(_) => lost.push(lease.id),
+                    }
+                }
+                let deleted: Vec<i64> = sqlx::query_scalar(q(&self.inner.sql.ack))
+                    .bind(&seqs)
+                    .bind(&tokens)
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("ack", e))?;
+                for seq in deleted {
+                    by_seq.remove(&seq);
+                }
+                lost.extend(by_seq.into_values());
+                Ok(lost)
+            })
             .await
-            .map_err(|e| map_err("ack", e))?;
-        for seq in deleted {
-            by_seq.remove(&seq);
-        }
-        lost.extend(by_seq.into_values());
-        Ok(lost)
     }
 
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let done = sqlx::query(q(&self.inner.sql.nack))
-            .bind(now().saturating_add(ms(delay)))
-            .bind(error)
-            .bind(seq)
-            .bind(token)
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("nack", self.inner.pools.request_timeout(), async move {
+                let (seq, token) = parse_token(lease)?;
+                let done = sqlx::query(q(&self.inner.sql.nack))
+                    .bind(now().saturating_add(ms(delay)))
+                    .bind(error)
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("nack", e))?;
+                held(done.rows_affected(), lease)?;
+                self.notify(&lease.queue).await
+            })
             .await
-            .map_err(|e| map_err("nack", e))?;
-        held(done.rows_affected(), lease)?;
-        self.notify(&lease.queue).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let done = sqlx::query(q(&self.inner.sql.release))
-            .bind(now())
-            .bind(seq)
-            .bind(token)
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("release", self.inner.pools.request_timeout(), async move {
+                let (seq, token) = parse_token(lease)?;
+                let done = sqlx::query(q(&self.inner.sql.release))
+                    .bind(now())
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("release", e))?;
+                held(done.rows_affected(), lease)?;
+                self.notify(&lease.queue).await
+            })
             .await
-            .map_err(|e| map_err("release", e))?;
-        held(done.rows_affected(), lease)?;
-        self.notify(&lease.queue).await
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let done = sqlx::query(q(&self.inner.sql.dead_letter))
-            .bind(error)
-            .bind(now())
-            .bind(seq)
-            .bind(token)
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("dead letter", self.inner.pools.request_timeout(), async move {
+                let (seq, token) = parse_token(lease)?;
+                let done = sqlx::query(q(&self.inner.sql.dead_letter))
+                    .bind(error)
+                    .bind(now())
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("dead-letter", e))?;
+                held(done.rows_affected(), lease)
+            })
             .await
-            .map_err(|e| map_err("dead-letter", e))?;
-        held(done.rows_affected(), lease)
     }
 
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
-        let (seq, token) = parse_token(lease)?;
-        let expires_at = now().saturating_add(ms(by));
-        let done = sqlx::query(q(&self.inner.sql.extend))
-            .bind(expires_at)
-            .bind(seq)
-            .bind(token)
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("extend lease", self.inner.pools.request_timeout(), async move {
+                let (seq, token) = parse_token(lease)?;
+                let expires_at = now().saturating_add(ms(by));
+                let done = sqlx::query(q(&self.inner.sql.extend))
+                    .bind(expires_at)
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("extend lease", e))?;
+                held(done.rows_affected(), lease)?;
+                Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+            })
             .await
-            .map_err(|e| map_err("extend lease", e))?;
-        held(done.rows_affected(), lease)?;
-        Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
-        validate_queue_name(queue)?;
-        let row = sqlx::query(q(&self.inner.sql.stats))
-            .bind(queue)
-            .bind(now())
-            .fetch_one(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("stats", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let row = sqlx::query(q(&self.inner.sql.stats))
+                    .bind(queue)
+                    .bind(now())
+                    .fetch_one(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("stats", e))?;
+                let n = |i: usize| row.get::<i64, _>(i) as u64;
+                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+            })
             .await
-            .map_err(|e| map_err("stats", e))?;
-        let n = |i: usize| row.get::<i64, _>(i) as u64;
-        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        sqlx::query_scalar(q(&self.inner.sql.queues)).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list queues", e))
+        self.inner
+            .pools
+            .bounded("queues", self.inner.pools.request_timeout(), async move {
+                sqlx::query_scalar(q(&self.inner.sql.queues))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list queues", e))
+            })
+            .await
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let done = sqlx::query(q(&self.inner.sql.purge))
-            .bind(queue)
-            .bind(now())
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("purge", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let done = sqlx::query(q(&self.inner.sql.purge))
+                    .bind(queue)
+                    .bind(now())
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("purge", e))?;
+                Ok(done.rows_affected())
+            })
             .await
-            .map_err(|e| map_err("purge", e))?;
-        Ok(done.rows_affected())
     }
 
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let t = format!("\"{}_tasks\"", self.inner.prefix);
-        let sql = match which {
-            Waiting::Both => return self.purge(queue).await,
-            Waiting::Ready => format!("DELETE FROM {t} WHERE queue = $1 AND visible_at <= $2"),
-            Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2"),
-        };
-        let done = sqlx::query(q(&sql)).bind(queue).bind(now()).execute(&self.inner.pool).await.map_err(|e| map_err("purge", e))?;
-        Ok(done.rows_affected())
+        self.inner
+            .pools
+            .bounded("purge waiting", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let t = format!("\"{}_tasks\"", self.inner.prefix);
+                let sql = match which {
+                    Waiting::Both => return self.purge(queue).await,
+                    Waiting::Ready => format!("DELETE FROM {t} WHERE queue = $1 AND visible_at <= $2"),
+                    Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2"),
+                };
+                let done = sqlx::query(q(&sql))
+                    .bind(queue)
+                    .bind(now())
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("purge", e))?;
+                Ok(done.rows_affected())
+            })
+            .await
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
-        validate_queue_name(queue)?;
-        let rows = sqlx::query(q(&self.inner.sql.dead_list))
-            .bind(queue)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| map_err("list dead", e))?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
-                dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
+        self.inner
+            .pools
+            .bounded("dead", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let rows = sqlx::query(q(&self.inner.sql.dead_list))
+                    .bind(queue)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list dead", e))?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+                        dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
+                    })
+                    .collect())
             })
-            .collect())
+            .await
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let (all, ids) = match which {
-            DeadSelector::All => (true, Vec::new()),
-            DeadSelector::Ids(ids) => (false, ids.iter().map(|i| i.as_bytes().to_vec()).collect::<Vec<_>>()),
-        };
-        let done = sqlx::query(q(&self.inner.sql.requeue_dead))
-            .bind(queue)
-            .bind(&ids)
-            .bind(all)
-            .bind(now())
-            .execute(&self.inner.pool)
+        self.inner
+            .pools
+            .bounded("requeue dead", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let (all, ids) = match which {
+                    DeadSelector::All => (true, Vec::new()),
+                    DeadSelector::Ids(ids) => (false, ids.iter().map(|i| i.as_bytes().to_vec()).collect::<Vec<_>>()),
+                };
+                let done = sqlx::query(q(&self.inner.sql.requeue_dead))
+                    .bind(queue)
+                    .bind(&ids)
+                    .bind(all)
+                    .bind(now())
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("requeue dead", e))?;
+                if done.rows_affected() > 0 {
+                    self.notify(queue).await?;
+                }
+                Ok(done.rows_affected())
+            })
             .await
-            .map_err(|e| map_err("requeue dead", e))?;
-        if done.rows_affected() > 0 {
-            self.notify(queue).await?;
-        }
-        Ok(done.rows_affected())
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let done =
-            sqlx::query(q(&self.inner.sql.purge_dead)).bind(queue).execute(&self.inner.pool).await.map_err(|e| map_err("purge dead", e))?;
-        Ok(done.rows_affected())
+        self.inner
+            .pools
+            .bounded("purge dead", self.inner.pools.request_timeout(), async move {
+                validate_queue_name(queue)?;
+                let done = sqlx::query(q(&self.inner.sql.purge_dead))
+                    .bind(queue)
+                    .execute(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("purge dead", e))?;
+                Ok(done.rows_affected())
+            })
+            .await
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
-        let w = format!("\"{}_workers\"", self.inner.prefix);
-        let info = worker.encode()?;
-        let mut tx = self.inner.pool.begin().await.map_err(|e| map_err("register worker", e))?;
-        sqlx::query(q(&format!("DELETE FROM {w} WHERE expires_at <= $1")))
-            .bind(now())
-            .execute(&mut *tx)
+        self.inner
+            .pools
+            .bounded("register worker", self.inner.pools.request_timeout(), async move {
+                let w = format!("\"{}_workers\"", self.inner.prefix);
+                let info = worker.encode()?;
+                let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("register worker", e))?;
+                sqlx::query(q(&format!("DELETE FROM {w} WHERE expires_at <= $1")))
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_err("register worker", e))?;
+                sqlx::query(q(&format!(
+                    "INSERT INTO {w} (id, expires_at, info) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info"
+                )))
+                .bind(&worker.id)
+                .bind(worker.expires_at as i64)
+                .bind(info)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("register worker", e))?;
+                tx.commit().await.map_err(|e| map_err("register worker", e))
+            })
             .await
-            .map_err(|e| map_err("register worker", e))?;
-        sqlx::query(q(&format!(
-            "INSERT INTO {w} (id, expires_at, info) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info"
-        )))
-        .bind(&worker.id)
-        .bind(worker.expires_at as i64)
-        .bind(info)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err("register worker", e))?;
-        tx.commit().await.map_err(|e| map_err("register worker", e))
     }
 
     async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
-        let sql = format!("DELETE FROM \"{}_workers\" WHERE id = $1", self.inner.prefix);
-        sqlx::query(q(&sql)).bind(id).execute(&self.inner.pool).await.map_err(|e| map_err("deregister worker", e))?;
-        Ok(())
+        self.inner
+            .pools
+            .bounded("deregister worker", self.inner.pools.request_timeout(), async move {
+                let sql = format!("DELETE FROM \"{}_workers\" WHERE id = $1", self.inner.prefix);
+                sqlx::query(q(&sql)).bind(id).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("deregister worker", e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
-        let sql = format!("SELECT info FROM \"{}_workers\" WHERE expires_at > $1 ORDER BY id", self.inner.prefix);
-        let rows: Vec<Vec<u8>> =
-            sqlx::query_scalar(q(&sql)).bind(now()).fetch_all(&self.inner.pool).await.map_err(|e| map_err("list workers", e))?;
-        Ok(worker_rows(rows))
+        self.inner
+            .pools
+            .bounded("workers", self.inner.pools.request_timeout(), async move {
+                let sql = format!("SELECT info FROM \"{}_workers\" WHERE expires_at > $1 ORDER BY id", self.inner.prefix);
+                let rows: Vec<Vec<u8>> = sqlx::query_scalar(q(&sql))
+                    .bind(now())
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list workers", e))?;
+                Ok(worker_rows(rows))
+            })
+            .await
     }
 
     async fn server_info(&self) -> Result<ServerInfo, DriverError> {
-        let pool = &self.inner.pool;
-        let (version, clock_ms): (String, i64) =
-            sqlx::query_as("SELECT current_setting('server_version'), (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
-                .fetch_one(pool)
-                .await
-                .map_err(|e| map_err("read the PostgreSQL version", e))?;
-        let table = format!("\"{}_migrations\"", self.inner.prefix);
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(pool)
+        self.inner
+            .pools
+            .bounded("server info", self.inner.pools.request_timeout(), async move {
+                let pool = &self.inner.pools.pool();
+                let (version, clock_ms): (String, i64) =
+                    sqlx::query_as("SELECT current_setting('server_version'), (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                        .fetch_one(pool)
+                        .await
+                        .map_err(|e| map_err("read the PostgreSQL version", e))?;
+                let table = format!("\"{}_migrations\"", self.inner.prefix);
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(&table)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(|e| map_err("read the migrations", e))?;
+                let applied = if exists {
+                    let sql = format!("SELECT version FROM {table} WHERE success ORDER BY version");
+                    Some(sqlx::query_scalar(q(&sql)).fetch_all(pool).await.map_err(|e| map_err("read the migrations", e))?)
+                } else {
+                    None
+                };
+                Ok(ServerInfo {
+                    version: Some(format!("PostgreSQL {version}")),
+                    clock_ms: Some(clock_ms as u64),
+                    schema: Some(schema_state(MIGRATIONS, applied)),
+                })
+            })
             .await
-            .map_err(|e| map_err("read the migrations", e))?;
-        let applied = if exists {
-            let sql = format!("SELECT version FROM {table} WHERE success ORDER BY version");
-            Some(sqlx::query_scalar(q(&sql)).fetch_all(pool).await.map_err(|e| map_err("read the migrations", e))?)
-        } else {
-            None
-        };
-        Ok(ServerInfo {
-            version: Some(format!("PostgreSQL {version}")),
-            clock_ms: Some(clock_ms as u64),
-            schema: Some(schema_state(MIGRATIONS, applied)),
-        })
     }
 
     fn supports(&self, _capability: Capability) -> bool {
