@@ -96,6 +96,24 @@ pub(crate) struct BackendArgs {
     /// parallel receives).
     #[arg(long, global = true, env = "ASYNCTASQ_SQS_RECEIVE_CALLS", default_value_t = 10)]
     sqs_receive_calls: usize,
+    /// Longest one request to a server backend may wait for its answer; one that runs out
+    /// treats its connection as dead and the next request opens a new one. A worker whose
+    /// connections go silently dead (half-open) works again within about twice this.
+    #[arg(long, global = true, env = "ASYNCTASQ_REQUEST_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    request_timeout: Duration,
+    /// AMQP heartbeat asked of RabbitMQ (unless the URL sets `heartbeat=`); a connection that
+    /// hears nothing for twice this is replaced.
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_HEARTBEAT", default_value = "5s", value_parser = positive_duration)]
+    rabbitmq_heartbeat: Duration,
+}
+
+/// A duration longer than zero (`5s`, `500ms`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The backends this build can drive.
@@ -415,6 +433,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         config.queue_url_prefix = backend.sqs_queue_url_prefix.clone();
         config.queue_prefix = backend.sqs_queue_prefix.clone();
         config.receive_calls = backend.sqs_receive_calls;
+        config.request_timeout = backend.request_timeout;
         let at = backend.sqs_endpoint_url.as_deref().map(asynctasq_drivers::redact_url).unwrap_or_else(|| "AWS".into());
         let driver = asynctasq_drivers::SqsDriver::connect(config).await.with_context(|| format!("cannot connect to SQS at {at}"))?;
         return Ok(std::sync::Arc::new(driver));
@@ -426,6 +445,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
     if backend.driver == DriverKind::Redis {
         let mut config = asynctasq_drivers::RedisConfig::new(&url);
         config.prefix = backend.redis_prefix.clone();
+        config.response_timeout = backend.request_timeout;
         return Ok(std::sync::Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.with_context(context)?));
     }
     #[cfg(feature = "postgres")]
@@ -433,6 +453,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         let mut config = asynctasq_drivers::PostgresConfig::new(&url);
         config.table_prefix = backend.table_prefix.clone();
         config.migrate = migrate;
+        config.request_timeout = backend.request_timeout;
         return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.with_context(context)?));
     }
     #[cfg(feature = "mysql")]
@@ -440,6 +461,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         let mut config = asynctasq_drivers::MySqlConfig::new(&url);
         config.table_prefix = backend.table_prefix.clone();
         config.migrate = migrate;
+        config.request_timeout = backend.request_timeout;
         return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.with_context(context)?));
     }
     #[cfg(feature = "sqlite")]
@@ -453,6 +475,8 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         let mut config = asynctasq_drivers::RabbitMqConfig::new(&url);
         config.prefix = backend.rabbitmq_prefix.clone();
         config.consumer_timeout = backend.rabbitmq_consumer_timeout;
+        config.heartbeat = backend.rabbitmq_heartbeat;
+        config.request_timeout = backend.request_timeout;
         return Ok(std::sync::Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await.with_context(context)?));
     }
     asynctasq_drivers::connect(&url).await.with_context(context)

@@ -120,3 +120,14 @@ fn unreachable_sqs_endpoint_is_named_without_the_secret_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("must start with http://"), "{}", stderr(&out));
 }
+
+#[test]
+fn zero_request_timeout_is_a_usage_error_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("dir");
+    for flag in ["--request-timeout", "--rabbitmq-heartbeat"] {
+        let out = asynctasq(dir.path()).args(["worker", flag, "0s"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = stderr(&out);
+        assert!(err.contains(flag) && err.contains("longer than zero"), "{err}");
+    }
+}

@@ -218,6 +218,14 @@ pub struct SchemaState {
 ///   queues is the engine's business.
 /// * **Names.** Queue names are checked with
 ///   [`validate_queue_name`](crate::envelope::validate_queue_name) before use.
+/// * **Deadlines.** Every call ends. A backend reached over a connection bounds each request by
+///   its request timeout (a few seconds, configurable) and fails one that gets no answer with
+///   [`DriverError::Unavailable`]; the connection it ran on is then treated as dead, and the next
+///   call uses a new one. A connection that goes half-open (no FIN, no RST, no bytes) must cost
+///   one request timeout, never a call that waits forever. [`wait_ready`](Driver::wait_ready)
+///   returns within its `timeout` plus the request timeout. The engine also bounds every call
+///   it awaits (see [`WorkerBuilder::call_deadline`](crate::WorkerBuilder::call_deadline)), as
+///   a backstop.
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Stores tasks, each in the queue its envelope names, ready at its `not_before`. All or

@@ -19,6 +19,8 @@ const SCENARIOS: &str = "\
 | 4 | connection kill x3 | As 3, but every client connection is killed three times, 200-300 ms apart (`CLIENT KILL TYPE normal`, `pg_terminate_backend`, `KILL CONNECTION`, `rabbitmqctl close_all_connections`). | As 3, the bound counted per kill. |
 | 5 | graceful deploy | A worker runs a full set of 2 s tasks (lease 300 s) and gets SIGTERM with `--shutdown-grace 300ms`; then the next worker starts. | Exits 0; every cut-short task runs again on the next worker at once (< 3 s, not at lease expiry); 0 lost, 0 duplicates. |
 | 6 | task 3x its lease, heartbeats on | Twelve 3 s tasks with a 1 s lease on two workers (heartbeat every lease/3). | Every task starts exactly once. |
+| 7 | half-open (both ways, mid-run) | One worker (concurrency 4) reaches the backend through a TCP proxy of the test's own; once a third of 120 tasks are done, every connection the proxy carries stops forwarding both ways (no FIN, no RST; new connections work) and 120 more tasks are dispatched directly. Lease 8 s. | 0 lost; the worker starts the first new task within 15 s of the fault (**resumed**), opened new connections, is still running and exits 0 on SIGTERM; the tasks it held run again within 2 × the lease. |
+| 8 | half-open (answers only, idle) | As 7, but the fault hits while the worker is idle in its blocking wait, and only the backend's answers stop: requests still reach it and take effect (a claim whose answer is lost leases tasks nobody runs). | As 7. |
 ";
 
 fn main() -> ExitCode {
@@ -69,7 +71,8 @@ fn render(path: &str, reports: &[Report]) -> String {
          (the lease is 2 s unless noted; when the task's next run skipped an attempt, its redelivery \
          was claimed by a worker a later fault stopped before it started, and the time counts from \
          that later fault); **stall** the longest gap between two completions after the \
-         first fault.\n\n\
+         first fault; **resumed** (half-open faults) the time from the fault until the worker started \
+         the first task dispatched after it, which it can only have received on a new connection.\n\n\
          How the backends differ: on RabbitMQ a dead worker's unacked deliveries go back when the \
          broker sees its connection close, so orphans return in milliseconds; everywhere else they \
          return when their lease expires (at most one lease after the kill, as heartbeats renew \
@@ -94,17 +97,18 @@ fn render(path: &str, reports: &[Report]) -> String {
     scenarios.sort_by_key(|s| order(s));
     let _ = writeln!(
         md,
-        "## Last run\n\n| Scenario | Backend | Tasks | Lost | Dup. (allowed) | In flight | Back within | Stall | Took | Reproduce |"
+        "## Last run\n\n| Scenario | Backend | Tasks | Lost | Dup. (allowed) | In flight | Back within | Stall | Resumed | Took | Reproduce |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for scenario in &scenarios {
         for backend in BACKENDS {
             for r in reports.iter().filter(|r| r.scenario == *scenario && r.backend == backend) {
                 let back = r.recovery_ms.map_or("—".to_owned(), |ms| format!("{:.2} s", ms as f64 / 1000.0));
                 let lease = if r.lease_ms == 2000 { String::new() } else { format!(" (lease {} s)", r.lease_ms / 1000) };
+                let resumed = r.resumed_ms.map_or("—".to_owned(), |ms| format!("{:.2} s", ms as f64 / 1000.0));
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} ({}) | {} | {}{} | {:.2} s | {:.1} s | `cargo test -p asynctasq-tests --test chaos -- --exact {}` |",
+                    "| {} | {} | {} | {} | {} ({}) | {} | {}{} | {:.2} s | {} | {:.1} s | `cargo test -p asynctasq-tests --test chaos -- --exact {}` |",
                     r.scenario,
                     r.backend,
                     r.tasks,
@@ -115,6 +119,7 @@ fn render(path: &str, reports: &[Report]) -> String {
                     back,
                     lease,
                     r.stall_ms as f64 / 1000.0,
+                    resumed,
                     r.seconds,
                     r.test,
                 );
@@ -129,8 +134,8 @@ fn render(path: &str, reports: &[Report]) -> String {
         .collect();
     let _ = writeln!(
         md,
-        "\nServer restarts and connection kills do not apply to SQLite (embedded: no server, no \
-         connection) nor to SQS (moto keeps no state across a restart and AWS cannot be restarted; \
+        "\nServer restarts, connection kills and half-open connections do not apply to SQLite \
+         (embedded: no server, no connection); server restarts and connection kills not to SQS (moto keeps no state across a restart and AWS cannot be restarted; \
          every SQS request is an HTTP exchange of its own)."
     );
     if !missing.is_empty() {
@@ -141,13 +146,23 @@ fn render(path: &str, reports: &[Report]) -> String {
 
 /// Scenarios a backend has nothing to apply to.
 fn not_applicable(scenario: &str, backend: &str) -> bool {
-    (scenario.starts_with("server restart") || scenario.starts_with("connection kill")) && matches!(backend, "SQLite" | "SQS (moto)")
+    ((scenario.starts_with("server restart") || scenario.starts_with("connection kill")) && matches!(backend, "SQLite" | "SQS (moto)"))
+        || (scenario.starts_with("half-open") && backend == "SQLite")
 }
 
 /// The order of the scenarios table.
 fn order(scenario: &str) -> usize {
-    ["kill -9 one", "kill -9 every", "server restart", "connection kill", "graceful deploy", "task 3x"]
-        .iter()
-        .position(|p| scenario.starts_with(p))
-        .unwrap_or(usize::MAX)
+    [
+        "kill -9 one",
+        "kill -9 every",
+        "server restart",
+        "connection kill",
+        "graceful deploy",
+        "task 3x",
+        "half-open (both",
+        "half-open (answers",
+    ]
+    .iter()
+    .position(|p| scenario.starts_with(p))
+    .unwrap_or(usize::MAX)
 }
