@@ -156,6 +156,7 @@ macro_rules! conformance_tests {
             queues_lists_every_queue_holding_tasks: None,
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,
+            wait_ready_on_an_idle_queue_ends_within_its_timeout_and_a_request_deadline: None,
             hostile_queue_names_are_rejected: None,
             hostile_task_names_are_stored_as_data_or_refused: None,
             stop_prefetch_gives_back_undelivered_tasks_unspent: None,

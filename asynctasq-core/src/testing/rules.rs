@@ -468,6 +468,25 @@ pub async fn wait_ready_returns_when_a_delayed_task_falls_due(h: Harness) {
     eventually(PATIENCE, "the delayed task to be ready", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
 }
 
+/// Every call ends (the deadline rule): a wait on a queue where nothing happens returns within
+/// its timeout plus one request deadline, never later, and the driver answers normally after it.
+/// A backend's blocking wait (a blocking pop, a long poll, LISTEN) is bounded by the driver,
+/// not left to the server.
+pub async fn wait_ready_on_an_idle_queue_ends_within_its_timeout_and_a_request_deadline(h: Harness) {
+    let q = h.queue("q");
+    let timeout = Duration::from_millis(300);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let waited = tokio::time::timeout(timeout + REQUEST_DEADLINE, h.driver.wait_ready(std::slice::from_ref(&q), timeout)).await;
+        waited.unwrap_or_else(|_| panic!("wait_ready({timeout:?}) still waiting after {:?}", started.elapsed())).expect("wait");
+    }
+    assert!(h.driver.dequeue(&q, 1).await.expect("dequeue after the waits").is_empty());
+}
+
+/// The request deadline every driver's default stays within (the drivers use 5 s), with room
+/// for a slow CI machine.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(6);
+
 /// Names that could escape a key prefix or break a statement are refused, never stored, by
 /// every call that takes a queue name.
 pub async fn hostile_queue_names_are_rejected(h: Harness) {
