@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/mysql/0002_workers.sql")),
 ];
+/// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
+/// `connect_with`). The driver's own transactions never pause; one of a caller's on
+/// [`MySqlDriver::pool`] must not pause this long either.
+const IDLE_TRANSACTION_TIMEOUT: &str = "SET SESSION idle_transaction_timeout = 10";
+
 /// Rows per INSERT statement in bulk enqueue.
 const INSERT_CHUNK: usize = 500;
 
@@ -118,7 +123,18 @@ impl MySqlDriver {
     pub async fn connect_with(config: MySqlConfig) -> Result<Self, DriverError> {
         validate_table_prefix(&config.table_prefix)?;
         let connect = pool::connect_options::<MySqlConnectOptions>(&config.url).map_err(|e| connect_err("MySQL", &config.url, e))?;
-        let options = MySqlPoolOptions::new().max_connections(config.max_connections.max(1));
+        let options = MySqlPoolOptions::new().max_connections(config.max_connections.max(1)).after_connect(|conn, _| {
+            Box::pin(async move {
+                // A claim is a transaction (MySQL has no UPDATE … RETURNING). If its connection
+                // goes half-open between the claim's SELECT … FOR UPDATE and its COMMIT, the
+                // server keeps the transaction open, and the rows it locked are skipped by every
+                // other claim, for hours. MariaDB ends a transaction left idle this long; MySQL
+                // lacks the setting (the error is ignored), and there such rows wait for the
+                // server to notice the dead connection.
+                let _ = sqlx::query(IDLE_TRANSACTION_TIMEOUT).execute(&mut *conn).await;
+                Ok(())
+            })
+        });
         let pools =
             Pools::open("MySQL", options, connect, config.request_timeout).await.map_err(|e| connect_err("MySQL", &config.url, e))?;
         let p = &config.table_prefix;

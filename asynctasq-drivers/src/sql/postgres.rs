@@ -267,7 +267,16 @@ impl PostgresDriver {
     pub async fn connect_with(config: PostgresConfig) -> Result<Self, DriverError> {
         validate_table_prefix(&config.table_prefix)?;
         let connect = pool::connect_options::<PgConnectOptions>(&config.url).map_err(|e| connect_err("PostgreSQL", &config.url, e))?;
-        let options = PgPoolOptions::new().max_connections(config.max_connections.max(2));
+        let options = PgPoolOptions::new().max_connections(config.max_connections.max(2)).after_connect(|conn, _| {
+            Box::pin(async move {
+                // A transaction whose connection goes half-open stays open on the server, with
+                // its locks, until the server notices (hours, without keepalive). The driver's
+                // claims and settles are single statements; its transactions (enqueue, worker
+                // registry) never pause, so the server may end one left idle this long.
+                sqlx::query("SET idle_in_transaction_session_timeout = '60s'").execute(&mut *conn).await?;
+                Ok(())
+            })
+        });
         let pools = Arc::new(
             Pools::open("PostgreSQL", options, connect, config.request_timeout)
                 .await
