@@ -38,7 +38,7 @@ use std::time::Duration;
 mod ops;
 
 use anyhow::{Context, bail};
-use asynctasq_core::{Registry, Worker};
+use asynctasq_core::{Registry, Worker, WorkerHandle};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Command line of asynctasq.
@@ -106,6 +106,30 @@ pub(crate) struct BackendArgs {
     #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_HEARTBEAT", default_value = "5s", value_parser = positive_duration)]
     rabbitmq_heartbeat: Duration,
 }
+
+/// A flag value checked when the flags are read, so a bad one is a usage error (exit 2) whose
+/// message echoes at most an excerpt of it (clap's own "invalid value" echoes it whole).
+#[derive(Clone, Copy)]
+pub(crate) struct Checked(fn(&str) -> Result<(), String>);
+
+impl clap::builder::TypedValueParser for Checked {
+    type Value = String;
+
+    fn parse_ref(&self, _cmd: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<String, clap::Error> {
+        let text = value.to_string_lossy();
+        let name =
+            arg.map_or_else(|| "value".to_owned(), |a| a.get_long().map_or_else(|| format!("<{}>", a.get_id()), |l| format!("--{l}")));
+        (self.0)(&text)
+            .map_err(|reason| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("invalid {name}: {reason}\n")))?;
+        Ok(text.into_owned())
+    }
+}
+
+/// A `--queues` list (`high,default` or `high:6,default:3`).
+pub(crate) const QUEUE_LIST: Checked = Checked(|text| asynctasq_core::QueueSpec::parse_list(text).map(|_| ()).map_err(|e| e.to_string()));
+
+/// A queue name.
+pub(crate) const QUEUE_NAME: Checked = Checked(|text| asynctasq_core::envelope::validate_queue_name(text).map_err(|e| e.to_string()));
 
 /// A duration longer than zero (`5s`, `500ms`).
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -194,7 +218,7 @@ enum WorkerAction {
 struct WorkerArgs {
     /// Queues in priority order (`high,default`: strict) or with weights
     /// (`high:6,default:3,low:1`: weighted, no starvation).
-    #[arg(long, env = "ASYNCTASQ_QUEUES", default_value = "default")]
+    #[arg(long, env = "ASYNCTASQ_QUEUES", default_value = "default", value_parser = QUEUE_LIST)]
     queues: String,
     /// Most tasks running at once.
     #[arg(long, env = "ASYNCTASQ_CONCURRENCY", default_value_t = 10)]
@@ -271,7 +295,10 @@ fn init_tracing() {
     {
         filter = filter.add_directive(quiet);
     }
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colour codes only on a terminal, never with NO_COLOR: logs piped to a file or a collector
+    // stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 /// Runs a parsed command line.
@@ -331,12 +358,22 @@ impl std::fmt::Display for Unhealthy {
 impl std::error::Error for Unhealthy {}
 
 async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
+    // Signals first: one that arrives while the worker connects or migrates is a graceful stop
+    // (exit 0), not the default action.
+    let handle = WorkerHandle::default();
+    handle.stop_on_signals().context("cannot install signal handlers")?;
     // Check the flags and the backend before anything else, so mistakes surface at once.
     let builder_checks = asynctasq_core::QueueSpec::parse_list(&args.queues).context("invalid --queues")?;
     if args.concurrency == 0 {
         bail!("invalid --concurrency: must be at least 1");
     }
-    let driver = connect(backend, true).await?;
+    let driver = tokio::select! {
+        driver = connect(backend, true) => driver?,
+        () = handle.stopping() => {
+            tracing::info!("stopped before the worker started");
+            return Ok(());
+        }
+    };
     let registry = Registry::linked()?;
     if registry.is_empty() {
         bail!(
@@ -349,7 +386,8 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         .queue_specs(builder_checks.0, builder_checks.1)
         .concurrency(args.concurrency)
         .shutdown_grace(args.shutdown_grace)
-        .stop_when_empty(args.stop_when_empty);
+        .stop_when_empty(args.stop_when_empty)
+        .handle(handle);
     if let Some(n) = args.max_tasks {
         builder = builder.max_tasks(n);
     }
@@ -361,7 +399,6 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         None => None,
         Some(channel) => Some(publish_events(backend, &worker, channel).await?),
     };
-    worker.handle().stop_on_signals().context("cannot install signal handlers")?;
     let counts = worker.start().await?;
     if args.json {
         println!("{}", serde_json::to_string(&counts)?);

@@ -37,6 +37,7 @@ pub(crate) enum QueueCommand {
     /// Counts per queue: ready, scheduled, leased, dead (every known queue when none is named).
     Status {
         /// Queues to show.
+        #[arg(value_parser = crate::QUEUE_NAME)]
         queues: Vec<String>,
         /// Print JSON (schema in the crate docs) instead of a table.
         #[arg(long)]
@@ -48,6 +49,7 @@ pub(crate) enum QueueCommand {
     /// Delete tasks that are waiting (ready and scheduled), dead, or both; never leased ones.
     Flush {
         /// Queues to flush (every known queue when none is named).
+        #[arg(value_parser = crate::QUEUE_NAME)]
         queues: Vec<String>,
         /// Which tasks to delete.
         #[arg(long, value_enum, default_value = "pending")]
@@ -82,6 +84,7 @@ pub(crate) enum DeadCommand {
     /// List dead tasks, oldest first.
     List {
         /// Queue (every known queue when omitted).
+        #[arg(value_parser = crate::QUEUE_NAME)]
         queue: Option<String>,
         /// Most tasks to list per queue.
         #[arg(long, default_value_t = 20)]
@@ -95,7 +98,7 @@ pub(crate) enum DeadCommand {
         /// The task id.
         id: String,
         /// Look only in this queue.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::QUEUE_NAME)]
         queue: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -106,6 +109,7 @@ pub(crate) enum DeadCommand {
     /// Delete dead tasks for good.
     Purge {
         /// Queue (every known queue when omitted).
+        #[arg(value_parser = crate::QUEUE_NAME)]
         queue: Option<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -117,6 +121,7 @@ pub(crate) enum DeadCommand {
 #[derive(Debug, Args)]
 pub(crate) struct DeadRetryArgs {
     /// Queue (every known queue when omitted).
+    #[arg(value_parser = crate::QUEUE_NAME)]
     queue: Option<String>,
     /// Retry these tasks (repeatable).
     #[arg(long = "id", value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
@@ -142,7 +147,7 @@ pub(crate) struct DispatchArgs {
     #[arg(long, value_name = "FILE")]
     args_file: Option<std::path::PathBuf>,
     /// Queue instead of the task's.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::QUEUE_NAME)]
     queue: Option<String>,
     /// Run no earlier than this from now (e.g. `30s`, `2h`).
     #[arg(long, value_parser = humantime::parse_duration)]

@@ -57,7 +57,7 @@ fn malformed_queue_list_is_named() {
     let dir = tempfile::tempdir().expect("dir");
     for (queues, expected) in [("bad name", "`bad name`"), ("high:0", "weight must be at least 1"), ("a,a", "listed twice")] {
         let out = asynctasq(dir.path()).args(["worker", "--queues", queues]).output().expect("run");
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(2), "a bad --queues is a usage error");
         assert!(stderr(&out).contains(expected), "{queues}: {}", stderr(&out));
     }
 }
@@ -129,5 +129,23 @@ fn zero_request_timeout_is_a_usage_error_naming_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let err = stderr(&out);
         assert!(err.contains(flag) && err.contains("longer than zero"), "{err}");
+    }
+}
+
+#[test]
+fn bad_queue_names_are_usage_errors_echoing_at_most_a_short_excerpt() {
+    let dir = tempfile::tempdir().expect("dir");
+    let huge = "x".repeat(10_000) + " y";
+    for args in [
+        vec!["worker", "--queues", huge.as_str()],
+        vec!["queue", "status", huge.as_str()],
+        vec!["dead", "list", huge.as_str()],
+        vec!["dispatch", "some_task", "--queue", "bad name"],
+    ] {
+        let out = asynctasq(dir.path()).args(&args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{:?}: {}", &args[..2], stderr(&out));
+        let err = stderr(&out);
+        assert!(err.len() < 600, "the error echoes an excerpt, not all 10 KB: {} bytes", err.len());
+        assert!(err.contains("queue"), "{err}");
     }
 }

@@ -170,12 +170,23 @@ pub fn validate_task_name(name: &str) -> Result<(), DriverError> {
     validate_name("task", name, 200, |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
+/// At most `EXCERPT` characters of user input, for an error message (a 10 KB name echoed in full
+/// buries the reason): the start, then `…` and the full length.
+pub fn excerpt(input: &str) -> String {
+    const EXCERPT: usize = 60;
+    if input.chars().count() <= EXCERPT {
+        return input.to_owned();
+    }
+    let start: String = input.chars().take(EXCERPT).collect();
+    format!("{start}… ({} bytes)", input.len())
+}
+
 fn validate_name(kind: &str, name: &str, max: usize, ok: impl Fn(char) -> bool) -> Result<(), DriverError> {
     if name.is_empty() {
         return Err(DriverError::Config(format!("{kind} name is empty")));
     }
     if name.len() > max {
-        return Err(DriverError::Config(format!("{kind} name is {} bytes long; the limit is {max}", name.len())));
+        return Err(DriverError::Config(format!("{kind} name `{}` is {} bytes long; the limit is {max}", excerpt(name), name.len())));
     }
     if let Some(bad) = name.chars().find(|c| !ok(*c)) {
         let shown: String = name.chars().take(40).collect();

@@ -58,7 +58,7 @@ pub use memory::MemoryDriver;
 pub use registry::{Registry, TaskRegistration};
 pub use retry::RetryPolicy;
 pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};
-pub use worker::{Priority, QueueSpec, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};
+pub use worker::{Priority, QueueSpec, SAME_STOP, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};
 
 #[cfg(feature = "macros")]
 pub use asynctasq_macros::task;

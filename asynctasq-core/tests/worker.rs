@@ -429,3 +429,10 @@ fn worker_options_out_of_range_are_refused() {
     assert!(Worker::builder(driver.clone()).queues("a").expect("queues").concurrency(0).build().is_err());
     assert!(Worker::builder(driver).queues("a:0").is_err());
 }
+
+#[test]
+fn worker_id_starts_with_the_real_host_name_as_the_registry_records_it() {
+    let worker = Worker::builder(Arc::new(MemoryDriver::new())).queues("q").expect("queues").build().expect("build");
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    assert!(worker.id().starts_with(&format!("{host}:{}:", std::process::id())), "{} on host {host}", worker.id());
+}

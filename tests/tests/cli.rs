@@ -61,3 +61,73 @@ fn tasks_command_lists_the_linked_tasks() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fails_once\nledgered", "every linked task, sorted by name");
 }
+
+/// Sends SIGTERM to `pid` (a separate `kill` process, as an operator's would be).
+fn term(pid: u32) {
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_at_any_moment_of_a_workers_life_is_a_graceful_exit_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    // Early in its life: while it starts, opens and migrates its database, and once it runs.
+    for delay_ms in [15, 40, 80, 300] {
+        let mut w = s.spawn_worker(env!("CARGO_BIN_EXE_ledger-worker"), "default", 2, &[]);
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        w.sigterm();
+        assert!(w.exited_ok().await, "SIGTERM {delay_ms} ms after start is a graceful stop with exit 0");
+    }
+    // While it connects: a Redis that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("redis://127.0.0.1:{}", silent.local_addr().expect("address").port());
+    let mut w = std::process::Command::new(env!("CARGO_BIN_EXE_ledger-worker"))
+        .args(["worker", "--driver", "redis", "--redis-url", &url])
+        .env("ASYNCTASQ_LOG", "warn")
+        .spawn()
+        .expect("start a worker");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = std::time::Instant::now();
+    term(w.id());
+    let status = tokio::task::spawn_blocking(move || w.wait().expect("wait")).await.expect("join");
+    assert!(status.success(), "SIGTERM while connecting is a graceful stop with exit 0: {status:?}");
+    assert!(began.elapsed() < Duration::from_secs(2), "it stops connecting at once: {:?}", began.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_repeated_within_the_same_stop_window_still_lets_running_tasks_finish() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    s.dispatch("default", 1, 1500, Duration::from_secs(30)).await;
+    let mut w = s.spawn_worker(env!("CARGO_BIN_EXE_ledger-worker"), "default", 2, &["--shutdown-grace", "10s"]);
+    asynctasq_tests::eventually(Duration::from_secs(30), "the task to start", || async { !s.started_runs().await.is_empty() }).await;
+    // What GNU `timeout` does: the worker, then its process group, microseconds apart.
+    let pid = w.child().id();
+    term(pid);
+    term(pid);
+    assert!(w.exited_ok().await, "the worker exits 0");
+    assert_eq!(s.completions().await.len(), 1, "the running task finished: the repeat was the same stop, not `stop now`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_a_failed_task_name_it_at_the_default_level_in_plain_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let id = s.client.dispatch(asynctasq_tests::FailsOnce { n: 7, retry_ms: 10 }).queue("logs").await.expect("dispatch");
+    let out = worker_cmd(&s)
+        .env_remove("ASYNCTASQ_LOG")
+        .arg("worker")
+        .args(&s.backend_args)
+        .args(["--queues", "logs", "--stop-when-empty"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("retry scheduled")).unwrap_or_else(|| panic!("a retry is logged at the default level: {err}"));
+    for field in [format!("task.id={id}"), "task.name=fails_once".into(), "task.queue=logs".into(), "task.attempt=1".into()] {
+        assert!(line.contains(&field), "`{field}` in: {line}");
+    }
+    assert!(!err.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {err}");
+}

@@ -113,7 +113,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             cancel.cancel();
             run.abort();
             shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("lease lost while running; abandoning the run without settling it");
+            tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost while running; abandoning the run without settling it");
             shared.events.emit(|| Event::LeaseLost(task));
             return;
         }
@@ -123,10 +123,12 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             match with_retries!(bounded("release", shared.deadline, shared.driver.release(&lease))) {
                 Ok(()) => {
                     shared.counters.released.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("released unfinished task at shutdown");
+                    tracing::info!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "released unfinished task at shutdown");
                     shared.events.emit(|| Event::TaskReleased(task));
                 }
-                Err(error) => tracing::warn!(%error, "could not release task at shutdown; it returns when its lease expires"),
+                Err(error) => {
+                    tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, %error, "could not release task at shutdown; it returns when its lease expires")
+                }
             }
             return;
         }
@@ -162,11 +164,13 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     match with_retries!(bounded("nack", shared.deadline, shared.driver.nack(&lease, delay, &message))) {
         Ok(()) => {
             shared.counters.retried.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(error = %message, ?delay, "task failed; retry scheduled");
+            tracing::info!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %message, ?delay, "task failed; retry scheduled");
             shared.events.emit(|| Event::TaskRetryScheduled { task, delay, error: message });
         }
         Err(DriverError::LeaseLost(_)) => shared.lease_lost(task),
-        Err(error) => tracing::error!(%error, "could not schedule retry; the task returns when its lease expires"),
+        Err(error) => {
+            tracing::error!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, %error, "could not schedule retry; the task returns when its lease expires")
+        }
     }
 }
 
@@ -196,17 +200,19 @@ impl Shared {
         match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
             Ok(()) => {
                 self.counters.dead.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "task dead-lettered");
+                tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, %error, "task dead-lettered");
                 self.events.emit(|| Event::TaskDeadLettered { task, error });
             }
             Err(DriverError::LeaseLost(_)) => self.lease_lost(task),
-            Err(e) => tracing::error!(error = %e, "could not dead-letter task; it returns when its lease expires"),
+            Err(e) => {
+                tracing::error!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %e, "could not dead-letter task; it returns when its lease expires")
+            }
         }
     }
 
     fn lease_lost(&self, task: TaskInfo) {
         self.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("lease lost before the task was settled; another delivery owns it now");
+        tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost before the task was settled; another delivery owns it now");
         self.events.emit(|| Event::LeaseLost(task));
     }
 }
@@ -237,7 +243,7 @@ async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, ba
             for pending in batch {
                 if lost.contains(&pending.task.id) {
                     counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(task.id = %pending.task.id, "lease lost before the ack; another delivery owns the task now");
+                    tracing::warn!(task.id = %pending.task.id, task.name = %pending.task.name, task.queue = %pending.task.queue, task.attempt = pending.task.attempt, "lease lost before the ack; another delivery owns the task now");
                     events.emit(|| Event::LeaseLost(pending.task));
                 } else {
                     counters.succeeded.fetch_add(1, Ordering::Relaxed);

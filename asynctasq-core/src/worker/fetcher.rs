@@ -1,6 +1,6 @@
 //! Choosing which queue to take tasks from: strict or weighted priority.
 
-use crate::envelope::validate_queue_name;
+use crate::envelope::{excerpt, validate_queue_name};
 use crate::error::WorkerError;
 
 /// How a worker orders its queues.
@@ -27,11 +27,11 @@ pub struct QueueSpec {
 impl QueueSpec {
     /// Parses `name` or `name:weight`.
     pub fn parse(spec: &str) -> Result<Self, WorkerError> {
-        let bad = |reason: String| WorkerError::QueueSpec { spec: spec.to_owned(), reason };
+        let bad = |reason: String| WorkerError::QueueSpec { spec: excerpt(spec), reason };
         let (name, weight) = match spec.trim().split_once(':') {
             None => (spec.trim(), 1),
             Some((name, w)) => {
-                let weight: u32 = w.trim().parse().map_err(|_| bad(format!("weight `{w}` is not a whole number")))?;
+                let weight: u32 = w.trim().parse().map_err(|_| bad(format!("weight `{}` is not a whole number", excerpt(w))))?;
                 if weight == 0 {
                     return Err(bad("weight must be at least 1".into()));
                 }
@@ -51,7 +51,7 @@ impl QueueSpec {
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = specs.iter().find(|s| !seen.insert(s.name.as_str())) {
-            return Err(WorkerError::QueueSpec { spec: list.to_owned(), reason: format!("queue `{}` is listed twice", dup.name) });
+            return Err(WorkerError::QueueSpec { spec: excerpt(list), reason: format!("queue `{}` is listed twice", excerpt(&dup.name)) });
         }
         let weighted = list.contains(':');
         Ok((specs, if weighted { Priority::Weighted } else { Priority::Strict }))

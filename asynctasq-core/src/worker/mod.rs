@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use self::deadline::{Beacon, bounded};
 use self::fetcher::QueueOrder;
 pub use self::fetcher::{Priority, QueueSpec};
-pub use self::shutdown::WorkerHandle;
+pub use self::shutdown::{SAME_STOP, WorkerHandle};
 use crate::driver::{Delivery, Driver, WorkerInfo};
 use crate::envelope::{millis, unix_millis};
 use crate::error::WorkerError;
@@ -122,6 +122,7 @@ pub struct WorkerBuilder {
     events: Events,
     id: Option<String>,
     call_deadline: Duration,
+    handle: WorkerHandle,
 }
 
 impl WorkerBuilder {
@@ -224,6 +225,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// Stop through `handle`, made before the worker (default: a handle of its own, see
+    /// [`Worker::handle`]). A stop asked on it before the worker starts makes
+    /// [`Worker::start`] return at once, having taken nothing.
+    pub fn handle(mut self, handle: WorkerHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
     /// The worker's id in events (default: `host:pid:random`).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -249,7 +258,9 @@ impl WorkerBuilder {
             None => Registry::linked()?,
         };
         let id = self.id.unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+            // The real host name, as the registry records it (`$HOSTNAME` is a shell variable,
+            // often not exported).
+            let host = gethostname::gethostname().to_string_lossy().into_owned();
             format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
         });
         Ok(Worker {
@@ -267,7 +278,7 @@ impl WorkerBuilder {
             idle_wait: self.idle_wait,
             heartbeat_interval: self.heartbeat_interval,
             events: self.events,
-            handle: WorkerHandle::default(),
+            handle: self.handle,
             id,
             call_deadline: self.call_deadline,
         })
@@ -322,6 +333,7 @@ impl Worker {
             events: Events::default(),
             id: None,
             call_deadline: deadline::DEFAULT_CALL_DEADLINE,
+            handle: WorkerHandle::default(),
         }
     }
 
@@ -437,6 +449,9 @@ impl Worker {
         let mut failures = 0u32;
         let mut backlog = false;
         loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
             while running.try_join_next().is_some() {}
             let remaining = match self.max_tasks {
                 Some(max) => max.saturating_sub(shared.counters.started.load(Ordering::Relaxed)),

@@ -2,6 +2,9 @@
 
 use tokio_util::sync::CancellationToken;
 
+/// Signals this close to the first stop signal repeat it rather than force an immediate stop.
+pub const SAME_STOP: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Stops a running worker. Cheap to clone; every clone stops the same worker.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerHandle {
@@ -27,17 +30,36 @@ impl WorkerHandle {
         self.graceful.is_cancelled()
     }
 
-    /// Stops the worker gracefully on the first SIGINT or SIGTERM and at once on the second.
+    /// Waits until a stop is asked for (at once if one was already), e.g. to give up
+    /// connecting when the process is told to stop before its worker runs.
+    pub async fn stopping(&self) {
+        self.graceful.cancelled().await;
+    }
+
+    /// Stops the worker gracefully on the first SIGINT or SIGTERM and at once on a later one.
     /// The signal handlers are installed before this returns; the waiting runs in a task spawned
-    /// on the current runtime.
+    /// on the current runtime. Install them first thing (a handle can be made before its worker,
+    /// see [`WorkerBuilder::handle`](crate::WorkerBuilder::handle)), so a signal that arrives
+    /// while the process connects or migrates is a graceful stop too, never the default action.
+    ///
+    /// Signals within [`SAME_STOP`] of the first are the same request, not "stop now": GNU
+    /// `timeout` (common around `worker run-once` in cron) signals the worker and then its
+    /// process group, microseconds apart. A deliberate second Ctrl-C comes later and forces.
     pub fn stop_on_signals(&self) -> std::io::Result<()> {
         let handle = self.clone();
         let mut signals = Signals::install()?;
         tokio::spawn(async move {
             signals.recv().await;
+            let first = tokio::time::Instant::now();
             tracing::info!("stop signal received: finishing running tasks (send again to stop at once)");
             handle.stop();
-            signals.recv().await;
+            loop {
+                signals.recv().await;
+                if first.elapsed() >= SAME_STOP {
+                    break;
+                }
+                tracing::debug!("stop signal repeated within {SAME_STOP:?} of the first: the same stop");
+            }
             tracing::warn!("second stop signal: releasing running tasks and stopping now");
             handle.stop_now();
         });
