@@ -35,6 +35,8 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[macro_use]
+mod output;
 mod ops;
 
 use anyhow::{Context, bail};
@@ -273,6 +275,12 @@ where
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<output::ClosedStdout>() => ExitCode::SUCCESS,
+        Err(e) if e.is::<Usage>() => {
+            let red = anstyle::AnsiColor::Red.on_default().bold();
+            anstream::eprintln!("{red}error:{red:#} {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             let red = anstyle::AnsiColor::Red.on_default().bold();
             // Colour only on a terminal, never with NO_COLOR (anstream decides).
@@ -307,7 +315,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tasks => {
             let registry = Registry::linked()?;
             for name in registry.names() {
-                println!("{name}");
+                outln!("{name}");
             }
             Ok(())
         }
@@ -357,6 +365,18 @@ impl std::fmt::Display for Unhealthy {
 
 impl std::error::Error for Unhealthy {}
 
+/// A usage error found after the flags were parsed (exit 2, like clap's own).
+#[derive(Debug)]
+pub(crate) struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     // Signals first: one that arrives while the worker connects or migrates is a graceful stop
     // (exit 0), not the default action.
@@ -401,7 +421,7 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     };
     let counts = worker.start().await?;
     if args.json {
-        println!("{}", serde_json::to_string(&counts)?);
+        outln!("{}", serde_json::to_string(&counts)?);
     }
     Ok(())
 }
@@ -463,6 +483,14 @@ fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
 
 /// Connects to the backend `backend` names; SQL backends apply pending migrations if `migrate`.
 pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
+    if backend.driver == DriverKind::Memory {
+        return Err(Usage(
+            "--driver memory keeps tasks inside one process and loses them when it exits, so a command on it does nothing \
+             that lasts; use MemoryDriver from code (tests), or the embedded default --driver sqlite"
+                .into(),
+        )
+        .into());
+    }
     #[cfg(feature = "sqs")]
     if backend.driver == DriverKind::Sqs {
         let mut config = asynctasq_drivers::SqsConfig::new(backend.sqs_region.clone());

@@ -198,9 +198,9 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
         if json {
             let map: serde_json::Map<String, Value> =
                 rows.iter().map(|(q, s)| (q.clone(), serde_json::to_value(s).unwrap_or_default())).collect();
-            println!("{}", json!({ "driver": driver.name(), "exact": exact, "queues": map }));
+            outln!("{}", json!({ "driver": driver.name(), "exact": exact, "queues": map }));
         } else {
-            print_status(&rows, exact);
+            print_status(&rows, exact)?;
         }
         let Some(every) = watch else { return Ok(()) };
         if !every.is_finite() || every <= 0.0 {
@@ -208,25 +208,26 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
         }
         tokio::time::sleep(Duration::from_secs_f64(every)).await;
         if !json {
-            println!();
+            outln!();
         }
     }
 }
 
-fn print_status(rows: &[(String, QueueStats)], exact: bool) {
+fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow::Result<()> {
     if rows.is_empty() {
-        println!("no queues");
-        return;
+        outln!("no queues");
+        return Ok(());
     }
     let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD"]);
     for (q, s) in rows {
         t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead)]);
     }
     align_numbers(&mut t, 1);
-    println!("{t}");
+    outln!("{t}");
     if !exact {
-        println!("(counts are approximate on this backend)");
+        outln!("(counts are approximate on this backend)");
     }
+    Ok(())
 }
 
 /// A count with thousands separators.
@@ -287,7 +288,7 @@ pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: Flu
         FlushStatus::All => "waiting and dead",
     };
     if total == 0 {
-        println!("nothing to flush");
+        outln!("nothing to flush");
         return Ok(());
     }
     if !confirm(&format!("delete {} {kind} task(s) from {} queue(s)", count(total), queues.len()), yes)? {
@@ -311,7 +312,7 @@ pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: Flu
         bar.inc(deleted - at);
     }
     bar.finish_and_clear();
-    println!("deleted {} task(s)", count(deleted));
+    outln!("deleted {} task(s)", count(deleted));
     Ok(())
 }
 
@@ -355,11 +356,11 @@ pub(crate) async fn dead_list(driver: Arc<dyn Driver>, queue: Option<String>, li
         all.extend(driver.dead(q, limit).await.with_context(|| format!("listing dead tasks of `{q}`"))?);
     }
     if json {
-        println!("{}", json!({ "dead": all.iter().map(dead_json).collect::<Vec<_>>() }));
+        outln!("{}", json!({ "dead": all.iter().map(dead_json).collect::<Vec<_>>() }));
         return Ok(());
     }
     if all.is_empty() {
-        println!("no dead tasks");
+        outln!("no dead tasks");
         return Ok(());
     }
     let mut t = table(&["ID", "QUEUE", "TASK", "ATTEMPTS", "DIED", "ERROR"]);
@@ -368,7 +369,7 @@ pub(crate) async fn dead_list(driver: Arc<dyn Driver>, queue: Option<String>, li
         let error: String = d.error.lines().next().unwrap_or_default().chars().take(80).collect();
         t.add_row(vec![d.id.to_string(), d.queue.clone(), name, d.attempt.to_string(), ago(d.dead_at), error]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(())
 }
 
@@ -381,17 +382,17 @@ pub(crate) async fn dead_show(driver: Arc<dyn Driver>, id: &str, queue: Option<S
         if let Some(d) = dead.iter().find(|d| d.id == wanted) {
             let v = dead_json(d);
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("id:        {}", d.id);
-                println!("queue:     {}", d.queue);
-                println!("task:      {}", v["task"].as_str().unwrap_or("(undecodable)"));
-                println!("attempts:  {} of {}", d.attempt, v["max_attempts"]);
-                println!("died:      {} ({})", ago(d.dead_at), d.dead_at);
-                println!("error:     {}", d.error);
+                outln!("id:        {}", d.id);
+                outln!("queue:     {}", d.queue);
+                outln!("task:      {}", v["task"].as_str().unwrap_or("(undecodable)"));
+                outln!("attempts:  {} of {}", d.attempt, v["max_attempts"]);
+                outln!("died:      {} ({})", ago(d.dead_at), d.dead_at);
+                outln!("error:     {}", d.error);
                 match &v["decode_error"] {
-                    Value::Null => println!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
-                    e => println!("args:      undecodable ({})", e.as_str().unwrap_or_default()),
+                    Value::Null => outln!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
+                    e => outln!("args:      undecodable ({})", e.as_str().unwrap_or_default()),
                 }
             }
             return Ok(());
@@ -430,9 +431,9 @@ pub(crate) async fn dead_retry(driver: Arc<dyn Driver>, args: DeadRetryArgs) -> 
     }
     bar.finish_and_clear();
     if !args.all && moved < ids.len() as u64 {
-        println!("retried {} task(s); {} id(s) were not dead", count(moved), ids.len() as u64 - moved);
+        outln!("retried {} task(s); {} id(s) were not dead", count(moved), ids.len() as u64 - moved);
     } else {
-        println!("retried {} task(s)", count(moved));
+        outln!("retried {} task(s)", count(moved));
     }
     Ok(())
 }
@@ -461,9 +462,9 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     let (id, queue) = (envelope.id, envelope.queue.clone());
     client.enqueue(vec![envelope]).await.context("enqueueing the task")?;
     if args.json {
-        println!("{}", json!({ "id": id.to_string(), "queue": queue }));
+        outln!("{}", json!({ "id": id.to_string(), "queue": queue }));
     } else {
-        println!("dispatched {} to queue {queue} as {id}", args.task);
+        outln!("dispatched {} to queue {queue} as {id}", args.task);
     }
     Ok(())
 }
@@ -506,9 +507,9 @@ async fn dispatch_many(
     }
     bar.finish_and_clear();
     if json {
-        println!("{}", json!({ "dispatched": total, "queue": queue }));
+        outln!("{}", json!({ "dispatched": total, "queue": queue }));
     } else {
-        println!("dispatched {} {} task(s) to queue {queue}", count(total as u64), task.name);
+        outln!("dispatched {} {} task(s) to queue {queue}", count(total as u64), task.name);
     }
     Ok(())
 }
@@ -545,11 +546,11 @@ pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Resu
                 v
             })
             .collect();
-        println!("{}", json!({ "workers": list }));
+        outln!("{}", json!({ "workers": list }));
         return Ok(());
     }
     if workers.is_empty() {
-        println!("no live workers");
+        outln!("no live workers");
         return Ok(());
     }
     let mut t = table(&["ID", "HOST", "PID", "QUEUES", "CONC", "STARTED", "HEARTBEAT", "DONE", "FAILED", "IN FLIGHT", "STATE"]);
@@ -568,7 +569,7 @@ pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Resu
             if w.is_stale(now) { "stale".into() } else { "live".into() },
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(())
 }
 
@@ -581,20 +582,20 @@ pub(crate) async fn migrate(backend: &crate::BackendArgs, dry_run: bool) -> anyh
         Err(e) => return Err(e).context("cannot read the schema's migrations"),
     };
     let Some(schema) = schema else {
-        println!("nothing to migrate: {} keeps no schema", driver.name());
+        outln!("nothing to migrate: {} keeps no schema", driver.name());
         return Ok(());
     };
     drop(driver);
     if schema.pending.is_empty() {
-        println!("schema is up to date ({} migrations applied)", schema.applied.len());
+        outln!("schema is up to date ({} migrations applied)", schema.applied.len());
         return Ok(());
     }
     let verb = if dry_run { "would apply" } else { "applying" };
     for (version, description) in &schema.pending {
-        println!("{verb} {version:04} {description}");
+        outln!("{verb} {version:04} {description}");
     }
     if dry_run {
-        println!("dry run: nothing changed ({} pending; run `asynctasq migrate` to apply)", schema.pending.len());
+        outln!("dry run: nothing changed ({} pending; run `asynctasq migrate` to apply)", schema.pending.len());
         return Ok(());
     }
     let driver = crate::connect(backend, true).await?;
@@ -602,7 +603,7 @@ pub(crate) async fn migrate(backend: &crate::BackendArgs, dry_run: bool) -> anyh
     if !after.pending.is_empty() {
         bail!("{} migrations still pending after migrating", after.pending.len());
     }
-    println!("schema is up to date ({} migrations applied)", after.applied.len());
+    outln!("schema is up to date ({} migrations applied)", after.applied.len());
     Ok(())
 }
 
@@ -724,7 +725,8 @@ const NOTE: anstyle::Style = anstyle::AnsiColor::Yellow.on_default();
 
 /// Prints one `doctor` line: a verdict in its colour, then the finding.
 fn verdict(style: anstyle::Style, word: &str, finding: std::fmt::Arguments<'_>) {
-    anstream::println!("{style}{word:<5}{style:#} {finding}");
+    // A closed stdout only loses the rest of the report; the checks and the exit code stand.
+    let _ = crate::output::styled(format_args!("{style}{word:<5}{style:#} {finding}"));
 }
 
 fn ms(d: Duration) -> String {

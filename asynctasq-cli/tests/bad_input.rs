@@ -149,3 +149,14 @@ fn bad_queue_names_are_usage_errors_echoing_at_most_a_short_excerpt() {
         assert!(err.contains("queue"), "{err}");
     }
 }
+
+#[test]
+fn memory_driver_is_refused_by_commands_whose_work_would_vanish() {
+    let dir = tempfile::tempdir().expect("dir");
+    for args in [vec!["dispatch", "some_task", "--args", "{}"], vec!["queue", "status"], vec!["dead", "list"], vec!["worker"]] {
+        let out = asynctasq(dir.path()).args(&args).args(["--driver", "memory"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("--driver memory") && err.contains("loses them"), "{args:?}: {err}");
+    }
+}

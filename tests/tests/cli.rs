@@ -125,9 +125,41 @@ async fn logs_of_a_failed_task_name_it_at_the_default_level_in_plain_text() {
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.contains("retry scheduled")).unwrap_or_else(|| panic!("a retry is logged at the default level: {err}"));
+    let line =
+        err.lines().find(|l| l.contains("retry scheduled")).unwrap_or_else(|| panic!("a retry is logged at the default level: {err}"));
     for field in [format!("task.id={id}"), "task.name=fails_once".into(), "task.queue=logs".into(), "task.attempt=1".into()] {
         assert!(line.contains(&field), "`{field}` in: {line}");
     }
     assert!(!err.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_ends_quietly_when_its_reader_closes_stdout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    s.dispatch("default", 3, 1, Duration::from_secs(30)).await;
+    for args in [
+        vec!["tasks"],
+        vec!["queue", "status"],
+        vec!["queue", "status", "--json"],
+        vec!["dead", "list", "--json"],
+        vec!["workers"],
+        vec!["worker", "run-once", "--json"],
+    ] {
+        // What `cmd | head -c 10` does once head has read enough: the reader is gone.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledger-worker"))
+            .args(&args)
+            .args(&s.backend_args)
+            .env("ASYNCTASQ_TEST_LEDGER", &s.ledger_url)
+            .env("ASYNCTASQ_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start");
+        drop(child.stdout.take());
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait")).await.expect("join");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?} ends quietly with exit 0: {err}");
+    }
 }
