@@ -110,28 +110,44 @@ pub(crate) struct BackendArgs {
 }
 
 /// A flag value checked when the flags are read, so a bad one is a usage error (exit 2) whose
-/// message echoes at most an excerpt of it (clap's own "invalid value" echoes it whole).
+/// message echoes at most an excerpt of it (clap's own "invalid value" echoes it whole). With
+/// `named`, the message starts with the flag's name.
 #[derive(Clone, Copy)]
-pub(crate) struct Checked(fn(&str) -> Result<(), String>);
+pub(crate) struct Checked {
+    check: fn(&str) -> Result<(), String>,
+    named: bool,
+}
 
 impl clap::builder::TypedValueParser for Checked {
     type Value = String;
 
     fn parse_ref(&self, _cmd: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<String, clap::Error> {
         let text = value.to_string_lossy();
-        let name =
-            arg.map_or_else(|| "value".to_owned(), |a| a.get_long().map_or_else(|| format!("<{}>", a.get_id()), |l| format!("--{l}")));
-        (self.0)(&text)
-            .map_err(|reason| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("invalid {name}: {reason}\n")))?;
+        (self.check)(&text).map_err(|reason| {
+            let message = match arg.and_then(|a| a.get_long()).filter(|_| self.named) {
+                Some(flag) => format!("invalid --{flag}: {reason}"),
+                None => reason,
+            };
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{message}\n"))
+        })?;
         Ok(text.into_owned())
     }
 }
 
 /// A `--queues` list (`high,default` or `high:6,default:3`).
-pub(crate) const QUEUE_LIST: Checked = Checked(|text| asynctasq_core::QueueSpec::parse_list(text).map(|_| ()).map_err(|e| e.to_string()));
+pub(crate) const QUEUE_LIST: Checked =
+    Checked { check: |text| asynctasq_core::QueueSpec::parse_list(text).map(|_| ()).map_err(|e| e.to_string()), named: true };
 
 /// A queue name.
-pub(crate) const QUEUE_NAME: Checked = Checked(|text| asynctasq_core::envelope::validate_queue_name(text).map_err(|e| e.to_string()));
+pub(crate) const QUEUE_NAME: Checked = Checked {
+    check: |text| {
+        asynctasq_core::envelope::validate_queue_name(text).map_err(|e| match e {
+            asynctasq_core::DriverError::Config(m) => format!("invalid {m}"),
+            other => other.to_string(),
+        })
+    },
+    named: false,
+};
 
 /// A duration longer than zero (`5s`, `500ms`).
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -284,10 +300,25 @@ where
         Err(e) => {
             let red = anstyle::AnsiColor::Red.on_default().bold();
             // Colour only on a terminal, never with NO_COLOR (anstream decides).
-            anstream::eprintln!("{red}error:{red:#} {e:#}");
+            anstream::eprintln!("{red}error:{red:#} {}", cause_once(&e));
             ExitCode::from(if e.is::<Unhealthy>() { 3 } else { 1 })
         }
     }
+}
+
+/// An error and its causes joined with `": "`, each said once: a cause whose text is already in
+/// the message (errors that print their source themselves, as sqlx's and redis's do) is not
+/// repeated.
+fn cause_once(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let t = cause.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+    }
+    text
 }
 
 fn init_tracing() {
@@ -511,7 +542,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         let mut config = asynctasq_drivers::RedisConfig::new(&url);
         config.prefix = backend.redis_prefix.clone();
         config.response_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.with_context(context)?));
+        return Ok(std::sync::Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?));
     }
     #[cfg(feature = "postgres")]
     if backend.driver == DriverKind::Postgres {
@@ -519,7 +550,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         config.table_prefix = backend.table_prefix.clone();
         config.migrate = migrate;
         config.request_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.with_context(context)?));
+        return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?));
     }
     #[cfg(feature = "mysql")]
     if backend.driver == DriverKind::Mysql {
@@ -527,13 +558,13 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         config.table_prefix = backend.table_prefix.clone();
         config.migrate = migrate;
         config.request_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.with_context(context)?));
+        return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?));
     }
     #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
         let mut config = asynctasq_drivers::SqliteConfig::new(&url);
         config.migrate = migrate;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::SqliteDriver::connect_with(config).await.with_context(context)?));
+        return Ok(std::sync::Arc::new(asynctasq_drivers::SqliteDriver::connect_with(config).await?));
     }
     #[cfg(feature = "rabbitmq")]
     if backend.driver == DriverKind::Rabbitmq {
@@ -542,7 +573,7 @@ pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Res
         config.consumer_timeout = backend.rabbitmq_consumer_timeout;
         config.heartbeat = backend.rabbitmq_heartbeat;
         config.request_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await.with_context(context)?));
+        return Ok(std::sync::Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await?));
     }
     asynctasq_drivers::connect(&url).await.with_context(context)
 }

@@ -160,3 +160,38 @@ fn memory_driver_is_refused_by_commands_whose_work_would_vanish() {
         assert!(err.contains("--driver memory") && err.contains("loses them"), "{args:?}: {err}");
     }
 }
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+#[test]
+fn connection_errors_say_their_cause_once_and_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = closed_port();
+    for (flags, cause) in [
+        (
+            vec!["--driver".to_owned(), "postgres".into(), "--database-url".into(), format!("postgres://postgres@127.0.0.1:{port}/test")],
+            "Connection refused",
+        ),
+        (
+            vec!["--driver".into(), "mysql".into(), "--database-url".into(), format!("mysql://root@127.0.0.1:{port}/test")],
+            "Connection refused",
+        ),
+        (vec!["--driver".into(), "redis".into(), "--redis-url".into(), format!("redis://127.0.0.1:{port}")], "Connection refused"),
+        (
+            vec!["--driver".into(), "postgres".into(), "--database-url".into(), "postgres://nobody@127.0.0.1:5432/test".into()],
+            "\"nobody\" does not exist",
+        ),
+        (vec!["--database-url".into(), "sqlite:///nonexistent/dir/x.db".into()], "unable to open database file"),
+    ] {
+        let began = std::time::Instant::now();
+        let out = asynctasq(dir.path()).args(["queue", "status"]).args(&flags).output().expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert_eq!(err.matches(cause).count(), 1, "the cause once: {err}");
+        assert_eq!(err.matches("cannot connect to").count() + err.matches("cannot open").count(), 1, "what failed once: {err}");
+        assert!(began.elapsed() < std::time::Duration::from_secs(3), "reported at once, not after a pool timeout: {:?}", began.elapsed());
+    }
+}

@@ -151,7 +151,9 @@ async fn dispatch_checks_arguments_against_the_task_before_enqueueing() {
 async fn bad_queue_names_and_ids_are_named_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
-    assert!(refused(&cli(&s, &["queue", "status", "bad name"])).contains("invalid queue name `bad name`"));
+    let out = cli(&s, &["queue", "status", "bad name"]);
+    assert_eq!(out.status.code(), Some(2), "a bad queue name is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid queue name `bad name`"));
     assert!(refused(&cli(&s, &["dead", "show", "not-a-uuid"])).contains("not a task id"));
     assert!(refused(&cli(&s, &["dead", "show", "01a20701-e1fa-750a-82c3-ac4b66434fd2"])).contains("no dead task"));
     let out = cli(&s, &["dead", "retry", "q"]);

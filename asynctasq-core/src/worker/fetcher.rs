@@ -38,7 +38,12 @@ impl QueueSpec {
                 (name.trim(), weight)
             }
         };
-        validate_queue_name(name).map_err(|e| bad(e.to_string()))?;
+        validate_queue_name(name).map_err(|e| {
+            bad(match e {
+                crate::DriverError::Config(m) => m,
+                other => other.to_string(),
+            })
+        })?;
         Ok(Self { name: name.to_owned(), weight })
     }
 

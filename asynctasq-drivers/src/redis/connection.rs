@@ -72,6 +72,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Connections {
     /// Connects once, so a wrong address fails at startup.
     pub(super) async fn open(client: Client, response_timeout: Duration) -> Result<Self, DriverError> {
+        let at = match client.get_connection_info().addr() {
+            ::redis::ConnectionAddr::Unix(path) => path.display().to_string(),
+            addr => addr.to_string(),
+        };
         let this = Self {
             client,
             response_timeout,
@@ -79,7 +83,13 @@ impl Connections {
             connecting: tokio::sync::Mutex::new(0),
             blocking: tokio::sync::Mutex::new(None),
         };
-        this.connection().await.map_err(|e| map_err("connect", e))?;
+        this.connection().await.map_err(|e| match map_err("connect", e) {
+            DriverError::Unavailable { source, .. } => {
+                DriverError::Unavailable { message: format!("cannot connect to Redis at {at}"), source }
+            }
+            DriverError::Backend { source, .. } => DriverError::Backend { message: format!("cannot connect to Redis at {at}"), source },
+            other => other,
+        })?;
         Ok(this)
     }
 

@@ -49,6 +49,13 @@ impl<DB: Database> Pools<DB> {
         connect: <DB::Connection as Connection>::Options,
         request_timeout: Duration,
     ) -> Result<Self, sqlx::Error> {
+        // One connection first, bounded: a refused connection or a bad password is reported at
+        // once with its cause (the pool would retry it until its acquire timeout and report
+        // only that it timed out).
+        let probe = tokio::time::timeout(request_timeout, <DB::Connection as Connection>::connect_with(&connect))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        let _ = probe.close().await;
         let retired = Arc::new(AtomicBool::new(false));
         let pool = Self::options_for(&options, &retired, request_timeout).connect_with(connect.clone()).await?;
         Ok(Self { current: RwLock::new(Current { generation: 1, pool, retired }), options, connect, request_timeout, backend })

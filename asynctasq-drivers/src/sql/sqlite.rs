@@ -109,10 +109,11 @@ impl SqliteDriver {
             pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         let pool = pool.connect_with(options).await.map_err(|e| match e {
-            sqlx::Error::Database(_) | sqlx::Error::Io(_) => {
-                DriverError::unavailable("cannot open the SQLite database (check the path exists and is writable)", e)
-            }
-            other => map_err("cannot open the SQLite database", other),
+            sqlx::Error::Database(_) | sqlx::Error::Io(_) => DriverError::unavailable(
+                format!("cannot open the SQLite database {} (check the path exists and is writable)", config.url),
+                e,
+            ),
+            other => map_err(&format!("cannot open the SQLite database {}", config.url), other),
         })?;
         let driver = Self { pool, notify: Arc::new(Notify::new()), poll_interval: config.poll_interval };
         if config.migrate {
