@@ -306,6 +306,40 @@ where
     }
 }
 
+/// The command line to run `sub` as this process was run: the running binary's name (a user's
+/// own binary is not `asynctasq`) and the backend flags it was given, URLs without passwords.
+pub(crate) fn this_command(sub: &str) -> String {
+    let mut args = std::env::args();
+    let program = args.next().map(|p| std::path::Path::new(&p).file_name().map_or(p.clone(), |n| n.to_string_lossy().into_owned()));
+    let mut out = vec![program.unwrap_or_else(|| "asynctasq".into()), sub.to_owned()];
+    let backend = |flag: &str| {
+        ["--driver", "--database-url", "--redis-url", "--rabbitmq-url", "--table-prefix", "--redis-prefix", "--rabbitmq-prefix"]
+            .contains(&flag)
+            || flag.starts_with("--sqs-")
+    };
+    let rest: Vec<String> = args.collect();
+    let mut i = 0;
+    while i < rest.len() {
+        let (flag, inline) = match rest[i].split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (rest[i].clone(), None),
+        };
+        if backend(&flag) {
+            let value = match inline {
+                Some(v) => Some(v),
+                None => {
+                    i += 1;
+                    rest.get(i).cloned()
+                }
+            };
+            out.push(flag);
+            out.extend(value.map(|v| asynctasq_drivers::redact_url(&v)));
+        }
+        i += 1;
+    }
+    out.join(" ")
+}
+
 /// An error and its causes joined with `": "`, each said once: a cause whose text is already in
 /// the message (errors that print their source themselves, as sqlx's and redis's do) is not
 /// repeated.
@@ -331,6 +365,13 @@ fn init_tracing() {
     let asked = std::env::var("ASYNCTASQ_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
     if !asked.contains("lapin")
         && let Ok(quiet) = "lapin::channel=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
+    // PostgreSQL's notices (`relation "…_migrations" already exists, skipping` on every
+    // command) are the server talking to itself; asking for `sqlx` brings them back.
+    if !asked.contains("sqlx")
+        && let Ok(quiet) = "sqlx::postgres::notice=warn".parse()
     {
         filter = filter.add_directive(quiet);
     }
@@ -453,6 +494,15 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     let counts = worker.start().await?;
     if args.json {
         outln!("{}", serde_json::to_string(&counts)?);
+    } else if args.stop_when_empty {
+        outln!(
+            "{} succeeded, {} retried, {} dead, {} released ({} taken)",
+            counts.succeeded,
+            counts.retried,
+            counts.dead,
+            counts.released,
+            counts.started
+        );
     }
     Ok(())
 }

@@ -117,14 +117,16 @@ pub(crate) enum DeadCommand {
     },
 }
 
-/// Which dead tasks to retry.
+/// Which dead tasks to retry: `--id` (repeatable) or `--all`, one of the two.
 #[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(false).args(["ids", "all"])))]
 pub(crate) struct DeadRetryArgs {
     /// Queue (every known queue when omitted).
     #[arg(value_parser = crate::QUEUE_NAME)]
     queue: Option<String>,
     /// Retry these tasks (repeatable).
-    #[arg(long = "id", value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+    #[arg(long = "id", value_name = "ID", conflicts_with = "all")]
     ids: Vec<String>,
     /// Retry every dead task.
     #[arg(long)]
@@ -139,9 +141,10 @@ pub(crate) struct DeadRetryArgs {
 pub(crate) struct DispatchArgs {
     /// A task registered in this binary (see `tasks`).
     task: String,
-    /// The task's arguments as a JSON object, checked against its type.
-    #[arg(long, default_value = "{}", conflicts_with = "args_file")]
-    args: String,
+    /// The task's arguments as a JSON object, checked against its type (none: `{}`, for a task
+    /// without arguments).
+    #[arg(long, conflicts_with = "args_file")]
+    args: Option<String>,
     /// Dispatch one task per line of this file (`-`: stdin), each line the arguments as JSON;
     /// every line is checked before any task is enqueued.
     #[arg(long, value_name = "FILE")]
@@ -288,7 +291,7 @@ pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: Flu
         FlushStatus::All => "waiting and dead",
     };
     if total == 0 {
-        outln!("nothing to flush");
+        outln!("{}", if status == FlushStatus::Dead { "no dead tasks" } else { "nothing to flush" });
         return Ok(());
     }
     if !confirm(&format!("delete {} {kind} task(s) from {} queue(s)", count(total), queues.len()), yes)? {
@@ -457,7 +460,15 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     if let Some(path) = &args.args_file {
         return dispatch_many(&client, task, &overrides, path, args.json).await;
     }
-    let payload = (task.args_from_json)(&args.args).map_err(|e| anyhow::anyhow!("invalid --args for task `{}`: {e}", args.task))?;
+    let payload = match &args.args {
+        Some(json) => (task.args_from_json)(json).map_err(|e| anyhow::anyhow!("invalid --args for task `{}`: {e}", args.task))?,
+        None => (task.args_from_json)("{}").map_err(|e| {
+            anyhow::anyhow!(
+                "task `{}` takes arguments: pass them as a JSON object with --args '{{…}}', or one object per line with --args-file FILE ({e})",
+                args.task
+            )
+        })?,
+    };
     let envelope = client.envelope_from_payload(task.name, payload, &overrides, &(task.options)())?;
     let (id, queue) = (envelope.id, envelope.queue.clone());
     client.enqueue(vec![envelope]).await.context("enqueueing the task")?;
@@ -595,7 +606,7 @@ pub(crate) async fn migrate(backend: &crate::BackendArgs, dry_run: bool) -> anyh
         outln!("{verb} {version:04} {description}");
     }
     if dry_run {
-        outln!("dry run: nothing changed ({} pending; run `asynctasq migrate` to apply)", schema.pending.len());
+        outln!("dry run: nothing changed ({} pending; run `{}` to apply)", schema.pending.len(), crate::this_command("migrate"));
         return Ok(());
     }
     let driver = crate::connect(backend, true).await?;
@@ -642,7 +653,12 @@ pub(crate) async fn doctor(connect: impl std::future::Future<Output = anyhow::Re
                     verdict(
                         BAD,
                         "FAIL",
-                        format_args!("migrations: {} pending ({}); run `asynctasq migrate`", names.len(), names.join(", ")),
+                        format_args!(
+                            "migrations: {} pending ({}); run `{}`",
+                            names.len(),
+                            names.join(", "),
+                            crate::this_command("migrate")
+                        ),
                     );
                 }
             }

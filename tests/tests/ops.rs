@@ -392,3 +392,33 @@ async fn doctor_reports_server_version_and_clock_skew_on_redis() {
     assert!(report.contains("ok    server: Redis ") || report.contains("ok    server: Valkey "), "{report}");
     assert!(report.contains("clock: the server's is") && report.contains("queues: 0 known"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_say_what_to_do_next() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let err = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    // A task with arguments dispatched without any.
+    let out = cli(&s, &["dispatch", "ledgered"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err(&out).contains("--args") && err(&out).contains("--args-file"), "{}", err(&out));
+    // Retry without saying which.
+    let out = cli(&s, &["dead", "retry", "q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err(&out).contains("--id") && err(&out).contains("--all"), "{}", err(&out));
+    // Purging an empty dead store.
+    assert_eq!(ok(&cli(&s, &["dead", "purge", "--yes"])).trim(), "no dead tasks");
+    // A run-once summary without --json.
+    s.dispatch("default", 2, 1, Duration::from_secs(30)).await;
+    let summary = ok(&cli(&s, &["worker", "run-once"]));
+    assert!(summary.contains("2 succeeded"), "{summary}");
+    // The hint names this binary and the flags it was given.
+    let fresh = format!("sqlite://{}/fresh.db", dir.path().display());
+    let out = Command::cargo_bin("ledger-worker")
+        .expect("binary")
+        .args(["migrate", "--dry-run", "--database-url", &fresh])
+        .output()
+        .expect("run");
+    let text = ok(&out);
+    assert!(text.contains(&format!("run `ledger-worker migrate --database-url {fresh}`")), "{text}");
+}

@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 
 /// Signals this close to the first stop signal repeat it rather than force an immediate stop.
-pub const SAME_STOP: std::time::Duration = std::time::Duration::from_millis(500);
+pub const SAME_STOP: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Stops a running worker. Cheap to clone; every clone stops the same worker.
 #[derive(Clone, Debug, Default)]
