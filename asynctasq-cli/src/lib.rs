@@ -47,7 +47,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "asynctasq", version, about = "Run and operate asynctasq workers")]
 pub struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Backend (every command; -h shows the main ones, --help all of this build's)")]
     backend: BackendArgs,
     #[command(subcommand)]
     command: Command,
@@ -63,49 +63,61 @@ pub(crate) struct BackendArgs {
     #[arg(long, global = true, env = "ASYNCTASQ_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Redis URL for `--driver redis` [default: redis://127.0.0.1:6379].
-    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_URL", hide_env_values = true)]
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_URL", hide_env_values = true, hide_short_help = true)]
     redis_url: Option<String>,
     /// Prefix of the table names of the SQL server backends (`<prefix>_tasks`, `<prefix>_dead`).
-    #[arg(long, global = true, env = "ASYNCTASQ_TABLE_PREFIX", default_value = "asynctasq")]
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    #[arg(long, global = true, env = "ASYNCTASQ_TABLE_PREFIX", default_value = "asynctasq", hide_short_help = true)]
     table_prefix: String,
     /// Prefix of every Redis key.
-    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PREFIX", default_value = "asynctasq:")]
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PREFIX", default_value = "asynctasq:", hide_short_help = true)]
     redis_prefix: String,
     /// AMQP URL for `--driver rabbitmq` [default: amqp://guest:guest@127.0.0.1:5672/%2f].
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_URL", hide_env_values = true)]
+    #[cfg(feature = "rabbitmq")]
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_URL", hide_env_values = true, hide_short_help = true)]
     rabbitmq_url: Option<String>,
     /// Prefix of every RabbitMQ queue name (`<prefix>:<queue>`, `<prefix>:<queue>:dead`, ...).
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_PREFIX", default_value = "asynctasq")]
+    #[cfg(feature = "rabbitmq")]
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_PREFIX", default_value = "asynctasq", hide_short_help = true)]
     rabbitmq_prefix: String,
     /// The broker's `consumer_timeout`; no lease outlives it (raise both for longer tasks).
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_CONSUMER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    #[cfg(feature = "rabbitmq")]
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_CONSUMER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration, hide_short_help = true)]
     rabbitmq_consumer_timeout: Duration,
     /// AWS region for `--driver sqs` [default: the AWS chain's, e.g. AWS_REGION]. Credentials
     /// come from the AWS chain (environment, profile) and are never logged.
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_REGION")]
+    #[cfg(feature = "sqs")]
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_REGION", hide_short_help = true)]
     sqs_region: Option<String>,
     /// SQS endpoint instead of AWS's, e.g. a local moto server `http://127.0.0.1:4566`.
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_ENDPOINT_URL")]
+    #[cfg(feature = "sqs")]
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_ENDPOINT_URL", hide_short_help = true)]
     sqs_endpoint_url: Option<String>,
     /// Address existing queues as `<url prefix><queue prefix><queue>` without looking them up,
     /// and never create queues (e.g. `https://sqs.us-east-1.amazonaws.com/123456789012/`).
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_URL_PREFIX")]
+    #[cfg(feature = "sqs")]
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_URL_PREFIX", hide_short_help = true)]
     sqs_queue_url_prefix: Option<String>,
     /// Prefix of every SQS queue name (`<prefix><queue>`, `<prefix><queue>-dead`).
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_PREFIX", default_value = "asynctasq-")]
+    #[cfg(feature = "sqs")]
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_PREFIX", default_value = "asynctasq-", hide_short_help = true)]
     sqs_queue_prefix: String,
     /// Receive calls one fetch makes in parallel (1 for moto, which can hand a message to two
     /// parallel receives).
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_RECEIVE_CALLS", default_value_t = 10)]
+    #[cfg(feature = "sqs")]
+    #[arg(long, global = true, env = "ASYNCTASQ_SQS_RECEIVE_CALLS", default_value_t = 10, hide_short_help = true)]
     sqs_receive_calls: usize,
     /// Longest one request to a server backend may wait for its answer; one that runs out
     /// treats its connection as dead and the next request opens a new one. A worker whose
     /// connections go silently dead (half-open) works again within about twice this.
-    #[arg(long, global = true, env = "ASYNCTASQ_REQUEST_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long, global = true, env = "ASYNCTASQ_REQUEST_TIMEOUT", default_value = "5s", value_parser = positive_duration, hide_short_help = true)]
     request_timeout: Duration,
     /// AMQP heartbeat asked of RabbitMQ (unless the URL sets `heartbeat=`); a connection that
     /// hears nothing for twice this is replaced.
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_HEARTBEAT", default_value = "5s", value_parser = positive_duration)]
+    #[cfg(feature = "rabbitmq")]
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_HEARTBEAT", default_value = "5s", value_parser = positive_duration, hide_short_help = true)]
     rabbitmq_heartbeat: Duration,
 }
 
@@ -521,6 +533,7 @@ async fn publish_events(_: &BackendArgs, _: &Worker, _: &str) -> anyhow::Result<
     bail!("--publish-events needs a build with the redis feature")
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn required_database_url(backend: &BackendArgs, driver: &str) -> anyhow::Result<String> {
     backend.database_url.clone().ok_or_else(|| anyhow::anyhow!("--driver {driver} needs --database-url (or ASYNCTASQ_DATABASE_URL)"))
 }

@@ -195,3 +195,15 @@ fn connection_errors_say_their_cause_once_and_at_once() {
         assert!(began.elapsed() < std::time::Duration::from_secs(3), "reported at once, not after a pool timeout: {:?}", began.elapsed());
     }
 }
+
+#[test]
+fn subcommand_help_shows_its_own_flags_first_and_the_backend_flags_in_one_group() {
+    let dir = tempfile::tempdir().expect("dir");
+    let short = String::from_utf8(asynctasq(dir.path()).args(["worker", "-h"]).output().expect("run").stdout).expect("utf-8");
+    let at = |text: &str, what: &str| text.find(what).unwrap_or_else(|| panic!("`{what}` in: {text}"));
+    assert!(at(&short, "--queues") < at(&short, "Backend (") && at(&short, "Backend (") < at(&short, "--driver <DRIVER>"), "{short}");
+    assert!(!short.contains("--redis-prefix") && !short.contains("--sqs-region"), "-h keeps the backend group short: {short}");
+    assert!(short.lines().count() < 45, "{} lines: {short}", short.lines().count());
+    let long = String::from_utf8(asynctasq(dir.path()).args(["worker", "--help"]).output().expect("run").stdout).expect("utf-8");
+    assert!(long.contains("--redis-prefix") && long.contains("--sqs-region"), "--help has every backend flag of this build");
+}
