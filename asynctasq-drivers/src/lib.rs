@@ -29,6 +29,7 @@ pub mod redis;
 pub mod sql;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+mod url;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};

@@ -112,6 +112,35 @@ pub struct RabbitMqConfig {
 }
 
 impl RabbitMqConfig {
+    /// Settings from a URL whose query may set `prefix`, `prefetch`, `consumer_timeout`,
+    /// `reconnect_max` and `request_timeout`; AMQP's own `heartbeat`, `frame_max`,
+    /// `channel_max`, `connection_timeout` and `auth_mechanism` pass through. An unknown option
+    /// is an error naming it.
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        let mut q = crate::url::Query::parse("RabbitMQ", url);
+        let mut config = Self::new(q.base());
+        if let Some(v) = q.take("prefix") {
+            config.prefix = v;
+        }
+        if let Some(v) = q.number("prefetch")? {
+            config.prefetch = Some(v);
+        }
+        if let Some(v) = q.duration("consumer_timeout")? {
+            config.consumer_timeout = v;
+        }
+        if let Some(v) = q.duration("reconnect_max")? {
+            config.reconnect_max = v;
+        }
+        if let Some(v) = q.duration("request_timeout")? {
+            config.request_timeout = v;
+        }
+        config.url = q.finish(
+            &["prefix", "prefetch", "consumer_timeout", "reconnect_max", "request_timeout"],
+            &["heartbeat", "frame_max", "channel_max", "connection_timeout", "auth_mechanism"],
+        )?;
+        Ok(config)
+    }
+
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -251,7 +280,7 @@ fn validate_prefix(prefix: &str) -> Result<(), DriverError> {
 impl RabbitMqDriver {
     /// Connects with default settings.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
-        Self::connect_with(RabbitMqConfig::new(url)).await
+        Self::connect_with(RabbitMqConfig::from_url(url)?).await
     }
 
     /// Connects with `config`; fails if the broker cannot be reached.

@@ -84,6 +84,30 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
+    /// Settings from a URL whose query may set `prefix`, `dead_max_count`, `dead_max_age` and
+    /// `response_timeout` (alias `request_timeout`); the Redis client's own `protocol` and `db`
+    /// pass through. An unknown option is an error naming it.
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        let mut q = crate::url::Query::parse("Redis", url);
+        let mut config = Self::new(q.base());
+        if let Some(v) = q.take("prefix") {
+            config.prefix = v;
+        }
+        if let Some(v) = q.number("dead_max_count")? {
+            config.dead_max_count = v;
+        }
+        if let Some(v) = q.duration("dead_max_age")? {
+            config.dead_max_age = v;
+        }
+        for key in ["request_timeout", "response_timeout"] {
+            if let Some(v) = q.duration(key)? {
+                config.response_timeout = v;
+            }
+        }
+        config.url = q.finish(&["prefix", "dead_max_count", "dead_max_age", "response_timeout", "request_timeout"], &["protocol", "db"])?;
+        Ok(config)
+    }
+
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -238,7 +262,7 @@ fn member_id(member: &str) -> TaskId {
 impl RedisDriver {
     /// Connects with default settings.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
-        Self::connect_with(RedisConfig::new(url)).await
+        Self::connect_with(RedisConfig::from_url(url)?).await
     }
 
     /// Connects with `config` and loads the scripts.

@@ -70,6 +70,46 @@ pub struct MySqlConfig {
 }
 
 impl MySqlConfig {
+    /// Settings from a URL whose query may set `table_prefix`, `migrate`, `max_connections`,
+    /// `poll_interval` and `request_timeout` (the database client's own options, such as
+    /// `sslmode`, pass through). An unknown option is an error naming it.
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        let mut q = crate::url::Query::parse("MySQL", url);
+        let mut config = Self::new(q.base());
+        if let Some(v) = q.take("table_prefix") {
+            config.table_prefix = v;
+        }
+        if let Some(v) = q.flag("migrate")? {
+            config.migrate = v;
+        }
+        if let Some(v) = q.number("max_connections")? {
+            config.max_connections = v;
+        }
+        if let Some(v) = q.duration("poll_interval")? {
+            config.poll_interval = v;
+        }
+        if let Some(v) = q.duration("request_timeout")? {
+            config.request_timeout = v;
+        }
+        config.url = q.finish(
+            &["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"],
+            &[
+                "sslmode",
+                "ssl-mode",
+                "ssl-ca",
+                "sslca",
+                "ssl-cert",
+                "ssl-key",
+                "statement-cache-capacity",
+                "socket",
+                "timezone",
+                "charset",
+                "collation",
+            ],
+        )?;
+        Ok(config)
+    }
+
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -116,7 +156,7 @@ fn q(sql: String) -> AssertSqlSafe<String> {
 impl MySqlDriver {
     /// Connects with default settings and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
-        Self::connect_with(MySqlConfig::new(url)).await
+        Self::connect_with(MySqlConfig::from_url(url)?).await
     }
 
     /// Connects with `config` and applies migrations if asked.

@@ -78,6 +78,48 @@ pub struct PostgresConfig {
 }
 
 impl PostgresConfig {
+    /// Settings from a URL whose query may set `table_prefix`, `migrate`, `max_connections`,
+    /// `poll_interval` and `request_timeout` (the database client's own options, such as
+    /// `sslmode`, pass through). An unknown option is an error naming it.
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        let mut q = crate::url::Query::parse("PostgreSQL", url);
+        let mut config = Self::new(q.base());
+        if let Some(v) = q.take("table_prefix") {
+            config.table_prefix = v;
+        }
+        if let Some(v) = q.flag("migrate")? {
+            config.migrate = v;
+        }
+        if let Some(v) = q.number("max_connections")? {
+            config.max_connections = v;
+        }
+        if let Some(v) = q.duration("poll_interval")? {
+            config.poll_interval = v;
+        }
+        if let Some(v) = q.duration("request_timeout")? {
+            config.request_timeout = v;
+        }
+        config.url = q.finish(
+            &["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"],
+            &[
+                "sslmode",
+                "sslrootcert",
+                "sslcert",
+                "sslkey",
+                "statement-cache-capacity",
+                "host",
+                "hostaddr",
+                "port",
+                "dbname",
+                "user",
+                "password",
+                "application_name",
+                "options",
+            ],
+        )?;
+        Ok(config)
+    }
+
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -260,7 +302,7 @@ impl std::fmt::Debug for PostgresDriver {
 impl PostgresDriver {
     /// Connects with default settings and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
-        Self::connect_with(PostgresConfig::new(url)).await
+        Self::connect_with(PostgresConfig::from_url(url)?).await
     }
 
     /// Connects with `config`, applies migrations if asked, and starts the listener.

@@ -78,6 +78,28 @@ impl SqliteConfig {
             migrate: true,
         }
     }
+
+    /// Settings from a URL: `sqlite://PATH?migrate=false&max_connections=4&busy_timeout=5s&poll_interval=250ms`
+    /// (SQLite's own `mode`, `cache`, `immutable` and `vfs` pass through). An unknown option is an
+    /// error naming it.
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        let mut q = crate::url::Query::parse("SQLite", url);
+        let mut config = Self::new(q.base());
+        if let Some(v) = q.flag("migrate")? {
+            config.migrate = v;
+        }
+        if let Some(v) = q.number("max_connections")? {
+            config.max_connections = v;
+        }
+        if let Some(v) = q.duration("busy_timeout")? {
+            config.busy_timeout = v;
+        }
+        if let Some(v) = q.duration("poll_interval")? {
+            config.poll_interval = v;
+        }
+        config.url = q.finish(&["migrate", "max_connections", "busy_timeout", "poll_interval"], &["mode", "cache", "immutable", "vfs"])?;
+        Ok(config)
+    }
 }
 
 /// Tasks in a SQLite database. Cloning gives another handle on the same pool.
@@ -91,7 +113,7 @@ pub struct SqliteDriver {
 impl SqliteDriver {
     /// Opens (creating if missing) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
-        Self::connect_with(SqliteConfig::new(url)).await
+        Self::connect_with(SqliteConfig::from_url(url)?).await
     }
 
     /// Opens the database described by `config` and applies migrations if asked.

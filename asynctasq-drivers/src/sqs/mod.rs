@@ -138,6 +138,60 @@ pub struct SqsConfig {
 }
 
 impl SqsConfig {
+    /// Settings from a URL: `sqs://REGION?endpoint=http://127.0.0.1:4566&queue_prefix=app-`
+    /// (`sqs://` alone: the region of the AWS chain). The query may set `endpoint`,
+    /// `queue_prefix`, `queue_url_prefix`, `receive_calls`, `wait_time`, `request_timeout`,
+    /// `max_attempts` and `first_lease`; credentials always come from the AWS chain
+    /// (environment, profile), never from the URL. An unknown option is an error naming it.
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        let mut q = crate::url::Query::parse("SQS", url);
+        let Some(region) = q.base().strip_prefix("sqs://").or_else(|| q.base().strip_prefix("sqs:")) else {
+            return Err(DriverError::Config(format!("an SQS URL starts with sqs:// (got `{}`)", asynctasq_core::envelope::excerpt(url))));
+        };
+        let region = region.trim_end_matches('/');
+        if region.contains(['/', '@', ':']) {
+            return Err(DriverError::Config(format!(
+                "an SQS URL is sqs://REGION?options, with credentials from the AWS chain (got `{}`)",
+                crate::any::redact_url(&asynctasq_core::envelope::excerpt(url))
+            )));
+        }
+        let mut config = Self::new((!region.is_empty()).then(|| region.to_owned()));
+        config.endpoint_url = q.take("endpoint");
+        if let Some(v) = q.take("queue_prefix") {
+            config.queue_prefix = v;
+        }
+        config.queue_url_prefix = q.take("queue_url_prefix");
+        if let Some(v) = q.number("receive_calls")? {
+            config.receive_calls = v;
+        }
+        if let Some(v) = q.duration("wait_time")? {
+            config.wait_time = v;
+        }
+        if let Some(v) = q.duration("request_timeout")? {
+            config.request_timeout = v;
+        }
+        if let Some(v) = q.number("max_attempts")? {
+            config.max_attempts = v;
+        }
+        if let Some(v) = q.duration("first_lease")? {
+            config.first_lease = v;
+        }
+        q.finish(
+            &[
+                "endpoint",
+                "queue_prefix",
+                "queue_url_prefix",
+                "receive_calls",
+                "wait_time",
+                "request_timeout",
+                "max_attempts",
+                "first_lease",
+            ],
+            &[],
+        )?;
+        Ok(config)
+    }
+
     /// Settings for `region` (or the standard chain's region when `None`) with SQS's limits.
     pub fn new(region: Option<String>) -> Self {
         Self {
