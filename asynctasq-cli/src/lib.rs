@@ -37,11 +37,14 @@ use std::time::Duration;
 
 #[macro_use]
 mod output;
+mod backend;
 mod ops;
+
+use self::backend::{BackendArgs, connect};
 
 use anyhow::{Context, bail};
 use asynctasq_core::{Registry, Worker, WorkerHandle};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Command line of asynctasq.
 #[derive(Debug, Parser)]
@@ -51,74 +54,6 @@ pub struct Cli {
     backend: BackendArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Which backend to use and where it is.
-#[derive(Debug, Args)]
-pub(crate) struct BackendArgs {
-    /// Backend to use.
-    #[arg(long, global = true, value_enum, env = "ASYNCTASQ_DRIVER", default_value = "sqlite")]
-    driver: DriverKind,
-    /// Database URL for the SQL backends [default for sqlite: sqlite://asynctasq.db].
-    #[arg(long, global = true, env = "ASYNCTASQ_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// Redis URL for `--driver redis` [default: redis://127.0.0.1:6379].
-    #[cfg(feature = "redis")]
-    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_URL", hide_env_values = true, hide_short_help = true)]
-    redis_url: Option<String>,
-    /// Prefix of the table names of the SQL server backends (`<prefix>_tasks`, `<prefix>_dead`).
-    #[cfg(any(feature = "postgres", feature = "mysql"))]
-    #[arg(long, global = true, env = "ASYNCTASQ_TABLE_PREFIX", default_value = "asynctasq", hide_short_help = true)]
-    table_prefix: String,
-    /// Prefix of every Redis key.
-    #[cfg(feature = "redis")]
-    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PREFIX", default_value = "asynctasq:", hide_short_help = true)]
-    redis_prefix: String,
-    /// AMQP URL for `--driver rabbitmq` [default: amqp://guest:guest@127.0.0.1:5672/%2f].
-    #[cfg(feature = "rabbitmq")]
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_URL", hide_env_values = true, hide_short_help = true)]
-    rabbitmq_url: Option<String>,
-    /// Prefix of every RabbitMQ queue name (`<prefix>:<queue>`, `<prefix>:<queue>:dead`, ...).
-    #[cfg(feature = "rabbitmq")]
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_PREFIX", default_value = "asynctasq", hide_short_help = true)]
-    rabbitmq_prefix: String,
-    /// The broker's `consumer_timeout`; no lease outlives it (raise both for longer tasks).
-    #[cfg(feature = "rabbitmq")]
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_CONSUMER_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration, hide_short_help = true)]
-    rabbitmq_consumer_timeout: Duration,
-    /// AWS region for `--driver sqs` [default: the AWS chain's, e.g. AWS_REGION]. Credentials
-    /// come from the AWS chain (environment, profile) and are never logged.
-    #[cfg(feature = "sqs")]
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_REGION", hide_short_help = true)]
-    sqs_region: Option<String>,
-    /// SQS endpoint instead of AWS's, e.g. a local moto server `http://127.0.0.1:4566`.
-    #[cfg(feature = "sqs")]
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_ENDPOINT_URL", hide_short_help = true)]
-    sqs_endpoint_url: Option<String>,
-    /// Address existing queues as `<url prefix><queue prefix><queue>` without looking them up,
-    /// and never create queues (e.g. `https://sqs.us-east-1.amazonaws.com/123456789012/`).
-    #[cfg(feature = "sqs")]
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_URL_PREFIX", hide_short_help = true)]
-    sqs_queue_url_prefix: Option<String>,
-    /// Prefix of every SQS queue name (`<prefix><queue>`, `<prefix><queue>-dead`).
-    #[cfg(feature = "sqs")]
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_QUEUE_PREFIX", default_value = "asynctasq-", hide_short_help = true)]
-    sqs_queue_prefix: String,
-    /// Receive calls one fetch makes in parallel (1 for moto, which can hand a message to two
-    /// parallel receives).
-    #[cfg(feature = "sqs")]
-    #[arg(long, global = true, env = "ASYNCTASQ_SQS_RECEIVE_CALLS", default_value_t = 10, hide_short_help = true)]
-    sqs_receive_calls: usize,
-    /// Longest one request to a server backend may wait for its answer; one that runs out
-    /// treats its connection as dead and the next request opens a new one. A worker whose
-    /// connections go silently dead (half-open) works again within about twice this.
-    #[arg(long, global = true, env = "ASYNCTASQ_REQUEST_TIMEOUT", default_value = "5s", value_parser = positive_duration, hide_short_help = true)]
-    request_timeout: Duration,
-    /// AMQP heartbeat asked of RabbitMQ (unless the URL sets `heartbeat=`); a connection that
-    /// hears nothing for twice this is replaced.
-    #[cfg(feature = "rabbitmq")]
-    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_HEARTBEAT", default_value = "5s", value_parser = positive_duration, hide_short_help = true)]
-    rabbitmq_heartbeat: Duration,
 }
 
 /// A flag value checked when the flags are read, so a bad one is a usage error (exit 2) whose
@@ -160,39 +95,6 @@ pub(crate) const QUEUE_NAME: Checked = Checked {
     },
     named: false,
 };
-
-/// A duration longer than zero (`5s`, `500ms`).
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The backends this build can drive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum DriverKind {
-    /// The embedded SQLite database (no server).
-    Sqlite,
-    /// Redis (6.2 or newer).
-    #[cfg(feature = "redis")]
-    Redis,
-    /// PostgreSQL (12 or newer).
-    #[cfg(feature = "postgres")]
-    Postgres,
-    /// MySQL 8 or MariaDB 10.6 and newer.
-    #[cfg(feature = "mysql")]
-    Mysql,
-    /// RabbitMQ (3.10 or newer).
-    #[cfg(feature = "rabbitmq")]
-    Rabbitmq,
-    /// AWS SQS (or a local moto server).
-    #[cfg(feature = "sqs")]
-    Sqs,
-    /// In-process memory: for trying things out; nothing survives the process.
-    Memory,
-}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -325,7 +227,7 @@ pub(crate) fn this_command(sub: &str) -> String {
     let program = args.next().map(|p| std::path::Path::new(&p).file_name().map_or(p.clone(), |n| n.to_string_lossy().into_owned()));
     let mut out = vec![program.unwrap_or_else(|| "asynctasq".into()), sub.to_owned()];
     let backend = |flag: &str| {
-        ["--driver", "--database-url", "--redis-url", "--rabbitmq-url", "--table-prefix", "--redis-prefix", "--rabbitmq-prefix"]
+        ["--url", "--driver", "--database-url", "--redis-url", "--rabbitmq-url", "--table-prefix", "--redis-prefix", "--rabbitmq-prefix"]
             .contains(&flag)
             || flag.starts_with("--sqs-")
     };
@@ -521,122 +423,13 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "redis")]
 async fn publish_events(backend: &BackendArgs, worker: &Worker, channel: &str) -> anyhow::Result<asynctasq_drivers::RedisEventPublisher> {
-    if backend.driver != DriverKind::Redis {
-        bail!("--publish-events needs --driver redis");
-    }
-    let url = backend_url(backend)?;
+    let Some(url) = backend.redis_base()? else {
+        bail!("--publish-events needs the Redis backend");
+    };
     Ok(asynctasq_drivers::RedisEventPublisher::connect(&url, worker.events(), channel).await?)
 }
 
 #[cfg(not(feature = "redis"))]
 async fn publish_events(_: &BackendArgs, _: &Worker, _: &str) -> anyhow::Result<()> {
     bail!("--publish-events needs a build with the redis feature")
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn required_database_url(backend: &BackendArgs, driver: &str) -> anyhow::Result<String> {
-    backend.database_url.clone().ok_or_else(|| anyhow::anyhow!("--driver {driver} needs --database-url (or ASYNCTASQ_DATABASE_URL)"))
-}
-
-/// The URL to use: the flag for the chosen driver, else its default. A URL given for another
-/// driver is an error naming both.
-fn backend_url(backend: &BackendArgs) -> anyhow::Result<String> {
-    let (url, expected) = match backend.driver {
-        DriverKind::Sqlite => (backend.database_url.clone().unwrap_or_else(|| "sqlite://asynctasq.db".to_owned()), "sqlite"),
-        #[cfg(feature = "redis")]
-        DriverKind::Redis => (backend.redis_url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()), "redis"),
-        #[cfg(feature = "postgres")]
-        DriverKind::Postgres => (required_database_url(backend, "postgres")?, "postgres"),
-        #[cfg(feature = "mysql")]
-        DriverKind::Mysql => (required_database_url(backend, "mysql")?, "mysql"),
-        #[cfg(feature = "rabbitmq")]
-        DriverKind::Rabbitmq => {
-            (backend.rabbitmq_url.clone().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()), "amqp")
-        }
-        #[cfg(feature = "sqs")]
-        DriverKind::Sqs => ("sqs:".to_owned(), "sqs"),
-        DriverKind::Memory => ("memory:".to_owned(), "memory"),
-    };
-    let scheme = url.split(':').next().unwrap_or_default();
-    let matches = scheme == expected
-        || (expected == "redis" && scheme == "rediss")
-        || (expected == "postgres" && scheme == "postgresql")
-        || (expected == "mysql" && scheme == "mariadb")
-        || (expected == "amqp" && scheme == "amqps");
-    if !matches {
-        let flag = match expected {
-            "redis" => "--redis-url",
-            "amqp" => "--rabbitmq-url",
-            _ => "--database-url",
-        };
-        let driver = format!("{:?}", backend.driver).to_lowercase();
-        bail!("{flag} {} does not match --driver {driver} (expected a {expected}: URL)", asynctasq_drivers::redact_url(&url));
-    }
-    Ok(url)
-}
-
-/// Connects to the backend `backend` names; SQL backends apply pending migrations if `migrate`.
-pub(crate) async fn connect(backend: &BackendArgs, migrate: bool) -> anyhow::Result<std::sync::Arc<dyn asynctasq_core::Driver>> {
-    if backend.driver == DriverKind::Memory {
-        return Err(Usage(
-            "--driver memory keeps tasks inside one process and loses them when it exits, so a command on it does nothing \
-             that lasts; use MemoryDriver from code (tests), or the embedded default --driver sqlite"
-                .into(),
-        )
-        .into());
-    }
-    #[cfg(feature = "sqs")]
-    if backend.driver == DriverKind::Sqs {
-        let mut config = asynctasq_drivers::SqsConfig::new(backend.sqs_region.clone());
-        config.endpoint_url = backend.sqs_endpoint_url.clone();
-        config.queue_url_prefix = backend.sqs_queue_url_prefix.clone();
-        config.queue_prefix = backend.sqs_queue_prefix.clone();
-        config.receive_calls = backend.sqs_receive_calls;
-        config.request_timeout = backend.request_timeout;
-        let at = backend.sqs_endpoint_url.as_deref().map(asynctasq_drivers::redact_url).unwrap_or_else(|| "AWS".into());
-        let driver = asynctasq_drivers::SqsDriver::connect(config).await.with_context(|| format!("cannot connect to SQS at {at}"))?;
-        return Ok(std::sync::Arc::new(driver));
-    }
-    let url = backend_url(backend)?;
-    let scheme = url.split(':').next().unwrap_or_default().to_owned();
-    let context = || format!("cannot connect to {scheme} at {}", asynctasq_drivers::redact_url(&url));
-    #[cfg(feature = "redis")]
-    if backend.driver == DriverKind::Redis {
-        let mut config = asynctasq_drivers::RedisConfig::new(&url);
-        config.prefix = backend.redis_prefix.clone();
-        config.response_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?));
-    }
-    #[cfg(feature = "postgres")]
-    if backend.driver == DriverKind::Postgres {
-        let mut config = asynctasq_drivers::PostgresConfig::new(&url);
-        config.table_prefix = backend.table_prefix.clone();
-        config.migrate = migrate;
-        config.request_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?));
-    }
-    #[cfg(feature = "mysql")]
-    if backend.driver == DriverKind::Mysql {
-        let mut config = asynctasq_drivers::MySqlConfig::new(&url);
-        config.table_prefix = backend.table_prefix.clone();
-        config.migrate = migrate;
-        config.request_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?));
-    }
-    #[cfg(feature = "sqlite")]
-    if url.starts_with("sqlite:") {
-        let mut config = asynctasq_drivers::SqliteConfig::new(&url);
-        config.migrate = migrate;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::SqliteDriver::connect_with(config).await?));
-    }
-    #[cfg(feature = "rabbitmq")]
-    if backend.driver == DriverKind::Rabbitmq {
-        let mut config = asynctasq_drivers::RabbitMqConfig::new(&url);
-        config.prefix = backend.rabbitmq_prefix.clone();
-        config.consumer_timeout = backend.rabbitmq_consumer_timeout;
-        config.heartbeat = backend.rabbitmq_heartbeat;
-        config.request_timeout = backend.request_timeout;
-        return Ok(std::sync::Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await?));
-    }
-    asynctasq_drivers::connect(&url).await.with_context(context)
 }
