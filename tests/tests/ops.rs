@@ -423,3 +423,28 @@ async fn messages_say_what_to_do_next() {
     let text = ok(&out);
     assert!(text.contains(&format!("run `ledger-worker migrate --database-url {fresh}`")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_url_picks_the_backend_and_carries_its_options() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::Postgres(shared_postgres_url())).await;
+    s.dispatch("via-url", 3, 1, Duration::from_secs(30)).await;
+    // The same tables, named by one URL instead of three flags.
+    let prefix = s.backend_args.iter().skip_while(|a| *a != "--table-prefix").nth(1).expect("the setup's prefix").clone();
+    let url = format!("{}?table_prefix={prefix}", shared_postgres_url());
+    let out = Command::cargo_bin("ledger-worker")
+        .expect("binary")
+        .args(["queue", "status", "via-url", "--json", "--url", &url])
+        .output()
+        .expect("run");
+    assert_eq!(json_of(&out)["queues"]["via-url"]["ready"], 3, "the URL's scheme picked PostgreSQL and its query the tables");
+    // A URL given with --driver is used, not ignored.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let out = Command::cargo_bin("ledger-worker")
+        .expect("binary")
+        .args(["queue", "status", "--driver", "redis", "--database-url", &format!("redis://127.0.0.1:{closed}")])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{closed}")), "the Redis at the given port was tried: {err}");
+}
