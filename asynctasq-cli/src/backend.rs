@@ -39,6 +39,32 @@ pub(crate) struct BackendArgs {
     #[cfg(feature = "redis")]
     #[arg(long, global = true, env = "ASYNCTASQ_REDIS_URL", hide_env_values = true, hide_short_help = true)]
     redis_url: Option<String>,
+    /// Redis password (the seed system's flag; folded into the URL and never shown).
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_PASSWORD", hide_env_values = true, hide_short_help = true)]
+    redis_password: Option<String>,
+    /// Redis database number (the seed system's flag; the URL's path `/N`).
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, env = "ASYNCTASQ_REDIS_DB", hide_short_help = true)]
+    redis_db: Option<u32>,
+    /// Accepted for the seed system's scripts: asynctasq multiplexes every Redis request on one
+    /// connection (plus one for blocking waits), so there is no pool to size; a warning says so.
+    #[cfg(feature = "redis")]
+    #[arg(long, global = true, hide_short_help = true)]
+    redis_max_connections: Option<u32>,
+    /// Connections in the PostgreSQL pool (the URL's `max_connections`) [default: 8].
+    #[cfg(feature = "postgres")]
+    #[arg(long, global = true, env = "ASYNCTASQ_POSTGRES_MAX_POOL_SIZE", hide_short_help = true)]
+    postgres_max_pool_size: Option<u32>,
+    /// Connections in the MySQL pool (the URL's `max_connections`) [default: 8].
+    #[cfg(feature = "mysql")]
+    #[arg(long, global = true, env = "ASYNCTASQ_MYSQL_MAX_POOL_SIZE", hide_short_help = true)]
+    mysql_max_pool_size: Option<u32>,
+    /// Deliveries each RabbitMQ consumer may hold, buffered or running (the URL's `prefetch`)
+    /// [default: twice the worker's concurrency].
+    #[cfg(feature = "rabbitmq")]
+    #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_PREFETCH", visible_alias = "rabbitmq-prefetch-count", hide_short_help = true)]
+    rabbitmq_prefetch: Option<u16>,
     /// Prefix of the table names of the SQL server backends (`<prefix>_tasks`, `<prefix>_dead`)
     /// [default: asynctasq].
     #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -235,6 +261,8 @@ impl BackendArgs {
                 (kind, self.default_url(kind)?)
             }
         };
+        #[cfg(feature = "redis")]
+        let base = self.redis_auth(kind, base)?;
         let mut options: Vec<(&str, String, &str)> = Vec::new();
         self.options(kind, migrate, &mut options)?;
         let mut url = base.clone();
@@ -250,6 +278,52 @@ impl BackendArgs {
             url.push_str(&format!("{key}={}", encode(&value)));
         }
         Ok(Plan { kind, base, url })
+    }
+
+    /// The seed system's `--redis-password` and `--redis-db`, folded into a Redis URL.
+    #[cfg(feature = "redis")]
+    fn redis_auth(&self, kind: DriverKind, url: String) -> anyhow::Result<String> {
+        if self.redis_max_connections.is_some() {
+            tracing::warn!("--redis-max-connections has no effect: every Redis request shares one multiplexed connection");
+        }
+        if self.redis_password.is_none() && self.redis_db.is_none() {
+            return Ok(url);
+        }
+        if kind != DriverKind::Redis {
+            let flag = if self.redis_password.is_some() { "--redis-password" } else { "--redis-db" };
+            return Err(usage(format!("{flag} applies to Redis, not to the {} backend", kind.name())));
+        }
+        let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url.as_str()));
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let (userinfo, host) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+        let userinfo = match (&self.redis_password, userinfo) {
+            (Some(_), Some(u)) if u.contains(':') => {
+                return Err(usage("--redis-password and the URL's password both set the password; give one".into()));
+            }
+            (Some(pw), u) => Some(format!("{}:{}", u.unwrap_or_default(), encode(pw))),
+            (None, u) => u.map(str::to_owned),
+        };
+        let (db, query) = path.split_once('?').map_or((path, None), |(d, q)| (d, Some(q)));
+        let db = match (self.redis_db, db) {
+            (Some(_), d) if !d.is_empty() => return Err(usage("--redis-db and the URL's /DB both set the database; give one".into())),
+            (Some(n), _) => n.to_string(),
+            (None, d) => d.to_owned(),
+        };
+        let mut out = format!("{scheme}://");
+        if let Some(u) = userinfo {
+            out.push_str(&u);
+            out.push('@');
+        }
+        out.push_str(host);
+        if !db.is_empty() {
+            out.push('/');
+            out.push_str(&db);
+        }
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        Ok(out)
     }
 
     /// Where a backend is when no URL is given.
@@ -312,10 +386,25 @@ impl BackendArgs {
             }
             out.push(("prefix", p.clone(), "--redis-prefix"));
         }
+        #[cfg(feature = "postgres")]
+        if let Some(n) = self.postgres_max_pool_size {
+            if kind != DriverKind::Postgres {
+                return Err(foreign("--postgres-max-pool-size", "PostgreSQL"));
+            }
+            out.push(("max_connections", n.to_string(), "--postgres-max-pool-size"));
+        }
+        #[cfg(feature = "mysql")]
+        if let Some(n) = self.mysql_max_pool_size {
+            if kind != DriverKind::Mysql {
+                return Err(foreign("--mysql-max-pool-size", "MySQL"));
+            }
+            out.push(("max_connections", n.to_string(), "--mysql-max-pool-size"));
+        }
         #[cfg(feature = "rabbitmq")]
         {
             let is = kind == DriverKind::Rabbitmq;
             for (flag, key, value) in [
+                ("--rabbitmq-prefetch", "prefetch", self.rabbitmq_prefetch.map(|n| n.to_string())),
                 ("--rabbitmq-prefix", "prefix", self.rabbitmq_prefix.clone()),
                 ("--rabbitmq-consumer-timeout", "consumer_timeout", self.rabbitmq_consumer_timeout.map(millis)),
                 ("--rabbitmq-heartbeat", "heartbeat", self.rabbitmq_heartbeat.map(|d| d.as_secs().max(1).to_string())),
@@ -409,6 +498,18 @@ mod tests {
         let p = plan(&["--driver", "sqs", "--sqs-region", "us-east-1", "--sqs-endpoint-url", "http://127.0.0.1:4566"]).expect("valid");
         assert_eq!(p.url, "sqs://us-east-1?endpoint=http%3A%2F%2F127.0.0.1%3A4566");
         assert_eq!(plan(&[]).expect("valid").url, "sqlite://asynctasq.db", "the embedded default");
+    }
+
+    #[test]
+    fn the_seed_systems_flags_fold_into_the_url() {
+        let p = plan(&["--driver", "redis", "--redis-password", "s3cret/x", "--redis-db", "2"]).expect("valid");
+        assert_eq!(p.url, "redis://:s3cret%2Fx@127.0.0.1:6379/2");
+        let p = plan(&["--postgres-dsn", "postgres://app@h/db", "--postgres-max-pool-size", "20"]).expect("valid");
+        assert_eq!(p.url, "postgres://app@h/db?max_connections=20");
+        let p = plan(&["--url", "amqp://g:p@h/%2f", "--rabbitmq-prefetch-count", "4"]).expect("valid");
+        assert_eq!(p.url, "amqp://g:p@h/%2f?prefetch=4");
+        assert!(plan(&["--url", "redis://:a@h", "--redis-password", "b"]).err().expect("two passwords").is::<Usage>());
+        assert!(plan(&["--url", "postgres://h/db", "--redis-db", "1"]).err().expect("a Redis flag").is::<Usage>());
     }
 
     #[test]

@@ -216,3 +216,14 @@ fn subcommand_help_shows_its_own_flags_first_and_the_backend_flags_in_one_group(
     let long = String::from_utf8(asynctasq(dir.path()).args(["worker", "--help"]).output().expect("run").stdout).expect("utf-8");
     assert!(long.contains("--redis-prefix") && long.contains("--sqs-region"), "--help has every backend flag of this build");
 }
+
+#[test]
+fn a_password_given_as_a_flag_is_hidden_like_one_in_the_url() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("redis://127.0.0.1:{}", closed_port());
+    let out = asynctasq(dir.path()).args(["queue", "status", "--redis-url", &url, "--redis-password", "hunter2"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains("hunter2"), "password leaked: {}", stderr(&out));
+    let help = asynctasq(dir.path()).env("ASYNCTASQ_REDIS_PASSWORD", "hunter2").args(["worker", "--help"]).output().expect("run");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"), "password in --help");
+}

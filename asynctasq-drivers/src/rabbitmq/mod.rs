@@ -84,7 +84,7 @@ use tokio::sync::Notify;
 use self::consumer::{Buffered, Consumer};
 use self::message::Meta;
 use self::topology::Names;
-use crate::any::redact_url;
+use crate::redact::redact_url;
 
 /// Settings of a [`RabbitMqDriver`].
 #[derive(Clone, Debug)]

@@ -59,7 +59,7 @@ use std::time::{Duration, SystemTime};
 
 use self::connection::{Conn, Connections};
 pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
-use crate::any::redact_url;
+use crate::redact::redact_url;
 use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, WorkerInfo};

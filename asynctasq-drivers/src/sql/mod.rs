@@ -100,7 +100,7 @@ pub(crate) fn map_err(doing: &str, error: sqlx::Error) -> DriverError {
 /// (with the URL's password hidden).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn connect_err(backend: &str, url: &str, error: sqlx::Error) -> DriverError {
-    let shown = crate::any::redact_url(url);
+    let shown = crate::redact::redact_url(url);
     match error {
         sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid {backend} URL {shown}")),
         other => map_err(&format!("cannot connect to {backend} at {shown}"), other),

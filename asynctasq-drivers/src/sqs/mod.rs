@@ -152,7 +152,7 @@ impl SqsConfig {
         if region.contains(['/', '@', ':']) {
             return Err(DriverError::Config(format!(
                 "an SQS URL is sqs://REGION?options, with credentials from the AWS chain (got `{}`)",
-                crate::any::redact_url(&asynctasq_core::envelope::excerpt(url))
+                crate::redact::redact_url(&asynctasq_core::envelope::excerpt(url))
             )));
         }
         let mut config = Self::new((!region.is_empty()).then(|| region.to_owned()));
