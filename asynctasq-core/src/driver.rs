@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
+pub use crate::workers::WorkerInfo;
 
 /// The right to settle one delivered task, held until it is settled or expires.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,54 +126,6 @@ impl Capability {
         Capability::PurgeScheduled,
         Capability::WorkerRegistry,
     ];
-}
-
-/// A running worker as recorded in the backend's worker registry: written when it starts,
-/// rewritten on every heartbeat, removed when it stops; a record not rewritten by
-/// `expires_at` (a crashed worker) is gone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerInfo {
-    /// The worker's id (unique).
-    pub id: String,
-    /// The host it runs on.
-    pub host: String,
-    /// Its process id.
-    pub pid: u32,
-    /// The queues it consumes, in priority order.
-    pub queues: Vec<String>,
-    /// Its concurrency limit.
-    pub concurrency: usize,
-    /// The asynctasq version it runs.
-    pub version: String,
-    /// When it started (Unix ms).
-    pub started_at: UnixMillis,
-    /// Its last heartbeat (Unix ms).
-    pub heartbeat_at: UnixMillis,
-    /// Its heartbeat interval (ms): a worker silent for two intervals is stale.
-    pub heartbeat_ms: u64,
-    /// When the record lapses unless rewritten (Unix ms).
-    pub expires_at: UnixMillis,
-    /// Tasks running at the last heartbeat.
-    pub in_flight: usize,
-    /// Its counters at the last heartbeat.
-    pub counts: crate::worker::WorkerCounts,
-}
-
-impl WorkerInfo {
-    /// The record as bytes (MessagePack with field names), for backends that store blobs.
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        rmp_serde::to_vec_named(self).map_err(CodecError::Encode)
-    }
-
-    /// A record from [`encode`](Self::encode)'s bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        rmp_serde::from_slice(bytes).map_err(CodecError::Decode)
-    }
-
-    /// Whether it missed two heartbeats as of `now` (Unix ms).
-    pub fn is_stale(&self, now: UnixMillis) -> bool {
-        now > self.heartbeat_at + 2 * self.heartbeat_ms
-    }
 }
 
 /// What a backend's server says about itself, for `asynctasq doctor`.

@@ -1,6 +1,6 @@
 //! Errors of the library: what a driver, the codec and dispatch can fail with.
 
-use crate::envelope::TaskId;
+use crate::task_id::TaskId;
 
 /// An error from a [`Driver`](crate::Driver) or from dispatching through a [`Client`](crate::Client).
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::envelope::TaskId;
-use crate::worker::WorkerCounts;
+use crate::workers::WorkerCounts;
 
 /// Which task an event is about.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -44,9 +44,11 @@ pub mod memory;
 pub mod registry;
 pub mod retry;
 pub mod task;
+pub mod task_id;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
+pub mod workers;
 
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, SystemClock, TokioClock};

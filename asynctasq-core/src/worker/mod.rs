@@ -41,26 +41,10 @@ use crate::error::WorkerError;
 use crate::event::{Event, Events};
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
+pub use crate::workers::WorkerCounts;
 
 /// Longest a busy worker waits for more free slots before fetching (see the fetch loop).
 const BACKLOG_GATHER: Duration = Duration::from_millis(2);
-
-/// What a worker did (a snapshot of its counters).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WorkerCounts {
-    /// Deliveries taken (each counts toward `max_tasks`).
-    pub started: u64,
-    /// Runs that succeeded and were acked.
-    pub succeeded: u64,
-    /// Failed runs scheduled for retry.
-    pub retried: u64,
-    /// Tasks dead-lettered.
-    pub dead: u64,
-    /// Unfinished tasks given back at shutdown.
-    pub released: u64,
-    /// Runs whose lease was lost before they were settled.
-    pub lease_lost: u64,
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
