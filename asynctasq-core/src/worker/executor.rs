@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::deadline::{Beacon, bounded};
+use super::settle::{self, Outcome, Settle};
 use super::{Counters, Shared};
 use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::envelope::unix_millis;
@@ -134,8 +135,22 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         }
     };
     let duration = started.elapsed();
-    let (message, disposition) = match outcome {
-        Some(Ok(Ok(()))) => {
+    let outcome = match outcome {
+        Some(Ok(Ok(()))) => Outcome::Succeeded,
+        Some(Ok(Err(error))) => Outcome::Failed { message: error.message().to_owned(), disposition: error.disposition() },
+        Some(Err(join)) if join.is_panic() => {
+            Outcome::Failed { message: format!("panicked: {}", panic_message(join)), disposition: Disposition::Retry }
+        }
+        Some(Err(_)) => Outcome::Failed { message: "run was cancelled".to_owned(), disposition: Disposition::Retry },
+        None => {
+            cancel.cancel();
+            run.abort();
+            Outcome::Failed { message: format!("timed out after {:?}", timeout.unwrap_or_default()), disposition: Disposition::Retry }
+        }
+    };
+    let policy = (registration.options)().retry.unwrap_or_else(|| shared.retry.clone());
+    let (delay, message) = match settle::decide(outcome, attempt, max_attempts, &policy) {
+        Settle::Ack => {
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
             if let Err(mpsc::error::SendError(pending)) = shared.acks.send(PendingAck { lease, task, duration }).await {
                 // The acker is gone only if the worker is being torn down; ack directly.
@@ -143,23 +158,11 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             }
             return;
         }
-        Some(Ok(Err(error))) => (error.message().to_owned(), error.disposition()),
-        Some(Err(join)) if join.is_panic() => (format!("panicked: {}", panic_message(join)), Disposition::Retry),
-        Some(Err(_)) => ("run was cancelled".to_owned(), Disposition::Retry),
-        None => {
-            cancel.cancel();
-            run.abort();
-            (format!("timed out after {:?}", timeout.unwrap_or_default()), Disposition::Retry)
+        Settle::Dead { reason } => {
+            shared.dead_letter(&lease, task, reason).await;
+            return;
         }
-    };
-    if disposition == Disposition::Fatal || attempt >= max_attempts {
-        let reason = if disposition == Disposition::Fatal { message } else { format!("{message} (attempt {attempt} of {max_attempts})") };
-        shared.dead_letter(&lease, task, reason).await;
-        return;
-    }
-    let delay = match disposition {
-        Disposition::RetryAfter(d) => d,
-        _ => (registration.options)().retry.unwrap_or_else(|| shared.retry.clone()).delay(attempt),
+        Settle::Retry { delay, error } => (delay, error),
     };
     match with_retries!(bounded("nack", shared.deadline, shared.driver.nack(&lease, delay, &message))) {
         Ok(()) => {

@@ -21,6 +21,7 @@ mod deadline;
 mod executor;
 mod fetcher;
 mod heartbeat;
+mod settle;
 mod shutdown;
 
 use std::sync::Arc;
