@@ -436,3 +436,25 @@ fn worker_id_starts_with_the_real_host_name_as_the_registry_records_it() {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     assert!(worker.id().starts_with(&format!("{host}:{}:", std::process::id())), "{} on host {host}", worker.id());
 }
+
+#[tokio::test(start_paused = true)]
+async fn worker_client_and_memory_driver_share_one_clock() {
+    let clock = Arc::new(TokioClock::new());
+    let driver = Arc::new(MemoryDriver::with_clock(clock.clone()));
+    let client = Client::new(driver.clone()).with_clock(clock.clone());
+    let key = key();
+    client.dispatch(Record { key: key.clone(), label: "late".into() }).queue("clock").await.expect("dispatch");
+    // Half a minute of the test's clock passes before a worker looks.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let worker =
+        Worker::builder(driver.clone()).queues("clock").expect("queues").clock(clock).stop_when_empty(true).build().expect("build");
+    let mut events = worker.events().subscribe();
+    worker.start().await.expect("run");
+    let waited = std::iter::from_fn(|| events.try_recv().ok())
+        .find_map(|e| match e {
+            Event::TaskStarted { waited, .. } => Some(waited),
+            _ => None,
+        })
+        .expect("a start event");
+    assert!(waited >= Duration::from_secs(30), "the worker reads the same clock as the client: waited {waited:?}");
+}

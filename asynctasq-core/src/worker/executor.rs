@@ -13,7 +13,6 @@ use super::deadline::{Beacon, bounded};
 use super::settle::{self, Outcome, Settle};
 use super::{Counters, Shared};
 use crate::driver::{Capability, Delivery, Driver, Lease};
-use crate::envelope::unix_millis;
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
@@ -80,7 +79,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         return;
     }
 
-    let waited = Duration::from_millis(unix_millis(std::time::SystemTime::now()).saturating_sub(envelope.not_before));
+    let waited = Duration::from_millis(shared.clock.now().saturating_sub(envelope.not_before));
     shared.events.emit(|| Event::TaskStarted { task: task.clone(), waited });
     tracing::debug!(?waited, "task started");
 

@@ -26,7 +26,7 @@ mod shutdown;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -36,8 +36,9 @@ use self::deadline::{Beacon, bounded};
 use self::fetcher::QueueOrder;
 pub use self::fetcher::{Priority, QueueSpec};
 pub use self::shutdown::{SAME_STOP, WorkerHandle};
+use crate::clock::{Clock, SystemClock};
 use crate::driver::{Delivery, Driver, WorkerInfo};
-use crate::envelope::{millis, unix_millis};
+use crate::envelope::millis;
 use crate::error::WorkerError;
 use crate::event::{Event, Events};
 use crate::registry::Registry;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     acks: mpsc::Sender<executor::PendingAck>,
     /// The engine's deadline on each driver call it awaits (see [`deadline`]).
     deadline: Duration,
+    /// The wall clock (the same one the client and the in-memory driver may be given).
+    clock: Arc<dyn Clock>,
     /// Cancelled when running tasks must be given up (grace period over, or immediate stop).
     abandon: CancellationToken,
 }
@@ -108,6 +111,7 @@ pub struct WorkerBuilder {
     id: Option<String>,
     call_deadline: Duration,
     handle: WorkerHandle,
+    clock: Arc<dyn Clock>,
 }
 
 impl WorkerBuilder {
@@ -210,6 +214,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// The wall clock the worker reads (default [`SystemClock`]): give it the clock of the
+    /// client and the in-memory driver (a [`TokioClock`](crate::TokioClock) on a paused test
+    /// runtime) so all of them agree on time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Stop through `handle`, made before the worker (default: a handle of its own, see
     /// [`Worker::handle`]). A stop asked on it before the worker starts makes
     /// [`Worker::start`] return at once, having taken nothing.
@@ -266,6 +278,7 @@ impl WorkerBuilder {
             handle: self.handle,
             id,
             call_deadline: self.call_deadline,
+            clock: self.clock,
         })
     }
 }
@@ -289,6 +302,7 @@ pub struct Worker {
     handle: WorkerHandle,
     id: String,
     call_deadline: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -319,6 +333,7 @@ impl Worker {
             id: None,
             call_deadline: deadline::DEFAULT_CALL_DEADLINE,
             handle: WorkerHandle::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -361,12 +376,13 @@ impl Worker {
             counters: counters.clone(),
             acks: ack_tx,
             deadline: self.call_deadline,
+            clock: self.clock.clone(),
             abandon: CancellationToken::new(),
         });
         let names = self.order.names();
         tracing::info!(worker.id = %self.id, queues = ?names, concurrency = self.concurrency, driver = self.driver.name(), "worker started");
         self.events.emit(|| Event::WorkerStarted { worker_id: self.id.clone(), queues: names.clone(), concurrency: self.concurrency });
-        let record = registry_record(&self.id, &names, self.concurrency, self.heartbeat_interval);
+        let record = registry_record(&self.id, &names, self.concurrency, self.heartbeat_interval, self.clock.clone());
         let registered = self.driver.supports(crate::driver::Capability::WorkerRegistry);
         let limit = self.call_deadline;
         if registered
@@ -563,30 +579,33 @@ impl Worker {
 }
 
 /// The registry record of a worker, refreshed by [`RegistryRecord::beat`].
-struct RegistryRecord(WorkerInfo);
+struct RegistryRecord(WorkerInfo, Arc<dyn Clock>);
 
-fn registry_record(id: &str, queues: &[String], concurrency: usize, interval: Duration) -> RegistryRecord {
-    let now = unix_millis(SystemTime::now());
-    RegistryRecord(WorkerInfo {
-        id: id.to_owned(),
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
-        pid: std::process::id(),
-        queues: queues.to_vec(),
-        concurrency,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: now,
-        heartbeat_at: now,
-        heartbeat_ms: millis(interval),
-        expires_at: now,
-        in_flight: 0,
-        counts: WorkerCounts::default(),
-    })
+fn registry_record(id: &str, queues: &[String], concurrency: usize, interval: Duration, clock: Arc<dyn Clock>) -> RegistryRecord {
+    let now = clock.now();
+    RegistryRecord(
+        WorkerInfo {
+            id: id.to_owned(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+            queues: queues.to_vec(),
+            concurrency,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: now,
+            heartbeat_at: now,
+            heartbeat_ms: millis(interval),
+            expires_at: now,
+            in_flight: 0,
+            counts: WorkerCounts::default(),
+        },
+        clock,
+    )
 }
 
 impl RegistryRecord {
     /// The record as of now: it lapses after five missed heartbeats (a crashed worker).
     fn beat(&self, in_flight: usize, counts: WorkerCounts) -> WorkerInfo {
-        let now = unix_millis(SystemTime::now());
+        let now = self.1.now();
         WorkerInfo { heartbeat_at: now, expires_at: now + 5 * self.0.heartbeat_ms.max(1000), in_flight, counts, ..self.0.clone() }
     }
 }
