@@ -113,11 +113,14 @@ pub enum Capability {
     /// The backend keeps the worker registry ([`Driver::register_worker`],
     /// [`Driver::workers`]).
     WorkerRegistry,
+    /// [`Driver::server_info`] reports the server's version, clock or schema. A broker or a
+    /// cloud queue has nothing of the kind to ask.
+    ServerInfo,
 }
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Fencing,
         Capability::ExtendLease,
         Capability::ListDead,
@@ -125,6 +128,7 @@ impl Capability {
         Capability::WakeOnEnqueue,
         Capability::PurgeScheduled,
         Capability::WorkerRegistry,
+        Capability::ServerInfo,
     ];
 }
 
@@ -188,7 +192,10 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Leases up to `max` ready tasks of `queue` (ready: due, and not under a live lease) and
     /// returns them in delivery order, each with its attempt incremented. Returns an empty list
-    /// at once when nothing is ready; it never waits (see [`wait_ready`](Driver::wait_ready)).
+    /// at once when nothing is ready; it never waits for tasks to arrive (see
+    /// [`wait_ready`](Driver::wait_ready)). A broker driver may wait briefly for deliveries the
+    /// broker already sent (RabbitMQ: at most 400 ms); the conformance suite holds every driver
+    /// to its `DEQUEUE_BOUND` (`testing::rules`, feature `testing`).
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError>;
 
     /// Waits until a task in one of `queues` may be ready, or until `timeout`. A hint, not a

@@ -424,6 +424,9 @@ impl Driver for MemoryDriver {
     }
 
     async fn server_info(&self) -> Result<ServerInfo, DriverError> {
+        if !self.supports(Capability::ServerInfo) {
+            return Err(DriverError::Unsupported("server information"));
+        }
         Ok(ServerInfo { version: Some(format!("in-process (asynctasq {})", env!("CARGO_PKG_VERSION"))), clock_ms: None, schema: None })
     }
 

@@ -92,7 +92,7 @@ mod rabbitmq {
         Arc::new(RabbitMqDriver::connect_with(config).await.expect("RabbitMQ must be reachable (scripts/test starts it)"))
     }
 
-    asynctasq_core::conformance_tests!(driver, lacks: [ExactStats, WorkerRegistry]);
+    asynctasq_core::conformance_tests!(driver, lacks: [ExactStats, WorkerRegistry, ServerInfo]);
 }
 
 #[cfg(feature = "sqs")]
@@ -111,5 +111,5 @@ mod sqs {
         Arc::new(SqsDriver::connect(config).await.expect("SQS (moto) must be reachable (scripts/test starts it)"))
     }
 
-    asynctasq_core::conformance_tests!(driver, lacks: [Fencing, ExactStats, PurgeScheduled, WorkerRegistry]);
+    asynctasq_core::conformance_tests!(driver, lacks: [Fencing, ExactStats, PurgeScheduled, WorkerRegistry, ServerInfo]);
 }

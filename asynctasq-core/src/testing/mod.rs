@@ -98,7 +98,7 @@ where
 }
 
 /// Every capability a driver can lack, for [`check_declared`].
-pub const CAPABILITIES: [Capability; 7] = Capability::ALL;
+pub const CAPABILITIES: [Capability; 8] = Capability::ALL;
 
 /// Asserts that `lacks` (from a `conformance_tests!` call) is exactly what `driver` does not
 /// support.
@@ -156,6 +156,8 @@ macro_rules! conformance_tests {
             queues_lists_every_queue_holding_tasks: None,
             wait_ready_wakes_on_enqueue: WakeOnEnqueue,
             wait_ready_returns_when_a_delayed_task_falls_due: None,
+            dequeue_never_waits_longer_than_its_bound: None,
+            server_info_tells_version_clock_and_schema: ServerInfo,
             wait_ready_on_an_idle_queue_ends_within_its_timeout_and_a_request_deadline: None,
             hostile_queue_names_are_rejected: None,
             hostile_task_names_are_stored_as_data_or_refused: None,
@@ -183,6 +185,7 @@ macro_rules! __conformance_rule {
     ($f:expr, $rule:ident, WakeOnEnqueue, $all:tt, [WakeOnEnqueue $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WakeOnEnqueue"); };
     ($f:expr, $rule:ident, PurgeScheduled, $all:tt, [PurgeScheduled $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks PurgeScheduled"); };
     ($f:expr, $rule:ident, WorkerRegistry, $all:tt, [WorkerRegistry $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WorkerRegistry"); };
+    ($f:expr, $rule:ident, ServerInfo, $all:tt, [ServerInfo $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ServerInfo"); };
     ($f:expr, $rule:ident, $cap:ident, $all:tt, [$head:ident $($rest:ident)*]) => { $crate::__conformance_rule!($f, $rule, $cap, $all, [$($rest)*]); };
     (@run $f:expr, $rule:ident) => {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

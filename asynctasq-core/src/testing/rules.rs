@@ -48,6 +48,45 @@ pub async fn dequeue_of_an_empty_queue_returns_nothing(h: Harness) {
     assert!(got.is_empty());
 }
 
+/// The contract's bound on `dequeue`: it never waits for tasks to arrive. A broker driver may
+/// wait briefly for deliveries the broker already sent ([`DEQUEUE_BOUND`]), on an empty queue as
+/// on one whose every task is leased.
+pub async fn dequeue_never_waits_longer_than_its_bound(h: Harness) {
+    let (empty, busy) = (h.queue("empty"), h.queue("busy"));
+    h.driver.enqueue(&[h.envelope(&busy, LONG)]).await.expect("enqueue");
+    let held = eventually(PATIENCE, "the task to be leased", || async { h.driver.dequeue(&busy, 1).await.expect("dequeue").pop() }).await;
+    for q in [&empty, &busy, &empty, &busy] {
+        let started = std::time::Instant::now();
+        let got = h.driver.dequeue(q, 10).await.expect("dequeue");
+        assert!(got.is_empty(), "nothing is ready in {q}");
+        assert!(started.elapsed() <= DEQUEUE_BOUND, "dequeue took {:?}, over its bound of {DEQUEUE_BOUND:?}", started.elapsed());
+    }
+    h.driver.ack(&[held.lease]).await.expect("ack");
+}
+
+/// How long `dequeue` may take when nothing is ready (RabbitMQ waits up to 400 ms for
+/// deliveries on their way), with room for a loaded machine.
+pub const DEQUEUE_BOUND: Duration = Duration::from_millis(1000);
+
+/// `server_info` answers: a version when the server tells one, a clock near ours when it has
+/// one, and a schema with nothing pending once migrated (the harness's drivers are).
+pub async fn server_info_tells_version_clock_and_schema(h: Harness) {
+    h.requires(Capability::ServerInfo);
+    let before = now();
+    let info = h.driver.server_info().await.expect("server_info answers");
+    let after = now();
+    if let Some(v) = &info.version {
+        assert!(!v.trim().is_empty(), "a version, when given, says something");
+    }
+    if let Some(clock) = info.clock_ms {
+        let skew = (clock as i64 - ((before + after) / 2) as i64).abs();
+        assert!(skew < 60_000, "the server's clock is within a minute of ours on one machine: {skew} ms");
+    }
+    if let Some(schema) = &info.schema {
+        assert!(schema.pending.is_empty() && !schema.applied.is_empty(), "a migrated schema: {schema:?}");
+    }
+}
+
 /// While leased, a task is not delivered again.
 pub async fn leased_task_is_invisible_until_settled(h: Harness) {
     let q = h.queue("q");

@@ -1215,7 +1215,7 @@ impl Driver for RabbitMqDriver {
     }
 
     fn supports(&self, capability: Capability) -> bool {
-        !matches!(capability, Capability::ExactStats | Capability::WorkerRegistry)
+        !matches!(capability, Capability::ExactStats | Capability::WorkerRegistry | Capability::ServerInfo)
     }
 
     fn name(&self) -> &'static str {

@@ -1231,7 +1231,10 @@ impl Driver for SqsDriver {
     }
 
     fn supports(&self, capability: Capability) -> bool {
-        !matches!(capability, Capability::Fencing | Capability::ExactStats | Capability::PurgeScheduled | Capability::WorkerRegistry)
+        !matches!(
+            capability,
+            Capability::Fencing | Capability::ExactStats | Capability::PurgeScheduled | Capability::WorkerRegistry | Capability::ServerInfo
+        )
     }
 
     fn name(&self) -> &'static str {
