@@ -1,0 +1,117 @@
+//! `dispatch`: enqueue a task by name with JSON arguments, one or a file of them.
+
+use super::format::*;
+use anyhow::{Context, bail};
+use asynctasq_core::driver::Driver;
+use asynctasq_core::envelope::validate_queue_name;
+use asynctasq_core::{Client, Overrides, Registry};
+use clap::Args;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `asynctasq dispatch …`
+#[derive(Debug, Args)]
+pub(crate) struct DispatchArgs {
+    /// A task registered in this binary (see `tasks`).
+    task: String,
+    /// The task's arguments as a JSON object, checked against its type (none: `{}`, for a task
+    /// without arguments).
+    #[arg(long, conflicts_with = "args_file")]
+    args: Option<String>,
+    /// Dispatch one task per line of this file (`-`: stdin), each line the arguments as JSON;
+    /// every line is checked before any task is enqueued.
+    #[arg(long, value_name = "FILE")]
+    args_file: Option<std::path::PathBuf>,
+    /// Queue instead of the task's.
+    #[arg(long, value_parser = crate::QUEUE_NAME)]
+    queue: Option<String>,
+    /// Run no earlier than this from now (e.g. `30s`, `2h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
+    /// Deliveries allowed before dead-lettering.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `dispatch`.
+pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args: DispatchArgs) -> anyhow::Result<()> {
+    let Some(task) = registry.get(&args.task) else {
+        let known = registry.names().join(", ");
+        bail!("unknown task `{}`; this binary has: {}", args.task, if known.is_empty() { "none" } else { &known });
+    };
+    if let Some(q) = &args.queue {
+        validate_queue_name(q).with_context(|| format!("invalid --queue `{q}`"))?;
+    }
+    let overrides = Overrides { queue: args.queue.clone(), delay: args.delay, max_attempts: args.max_attempts, ..Default::default() };
+    let client = Client::new(driver);
+    if let Some(path) = &args.args_file {
+        return dispatch_many(&client, task, &overrides, path, args.json).await;
+    }
+    let payload = match &args.args {
+        Some(json) => (task.args_from_json)(json).map_err(|e| anyhow::anyhow!("invalid --args for task `{}`: {e}", args.task))?,
+        None => (task.args_from_json)("{}").map_err(|e| {
+            anyhow::anyhow!(
+                "task `{}` takes arguments: pass them as a JSON object with --args '{{…}}', or one object per line with --args-file FILE ({e})",
+                args.task
+            )
+        })?,
+    };
+    let envelope = client.envelope_from_payload(task.name, payload, &overrides, &(task.options)())?;
+    let (id, queue) = (envelope.id, envelope.queue.clone());
+    client.enqueue(vec![envelope]).await.context("enqueueing the task")?;
+    if args.json {
+        outln!("{}", json!({ "id": id.to_string(), "queue": queue }));
+    } else {
+        outln!("dispatched {} to queue {queue} as {id}", args.task);
+    }
+    Ok(())
+}
+
+/// Tasks per enqueue call of `dispatch --args-file`.
+pub(crate) const DISPATCH_BATCH: usize = 1000;
+
+/// `dispatch --args-file`: one task per line of JSON arguments, every line checked before any
+/// task is enqueued, then enqueued in batches.
+pub(crate) async fn dispatch_many(
+    client: &Client,
+    task: &asynctasq_core::TaskRegistration,
+    overrides: &Overrides,
+    path: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading arguments from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading --args-file {}", path.display()))?
+    };
+    let mut envelopes = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let payload = (task.args_from_json)(line)
+            .map_err(|e| anyhow::anyhow!("invalid arguments on line {} for task `{}`: {e}", n + 1, task.name))?;
+        envelopes.push(client.envelope_from_payload(task.name, payload, overrides, &(task.options)())?);
+    }
+    let queue = envelopes.first().map(|e| e.queue.clone()).unwrap_or_default();
+    let bar = progress(envelopes.len() as u64, "dispatching");
+    let total = envelopes.len();
+    let mut sent = 0;
+    let mut rest = envelopes;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(DISPATCH_BATCH));
+        let n = rest.len();
+        client.enqueue(rest).await.with_context(|| format!("enqueueing tasks (the first {} were enqueued)", count(sent as u64)))?;
+        sent += n;
+        bar.inc(n as u64);
+        rest = tail;
+    }
+    bar.finish_and_clear();
+    if json {
+        outln!("{}", json!({ "dispatched": total, "queue": queue }));
+    } else {
+        outln!("dispatched {} {} task(s) to queue {queue}", count(total as u64), task.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! Operating queues from a shell: counts, flushing, dead tasks, dispatch by name, health.
+//!
+//! Every command goes through the [`Driver`] contract, so it works on every backend; what a
+//! backend cannot do (exact counts, listing dead tasks) is said in the output or the error.
+//!
+//! # JSON output (`--json`), a stable schema
+//! * `queue status`: `{"driver": "sqlite", "exact": true, "queues": {"<queue>": {"ready": 0,
+//!   "scheduled": 0, "leased": 0, "dead": 0}}}`; `exact` is false where the backend's counts
+//!   are approximate.
+//! * `dead list`: `{"dead": [<dead task>...]}`; `dead show`: one `<dead task>`, where a dead
+//!   task is `{"id", "queue", "task", "attempt", "max_attempts", "error", "dead_at",
+//!   "created_at", "args", "decode_error"}` (times in Unix milliseconds; `args` the decoded
+//!   arguments or null, `decode_error` why they could not be decoded or null).
+//! * `dispatch`: `{"id": "<task id>", "queue": "<queue>"}`.
+//! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
+//!   "started_at", "heartbeat_at", "heartbeat_ms", "expires_at", "in_flight", "counts": {"started",
+//!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale"}]}`; `stale` is true for a
+//!   worker that missed two heartbeats (its record expires after five).
+
+mod dead;
+mod dispatch;
+mod doctor;
+mod format;
+mod migrate;
+mod queue;
+mod workers;
+
+pub(crate) use self::dead::{DeadCommand, dead_list, dead_purge, dead_retry, dead_show};
+pub(crate) use self::dispatch::{DispatchArgs, dispatch};
+pub(crate) use self::doctor::doctor;
+pub(crate) use self::migrate::migrate;
+pub(crate) use self::queue::{QueueCommand, flush, status};
+pub(crate) use self::workers::workers;

@@ -1,0 +1,164 @@
+//! `queue status` and `queue flush`: counts per queue, and deleting waiting or dead tasks.
+
+use super::dead::DeadRetryArgs;
+use super::format::*;
+use anyhow::{Context, bail};
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::{Capability, Driver, QueueStats, Waiting};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `asynctasq queue …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Counts per queue: ready, scheduled, leased, dead (every known queue when none is named).
+    Status {
+        /// Queues to show.
+        #[arg(value_parser = crate::QUEUE_NAME)]
+        queues: Vec<String>,
+        /// Print JSON (schema in the crate docs) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print again every SECONDS until interrupted.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// Delete tasks that are waiting (ready and scheduled); never leased ones. Dead tasks:
+    /// `dead purge`.
+    Flush {
+        /// Queues to flush (every known queue when none is named).
+        #[arg(value_parser = crate::QUEUE_NAME)]
+        queues: Vec<String>,
+        /// Which tasks to delete.
+        #[arg(long, value_enum, default_value = "waiting")]
+        status: FlushStatus,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Move dead tasks back to their queue: a hidden alias of `dead retry`, kept for scripts.
+    #[command(hide = true)]
+    Retry(DeadRetryArgs),
+}
+
+/// Which tasks `queue flush` deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FlushStatus {
+    /// Tasks due now.
+    Ready,
+    /// Tasks not due yet (delayed, or waiting for a retry).
+    Scheduled,
+    /// Waiting tasks: ready and scheduled (backends lacking `PurgeScheduled`, such as SQS,
+    /// reach only the ready ones). `pending` is its old name, still accepted.
+    #[value(name = "waiting", alias = "pending")]
+    Pending,
+    /// Dead tasks: a hidden alias of `dead purge`, kept for scripts.
+    #[value(hide = true)]
+    Dead,
+    /// Waiting and dead tasks.
+    All,
+}
+
+/// `queue status`.
+pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool, watch: Option<f64>) -> anyhow::Result<()> {
+    loop {
+        let queues = queues_or_all(&*driver, named).await?;
+        let mut rows = Vec::new();
+        for q in &queues {
+            rows.push((q.clone(), driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?));
+        }
+        let exact = driver.supports(Capability::ExactStats);
+        if json {
+            let map: serde_json::Map<String, Value> =
+                rows.iter().map(|(q, s)| (q.clone(), serde_json::to_value(s).unwrap_or_default())).collect();
+            outln!("{}", json!({ "driver": driver.name(), "exact": exact, "queues": map }));
+        } else {
+            print_status(&rows, exact)?;
+        }
+        let Some(every) = watch else { return Ok(()) };
+        if !every.is_finite() || every <= 0.0 {
+            bail!("invalid --watch {every}: give a number of seconds above 0");
+        }
+        tokio::time::sleep(Duration::from_secs_f64(every)).await;
+        if !json {
+            outln!();
+        }
+    }
+}
+
+pub(crate) fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        outln!("no queues");
+        return Ok(());
+    }
+    let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD"]);
+    for (q, s) in rows {
+        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead)]);
+    }
+    align_numbers(&mut t, 1);
+    outln!("{t}");
+    if !exact {
+        outln!("(counts are approximate on this backend)");
+    }
+    Ok(())
+}
+
+/// `queue flush`.
+pub(crate) async fn flush(driver: Arc<dyn Driver>, named: &[String], status: FlushStatus, yes: bool) -> anyhow::Result<()> {
+    let queues = queues_or_all(&*driver, named).await?;
+    let waiting = match status {
+        FlushStatus::Ready => Some(Waiting::Ready),
+        FlushStatus::Scheduled => Some(Waiting::Scheduled),
+        FlushStatus::Pending | FlushStatus::All => Some(Waiting::Both),
+        FlushStatus::Dead => None,
+    };
+    let dead = matches!(status, FlushStatus::Dead | FlushStatus::All);
+    let scheduled_reachable = driver.supports(Capability::PurgeScheduled);
+    let mut total = 0;
+    for q in &queues {
+        let s = driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?;
+        let scheduled = if scheduled_reachable { s.scheduled } else { 0 };
+        total += match waiting {
+            Some(Waiting::Ready) => s.ready,
+            Some(Waiting::Scheduled) => s.scheduled,
+            Some(Waiting::Both) => s.ready + scheduled,
+            None => 0,
+        } + if dead { s.dead } else { 0 };
+    }
+    let kind = match status {
+        FlushStatus::Ready => "ready",
+        FlushStatus::Scheduled => "scheduled",
+        FlushStatus::Pending => "waiting",
+        FlushStatus::Dead => "dead",
+        FlushStatus::All => "waiting and dead",
+    };
+    if total == 0 {
+        outln!("{}", if status == FlushStatus::Dead { "no dead tasks" } else { "nothing to flush" });
+        return Ok(());
+    }
+    if !confirm(&format!("delete {} {kind} task(s) from {} queue(s)", count(total), queues.len()), yes)? {
+        bail!("not confirmed; nothing deleted");
+    }
+    let bar = progress(total, "flushing");
+    let mut deleted = 0;
+    for q in &queues {
+        let at = deleted;
+        if let Some(which) = waiting {
+            deleted += match driver.purge_waiting(q, which).await {
+                Err(DriverError::Unsupported(what)) => {
+                    bail!("the {} backend cannot do this: {what}; use --status waiting (formerly --status pending)", driver.name())
+                }
+                other => other.with_context(|| format!("flushing queue `{q}`"))?,
+            };
+        }
+        if dead {
+            deleted += driver.purge_dead(q).await.with_context(|| format!("flushing dead tasks of `{q}`"))?;
+        }
+        bar.inc(deleted - at);
+    }
+    bar.finish_and_clear();
+    outln!("deleted {} task(s)", count(deleted));
+    Ok(())
+}
