@@ -1,7 +1,7 @@
 //! `dead list`, `dead show`, `dead retry`, `dead purge`: the dead-letter store.
 
 use super::format::*;
-use super::queue::{FlushStatus, flush};
+use super::purge::{FlushStatus, flush};
 use anyhow::{Context, bail};
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver};
 use asynctasq_core::envelope::TaskId;

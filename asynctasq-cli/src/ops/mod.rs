@@ -22,6 +22,7 @@ mod dispatch;
 mod doctor;
 mod format;
 mod migrate;
+mod purge;
 mod queue;
 mod workers;
 
@@ -29,5 +30,6 @@ pub(crate) use self::dead::{DeadCommand, dead_list, dead_purge, dead_retry, dead
 pub(crate) use self::dispatch::{DispatchArgs, dispatch};
 pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
-pub(crate) use self::queue::{QueueCommand, flush, status};
+pub(crate) use self::purge::flush;
+pub(crate) use self::queue::{QueueCommand, status};
 pub(crate) use self::workers::workers;

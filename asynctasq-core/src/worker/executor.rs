@@ -11,40 +11,12 @@ use tracing::Instrument;
 
 use super::deadline::{Beacon, bounded};
 use super::settle::{self, Outcome, Settle};
-use super::{Counters, Shared};
+use super::shared::{Counters, PendingAck, Shared, with_retries};
 use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
 use crate::task::{Disposition, TaskContext, TaskResult};
-
-/// A successful run waiting for its (batched) ack.
-#[derive(Debug)]
-pub(crate) struct PendingAck {
-    pub(crate) lease: Lease,
-    pub(crate) task: TaskInfo,
-    pub(crate) duration: Duration,
-}
-
-/// Retries a driver call on transient errors (a dropped connection) a few times with backoff;
-/// returns the last error otherwise.
-macro_rules! with_retries {
-    ($call:expr) => {{
-        let mut delay = Duration::from_millis(50);
-        let mut tries = 0;
-        loop {
-            match $call.await {
-                Err(e) if e.is_transient() && tries < 6 => {
-                    tries += 1;
-                    tracing::warn!(error = %e, "driver call failed; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                other => break other,
-            }
-        }
-    }};
-}
 
 pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
     let Delivery { lease, attempt, envelope } = delivery;
@@ -101,7 +73,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
     let heartbeat = async {
         if shared.driver.supports(Capability::ExtendLease) {
-            super::heartbeat::keep_leased(shared.driver.clone(), lease.clone(), lease_length, shared.deadline).await
+            super::lease::keep_leased(shared.driver.clone(), lease.clone(), lease_length, shared.deadline).await
         } else {
             std::future::pending().await
         }
@@ -194,28 +166,6 @@ fn panic_message(join: JoinError) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
-    }
-}
-
-impl Shared {
-    pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
-        match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
-            Ok(()) => {
-                self.counters.dead.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, %error, "task dead-lettered");
-                self.events.emit(|| Event::TaskDeadLettered { task, error });
-            }
-            Err(DriverError::LeaseLost(_)) => self.lease_lost(task),
-            Err(e) => {
-                tracing::error!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %e, "could not dead-letter task; it returns when its lease expires")
-            }
-        }
-    }
-
-    fn lease_lost(&self, task: TaskInfo) {
-        self.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost before the task was settled; another delivery owns it now");
-        self.events.emit(|| Event::LeaseLost(task));
     }
 }
 

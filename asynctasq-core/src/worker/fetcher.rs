@@ -1,139 +1,164 @@
-//! Choosing which queue to take tasks from: strict or weighted priority.
+//! The fetch loop: wait for free slots, take as many tasks as there are, spawn an executor for
+//! each, and wait on the backend when nothing is ready.
 
-use crate::envelope::{excerpt, validate_queue_name};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::deadline::{Beacon, bounded};
+use super::shared::Shared;
+use super::{BACKLOG_GATHER, Worker, executor};
+use crate::driver::Delivery;
 use crate::error::WorkerError;
 
-/// How a worker orders its queues.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Priority {
-    /// Always take from the first queue that has ready tasks, in the order given: a lower queue
-    /// runs only while every higher one is empty.
-    #[default]
-    Strict,
-    /// Share fetches in proportion to weights (smooth weighted round-robin): every queue with
-    /// ready tasks gets its share, so none starves, and an empty queue's share goes to the rest.
-    Weighted,
-}
-
-/// One queue and its weight (weights matter only with [`Priority::Weighted`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueSpec {
-    /// The queue name.
-    pub name: String,
-    /// Its weight, at least 1.
-    pub weight: u32,
-}
-
-impl QueueSpec {
-    /// Parses `name` or `name:weight`.
-    pub fn parse(spec: &str) -> Result<Self, WorkerError> {
-        let bad = |reason: String| WorkerError::QueueSpec { spec: excerpt(spec), reason };
-        let (name, weight) = match spec.trim().split_once(':') {
-            None => (spec.trim(), 1),
-            Some((name, w)) => {
-                let weight: u32 = w.trim().parse().map_err(|_| bad(format!("weight `{}` is not a whole number", excerpt(w))))?;
-                if weight == 0 {
-                    return Err(bad("weight must be at least 1".into()));
-                }
-                (name.trim(), weight)
+impl Worker {
+    pub(super) async fn fetch_loop(
+        &mut self,
+        shared: &Arc<Shared>,
+        names: &[String],
+        running: &mut JoinSet<()>,
+        beacon: &Beacon,
+    ) -> Result<(), WorkerError> {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let deadline = self.max_time.map(|d| tokio::time::Instant::now() + d);
+        let stop = self.handle.graceful.clone();
+        let until_deadline = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
             }
         };
-        validate_queue_name(name).map_err(|e| {
-            bad(match e {
-                crate::DriverError::Config(m) => m,
-                other => other.to_string(),
-            })
-        })?;
-        Ok(Self { name: name.to_owned(), weight })
-    }
-
-    /// Parses a comma-separated list such as `high,default,low` or `high:6,default:3,low:1`.
-    /// Returns the specs and [`Priority::Weighted`] when any weight is given.
-    pub fn parse_list(list: &str) -> Result<(Vec<Self>, Priority), WorkerError> {
-        let specs = list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>, _>>()?;
-        if specs.is_empty() {
-            return Err(WorkerError::NoQueues);
+        tokio::pin!(until_deadline);
+        let mut failures = 0u32;
+        let mut backlog = false;
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            while running.try_join_next().is_some() {}
+            let remaining = match self.max_tasks {
+                Some(max) => max.saturating_sub(shared.counters.started.load(Ordering::Relaxed)),
+                None => u64::MAX,
+            };
+            if remaining == 0 {
+                return Ok(());
+            }
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = stop.cancelled() => return Ok(()),
+                () = &mut until_deadline => return Ok(()),
+            };
+            let want = self.fetch_batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let mut permits = vec![first];
+            if backlog {
+                // The queue had more than we could take: rather than claim every freed slot one
+                // by one (a round trip per task), give the running tasks a moment to free half
+                // a batch. Idle workers never wait here, so latency is unaffected.
+                let gather = tokio::time::sleep(BACKLOG_GATHER);
+                tokio::pin!(gather);
+                while permits.len() < want / 2 {
+                    tokio::select! {
+                        permit = slots.clone().acquire_owned() => permits.push(permit.expect("the semaphore is never closed")),
+                        () = &mut gather => break,
+                    }
+                }
+            }
+            while permits.len() < want {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let asked = permits.len();
+            let fetched = {
+                let _waiting = beacon.waiting();
+                self.fetch(asked).await
+            };
+            let deliveries = match fetched {
+                Ok(d) => {
+                    failures = 0;
+                    backlog = d.len() == asked && asked > 0;
+                    d
+                }
+                Err(error) => {
+                    failures += 1;
+                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6))).min(Duration::from_secs(5));
+                    tracing::error!(%error, ?backoff, "fetching tasks failed; retrying");
+                    drop(permits);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        () = stop.cancelled() => return Ok(()),
+                    }
+                }
+            };
+            if deliveries.is_empty() {
+                drop(permits);
+                let mut wait = self.idle_wait;
+                if self.stop_when_empty {
+                    while running.try_join_next().is_some() {}
+                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && {
+                        let _waiting = beacon.waiting();
+                        self.queues_empty(names).await
+                    } {
+                        return Ok(());
+                    }
+                    wait = wait.min(Duration::from_millis(50));
+                }
+                let _waiting = beacon.waiting();
+                tokio::select! {
+                    r = bounded("wait_ready", wait + self.call_deadline, self.driver.wait_ready(names, wait)) => {
+                        if let Err(error) = r {
+                            tracing::warn!(%error, "waiting for tasks failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    () = stop.cancelled() => return Ok(()),
+                    () = &mut until_deadline => return Ok(()),
+                }
+                continue;
+            }
+            shared.counters.started.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+            for (delivery, permit) in deliveries.into_iter().zip(permits) {
+                let shared = shared.clone();
+                // Boxed: the executor's state machine is large, and tokio would otherwise copy it
+                // by value into the task.
+                running.spawn(Box::pin(async move {
+                    executor::execute(shared, delivery).await;
+                    drop(permit);
+                }));
+            }
         }
-        let mut seen = std::collections::HashSet::new();
-        if let Some(dup) = specs.iter().find(|s| !seen.insert(s.name.as_str())) {
-            return Err(WorkerError::QueueSpec { spec: excerpt(list), reason: format!("queue `{}` is listed twice", excerpt(&dup.name)) });
+    }
+
+    /// Takes up to `n` tasks, from the queues in this round's priority order.
+    async fn fetch(&mut self, n: usize) -> Result<Vec<Delivery>, crate::DriverError> {
+        let mut out = Vec::new();
+        for i in self.order.next() {
+            let got = bounded("dequeue", self.call_deadline, self.driver.dequeue(self.order.name(i), n - out.len())).await?;
+            out.extend(got);
+            if out.len() >= n {
+                break;
+            }
         }
-        let weighted = list.contains(':');
-        Ok((specs, if weighted { Priority::Weighted } else { Priority::Strict }))
-    }
-}
-
-/// Produces, for each fetch, the order in which to try the queues.
-#[derive(Debug)]
-pub(crate) struct QueueOrder {
-    specs: Vec<QueueSpec>,
-    priority: Priority,
-    /// Smooth weighted round-robin state, one entry per queue.
-    current: Vec<i64>,
-}
-
-impl QueueOrder {
-    pub(crate) fn new(specs: Vec<QueueSpec>, priority: Priority) -> Self {
-        let current = vec![0; specs.len()];
-        Self { specs, priority, current }
+        Ok(out)
     }
 
-    pub(crate) fn name(&self, i: usize) -> &str {
-        &self.specs[i].name
-    }
-
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.specs.iter().map(|s| s.name.clone()).collect()
-    }
-
-    /// Queue indexes in the order to try for the next fetch.
-    pub(crate) fn next(&mut self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.specs.len()).collect();
-        if self.priority == Priority::Strict || self.specs.len() == 1 {
-            return order;
+    /// Whether the queues hold nothing ready, scheduled or leased. A failed count (a dropped
+    /// connection) counts as "not empty": the worker keeps going rather than exit on a blip.
+    async fn queues_empty(&self, names: &[String]) -> bool {
+        for q in names {
+            match bounded("stats", self.call_deadline, self.driver.stats(q)).await {
+                Ok(s) if s.ready + s.scheduled + s.leased == 0 => {}
+                Ok(_) => return false,
+                Err(error) => {
+                    tracing::warn!(%error, queue = %q, "counting tasks failed; assuming the queue is not empty");
+                    return false;
+                }
+            }
         }
-        // Smooth weighted round-robin (as in nginx): the pick rotates through the queues in
-        // proportion to their weights; the rest follow by weight to fill the batch.
-        let total: i64 = self.specs.iter().map(|s| i64::from(s.weight)).sum();
-        for (c, s) in self.current.iter_mut().zip(&self.specs) {
-            *c += i64::from(s.weight);
-        }
-        let pick = (0..self.specs.len()).max_by_key(|&i| (self.current[i], std::cmp::Reverse(i))).unwrap_or(0);
-        self.current[pick] -= total;
-        order.sort_by_key(|&i| (i != pick, std::cmp::Reverse(self.specs[i].weight), i));
-        order
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weighted_order_picks_each_queue_in_proportion() {
-        let (specs, priority) = QueueSpec::parse_list("high:6,default:3,low:1").expect("valid");
-        assert_eq!(priority, Priority::Weighted);
-        let mut order = QueueOrder::new(specs, priority);
-        let mut firsts = [0; 3];
-        for _ in 0..100 {
-            firsts[order.next()[0]] += 1;
-        }
-        assert_eq!(firsts, [60, 30, 10]);
-    }
-
-    #[test]
-    fn strict_order_is_the_given_order() {
-        let (specs, priority) = QueueSpec::parse_list("high,default,low").expect("valid");
-        assert_eq!(priority, Priority::Strict);
-        let mut order = QueueOrder::new(specs, priority);
-        assert!((0..10).all(|_| order.next() == vec![0, 1, 2]));
-    }
-
-    #[test]
-    fn malformed_queue_specs_are_named_in_the_error() {
-        for bad in ["high:0", "high:x", "", "a,a", "bad name", "x:1:2"] {
-            let err = QueueSpec::parse_list(bad).expect_err("must be rejected");
-            assert!(!err.to_string().is_empty());
-        }
+        true
     }
 }

@@ -1,23 +1,79 @@
-//! Lease renewal while a task runs.
+//! Worker heartbeats: the event every interval, and the worker's record in the backend's
+//! registry, rewritten with each beat (a record not rewritten expires: a crashed worker).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::deadline::bounded;
-use crate::driver::{Driver, Lease};
-use crate::error::DriverError;
+use super::shared::Counters;
+use crate::clock::Clock;
+use crate::driver::{Driver, WorkerInfo};
+use crate::envelope::millis;
+use crate::event::{Event, Events};
+use crate::workers::WorkerCounts;
 
-/// Renews `lease` every third of `length` for as long as it is polled. Completes only when the
-/// lease is lost; transient errors are logged and retried at the next beat, since a lease has
-/// two more beats of slack before it can expire. Each renewal is bounded by `limit`.
-pub(crate) async fn keep_leased(driver: Arc<dyn Driver>, mut lease: Lease, length: Duration, limit: Duration) {
-    let interval = (length / 3).max(Duration::from_millis(5));
+/// The registry record of a worker, refreshed by [`RegistryRecord::beat`].
+pub(super) struct RegistryRecord(WorkerInfo, Arc<dyn Clock>);
+
+pub(super) fn registry_record(
+    id: &str,
+    queues: &[String],
+    concurrency: usize,
+    interval: Duration,
+    clock: Arc<dyn Clock>,
+) -> RegistryRecord {
+    let now = clock.now();
+    RegistryRecord(
+        WorkerInfo {
+            id: id.to_owned(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+            queues: queues.to_vec(),
+            concurrency,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: now,
+            heartbeat_at: now,
+            heartbeat_ms: millis(interval),
+            expires_at: now,
+            in_flight: 0,
+            counts: WorkerCounts::default(),
+        },
+        clock,
+    )
+}
+
+impl RegistryRecord {
+    /// The record as of now: it lapses after five missed heartbeats (a crashed worker).
+    pub(super) fn beat(&self, in_flight: usize, counts: WorkerCounts) -> WorkerInfo {
+        let now = self.1.now();
+        WorkerInfo { heartbeat_at: now, expires_at: now + 5 * self.0.heartbeat_ms.max(1000), in_flight, counts, ..self.0.clone() }
+    }
+}
+
+/// Emits a heartbeat event every `every`, and rewrites the worker's registry record when the
+/// backend keeps one: the event and the record are the same heartbeat.
+pub(super) async fn heartbeats(
+    worker_id: String,
+    events: Events,
+    counters: Arc<Counters>,
+    every: Duration,
+    registry: Option<(Arc<dyn Driver>, RegistryRecord)>,
+    limit: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
-        tokio::time::sleep(interval).await;
-        match bounded("extend_lease", limit.min(length), driver.extend_lease(&lease, length)).await {
-            Ok(renewed) => lease = renewed,
-            Err(DriverError::LeaseLost(_)) => return,
-            Err(error) => tracing::warn!(task.id = %lease.id, %error, "lease renewal failed; retrying at the next beat"),
+        tick.tick().await;
+        let in_flight = counters.in_flight.load(Ordering::Relaxed);
+        let counts = counters.snapshot();
+        tracing::debug!(worker.id = %worker_id, in_flight, ?counts, "worker heartbeat");
+        events.emit(|| Event::WorkerHeartbeat { worker_id: worker_id.clone(), in_flight, counts });
+        if let Some((driver, record)) = &registry
+            && let Err(error) = bounded("register_worker", limit, driver.register_worker(&record.beat(in_flight, counts))).await
+        {
+            tracing::warn!(%error, "could not refresh the worker's registry record");
         }
     }
 }

@@ -21,24 +21,27 @@ mod deadline;
 mod executor;
 mod fetcher;
 mod heartbeat;
+mod lease;
+mod queues;
 mod settle;
+mod shared;
 mod shutdown;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::deadline::{Beacon, bounded};
-use self::fetcher::QueueOrder;
-pub use self::fetcher::{Priority, QueueSpec};
+use self::heartbeat::{heartbeats, registry_record};
+use self::queues::QueueOrder;
+pub use self::queues::{Priority, QueueSpec};
+use self::shared::{Counters, Shared};
 pub use self::shutdown::{SAME_STOP, WorkerHandle};
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Delivery, Driver, WorkerInfo};
-use crate::envelope::millis;
+use crate::driver::Driver;
 use crate::error::WorkerError;
 use crate::event::{Event, Events};
 use crate::registry::Registry;
@@ -46,49 +49,7 @@ use crate::retry::RetryPolicy;
 pub use crate::workers::WorkerCounts;
 
 /// Longest a busy worker waits for more free slots before fetching (see the fetch loop).
-const BACKLOG_GATHER: Duration = Duration::from_millis(2);
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    started: AtomicU64,
-    succeeded: AtomicU64,
-    retried: AtomicU64,
-    dead: AtomicU64,
-    released: AtomicU64,
-    lease_lost: AtomicU64,
-    in_flight: AtomicUsize,
-    pending_acks: AtomicUsize,
-}
-
-impl Counters {
-    fn snapshot(&self) -> WorkerCounts {
-        WorkerCounts {
-            started: self.started.load(Ordering::Relaxed),
-            succeeded: self.succeeded.load(Ordering::Relaxed),
-            retried: self.retried.load(Ordering::Relaxed),
-            dead: self.dead.load(Ordering::Relaxed),
-            released: self.released.load(Ordering::Relaxed),
-            lease_lost: self.lease_lost.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// State every executor of one worker shares.
-pub(crate) struct Shared {
-    driver: Arc<dyn Driver>,
-    registry: Registry,
-    retry: RetryPolicy,
-    default_timeout: Option<Duration>,
-    events: Events,
-    counters: Arc<Counters>,
-    acks: mpsc::Sender<executor::PendingAck>,
-    /// The engine's deadline on each driver call it awaits (see [`deadline`]).
-    deadline: Duration,
-    /// The wall clock (the same one the client and the in-memory driver may be given).
-    clock: Arc<dyn Clock>,
-    /// Cancelled when running tasks must be given up (grace period over, or immediate stop).
-    abandon: CancellationToken,
-}
+pub(crate) const BACKLOG_GATHER: Duration = Duration::from_millis(2);
 
 /// Configures a [`Worker`].
 #[must_use]
@@ -428,211 +389,5 @@ impl Worker {
         tracing::info!(worker.id = %self.id, ?counts, "worker stopped");
         self.events.emit(|| Event::WorkerStopped { worker_id: self.id.clone(), counts });
         fetched.map(|()| counts)
-    }
-
-    async fn fetch_loop(
-        &mut self,
-        shared: &Arc<Shared>,
-        names: &[String],
-        running: &mut JoinSet<()>,
-        beacon: &Beacon,
-    ) -> Result<(), WorkerError> {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let deadline = self.max_time.map(|d| tokio::time::Instant::now() + d);
-        let stop = self.handle.graceful.clone();
-        let until_deadline = async move {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(until_deadline);
-        let mut failures = 0u32;
-        let mut backlog = false;
-        loop {
-            if stop.is_cancelled() {
-                return Ok(());
-            }
-            while running.try_join_next().is_some() {}
-            let remaining = match self.max_tasks {
-                Some(max) => max.saturating_sub(shared.counters.started.load(Ordering::Relaxed)),
-                None => u64::MAX,
-            };
-            if remaining == 0 {
-                return Ok(());
-            }
-            let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                () = stop.cancelled() => return Ok(()),
-                () = &mut until_deadline => return Ok(()),
-            };
-            let want = self.fetch_batch.min(usize::try_from(remaining).unwrap_or(usize::MAX));
-            let mut permits = vec![first];
-            if backlog {
-                // The queue had more than we could take: rather than claim every freed slot one
-                // by one (a round trip per task), give the running tasks a moment to free half
-                // a batch. Idle workers never wait here, so latency is unaffected.
-                let gather = tokio::time::sleep(BACKLOG_GATHER);
-                tokio::pin!(gather);
-                while permits.len() < want / 2 {
-                    tokio::select! {
-                        permit = slots.clone().acquire_owned() => permits.push(permit.expect("the semaphore is never closed")),
-                        () = &mut gather => break,
-                    }
-                }
-            }
-            while permits.len() < want {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-            let asked = permits.len();
-            let fetched = {
-                let _waiting = beacon.waiting();
-                self.fetch(asked).await
-            };
-            let deliveries = match fetched {
-                Ok(d) => {
-                    failures = 0;
-                    backlog = d.len() == asked && asked > 0;
-                    d
-                }
-                Err(error) => {
-                    failures += 1;
-                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6))).min(Duration::from_secs(5));
-                    tracing::error!(%error, ?backoff, "fetching tasks failed; retrying");
-                    drop(permits);
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => continue,
-                        () = stop.cancelled() => return Ok(()),
-                    }
-                }
-            };
-            if deliveries.is_empty() {
-                drop(permits);
-                let mut wait = self.idle_wait;
-                if self.stop_when_empty {
-                    while running.try_join_next().is_some() {}
-                    if running.is_empty() && shared.counters.pending_acks.load(Ordering::Relaxed) == 0 && {
-                        let _waiting = beacon.waiting();
-                        self.queues_empty(names).await
-                    } {
-                        return Ok(());
-                    }
-                    wait = wait.min(Duration::from_millis(50));
-                }
-                let _waiting = beacon.waiting();
-                tokio::select! {
-                    r = bounded("wait_ready", wait + self.call_deadline, self.driver.wait_ready(names, wait)) => {
-                        if let Err(error) = r {
-                            tracing::warn!(%error, "waiting for tasks failed");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                    () = stop.cancelled() => return Ok(()),
-                    () = &mut until_deadline => return Ok(()),
-                }
-                continue;
-            }
-            shared.counters.started.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
-            for (delivery, permit) in deliveries.into_iter().zip(permits) {
-                let shared = shared.clone();
-                // Boxed: the executor's state machine is large, and tokio would otherwise copy it
-                // by value into the task.
-                running.spawn(Box::pin(async move {
-                    executor::execute(shared, delivery).await;
-                    drop(permit);
-                }));
-            }
-        }
-    }
-
-    /// Takes up to `n` tasks, from the queues in this round's priority order.
-    async fn fetch(&mut self, n: usize) -> Result<Vec<Delivery>, crate::DriverError> {
-        let mut out = Vec::new();
-        for i in self.order.next() {
-            let got = bounded("dequeue", self.call_deadline, self.driver.dequeue(self.order.name(i), n - out.len())).await?;
-            out.extend(got);
-            if out.len() >= n {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Whether the queues hold nothing ready, scheduled or leased. A failed count (a dropped
-    /// connection) counts as "not empty": the worker keeps going rather than exit on a blip.
-    async fn queues_empty(&self, names: &[String]) -> bool {
-        for q in names {
-            match bounded("stats", self.call_deadline, self.driver.stats(q)).await {
-                Ok(s) if s.ready + s.scheduled + s.leased == 0 => {}
-                Ok(_) => return false,
-                Err(error) => {
-                    tracing::warn!(%error, queue = %q, "counting tasks failed; assuming the queue is not empty");
-                    return false;
-                }
-            }
-        }
-        true
-    }
-}
-
-/// The registry record of a worker, refreshed by [`RegistryRecord::beat`].
-struct RegistryRecord(WorkerInfo, Arc<dyn Clock>);
-
-fn registry_record(id: &str, queues: &[String], concurrency: usize, interval: Duration, clock: Arc<dyn Clock>) -> RegistryRecord {
-    let now = clock.now();
-    RegistryRecord(
-        WorkerInfo {
-            id: id.to_owned(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            pid: std::process::id(),
-            queues: queues.to_vec(),
-            concurrency,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: now,
-            heartbeat_at: now,
-            heartbeat_ms: millis(interval),
-            expires_at: now,
-            in_flight: 0,
-            counts: WorkerCounts::default(),
-        },
-        clock,
-    )
-}
-
-impl RegistryRecord {
-    /// The record as of now: it lapses after five missed heartbeats (a crashed worker).
-    fn beat(&self, in_flight: usize, counts: WorkerCounts) -> WorkerInfo {
-        let now = self.1.now();
-        WorkerInfo { heartbeat_at: now, expires_at: now + 5 * self.0.heartbeat_ms.max(1000), in_flight, counts, ..self.0.clone() }
-    }
-}
-
-/// Emits a heartbeat event every `every`, and rewrites the worker's registry record when the
-/// backend keeps one: the event and the record are the same heartbeat.
-async fn heartbeats(
-    worker_id: String,
-    events: Events,
-    counters: Arc<Counters>,
-    every: Duration,
-    registry: Option<(Arc<dyn Driver>, RegistryRecord)>,
-    limit: Duration,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let in_flight = counters.in_flight.load(Ordering::Relaxed);
-        let counts = counters.snapshot();
-        tracing::debug!(worker.id = %worker_id, in_flight, ?counts, "worker heartbeat");
-        events.emit(|| Event::WorkerHeartbeat { worker_id: worker_id.clone(), in_flight, counts });
-        if let Some((driver, record)) = &registry
-            && let Err(error) = bounded("register_worker", limit, driver.register_worker(&record.beat(in_flight, counts))).await
-        {
-            tracing::warn!(%error, "could not refresh the worker's registry record");
-        }
     }
 }

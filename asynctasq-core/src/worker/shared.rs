@@ -1,0 +1,113 @@
+//! What every executor of one worker shares: the driver, handlers, policy, counters, the
+//! acker's queue, and the settle steps they have in common.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::deadline::bounded;
+use crate::clock::Clock;
+use crate::driver::Driver;
+use crate::driver::Lease;
+use crate::error::DriverError;
+use crate::event::Events;
+use crate::event::{Event, TaskInfo};
+use crate::registry::Registry;
+use crate::retry::RetryPolicy;
+use crate::workers::WorkerCounts;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) started: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead: AtomicU64,
+    pub(crate) released: AtomicU64,
+    pub(crate) lease_lost: AtomicU64,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) pending_acks: AtomicUsize,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> WorkerCounts {
+        WorkerCounts {
+            started: self.started.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
+            released: self.released.load(Ordering::Relaxed),
+            lease_lost: self.lease_lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// State every executor of one worker shares.
+pub(crate) struct Shared {
+    pub(crate) driver: Arc<dyn Driver>,
+    pub(crate) registry: Registry,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) events: Events,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) acks: mpsc::Sender<PendingAck>,
+    /// The engine's deadline on each driver call it awaits (see [`deadline`]).
+    pub(crate) deadline: Duration,
+    /// The wall clock (the same one the client and the in-memory driver may be given).
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Cancelled when running tasks must be given up (grace period over, or immediate stop).
+    pub(crate) abandon: CancellationToken,
+}
+
+/// Retries a driver call on transient errors (a dropped connection) a few times with backoff;
+/// returns the last error otherwise.
+macro_rules! with_retries {
+    ($call:expr) => {{
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            match $call.await {
+                Err(e) if e.is_transient() && tries < 6 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "driver call failed; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use with_retries;
+
+impl Shared {
+    pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
+        match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
+            Ok(()) => {
+                self.counters.dead.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, %error, "task dead-lettered");
+                self.events.emit(|| Event::TaskDeadLettered { task, error });
+            }
+            Err(DriverError::LeaseLost(_)) => self.lease_lost(task),
+            Err(e) => {
+                tracing::error!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %e, "could not dead-letter task; it returns when its lease expires")
+            }
+        }
+    }
+
+    pub(crate) fn lease_lost(&self, task: TaskInfo) {
+        self.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost before the task was settled; another delivery owns it now");
+        self.events.emit(|| Event::LeaseLost(task));
+    }
+}
+
+/// A successful run waiting for its (batched) ack.
+#[derive(Debug)]
+pub(crate) struct PendingAck {
+    pub(crate) lease: Lease,
+    pub(crate) task: TaskInfo,
+    pub(crate) duration: Duration,
+}
