@@ -73,6 +73,7 @@ fn supported() -> Vec<&'static str> {
 mod tests {
     use super::*;
 
+    #[cfg(all(feature = "postgres", feature = "mysql", feature = "redis", feature = "rabbitmq", feature = "sqlite", feature = "sqs"))]
     #[tokio::test]
     async fn unknown_url_options_are_named_before_anything_connects() {
         for url in [
