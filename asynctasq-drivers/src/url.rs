@@ -79,6 +79,37 @@ impl Query {
         }
     }
 
+    /// Takes option `key` into `field` when the URL sets it.
+    pub(crate) fn set_string(&mut self, key: &str, field: &mut String) {
+        if let Some(v) = self.take(key) {
+            *field = v;
+        }
+    }
+
+    /// Takes option `key` as a number into `field` when the URL sets it.
+    pub(crate) fn set_number<T: std::str::FromStr>(&mut self, key: &str, field: &mut T) -> Result<(), DriverError> {
+        if let Some(v) = self.number(key)? {
+            *field = v;
+        }
+        Ok(())
+    }
+
+    /// Takes option `key` as a flag into `field` when the URL sets it.
+    pub(crate) fn set_flag(&mut self, key: &str, field: &mut bool) -> Result<(), DriverError> {
+        if let Some(v) = self.flag(key)? {
+            *field = v;
+        }
+        Ok(())
+    }
+
+    /// Takes option `key` as a duration into `field` when the URL sets it.
+    pub(crate) fn set_duration(&mut self, key: &str, field: &mut Duration) -> Result<(), DriverError> {
+        if let Some(v) = self.duration(key)? {
+            *field = v;
+        }
+        Ok(())
+    }
+
     /// Ends the parse: any option neither taken nor in `native` (options of the backend's own
     /// client, kept in the URL) is an error naming it. Returns the URL with the native options.
     pub(crate) fn finish(self, ours: &[&str], native: &[&str]) -> Result<String, DriverError> {

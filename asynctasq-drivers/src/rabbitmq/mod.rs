@@ -119,21 +119,11 @@ impl RabbitMqConfig {
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("RabbitMQ", url);
         let mut config = Self::new(q.base());
-        if let Some(v) = q.take("prefix") {
-            config.prefix = v;
-        }
-        if let Some(v) = q.number("prefetch")? {
-            config.prefetch = Some(v);
-        }
-        if let Some(v) = q.duration("consumer_timeout")? {
-            config.consumer_timeout = v;
-        }
-        if let Some(v) = q.duration("reconnect_max")? {
-            config.reconnect_max = v;
-        }
-        if let Some(v) = q.duration("request_timeout")? {
-            config.request_timeout = v;
-        }
+        q.set_string("prefix", &mut config.prefix);
+        config.prefetch = q.number("prefetch")?;
+        q.set_duration("consumer_timeout", &mut config.consumer_timeout)?;
+        q.set_duration("reconnect_max", &mut config.reconnect_max)?;
+        q.set_duration("request_timeout", &mut config.request_timeout)?;
         config.url = q.finish(
             &["prefix", "prefetch", "consumer_timeout", "reconnect_max", "request_timeout"],
             &["heartbeat", "frame_max", "channel_max", "connection_timeout", "auth_mechanism"],

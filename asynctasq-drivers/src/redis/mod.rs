@@ -90,20 +90,11 @@ impl RedisConfig {
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("Redis", url);
         let mut config = Self::new(q.base());
-        if let Some(v) = q.take("prefix") {
-            config.prefix = v;
-        }
-        if let Some(v) = q.number("dead_max_count")? {
-            config.dead_max_count = v;
-        }
-        if let Some(v) = q.duration("dead_max_age")? {
-            config.dead_max_age = v;
-        }
-        for key in ["request_timeout", "response_timeout"] {
-            if let Some(v) = q.duration(key)? {
-                config.response_timeout = v;
-            }
-        }
+        q.set_string("prefix", &mut config.prefix);
+        q.set_number("dead_max_count", &mut config.dead_max_count)?;
+        q.set_duration("dead_max_age", &mut config.dead_max_age)?;
+        q.set_duration("request_timeout", &mut config.response_timeout)?;
+        q.set_duration("response_timeout", &mut config.response_timeout)?;
         config.url = q.finish(&["prefix", "dead_max_count", "dead_max_age", "response_timeout", "request_timeout"], &["protocol", "db"])?;
         Ok(config)
     }

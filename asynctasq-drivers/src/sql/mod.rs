@@ -14,6 +14,10 @@ use asynctasq_core::driver::{DeadTask, Delivery, Lease};
 use asynctasq_core::envelope::{Envelope, TaskId};
 use asynctasq_core::{CodecError, DriverError};
 
+/// The URL options PostgreSQL and MySQL share (see their `from_url`).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) const SERVER_URL_OPTIONS: [&str; 5] = ["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"];
+
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
 /// no lookup by id) and the claim's random fence.
 pub(crate) fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {

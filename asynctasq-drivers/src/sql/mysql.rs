@@ -76,23 +76,13 @@ impl MySqlConfig {
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("MySQL", url);
         let mut config = Self::new(q.base());
-        if let Some(v) = q.take("table_prefix") {
-            config.table_prefix = v;
-        }
-        if let Some(v) = q.flag("migrate")? {
-            config.migrate = v;
-        }
-        if let Some(v) = q.number("max_connections")? {
-            config.max_connections = v;
-        }
-        if let Some(v) = q.duration("poll_interval")? {
-            config.poll_interval = v;
-        }
-        if let Some(v) = q.duration("request_timeout")? {
-            config.request_timeout = v;
-        }
+        q.set_string("table_prefix", &mut config.table_prefix);
+        q.set_flag("migrate", &mut config.migrate)?;
+        q.set_number("max_connections", &mut config.max_connections)?;
+        q.set_duration("poll_interval", &mut config.poll_interval)?;
+        q.set_duration("request_timeout", &mut config.request_timeout)?;
         config.url = q.finish(
-            &["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"],
+            &super::SERVER_URL_OPTIONS,
             &[
                 "sslmode",
                 "ssl-mode",

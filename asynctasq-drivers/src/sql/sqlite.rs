@@ -85,18 +85,10 @@ impl SqliteConfig {
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("SQLite", url);
         let mut config = Self::new(q.base());
-        if let Some(v) = q.flag("migrate")? {
-            config.migrate = v;
-        }
-        if let Some(v) = q.number("max_connections")? {
-            config.max_connections = v;
-        }
-        if let Some(v) = q.duration("busy_timeout")? {
-            config.busy_timeout = v;
-        }
-        if let Some(v) = q.duration("poll_interval")? {
-            config.poll_interval = v;
-        }
+        q.set_flag("migrate", &mut config.migrate)?;
+        q.set_number("max_connections", &mut config.max_connections)?;
+        q.set_duration("busy_timeout", &mut config.busy_timeout)?;
+        q.set_duration("poll_interval", &mut config.poll_interval)?;
         config.url = q.finish(&["migrate", "max_connections", "busy_timeout", "poll_interval"], &["mode", "cache", "immutable", "vfs"])?;
         Ok(config)
     }

@@ -157,25 +157,13 @@ impl SqsConfig {
         }
         let mut config = Self::new((!region.is_empty()).then(|| region.to_owned()));
         config.endpoint_url = q.take("endpoint");
-        if let Some(v) = q.take("queue_prefix") {
-            config.queue_prefix = v;
-        }
+        q.set_string("queue_prefix", &mut config.queue_prefix);
         config.queue_url_prefix = q.take("queue_url_prefix");
-        if let Some(v) = q.number("receive_calls")? {
-            config.receive_calls = v;
-        }
-        if let Some(v) = q.duration("wait_time")? {
-            config.wait_time = v;
-        }
-        if let Some(v) = q.duration("request_timeout")? {
-            config.request_timeout = v;
-        }
-        if let Some(v) = q.number("max_attempts")? {
-            config.max_attempts = v;
-        }
-        if let Some(v) = q.duration("first_lease")? {
-            config.first_lease = v;
-        }
+        q.set_number("receive_calls", &mut config.receive_calls)?;
+        q.set_duration("wait_time", &mut config.wait_time)?;
+        q.set_duration("request_timeout", &mut config.request_timeout)?;
+        q.set_number("max_attempts", &mut config.max_attempts)?;
+        q.set_duration("first_lease", &mut config.first_lease)?;
         q.finish(
             &[
                 "endpoint",
