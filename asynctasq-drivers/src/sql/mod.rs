@@ -1,6 +1,8 @@
 //! SQL backends. Each database has its own module with its SQL written out; what they share
 //! is error mapping and the migrations' shape.
 
+#[cfg(feature = "postgres")]
+mod listener;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(any(feature = "postgres", feature = "mysql"))]

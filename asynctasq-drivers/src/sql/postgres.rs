@@ -29,9 +29,14 @@
 //! # Waking workers
 //! Writes that make a task due send `pg_notify('<prefix>_ready', queue)` in the same
 //! transaction (so a task enqueued inside a caller's transaction wakes workers only when it
-//! commits). Each driver keeps one `LISTEN` connection (sqlx's `PgListener`, which reconnects
-//! when the connection drops) and wakes its waiting workers; waits are also bounded by the
-//! earliest scheduled task, so delayed tasks start on time.
+//! commits). Each driver keeps one `LISTEN` connection (`listener.rs`: replaced when it fails
+//! or, silent for 5 s, does not answer a query) and wakes its waiting workers; waits are also
+//! bounded by the earliest scheduled task and the poll interval, so delayed tasks start on time
+//! and a lost notification costs at most one poll interval.
+//!
+//! # Connection faults
+//! Every call runs under the request timeout; one that runs out replaces the pool
+//! (`pool.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -41,8 +46,9 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
+use super::listener::{keep_listening, listen};
 use super::pool::{self, Pools};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
@@ -193,65 +199,6 @@ impl Sql {
             ),
             purge_dead: format!("DELETE FROM {d} WHERE queue = $1"),
         }
-    }
-}
-
-/// A listener on `channel` from the live pool, within the request timeout.
-async fn listen(pools: &Pools<sqlx::Postgres>, channel: &str) -> Result<PgListener, DriverError> {
-    pools
-        .bounded("LISTEN", pools.request_timeout(), async {
-            let mut listener = PgListener::connect_with(&pools.pool()).await.map_err(|e| map_err("LISTEN connection", e))?;
-            listener.listen(channel).await.map_err(|e| map_err("LISTEN", e))?;
-            Ok(listener)
-        })
-        .await
-}
-
-/// How long the listener may hear nothing before it checks that its connection still answers.
-const LISTEN_CHECK: Duration = Duration::from_secs(5);
-
-/// Wakes waiters on every notification. A listener that fails, or hears nothing for
-/// [`LISTEN_CHECK`] and then gets no answer to a query within the request timeout (a
-/// half-open connection tells nothing otherwise), is replaced by a new one from the live pool;
-/// meanwhile waiters fall back to their poll interval.
-async fn keep_listening(mut listener: PgListener, pools: Arc<Pools<sqlx::Postgres>>, channel: String, wake: Arc<Notify>) {
-    loop {
-        let alive = match tokio::time::timeout(LISTEN_CHECK, listener.recv()).await {
-            Ok(Ok(_)) => {
-                wake.notify_waiters();
-                continue;
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "PostgreSQL listener lost its connection; reconnecting");
-                false
-            }
-            Err(_) => {
-                let check = tokio::time::timeout(pools.request_timeout(), sqlx::query("SELECT 1").execute(&mut listener)).await;
-                let answered = matches!(check, Ok(Ok(_)));
-                if !answered {
-                    tracing::warn!("PostgreSQL listener's connection does not answer; replacing it");
-                }
-                answered
-            }
-        };
-        if alive {
-            continue;
-        }
-        wake.notify_waiters();
-        loop {
-            match listen(&pools, &channel).await {
-                Ok(l) => {
-                    listener = l;
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "PostgreSQL listener could not reconnect; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-        // Whatever was notified while the listener was away is found by the next claim.
-        wake.notify_waiters();
     }
 }
 
