@@ -181,6 +181,18 @@ impl DriverKind {
     fn name(self) -> String {
         format!("{self:?}").to_lowercase()
     }
+
+    /// Whether the backend keeps a schema (and runs migrations).
+    fn is_sql(self) -> bool {
+        match self {
+            Self::Sqlite => true,
+            #[cfg(feature = "postgres")]
+            Self::Postgres => true,
+            #[cfg(feature = "mysql")]
+            Self::Mysql => true,
+            _ => false,
+        }
+    }
 }
 
 /// The backend and the URL that opens it.
@@ -352,29 +364,13 @@ impl BackendArgs {
     )]
     fn options(&self, kind: DriverKind, migrate: bool, out: &mut Vec<(&'static str, String, &'static str)>) -> anyhow::Result<()> {
         let foreign = |flag: &str, wants: &str| usage(format!("{flag} applies to {wants}, not to the {} backend", kind.name()));
-        let sql = matches!(kind, DriverKind::Sqlite) || {
-            #[cfg(feature = "postgres")]
-            let pg = kind == DriverKind::Postgres;
-            #[cfg(not(feature = "postgres"))]
-            let pg = false;
-            #[cfg(feature = "mysql")]
-            let my = kind == DriverKind::Mysql;
-            #[cfg(not(feature = "mysql"))]
-            let my = false;
-            pg || my
-        };
+        let sql = kind.is_sql();
         if sql && !migrate {
             out.push(("migrate", "false".into(), ""));
         }
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         if let Some(p) = &self.table_prefix {
-            #[cfg(feature = "postgres")]
-            let ok = kind == DriverKind::Postgres;
-            #[cfg(not(feature = "postgres"))]
-            let ok = false;
-            #[cfg(feature = "mysql")]
-            let ok = ok || kind == DriverKind::Mysql;
-            if !ok {
+            if !kind.is_sql() || kind == DriverKind::Sqlite {
                 return Err(foreign("--table-prefix", "PostgreSQL and MySQL"));
             }
             out.push(("table_prefix", p.clone(), "--table-prefix"));

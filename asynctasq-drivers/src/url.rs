@@ -5,6 +5,9 @@
 //! URL it hands on, and refuses any other option by name: a misspelt option must not be
 //! silently ignored.
 
+// Which readers a build uses depends on the backend features it has.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use asynctasq_core::DriverError;
@@ -80,6 +83,10 @@ impl Query {
     }
 
     /// Takes option `key` into `field` when the URL sets it.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "rabbitmq", feature = "sqs", feature = "postgres", feature = "mysql")),
+        allow(dead_code)
+    )]
     pub(crate) fn set_string(&mut self, key: &str, field: &mut String) {
         if let Some(v) = self.take(key) {
             *field = v;

@@ -20,6 +20,23 @@ use asynctasq_core::{CodecError, DriverError};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) const SERVER_URL_OPTIONS: [&str; 5] = ["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"];
 
+/// Takes the [`SERVER_URL_OPTIONS`] out of `q` into a config's fields.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn take_server_options(
+    q: &mut crate::url::Query,
+    table_prefix: &mut String,
+    migrate: &mut bool,
+    max_connections: &mut u32,
+    poll_interval: &mut std::time::Duration,
+    request_timeout: &mut std::time::Duration,
+) -> Result<(), DriverError> {
+    q.set_string("table_prefix", table_prefix);
+    q.set_flag("migrate", migrate)?;
+    q.set_number("max_connections", max_connections)?;
+    q.set_duration("poll_interval", poll_interval)?;
+    q.set_duration("request_timeout", request_timeout)
+}
+
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
 /// no lookup by id) and the claim's random fence.
 pub(crate) fn parse_token(lease: &Lease) -> Result<(i64, i64), DriverError> {

@@ -76,11 +76,14 @@ impl MySqlConfig {
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("MySQL", url);
         let mut config = Self::new(q.base());
-        q.set_string("table_prefix", &mut config.table_prefix);
-        q.set_flag("migrate", &mut config.migrate)?;
-        q.set_number("max_connections", &mut config.max_connections)?;
-        q.set_duration("poll_interval", &mut config.poll_interval)?;
-        q.set_duration("request_timeout", &mut config.request_timeout)?;
+        super::take_server_options(
+            &mut q,
+            &mut config.table_prefix,
+            &mut config.migrate,
+            &mut config.max_connections,
+            &mut config.poll_interval,
+            &mut config.request_timeout,
+        )?;
         config.url = q.finish(
             &super::SERVER_URL_OPTIONS,
             &[
@@ -389,14 +392,11 @@ impl MySqlDriver {
 #[async_trait]
 impl Driver for MySqlDriver {
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
-        self.inner
-            .pools
-            .bounded("dequeue", self.inner.pools.request_timeout(), async move { retry_transient!(self.dequeue_once(queue, max)) })
-            .await
+        self.inner.pools.call("dequeue", async move { retry_transient!(self.dequeue_once(queue, max)) }).await
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        self.inner.pools.bounded("ack", self.inner.pools.request_timeout(), async move { retry_transient!(self.ack_once(leases)) }).await
+        self.inner.pools.call("ack", async move { retry_transient!(self.ack_once(leases)) }).await
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
@@ -411,12 +411,7 @@ impl Driver for MySqlDriver {
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
-        self.inner
-            .pools
-            .bounded("requeue dead", self.inner.pools.request_timeout(), async move {
-                retry_transient!(self.requeue_dead_once(queue, which.clone()))
-            })
-            .await
+        self.inner.pools.call("requeue dead", async move { retry_transient!(self.requeue_dead_once(queue, which.clone())) }).await
     }
 
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
@@ -471,7 +466,7 @@ impl Driver for MySqlDriver {
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("nack", self.inner.pools.request_timeout(), async move {
+            .call("nack", async move {
                 let (seq, token) = parse_token(lease)?;
                 let sql = format!(
                     "UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ? WHERE seq = ? AND lease_token = ?",
@@ -493,7 +488,7 @@ impl Driver for MySqlDriver {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
-        self.inner.pools.bounded("release", self.inner.pools.request_timeout(), async move {
+        self.inner.pools.call("release", async move {
             let (seq, token) = parse_token(lease)?;
             let sql = format!(
                 "UPDATE {} SET lease_token = NULL, visible_at = ?, attempt = GREATEST(attempt - 1, 0) WHERE seq = ? AND lease_token = ?",
@@ -511,7 +506,7 @@ impl Driver for MySqlDriver {
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
         self.inner
             .pools
-            .bounded("extend lease", self.inner.pools.request_timeout(), async move {
+            .call("extend lease", async move {
                 let (seq, token) = parse_token(lease)?;
                 let expires_at = now().saturating_add(ms(by));
                 let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
@@ -531,7 +526,7 @@ impl Driver for MySqlDriver {
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         self.inner
             .pools
-            .bounded("stats", self.inner.pools.request_timeout(), async move {
+            .call("stats", async move {
                 validate_queue_name(queue)?;
                 let (t, d) = (&self.inner.tasks, &self.inner.dead);
                 // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
@@ -559,7 +554,7 @@ impl Driver for MySqlDriver {
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
         self.inner
             .pools
-            .bounded("queues", self.inner.pools.request_timeout(), async move {
+            .call("queues", async move {
                 let (t, d) = (&self.inner.tasks, &self.inner.dead);
                 sqlx::query_scalar(q(format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1")))
                     .fetch_all(&self.inner.pools.pool())
@@ -572,7 +567,7 @@ impl Driver for MySqlDriver {
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("purge", self.inner.pools.request_timeout(), async move {
+            .call("purge", async move {
                 validate_queue_name(queue)?;
                 let sql = format!("DELETE FROM {} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)", self.inner.tasks);
                 let done =
@@ -585,7 +580,7 @@ impl Driver for MySqlDriver {
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("purge waiting", self.inner.pools.request_timeout(), async move {
+            .call("purge waiting", async move {
                 validate_queue_name(queue)?;
                 let t = &self.inner.tasks;
                 let sql = match which {
@@ -603,7 +598,7 @@ impl Driver for MySqlDriver {
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         self.inner
             .pools
-            .bounded("dead", self.inner.pools.request_timeout(), async move {
+            .call("dead", async move {
                 validate_queue_name(queue)?;
                 let sql =
                     format!("SELECT id, envelope, attempt, error, dead_at FROM {} WHERE queue = ? ORDER BY seq LIMIT ?", self.inner.dead);
@@ -627,7 +622,7 @@ impl Driver for MySqlDriver {
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("purge dead", self.inner.pools.request_timeout(), async move {
+            .call("purge dead", async move {
                 validate_queue_name(queue)?;
                 let sql = format!("DELETE FROM {} WHERE queue = ?", self.inner.dead);
                 let done = sqlx::query(q(sql)).bind(queue).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge dead", e))?;
@@ -639,7 +634,7 @@ impl Driver for MySqlDriver {
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("register worker", self.inner.pools.request_timeout(), async move {
+            .call("register worker", async move {
                 let w = format!("`{}_workers`", self.inner.prefix);
                 let info = worker.encode()?;
                 sqlx::query(q(format!("DELETE FROM {w} WHERE expires_at <= ?")))
@@ -665,7 +660,7 @@ impl Driver for MySqlDriver {
     async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("deregister worker", self.inner.pools.request_timeout(), async move {
+            .call("deregister worker", async move {
                 let sql = format!("DELETE FROM `{}_workers` WHERE id = ?", self.inner.prefix);
                 sqlx::query(q(sql)).bind(id).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("deregister worker", e))?;
                 Ok(())
@@ -676,7 +671,7 @@ impl Driver for MySqlDriver {
     async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
         self.inner
             .pools
-            .bounded("workers", self.inner.pools.request_timeout(), async move {
+            .call("workers", async move {
                 let sql = format!("SELECT info FROM `{}_workers` WHERE expires_at > ? ORDER BY id", self.inner.prefix);
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar(q(sql))
                     .bind(now())
@@ -691,7 +686,7 @@ impl Driver for MySqlDriver {
     async fn server_info(&self) -> Result<ServerInfo, DriverError> {
         self.inner
             .pools
-            .bounded("server info", self.inner.pools.request_timeout(), async move {
+            .call("server info", async move {
                 let pool = &self.inner.pools.pool();
                 let (version, clock_ms): (String, i64) = sqlx::query_as("SELECT VERSION(), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
                     .fetch_one(pool)

@@ -102,6 +102,12 @@ impl<DB: Database> Pools<DB> {
         });
     }
 
+    /// [`bounded`](Self::bounded) by the request timeout: the deadline of every call but the
+    /// waits and bulk enqueues.
+    pub(crate) async fn call<T>(&self, doing: &str, call: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
+        self.bounded(doing, self.request_timeout, call).await
+    }
+
     /// Runs one call of the driver within `limit`; a call that runs out retires the pool it
     /// started on, so the next call uses new connections.
     pub(crate) async fn bounded<T>(

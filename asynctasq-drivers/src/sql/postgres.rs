@@ -90,11 +90,14 @@ impl PostgresConfig {
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("PostgreSQL", url);
         let mut config = Self::new(q.base());
-        q.set_string("table_prefix", &mut config.table_prefix);
-        q.set_flag("migrate", &mut config.migrate)?;
-        q.set_number("max_connections", &mut config.max_connections)?;
-        q.set_duration("poll_interval", &mut config.poll_interval)?;
-        q.set_duration("request_timeout", &mut config.request_timeout)?;
+        super::take_server_options(
+            &mut q,
+            &mut config.table_prefix,
+            &mut config.migrate,
+            &mut config.max_connections,
+            &mut config.poll_interval,
+            &mut config.request_timeout,
+        )?;
         config.url = q.finish(
             &super::SERVER_URL_OPTIONS,
             &[
@@ -372,7 +375,7 @@ impl Driver for PostgresDriver {
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
         self.inner
             .pools
-            .bounded("dequeue", self.inner.pools.request_timeout(), async move {
+            .call("dequeue", async move {
                 validate_queue_name(queue)?;
                 if max == 0 {
                     return Ok(Vec::new());
@@ -432,7 +435,7 @@ impl Driver for PostgresDriver {
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
         self.inner
             .pools
-            .bounded("ack", self.inner.pools.request_timeout(), async move {
+            .call("ack", async move {
                 if leases.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -466,7 +469,7 @@ impl Driver for PostgresDriver {
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("nack", self.inner.pools.request_timeout(), async move {
+            .call("nack", async move {
                 let (seq, token) = parse_token(lease)?;
                 let done = sqlx::query(q(&self.inner.sql.nack))
                     .bind(now().saturating_add(ms(delay)))
@@ -485,7 +488,7 @@ impl Driver for PostgresDriver {
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("release", self.inner.pools.request_timeout(), async move {
+            .call("release", async move {
                 let (seq, token) = parse_token(lease)?;
                 let done = sqlx::query(q(&self.inner.sql.release))
                     .bind(now())
@@ -503,7 +506,7 @@ impl Driver for PostgresDriver {
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("dead letter", self.inner.pools.request_timeout(), async move {
+            .call("dead letter", async move {
                 let (seq, token) = parse_token(lease)?;
                 let done = sqlx::query(q(&self.inner.sql.dead_letter))
                     .bind(error)
@@ -521,7 +524,7 @@ impl Driver for PostgresDriver {
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
         self.inner
             .pools
-            .bounded("extend lease", self.inner.pools.request_timeout(), async move {
+            .call("extend lease", async move {
                 let (seq, token) = parse_token(lease)?;
                 let expires_at = now().saturating_add(ms(by));
                 let done = sqlx::query(q(&self.inner.sql.extend))
@@ -540,7 +543,7 @@ impl Driver for PostgresDriver {
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         self.inner
             .pools
-            .bounded("stats", self.inner.pools.request_timeout(), async move {
+            .call("stats", async move {
                 validate_queue_name(queue)?;
                 let row = sqlx::query(q(&self.inner.sql.stats))
                     .bind(queue)
@@ -557,7 +560,7 @@ impl Driver for PostgresDriver {
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
         self.inner
             .pools
-            .bounded("queues", self.inner.pools.request_timeout(), async move {
+            .call("queues", async move {
                 sqlx::query_scalar(q(&self.inner.sql.queues))
                     .fetch_all(&self.inner.pools.pool())
                     .await
@@ -569,7 +572,7 @@ impl Driver for PostgresDriver {
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("purge", self.inner.pools.request_timeout(), async move {
+            .call("purge", async move {
                 validate_queue_name(queue)?;
                 let done = sqlx::query(q(&self.inner.sql.purge))
                     .bind(queue)
@@ -585,7 +588,7 @@ impl Driver for PostgresDriver {
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("purge waiting", self.inner.pools.request_timeout(), async move {
+            .call("purge waiting", async move {
                 validate_queue_name(queue)?;
                 let t = format!("\"{}_tasks\"", self.inner.prefix);
                 let sql = match which {
@@ -607,7 +610,7 @@ impl Driver for PostgresDriver {
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         self.inner
             .pools
-            .bounded("dead", self.inner.pools.request_timeout(), async move {
+            .call("dead", async move {
                 validate_queue_name(queue)?;
                 let rows = sqlx::query(q(&self.inner.sql.dead_list))
                     .bind(queue)
@@ -629,7 +632,7 @@ impl Driver for PostgresDriver {
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("requeue dead", self.inner.pools.request_timeout(), async move {
+            .call("requeue dead", async move {
                 validate_queue_name(queue)?;
                 let (all, ids) = match which {
                     DeadSelector::All => (true, Vec::new()),
@@ -654,7 +657,7 @@ impl Driver for PostgresDriver {
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
         self.inner
             .pools
-            .bounded("purge dead", self.inner.pools.request_timeout(), async move {
+            .call("purge dead", async move {
                 validate_queue_name(queue)?;
                 let done = sqlx::query(q(&self.inner.sql.purge_dead))
                     .bind(queue)
@@ -669,7 +672,7 @@ impl Driver for PostgresDriver {
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("register worker", self.inner.pools.request_timeout(), async move {
+            .call("register worker", async move {
                 let w = format!("\"{}_workers\"", self.inner.prefix);
                 let info = worker.encode()?;
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("register worker", e))?;
@@ -696,7 +699,7 @@ impl Driver for PostgresDriver {
     async fn deregister_worker(&self, id: &str) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded("deregister worker", self.inner.pools.request_timeout(), async move {
+            .call("deregister worker", async move {
                 let sql = format!("DELETE FROM \"{}_workers\" WHERE id = $1", self.inner.prefix);
                 sqlx::query(q(&sql)).bind(id).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("deregister worker", e))?;
                 Ok(())
@@ -707,7 +710,7 @@ impl Driver for PostgresDriver {
     async fn workers(&self) -> Result<Vec<WorkerInfo>, DriverError> {
         self.inner
             .pools
-            .bounded("workers", self.inner.pools.request_timeout(), async move {
+            .call("workers", async move {
                 let sql = format!("SELECT info FROM \"{}_workers\" WHERE expires_at > $1 ORDER BY id", self.inner.prefix);
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar(q(&sql))
                     .bind(now())
@@ -722,7 +725,7 @@ impl Driver for PostgresDriver {
     async fn server_info(&self) -> Result<ServerInfo, DriverError> {
         self.inner
             .pools
-            .bounded("server info", self.inner.pools.request_timeout(), async move {
+            .call("server info", async move {
                 let pool = &self.inner.pools.pool();
                 let (version, clock_ms): (String, i64) =
                     sqlx::query_as("SELECT current_setting('server_version'), (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
