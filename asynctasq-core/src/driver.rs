@@ -41,6 +41,22 @@ pub struct Delivery {
     pub envelope: Result<Envelope, CodecError>,
 }
 
+impl Delivery {
+    /// A delivery at `attempt`. The one place a delivery's attempt is stamped into its envelope:
+    /// backends store the envelope as dispatched and count deliveries beside it, so a decoded
+    /// envelope says what was stored, and this makes it say how many deliveries it has had.
+    pub fn new(lease: Lease, attempt: u32, envelope: Result<Envelope, CodecError>) -> Self {
+        Self { lease, attempt, envelope: stamped(envelope, attempt) }
+    }
+}
+
+fn stamped(envelope: Result<Envelope, CodecError>, attempt: u32) -> Result<Envelope, CodecError> {
+    envelope.map(|mut e| {
+        e.attempt = attempt;
+        e
+    })
+}
+
 /// Counts for one queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
@@ -69,6 +85,13 @@ pub struct DeadTask {
     pub dead_at: UnixMillis,
     /// The stored envelope, or why it could not be decoded.
     pub envelope: Result<Envelope, CodecError>,
+}
+
+impl DeadTask {
+    /// A dead task with `attempt` deliveries, stamped into its envelope as [`Delivery::new`] does.
+    pub fn new(id: TaskId, queue: &str, attempt: u32, error: String, dead_at: UnixMillis, envelope: Result<Envelope, CodecError>) -> Self {
+        Self { id, queue: queue.to_owned(), attempt, error, dead_at, envelope: stamped(envelope, attempt) }
+    }
 }
 
 /// Which dead tasks [`Driver::requeue_dead`] moves back.

@@ -169,13 +169,6 @@ impl State {
     }
 }
 
-fn decode(raw: &[u8], attempt: u32) -> Result<Envelope, crate::error::CodecError> {
-    Envelope::decode(raw).map(|mut e| {
-        e.attempt = attempt;
-        e
-    })
-}
-
 #[async_trait]
 impl Driver for MemoryDriver {
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
@@ -207,11 +200,8 @@ impl Driver for MemoryDriver {
             r.attempt += 1;
             r.token = Some(token);
             let expires_at = now + r.lease_ms;
-            let delivery = Delivery {
-                lease: Lease { id, queue: queue.to_owned(), token: token.to_string(), expires_at },
-                attempt: r.attempt,
-                envelope: decode(&r.raw, r.attempt),
-            };
+            let lease = Lease { id, queue: queue.to_owned(), token: token.to_string(), expires_at };
+            let delivery = Delivery::new(lease, r.attempt, Envelope::decode(&r.raw));
             state.move_to(id, expires_at);
             out.push(delivery);
         }
@@ -366,14 +356,7 @@ impl Driver for MemoryDriver {
         Ok(q.dead
             .iter()
             .take(limit)
-            .map(|d| DeadTask {
-                id: d.id,
-                queue: queue.to_owned(),
-                attempt: d.attempt,
-                error: d.error.clone(),
-                dead_at: d.dead_at,
-                envelope: decode(&d.raw, d.attempt),
-            })
+            .map(|d| DeadTask::new(d.id, queue, d.attempt, d.error.clone(), d.dead_at, Envelope::decode(&d.raw)))
             .collect())
     }
 

@@ -24,10 +24,11 @@ pub mod rules;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
 use crate::driver::{Capability, Driver};
-use crate::envelope::{ENVELOPE_VERSION, Envelope, TaskId, unix_millis};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, TaskId};
 
 /// One driver and the queue names of one rule.
 pub struct Harness {
@@ -52,7 +53,7 @@ impl Harness {
 
     /// An envelope for `queue`, due now, with a lease of `lease`.
     pub fn envelope(&self, queue: &str, lease: Duration) -> Envelope {
-        let now = unix_millis(SystemTime::now());
+        let now = SystemClock.now();
         Envelope {
             version: ENVELOPE_VERSION,
             id: TaskId::new(),

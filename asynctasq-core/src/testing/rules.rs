@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Harness, eventually, ids};
+use crate::clock::{Clock, SystemClock};
 use crate::driver::{Capability, DeadSelector, QueueStats, WorkerInfo};
-use crate::envelope::{TaskId, unix_millis};
+use crate::envelope::TaskId;
 use crate::error::DriverError;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -14,7 +15,7 @@ const SHORT_LEASE: Duration = Duration::from_millis(400);
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn now() -> u64 {
-    unix_millis(std::time::SystemTime::now())
+    SystemClock.now()
 }
 
 /// A task comes out as it went in, leased, with attempt 1.
@@ -224,6 +225,7 @@ pub async fn dead_letter_records_error_and_attempt(h: Harness) {
         assert!(dead[0].dead_at + 1000 >= before && dead[0].dead_at <= now() + 1000);
         let env = dead[0].envelope.as_ref().expect("dead envelope decodes");
         assert_eq!((env.id, &env.name, &env.payload), (sent.id, &sent.name, &sent.payload));
+        assert_eq!(env.attempt, 2, "the dead envelope says the same attempt count");
     }
     assert_eq!(h.driver.dead(&q, usize::MAX).await.expect("dead with no practical limit").len(), 1, "any limit is accepted");
 }

@@ -619,10 +619,7 @@ impl Inner {
             .into_iter()
             .map(|b| {
                 let attempt = b.meta.spent.saturating_add(1);
-                let envelope = Envelope::decode(&b.data).map(|mut e| {
-                    e.attempt = attempt;
-                    e
-                });
+                let envelope = Envelope::decode(&b.data);
                 let (id, lease_ms) = match &envelope {
                     Ok(e) => (e.id, e.lease_ms),
                     Err(_) => (b.meta.task_id().unwrap_or_default(), 30_000),
@@ -635,7 +632,7 @@ impl Inner {
                     token.clone(),
                     Held { consumer: c.clone(), tag: b.tag, id, attempt, data: b.data, meta: b.meta, expires_at, cap_at },
                 );
-                Delivery { lease: Lease { id, queue: c.queue.clone(), token, expires_at }, attempt, envelope }
+                Delivery::new(Lease { id, queue: c.queue.clone(), token, expires_at }, attempt, envelope)
             })
             .collect()
     }
@@ -1109,14 +1106,8 @@ impl Driver for RabbitMqDriver {
                 let result = async {
                     while out.len() < limit {
                         let Some(m) = next_dead(&channel, &names).await? else { break };
-                        out.push(DeadTask {
-                            id: m.id.unwrap_or_default(),
-                            queue: queue.to_owned(),
-                            attempt: m.meta.spent,
-                            error: m.meta.error.unwrap_or_default(),
-                            dead_at: m.meta.dead_at.unwrap_or_default(),
-                            envelope: m.envelope,
-                        });
+                        let (error, dead_at) = (m.meta.error.unwrap_or_default(), m.meta.dead_at.unwrap_or_default());
+                        out.push(DeadTask::new(m.id.unwrap_or_default(), queue, m.meta.spent, error, dead_at, m.envelope));
                     }
                     Ok::<_, DriverError>(())
                 }

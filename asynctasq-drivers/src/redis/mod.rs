@@ -238,12 +238,9 @@ fn text(v: &Value) -> String {
     bytes(v).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
 
-fn decode(raw: Option<&[u8]>, attempt: u32) -> Result<Envelope, CodecError> {
-    // A member with no stored envelope decodes like empty bytes: an undecodable envelope.
-    Envelope::decode(raw.unwrap_or_default()).map(|mut e| {
-        e.attempt = attempt;
-        e
-    })
+/// A member with no stored envelope decodes like empty bytes: an undecodable envelope.
+fn decode(raw: Option<&[u8]>) -> Result<Envelope, CodecError> {
+    Envelope::decode(raw.unwrap_or_default())
 }
 
 fn member_id(member: &str) -> TaskId {
@@ -421,9 +418,8 @@ impl Driver for RedisDriver {
                 let member = text(&c[0]);
                 let attempt = int(&c[1]).unwrap_or(1) as u32;
                 let expires_at = int(&c[2]).unwrap_or_default() as u64;
-                let envelope = decode(bytes(&c[3]), attempt);
                 let lease = Lease { id: member_id(&member), queue: queue.to_owned(), token: format!("{member}|{token}"), expires_at };
-                Delivery { lease, attempt, envelope }
+                Delivery::new(lease, attempt, decode(bytes(&c[3])))
             })
             .collect())
     }
@@ -606,14 +602,8 @@ impl Driver for RedisDriver {
             .map(|c| {
                 let member = text(&c[0]);
                 let attempt = int(&c[2]).unwrap_or_default() as u32;
-                DeadTask {
-                    id: member_id(&member),
-                    queue: queue.to_owned(),
-                    attempt,
-                    error: text(&c[3]),
-                    dead_at: int(&c[4]).unwrap_or_default() as u64,
-                    envelope: decode(bytes(&c[1]), attempt),
-                }
+                let dead_at = int(&c[4]).unwrap_or_default() as u64;
+                DeadTask::new(member_id(&member), queue, attempt, text(&c[3]), dead_at, decode(bytes(&c[1])))
             })
             .collect())
     }

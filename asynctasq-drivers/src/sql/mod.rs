@@ -12,9 +12,9 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+use asynctasq_core::DriverError;
 use asynctasq_core::driver::{DeadTask, Delivery, Lease};
 use asynctasq_core::envelope::{Envelope, TaskId};
-use asynctasq_core::{CodecError, DriverError};
 
 /// The URL options PostgreSQL and MySQL share (see their `from_url`).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -58,14 +58,6 @@ pub(crate) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(asynctasq_core::envelope::millis(d)).unwrap_or(i64::MAX)
 }
 
-/// A stored envelope with the row's attempt count.
-pub(crate) fn decode(envelope: &[u8], attempt: u32) -> Result<Envelope, CodecError> {
-    Envelope::decode(envelope).map(|mut e| {
-        e.attempt = attempt;
-        e
-    })
-}
-
 /// A delivery from a claimed row: the lease token is `seq:token`.
 pub(crate) fn delivery(queue: &str, seq: i64, token: i64, id: &[u8], envelope: &[u8], attempt: u32, expires_at: i64) -> Delivery {
     let lease = Lease {
@@ -74,19 +66,12 @@ pub(crate) fn delivery(queue: &str, seq: i64, token: i64, id: &[u8], envelope: &
         token: format!("{seq}:{token}"),
         expires_at: expires_at as u64,
     };
-    Delivery { lease, attempt, envelope: decode(envelope, attempt) }
+    Delivery::new(lease, attempt, Envelope::decode(envelope))
 }
 
 /// A dead task from a row of the dead table.
 pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, error: String, dead_at: i64) -> DeadTask {
-    DeadTask {
-        id: TaskId::from_slice(id).unwrap_or_default(),
-        queue: queue.to_owned(),
-        attempt,
-        error,
-        dead_at: dead_at as u64,
-        envelope: decode(envelope, attempt),
-    }
+    DeadTask::new(TaskId::from_slice(id).unwrap_or_default(), queue, attempt, error, dead_at as u64, Envelope::decode(envelope))
 }
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the

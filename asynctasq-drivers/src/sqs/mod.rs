@@ -793,13 +793,9 @@ impl Inner {
             let expires_at = if adjust.contains(&i) { now + u64::from(wants[i]) * 1000 } else { b.visible_until };
             let Incoming { meta, envelope } = b.msg;
             let attempt = meta.attempt();
-            let envelope = envelope.map(|mut e| {
-                e.attempt = attempt;
-                e
-            });
             let lease = Lease { id: meta.id, queue: q.name.clone(), token: meta.receipt.clone(), expires_at };
             held.insert(meta.receipt.clone(), Held { meta, queue: q.name.clone(), attempt, received_at: b.received_at, expires_at });
-            out.push(Delivery { lease, attempt, envelope });
+            out.push(Delivery::new(lease, attempt, envelope));
         }
         Ok(out)
     }
@@ -1155,14 +1151,7 @@ impl Driver for SqsDriver {
             .into_iter()
             .map(|Incoming { meta, envelope }| {
                 let death = meta.death.clone().unwrap_or(Death { error: String::new(), attempt: meta.attempt(), dead_at: 0 });
-                DeadTask {
-                    id: meta.id,
-                    queue: queue.to_owned(),
-                    attempt: death.attempt,
-                    error: death.error,
-                    dead_at: death.dead_at,
-                    envelope,
-                }
+                DeadTask::new(meta.id, queue, death.attempt, death.error, death.dead_at, envelope)
             })
             .collect();
         dead.sort_by_key(|d| d.dead_at);
