@@ -114,45 +114,48 @@ pub enum Waiting {
     Both,
 }
 
-/// Optional behaviours a backend may lack. The conformance suite skips a rule that needs a
-/// missing capability and says so in the test output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Capability {
-    /// Settling or extending a lease that was lost reports [`DriverError::LeaseLost`].
-    Fencing,
-    /// [`Driver::extend_lease`] works.
-    ExtendLease,
-    /// [`Driver::dead`] lists dead tasks without consuming them.
-    ListDead,
-    /// [`Driver::stats`] counts are exact (not approximate).
-    ExactStats,
-    /// [`Driver::wait_ready`] returns promptly when another handle in the same process
-    /// enqueues, instead of at its timeout.
-    WakeOnEnqueue,
-    /// [`Driver::purge`] also deletes scheduled tasks (delayed, or waiting for a retry), not
-    /// only ready ones. SQS cannot reach a message while it is delayed or hidden.
-    PurgeScheduled,
-    /// The backend keeps the worker registry ([`Driver::register_worker`],
-    /// [`Driver::workers`]).
-    WorkerRegistry,
-    /// [`Driver::server_info`] reports the server's version, clock or schema. A broker or a
-    /// cloud queue has nothing of the kind to ask.
-    ServerInfo,
+/// Declares [`Capability`] and [`Capability::ALL`] from one list: a new capability is one
+/// variant here, and everything that walks the capabilities (the conformance suite's declared
+/// gaps, `asynctasq doctor`) sees it.
+macro_rules! capabilities {
+    ($(#[$meta:meta])* pub enum Capability { $($(#[$vmeta:meta])* $name:ident,)* }) => {
+        $(#[$meta])*
+        pub enum Capability { $($(#[$vmeta])* $name,)* }
+
+        impl Capability {
+            /// Every capability.
+            pub const ALL: [Capability; [$(Capability::$name),*].len()] = [$(Capability::$name),*];
+        }
+    };
 }
 
-impl Capability {
-    /// Every capability.
-    pub const ALL: [Capability; 8] = [
-        Capability::Fencing,
-        Capability::ExtendLease,
-        Capability::ListDead,
-        Capability::ExactStats,
-        Capability::WakeOnEnqueue,
-        Capability::PurgeScheduled,
-        Capability::WorkerRegistry,
-        Capability::ServerInfo,
-    ];
+capabilities! {
+    /// Optional behaviours a backend may lack. The conformance suite skips a rule that needs a
+    /// missing capability and says so in the test output.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum Capability {
+        /// Settling or extending a lease that was lost reports [`DriverError::LeaseLost`].
+        Fencing,
+        /// [`Driver::extend_lease`] works.
+        ExtendLease,
+        /// [`Driver::dead`] lists dead tasks without consuming them.
+        ListDead,
+        /// [`Driver::stats`] counts are exact (not approximate).
+        ExactStats,
+        /// [`Driver::wait_ready`] returns promptly when another handle in the same process
+        /// enqueues, instead of at its timeout.
+        WakeOnEnqueue,
+        /// [`Driver::purge`] also deletes scheduled tasks (delayed, or waiting for a retry), not
+        /// only ready ones. SQS cannot reach a message while it is delayed or hidden.
+        PurgeScheduled,
+        /// The backend keeps the worker registry ([`Driver::register_worker`],
+        /// [`Driver::workers`]).
+        WorkerRegistry,
+        /// [`Driver::server_info`] reports the server's version, clock or schema. A broker or a
+        /// cloud queue has nothing of the kind to ask.
+        ServerInfo,
+    }
 }
 
 /// What a backend's server says about itself, for `asynctasq doctor`.

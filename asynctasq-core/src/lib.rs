@@ -62,6 +62,9 @@ pub use retry::RetryPolicy;
 pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};
 pub use worker::{Priority, QueueSpec, SAME_STOP, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};
 
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use asynctasq_macros::__ignored_rule;
 #[cfg(feature = "macros")]
 pub use asynctasq_macros::task;
 

@@ -30,6 +30,8 @@ pub mod redis;
 pub mod sql;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(any(feature = "redis", feature = "rabbitmq", feature = "sqs"))]
+mod sync;
 mod url;
 
 #[cfg(feature = "redis")]

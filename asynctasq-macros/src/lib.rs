@@ -225,3 +225,26 @@ fn camel_case(snake: &str) -> String {
         })
         .collect()
 }
+
+/// An ignored conformance test, for the suite's `conformance_tests!`: `__ignored_rule!(rule,
+/// Capability)` is `#[tokio::test] #[ignore = "driver lacks Capability"] async fn rule() {}`.
+/// A `macro_rules` macro cannot build the reason's literal (`#[ignore = concat!(…)]` loses it),
+/// so this one does, and the test output names the gap.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __ignored_rule(input: TokenStream) -> TokenStream {
+    let parser = syn::punctuated::Punctuated::<Ident, syn::Token![,]>::parse_terminated;
+    let idents = match syn::parse::Parser::parse(parser, input) {
+        Ok(idents) if idents.len() == 2 => idents,
+        Ok(idents) => return syn::Error::new(idents.span(), "expected `rule, Capability`").to_compile_error().into(),
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let (rule, capability) = (&idents[0], &idents[1]);
+    let reason = LitStr::new(&format!("driver lacks {capability}"), capability.span());
+    quote! {
+        #[::tokio::test]
+        #[ignore = #reason]
+        async fn #rule() {}
+    }
+    .into()
+}

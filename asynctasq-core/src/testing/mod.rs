@@ -44,6 +44,17 @@ impl Harness {
         Self { driver, rule, suffix: format!("{:08x}", fastrand::u32(..)) }
     }
 
+    /// A harness for `rule`, which needs capability `needs`, on `driver`: asserts that the
+    /// driver has it (a rule runs only for drivers that did not declare the gap, so an
+    /// undeclared one is a failure, never a silent pass).
+    pub fn for_rule(driver: Arc<dyn Driver>, rule: &'static str, needs: Option<Capability>) -> Self {
+        let h = Self::new(driver, rule);
+        if let Some(capability) = needs {
+            h.requires(capability);
+        }
+        h
+    }
+
     /// A queue name unique to this rule and run.
     pub fn queue(&self, label: &str) -> String {
         // Short enough for SQS (queue names of at most 80 characters, prefix and suffix included).
@@ -99,7 +110,7 @@ where
 }
 
 /// Every capability a driver can lack, for [`check_declared`].
-pub const CAPABILITIES: [Capability; 8] = Capability::ALL;
+pub const CAPABILITIES: [Capability; Capability::ALL.len()] = Capability::ALL;
 
 /// Asserts that `lacks` (from a `conformance_tests!` call) is exactly what `driver` does not
 /// support.
@@ -130,75 +141,47 @@ macro_rules! conformance_tests {
             let driver: ::std::sync::Arc<dyn $crate::Driver> = ($factory)().await;
             $crate::testing::check_declared(&*driver, &[$($crate::Capability::$lack),*]);
         }
-        $crate::conformance_tests!(@rules $factory; [$($lack)*];
-            enqueued_task_is_delivered_with_attempt_one: None,
-            dequeue_of_an_empty_queue_returns_nothing: None,
-            leased_task_is_invisible_until_settled: None,
-            ack_deletes_the_task: None,
-            expired_lease_redelivers_with_next_attempt: None,
-            settling_a_lost_lease_reports_lease_lost: Fencing,
-            extend_lease_keeps_task_invisible_past_its_first_lease: ExtendLease,
-            nack_with_delay_hides_task_until_due: None,
-            release_returns_task_without_spending_an_attempt: None,
-            dead_task_is_never_delivered: None,
-            dead_letter_records_error_and_attempt: ListDead,
-            requeue_dead_resets_attempts: None,
-            purge_dead_empties_the_dead_store: None,
-            queues_are_isolated: None,
-            delayed_enqueue_is_invisible_until_due: None,
-            task_due_before_claimed_ones_is_still_delivered: None,
-            dequeue_returns_at_most_max_in_due_order: None,
-            bulk_enqueue_then_drain_loses_nothing: None,
-            concurrent_consumers_never_double_deliver: None,
-            stats_count_ready_scheduled_leased_and_dead: ExactStats,
-            purge_removes_ready_but_not_leased: None,
-            purge_removes_scheduled_tasks: PurgeScheduled,
-            purge_waiting_deletes_only_what_it_is_asked_for: None,
-            queues_lists_every_queue_holding_tasks: None,
-            wait_ready_wakes_on_enqueue: WakeOnEnqueue,
-            wait_ready_returns_when_a_delayed_task_falls_due: None,
-            dequeue_never_waits_longer_than_its_bound: None,
-            server_info_tells_version_clock_and_schema: ServerInfo,
-            wait_ready_on_an_idle_queue_ends_within_its_timeout_and_a_request_deadline: None,
-            hostile_queue_names_are_rejected: None,
-            hostile_task_names_are_stored_as_data_or_refused: None,
-            stop_prefetch_gives_back_undelivered_tasks_unspent: None,
-            registered_worker_is_listed_until_deregistered_or_expired: WorkerRegistry
-        );
-    };
-    (@rules $factory:expr; $lacks:tt; $($rule:ident: $cap:ident),* $(,)?) => {
-        $( $crate::__conformance_rule!($factory, $rule, $cap, $lacks, $lacks); )*
+        $crate::__conformance_rules!(__conformance_tests_of([$] $factory; [$($lack)*]));
     };
 }
 
-/// One rule's test: ignored when the capability it needs is among the declared gaps. Matches
-/// the capability against each declared gap in turn (macro_rules can compare idents only by
-/// literal arms, hence one arm per capability).
+/// The tests of the rules [`__conformance_rules!`](crate::__conformance_rules) lists for one
+/// driver: a rule whose capability is among the declared gaps is ignored, with the gap as the
+/// reason; every other rule runs. `$d` is a `$`, so the helper macro defined here can have
+/// metavariables of its own: it has one literal arm per declared gap, which is how a
+/// `macro_rules` macro tells whether a rule's capability is among them.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_rule {
-    ($f:expr, $rule:ident, None, $all:tt, $scan:tt) => { $crate::__conformance_rule!(@run $f, $rule); };
-    ($f:expr, $rule:ident, $cap:ident, $all:tt, []) => { $crate::__conformance_rule!(@run $f, $rule); };
-    ($f:expr, $rule:ident, Fencing, $all:tt, [Fencing $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks Fencing"); };
-    ($f:expr, $rule:ident, ExtendLease, $all:tt, [ExtendLease $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ExtendLease"); };
-    ($f:expr, $rule:ident, ListDead, $all:tt, [ListDead $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ListDead"); };
-    ($f:expr, $rule:ident, ExactStats, $all:tt, [ExactStats $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ExactStats"); };
-    ($f:expr, $rule:ident, WakeOnEnqueue, $all:tt, [WakeOnEnqueue $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WakeOnEnqueue"); };
-    ($f:expr, $rule:ident, PurgeScheduled, $all:tt, [PurgeScheduled $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks PurgeScheduled"); };
-    ($f:expr, $rule:ident, WorkerRegistry, $all:tt, [WorkerRegistry $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks WorkerRegistry"); };
-    ($f:expr, $rule:ident, ServerInfo, $all:tt, [ServerInfo $($rest:ident)*]) => { $crate::__conformance_rule!(@skip $rule, "driver lacks ServerInfo"); };
-    ($f:expr, $rule:ident, $cap:ident, $all:tt, [$head:ident $($rest:ident)*]) => { $crate::__conformance_rule!($f, $rule, $cap, $all, [$($rest)*]); };
-    (@run $f:expr, $rule:ident) => {
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $rule() {
-            let driver: ::std::sync::Arc<dyn $crate::Driver> = ($f)().await;
-            $crate::testing::rules::$rule($crate::testing::Harness::new(driver, stringify!($rule))).await;
+macro_rules! __conformance_tests_of {
+    ([$d:tt] $f:expr; [$($lack:ident)*]; $($rule:ident: $cap:ident),* $(,)?) => {
+        macro_rules! __conformance_test {
+            $(
+                ($d rule:ident, $lack) => {
+                    $crate::__ignored_rule!($d rule, $lack);
+                };
+            )*
+            ($d rule:ident, $d cap:ident) => {
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $d rule() {
+                    let driver: ::std::sync::Arc<dyn $crate::Driver> = ($f)().await;
+                    let needs = $crate::__conformance_need!($d cap);
+                    $crate::testing::rules::$d rule($crate::testing::Harness::for_rule(driver, stringify!($d rule), needs)).await;
+                }
+            };
         }
+        $( __conformance_test!($rule, $cap); )*
     };
-    (@skip $rule:ident, $reason:literal) => {
-        #[::tokio::test]
-        #[ignore = $reason]
-        async fn $rule() {}
+}
+
+/// The capability a rule needs, from its entry in the rule list (`None`: none).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_need {
+    (None) => {
+        ::std::option::Option::None
+    };
+    ($cap:ident) => {
+        ::std::option::Option::Some($crate::Capability::$cap)
     };
 }
 

@@ -10,6 +10,51 @@ use crate::driver::{Capability, DeadSelector, QueueStats, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
 
+/// Every rule with the capability it needs (`None`: none), in the order the tests are
+/// generated: the one place a rule is declared. [`conformance_tests!`](crate::conformance_tests)
+/// expands `$m!($args; <this list>)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_rules {
+    ($m:ident($($args:tt)*)) => {
+        $crate::$m!($($args)*;
+            enqueued_task_is_delivered_with_attempt_one: None,
+            dequeue_of_an_empty_queue_returns_nothing: None,
+            leased_task_is_invisible_until_settled: None,
+            ack_deletes_the_task: None,
+            expired_lease_redelivers_with_next_attempt: None,
+            settling_a_lost_lease_reports_lease_lost: Fencing,
+            extend_lease_keeps_task_invisible_past_its_first_lease: ExtendLease,
+            nack_with_delay_hides_task_until_due: None,
+            release_returns_task_without_spending_an_attempt: None,
+            dead_task_is_never_delivered: None,
+            dead_letter_records_error_and_attempt: ListDead,
+            requeue_dead_resets_attempts: None,
+            purge_dead_empties_the_dead_store: None,
+            queues_are_isolated: None,
+            delayed_enqueue_is_invisible_until_due: None,
+            task_due_before_claimed_ones_is_still_delivered: None,
+            dequeue_returns_at_most_max_in_due_order: None,
+            bulk_enqueue_then_drain_loses_nothing: None,
+            concurrent_consumers_never_double_deliver: None,
+            stats_count_ready_scheduled_leased_and_dead: ExactStats,
+            purge_removes_ready_but_not_leased: None,
+            purge_removes_scheduled_tasks: PurgeScheduled,
+            purge_waiting_deletes_only_what_it_is_asked_for: None,
+            queues_lists_every_queue_holding_tasks: None,
+            wait_ready_wakes_on_enqueue: WakeOnEnqueue,
+            wait_ready_returns_when_a_delayed_task_falls_due: None,
+            dequeue_never_waits_longer_than_its_bound: None,
+            server_info_tells_version_clock_and_schema: ServerInfo,
+            wait_ready_on_an_idle_queue_ends_within_its_timeout_and_a_request_deadline: None,
+            hostile_queue_names_are_rejected: None,
+            hostile_task_names_are_stored_as_data_or_refused: None,
+            stop_prefetch_gives_back_undelivered_tasks_unspent: None,
+            registered_worker_is_listed_until_deregistered_or_expired: WorkerRegistry
+        );
+    };
+}
+
 const LONG: Duration = Duration::from_secs(60);
 const SHORT_LEASE: Duration = Duration::from_millis(400);
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -72,7 +117,6 @@ pub const DEQUEUE_BOUND: Duration = Duration::from_millis(1000);
 /// `server_info` answers: a version when the server tells one, a clock near ours when it has
 /// one, and a schema with nothing pending once migrated (the harness's drivers are).
 pub async fn server_info_tells_version_clock_and_schema(h: Harness) {
-    h.requires(Capability::ServerInfo);
     let before = now();
     let info = h.driver.server_info().await.expect("server_info answers");
     let after = now();
@@ -130,7 +174,6 @@ pub async fn expired_lease_redelivers_with_next_attempt(h: Harness) {
 
 /// The old holder of an expired, re-leased task can neither settle nor extend it.
 pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
-    h.requires(Capability::Fencing);
     let q = h.queue("q");
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     let old = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
@@ -151,7 +194,6 @@ pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
 
 /// Extending a lease keeps the task invisible past its original expiry.
 pub async fn extend_lease_keeps_task_invisible_past_its_first_lease(h: Harness) {
-    h.requires(Capability::ExtendLease);
     let q = h.queue("q");
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     let lease = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
@@ -207,7 +249,6 @@ pub async fn dead_task_is_never_delivered(h: Harness) {
 /// Dead-lettering keeps the error, the attempt count, the time and the envelope, listed without
 /// consuming them.
 pub async fn dead_letter_records_error_and_attempt(h: Harness) {
-    h.requires(Capability::ListDead);
     let q = h.queue("q");
     let sent = h.envelope(&q, SHORT_LEASE);
     h.driver.enqueue(std::slice::from_ref(&sent)).await.expect("enqueue");
@@ -398,7 +439,6 @@ async fn one_of_each_state(h: &Harness, q: &str) -> crate::driver::Lease {
 
 /// Stats tell ready, scheduled, leased and dead apart.
 pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
-    h.requires(Capability::ExactStats);
     let q = h.queue("q");
     one_of_each_state(&h, &q).await;
     let s = h.driver.stats(&q).await.expect("stats");
@@ -453,7 +493,6 @@ pub async fn purge_waiting_deletes_only_what_it_is_asked_for(h: Harness) {
 
 /// Purge reaches tasks that are not due yet: delayed at dispatch and waiting for a retry.
 pub async fn purge_removes_scheduled_tasks(h: Harness) {
-    h.requires(Capability::PurgeScheduled);
     let q = h.queue("q");
     let mut later = h.envelope(&q, LONG);
     later.not_before = now() + 60_000;
@@ -482,7 +521,6 @@ pub async fn queues_lists_every_queue_holding_tasks(h: Harness) {
 
 /// A consumer waiting on an idle queue wakes when a task is enqueued.
 pub async fn wait_ready_wakes_on_enqueue(h: Harness) {
-    h.requires(Capability::WakeOnEnqueue);
     let q = h.queue("q");
     let driver = h.driver.clone();
     let queues = vec![h.queue("other"), q.clone()];
@@ -612,7 +650,6 @@ pub async fn stop_prefetch_gives_back_undelivered_tasks_unspent(h: Harness) {
 /// A registered worker is listed as written, rewritten on each heartbeat, and gone once it
 /// deregisters or its record expires.
 pub async fn registered_worker_is_listed_until_deregistered_or_expired(h: Harness) {
-    h.requires(Capability::WorkerRegistry);
     let worker = |label: &str, expires_in: u64| WorkerInfo {
         id: h.queue(label),
         host: "conformance-host".into(),

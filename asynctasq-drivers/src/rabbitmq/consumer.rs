@@ -1,17 +1,36 @@
 //! One `basic_consume` per task queue and driver handle, feeding a local buffer that
 //! [`Driver::dequeue`](asynctasq_core::Driver::dequeue) takes from.
+//!
+//! The consumer tells its [`Owner`] (the driver) what happens to it: a delivery buffered, a
+//! delivery that arrived before its due time, the consumer's end.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use asynctasq_core::DriverError;
+use asynctasq_core::clock::{Clock, SystemClock};
 use futures_util::StreamExt;
 use lapin::Channel;
-use lapin::options::BasicCancelOptions;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::error::lapin_err;
 use super::message::Meta;
-use super::{Inner, now_ms};
+use super::session::Session;
+use super::topology::{self, Names};
+
+/// What a consumer reports to the driver that started it.
+pub(super) trait Owner: Send + Sync {
+    /// A delivery arrived before its due time, `not_before`: move it back to a delay bucket.
+    fn early(self: Arc<Self>, consumer: Arc<Consumer>, delivery: Buffered, not_before: u64);
+    /// A delivery was buffered, or the consumer ended: wake whoever waits for one.
+    fn arrived(&self);
+    /// The consumer stopped without being cancelled: its channel or connection closed.
+    fn died(&self, consumer: &Arc<Consumer>);
+}
 
 /// A delivery received from the broker and not yet handed to the engine.
 pub(super) struct Buffered {
@@ -50,18 +69,38 @@ pub(super) struct Consumer {
 }
 
 impl Consumer {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        queue: String,
-        work: String,
-        generation: u64,
+    /// Starts consuming `queue` (whose queues are `names`) on a channel of its own with
+    /// `prefetch` deliveries of credit; `seq` tells this handle's consumers apart.
+    pub(super) async fn start(
+        session: &Session,
+        queue: &str,
+        names: &Names,
         seq: u64,
-        channel: Channel,
-        tag: String,
         prefetch: usize,
-        initial: usize,
-    ) -> Self {
-        Self { queue, work, generation, seq, channel, tag, prefetch, initial, state: Mutex::default(), task: Mutex::new(None) }
+        owner: Weak<dyn Owner>,
+    ) -> Result<Arc<Self>, DriverError> {
+        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a consumer channel", e))?;
+        channel.basic_qos(prefetch as u16, BasicQosOptions::default()).await.map_err(|e| lapin_err("setting the prefetch", e))?;
+        let tag = format!("asynctasq-{}-{seq}", std::process::id());
+        let ready = topology::ready_count(&channel, &names.work).await?;
+        let stream = channel
+            .basic_consume(names.work.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(|e| lapin_err("starting a consumer", e))?;
+        let c = Arc::new(Self {
+            queue: queue.to_owned(),
+            work: names.work.clone(),
+            generation: session.generation,
+            seq,
+            channel,
+            tag,
+            prefetch,
+            initial: prefetch.min(usize::try_from(ready).unwrap_or(usize::MAX)),
+            state: Mutex::default(),
+            task: Mutex::new(None),
+        });
+        *c.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tokio::spawn(run(c.clone(), stream, owner)));
+        Ok(c)
     }
 
     /// Whether the tasks that were ready when it started have not all arrived yet.
@@ -94,6 +133,43 @@ impl Consumer {
         let mut s = self.state();
         let n = max.min(s.buffer.len());
         s.buffer.drain(..n).collect()
+    }
+
+    /// Adds to `taken` (up to `max` in all) as deliveries arrive, while `more` says so, for at
+    /// most `wait` and only while the consumer lives; `arrivals` is signalled on each arrival.
+    pub(super) async fn take_waiting(
+        &self,
+        taken: &mut Vec<Buffered>,
+        max: usize,
+        wait: Duration,
+        arrivals: &Notify,
+        more: impl Fn(&Self, &[Buffered]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while more(self, taken) && self.is_live() {
+            let arrived = arrivals.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            taken.extend(self.take(max - taken.len()));
+            if !more(self, taken) || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                break;
+            }
+        }
+        taken.extend(self.take(max - taken.len()));
+    }
+
+    /// Acks a delivery whose copy was published elsewhere (moved).
+    pub(super) async fn ack_moved(&self, tag: u64) {
+        if let Err(error) = self.channel.basic_ack(tag, BasicAckOptions::default()).await {
+            tracing::debug!(%error, "ack after a move failed; the broker redelivers the original");
+        }
+        self.settled(1);
+    }
+
+    /// Rejects a delivery with requeue: the broker puts it back and counts an attempt.
+    pub(super) async fn requeue(&self, tag: u64) {
+        let _ = self.channel.basic_nack(tag, BasicNackOptions { requeue: true, multiple: false }).await;
+        self.settled(1);
     }
 
     /// Takes the buffered deliveries received before `cutoff`.
@@ -136,15 +212,11 @@ impl Consumer {
         s.ended = true;
         s.buffer.drain(..).collect()
     }
-
-    pub(super) fn set_task(&self, task: JoinHandle<()>) {
-        *self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
-    }
 }
 
 /// Receives deliveries until the consumer stops: buffers due ones (waking waiters) and moves
 /// early ones back into a delay bucket.
-pub(super) async fn run(consumer: Arc<Consumer>, mut stream: lapin::Consumer, inner: Weak<Inner>) {
+async fn run(consumer: Arc<Consumer>, mut stream: lapin::Consumer, owner: Weak<dyn Owner>) {
     while let Some(item) = stream.next().await {
         let delivery = match item {
             Ok(d) => d,
@@ -153,30 +225,32 @@ pub(super) async fn run(consumer: Arc<Consumer>, mut stream: lapin::Consumer, in
                 break;
             }
         };
-        let Some(inner) = inner.upgrade() else { break };
+        let Some(owner) = owner.upgrade() else { break };
         let meta = Meta::read(&delivery.properties);
         {
             let mut s = consumer.state();
             s.unacked += 1;
             s.received += 1;
         }
-        if let Some(not_before) = meta.not_before.filter(|&t| t > now_ms()) {
-            tokio::spawn(super::redelay(inner, consumer.clone(), delivery.delivery_tag, delivery.data, meta, not_before));
+        let not_before = meta.not_before.filter(|&t| t > SystemClock.now());
+        let buffered = Buffered { tag: delivery.delivery_tag, received: Instant::now(), data: delivery.data, meta };
+        if let Some(not_before) = not_before {
+            owner.early(consumer.clone(), buffered, not_before);
             continue;
         }
-        consumer.state().buffer.push_back(Buffered { tag: delivery.delivery_tag, received: Instant::now(), data: delivery.data, meta });
-        inner.arrivals.notify_waiters();
+        consumer.state().buffer.push_back(buffered);
+        owner.arrived();
     }
     let cancelled = {
         let mut s = consumer.state();
         s.ended = true;
         s.cancelled
     };
-    if let Some(inner) = inner.upgrade() {
+    if let Some(owner) = owner.upgrade() {
         if !cancelled {
-            inner.consumer_died(&consumer);
+            owner.died(&consumer);
         }
-        inner.arrivals.notify_waiters();
+        owner.arrived();
     }
 }
 

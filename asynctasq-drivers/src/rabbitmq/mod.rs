@@ -60,31 +60,47 @@
 //! `ready` adds this handle's prefetched deliveries to the broker's count. Listing dead tasks
 //! reads them with `basic.get` and returns them to the dead queue when done.
 
+//!
+//! # Layout
+//! [`session`](self::session) keeps the connection and replaces it; `consumer.rs` buffers
+//! deliveries; `leases.rs` holds the leases handed out and expires them; `publish.rs` sends
+//! with confirms; `delay.rs` routes delayed tasks through the delay buckets; `dead.rs` and
+//! `registry.rs` read the dead queues and the queue registry. This module keeps the config and
+//! the [`Driver`] impl, composing them.
+
 mod consumer;
+mod dead;
+mod delay;
+mod error;
+mod leases;
 mod message;
+mod publish;
+mod registry;
+mod session;
 pub mod topology;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use asynctasq_core::DriverError;
+use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
-use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
-use asynctasq_core::{CodecError, DriverError};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueuePurgeOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
+use lapin::options::{BasicAckOptions, QueuePurgeOptions};
 use tokio::sync::Notify;
 
-use self::consumer::{Buffered, Consumer};
+use self::consumer::{Buffered, Consumer, Owner};
+use self::error::lapin_err;
+use self::leases::{Held, Leases};
 use self::message::Meta;
+use self::publish::{Route, confirmed, send};
+use self::session::{Session, Sessions};
 use self::topology::Names;
 use crate::redact::redact_url;
+use crate::sync::lock;
 
 /// Settings of a [`RabbitMqDriver`].
 #[derive(Clone, Debug)]
@@ -166,98 +182,19 @@ impl std::fmt::Debug for RabbitMqDriver {
     }
 }
 
-/// A connection with its channels.
-struct Session {
-    generation: u64,
-    conn: Connection,
-    /// Publishes, in confirm mode.
-    publisher: Channel,
-    /// Declares, purges and counts; reopened if the broker closes it.
-    admin: tokio::sync::Mutex<Channel>,
-    /// Task queues whose work and dead queues were declared on this connection.
-    declared: Mutex<HashSet<String>>,
-    /// Delay bucket queues declared on this connection.
-    buckets: Mutex<HashSet<String>>,
-}
-
-impl Session {
-    /// The registry queue was deleted: declare everything again before the next use.
-    fn registry_gone(&self) {
-        lock(&self.declared).clear();
-    }
-}
-
-impl Session {
-    fn is_live(&self) -> bool {
-        self.conn.status().connected() && self.publisher.status().connected()
-    }
-
-    async fn admin(&self) -> Result<Channel, DriverError> {
-        let mut admin = self.admin.lock().await;
-        if !admin.status().connected() {
-            *admin = self.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        }
-        Ok(admin.clone())
-    }
-}
-
-/// A delivery handed to the engine.
-struct Held {
-    consumer: Arc<Consumer>,
-    tag: u64,
-    id: TaskId,
-    attempt: u32,
-    data: Vec<u8>,
-    meta: Meta,
-    expires_at: u64,
-    /// Latest expiry allowed: the broker's consumer timeout, less a margin.
-    cap_at: u64,
-}
-
-#[derive(Default)]
-struct Reconnect {
-    failures: u32,
-    next_try: Option<Instant>,
-}
-
 struct Inner {
     config: RabbitMqConfig,
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    generation: AtomicU64,
-    /// The generation of a connection a call timed out on (0: none): dead, though lapin may
-    /// not know it yet.
-    poisoned: AtomicU64,
-    reconnect: Mutex<Reconnect>,
+    sessions: Sessions,
     consumers: Mutex<HashMap<String, Arc<Consumer>>>,
     /// Serialises consumer creation, so one queue never gets two consumers.
     consumer_start: tokio::sync::Mutex<()>,
     consumer_seq: AtomicU64,
-    held: Mutex<HashMap<String, Held>>,
+    leases: Leases,
     /// Signalled when any consumer buffers a delivery or stops.
     arrivals: Notify,
     prefetch_hint: AtomicUsize,
     /// When this handle last published a due task to each queue.
     published: Mutex<HashMap<String, Instant>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-pub(super) fn now_ms() -> u64 {
-    unix_millis(SystemTime::now())
-}
-
-/// Maps a lapin error: a lost connection or channel is [`DriverError::Unavailable`] (retried
-/// by the engine); a refusal by the broker is [`DriverError::Backend`].
-pub(super) fn lapin_err(what: &str, error: lapin::Error) -> DriverError {
-    use lapin::ErrorKind as K;
-    match error.kind() {
-        K::IOError(_) | K::InvalidChannelState(..) | K::InvalidConnectionState(_) | K::MissingHeartbeatError | K::InvalidChannel(_) => {
-            DriverError::unavailable(format!("RabbitMQ: {what}"), error)
-        }
-        _ => DriverError::backend(format!("RabbitMQ: {what}"), error),
-    }
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), DriverError> {
@@ -289,15 +226,12 @@ impl RabbitMqDriver {
             return Err(DriverError::Config("RabbitMQ request timeout must be longer than zero".into()));
         }
         let inner = Arc::new(Inner {
+            sessions: Sessions::new(&config.url, &config.prefix, config.heartbeat, config.reconnect_max),
             config,
-            session: tokio::sync::Mutex::new(None),
-            generation: AtomicU64::new(0),
-            poisoned: AtomicU64::new(0),
-            reconnect: Mutex::default(),
             consumers: Mutex::default(),
             consumer_start: tokio::sync::Mutex::new(()),
             consumer_seq: AtomicU64::new(0),
-            held: Mutex::default(),
+            leases: Leases::default(),
             arrivals: Notify::new(),
             prefetch_hint: AtomicUsize::new(0),
             published: Mutex::default(),
@@ -323,7 +257,7 @@ impl RabbitMqDriver {
         }
         let session = self.inner.session().await?;
         let admin = session.admin().await?;
-        let names = self.inner.names(queue);
+        let names = Names::new(&self.inner.config.prefix, queue);
         let mut deleted = 0u64;
         for name in [&names.work, &names.dead].into_iter().chain(&names.buckets) {
             deleted += u64::from(
@@ -335,60 +269,21 @@ impl RabbitMqDriver {
         }
         lock(&session.declared).remove(queue);
         lock(&session.buckets).retain(|b| !names.buckets.contains(b));
-        self.forget(&session, queue).await?;
+        registry::forget(&session, &self.inner.config.prefix, queue).await?;
         Ok(deleted)
-    }
-
-    /// Removes `queue` from the registry, and the registry itself once it is empty.
-    async fn forget(&self, session: &Session, queue: &str) -> Result<(), DriverError> {
-        let registry = topology::registry(&self.inner.config.prefix);
-        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        let mut kept = 0usize;
-        loop {
-            let m = match channel.basic_get(registry.as_str().into(), BasicGetOptions::default()).await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                // No registry: no queue of this prefix is left to forget.
-                Err(e) if topology::is_not_found(&e) => return Ok(()),
-                Err(e) => return Err(lapin_err("reading the queue registry", e)),
-            };
-            if m.delivery.data == queue.as_bytes() {
-                channel
-                    .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
-                    .await
-                    .map_err(|e| lapin_err("updating the queue registry", e))?;
-            } else {
-                kept += 1;
-            }
-        }
-        let _ = channel.close(200, "asynctasq: registry updated".into()).await;
-        if kept == 0 {
-            // `if_empty`: a queue registered meanwhile by another process keeps the registry.
-            let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-            let options = lapin::options::QueueDeleteOptions { if_empty: true, ..Default::default() };
-            if channel.queue_delete(registry.as_str().into(), options).await.is_ok() {
-                let _ = channel.close(200, "asynctasq: registry deleted".into()).await;
-                session.registry_gone();
-            }
-        }
-        Ok(())
     }
 }
 
 impl Inner {
-    fn names(&self, queue: &str) -> Names {
-        Names::new(&self.config.prefix, queue)
-    }
-
     /// Runs one call of the driver within `limit`; a call that runs out marks the connection it
     /// ran on as dead (a half-open connection answers nothing and reports nothing), so the next
     /// call opens a new one.
     async fn bounded<T>(&self, doing: &str, limit: Duration, call: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
-        let generation = self.generation.load(Ordering::Relaxed);
+        let generation = self.sessions.generation();
         match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
             Err(_) => {
-                if generation != 0 && self.poisoned.swap(generation, Ordering::Relaxed) != generation {
+                if self.sessions.poison(generation) {
                     tracing::warn!(url = %redact_url(&self.config.url), generation, "RabbitMQ call got no answer within {limit:?}; replacing the connection");
                 }
                 self.arrivals.notify_waiters();
@@ -402,87 +297,9 @@ impl Inner {
         self.config.request_timeout * u32::try_from(tasks.div_ceil(1000).max(1)).unwrap_or(u32::MAX)
     }
 
-    /// Whether connection `generation` is usable: not marked dead by a timed-out call.
-    fn usable(&self, generation: u64) -> bool {
-        self.poisoned.load(Ordering::Relaxed) != generation
-    }
-
-    /// The live session, reconnecting (with backoff between failures) if it is gone.
+    /// The live session; replacing a lost one drops the consumers and leases it carried.
     async fn session(&self) -> Result<Arc<Session>, DriverError> {
-        let mut current = self.session.lock().await;
-        if let Some(s) = current.as_ref().filter(|s| s.is_live() && self.usable(s.generation)) {
-            return Ok(s.clone());
-        }
-        if let Some(old) = current.take() {
-            tracing::warn!(url = %redact_url(&self.config.url), "RabbitMQ connection lost; reconnecting");
-            self.forget_generation(old.generation);
-            // Closing tells the broker at once to requeue what it delivered on the old
-            // connection; on a half-open one the close gets no answer, and the heartbeat ends it.
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "asynctasq: replaced".into())).await;
-            });
-        }
-        if let Some(at) = lock(&self.reconnect).next_try
-            && Instant::now() < at
-        {
-            return Err(DriverError::Unavailable {
-                message: format!("RabbitMQ at {} is unreachable; retrying shortly", redact_url(&self.config.url)),
-                source: None,
-            });
-        }
-        match self.open().await {
-            Ok(s) => {
-                *lock(&self.reconnect) = Reconnect::default();
-                let s = Arc::new(s);
-                *current = Some(s.clone());
-                Ok(s)
-            }
-            Err(e) => {
-                let mut r = lock(&self.reconnect);
-                r.failures += 1;
-                let wait = (Duration::from_millis(100) * 2u32.saturating_pow(r.failures.min(10) - 1)).min(self.config.reconnect_max);
-                r.next_try = Some(Instant::now() + wait);
-                Err(e)
-            }
-        }
-    }
-
-    async fn open(&self) -> Result<Session, DriverError> {
-        let props = ConnectionProperties::default().with_connection_name("asynctasq".into());
-        let unreachable = |e| DriverError::unavailable(format!("cannot connect to RabbitMQ at {}", redact_url(&self.config.url)), e);
-        let mut uri: lapin::uri::AMQPUri = self
-            .config
-            .url
-            .parse()
-            .map_err(|reason| DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(&self.config.url))))?;
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = Some(u16::try_from(self.config.heartbeat.as_secs().max(1)).unwrap_or(u16::MAX));
-        }
-        let opening = async {
-            let conn = Connection::connect_uri(uri, props).await?;
-            Ok::<_, lapin::Error>(conn)
-        };
-        let conn = tokio::time::timeout(Duration::from_secs(10), opening)
-            .await
-            .map_err(|_| DriverError::Unavailable {
-                message: format!("connecting to RabbitMQ at {} timed out", redact_url(&self.config.url)),
-                source: None,
-            })?
-            .map_err(unreachable)?;
-        let publisher = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| lapin_err("enabling publisher confirms", e))?;
-        let admin = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        topology::declare_registry(&admin, &self.config.prefix).await?;
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!(url = %redact_url(&self.config.url), generation, "connected to RabbitMQ");
-        Ok(Session {
-            generation,
-            conn,
-            publisher,
-            admin: tokio::sync::Mutex::new(admin),
-            declared: Mutex::default(),
-            buckets: Mutex::default(),
-        })
+        self.sessions.get(|generation| self.forget_generation(generation)).await
     }
 
     /// Drops the consumers and leases of a closed connection: the broker requeued them.
@@ -496,64 +313,20 @@ impl Inner {
         for c in &dead {
             consumer::clear(c);
         }
-        lock(&self.held).retain(|_, h| h.consumer.generation != generation);
+        self.leases.forget(|c| c.generation == generation);
         self.arrivals.notify_waiters();
     }
 
-    /// A consumer stopped without being cancelled: its channel or connection closed.
-    fn consumer_died(&self, c: &Arc<Consumer>) {
-        {
-            let mut consumers = lock(&self.consumers);
-            if consumers.get(&c.queue).is_some_and(|x| Arc::ptr_eq(x, c)) {
-                consumers.remove(&c.queue);
-            }
-        }
-        if !c.channel.status().connected() {
-            consumer::clear(c);
-            lock(&self.held).retain(|_, h| !Arc::ptr_eq(&h.consumer, c));
-        }
-    }
-
-    /// Declares the queues of `queue` once per connection and adds it to the registry.
-    async fn ensure_topology(&self, session: &Session, queue: &str) -> Result<Names, DriverError> {
-        let names = self.names(queue);
-        if lock(&session.declared).contains(queue) {
-            return Ok(names);
-        }
-        let admin = session.admin().await?;
-        topology::declare_base(&admin, &names).await?;
-        topology::declare_registry(&admin, &self.config.prefix).await?;
-        let registry = topology::registry(&self.config.prefix);
-        self.publish_on(session, &registry, queue.as_bytes(), &Meta::default()).await?;
-        lock(&session.declared).insert(queue.to_owned());
-        Ok(names)
-    }
-
-    /// The delay bucket for a task due in `ms`, declared if this connection has not yet.
-    async fn bucket<'n>(&self, session: &Session, names: &'n Names, ms: u64) -> Result<&'n str, DriverError> {
-        let i = names.bucket_index(ms);
-        let name = names.buckets[i].as_str();
-        if !lock(&session.buckets).contains(name) {
-            topology::declare_bucket(&session.admin().await?, names, i).await?;
-            lock(&session.buckets).insert(name.to_owned());
-        }
-        Ok(name)
-    }
-
-    /// Publishes one message (mandatory, persistent) and waits for the broker's confirm.
-    async fn publish_on(&self, session: &Session, routing_key: &str, body: &[u8], meta: &Meta) -> Result<(), DriverError> {
-        confirmed(send(session, routing_key, body, meta).await?, routing_key).await
-    }
-
+    /// Publishes one message to `queue`'s queue for `routing`, and waits for its confirm.
     async fn publish(&self, queue: &str, routing: Route, body: &[u8], meta: &Meta) -> Result<(), DriverError> {
         let session = self.session().await?;
-        let names = self.ensure_topology(&session, queue).await?;
+        let names = session.ensure_topology(queue).await?;
         let key = match routing {
             Route::Work => names.work.as_str(),
             Route::Dead => names.dead.as_str(),
-            Route::Delay(ms) => self.bucket(&session, &names, ms).await?,
+            Route::Delay(ms) => delay::bucket(&session, &names, ms).await?,
         };
-        self.publish_on(&session, key, body, meta).await?;
+        session.publish_on(key, body, meta).await?;
         if matches!(routing, Route::Work) {
             self.note_published(queue);
         }
@@ -574,17 +347,21 @@ impl Inner {
         lock(&self.published).get(queue).is_some_and(|at| at.elapsed() < Duration::from_secs(1))
     }
 
+    fn live_consumer(&self, queue: &str) -> Option<Arc<Consumer>> {
+        lock(&self.consumers).get(queue).filter(|c| c.is_live() && self.sessions.usable(c.generation)).cloned()
+    }
+
     /// The consumer of `queue`, started if there is none.
     async fn consumer(self: &Arc<Self>, queue: &str) -> Result<Arc<Consumer>, DriverError> {
-        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live() && self.usable(c.generation)) {
-            return Ok(c.clone());
+        if let Some(c) = self.live_consumer(queue) {
+            return Ok(c);
         }
         let _one_at_a_time = self.consumer_start.lock().await;
-        if let Some(c) = lock(&self.consumers).get(queue).filter(|c| c.is_live() && self.usable(c.generation)) {
-            return Ok(c.clone());
+        if let Some(c) = self.live_consumer(queue) {
+            return Ok(c);
         }
         let session = self.session().await?;
-        let names = self.ensure_topology(&session, queue).await?;
+        let names = session.ensure_topology(queue).await?;
         let prefetch = match (self.config.prefetch, self.prefetch_hint.load(Ordering::Relaxed)) {
             (Some(p), _) => usize::from(p.max(1)),
             (None, 0) => DEFAULT_PREFETCH,
@@ -593,53 +370,16 @@ impl Inner {
             // priority order decides, not the order in which credit comes back.
             (None, hint) => hint.saturating_mul(2).min(usize::from(u16::MAX)),
         };
-        let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a consumer channel", e))?;
-        channel.basic_qos(prefetch as u16, BasicQosOptions::default()).await.map_err(|e| lapin_err("setting the prefetch", e))?;
         let seq = self.consumer_seq.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("asynctasq-{}-{seq}", std::process::id());
-        let ready = topology::ready_count(&channel, &names.work).await?;
-        let stream = channel
-            .basic_consume(names.work.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await
-            .map_err(|e| lapin_err("starting a consumer", e))?;
-        let initial = prefetch.min(usize::try_from(ready).unwrap_or(usize::MAX));
-        let c = Arc::new(Consumer::new(queue.to_owned(), names.work.clone(), session.generation, seq, channel, tag, prefetch, initial));
-        c.set_task(tokio::spawn(consumer::run(c.clone(), stream, Arc::downgrade(self))));
+        let owner: Weak<dyn Owner> = Arc::downgrade(self) as Weak<Self>;
+        let c = Consumer::start(&session, queue, &names, seq, prefetch, owner).await?;
         lock(&self.consumers).insert(queue.to_owned(), c.clone());
         Ok(c)
     }
 
-    /// Hands buffered deliveries to the engine as leases.
-    fn lease(&self, c: &Arc<Consumer>, taken: Vec<Buffered>) -> Vec<Delivery> {
-        let now = now_ms();
-        let timeout = millis(self.config.consumer_timeout);
-        let margin = (timeout / 10).min(60_000);
-        let mut held = lock(&self.held);
-        taken
-            .into_iter()
-            .map(|b| {
-                let attempt = b.meta.spent.saturating_add(1);
-                let envelope = Envelope::decode(&b.data);
-                let (id, lease_ms) = match &envelope {
-                    Ok(e) => (e.id, e.lease_ms),
-                    Err(_) => (b.meta.task_id().unwrap_or_default(), 30_000),
-                };
-                let received = now.saturating_sub(u64::try_from(b.received.elapsed().as_millis()).unwrap_or(u64::MAX));
-                let cap_at = received + timeout - margin;
-                let expires_at = (now + lease_ms).min(cap_at);
-                let token = format!("{}.{}.{}", c.generation, c.seq, b.tag);
-                held.insert(
-                    token.clone(),
-                    Held { consumer: c.clone(), tag: b.tag, id, attempt, data: b.data, meta: b.meta, expires_at, cap_at },
-                );
-                Delivery::new(Lease { id, queue: c.queue.clone(), token, expires_at }, attempt, envelope)
-            })
-            .collect()
-    }
-
     fn take_held(&self, lease: &Lease) -> Result<Held, DriverError> {
-        match lock(&self.held).remove(&lease.token) {
-            Some(h) if h.consumer.channel.status().connected() && self.usable(h.consumer.generation) => Ok(h),
+        match self.leases.take(&lease.token) {
+            Some(h) if h.consumer.channel.status().connected() && self.sessions.usable(h.consumer.generation) => Ok(h),
             _ => Err(DriverError::LeaseLost(lease.id)),
         }
     }
@@ -648,10 +388,10 @@ impl Inner {
     /// failed publish the lease is kept (it expires as usual).
     async fn move_held(&self, lease: &Lease, h: Held, route: Route, meta: Meta) -> Result<(), DriverError> {
         if let Err(e) = self.publish(&h.consumer.queue, route, &h.data, &meta).await {
-            lock(&self.held).insert(lease.token.clone(), h);
+            self.leases.put_back(lease.token.clone(), h);
             return Err(e);
         }
-        ack_one(&h.consumer, h.tag).await;
+        h.consumer.ack_moved(h.tag).await;
         Ok(())
     }
 
@@ -662,97 +402,35 @@ impl Inner {
         for b in items {
             let meta = Meta { not_before: None, ..b.meta };
             match self.publish(&c.queue, Route::Work, &b.data, &meta).await {
-                Ok(()) => ack_one(c, b.tag).await,
+                Ok(()) => c.ack_moved(b.tag).await,
                 Err(error) => {
                     tracing::warn!(%error, queue = %c.queue, "could not give back a prefetched task; requeueing it");
-                    let _ = c.channel.basic_nack(b.tag, BasicNackOptions { requeue: true, multiple: false }).await;
-                    c.settled(1);
+                    c.requeue(b.tag).await;
                 }
             }
         }
     }
 }
 
-#[derive(Clone, Copy)]
-enum Route {
-    Work,
-    Dead,
-    Delay(u64),
-}
-
-/// Publishes one message (mandatory, persistent) without waiting for its confirm.
-async fn send(session: &Session, routing_key: &str, body: &[u8], meta: &Meta) -> Result<PublisherConfirm, DriverError> {
-    session
-        .publisher
-        .basic_publish(
-            "".into(),
-            routing_key.into(),
-            BasicPublishOptions { mandatory: true, ..Default::default() },
-            body,
-            meta.properties(),
-        )
-        .await
-        .map_err(|e| lapin_err("publishing", e))
-}
-
-/// Waits for a publish confirm: a nack or a returned (unroutable) message is an error.
-async fn confirmed(confirm: PublisherConfirm, key: &str) -> Result<(), DriverError> {
-    check_confirm(confirm.await.map_err(|e| lapin_err("waiting for the publish confirm", e))?, key)
-}
-
-fn check_confirm(confirmation: Confirmation, key: &str) -> Result<(), DriverError> {
-    match confirmation {
-        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-            Err(DriverError::Backend { message: format!("RabbitMQ returned a message for `{key}`: {}", returned.reply_text), source: None })
-        }
-        Confirmation::Nack(None) => {
-            Err(DriverError::Backend { message: format!("RabbitMQ refused a message for `{key}` (nack)"), source: None })
-        }
+impl Owner for Inner {
+    fn early(self: Arc<Self>, consumer: Arc<Consumer>, delivery: Buffered, not_before: u64) {
+        tokio::spawn(async move { delay::redelay(self.session().await, consumer, delivery, not_before).await });
     }
-}
 
-async fn ack_one(c: &Consumer, tag: u64) {
-    if let Err(error) = c.channel.basic_ack(tag, BasicAckOptions::default()).await {
-        tracing::debug!(%error, "ack after a move failed; the broker redelivers the original");
+    fn arrived(&self) {
+        self.arrivals.notify_waiters();
     }
-    c.settled(1);
-}
 
-/// A dead message taken with `basic.get` and not yet acked.
-struct DeadMessage {
-    tag: u64,
-    data: Vec<u8>,
-    meta: Meta,
-    envelope: Result<Envelope, CodecError>,
-    /// From the envelope, else from `message_id`.
-    id: Option<TaskId>,
-}
-
-/// Takes the next message of the dead queue on `channel`, unacked (closing the channel puts
-/// it back in its place).
-async fn next_dead(channel: &Channel, names: &Names) -> Result<Option<DeadMessage>, DriverError> {
-    let Some(m) =
-        channel.basic_get(names.dead.as_str().into(), BasicGetOptions::default()).await.map_err(|e| lapin_err("reading dead tasks", e))?
-    else {
-        return Ok(None);
-    };
-    let meta = Meta::read(&m.delivery.properties);
-    let envelope = Envelope::decode(&m.delivery.data);
-    let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id());
-    Ok(Some(DeadMessage { tag: m.delivery.delivery_tag, data: m.delivery.data, meta, envelope, id }))
-}
-
-/// Moves a delivery that arrived before its due time back into the delay bucket for the rest.
-async fn redelay(inner: Arc<Inner>, c: Arc<Consumer>, tag: u64, data: Vec<u8>, meta: Meta, not_before: u64) {
-    let left = not_before.saturating_sub(now_ms());
-    match inner.publish(&c.queue, Route::Delay(left), &data, &meta).await {
-        Ok(()) => ack_one(&c, tag).await,
-        Err(error) => {
-            tracing::warn!(%error, queue = %c.queue, "could not move an early task back to its delay queue; requeueing it");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let _ = c.channel.basic_nack(tag, BasicNackOptions { requeue: true, multiple: false }).await;
-            c.settled(1);
+    fn died(&self, c: &Arc<Consumer>) {
+        {
+            let mut consumers = lock(&self.consumers);
+            if consumers.get(&c.queue).is_some_and(|x| Arc::ptr_eq(x, c)) {
+                consumers.remove(&c.queue);
+            }
+        }
+        if !c.channel.status().connected() {
+            consumer::clear(c);
+            self.leases.forget(|h| std::ptr::eq(h, Arc::as_ptr(c)));
         }
     }
 }
@@ -765,17 +443,7 @@ async fn reap(inner: Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let now = now_ms();
-        let expired: Vec<Held> = {
-            let mut held = lock(&inner.held);
-            let keys: Vec<String> = held.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
-            keys.into_iter().filter_map(|k| held.remove(&k)).collect()
-        };
-        for h in expired {
-            tracing::debug!(task.id = %h.id, queue = %h.consumer.queue, "lease expired; requeueing the task");
-            let _ = h.consumer.channel.basic_nack(h.tag, BasicNackOptions { requeue: true, multiple: false }).await;
-            h.consumer.settled(1);
-        }
+        inner.leases.expire().await;
         let hold = BUFFER_HOLD.min(inner.config.consumer_timeout / 2);
         let Some(cutoff) = Instant::now().checked_sub(hold) else { continue };
         let consumers: Vec<Arc<Consumer>> = lock(&inner.consumers).values().cloned().collect();
@@ -805,21 +473,21 @@ impl Driver for RabbitMqDriver {
                 let mut names = HashMap::new();
                 for t in tasks {
                     if !names.contains_key(t.queue.as_str()) {
-                        names.insert(t.queue.as_str(), inner.ensure_topology(&session, &t.queue).await?);
+                        names.insert(t.queue.as_str(), session.ensure_topology(&t.queue).await?);
                     }
                 }
                 // Due order, so a batch is delivered earliest-due first.
                 let mut order: Vec<&Envelope> = tasks.iter().collect();
                 order.sort_by_key(|e| e.not_before);
-                let now = now_ms();
+                let now = SystemClock.now();
                 let mut confirms = Vec::with_capacity(order.len());
                 for e in order {
                     let body = e.encode()?;
                     let n = &names[e.queue.as_str()];
                     let delayed = e.not_before > now;
                     let meta = Meta { not_before: delayed.then_some(e.not_before), message_id: Some(e.id.to_string()), ..Meta::default() };
-                    let key = if delayed { inner.bucket(&session, n, e.not_before - now).await? } else { n.work.as_str() };
-                    let confirm = send(&session, key, &body, &meta).await?;
+                    let key = if delayed { delay::bucket(&session, n, e.not_before - now).await? } else { n.work.as_str() };
+                    let confirm = send(&session.publisher, key, &body, &meta).await?;
                     confirms.push((confirm, key.to_owned()));
                 }
                 for (confirm, key) in confirms {
@@ -857,37 +525,16 @@ impl Driver for RabbitMqDriver {
                     };
                     taken = c.take(max);
                     if taken.is_empty() && !wait.is_zero() {
-                        let deadline = tokio::time::Instant::now() + wait;
-                        while taken.is_empty() && c.is_live() {
-                            let arrived = self.inner.arrivals.notified();
-                            tokio::pin!(arrived);
-                            arrived.as_mut().enable();
-                            taken = c.take(max);
-                            if !taken.is_empty() || tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                                break;
-                            }
-                        }
-                        if taken.is_empty() {
-                            taken = c.take(max);
-                        }
+                        c.take_waiting(&mut taken, max, wait, &self.inner.arrivals, |_, t| t.is_empty()).await;
                     }
                 }
                 // A consumer that just started receives its backlog one delivery at a time: fill the
                 // batch from what is still on its way rather than hand out the first arrival alone.
                 if !taken.is_empty() && taken.len() < max && c.expects_more() {
-                    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-                    while taken.len() < max && c.expects_more() && c.is_live() {
-                        let arrived = self.inner.arrivals.notified();
-                        tokio::pin!(arrived);
-                        arrived.as_mut().enable();
-                        taken.extend(c.take(max - taken.len()));
-                        if taken.len() >= max || tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                            break;
-                        }
-                    }
-                    taken.extend(c.take(max - taken.len()));
+                    let more = |c: &Consumer, t: &[Buffered]| t.len() < max && c.expects_more();
+                    c.take_waiting(&mut taken, max, Duration::from_millis(200), &self.inner.arrivals, more).await;
                 }
-                Ok(self.inner.lease(&c, taken))
+                Ok(self.inner.leases.hand_out(&c, taken, self.inner.config.consumer_timeout))
             })
             .await
     }
@@ -915,17 +562,7 @@ impl Driver for RabbitMqDriver {
     async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
         self.inner
             .bounded("ack", self.inner.config.request_timeout, async move {
-                let mut lost = Vec::new();
-                let mut acks = Vec::with_capacity(leases.len());
-                {
-                    let mut held = lock(&self.inner.held);
-                    for l in leases {
-                        match held.remove(&l.token) {
-                            Some(h) => acks.push((l.id, h)),
-                            None => lost.push(l.id),
-                        }
-                    }
-                }
+                let (acks, mut lost) = self.inner.leases.take_all(leases);
                 let results = futures_util::future::join_all(
                     acks.iter().map(|(_, h)| h.consumer.channel.basic_ack(h.tag, BasicAckOptions::default())),
                 )
@@ -949,7 +586,7 @@ impl Driver for RabbitMqDriver {
                 let delay_ms = millis(delay);
                 let meta = Meta {
                     spent: h.attempt,
-                    not_before: (delay_ms > 0).then(|| now_ms() + delay_ms),
+                    not_before: (delay_ms > 0).then(|| SystemClock.now() + delay_ms),
                     error: Some(error.to_owned()),
                     dead_at: None,
                     message_id: Some(h.id.to_string()),
@@ -984,7 +621,7 @@ impl Driver for RabbitMqDriver {
                     spent: h.attempt,
                     not_before: None,
                     error: Some(error.to_owned()),
-                    dead_at: Some(now_ms()),
+                    dead_at: Some(SystemClock.now()),
                     message_id: h.meta.message_id.clone().or_else(|| Some(h.id.to_string())),
                 };
                 self.inner.move_held(lease, h, Route::Dead, meta).await
@@ -993,16 +630,7 @@ impl Driver for RabbitMqDriver {
     }
 
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
-        self.inner
-            .bounded("extend lease", self.inner.config.request_timeout, async move {
-                let mut held = lock(&self.inner.held);
-                let Some(h) = held.get_mut(&lease.token).filter(|h| h.consumer.channel.status().connected()) else {
-                    return Err(DriverError::LeaseLost(lease.id));
-                };
-                h.expires_at = (now_ms() + millis(by)).min(h.cap_at).max(h.expires_at);
-                Ok(Lease { expires_at: h.expires_at, ..lease.clone() })
-            })
-            .await
+        self.inner.bounded("extend lease", self.inner.config.request_timeout, async move { self.inner.leases.extend(lease, by) }).await
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
@@ -1010,14 +638,14 @@ impl Driver for RabbitMqDriver {
             .bounded("stats", self.inner.config.request_timeout, async move {
                 validate_queue_name(queue)?;
                 let session = self.inner.session().await?;
-                let names = self.inner.ensure_topology(&session, queue).await?;
+                let names = session.ensure_topology(queue).await?;
                 let ((ready, dead), buckets) = futures_util::future::try_join(
                     async { topology::declare_base(&session.admin().await?, &names).await },
                     topology::existing_buckets(&session.conn, &names),
                 )
                 .await?;
                 let buffered = lock(&self.inner.consumers).get(queue).map_or(0, |c| c.buffered() as u64);
-                let leased = lock(&self.inner.held).values().filter(|h| h.consumer.queue == queue).count() as u64;
+                let leased = self.inner.leases.count(queue);
                 Ok(QueueStats { ready: ready + buffered, scheduled: buckets.iter().map(|(_, n)| n).sum(), leased, dead })
             })
             .await
@@ -1027,35 +655,8 @@ impl Driver for RabbitMqDriver {
         self.inner
             .bounded("queues", self.inner.config.request_timeout, async move {
                 let session = self.inner.session().await?;
-                // Read the registry without consuming it: every message stays unacked on a channel of
-                // its own until the channel closes, except duplicates, which are acked (compacted).
-                let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-                let registry = topology::registry(&self.inner.config.prefix);
-                let mut names = BTreeSet::new();
-                let result = async {
-                    loop {
-                        let m = match channel.basic_get(registry.as_str().into(), BasicGetOptions::default()).await {
-                            Ok(Some(m)) => m,
-                            Ok(None) => break,
-                            // No registry: every queue of this prefix was deleted.
-                            Err(e) if topology::is_not_found(&e) => break,
-                            Err(e) => return Err(lapin_err("reading the queue registry", e)),
-                        };
-                        let name = String::from_utf8_lossy(&m.delivery.data).into_owned();
-                        if validate_queue_name(&name).is_err() || !names.insert(name) {
-                            channel
-                                .basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
-                                .await
-                                .map_err(|e| lapin_err("compacting the queue registry", e))?;
-                        }
-                    }
-                    Ok::<_, DriverError>(())
-                }
-                .await;
-                let _ = channel.close(200, "asynctasq: registry read".into()).await;
-                result?;
                 let mut out = Vec::new();
-                for name in names {
+                for name in registry::read(&session, &self.inner.config.prefix).await? {
                     let s = self.stats(&name).await?;
                     if s.ready + s.scheduled + s.leased + s.dead > 0 {
                         out.push(name);
@@ -1071,7 +672,7 @@ impl Driver for RabbitMqDriver {
             .bounded("purge", self.inner.config.request_timeout, async move {
                 validate_queue_name(queue)?;
                 let session = self.inner.session().await?;
-                let names = self.inner.ensure_topology(&session, queue).await?;
+                let names = session.ensure_topology(queue).await?;
                 let admin = session.admin().await?;
                 let mut purged = 0u64;
                 let buckets = topology::existing_buckets(&session.conn, &names).await?;
@@ -1085,7 +686,7 @@ impl Driver for RabbitMqDriver {
                     let buffered = c.take(usize::MAX);
                     purged += buffered.len() as u64;
                     for b in buffered {
-                        ack_one(&c, b.tag).await;
+                        c.ack_moved(b.tag).await;
                     }
                 }
                 Ok(purged)
@@ -1097,23 +698,7 @@ impl Driver for RabbitMqDriver {
         self.inner
             .bounded("dead", self.inner.config.request_timeout, async move {
                 validate_queue_name(queue)?;
-                let session = self.inner.session().await?;
-                let names = self.inner.ensure_topology(&session, queue).await?;
-                // basic.get without ack on a channel of its own; closing it returns every message to
-                // the dead queue in its place.
-                let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-                let mut out = Vec::new();
-                let result = async {
-                    while out.len() < limit {
-                        let Some(m) = next_dead(&channel, &names).await? else { break };
-                        let (error, dead_at) = (m.meta.error.unwrap_or_default(), m.meta.dead_at.unwrap_or_default());
-                        out.push(DeadTask::new(m.id.unwrap_or_default(), queue, m.meta.spent, error, dead_at, m.envelope));
-                    }
-                    Ok::<_, DriverError>(())
-                }
-                .await;
-                let _ = channel.close(200, "asynctasq: dead tasks listed".into()).await;
-                result.map(|()| out)
+                dead::list(&*self.inner.session().await?, queue, limit).await
             })
             .await
     }
@@ -1122,40 +707,7 @@ impl Driver for RabbitMqDriver {
         self.inner
             .bounded("requeue dead", self.inner.config.request_timeout, async move {
                 validate_queue_name(queue)?;
-                let session = self.inner.session().await?;
-                let names = self.inner.ensure_topology(&session, queue).await?;
-                let channel = session.conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-                let mut wanted: Option<HashSet<TaskId>> = match which {
-                    DeadSelector::All => None,
-                    DeadSelector::Ids(ids) => Some(ids.into_iter().collect()),
-                };
-                let mut moved = 0u64;
-                let result = async {
-                    loop {
-                        if wanted.as_ref().is_some_and(HashSet::is_empty) {
-                            break;
-                        }
-                        let Some(m) = next_dead(&channel, &names).await? else { break };
-                        let chosen = match (&mut wanted, m.id) {
-                            (None, _) => true,
-                            (Some(w), Some(id)) => w.remove(&id),
-                            (Some(_), None) => false,
-                        };
-                        if chosen {
-                            let fresh = Meta { message_id: m.meta.message_id.clone(), ..Meta::default() };
-                            self.inner.publish_on(&session, &names.work, &m.data, &fresh).await?;
-                            channel
-                                .basic_ack(m.tag, BasicAckOptions::default())
-                                .await
-                                .map_err(|e| lapin_err("removing a requeued dead task", e))?;
-                            moved += 1;
-                        }
-                    }
-                    Ok::<_, DriverError>(())
-                }
-                .await;
-                let _ = channel.close(200, "asynctasq: dead tasks requeued".into()).await;
-                result.map(|()| moved)
+                dead::requeue(&*self.inner.session().await?, queue, which).await
             })
             .await
     }
@@ -1165,7 +717,7 @@ impl Driver for RabbitMqDriver {
             .bounded("purge dead", self.inner.config.request_timeout, async move {
                 validate_queue_name(queue)?;
                 let session = self.inner.session().await?;
-                let names = self.inner.ensure_topology(&session, queue).await?;
+                let names = session.ensure_topology(queue).await?;
                 let admin = session.admin().await?;
                 Ok(u64::from(
                     admin

@@ -44,7 +44,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Queue};
 
-use super::lapin_err;
+use super::error::lapin_err;
 use asynctasq_core::DriverError;
 
 /// Time-to-live of the delay buckets, shortest first.

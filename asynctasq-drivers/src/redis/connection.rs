@@ -29,7 +29,7 @@ use ::redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 use asynctasq_core::DriverError;
 
-use super::map_err;
+use crate::sync::lock;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -63,10 +63,6 @@ pub(super) struct Connections {
     connecting: tokio::sync::Mutex<u64>,
     /// The connection for `BLPOP`, which would stall everything multiplexed with it.
     blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Connections {
@@ -193,5 +189,15 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         self.0.client.get_connection_info().redis_settings().db()
+    }
+}
+
+/// Maps a Redis error: a lost, refused or timed-out connection is [`DriverError::Unavailable`]
+/// (retried by the engine); anything else the server said is [`DriverError::Backend`].
+pub(crate) fn map_err(doing: &str, e: ::redis::RedisError) -> DriverError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+        DriverError::unavailable(format!("redis: {doing}"), e)
+    } else {
+        DriverError::backend(format!("redis: {doing}"), e)
     }
 }

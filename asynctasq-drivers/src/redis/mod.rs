@@ -57,6 +57,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub(crate) use self::connection::map_err;
 use self::connection::{Conn, Connections};
 pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
 use crate::redact::redact_url;
@@ -199,14 +200,6 @@ const SCRIPT_BATCH: usize = 1000;
 
 fn now() -> u64 {
     unix_millis(SystemTime::now())
-}
-
-pub(crate) fn map_err(doing: &str, e: ::redis::RedisError) -> DriverError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() || e.is_unrecoverable_error() {
-        DriverError::unavailable(format!("redis: {doing}"), e)
-    } else {
-        DriverError::backend(format!("redis: {doing}"), e)
-    }
 }
 
 /// The lease token is `id|token`: the task's member in the queue's sets (kept verbatim, so even

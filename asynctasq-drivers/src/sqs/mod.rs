@@ -62,39 +62,47 @@
 //! [`SqsConfig::queue_url_prefix`], addressed as `<url prefix><name>` and never created.
 //! Read-only calls (`stats`, `dead`, `purge`) never create a queue.
 
+//!
+//! # Layout
+//! `client.rs` wraps the SDK client (queue URLs, request counts, error mapping); `batch.rs`
+//! makes the batched calls; `buffer.rs` keeps received messages and the long polls;
+//! `leases.rs` hands messages out as leases and records them; `message.rs` is the message
+//! format and `names.rs` the queue names. This module keeps the config and the [`Driver`]
+//! impl, composing them.
+
+mod batch;
+mod buffer;
+mod client;
+mod leases;
 mod message;
 mod names;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
+use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting};
-use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-};
-use futures_util::future::join_all;
+use aws_sdk_sqs::types::QueueAttributeName;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
+use self::batch::BATCH;
+use self::buffer::{Buffers, Polls};
+pub use self::client::Requests;
+use self::client::{Call, Queue, Sqs, sdk_error, stale_receipt};
+use self::leases::{Leases, secs};
 pub use self::message::GROUP_HEADER;
 use self::message::{Death, Incoming, Meta, Outgoing, clip_error};
-use self::names::{Names, names, task_queue, validate_prefix};
+use self::names::{names, task_queue, validate_prefix};
 pub use aws_sdk_sqs::config::Credentials;
-
-/// Batch calls in flight at once for one bulk operation.
-const WAVE: usize = 16;
-/// SQS's most messages per receive and per batch call.
-const BATCH: usize = 10;
 
 /// Settings of an [`SqsDriver`].
 #[derive(Clone, Debug)]
@@ -211,86 +219,14 @@ impl SqsConfig {
     }
 }
 
-/// SQS requests made by one driver handle, by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Requests {
-    /// `SendMessageBatch` calls.
-    pub send: u64,
-    /// `ReceiveMessage` calls, long polls included.
-    pub receive: u64,
-    /// `DeleteMessageBatch` calls.
-    pub delete: u64,
-    /// `ChangeMessageVisibility` and its batch form (lease changes, retries, heartbeats).
-    pub visibility: u64,
-    /// Everything else (queue lookups and creation, counts, listing; the connect check).
-    pub other: u64,
-}
-
-impl Requests {
-    /// All requests.
-    pub fn total(&self) -> u64 {
-        self.send + self.receive + self.delete + self.visibility + self.other
-    }
-
-    /// The requests made since `earlier`.
-    pub fn since(&self, earlier: &Self) -> Self {
-        Self {
-            send: self.send - earlier.send,
-            receive: self.receive - earlier.receive,
-            delete: self.delete - earlier.delete,
-            visibility: self.visibility - earlier.visibility,
-            other: self.other - earlier.other,
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Call {
-    Send,
-    Receive,
-    Delete,
-    Visibility,
-    Other,
-}
-
-/// A task handed out by this handle and not settled yet.
-#[derive(Debug)]
-struct Held {
-    meta: Meta,
-    queue: String,
-    attempt: u32,
-    received_at: u64,
-    expires_at: u64,
-}
-
-/// A received message waiting in the local buffer.
-#[derive(Debug)]
-struct Buffered {
-    msg: Incoming,
-    received_at: u64,
-    visible_until: u64,
-}
-
-/// One task queue's SQS queues, resolved.
-#[derive(Clone, Debug)]
-struct Queue {
-    name: String,
-    names: Names,
-    url: String,
-}
-
 struct Inner {
-    client: Client,
+    sqs: Sqs,
     config: SqsConfig,
-    urls: Mutex<HashMap<String, String>>,
-    buffers: Mutex<HashMap<String, VecDeque<Buffered>>>,
-    held: Mutex<HashMap<String, Held>>,
-    visibility: Mutex<HashMap<String, u32>>,
-    polls: Mutex<HashMap<String, JoinHandle<()>>>,
-    receiving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    buffers: Buffers,
+    polls: Polls,
+    leases: Leases,
     ready: Notify,
     stopped: AtomicBool,
-    requests: [AtomicU64; 5],
 }
 
 /// The SQS backend: see the module documentation for how the contract maps onto SQS.
@@ -310,57 +246,8 @@ impl std::fmt::Debug for SqsDriver {
 
 impl Drop for SqsDriver {
     fn drop(&mut self) {
-        for (_, poll) in lock(&self.inner.polls).drain() {
-            poll.abort();
-        }
+        self.inner.polls.abort_all();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn now_ms() -> u64 {
-    unix_millis(SystemTime::now())
-}
-
-/// Whole seconds covering `ms`.
-fn secs(ms: u64) -> u32 {
-    ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32
-}
-
-/// A driver error from an SDK error: connection trouble, throttling and server errors are
-/// transient ([`DriverError::Unavailable`]), the rest name SQS's code and message.
-fn sdk_error<E, R>(what: &str, e: SdkError<E, R>) -> DriverError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let transient = match &e {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or_default();
-            code.contains("Throttl") || code.contains("Unavailable") || code.contains("InternalError")
-        }
-        _ => true,
-    };
-    let message = match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{what}: {code}: {msg}"),
-        (Some(code), None) => format!("{what}: {code}"),
-        _ => format!("{what}: {}", DisplayErrorContext(&e)),
-    };
-    if transient {
-        DriverError::Unavailable { message, source: Some(Box::new(e)) }
-    } else {
-        DriverError::Backend { message, source: Some(Box::new(e)) }
-    }
-}
-
-fn missing_queue(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist"))
-}
-
-fn stale_receipt(code: &str) -> bool {
-    code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight") || code.contains("InvalidParameterValue")
 }
 
 impl SqsDriver {
@@ -414,58 +301,48 @@ impl SqsDriver {
             .await
             .map_err(|e| sdk_error(&format!("SQS at {where_} did not answer"), e))?;
         let inner = Inner {
-            client,
+            sqs: Sqs::new(client, &config.queue_prefix, config.queue_url_prefix.clone(), config.request_timeout, config.max_message_bytes),
+            leases: Leases::new(config.first_lease),
             config,
-            urls: Mutex::default(),
-            buffers: Mutex::default(),
-            held: Mutex::default(),
-            visibility: Mutex::default(),
-            polls: Mutex::default(),
-            receiving: Mutex::default(),
+            buffers: Buffers::default(),
+            polls: Polls::default(),
             ready: Notify::new(),
             stopped: AtomicBool::new(false),
-            requests: Default::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The prefix of this handle's SQS queue names.
     pub fn queue_prefix(&self) -> &str {
-        &self.inner.config.queue_prefix
+        self.inner.sqs.queue_prefix()
     }
 
     /// The SDK client, for SQS operations the driver does not wrap.
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        &self.inner.sqs.client
     }
 
     /// The URL of task queue `queue`'s work queue, created if missing (unless a URL prefix is
     /// set).
     pub async fn queue_url(&self, queue: &str) -> Result<String, DriverError> {
-        Ok(self.inner.queue_or_create(queue).await?.url)
+        Ok(self.inner.sqs.queue_or_create(queue).await?.url)
     }
 
     /// SQS requests this handle has made so far, by kind (what AWS bills), for benchmarks.
     pub fn requests(&self) -> Requests {
-        let get = |c: Call| self.inner.requests[c as usize].load(Ordering::Relaxed);
-        Requests {
-            send: get(Call::Send),
-            receive: get(Call::Receive),
-            delete: get(Call::Delete),
-            visibility: get(Call::Visibility),
-            other: get(Call::Other) + 1,
-        }
+        self.inner.sqs.requests()
     }
 
     /// Deletes the SQS queues of task queue `queue` (work and dead), with everything in them.
     /// For tests and benchmarks; not part of the [`Driver`] contract.
     pub async fn delete_queue(&self, queue: &str) -> Result<(), DriverError> {
-        let n = names(&self.inner.config.queue_prefix, queue)?;
+        let sqs = &self.inner.sqs;
+        let n = names(sqs.queue_prefix(), queue)?;
         for name in [&n.work, &n.dead] {
-            if let Some(url) = self.inner.url(name, false, false).await? {
-                self.inner.count(Call::Other, 1);
-                self.inner.client.delete_queue().queue_url(&url).send().await.map_err(|e| sdk_error("deleting an SQS queue", e))?;
-                lock(&self.inner.urls).remove(name.as_str());
+            if let Some(url) = sqs.url(name, false, false).await? {
+                sqs.count(Call::Other, 1);
+                sqs.client.delete_queue().queue_url(&url).send().await.map_err(|e| sdk_error("deleting an SQS queue", e))?;
+                sqs.forget(name);
             }
         }
         Ok(())
@@ -473,239 +350,12 @@ impl SqsDriver {
 }
 
 impl Inner {
-    fn count(&self, call: Call, n: usize) {
-        self.requests[call as usize].fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// An SDK error of a call on queue `url`; a missing queue is named, with why it was not
-    /// created.
-    fn error<E, R>(&self, url: &str, what: &str, e: SdkError<E, R>) -> DriverError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        if !missing_queue(e.code()) {
-            return sdk_error(what, e);
-        }
-        lock(&self.urls).retain(|_, u| u != url);
-        let why = if self.config.queue_url_prefix.is_some() {
-            " (with a queue URL prefix the driver creates no queue: create it first)"
-        } else {
-            ""
-        };
-        DriverError::Config(format!("SQS queue {url} does not exist{why}"))
-    }
-
-    /// The URL of SQS queue `name`, creating it when `create` (and no URL prefix is set).
-    async fn url(&self, name: &str, fifo: bool, create: bool) -> Result<Option<String>, DriverError> {
-        if let Some(url) = lock(&self.urls).get(name) {
-            return Ok(Some(url.clone()));
-        }
-        let url = if let Some(prefix) = &self.config.queue_url_prefix {
-            Some(format!("{prefix}{name}"))
-        } else {
-            self.count(Call::Other, 1);
-            match self.client.get_queue_url().queue_name(name).send().await {
-                Ok(out) => out.queue_url().map(str::to_owned),
-                Err(e) if missing_queue(e.code()) => {
-                    if !create {
-                        return Ok(None);
-                    }
-                    self.count(Call::Other, 1);
-                    let mut req = self.client.create_queue().queue_name(name);
-                    if fifo {
-                        req = req.attributes(QueueAttributeName::FifoQueue, "true");
-                    }
-                    let out = req.send().await.map_err(|e| sdk_error(&format!("creating SQS queue {name}"), e))?;
-                    out.queue_url().map(str::to_owned)
-                }
-                Err(e) => return Err(sdk_error(&format!("looking up SQS queue {name}"), e)),
-            }
-        };
-        if let Some(url) = &url {
-            lock(&self.urls).insert(name.to_owned(), url.clone());
-        }
-        Ok(url)
-    }
-
-    /// Task queue `queue` with its work queue's URL (`None` when it does not exist and
-    /// `create` is false).
-    async fn queue(&self, queue: &str, create: bool) -> Result<Option<Queue>, DriverError> {
-        let names = names(&self.config.queue_prefix, queue)?;
-        let url = self.url(&names.work, names.fifo, create).await?;
-        Ok(url.map(|url| Queue { name: queue.to_owned(), names, url }))
-    }
-
-    async fn queue_or_create(&self, queue: &str) -> Result<Queue, DriverError> {
-        self.queue(queue, true).await?.ok_or_else(|| DriverError::Config(format!("SQS queue for `{queue}` cannot be created")))
-    }
-
-    async fn dead_url(&self, q: &Queue, create: bool) -> Result<Option<String>, DriverError> {
-        self.url(&q.names.dead, q.names.fifo, create).await
-    }
-
-    /// Sends message copies, each with its delay in seconds, in batches within SQS's limits.
-    /// Nothing is sent when one copy is too large.
-    async fn send(&self, url: &str, fifo: bool, items: Vec<(Outgoing, u32)>) -> Result<(), DriverError> {
-        let limit = self.config.max_message_bytes;
-        if let Some((o, _)) = items.iter().find(|(o, _)| o.size() > limit) {
-            return Err(DriverError::TooLarge { id: o.id, size: o.size(), limit });
-        }
-        let mut batches = Vec::new();
-        let (mut batch, mut bytes) = (Vec::new(), 0);
-        for (o, delay) in &items {
-            if batch.len() == BATCH || bytes + o.size() > limit {
-                batches.push(std::mem::take(&mut batch));
-                bytes = 0;
-            }
-            batch.push(o.entry(batch.len(), *delay, fifo)?);
-            bytes += o.size();
-        }
-        if !batch.is_empty() {
-            batches.push(batch);
-        }
-        let mut batches = batches.into_iter();
-        loop {
-            let wave: Vec<_> = batches.by_ref().take(WAVE).collect();
-            if wave.is_empty() {
-                return Ok(());
-            }
-            self.count(Call::Send, wave.len());
-            let calls = wave.into_iter().map(|entries| self.client.send_message_batch().queue_url(url).set_entries(Some(entries)).send());
-            for result in join_all(calls).await {
-                let out = result.map_err(|e| self.error(url, "sending tasks to SQS", e))?;
-                if let Some(f) = out.failed().first() {
-                    return Err(DriverError::Backend {
-                        message: format!("SQS refused {} task(s): {}: {}", out.failed().len(), f.code(), f.message().unwrap_or_default()),
-                        source: None,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Runs `call` once per batch of up to 10 `items`, `WAVE` calls at a time. `call` gets the
-    /// index of its first item and the batch, and returns the (batch entry id, code) pairs SQS
-    /// refused; entry ids are the items' indexes, so the result is (index, code).
-    async fn in_batches<T, F, Fut>(&self, kind: Call, items: &[T], call: F) -> Result<Vec<(usize, String)>, DriverError>
-    where
-        F: Fn(usize, &[T]) -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<(String, String)>, DriverError>>,
-    {
-        let mut failed = Vec::new();
-        for (w, wave) in items.chunks(BATCH * WAVE).enumerate() {
-            let calls = wave.chunks(BATCH).enumerate().map(|(b, chunk)| call(w * BATCH * WAVE + b * BATCH, chunk));
-            self.count(kind, wave.len().div_ceil(BATCH));
-            for out in join_all(calls).await {
-                failed.extend(out?.into_iter().map(|(id, code)| (id.parse().unwrap_or(usize::MAX), code)));
-            }
-        }
-        Ok(failed)
-    }
-
-    /// Deletes messages by receipt handle; returns the indexes SQS refused, with the code.
-    async fn delete(&self, url: &str, receipts: &[&str]) -> Result<Vec<(usize, String)>, DriverError> {
-        self.in_batches(Call::Delete, receipts, |first, chunk| {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id((first + i).to_string()).receipt_handle(*r).build())
-                .collect::<Result<Vec<_>, _>>();
-            async move {
-                let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
-                let out = self
-                    .client
-                    .delete_message_batch()
-                    .queue_url(url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("deleting SQS messages", e))?;
-                Ok(out.failed().iter().map(|f| (f.id().to_owned(), f.code().to_owned())).collect())
-            }
-        })
-        .await
-    }
-
-    /// Sets the visibility of messages; returns the indexes SQS refused.
-    async fn change_visibility(&self, url: &str, items: &[(&str, u32)]) -> Result<Vec<usize>, DriverError> {
-        let failed = self
-            .in_batches(Call::Visibility, items, |first, chunk| {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (r, secs))| {
-                        ChangeMessageVisibilityBatchRequestEntry::builder()
-                            .id((first + i).to_string())
-                            .receipt_handle(*r)
-                            .visibility_timeout(*secs as i32)
-                            .build()
-                    })
-                    .collect::<Result<Vec<_>, _>>();
-                async move {
-                    let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
-                    let out = self
-                        .client
-                        .change_message_visibility_batch()
-                        .queue_url(url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("changing SQS message visibility", e))?;
-                    Ok(out.failed().iter().map(|f| (f.id().to_owned(), f.code().to_owned())).collect())
-                }
-            })
-            .await?;
-        Ok(failed.into_iter().map(|(i, _)| i).collect())
-    }
-
-    /// Receives up to `calls` batches in parallel, hidden for `visibility` seconds.
-    async fn receive(&self, url: &str, calls: usize, wait: u32, visibility: u32) -> Result<Vec<Incoming>, DriverError> {
-        self.count(Call::Receive, calls);
-        let receives = (0..calls).map(|_| {
-            self.client
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(BATCH as i32)
-                .visibility_timeout(visibility as i32)
-                .wait_time_seconds(wait as i32)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                .customize()
-                .config_override(
-                    aws_sdk_sqs::config::Builder::default().timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_attempt_timeout(Duration::from_secs(u64::from(wait)) + self.config.request_timeout)
-                            .build(),
-                    ),
-                )
-                .send()
-        });
-        let (mut got, mut error) = (Vec::new(), None);
-        for result in join_all(receives).await {
-            match result {
-                Ok(out) => got.extend(out.messages().iter().filter_map(Incoming::parse)),
-                Err(e) => error = Some(self.error(url, "receiving from SQS", e)),
-            }
-        }
-        match error {
-            Some(e) if got.is_empty() => Err(e),
-            _ => Ok(got),
-        }
-    }
-
-    /// The visibility receives from `queue` ask for: the lease its tasks last asked for.
-    fn receive_visibility(&self, queue: &str) -> u32 {
-        lock(&self.visibility).get(queue).copied().unwrap_or_else(|| secs(millis(self.config.first_lease)))
-    }
-
     /// Receives into the buffer of `q`; messages not due yet are sent again with the rest of
     /// their delay. Returns how many were buffered.
     async fn fetch(&self, q: &Queue, calls: usize, wait: u32) -> Result<usize, DriverError> {
-        let visibility = self.receive_visibility(&q.name);
-        let got = self.receive(&q.url, calls, wait, visibility).await?;
-        let now = now_ms();
+        let visibility = self.leases.receive_visibility(&q.name);
+        let got = batch::receive(&self.sqs, &q.url, calls, wait, visibility).await?;
+        let now = SystemClock.now();
         let (early, due): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| !q.names.fifo && m.meta.not_before > now);
         if !early.is_empty() {
             let metas: Vec<Meta> = early.into_iter().map(|m| m.meta).collect();
@@ -713,10 +363,7 @@ impl Inner {
         }
         let n = due.len();
         if n > 0 {
-            let mut buffers = lock(&self.buffers);
-            let buffer = buffers.entry(q.name.clone()).or_default();
-            buffer.extend(due.into_iter().map(|msg| Buffered { msg, received_at: now, visible_until: now + u64::from(visibility) * 1000 }));
-            buffer.make_contiguous().sort_by_key(|b| b.msg.meta.not_before);
+            self.buffers.add(&q.name, due, now, now + u64::from(visibility) * 1000);
         }
         Ok(n)
     }
@@ -724,18 +371,15 @@ impl Inner {
     /// Sends copies of messages received before they were due, with the rest of their delay,
     /// then deletes the early copies. The early receive is not an attempt.
     async fn postpone(&self, q: &Queue, metas: Vec<Meta>) -> Result<(), DriverError> {
-        let now = now_ms();
+        let now = SystemClock.now();
         let max_delay = secs(millis(self.config.max_delay));
         let copies = metas
             .iter()
             .map(|m| {
-                (Outgoing::copy(m, (m.attempt()).saturating_sub(1), m.not_before), secs(m.not_before.saturating_sub(now)).min(max_delay))
+                (Outgoing::copy(m, m.attempt().saturating_sub(1), m.not_before), secs(m.not_before.saturating_sub(now)).min(max_delay))
             })
             .collect();
-        self.send(&q.url, q.names.fifo, copies).await?;
-        let receipts: Vec<&str> = metas.iter().map(|m| m.receipt.as_str()).collect();
-        self.delete(&q.url, &receipts).await?;
-        Ok(())
+        self.replace(&q.url, q, copies, &metas).await
     }
 
     /// Sends back, ready at once and without spending their receive, messages this handle
@@ -744,80 +388,28 @@ impl Inner {
         if metas.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = SystemClock.now();
         let copies = metas.iter().map(|m| (Outgoing::copy(m, m.attempt().saturating_sub(1), now), 0)).collect();
-        self.send(&q.url, q.names.fifo, copies).await?;
+        self.replace(&q.url, q, copies, &metas).await
+    }
+
+    /// Sends `copies` to `q`, then deletes the originals (`metas`) from `from`: if the process
+    /// dies in between, the task exists twice, never zero times.
+    async fn replace(&self, from: &str, q: &Queue, copies: Vec<(Outgoing, u32)>, metas: &[Meta]) -> Result<(), DriverError> {
+        batch::send(&self.sqs, &q.url, q.names.fifo, copies).await?;
         let receipts: Vec<&str> = metas.iter().map(|m| m.receipt.as_str()).collect();
-        self.delete(&q.url, &receipts).await?;
+        batch::delete(&self.sqs, from, &receipts).await?;
         Ok(())
-    }
-
-    /// Takes up to `max` buffered messages of `queue`, dropping those whose visibility has
-    /// (nearly) run out: SQS delivers them again.
-    fn take(&self, queue: &str, max: usize) -> Vec<Buffered> {
-        let now = now_ms();
-        let mut buffers = lock(&self.buffers);
-        let Some(buffer) = buffers.get_mut(queue) else { return Vec::new() };
-        buffer.retain(|b| b.visible_until > now + 500);
-        let n = max.min(buffer.len());
-        buffer.drain(..n).collect()
-    }
-
-    /// Leases buffered messages out: gives each the visibility its task asks for and records it.
-    async fn lease_out(&self, q: &Queue, taken: Vec<Buffered>) -> Result<Vec<Delivery>, DriverError> {
-        let now = now_ms();
-        let fallback = millis(self.config.first_lease);
-        let wants: Vec<u32> = taken.iter().map(|b| secs(b.msg.meta.lease_ms.unwrap_or(fallback)).max(1)).collect();
-        let adjust: Vec<usize> = (0..taken.len())
-            .filter(|&i| {
-                let left = taken[i].visible_until.saturating_sub(now);
-                let want = u64::from(wants[i]) * 1000;
-                left < want * 2 / 3 || left > want + 1000
-            })
-            .collect();
-        let mut dropped = Vec::new();
-        if !adjust.is_empty() {
-            let items: Vec<(&str, u32)> = adjust.iter().map(|&i| (taken[i].msg.meta.receipt.as_str(), wants[i])).collect();
-            dropped = self.change_visibility(&q.url, &items).await?.into_iter().filter_map(|f| adjust.get(f).copied()).collect();
-        }
-        if let Some(last) = taken.iter().zip(&wants).rev().find(|(b, _)| b.msg.meta.lease_ms.is_some()) {
-            lock(&self.visibility).insert(q.name.clone(), *last.1);
-        }
-        let mut held = lock(&self.held);
-        held.retain(|_, h| h.expires_at + 3_600_000 > now);
-        let mut out = Vec::with_capacity(taken.len());
-        for (i, b) in taken.into_iter().enumerate() {
-            if dropped.contains(&i) {
-                continue;
-            }
-            let expires_at = if adjust.contains(&i) { now + u64::from(wants[i]) * 1000 } else { b.visible_until };
-            let Incoming { meta, envelope } = b.msg;
-            let attempt = meta.attempt();
-            let lease = Lease { id: meta.id, queue: q.name.clone(), token: meta.receipt.clone(), expires_at };
-            held.insert(meta.receipt.clone(), Held { meta, queue: q.name.clone(), attempt, received_at: b.received_at, expires_at });
-            out.push(Delivery::new(lease, attempt, envelope));
-        }
-        Ok(out)
-    }
-
-    /// The record of a lease this handle handed out, removed; lost when it has none.
-    fn settle(&self, lease: &Lease) -> Result<Held, DriverError> {
-        lock(&self.held).remove(&lease.token).ok_or(DriverError::LeaseLost(lease.id))
     }
 
     /// Starts a long poll of `queue` unless one is running.
     fn ensure_poll(self: &Arc<Self>, q: Queue) {
-        let mut polls = lock(&self.polls);
-        if polls.get(&q.name).is_some_and(|p| !p.is_finished()) {
-            return;
-        }
         let inner = Arc::clone(self);
-        let name = q.name.clone();
         let wait = secs(millis(self.config.wait_time));
-        polls.insert(
-            name,
+        let name = q.name.clone();
+        self.polls.ensure(&name, move || {
             tokio::spawn(async move {
-                let receiving = inner.receive_lock(&q.name);
+                let receiving = inner.polls.receive_lock(&q.name);
                 let fetched = {
                     let _one_receive = receiving.lock().await;
                     inner.fetch(&q, 1, wait).await
@@ -825,7 +417,7 @@ impl Inner {
                 match fetched {
                     Ok(_) => {
                         if inner.stopped.load(Ordering::SeqCst) {
-                            let metas: Vec<Meta> = inner.take(&q.name, usize::MAX).into_iter().map(|b| b.msg.meta).collect();
+                            let metas: Vec<Meta> = inner.buffers.take(&q.name, usize::MAX).into_iter().map(|b| b.msg.meta).collect();
                             if let Err(error) = inner.give_back(&q, metas).await {
                                 tracing::warn!(queue = %q.name, %error, "giving back prefetched SQS messages failed; they return when their visibility ends");
                             }
@@ -837,37 +429,14 @@ impl Inner {
                     }
                 }
                 inner.ready.notify_waiters();
-            }),
-        );
+            })
+        });
     }
 
-    /// The lock that keeps one handle to one receive of `queue` at a time.
-    fn receive_lock(&self, queue: &str) -> Arc<tokio::sync::Mutex<()>> {
-        Arc::clone(lock(&self.receiving).entry(queue.to_owned()).or_default())
-    }
-
-    fn polling(&self, queue: &str) -> bool {
-        lock(&self.polls).get(queue).is_some_and(|p| !p.is_finished())
-    }
-
-    fn has_buffered(&self, queues: &[String]) -> bool {
-        let buffers = lock(&self.buffers);
-        queues.iter().any(|q| buffers.get(q).is_some_and(|b| !b.is_empty()))
-    }
-
-    /// Receives every message of `url` it can (hidden for `visibility` seconds), up to `limit`.
-    /// Long polls of 1 s: a short poll on AWS samples some of its servers and can come back
-    /// empty while messages remain.
-    async fn drain(&self, url: &str, visibility: u32, limit: usize) -> Result<Vec<Incoming>, DriverError> {
-        let mut all = Vec::new();
-        while all.len() < limit {
-            let got = self.receive(url, 1, 1, visibility).await?;
-            if got.is_empty() {
-                break;
-            }
-            all.extend(got);
-        }
-        Ok(all)
+    /// The dead-letter queue of task queue `queue`, if both exist.
+    async fn dead_queue(&self, queue: &str) -> Result<Option<(Queue, String)>, DriverError> {
+        let Some(q) = self.sqs.queue(queue, false).await? else { return Ok(None) };
+        Ok(self.sqs.dead_url(&q, false).await?.map(|url| (q, url)))
     }
 }
 
@@ -877,10 +446,10 @@ impl Driver for SqsDriver {
         let mut by_queue: HashMap<&str, Vec<&Envelope>> = HashMap::new();
         for t in tasks {
             validate_queue_name(&t.queue)?;
-            names(&self.inner.config.queue_prefix, &t.queue)?;
+            names(self.inner.sqs.queue_prefix(), &t.queue)?;
             by_queue.entry(t.queue.as_str()).or_default().push(t);
         }
-        let now = now_ms();
+        let now = SystemClock.now();
         let max_delay = secs(millis(self.inner.config.max_delay));
         let mut prepared = Vec::new();
         for (queue, envelopes) in by_queue {
@@ -902,37 +471,38 @@ impl Driver for SqsDriver {
             prepared.push((queue, items));
         }
         for (queue, items) in prepared {
-            let q = self.inner.queue_or_create(queue).await?;
-            self.inner.send(&q.url, q.names.fifo, items).await?;
+            let q = self.inner.sqs.queue_or_create(queue).await?;
+            batch::send(&self.inner.sqs, &q.url, q.names.fifo, items).await?;
         }
         Ok(())
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
-        let q = self.inner.queue_or_create(queue).await?;
-        self.inner.stopped.store(false, Ordering::SeqCst);
-        let mut taken = self.inner.take(queue, max);
+        let inner = &self.inner;
+        let q = inner.sqs.queue_or_create(queue).await?;
+        inner.stopped.store(false, Ordering::SeqCst);
+        let mut taken = inner.buffers.take(queue, max);
         // A running long poll takes whatever arrives; otherwise receive now.
-        if taken.len() < max && !self.inner.polling(queue) {
-            let receiving = self.inner.receive_lock(queue);
+        if taken.len() < max && !inner.polls.polling(queue) {
+            let receiving = inner.polls.receive_lock(queue);
             let one_receive = match receiving.try_lock() {
                 Ok(guard) => Some(guard),
-                Err(_) if self.inner.polling(queue) => None,
+                Err(_) if inner.polls.polling(queue) => None,
                 Err(_) => Some(receiving.lock().await),
             };
             if let Some(_one_receive) = one_receive {
-                taken.extend(self.inner.take(queue, max - taken.len()));
+                taken.extend(inner.buffers.take(queue, max - taken.len()));
                 if taken.len() < max {
-                    let calls = (max - taken.len()).div_ceil(BATCH).clamp(1, self.inner.config.receive_calls.max(1));
-                    self.inner.fetch(&q, calls, 0).await?;
-                    taken.extend(self.inner.take(queue, max - taken.len()));
+                    let calls = (max - taken.len()).div_ceil(BATCH).clamp(1, inner.config.receive_calls.max(1));
+                    inner.fetch(&q, calls, 0).await?;
+                    taken.extend(inner.buffers.take(queue, max - taken.len()));
                 }
             }
         }
         if taken.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.lease_out(&q, taken).await
+        inner.leases.lease_out(&inner.sqs, &q, taken).await
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
@@ -940,11 +510,11 @@ impl Driver for SqsDriver {
         let notified = self.inner.ready.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if self.inner.has_buffered(queues) {
+        if self.inner.buffers.any(queues) {
             return Ok(());
         }
         for queue in queues {
-            let q = self.inner.queue_or_create(queue).await?;
+            let q = self.inner.sqs.queue_or_create(queue).await?;
             self.inner.ensure_poll(q);
         }
         let _ = tokio::time::timeout(timeout, notified).await;
@@ -958,15 +528,10 @@ impl Driver for SqsDriver {
             by_queue.entry(l.queue.as_str()).or_default().push(l);
         }
         for (queue, leases) in by_queue {
-            let q = self.inner.queue_or_create(queue).await?;
+            let q = self.inner.sqs.queue_or_create(queue).await?;
             let receipts: Vec<&str> = leases.iter().map(|l| l.token.as_str()).collect();
-            let failed = self.inner.delete(&q.url, &receipts).await?;
-            {
-                let mut held = lock(&self.inner.held);
-                for l in &leases {
-                    held.remove(&l.token);
-                }
-            }
+            let failed = batch::delete(&self.inner.sqs, &q.url, &receipts).await?;
+            self.inner.leases.forget(&leases);
             for (i, code) in failed {
                 let Some(l) = leases.get(i) else { continue };
                 if !stale_receipt(&code) {
@@ -980,89 +545,59 @@ impl Driver for SqsDriver {
 
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
         let _ = error;
-        let held = self.inner.settle(lease)?;
-        let q = self.inner.queue_or_create(&lease.queue).await?;
-        let now = now_ms();
+        let held = self.inner.leases.settle(lease)?;
+        let q = self.inner.sqs.queue_or_create(&lease.queue).await?;
+        let now = SystemClock.now();
         let window_end = held.received_at + millis(self.inner.config.max_visibility);
         let due = now + millis(delay);
         if q.names.fifo || due + 5_000 <= window_end {
             let hide = secs(due.min(window_end.saturating_sub(5_000)).saturating_sub(now));
-            self.inner.count(Call::Visibility, 1);
-            return match self
-                .inner
-                .client
-                .change_message_visibility()
-                .queue_url(&q.url)
-                .receipt_handle(&lease.token)
-                .visibility_timeout(hide as i32)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if e.code().is_some_and(stale_receipt) => Err(DriverError::LeaseLost(lease.id)),
-                Err(e) => Err(sdk_error("hiding an SQS message for its retry", e)),
-            };
+            return self.inner.sqs.hide(&q.url, &lease.token, lease.id, hide, "hiding an SQS message for its retry").await;
         }
         let copy = Outgoing::copy(&held.meta, held.attempt, due);
         let delay_secs = secs(millis(delay)).min(secs(millis(self.inner.config.max_delay)));
-        self.inner.send(&q.url, false, vec![(copy, delay_secs)]).await?;
-        self.inner.delete(&q.url, &[lease.token.as_str()]).await?;
-        Ok(())
+        // Only standard queues get here (FIFO retries hide the message).
+        self.inner.replace(&q.url, &q, vec![(copy, delay_secs)], &[held.meta]).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
-        let held = self.inner.settle(lease)?;
-        let q = self.inner.queue_or_create(&lease.queue).await?;
+        let held = self.inner.leases.settle(lease)?;
+        let q = self.inner.sqs.queue_or_create(&lease.queue).await?;
         self.inner.give_back(&q, vec![held.meta]).await
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
-        let held = self.inner.settle(lease)?;
-        let q = self.inner.queue_or_create(&lease.queue).await?;
-        let dead_url = self.inner.dead_url(&q, true).await?.ok_or_else(|| DriverError::Config("no SQS dead-letter queue".into()))?;
+        let held = self.inner.leases.settle(lease)?;
+        let q = self.inner.sqs.queue_or_create(&lease.queue).await?;
+        let dead_url = self.inner.sqs.dead_url(&q, true).await?.ok_or_else(|| DriverError::Config("no SQS dead-letter queue".into()))?;
         let mut copy = Outgoing::copy(&held.meta, 0, held.meta.not_before);
-        copy.death = Some(Death { error: clip_error(error), attempt: held.attempt, dead_at: now_ms() });
-        self.inner.send(&dead_url, q.names.fifo, vec![(copy, 0)]).await?;
-        self.inner.delete(&q.url, &[lease.token.as_str()]).await?;
+        copy.death = Some(Death { error: clip_error(error), attempt: held.attempt, dead_at: SystemClock.now() });
+        batch::send(&self.inner.sqs, &dead_url, q.names.fifo, vec![(copy, 0)]).await?;
+        batch::delete(&self.inner.sqs, &q.url, &[lease.token.as_str()]).await?;
         Ok(())
     }
 
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
-        let q = self.inner.queue_or_create(&lease.queue).await?;
-        let now = now_ms();
-        let received_at = lock(&self.inner.held).get(&lease.token).map(|h| h.received_at).ok_or(DriverError::LeaseLost(lease.id))?;
+        let q = self.inner.sqs.queue_or_create(&lease.queue).await?;
+        let now = SystemClock.now();
+        let received_at = self.inner.leases.received_at(lease)?;
         let window_end = received_at + millis(self.inner.config.max_visibility);
         let until = (now + millis(by)).min(window_end);
         if until <= now {
             return Err(DriverError::LeaseLost(lease.id));
         }
         let hide = secs(until - now);
-        self.inner.count(Call::Visibility, 1);
-        match self
-            .inner
-            .client
-            .change_message_visibility()
-            .queue_url(&q.url)
-            .receipt_handle(&lease.token)
-            .visibility_timeout(hide as i32)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.code().is_some_and(stale_receipt) => return Err(DriverError::LeaseLost(lease.id)),
-            Err(e) => return Err(sdk_error("extending an SQS lease", e)),
-        }
+        self.inner.sqs.hide(&q.url, &lease.token, lease.id, hide, "extending an SQS lease").await?;
         let expires_at = now + u64::from(hide) * 1000;
-        if let Some(h) = lock(&self.inner.held).get_mut(&lease.token) {
-            h.expires_at = expires_at;
-        }
+        self.inner.leases.extended(lease, expires_at);
         Ok(Lease { expires_at, ..lease.clone() })
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
-        let Some(q) = self.inner.queue(queue, false).await? else { return Ok(QueueStats::default()) };
+        let sqs = &self.inner.sqs;
+        let Some(q) = sqs.queue(queue, false).await? else { return Ok(QueueStats::default()) };
         let attrs = |url: String, names: &'static [QueueAttributeName]| {
-            let mut req = self.inner.client.get_queue_attributes().queue_url(url);
+            let mut req = sqs.client.get_queue_attributes().queue_url(url);
             for n in names {
                 req = req.attribute_names(n.clone());
             }
@@ -1072,22 +607,21 @@ impl Driver for SqsDriver {
             ApproximateNumberOfMessages as Visible, ApproximateNumberOfMessagesDelayed as Delayed,
             ApproximateNumberOfMessagesNotVisible as Hidden,
         };
-        self.inner.count(Call::Other, 1);
+        sqs.count(Call::Other, 1);
         let work = attrs(q.url.clone(), &[Visible, Hidden, Delayed]).await.map_err(|e| sdk_error("reading SQS queue counts", e))?;
         let get = |map: Option<&HashMap<QueueAttributeName, String>>, name: QueueAttributeName| -> u64 {
             map.and_then(|m| m.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0)
         };
-        let dead = match self.inner.dead_url(&q, false).await? {
+        let dead = match sqs.dead_url(&q, false).await? {
             Some(url) => {
-                self.inner.count(Call::Other, 1);
+                sqs.count(Call::Other, 1);
                 let out = attrs(url, &[Visible, Hidden]).await.map_err(|e| sdk_error("reading SQS queue counts", e))?;
                 get(out.attributes(), Visible) + get(out.attributes(), Hidden)
             }
             None => 0,
         };
-        let now = now_ms();
-        let buffered = lock(&self.inner.buffers).get(queue).map_or(0, VecDeque::len) as u64;
-        let leased = lock(&self.inner.held).values().filter(|h| h.queue == queue && h.expires_at > now).count() as u64;
+        let buffered = self.inner.buffers.len(queue) as u64;
+        let leased = self.inner.leases.count(queue);
         let hidden = get(work.attributes(), Hidden);
         Ok(QueueStats {
             ready: get(work.attributes(), Visible) + buffered,
@@ -1098,13 +632,13 @@ impl Driver for SqsDriver {
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        let prefix = &self.inner.config.queue_prefix;
+        let sqs = &self.inner.sqs;
+        let prefix = sqs.queue_prefix();
         let mut found = std::collections::BTreeSet::new();
         let mut token = None;
         loop {
-            self.inner.count(Call::Other, 1);
-            let out = self
-                .inner
+            sqs.count(Call::Other, 1);
+            let out = sqs
                 .client
                 .list_queues()
                 .queue_name_prefix(prefix)
@@ -1126,11 +660,11 @@ impl Driver for SqsDriver {
     }
 
     async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        let Some(q) = self.inner.queue(queue, false).await? else { return Ok(0) };
-        let mut receipts: Vec<String> = self.inner.take(queue, usize::MAX).into_iter().map(|b| b.msg.meta.receipt).collect();
-        receipts.extend(self.inner.drain(&q.url, 60, usize::MAX).await?.into_iter().map(|m| m.meta.receipt));
+        let Some(q) = self.inner.sqs.queue(queue, false).await? else { return Ok(0) };
+        let mut receipts: Vec<String> = self.inner.buffers.take(queue, usize::MAX).into_iter().map(|b| b.msg.meta.receipt).collect();
+        receipts.extend(batch::drain(&self.inner.sqs, &q.url, 60, usize::MAX).await?.into_iter().map(|m| m.meta.receipt));
         let refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
-        let failed = self.inner.delete(&q.url, &refs).await?;
+        let failed = batch::delete(&self.inner.sqs, &q.url, &refs).await?;
         Ok((receipts.len() - failed.len()) as u64)
     }
 
@@ -1142,11 +676,10 @@ impl Driver for SqsDriver {
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
-        let Some(q) = self.inner.queue(queue, false).await? else { return Ok(Vec::new()) };
-        let Some(url) = self.inner.dead_url(&q, false).await? else { return Ok(Vec::new()) };
-        let got = self.inner.drain(&url, 30, limit).await?;
+        let Some((_, url)) = self.inner.dead_queue(queue).await? else { return Ok(Vec::new()) };
+        let got = batch::drain(&self.inner.sqs, &url, 30, limit).await?;
         let receipts: Vec<(&str, u32)> = got.iter().map(|m| (m.meta.receipt.as_str(), 0)).collect();
-        self.inner.change_visibility(&url, &receipts).await?;
+        batch::change_visibility(&self.inner.sqs, &url, &receipts).await?;
         let mut dead: Vec<DeadTask> = got
             .into_iter()
             .map(|Incoming { meta, envelope }| {
@@ -1160,48 +693,41 @@ impl Driver for SqsDriver {
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
-        let Some(q) = self.inner.queue(queue, false).await? else { return Ok(0) };
-        let Some(url) = self.inner.dead_url(&q, false).await? else { return Ok(0) };
-        let got = self.inner.drain(&url, 60, usize::MAX).await?;
+        let Some((q, url)) = self.inner.dead_queue(queue).await? else { return Ok(0) };
+        let got = batch::drain(&self.inner.sqs, &url, 60, usize::MAX).await?;
         let (chosen, others): (Vec<_>, Vec<_>) = got.into_iter().partition(|m| match &which {
             DeadSelector::All => true,
             DeadSelector::Ids(ids) => ids.contains(&m.meta.id),
         });
         let back: Vec<(&str, u32)> = others.iter().map(|m| (m.meta.receipt.as_str(), 0)).collect();
-        self.inner.change_visibility(&url, &back).await?;
+        batch::change_visibility(&self.inner.sqs, &url, &back).await?;
         if chosen.is_empty() {
             return Ok(0);
         }
-        let now = now_ms();
+        let now = SystemClock.now();
         let copies = chosen.iter().map(|m| (Outgoing::copy(&m.meta, 0, now), 0)).collect();
-        self.inner.send(&q.url, q.names.fifo, copies).await?;
-        let receipts: Vec<&str> = chosen.iter().map(|m| m.meta.receipt.as_str()).collect();
-        self.inner.delete(&url, &receipts).await?;
-        Ok(chosen.len() as u64)
+        let metas: Vec<Meta> = chosen.into_iter().map(|m| m.meta).collect();
+        self.inner.replace(&url, &q, copies, &metas).await?;
+        Ok(metas.len() as u64)
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {
-        let Some(q) = self.inner.queue(queue, false).await? else { return Ok(0) };
-        let Some(url) = self.inner.dead_url(&q, false).await? else { return Ok(0) };
-        let got = self.inner.drain(&url, 60, usize::MAX).await?;
+        let Some((_, url)) = self.inner.dead_queue(queue).await? else { return Ok(0) };
+        let got = batch::drain(&self.inner.sqs, &url, 60, usize::MAX).await?;
         let receipts: Vec<&str> = got.iter().map(|m| m.meta.receipt.as_str()).collect();
-        let failed = self.inner.delete(&url, &receipts).await?;
+        let failed = batch::delete(&self.inner.sqs, &url, &receipts).await?;
         Ok((receipts.len() - failed.len()) as u64)
     }
 
     async fn stop_prefetch(&self) -> Result<(), DriverError> {
         self.inner.stopped.store(true, Ordering::SeqCst);
-        let polls: Vec<_> = lock(&self.inner.polls).drain().map(|(_, p)| p).collect();
-        for p in &polls {
-            p.abort();
-        }
-        let queues: Vec<String> = lock(&self.inner.buffers).keys().cloned().collect();
-        for queue in queues {
-            let metas: Vec<Meta> = self.inner.take(&queue, usize::MAX).into_iter().map(|b| b.msg.meta).collect();
+        self.inner.polls.abort_all();
+        for queue in self.inner.buffers.queues() {
+            let metas: Vec<Meta> = self.inner.buffers.take(&queue, usize::MAX).into_iter().map(|b| b.msg.meta).collect();
             if metas.is_empty() {
                 continue;
             }
-            let q = self.inner.queue_or_create(&queue).await?;
+            let q = self.inner.sqs.queue_or_create(&queue).await?;
             self.inner.give_back(&q, metas).await?;
         }
         Ok(())
