@@ -61,7 +61,7 @@ pub(crate) struct BackendArgs {
     #[arg(long, global = true, env = "ASYNCTASQ_MYSQL_MAX_POOL_SIZE", hide_short_help = true)]
     mysql_max_pool_size: Option<u32>,
     /// Deliveries each RabbitMQ consumer may hold, buffered or running (the URL's `prefetch`)
-    /// [default: twice the worker's concurrency].
+    /// [default: the worker's concurrency; twice that with several queues].
     #[cfg(feature = "rabbitmq")]
     #[arg(long, global = true, env = "ASYNCTASQ_RABBITMQ_PREFETCH", visible_alias = "rabbitmq-prefetch-count", hide_short_help = true)]
     rabbitmq_prefetch: Option<u16>,

@@ -262,20 +262,18 @@ pub trait Driver: Send + Sync + 'static {
     /// Names of the queues that hold tasks (ready, scheduled, leased or dead), sorted.
     async fn queues(&self) -> Result<Vec<String>, DriverError>;
 
-    /// Deletes the ready and scheduled tasks of `queue` and returns how many. Leased tasks and
-    /// dead tasks are not touched. Backends lacking [`Capability::PurgeScheduled`] delete the
-    /// ready tasks only.
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError>;
-
     /// Deletes the waiting tasks of `queue` that `which` names and returns how many; leased and
     /// dead tasks are not touched. A backend that cannot tell ready from scheduled tasks when
-    /// deleting reports [`DriverError::Unsupported`] for that choice and deletes nothing. The
-    /// default handles [`Waiting::Both`] only, as [`purge`](Driver::purge).
-    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
-        match which {
-            Waiting::Both => self.purge(queue).await,
-            Waiting::Ready | Waiting::Scheduled => Err(DriverError::Unsupported("deleting ready and scheduled tasks separately")),
-        }
+    /// deleting reports [`DriverError::Unsupported`] for that choice and deletes nothing; one
+    /// lacking [`Capability::PurgeScheduled`] deletes the ready tasks for [`Waiting::Both`].
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError>;
+
+    /// Deletes every waiting task of `queue` the backend can reach and returns how many:
+    /// [`purge_waiting`](Driver::purge_waiting) of [`Waiting::Both`], or of the ready tasks on
+    /// a backend lacking [`Capability::PurgeScheduled`]. Not for drivers to override.
+    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+        let which = if self.supports(Capability::PurgeScheduled) { Waiting::Both } else { Waiting::Ready };
+        self.purge_waiting(queue, which).await
     }
 
     /// Lists up to `limit` dead tasks of `queue`, oldest first ([`Capability::ListDead`]).
@@ -288,11 +286,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Deletes the dead tasks of `queue` and returns how many.
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError>;
 
-    /// Tells the driver how many tasks its consumer runs at once (a worker's concurrency), before
-    /// the first [`dequeue`](Driver::dequeue). Backends that push tasks to consumers (RabbitMQ)
-    /// size their prefetch from it; backends that claim on demand ignore it (the default).
-    fn prefetch_hint(&self, tasks: usize) {
-        let _ = tasks;
+    /// Tells the driver how many tasks its consumer runs at once (a worker's concurrency) and
+    /// from how many queues, before the first [`dequeue`](Driver::dequeue). Backends that push
+    /// tasks to consumers (RabbitMQ) size their prefetch from it; backends that claim on demand
+    /// ignore it (the default).
+    fn prefetch_hint(&self, tasks: usize, queues: usize) {
+        let _ = (tasks, queues);
     }
 
     /// Gives back every task this handle fetched ahead of [`dequeue`](Driver::dequeue) but never

@@ -317,11 +317,6 @@ impl Driver for MemoryDriver {
         Ok(state.queues.iter().filter(|(_, q)| !q.index.is_empty() || !q.dead.is_empty()).map(|(n, _)| n.clone()).collect())
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        let which = if self.inner.lacks.contains(&Capability::PurgeScheduled) { Waiting::Ready } else { Waiting::Both };
-        self.purge_waiting(queue, which).await
-    }
-
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
         if which != Waiting::Ready && self.inner.lacks.contains(&Capability::PurgeScheduled) {

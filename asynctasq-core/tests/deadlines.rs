@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId};
 use asynctasq_core::{Client, Driver, DriverError, MemoryDriver, TokioClock, Worker, task};
 
@@ -63,8 +63,8 @@ impl Driver for Hanging {
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
         self.inner.queues().await
     }
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        self.inner.purge(queue).await
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        self.inner.purge_waiting(queue, which).await
     }
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         self.inner.dead(queue, limit).await

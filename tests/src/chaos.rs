@@ -366,6 +366,59 @@ impl Chaos<'_> {
         report
     }
 
+    /// Attempts a kill -9 loop costs: three workers (concurrency 4, `extra` flags) under a
+    /// steady load of tasks allowed one attempt each; every `every` one of them (in turn) is
+    /// SIGKILLed and restarted, `kills` times. A task that a killed worker held, running or
+    /// still in its buffer, has spent its attempt and is dead-lettered at its next delivery.
+    /// Returns how many tasks died (every other task completes).
+    pub async fn dead_after_kills(&self, tasks: u64, rate: u64, task_ms: u64, kills: usize, every: Duration, extra: &[&str]) -> u64 {
+        const CONCURRENCY: u32 = 4;
+        let lease = Duration::from_secs(2);
+        let s = self.setup;
+        let mut workers: Vec<Proc> = (0..3).map(|_| s.spawn_worker(self.exe, QUEUE, CONCURRENCY, extra)).collect();
+        let overrides = Overrides { max_attempts: Some(1), ..overrides(lease) };
+        let produce = async {
+            let batch = (rate / 10).max(1);
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut next = 0;
+            while next < tasks {
+                tick.tick().await;
+                let end = (next + batch).min(tasks);
+                s.client.dispatch_many((next..end).map(|n| Ledgered { n, sleep_ms: task_ms }), overrides.clone()).await.expect("dispatch");
+                next = end;
+            }
+        };
+        let chaos = async {
+            for k in 0..kills {
+                tokio::time::sleep(every).await;
+                let w = &mut workers[k % 3];
+                let pid = i64::from(w.child().id());
+                eventually(Duration::from_secs(10), "the victim to be running a task", || s.busy(pid)).await;
+                w.kill();
+                *w = s.spawn_worker(self.exe, QUEUE, CONCURRENCY, extra);
+            }
+        };
+        tokio::join!(produce, chaos);
+        let dead = || async { s.driver.stats(QUEUE).await.map(|st| st.dead).unwrap_or(0) };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while (s.completions().await.len() as u64) + dead().await < tasks || !s.drained(QUEUE).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for every task to complete or die: {}",
+                self.diagnose(tasks).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for mut w in workers {
+            w.sigterm();
+            assert!(w.exited_ok().await, "a surviving worker exits cleanly on SIGTERM");
+        }
+        // A task can both complete and die: finished, then killed before its ack.
+        let dead = dead().await;
+        assert!(s.completions().await.len() as u64 + dead >= tasks, "every task completed or died, none is lost");
+        dead
+    }
+
     /// Scenarios 3 and 4: two workers drain a backlog; `fault` (a server restart, connection
     /// kills) hits once a quarter is done, `hits` times over. Both workers keep running through
     /// it; each hit may leave every running task of both workers unsettled.

@@ -145,6 +145,25 @@ mod rabbitmq {
     use super::*;
     half_open_scenarios!(shared_rabbitmq_url());
     process_scenarios!("RabbitMQ", Backend::RabbitMq(shared_rabbitmq_url()), FAST);
+
+    /// The broker counts every delivery a killed worker held as an attempt, started or not, so
+    /// the default prefetch holds no more than the worker runs: a kill costs an attempt only
+    /// of tasks it could have started. Measured under a backlog (tasks arrive at twice what the
+    /// workers run, so every buffer is full) beside the earlier default (twice the
+    /// concurrency), with tasks allowed one attempt each, so every attempt a kill costs is a
+    /// dead task: 40 and 20 on this machine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sigkill_costs_an_attempt_only_of_tasks_the_worker_could_run() {
+        const KILLS: usize = 5;
+        let mut dead = Vec::new();
+        for extra in [&["--rabbitmq-prefetch", "8"][..], &[]] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let s = setup(dir.path()).await;
+            dead.push(chaos(&s).dead_after_kills(1500, 600, 40, KILLS, Duration::from_millis(1000), extra).await);
+        }
+        eprintln!("dead after {KILLS} kills of a worker running 4: {} with prefetch 8, {} with the default", dead[0], dead[1]);
+        assert!(dead[1] <= KILLS as u64 * 4, "{} dead: more than the 4 running tasks per kill", dead[1]);
+    }
     server_scenarios!(OwnRabbit, Backend::RabbitMq, 300);
 }
 

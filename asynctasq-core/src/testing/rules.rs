@@ -624,7 +624,7 @@ pub async fn hostile_task_names_are_stored_as_data_or_refused(h: Harness) {
 /// delivered leases alone.
 pub async fn stop_prefetch_gives_back_undelivered_tasks_unspent(h: Harness) {
     let q = h.queue("q");
-    h.driver.prefetch_hint(8);
+    h.driver.prefetch_hint(8, 1);
     let sent: Vec<_> = (0..5).map(|_| h.envelope(&q, LONG)).collect();
     h.driver.enqueue(&sent).await.expect("enqueue");
     let first = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);

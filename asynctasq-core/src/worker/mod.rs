@@ -361,7 +361,7 @@ impl Worker {
         ));
 
         let mut running = JoinSet::new();
-        self.driver.prefetch_hint(self.concurrency);
+        self.driver.prefetch_hint(self.concurrency, names.len());
         let fetched = self.fetch_loop(&shared, &names, &mut running, &fetching).await;
         if let Err(error) = bounded("stop_prefetch", limit, self.driver.stop_prefetch()).await {
             tracing::warn!(%error, "could not give back prefetched tasks; they return when the connection closes");

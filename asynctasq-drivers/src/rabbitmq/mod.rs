@@ -6,17 +6,20 @@
 //! # Leases
 //! A delivery is the lease: the task stays unacknowledged on the consumer's channel while it
 //! runs. Each worker consumes every queue it serves with `basic_consume` on a channel of its
-//! own, with a prefetch of twice the worker's concurrency ([`Driver::prefetch_hint`]: the
-//! running tasks plus one refill; 64 without a hint, or [`RabbitMqConfig::prefetch`]); deliveries wait in a local buffer until
+//! own, with a prefetch of the worker's concurrency ([`Driver::prefetch_hint`]; twice that for
+//! a worker of several queues, the running tasks plus one refill; 64 without a hint, or
+//! [`RabbitMqConfig::prefetch`]); deliveries wait in a local buffer until
 //! [`dequeue`](Driver::dequeue) hands them out, and [`wait_ready`](Driver::wait_ready) wakes
 //! on the next delivery, so nothing polls the broker.
 //!
 //! * **Crashes.** When a worker dies or loses its connection, the broker requeues every
 //!   unacknowledged delivery of its channels, and the quorum queue counts it in
 //!   `x-delivery-count`, so the redelivery is the next attempt. That includes the deliveries
-//!   it had prefetched but not started (at most one refill, see above): a crash counts them as
-//!   an attempt too, as a delivery that never settled. A worker that stops gracefully gives
-//!   them back uncounted ([`Driver::stop_prefetch`]).
+//!   it had prefetched but not started: a crash counts them as an attempt too, as a delivery
+//!   that never settled. So a worker of one queue holds no more than it runs, and a crash costs
+//!   an attempt only of tasks it could have started; a worker of several queues holds one
+//!   refill more per queue (see above). A worker that stops gracefully gives them back
+//!   uncounted ([`Driver::stop_prefetch`]).
 //! * **Lease expiry and fencing.** The driver tracks the expiry of each lease it handed out;
 //!   a lease that runs out without being settled or extended is rejected with `requeue` (the
 //!   queue counts the attempt), and a settle or extend with a lease the driver no longer holds
@@ -87,7 +90,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use lapin::options::{BasicAckOptions, QueuePurgeOptions};
 use tokio::sync::Notify;
@@ -109,8 +112,9 @@ pub struct RabbitMqConfig {
     pub url: String,
     /// Prefix of every queue name (default `asynctasq`); letters, digits and `_ - .` only.
     pub prefix: String,
-    /// Deliveries each consumer may hold (buffered or running); `None` makes it twice
-    /// [`Driver::prefetch_hint`] (a worker's concurrency), or 64 without a hint.
+    /// Deliveries each consumer may hold (buffered or running); `None` makes it
+    /// [`Driver::prefetch_hint`]'s (a worker's concurrency, twice that for several queues), or
+    /// 64 without a hint.
     pub prefetch: Option<u16>,
     /// The broker's `consumer_timeout` (default 30 minutes, RabbitMQ's default); leases never
     /// outlive it (see the module docs).
@@ -365,10 +369,7 @@ impl Inner {
         let prefetch = match (self.config.prefetch, self.prefetch_hint.load(Ordering::Relaxed)) {
             (Some(p), _) => usize::from(p.max(1)),
             (None, 0) => DEFAULT_PREFETCH,
-            // Room for a full refill on top of the running tasks: a slot freed before its ack
-            // reaches the broker still finds this queue's next task buffered, so the engine's
-            // priority order decides, not the order in which credit comes back.
-            (None, hint) => hint.saturating_mul(2).min(usize::from(u16::MAX)),
+            (None, hint) => hint.min(usize::from(u16::MAX)),
         };
         let seq = self.consumer_seq.fetch_add(1, Ordering::Relaxed);
         let owner: Weak<dyn Owner> = Arc::downgrade(self) as Weak<Self>;
@@ -667,7 +668,10 @@ impl Driver for RabbitMqDriver {
             .await
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        if which != Waiting::Both {
+            return Err(DriverError::Unsupported("deleting ready and scheduled tasks separately"));
+        }
         self.inner
             .bounded("purge", self.inner.config.request_timeout, async move {
                 validate_queue_name(queue)?;
@@ -729,8 +733,14 @@ impl Driver for RabbitMqDriver {
             .await
     }
 
-    fn prefetch_hint(&self, tasks: usize) {
-        self.inner.prefetch_hint.store(tasks, Ordering::Relaxed);
+    fn prefetch_hint(&self, tasks: usize, queues: usize) {
+        // Several queues: room for a full refill on top of the running tasks, so a slot freed
+        // before its ack reaches the broker still finds its queue's next task buffered and the
+        // engine's priority order decides, not the order in which credit comes back. One
+        // queue has no order to keep: a worker holds no more than it runs, so a crash costs
+        // an attempt only of tasks it had started.
+        let prefetch = if queues > 1 { tasks.saturating_mul(2) } else { tasks };
+        self.inner.prefetch_hint.store(prefetch, Ordering::Relaxed);
     }
 
     async fn stop_prefetch(&self) -> Result<(), DriverError> {

@@ -63,7 +63,7 @@ pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
 use crate::redact::redact_url;
 use ::redis::{Script, Value};
 use async_trait::async_trait;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, WorkerInfo};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
 use asynctasq_core::{CodecError, DriverError};
 
@@ -574,7 +574,10 @@ impl Driver for RedisDriver {
         Ok(names.into_iter().zip(present).filter(|(_, n)| *n > 0).map(|(q, _)| q).collect())
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        if which != Waiting::Both {
+            return Err(DriverError::Unsupported("deleting ready and scheduled tasks separately"));
+        }
         let k = self.keys(queue)?;
         k.invoke(&self.inner.scripts.purge).arg(now()).invoke_async(&mut self.conn()).await.map_err(|e| map_err("purge", e))
     }

@@ -564,19 +564,6 @@ impl Driver for MySqlDriver {
             .await
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        self.inner
-            .pools
-            .call("purge", async move {
-                validate_queue_name(queue)?;
-                let sql = format!("DELETE FROM {} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)", self.inner.tasks);
-                let done =
-                    sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge", e))?;
-                Ok(done.rows_affected())
-            })
-            .await
-    }
-
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         self.inner
             .pools
@@ -584,7 +571,7 @@ impl Driver for MySqlDriver {
                 validate_queue_name(queue)?;
                 let t = &self.inner.tasks;
                 let sql = match which {
-                    Waiting::Both => return self.purge(queue).await,
+                    Waiting::Both => format!("DELETE FROM {t} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)"),
                     Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND visible_at <= ?"),
                     Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ?"),
                 };

@@ -569,22 +569,6 @@ impl Driver for PostgresDriver {
             .await
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        self.inner
-            .pools
-            .call("purge", async move {
-                validate_queue_name(queue)?;
-                let done = sqlx::query(q(&self.inner.sql.purge))
-                    .bind(queue)
-                    .bind(now())
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("purge", e))?;
-                Ok(done.rows_affected())
-            })
-            .await
-    }
-
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         self.inner
             .pools
@@ -592,7 +576,7 @@ impl Driver for PostgresDriver {
                 validate_queue_name(queue)?;
                 let t = format!("\"{}_tasks\"", self.inner.prefix);
                 let sql = match which {
-                    Waiting::Both => return self.purge(queue).await,
+                    Waiting::Both => self.inner.sql.purge.clone(),
                     Waiting::Ready => format!("DELETE FROM {t} WHERE queue = $1 AND visible_at <= $2"),
                     Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2"),
                 };

@@ -397,21 +397,10 @@ impl Driver for SqliteDriver {
             .map_err(|e| map_err("list queues", e))
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
-        validate_queue_name(queue)?;
-        let done = sqlx::query("DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (lease_token IS NULL OR visible_at <= ?2)")
-            .bind(queue)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err("purge", e))?;
-        Ok(done.rows_affected())
-    }
-
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
         let sql = match which {
-            Waiting::Both => return self.purge(queue).await,
+            Waiting::Both => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (lease_token IS NULL OR visible_at <= ?2)",
             Waiting::Ready => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND visible_at <= ?2",
             Waiting::Scheduled => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2",
         };

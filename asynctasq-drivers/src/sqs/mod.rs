@@ -659,20 +659,16 @@ impl Driver for SqsDriver {
         }
     }
 
-    async fn purge(&self, queue: &str) -> Result<u64, DriverError> {
+    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
+        if which == Waiting::Scheduled {
+            return Err(DriverError::Unsupported("deleting scheduled tasks (SQS cannot reach delayed or hidden messages)"));
+        }
         let Some(q) = self.inner.sqs.queue(queue, false).await? else { return Ok(0) };
         let mut receipts: Vec<String> = self.inner.buffers.take(queue, usize::MAX).into_iter().map(|b| b.msg.meta.receipt).collect();
         receipts.extend(batch::drain(&self.inner.sqs, &q.url, 60, usize::MAX).await?.into_iter().map(|m| m.meta.receipt));
         let refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
         let failed = batch::delete(&self.inner.sqs, &q.url, &refs).await?;
         Ok((receipts.len() - failed.len()) as u64)
-    }
-
-    async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
-        match which {
-            Waiting::Ready | Waiting::Both => self.purge(queue).await,
-            Waiting::Scheduled => Err(DriverError::Unsupported("deleting scheduled tasks (SQS cannot reach delayed or hidden messages)")),
-        }
     }
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
