@@ -53,8 +53,10 @@ pub struct TaskContext {
     pub(crate) id: TaskId,
     pub(crate) name: String,
     pub(crate) queue: String,
+    /// This delivery's number, from 1.
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
+    /// Cancelled when the run must stop: its lease was lost, or its timeout ran out.
     pub(crate) cancel: CancellationToken,
 }
 

@@ -47,26 +47,16 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
 }
 
 fn supported() -> Vec<&'static str> {
-    let mut v = vec!["memory:"];
-    if cfg!(feature = "sqlite") {
-        v.push("sqlite://");
-    }
-    if cfg!(feature = "redis") {
-        v.push("redis://");
-    }
-    if cfg!(feature = "postgres") {
-        v.push("postgres://");
-    }
-    if cfg!(feature = "mysql") {
-        v.push("mysql://");
-    }
-    if cfg!(feature = "rabbitmq") {
-        v.push("amqp://");
-    }
-    if cfg!(feature = "sqs") {
-        v.push("sqs://");
-    }
-    v
+    let compiled = [
+        ("memory:", true),
+        ("sqlite://", cfg!(feature = "sqlite")),
+        ("redis://", cfg!(feature = "redis")),
+        ("postgres://", cfg!(feature = "postgres")),
+        ("mysql://", cfg!(feature = "mysql")),
+        ("amqp://", cfg!(feature = "rabbitmq")),
+        ("sqs://", cfg!(feature = "sqs")),
+    ];
+    compiled.into_iter().filter(|(_, on)| *on).map(|(scheme, _)| scheme).collect()
 }
 
 #[cfg(test)]

@@ -1,115 +1,55 @@
-//! Every driver of this crate against the shared conformance suite, one module per backend.
+//! Every driver of this crate against the shared conformance suite, one module per backend,
+//! each opened through [`asynctasq_drivers::connect`] with names of its own per test: a key,
+//! table or queue prefix (`asynctasq-test-*`, `asynctasq_test_*`, `at-*`) that `scripts/test`
+//! sweeps, on the server at the backend's `ASYNCTASQ_TEST_*` variable (default the local one).
 
-#[cfg(feature = "sqlite")]
-mod sqlite {
-    use std::sync::Arc;
-
-    use asynctasq_core::Driver;
-    use asynctasq_drivers::SqliteDriver;
-
-    /// A fresh database file per test, removed with the process's temp dir.
-    async fn driver() -> Arc<dyn Driver> {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
-        let url = format!("sqlite://{}/conformance.db", dir.display());
-        Arc::new(SqliteDriver::connect(&url).await.expect("open SQLite"))
-    }
-
-    asynctasq_core::conformance_tests!(driver);
+/// A random suffix for names of a test's own.
+#[allow(dead_code)]
+fn own() -> String {
+    format!("{:08x}", fastrand::u32(..))
 }
 
-#[cfg(feature = "redis")]
-mod redis {
-    use std::sync::Arc;
-
-    use asynctasq_core::Driver;
-    use asynctasq_drivers::{RedisConfig, RedisDriver};
-
-    /// A key prefix of its own per test (`asynctasq-test-*`, swept by `scripts/test`), on the
-    /// Redis at `ASYNCTASQ_TEST_REDIS_URL` (default the local one).
-    async fn driver() -> Arc<dyn Driver> {
-        let url = std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mut config = RedisConfig::new(url);
-        config.prefix = format!("asynctasq-test-{:08x}:", fastrand::u32(..));
-        Arc::new(RedisDriver::connect_with(config).await.expect("Redis must be reachable (scripts/test starts it)"))
-    }
-
-    asynctasq_core::conformance_tests!(driver);
+/// `$var`, or `default` when it is not set.
+#[allow(dead_code)]
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.into())
 }
 
-#[cfg(feature = "postgres")]
-mod postgres {
-    use std::sync::Arc;
+/// The conformance suite for one backend: module `$name`, built with feature `$feature`, on
+/// a driver opened for each test from the URL `$url` makes (or by the body `$make` of an
+/// `async fn`).
+macro_rules! conformance_on {
+    ($feature:literal, $name:ident, url: $url:expr $(, lacks: $lacks:tt)?) => {
+        conformance_on!($feature, $name, driver: {
+            let url: String = $url;
+            asynctasq_drivers::connect(&url).await.unwrap_or_else(|e| panic!("{} must be reachable (scripts/test starts it): {e}", stringify!($name)))
+        } $(, lacks: $lacks)?);
+    };
+    ($feature:literal, $name:ident, driver: $make:expr $(, lacks: $lacks:tt)?) => {
+        #[cfg(feature = $feature)]
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
 
-    use asynctasq_core::Driver;
-    use asynctasq_drivers::{PostgresConfig, PostgresDriver};
+            async fn driver() -> std::sync::Arc<dyn asynctasq_core::Driver> {
+                $make
+            }
 
-    /// Tables of its own per test (`asynctasq_test_*`, dropped by `scripts/test`), in the
-    /// database at `ASYNCTASQ_TEST_POSTGRES_URL` (default the local `test` database).
-    async fn driver() -> Arc<dyn Driver> {
-        let url = std::env::var("ASYNCTASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let mut config = PostgresConfig::new(url);
-        config.table_prefix = format!("asynctasq_test_{:08x}", fastrand::u32(..));
-        config.max_connections = 4;
-        Arc::new(PostgresDriver::connect_with(config).await.expect("PostgreSQL must be reachable (scripts/test starts it)"))
-    }
-
-    asynctasq_core::conformance_tests!(driver);
+            asynctasq_core::conformance_tests!(driver $(, lacks: $lacks)?);
+        }
+    };
 }
 
-#[cfg(feature = "mysql")]
-mod mysql {
-    use std::sync::Arc;
-
-    use asynctasq_core::Driver;
-    use asynctasq_drivers::{MySqlConfig, MySqlDriver};
-
-    /// Tables of its own per test (`asynctasq_test_*`, dropped by `scripts/test`), in the
-    /// database at `ASYNCTASQ_TEST_MYSQL_URL` (default the local MariaDB `test` database).
-    async fn driver() -> Arc<dyn Driver> {
-        let url = std::env::var("ASYNCTASQ_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-        let mut config = MySqlConfig::new(url);
-        config.table_prefix = format!("asynctasq_test_{:08x}", fastrand::u32(..));
-        config.max_connections = 4;
-        Arc::new(MySqlDriver::connect_with(config).await.expect("MySQL must be reachable (scripts/test starts it)"))
-    }
-
-    asynctasq_core::conformance_tests!(driver);
-}
-
-#[cfg(feature = "rabbitmq")]
-mod rabbitmq {
-    use std::sync::Arc;
-
-    use asynctasq_core::Driver;
-    use asynctasq_drivers::{RabbitMqConfig, RabbitMqDriver};
-
-    /// Queues of its own per test (prefix `asynctasq-test-*`), on the broker and vhost at
-    /// `ASYNCTASQ_TEST_RABBITMQ_URL` (`scripts/test` makes a vhost per run and deletes it).
-    async fn driver() -> Arc<dyn Driver> {
-        let url = std::env::var("ASYNCTASQ_TEST_RABBITMQ_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        let mut config = RabbitMqConfig::new(url);
-        config.prefix = format!("asynctasq-test-{:08x}", fastrand::u32(..));
-        Arc::new(RabbitMqDriver::connect_with(config).await.expect("RabbitMQ must be reachable (scripts/test starts it)"))
-    }
-
-    asynctasq_core::conformance_tests!(driver, lacks: [ExactStats, WorkerRegistry, ServerInfo]);
-}
-
-#[cfg(feature = "sqs")]
-mod sqs {
-    use std::sync::Arc;
-
-    use asynctasq_core::Driver;
-    use asynctasq_drivers::{SqsConfig, SqsDriver};
-
-    /// SQS queues of its own per test (prefix `at-<random>-`), on the SQS endpoint at
-    /// `ASYNCTASQ_TEST_SQS_ENDPOINT` (moto, which `scripts/test` starts).
-    pub(crate) async fn driver() -> Arc<dyn Driver> {
-        let endpoint = std::env::var("ASYNCTASQ_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-        let mut config = SqsConfig::local(endpoint);
-        config.queue_prefix = format!("at-{:08x}-", fastrand::u32(..));
-        Arc::new(SqsDriver::connect(config).await.expect("SQS (moto) must be reachable (scripts/test starts it)"))
-    }
-
-    asynctasq_core::conformance_tests!(driver, lacks: [Fencing, ExactStats, PurgeScheduled, WorkerRegistry, ServerInfo]);
-}
+// A fresh database file per test, removed with the process's temp dir.
+conformance_on!("sqlite", sqlite, url: format!("sqlite://{}/conformance.db", tempfile::tempdir().expect("temp dir").keep().display()));
+conformance_on!("redis", redis, url: format!("{}?prefix=asynctasq-test-{}:", env_or("ASYNCTASQ_TEST_REDIS_URL", "redis://127.0.0.1:6379"), own()));
+conformance_on!("postgres", postgres, url: format!("{}?table_prefix=asynctasq_test_{}&max_connections=4", env_or("ASYNCTASQ_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"), own()));
+conformance_on!("mysql", mysql, url: format!("{}?table_prefix=asynctasq_test_{}&max_connections=4", env_or("ASYNCTASQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"), own()));
+// On the vhost of `ASYNCTASQ_TEST_RABBITMQ_URL` (`scripts/test` makes one per run and deletes it).
+conformance_on!("rabbitmq", rabbitmq, url: format!("{}?prefix=asynctasq-test-{}", env_or("ASYNCTASQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"), own()), lacks: [ExactStats, WorkerRegistry, ServerInfo]);
+// On moto (which `scripts/test` starts) with its dummy credentials, which no URL carries.
+conformance_on!("sqs", sqs, driver: {
+    let mut config = asynctasq_drivers::SqsConfig::local(env_or("ASYNCTASQ_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566"));
+    config.queue_prefix = format!("at-{}-", own());
+    std::sync::Arc::new(asynctasq_drivers::SqsDriver::connect(config).await.expect("SQS (moto) must be reachable (scripts/test starts it)"))
+}, lacks: [Fencing, ExactStats, PurgeScheduled, WorkerRegistry, ServerInfo]);

@@ -131,24 +131,28 @@ async fn backlog(driver: &Arc<RabbitMqDriver>, queue: &str, n: u64) {
     Client::new(driver.clone()).dispatch_many((0..n).map(|_| Nap { ms: 1 }), overrides).await.expect("dispatch");
 }
 
+/// The queues of the first `n` starts of a worker of `queues`, after a backlog of `per_queue`
+/// tasks in each of `backlogs` (dispatched in that order).
+async fn first_starts(backlogs: [&str; 2], per_queue: u64, queues: &str, n: usize) -> Vec<String> {
+    let driver = driver(|_| {}).await;
+    for queue in backlogs {
+        backlog(&driver, queue, per_queue).await;
+    }
+    let order = start_order(driver, queues, n as u64).await;
+    assert_eq!(order.len(), n);
+    order
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_priority_drains_the_higher_queue_first() {
-    let driver = driver(|_| {}).await;
-    backlog(&driver, "low", 20).await;
-    backlog(&driver, "high", 20).await;
-    let order = start_order(driver.clone(), "high,low", 20).await;
-    assert_eq!(order.len(), 20);
+    let order = first_starts(["low", "high"], 20, "high,low", 20).await;
     assert!(order.iter().all(|q| q == "high"), "the low queue ran while the high one had tasks: {order:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_priority_shares_by_weight_and_starves_no_queue() {
-    let driver = driver(|_| {}).await;
-    backlog(&driver, "heavy", 60).await;
-    backlog(&driver, "light", 60).await;
-    let order = start_order(driver.clone(), "heavy:3,light:1", 40).await;
+    let order = first_starts(["heavy", "light"], 60, "heavy:3,light:1", 40).await;
     let heavy = order.iter().filter(|q| *q == "heavy").count();
-    assert_eq!(order.len(), 40);
     assert!((26..=34).contains(&heavy), "heavy:3,light:1 should give heavy ~30 of 40 starts, got {heavy}: {order:?}");
 }
 

@@ -49,22 +49,25 @@ fn envelope(driver: &Arc<SqliteDriver>, queue: &str) -> asynctasq_core::Envelope
     asynctasq_core::Client::new(driver.clone()).envelope_from_payload("t", vec![0x90], &overrides, &Default::default()).expect("envelope")
 }
 
-#[tokio::test]
-async fn task_enqueued_in_a_committed_transaction_exists() {
-    let (_dir, url) = fresh().await;
+/// A fresh database with a transaction open that has enqueued one task to queue `tx`.
+async fn enqueued_in_a_transaction() -> (tempfile::TempDir, Arc<SqliteDriver>, sqlx::Transaction<'static, sqlx::Sqlite>) {
+    let (dir, url) = fresh().await;
     let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
     let mut tx = driver.pool().begin().await.expect("begin");
     driver.enqueue_in(&mut tx, &[envelope(&driver, "tx")]).await.expect("enqueue in tx");
+    (dir, driver, tx)
+}
+
+#[tokio::test]
+async fn task_enqueued_in_a_committed_transaction_exists() {
+    let (_dir, driver, tx) = enqueued_in_a_transaction().await;
     tx.commit().await.expect("commit");
     assert_eq!(driver.dequeue("tx", 10).await.expect("dequeue").len(), 1);
 }
 
 #[tokio::test]
 async fn task_enqueued_in_a_rolled_back_transaction_never_exists() {
-    let (_dir, url) = fresh().await;
-    let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
-    let mut tx = driver.pool().begin().await.expect("begin");
-    driver.enqueue_in(&mut tx, &[envelope(&driver, "tx")]).await.expect("enqueue in tx");
+    let (_dir, driver, tx) = enqueued_in_a_transaction().await;
     tx.rollback().await.expect("rollback");
     assert_eq!(driver.stats("tx").await.expect("stats"), Default::default());
 }

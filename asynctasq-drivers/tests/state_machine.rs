@@ -15,9 +15,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use asynctasq_core::envelope::{ENVELOPE_VERSION, unix_millis};
 use asynctasq_core::{Capability, DeadSelector, Driver, DriverError, Envelope, Lease, MemoryDriver, TaskId};
 use proptest::prelude::*;
 
@@ -88,21 +87,13 @@ struct Side {
 }
 
 fn envelope(id: TaskId, delayed: bool, lease: Duration) -> Envelope {
-    let now = unix_millis(SystemTime::now());
-    Envelope {
-        version: ENVELOPE_VERSION,
-        id,
-        name: "model.noop".into(),
-        queue: Q.into(),
-        payload: vec![0x90],
-        attempt: 0,
-        max_attempts: 100,
-        timeout_ms: None,
-        lease_ms: lease.as_millis() as u64,
-        created_at: now,
-        not_before: if delayed { now + 3_600_000 } else { now },
-        headers: BTreeMap::new(),
+    let mut e = asynctasq_core::testing::envelope(Q, lease);
+    e.id = id;
+    e.max_attempts = 100;
+    if delayed {
+        e.not_before += 3_600_000;
     }
+    e
 }
 
 /// What an operation showed, in a form both drivers must produce alike.
@@ -264,80 +255,53 @@ fn own_suffix() -> String {
     format!("{:08x}", fastrand::u32(..))
 }
 
-#[cfg(feature = "sqlite")]
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
+/// One backend's property: `$cases` random sequences of up to `$ops` operations, each on a
+/// driver `$make` opens (an `async` block, after the `$setup` statements), in lockstep with the
+/// model.
+macro_rules! follows_the_model {
+    ($feature:literal, $name:ident, $cases:literal, $ops:literal, { $($setup:tt)* } => $make:expr) => {
+        #[cfg(feature = $feature)]
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: $cases, max_shrink_iters: 32, ..ProptestConfig::default() })]
 
-    #[test]
-    fn sqlite_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/model.db", dir.path().display());
-        check(ops, || async move { Arc::new(asynctasq_drivers::SqliteDriver::connect(&url).await.expect("sqlite")) as Arc<dyn Driver> })?;
-    }
+            #[test]
+            fn $name(ops in proptest::collection::vec(op(), 1..$ops)) {
+                $($setup)*
+                check(ops, || $make)?;
+            }
+        }
+    };
 }
 
-#[cfg(feature = "redis")]
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 8, max_shrink_iters: 32, ..ProptestConfig::default() })]
-
-    #[test]
-    fn redis_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let mut config = asynctasq_drivers::RedisConfig::new(std::env::var("ASYNCTASQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
-        config.prefix = format!("asynctasq-test-{}:", own_suffix());
-        check(ops, || async move { Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis")) as Arc<dyn Driver> })?;
-    }
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.into())
 }
 
-#[cfg(feature = "postgres")]
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 8, max_shrink_iters: 32, ..ProptestConfig::default() })]
+follows_the_model!("sqlite", sqlite_keeps_the_same_states_as_the_model, 24, 40, {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/model.db", dir.path().display());
+} => async move {
+    Arc::new(asynctasq_drivers::SqliteDriver::connect(&url).await.expect("sqlite")) as Arc<dyn Driver>
+});
 
-    #[test]
-    fn postgres_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let url = std::env::var("ASYNCTASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let mut config = asynctasq_drivers::PostgresConfig::new(url);
-        config.table_prefix = format!("asynctasq_test_{}", own_suffix());
-        config.max_connections = 2;
-        check(ops, || async move { Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.expect("PostgreSQL")) as Arc<dyn Driver> })?;
-    }
+/// The driver at `$var` (default `default`) with the URL options `options`, in which `{own}`
+/// becomes a suffix of this case's own: one seam for every backend.
+async fn connect(var: &str, default: &str, options: &str) -> Arc<dyn Driver> {
+    let url = format!("{}?{}", env_or(var, default), options.replace("{own}", &own_suffix()));
+    asynctasq_drivers::connect(&url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[cfg(feature = "mysql")]
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 8, max_shrink_iters: 32, ..ProptestConfig::default() })]
+follows_the_model! { "redis", redis_keeps_the_same_states_as_the_model, 8, 40, {} =>
+connect("ASYNCTASQ_TEST_REDIS_URL", "redis://127.0.0.1:6379", "prefix=asynctasq-test-{own}:") }
+follows_the_model! { "postgres", postgres_keeps_the_same_states_as_the_model, 8, 40, {} =>
+connect("ASYNCTASQ_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test", "table_prefix=asynctasq_test_{own}&max_connections=2") }
+follows_the_model! { "mysql", mysql_keeps_the_same_states_as_the_model, 8, 40, {} =>
+connect("ASYNCTASQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test", "table_prefix=asynctasq_test_{own}&max_connections=2") }
+follows_the_model! { "rabbitmq", rabbitmq_keeps_the_same_states_as_the_model, 4, 30, {} =>
+connect("ASYNCTASQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f", "prefix=asynctasq-test-{own}") }
 
-    #[test]
-    fn mysql_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let url = std::env::var("ASYNCTASQ_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-        let mut config = asynctasq_drivers::MySqlConfig::new(url);
-        config.table_prefix = format!("asynctasq_test_{}", own_suffix());
-        config.max_connections = 2;
-        check(ops, || async move { Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.expect("MySQL")) as Arc<dyn Driver> })?;
-    }
-}
-
-#[cfg(feature = "rabbitmq")]
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 4, max_shrink_iters: 16, ..ProptestConfig::default() })]
-
-    #[test]
-    fn rabbitmq_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..30)) {
-        let url = std::env::var("ASYNCTASQ_TEST_RABBITMQ_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        let mut config = asynctasq_drivers::RabbitMqConfig::new(url);
-        config.prefix = format!("asynctasq-test-{}", own_suffix());
-        check(ops, || async move { Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await.expect("RabbitMQ")) as Arc<dyn Driver> })?;
-    }
-}
-
-#[cfg(feature = "sqs")]
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 4, max_shrink_iters: 16, ..ProptestConfig::default() })]
-
-    #[test]
-    fn sqs_keeps_the_same_states_as_the_model(ops in proptest::collection::vec(op(), 1..30)) {
-        let endpoint = std::env::var("ASYNCTASQ_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-        let mut config = asynctasq_drivers::SqsConfig::local(endpoint);
-        config.queue_prefix = format!("at-{}-", own_suffix());
-        check(ops, || async move { Arc::new(asynctasq_drivers::SqsDriver::connect(config).await.expect("SQS (moto)")) as Arc<dyn Driver> })?;
-    }
-}
+follows_the_model!("sqs", sqs_keeps_the_same_states_as_the_model, 4, 30, {} => async {
+    let mut config = asynctasq_drivers::SqsConfig::local(env_or("ASYNCTASQ_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566"));
+    config.queue_prefix = format!("at-{}-", own_suffix());
+    Arc::new(asynctasq_drivers::SqsDriver::connect(config).await.expect("SQS (moto)")) as Arc<dyn Driver>
+});

@@ -119,27 +119,23 @@ mod sqlite {
     process_scenarios!("SQLite", Backend::Sqlite, FAST);
 }
 
-mod redis {
-    use super::*;
-    half_open_scenarios!(shared_redis_url());
-    process_scenarios!("Redis", Backend::Redis(shared_redis_url()), FAST);
-    // Its own server keeps an append-only file, fsynced on every write.
-    server_scenarios!(OwnRedis, Backend::Redis, 200);
+/// A server backend's module: every scenario, half-open connections on the shared server
+/// at `$url`, restarts and connection kills (`$gap_ms` apart) on a `$server` of its own.
+macro_rules! server_backend {
+    ($module:ident, $name:literal, $backend:expr, $url:expr, $server:ty, $gap_ms:literal) => {
+        mod $module {
+            use super::*;
+            half_open_scenarios!($url);
+            process_scenarios!($name, ($backend)($url), FAST);
+            server_scenarios!($server, $backend, $gap_ms);
+        }
+    };
 }
 
-mod postgres {
-    use super::*;
-    half_open_scenarios!(shared_postgres_url());
-    process_scenarios!("PostgreSQL", Backend::Postgres(shared_postgres_url()), FAST);
-    server_scenarios!(OwnPostgres, Backend::Postgres, 300);
-}
-
-mod mysql {
-    use super::*;
-    half_open_scenarios!(shared_mysql_url());
-    process_scenarios!("MariaDB", Backend::MySql(shared_mysql_url()), FAST);
-    server_scenarios!(OwnMariaDb, Backend::MySql, 300);
-}
+// Redis's own server keeps an append-only file, fsynced on every write.
+server_backend! { redis, "Redis", Backend::Redis, shared_redis_url(), OwnRedis, 200 }
+server_backend! { postgres, "PostgreSQL", Backend::Postgres, shared_postgres_url(), OwnPostgres, 300 }
+server_backend! { mysql, "MariaDB", Backend::MySql, shared_mysql_url(), OwnMariaDb, 300 }
 
 mod rabbitmq {
     use super::*;

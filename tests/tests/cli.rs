@@ -12,19 +12,20 @@ fn worker_cmd(s: &Setup) -> Command {
     cmd
 }
 
+/// `ledger-worker worker` on the setup's backend with `flags`; what it printed, once it
+/// exited 0 (its stderr is the failure message otherwise).
+fn run_worker(mut cmd: Command, s: &Setup, flags: &[&str]) -> std::process::Output {
+    let out = cmd.arg("worker").args(&s.backend_args).args(flags).timeout(Duration::from_secs(60)).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_binary_worker_runs_its_tasks_until_empty() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
     s.dispatch("emails", 25, 1, Duration::from_secs(30)).await;
-    let out = worker_cmd(&s)
-        .arg("worker")
-        .args(&s.backend_args)
-        .args(["--queues", "emails", "--stop-when-empty", "--json"])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_worker(worker_cmd(&s), &s, &["--queues", "emails", "--stop-when-empty", "--json"]);
     let counts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON counts on stdout");
     assert_eq!(counts["succeeded"], 25);
     assert_eq!(s.completions().await.len(), 25);
@@ -35,14 +36,7 @@ async fn max_tasks_flag_stops_after_exactly_that_many() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
     s.dispatch("default", 30, 1, Duration::from_secs(30)).await;
-    let out = worker_cmd(&s)
-        .arg("worker")
-        .args(&s.backend_args)
-        .args(["--max-tasks", "7", "--concurrency", "5", "--json"])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_worker(worker_cmd(&s), &s, &["--max-tasks", "7", "--concurrency", "5", "--json"]);
     let counts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON counts");
     assert_eq!((counts["started"].as_u64(), counts["succeeded"].as_u64()), (Some(7), Some(7)));
     assert_eq!(s.completions().await.len(), 7);
@@ -115,15 +109,9 @@ async fn logs_of_a_failed_task_name_it_at_the_default_level_in_plain_text() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
     let id = s.client.dispatch(asynctasq_tests::FailsOnce { n: 7, retry_ms: 10 }).queue("logs").await.expect("dispatch");
-    let out = worker_cmd(&s)
-        .env_remove("ASYNCTASQ_LOG")
-        .arg("worker")
-        .args(&s.backend_args)
-        .args(["--queues", "logs", "--stop-when-empty"])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut cmd = worker_cmd(&s);
+    cmd.env_remove("ASYNCTASQ_LOG");
+    let out = run_worker(cmd, &s, &["--queues", "logs", "--stop-when-empty"]);
     let err = String::from_utf8_lossy(&out.stderr);
     let line =
         err.lines().find(|l| l.contains("retry scheduled")).unwrap_or_else(|| panic!("a retry is logged at the default level: {err}"));

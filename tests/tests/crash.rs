@@ -4,22 +4,28 @@
 
 use std::time::Duration;
 
-use asynctasq_tests::{Setup, eventually};
+use asynctasq_tests::{Proc, Setup, eventually};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
+
+/// A worker (with `flags`) that holds all `n` tasks of `queue`, each running `task_ms`, under
+/// leases of 300 s: long enough that only an explicit release brings a task back.
+async fn worker_holding(s: &Setup, queue: &str, n: u64, task_ms: u64, flags: &[&str]) -> Proc {
+    s.dispatch(queue, n, task_ms, Duration::from_secs(300)).await;
+    let worker = s.spawn_worker(WORKER, queue, n as u32, flags);
+    eventually(Duration::from_secs(30), "the worker to lease every task", || async {
+        s.driver.stats(queue).await.expect("stats").leased == n
+    })
+    .await;
+    worker
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_unfinished_tasks_for_the_next_worker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
-    // Tasks far longer than the grace period, with a lease long enough that only an explicit
-    // release can bring them back within the test.
-    s.dispatch("deploy", 3, 3_000, Duration::from_secs(300)).await;
-    let mut old = s.spawn_worker(WORKER, "deploy", 3, &["--shutdown-grace", "200ms"]);
-    eventually(Duration::from_secs(30), "the old worker to lease all tasks", || async {
-        s.driver.stats("deploy").await.expect("stats").leased == 3
-    })
-    .await;
+    // Tasks far longer than the grace period.
+    let mut old = worker_holding(&s, "deploy", 3, 3_000, &["--shutdown-grace", "200ms"]).await;
     old.sigterm();
     assert!(old.exited_ok().await, "graceful stop exits 0");
     let st = s.driver.stats("deploy").await.expect("stats");
@@ -38,12 +44,7 @@ async fn sigterm_releases_unfinished_tasks_for_the_next_worker() {
 async fn second_signal_stops_at_once_and_still_releases() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
-    s.dispatch("impatient", 2, 60_000, Duration::from_secs(300)).await;
-    let mut worker = s.spawn_worker(WORKER, "impatient", 2, &["--shutdown-grace", "10m"]);
-    eventually(Duration::from_secs(30), "both tasks to be leased", || async {
-        s.driver.stats("impatient").await.expect("stats").leased == 2
-    })
-    .await;
+    let mut worker = worker_holding(&s, "impatient", 2, 60_000, &["--shutdown-grace", "10m"]).await;
     worker.sigterm();
     // The first signal alone would wait ten minutes for the tasks.
     tokio::time::sleep(Duration::from_millis(300)).await;

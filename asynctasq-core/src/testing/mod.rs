@@ -64,21 +64,7 @@ impl Harness {
 
     /// An envelope for `queue`, due now, with a lease of `lease`.
     pub fn envelope(&self, queue: &str, lease: Duration) -> Envelope {
-        let now = SystemClock.now();
-        Envelope {
-            version: ENVELOPE_VERSION,
-            id: TaskId::new(),
-            name: "conformance.noop".into(),
-            queue: queue.to_owned(),
-            payload: vec![0x90],
-            attempt: 0,
-            max_attempts: 5,
-            timeout_ms: None,
-            lease_ms: lease.as_millis() as u64,
-            created_at: now,
-            not_before: now,
-            headers: Default::default(),
-        }
+        envelope(queue, lease)
     }
 
     /// Asserts that the driver has `capability`: a rule runs only for drivers that did not
@@ -183,6 +169,26 @@ macro_rules! __conformance_need {
     ($cap:ident) => {
         ::std::option::Option::Some($crate::Capability::$cap)
     };
+}
+
+/// A no-op task's envelope for `queue` (a new id, 5 attempts), due now, with a lease of
+/// `lease`: what rules and driver tests enqueue.
+pub fn envelope(queue: &str, lease: Duration) -> Envelope {
+    let now = SystemClock.now();
+    Envelope {
+        version: ENVELOPE_VERSION,
+        id: TaskId::new(),
+        name: "conformance.noop".into(),
+        queue: queue.to_owned(),
+        payload: vec![0x90],
+        attempt: 0,
+        max_attempts: 5,
+        timeout_ms: None,
+        lease_ms: lease.as_millis() as u64,
+        created_at: now,
+        not_before: now,
+        headers: Default::default(),
+    }
 }
 
 /// The ids of deliveries, for set comparisons.

@@ -19,15 +19,24 @@ use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::workers::WorkerCounts;
 
+/// What a worker has done so far, as [`WorkerCounts`] reports it.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Deliveries handed to an executor.
     pub(crate) started: AtomicU64,
+    /// Tasks that succeeded (acked, or waiting for their ack).
     pub(crate) succeeded: AtomicU64,
+    /// Failures with a retry scheduled.
     pub(crate) retried: AtomicU64,
+    /// Tasks dead-lettered.
     pub(crate) dead: AtomicU64,
+    /// Tasks given back unfinished at shutdown.
     pub(crate) released: AtomicU64,
+    /// Runs whose lease was lost before they settled.
     pub(crate) lease_lost: AtomicU64,
+    /// Tasks running now.
     pub(crate) in_flight: AtomicUsize,
+    /// Successes whose ack has not reached the backend yet.
     pub(crate) pending_acks: AtomicUsize,
 }
 

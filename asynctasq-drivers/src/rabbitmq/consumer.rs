@@ -55,12 +55,19 @@ struct State {
 
 /// A consumer of one work queue on a channel of its own.
 pub(super) struct Consumer {
+    /// The task queue it consumes.
     pub(super) queue: String,
+    /// The RabbitMQ work queue of that task queue.
     pub(super) work: String,
+    /// The session it was started on.
     pub(super) generation: u64,
+    /// Tells this handle's consumers apart, in lease tokens.
     pub(super) seq: u64,
+    /// Its own channel.
     pub(super) channel: Channel,
+    /// The consumer tag.
     pub(super) tag: String,
+    /// Deliveries it may hold unacknowledged.
     pub(super) prefetch: usize,
     /// Deliveries expected at the start: the tasks ready then, up to the prefetch.
     initial: usize,

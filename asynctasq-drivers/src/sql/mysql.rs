@@ -135,6 +135,17 @@ struct Inner {
     cursors: ClaimCursors,
 }
 
+impl Inner {
+    /// Runs one statement on the live pool; `doing` names it in the error.
+    async fn execute(
+        &self,
+        doing: &str,
+        query: sqlx::query::Query<'_, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    ) -> Result<sqlx::mysql::MySqlQueryResult, DriverError> {
+        query.execute(&self.pools.pool()).await.map_err(|e| map_err(doing, e))
+    }
+}
+
 impl std::fmt::Debug for MySqlDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlDriver").field("table_prefix", &self.inner.prefix).finish_non_exhaustive()
@@ -472,14 +483,10 @@ impl Driver for MySqlDriver {
                     "UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ? WHERE seq = ? AND lease_token = ?",
                     self.inner.tasks
                 );
-                let done = sqlx::query(q(sql))
-                    .bind(now().saturating_add(ms(delay)))
-                    .bind(error)
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("nack", e))?;
+                let done = self
+                    .inner
+                    .execute("nack", sqlx::query(q(sql)).bind(now().saturating_add(ms(delay))).bind(error).bind(seq).bind(token))
+                    .await?;
                 held(done.rows_affected(), lease)?;
                 self.inner.notify.notify_waiters();
                 Ok(())
@@ -495,7 +502,7 @@ impl Driver for MySqlDriver {
                 self.inner.tasks
             );
             let done =
-                sqlx::query(q(sql)).bind(now()).bind(seq).bind(token).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("release", e))?;
+                self.inner.execute("release", sqlx::query(q(sql)).bind(now()).bind(seq).bind(token)).await?;
             held(done.rows_affected(), lease)?;
             self.inner.notify.notify_waiters();
             Ok(())
@@ -510,13 +517,7 @@ impl Driver for MySqlDriver {
                 let (seq, token) = parse_token(lease)?;
                 let expires_at = now().saturating_add(ms(by));
                 let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
-                let done = sqlx::query(q(sql))
-                    .bind(expires_at)
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("extend lease", e))?;
+                let done = self.inner.execute("extend lease", sqlx::query(q(sql)).bind(expires_at).bind(seq).bind(token)).await?;
                 held(done.rows_affected(), lease)?;
                 Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
             })
@@ -575,8 +576,7 @@ impl Driver for MySqlDriver {
                     Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND visible_at <= ?"),
                     Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ?"),
                 };
-                let done =
-                    sqlx::query(q(sql)).bind(queue).bind(now()).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge", e))?;
+                let done = self.inner.execute("purge", sqlx::query(q(sql)).bind(queue).bind(now())).await?;
                 Ok(done.rows_affected())
             })
             .await
@@ -612,7 +612,7 @@ impl Driver for MySqlDriver {
             .call("purge dead", async move {
                 validate_queue_name(queue)?;
                 let sql = format!("DELETE FROM {} WHERE queue = ?", self.inner.dead);
-                let done = sqlx::query(q(sql)).bind(queue).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("purge dead", e))?;
+                let done = self.inner.execute("purge dead", sqlx::query(q(sql)).bind(queue)).await?;
                 Ok(done.rows_affected())
             })
             .await
@@ -624,21 +624,19 @@ impl Driver for MySqlDriver {
             .call("register worker", async move {
                 let w = format!("`{}_workers`", self.inner.prefix);
                 let info = worker.encode()?;
-                sqlx::query(q(format!("DELETE FROM {w} WHERE expires_at <= ?")))
-                    .bind(now())
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("register worker", e))?;
-                sqlx::query(q(format!(
-                    "INSERT INTO {w} (id, expires_at, info) VALUES (?, ?, ?) \
+                self.inner.execute("register worker", sqlx::query(q(format!("DELETE FROM {w} WHERE expires_at <= ?"))).bind(now())).await?;
+                self.inner
+                    .execute(
+                        "register worker",
+                        sqlx::query(q(format!(
+                            "INSERT INTO {w} (id, expires_at, info) VALUES (?, ?, ?) \
                  ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)"
-                )))
-                .bind(&worker.id)
-                .bind(worker.expires_at as i64)
-                .bind(info)
-                .execute(&self.inner.pools.pool())
-                .await
-                .map_err(|e| map_err("register worker", e))?;
+                        )))
+                        .bind(&worker.id)
+                        .bind(worker.expires_at as i64)
+                        .bind(info),
+                    )
+                    .await?;
                 Ok(())
             })
             .await
@@ -649,7 +647,7 @@ impl Driver for MySqlDriver {
             .pools
             .call("deregister worker", async move {
                 let sql = format!("DELETE FROM `{}_workers` WHERE id = ?", self.inner.prefix);
-                sqlx::query(q(sql)).bind(id).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("deregister worker", e))?;
+                self.inner.execute("deregister worker", sqlx::query(q(sql)).bind(id)).await?;
                 Ok(())
             })
             .await

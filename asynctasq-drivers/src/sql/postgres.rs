@@ -227,6 +227,17 @@ struct Inner {
     listener: tokio::task::JoinHandle<()>,
 }
 
+impl Inner {
+    /// Runs one statement on the live pool; `doing` names it in the error.
+    async fn execute(
+        &self,
+        doing: &str,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<sqlx::postgres::PgQueryResult, DriverError> {
+        query.execute(&self.pools.pool()).await.map_err(|e| map_err(doing, e))
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
@@ -345,12 +356,7 @@ impl PostgresDriver {
     }
 
     async fn notify(&self, queue: &str) -> Result<(), DriverError> {
-        sqlx::query(q(&self.inner.sql.notify))
-            .bind(&self.inner.channel)
-            .bind(vec![queue.to_owned()])
-            .execute(&self.inner.pools.pool())
-            .await
-            .map_err(|e| map_err("notify", e))?;
+        self.inner.execute("notify", sqlx::query(q(&self.inner.sql.notify)).bind(&self.inner.channel).bind(vec![queue.to_owned()])).await?;
         Ok(())
     }
 }
@@ -471,14 +477,13 @@ impl Driver for PostgresDriver {
             .pools
             .call("nack", async move {
                 let (seq, token) = parse_token(lease)?;
-                let done = sqlx::query(q(&self.inner.sql.nack))
-                    .bind(now().saturating_add(ms(delay)))
-                    .bind(error)
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("nack", e))?;
+                let done = self
+                    .inner
+                    .execute(
+                        "nack",
+                        sqlx::query(q(&self.inner.sql.nack)).bind(now().saturating_add(ms(delay))).bind(error).bind(seq).bind(token),
+                    )
+                    .await?;
                 held(done.rows_affected(), lease)?;
                 self.notify(&lease.queue).await
             })
@@ -490,13 +495,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("release", async move {
                 let (seq, token) = parse_token(lease)?;
-                let done = sqlx::query(q(&self.inner.sql.release))
-                    .bind(now())
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("release", e))?;
+                let done = self.inner.execute("release", sqlx::query(q(&self.inner.sql.release)).bind(now()).bind(seq).bind(token)).await?;
                 held(done.rows_affected(), lease)?;
                 self.notify(&lease.queue).await
             })
@@ -508,14 +507,10 @@ impl Driver for PostgresDriver {
             .pools
             .call("dead letter", async move {
                 let (seq, token) = parse_token(lease)?;
-                let done = sqlx::query(q(&self.inner.sql.dead_letter))
-                    .bind(error)
-                    .bind(now())
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("dead-letter", e))?;
+                let done = self
+                    .inner
+                    .execute("dead-letter", sqlx::query(q(&self.inner.sql.dead_letter)).bind(error).bind(now()).bind(seq).bind(token))
+                    .await?;
                 held(done.rows_affected(), lease)
             })
             .await
@@ -527,13 +522,10 @@ impl Driver for PostgresDriver {
             .call("extend lease", async move {
                 let (seq, token) = parse_token(lease)?;
                 let expires_at = now().saturating_add(ms(by));
-                let done = sqlx::query(q(&self.inner.sql.extend))
-                    .bind(expires_at)
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("extend lease", e))?;
+                let done = self
+                    .inner
+                    .execute("extend lease", sqlx::query(q(&self.inner.sql.extend)).bind(expires_at).bind(seq).bind(token))
+                    .await?;
                 held(done.rows_affected(), lease)?;
                 Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
             })
@@ -580,12 +572,7 @@ impl Driver for PostgresDriver {
                     Waiting::Ready => format!("DELETE FROM {t} WHERE queue = $1 AND visible_at <= $2"),
                     Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2"),
                 };
-                let done = sqlx::query(q(&sql))
-                    .bind(queue)
-                    .bind(now())
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("purge", e))?;
+                let done = self.inner.execute("purge", sqlx::query(q(&sql)).bind(queue).bind(now())).await?;
                 Ok(done.rows_affected())
             })
             .await
@@ -622,14 +609,10 @@ impl Driver for PostgresDriver {
                     DeadSelector::All => (true, Vec::new()),
                     DeadSelector::Ids(ids) => (false, ids.iter().map(|i| i.as_bytes().to_vec()).collect::<Vec<_>>()),
                 };
-                let done = sqlx::query(q(&self.inner.sql.requeue_dead))
-                    .bind(queue)
-                    .bind(&ids)
-                    .bind(all)
-                    .bind(now())
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("requeue dead", e))?;
+                let done = self
+                    .inner
+                    .execute("requeue dead", sqlx::query(q(&self.inner.sql.requeue_dead)).bind(queue).bind(&ids).bind(all).bind(now()))
+                    .await?;
                 if done.rows_affected() > 0 {
                     self.notify(queue).await?;
                 }
@@ -643,11 +626,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("purge dead", async move {
                 validate_queue_name(queue)?;
-                let done = sqlx::query(q(&self.inner.sql.purge_dead))
-                    .bind(queue)
-                    .execute(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("purge dead", e))?;
+                let done = self.inner.execute("purge dead", sqlx::query(q(&self.inner.sql.purge_dead)).bind(queue)).await?;
                 Ok(done.rows_affected())
             })
             .await
@@ -685,7 +664,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("deregister worker", async move {
                 let sql = format!("DELETE FROM \"{}_workers\" WHERE id = $1", self.inner.prefix);
-                sqlx::query(q(&sql)).bind(id).execute(&self.inner.pools.pool()).await.map_err(|e| map_err("deregister worker", e))?;
+                self.inner.execute("deregister worker", sqlx::query(q(&sql)).bind(id)).await?;
                 Ok(())
             })
             .await

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use asynctasq_core::DriverError;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
+use aws_sdk_sqs::error::BuildError;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use futures_util::future::join_all;
 
@@ -75,59 +76,45 @@ where
     Ok(failed)
 }
 
+/// The batch entries for `chunk`, the first being item `first`: each entry's id is its item's
+/// index, so what SQS refuses maps back to the items.
+fn entries<T, E>(first: usize, chunk: &[T], build: impl Fn(String, &T) -> Result<E, BuildError>) -> Result<Vec<E>, DriverError> {
+    chunk
+        .iter()
+        .enumerate()
+        .map(|(i, item)| build((first + i).to_string(), item))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DriverError::backend("building an SQS request", e))
+}
+
 /// Deletes messages by receipt handle; returns the indexes SQS refused, with the code.
 pub(super) async fn delete(sqs: &Sqs, url: &str, receipts: &[&str]) -> Result<Vec<(usize, String)>, DriverError> {
     in_batches(sqs, Call::Delete, receipts, |first, chunk| {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id((first + i).to_string()).receipt_handle(*r).build())
-            .collect::<Result<Vec<_>, _>>();
+        let entries = entries(first, chunk, |id, r| DeleteMessageBatchRequestEntry::builder().id(id).receipt_handle(*r).build());
         async move {
-            let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
-            let out = sqs
-                .client
-                .delete_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sdk_error("deleting SQS messages", e))?;
+            let request = sqs.client.delete_message_batch().queue_url(url).set_entries(Some(entries?));
+            let out = request.send().await.map_err(|e| sdk_error("deleting SQS messages", e))?;
             Ok(out.failed().iter().map(|f| (f.id().to_owned(), f.code().to_owned())).collect())
         }
     })
     .await
 }
 
-/// Sets the visibility of messages; returns the indexes SQS refused.
+/// Sets the visibility of messages (receipt handle, seconds); returns the indexes SQS refused.
 pub(super) async fn change_visibility(sqs: &Sqs, url: &str, items: &[(&str, u32)]) -> Result<Vec<usize>, DriverError> {
-    let failed = in_batches(sqs, Call::Visibility, items, |first, chunk| {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (r, secs))| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id((first + i).to_string())
-                    .receipt_handle(*r)
-                    .visibility_timeout(*secs as i32)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>();
+    let entry = |id, (receipt, secs): &(&str, u32)| {
+        ChangeMessageVisibilityBatchRequestEntry::builder().id(id).receipt_handle(*receipt).visibility_timeout(*secs as i32).build()
+    };
+    let refused = in_batches(sqs, Call::Visibility, items, |first, chunk| {
+        let entries = entries(first, chunk, entry);
         async move {
-            let entries = entries.map_err(|e| DriverError::backend("building an SQS request", e))?;
-            let out = sqs
-                .client
-                .change_message_visibility_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sdk_error("changing SQS message visibility", e))?;
+            let request = sqs.client.change_message_visibility_batch().queue_url(url).set_entries(Some(entries?));
+            let out = request.send().await.map_err(|e| sdk_error("changing SQS message visibility", e))?;
             Ok(out.failed().iter().map(|f| (f.id().to_owned(), f.code().to_owned())).collect())
         }
     })
     .await?;
-    Ok(failed.into_iter().map(|(i, _)| i).collect())
+    Ok(refused.into_iter().map(|(i, _)| i).collect())
 }
 
 /// Receives up to `calls` batches in parallel, waiting up to `wait` seconds (a long poll) and

@@ -46,11 +46,17 @@ pub(super) struct Death {
 /// One message copy to send.
 #[derive(Clone, Debug)]
 pub(super) struct Outgoing {
+    /// The task's id, sent as an attribute.
     pub(super) id: TaskId,
+    /// The encoded envelope (base64 of its bytes).
     pub(super) body: String,
+    /// Attempts spent before this copy.
     pub(super) base: u32,
+    /// When the task is due (Unix ms), sent as an attribute.
     pub(super) not_before: u64,
+    /// The FIFO message group, if any.
     pub(super) group: Option<String>,
+    /// Why and when it died, for a dead copy.
     pub(super) death: Option<Death>,
     /// FIFO deduplication id: the task id for a first send (a repeated dispatch within SQS's
     /// five-minute window is dropped), a fresh id for every later copy.
@@ -137,13 +143,21 @@ pub(super) struct Incoming {
 /// What the driver keeps of a received message besides its decoded envelope.
 #[derive(Clone, Debug)]
 pub(super) struct Meta {
+    /// The receipt handle: the lease token.
     pub(super) receipt: String,
+    /// The task's id (from its attribute, else its envelope).
     pub(super) id: TaskId,
+    /// The body as received, sent again verbatim by copies.
     pub(super) body: String,
+    /// Attempts spent before this copy was sent.
     pub(super) base: u32,
+    /// SQS's `ApproximateReceiveCount` of this copy.
     pub(super) receive_count: u32,
+    /// When the task is due (Unix ms).
     pub(super) not_before: u64,
+    /// The FIFO message group, if any.
     pub(super) group: Option<String>,
+    /// Why and when it died, on a dead copy.
     pub(super) death: Option<Death>,
     /// The lease the task asked for (ms), when its body decodes.
     pub(super) lease_ms: Option<u64>,
