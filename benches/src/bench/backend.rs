@@ -69,7 +69,8 @@ impl Backend {
             }
             DriverKind::Rabbitmq => {
                 let url = url.unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-                let mut config = asynctasq_drivers::RabbitMqConfig::new(&url);
+                // The URL's own options (`?prefetch=`) apply.
+                let mut config = asynctasq_drivers::RabbitMqConfig::from_url(&url)?;
                 config.prefix = "asynctasq-bench".into();
                 let driver = Arc::new(asynctasq_drivers::RabbitMqDriver::connect_with(config).await?);
                 backend.rabbit = Some(driver.clone());
