@@ -65,7 +65,7 @@
 
 //!
 //! # Layout
-//! [`session`](self::session) keeps the connection and replaces it; `consumer.rs` buffers
+//! `session.rs` keeps the connection and replaces it; `consumer.rs` buffers
 //! deliveries; `leases.rs` holds the leases handed out and expires them; `publish.rs` sends
 //! with confirms; `delay.rs` routes delayed tasks through the delay buckets; `dead.rs` and
 //! `registry.rs` read the dead queues and the queue registry. This module keeps the config and

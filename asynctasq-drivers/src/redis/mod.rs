@@ -55,7 +55,7 @@ mod events;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub(crate) use self::connection::map_err;
 use self::connection::{Conn, Connections};
@@ -63,8 +63,9 @@ pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
 use crate::redact::redact_url;
 use ::redis::{Script, Value};
 use async_trait::async_trait;
+use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
-use asynctasq_core::envelope::{Envelope, TaskId, millis, unix_millis, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use asynctasq_core::{CodecError, DriverError};
 
 /// Settings of a [`RedisDriver`].
@@ -199,7 +200,7 @@ impl QueueKeys {
 const SCRIPT_BATCH: usize = 1000;
 
 fn now() -> u64 {
-    unix_millis(SystemTime::now())
+    SystemClock.now()
 }
 
 /// The lease token is `id|token`: the task's member in the queue's sets (kept verbatim, so even

@@ -50,7 +50,8 @@ pub(crate) fn held(rows: u64, lease: &Lease) -> Result<(), DriverError> {
 
 /// Now in Unix milliseconds, as the SQL backends store time.
 pub(crate) fn now() -> i64 {
-    asynctasq_core::envelope::unix_millis(std::time::SystemTime::now()) as i64
+    use asynctasq_core::clock::{Clock, SystemClock};
+    SystemClock.now() as i64
 }
 
 /// A duration in whole milliseconds for a BIGINT column.
