@@ -159,23 +159,10 @@ pub(crate) enum DriverKind {
 }
 
 impl DriverKind {
-    /// The backend a URL scheme names.
+    /// The backend a URL scheme names, as `connect` picks it.
     fn of_scheme(scheme: &str) -> Option<Self> {
-        Some(match scheme {
-            "sqlite" => Self::Sqlite,
-            #[cfg(feature = "redis")]
-            "redis" | "rediss" => Self::Redis,
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => Self::Postgres,
-            #[cfg(feature = "mysql")]
-            "mysql" | "mariadb" => Self::Mysql,
-            #[cfg(feature = "rabbitmq")]
-            "amqp" | "amqps" => Self::Rabbitmq,
-            #[cfg(feature = "sqs")]
-            "sqs" => Self::Sqs,
-            "memory" => Self::Memory,
-            _ => return None,
-        })
+        let name = asynctasq_drivers::backend_of_scheme(scheme)?;
+        <Self as clap::ValueEnum>::value_variants().iter().copied().find(|k| k.name() == name)
     }
 
     fn name(self) -> String {

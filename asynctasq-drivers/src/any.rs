@@ -23,40 +23,50 @@ use crate::redact::redact_url;
 /// the URL's password.
 pub async fn connect(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
     let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "memory" => Ok(Arc::new(MemoryDriver::new())),
+    match backend_of_scheme(scheme) {
+        Some("memory") => Ok(Arc::new(MemoryDriver::new())),
         #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(crate::SqliteDriver::connect(url).await?)),
+        Some("sqlite") => Ok(Arc::new(crate::SqliteDriver::connect(url).await?)),
         #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => Ok(Arc::new(crate::MySqlDriver::connect(url).await?)),
+        Some("mysql") => Ok(Arc::new(crate::MySqlDriver::connect(url).await?)),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Arc::new(crate::PostgresDriver::connect(url).await?)),
+        Some("postgres") => Ok(Arc::new(crate::PostgresDriver::connect(url).await?)),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => Ok(Arc::new(crate::RedisDriver::connect(url).await?)),
+        Some("redis") => Ok(Arc::new(crate::RedisDriver::connect(url).await?)),
         #[cfg(feature = "rabbitmq")]
-        "amqp" | "amqps" => Ok(Arc::new(crate::RabbitMqDriver::connect(url).await?)),
+        Some("rabbitmq") => Ok(Arc::new(crate::RabbitMqDriver::connect(url).await?)),
         #[cfg(feature = "sqs")]
-        "sqs" => Ok(Arc::new(crate::SqsDriver::connect(crate::SqsConfig::from_url(url)?).await?)),
-        "" => Err(DriverError::Config("empty database URL".into())),
-        other => Err(DriverError::Config(format!(
-            "unsupported URL scheme `{other}` in {}; this build supports: {}",
+        Some("sqs") => Ok(Arc::new(crate::SqsDriver::connect(crate::SqsConfig::from_url(url)?).await?)),
+        _ if scheme.is_empty() => Err(DriverError::Config("empty database URL".into())),
+        _ => Err(DriverError::Config(format!(
+            "unsupported URL scheme `{scheme}` in {}; this build supports: {}",
             redact_url(url),
             supported().join(", ")
         ))),
     }
 }
 
-fn supported() -> Vec<&'static str> {
-    let compiled = [
-        ("memory:", true),
-        ("sqlite://", cfg!(feature = "sqlite")),
-        ("redis://", cfg!(feature = "redis")),
-        ("postgres://", cfg!(feature = "postgres")),
-        ("mysql://", cfg!(feature = "mysql")),
-        ("amqp://", cfg!(feature = "rabbitmq")),
-        ("sqs://", cfg!(feature = "sqs")),
-    ];
-    compiled.into_iter().filter(|(_, on)| *on).map(|(scheme, _)| scheme).collect()
+/// The backend a URL scheme names in this build (`"sqlite"`, `"redis"`, `"postgres"`,
+/// `"mysql"`, `"rabbitmq"`, `"sqs"` or `"memory"`), as [`connect`] picks it; `None` for a
+/// scheme of no backend compiled in.
+pub fn backend_of_scheme(scheme: &str) -> Option<&'static str> {
+    BACKENDS.into_iter().find(|(schemes, _, on)| *on && schemes.contains(&scheme)).map(|(_, name, _)| name)
+}
+
+/// Every backend: its URL schemes, its name and whether this build has it.
+const BACKENDS: [(&[&str], &str, bool); 7] = [
+    (&["memory"], "memory", true),
+    (&["sqlite"], "sqlite", cfg!(feature = "sqlite")),
+    (&["redis", "rediss"], "redis", cfg!(feature = "redis")),
+    (&["postgres", "postgresql"], "postgres", cfg!(feature = "postgres")),
+    (&["mysql", "mariadb"], "mysql", cfg!(feature = "mysql")),
+    (&["amqp", "amqps"], "rabbitmq", cfg!(feature = "rabbitmq")),
+    (&["sqs"], "sqs", cfg!(feature = "sqs")),
+];
+
+fn supported() -> Vec<String> {
+    let shown = |scheme: &str| if scheme == "memory" { format!("{scheme}:") } else { format!("{scheme}://") };
+    BACKENDS.into_iter().filter(|(_, _, on)| *on).map(|(schemes, _, _)| shown(schemes[0])).collect()
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ mod url;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
-pub use any::connect;
+pub use any::{backend_of_scheme, connect};
 #[cfg(feature = "rabbitmq")]
 pub use rabbitmq::{RabbitMqConfig, RabbitMqDriver};
 pub use redact::redact_url;
