@@ -1,6 +1,25 @@
 //! SQL backends. Each database has its own module with its SQL written out; what they share
 //! is error mapping and the migrations' shape.
 
+/// The body of `from_url` of a SQL server's config (PostgreSQL, MySQL): `Self::new` of the URL
+/// without its query, then the options both take (`table_prefix`, `migrate`,
+/// `max_connections`, `poll_interval`, `request_timeout`); the `native` options pass through to
+/// the database client, and any other is an error naming it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! server_config_from_url {
+    ($backend:literal, $url:expr, native: [$($native:literal),* $(,)?]) => {{
+        let mut q = crate::url::Query::parse($backend, $url);
+        let mut config = Self::new(q.base());
+        q.set_string("table_prefix", &mut config.table_prefix);
+        q.set_flag("migrate", &mut config.migrate)?;
+        q.set_number("max_connections", &mut config.max_connections)?;
+        q.set_duration("poll_interval", &mut config.poll_interval)?;
+        q.set_duration("request_timeout", &mut config.request_timeout)?;
+        config.url = q.finish(&["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"], &[$($native),*])?;
+        Ok(config)
+    }};
+}
+
 #[cfg(feature = "postgres")]
 mod listener;
 #[cfg(feature = "mysql")]
@@ -15,27 +34,6 @@ pub mod sqlite;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{DeadTask, Delivery, Lease};
 use asynctasq_core::envelope::{Envelope, TaskId};
-
-/// The URL options PostgreSQL and MySQL share (see their `from_url`).
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) const SERVER_URL_OPTIONS: [&str; 5] = ["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"];
-
-/// Takes the [`SERVER_URL_OPTIONS`] out of `q` into a config's fields.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) fn take_server_options(
-    q: &mut crate::url::Query,
-    table_prefix: &mut String,
-    migrate: &mut bool,
-    max_connections: &mut u32,
-    poll_interval: &mut std::time::Duration,
-    request_timeout: &mut std::time::Duration,
-) -> Result<(), DriverError> {
-    q.set_string("table_prefix", table_prefix);
-    q.set_flag("migrate", migrate)?;
-    q.set_number("max_connections", max_connections)?;
-    q.set_duration("poll_interval", poll_interval)?;
-    q.set_duration("request_timeout", request_timeout)
-}
 
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
 /// no lookup by id) and the claim's random fence.

@@ -74,33 +74,7 @@ impl MySqlConfig {
     /// `poll_interval` and `request_timeout` (the database client's own options, such as
     /// `sslmode`, pass through). An unknown option is an error naming it.
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
-        let mut q = crate::url::Query::parse("MySQL", url);
-        let mut config = Self::new(q.base());
-        super::take_server_options(
-            &mut q,
-            &mut config.table_prefix,
-            &mut config.migrate,
-            &mut config.max_connections,
-            &mut config.poll_interval,
-            &mut config.request_timeout,
-        )?;
-        config.url = q.finish(
-            &super::SERVER_URL_OPTIONS,
-            &[
-                "sslmode",
-                "ssl-mode",
-                "ssl-ca",
-                "sslca",
-                "ssl-cert",
-                "ssl-key",
-                "statement-cache-capacity",
-                "socket",
-                "timezone",
-                "charset",
-                "collation",
-            ],
-        )?;
-        Ok(config)
+        server_config_from_url!("MySQL", url, native: ["sslmode", "ssl-mode", "ssl-ca", "sslca", "ssl-cert", "ssl-key", "statement-cache-capacity", "socket", "timezone", "charset", "collation"])
     }
 
     /// Defaults for `url`.

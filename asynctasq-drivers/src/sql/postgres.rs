@@ -88,35 +88,7 @@ impl PostgresConfig {
     /// `poll_interval` and `request_timeout` (the database client's own options, such as
     /// `sslmode`, pass through). An unknown option is an error naming it.
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
-        let mut q = crate::url::Query::parse("PostgreSQL", url);
-        let mut config = Self::new(q.base());
-        super::take_server_options(
-            &mut q,
-            &mut config.table_prefix,
-            &mut config.migrate,
-            &mut config.max_connections,
-            &mut config.poll_interval,
-            &mut config.request_timeout,
-        )?;
-        config.url = q.finish(
-            &super::SERVER_URL_OPTIONS,
-            &[
-                "sslmode",
-                "sslrootcert",
-                "sslcert",
-                "sslkey",
-                "statement-cache-capacity",
-                "host",
-                "hostaddr",
-                "port",
-                "dbname",
-                "user",
-                "password",
-                "application_name",
-                "options",
-            ],
-        )?;
-        Ok(config)
+        server_config_from_url!("PostgreSQL", url, native: ["sslmode", "sslrootcert", "sslcert", "sslkey", "statement-cache-capacity", "host", "hostaddr", "port", "dbname", "user", "password", "application_name", "options"])
     }
 
     /// Defaults for `url`.
