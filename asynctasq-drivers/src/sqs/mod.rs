@@ -26,6 +26,11 @@
 //! * **Release** (graceful shutdown) and giving back prefetched messages send a copy whose base
 //!   takes back the receive, then delete the original: if the process dies in between, the task
 //!   exists twice (at least once, never zero times).
+//! * **Sends are at least once.** A send whose answer does not come within
+//!   [`SqsConfig::request_timeout`] is retried by the SDK; if SQS had stored the first one, a
+//!   standard queue holds the task twice (FIFO queues drop the copy: the task id is the
+//!   deduplication id). Real SQS answers a batch send in milliseconds; moto's send time grows
+//!   with the queue's length, so tests that fill a queue with 1,000 tasks give it more time.
 //!
 //! # Delays
 //! SQS delays a message by at most 15 minutes (`DelaySeconds`). The due time travels in the
