@@ -167,6 +167,8 @@ struct WorkerArgs {
     /// How long a graceful stop waits for running tasks before releasing them.
     #[arg(long, env = "ASYNCTASQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    #[command(flatten, next_help_heading = "Defaults for tasks that set nothing (per dispatch > #[task] > these > built-in)")]
+    defaults: Box<TaskDefaults>,
     /// Print the final counts as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -174,6 +176,90 @@ struct WorkerArgs {
     /// (`--driver redis` only; default channel `asynctasq:events`).
     #[arg(long, env = "ASYNCTASQ_PUBLISH_EVENTS", value_name = "CHANNEL", num_args = 0..=1, default_missing_value = "asynctasq:events")]
     publish_events: Option<String>,
+}
+
+/// The worker's defaults for tasks whose dispatch and `#[task]` set nothing. The seed system's
+/// `--task-defaults-*` names are accepted too.
+#[derive(Debug, Args)]
+struct TaskDefaults {
+    /// Deliveries allowed before dead-lettering (built-in: 3).
+    #[arg(long, env = "ASYNCTASQ_DEFAULT_MAX_ATTEMPTS", alias = "task-defaults-max-attempts", value_name = "N")]
+    default_max_attempts: Option<u32>,
+    /// Longest one run may take, e.g. `5m` (built-in: none).
+    #[arg(long, env = "ASYNCTASQ_DEFAULT_TIMEOUT", alias = "task-defaults-timeout", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    default_timeout: Option<Duration>,
+    /// Lease of each delivery, renewed while the task runs (built-in: 30s).
+    #[arg(long, env = "ASYNCTASQ_DEFAULT_LEASE", aliases = ["task-defaults-lease", "task-defaults-visibility-timeout"], value_parser = humantime::parse_duration, value_name = "DURATION")]
+    default_lease: Option<Duration>,
+    /// Retry strategy (built-in: exponential).
+    #[arg(long, env = "ASYNCTASQ_DEFAULT_RETRY", alias = "task-defaults-retry-strategy", value_enum, value_name = "STRATEGY")]
+    default_retry: Option<RetryKind>,
+    /// Delay of the first retry (exponential) or of every retry (fixed) (built-in: 1s).
+    #[arg(long, env = "ASYNCTASQ_DEFAULT_BACKOFF", alias = "task-defaults-retry-delay", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    default_backoff: Option<Duration>,
+    /// Longest exponential retry delay (built-in: 1h).
+    #[arg(long, env = "ASYNCTASQ_DEFAULT_BACKOFF_CAP", alias = "task-defaults-retry-delay-max", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    default_backoff_cap: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RetryKind {
+    /// Doubling from the backoff, capped, with jitter.
+    Exponential,
+    /// The backoff after every failure.
+    Fixed,
+}
+
+impl TaskDefaults {
+    /// Checks the defaults; contradictions and values out of range are usage errors.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.default_max_attempts == Some(0) {
+            return Err(Usage("invalid --default-max-attempts: must be at least 1".into()).into());
+        }
+        if self.default_lease.is_some_and(|d| d < Duration::from_millis(10)) {
+            return Err(Usage("invalid --default-lease: must be at least 10ms".into()).into());
+        }
+        self.retry_policy().map(|_| ())
+    }
+
+    /// Applies the (checked) defaults given to `builder`.
+    fn apply(&self, mut builder: asynctasq_core::WorkerBuilder) -> anyhow::Result<asynctasq_core::WorkerBuilder> {
+        if let Some(n) = self.default_max_attempts {
+            builder = builder.default_max_attempts(n);
+        }
+        if let Some(d) = self.default_timeout {
+            builder = builder.default_timeout(d);
+        }
+        if let Some(d) = self.default_lease {
+            builder = builder.default_lease(d);
+        }
+        if let Some(policy) = self.retry_policy()? {
+            builder = builder.retry(policy);
+        }
+        Ok(builder)
+    }
+
+    fn retry_policy(&self) -> anyhow::Result<Option<asynctasq_core::RetryPolicy>> {
+        use asynctasq_core::RetryPolicy;
+        if self.default_retry.is_none() && self.default_backoff.is_none() && self.default_backoff_cap.is_none() {
+            return Ok(None);
+        }
+        let base = self.default_backoff.unwrap_or(Duration::from_secs(1));
+        match self.default_retry.unwrap_or(RetryKind::Exponential) {
+            RetryKind::Fixed if self.default_backoff_cap.is_some() => Err(Usage(
+                "--default-backoff-cap applies to --default-retry exponential; a fixed retry waits --default-backoff every time".into(),
+            )
+            .into()),
+            RetryKind::Fixed => Ok(Some(RetryPolicy::Fixed(base))),
+            RetryKind::Exponential => {
+                let max = self.default_backoff_cap.unwrap_or(Duration::from_secs(3600));
+                if max < base {
+                    return Err(Usage("--default-backoff-cap must be at least --default-backoff".into()).into());
+                }
+                Ok(Some(RetryPolicy::Exponential { base, max, jitter: true }))
+            }
+        }
+    }
 }
 
 /// Parses the process's arguments, runs the command and returns the exit code. Call it from
@@ -373,6 +459,7 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("invalid --concurrency: must be at least 1");
     }
+    args.defaults.check()?;
     let driver = tokio::select! {
         driver = connect(backend, true) => driver?,
         () = handle.stopping() => {
@@ -394,6 +481,7 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         .shutdown_grace(args.shutdown_grace)
         .stop_when_empty(args.stop_when_empty)
         .handle(handle);
+    builder = args.defaults.apply(builder)?;
     if let Some(n) = args.max_tasks {
         builder = builder.max_tasks(n);
     }

@@ -227,3 +227,19 @@ fn a_password_given_as_a_flag_is_hidden_like_one_in_the_url() {
     let help = asynctasq(dir.path()).env("ASYNCTASQ_REDIS_PASSWORD", "hunter2").args(["worker", "--help"]).output().expect("run");
     assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"), "password in --help");
 }
+
+#[test]
+fn contradicting_task_defaults_are_usage_errors_naming_the_flags() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (args, says) in [
+        (&["--default-retry", "fixed", "--default-backoff-cap", "1h"][..], "--default-backoff-cap"),
+        (&["--default-backoff", "1h", "--default-backoff-cap", "1m"][..], "at least --default-backoff"),
+        (&["--task-defaults-max-attempts", "0"][..], "--default-max-attempts"),
+        (&["--default-lease", "1ms"][..], "--default-lease"),
+        (&["--default-retry", "linear"][..], "--default-retry"),
+    ] {
+        let out = asynctasq(dir.path()).arg("worker").args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}

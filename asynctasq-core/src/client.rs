@@ -11,6 +11,7 @@ use crate::driver::Driver;
 use crate::envelope::{ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
 use crate::error::{CodecError, DriverError};
 use crate::event::{Event, Events, TaskInfo};
+use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::Task;
 
 /// Queue used when neither the task nor the dispatch names one.
@@ -19,6 +20,10 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Lease duration when neither the task nor the dispatch says.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The reserved header naming the options neither the dispatch nor the task set
+/// (`attempts`, `lease`, comma-separated), so a worker's defaults can take their place: the
+/// precedence is per dispatch, then `#[task]`, then the worker's default, then the built-in.
+pub const DEFAULTED_HEADER: &str = "asynctasq-defaulted";
 
 /// Dispatches tasks into a driver. Cheap to clone.
 #[derive(Clone)]
@@ -108,6 +113,19 @@ impl Client {
         if lease < Duration::from_millis(10) {
             return Err(DriverError::Config("lease must be at least 10 ms".into()));
         }
+        let mut headers = overrides.headers.clone();
+        if let Some(policy) = &overrides.retry {
+            headers.insert(RETRY_HEADER.to_owned(), policy.to_header());
+        }
+        let defaulted = match (overrides.max_attempts.or(defaults.max_attempts), overrides.lease.or(defaults.lease)) {
+            (None, None) => Some("attempts,lease"),
+            (None, Some(_)) => Some("attempts"),
+            (Some(_), None) => Some("lease"),
+            (Some(_), Some(_)) => None,
+        };
+        if let Some(defaulted) = defaulted {
+            headers.insert(DEFAULTED_HEADER.to_owned(), defaulted.to_owned());
+        }
         let now = self.clock.now();
         Ok(Envelope {
             version: ENVELOPE_VERSION,
@@ -121,7 +139,7 @@ impl Client {
             lease_ms: millis(lease),
             created_at: now,
             not_before: now + overrides.delay.map(millis).unwrap_or(0),
-            headers: overrides.headers.clone(),
+            headers,
         })
     }
 
@@ -152,6 +170,8 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     /// Lease duration.
     pub lease: Option<Duration>,
+    /// Retry policy instead of the task's and the worker's.
+    pub retry: Option<RetryPolicy>,
     /// Extra headers.
     pub headers: BTreeMap<String, String>,
 }
@@ -192,6 +212,12 @@ impl<T: Task> Dispatch<'_, T> {
     /// Leases each delivery for `lease`.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.overrides.lease = Some(lease);
+        self
+    }
+
+    /// Retries this task with `policy` instead of its `#[task]` or the worker's policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.overrides.retry = Some(policy);
         self
     }
 

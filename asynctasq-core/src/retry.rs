@@ -54,6 +54,41 @@ impl RetryPolicy {
     }
 }
 
+/// The reserved header a per-dispatch retry policy travels in (see [`RetryPolicy::to_header`]).
+pub const RETRY_HEADER: &str = "asynctasq-retry";
+
+impl RetryPolicy {
+    /// The policy as a header value: `fixed:MS` or `exponential:BASE_MS:CAP_MS:JITTER` (jitter
+    /// `1` or `0`). Headers travel through every backend unchanged, so a policy chosen at
+    /// dispatch reaches whichever worker runs the task.
+    pub fn to_header(&self) -> String {
+        match self {
+            Self::Fixed(d) => format!("fixed:{}", millis_u64(*d)),
+            Self::Exponential { base, max, jitter } => {
+                format!("exponential:{}:{}:{}", millis_u64(*base), millis_u64(*max), u8::from(*jitter))
+            }
+        }
+    }
+
+    /// Reads a policy written by [`RetryPolicy::to_header`]; `None` when it is not one.
+    pub fn from_header(value: &str) -> Option<Self> {
+        let parts: Vec<&str> = value.split(':').collect();
+        let ms = |s: &str| s.parse::<u64>().ok().map(Duration::from_millis);
+        match parts.as_slice() {
+            ["fixed", d] => Some(Self::Fixed(ms(d)?)),
+            ["exponential", base, max, jitter] => {
+                let jitter = match *jitter {
+                    "1" => true,
+                    "0" => false,
+                    _ => return None,
+                };
+                Some(Self::Exponential { base: ms(base)?, max: ms(max)?, jitter })
+            }
+            _ => None,
+        }
+    }
+}
+
 fn millis_u64(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -82,6 +117,20 @@ mod tests {
                 seen.insert(d);
             }
             assert!(seen.len() > 1, "jitter must vary the delay");
+        }
+    }
+
+    #[test]
+    fn a_policy_survives_its_header() {
+        for p in [
+            RetryPolicy::Fixed(Duration::from_millis(250)),
+            RetryPolicy::default(),
+            RetryPolicy::Exponential { base: Duration::from_secs(30), max: Duration::from_secs(3600), jitter: false },
+        ] {
+            assert_eq!(RetryPolicy::from_header(&p.to_header()), Some(p.clone()), "{}", p.to_header());
+        }
+        for bad in ["", "fixed", "fixed:x", "exponential:1:2", "exponential:1:2:yes", "linear:5"] {
+            assert_eq!(RetryPolicy::from_header(bad), None, "{bad:?}");
         }
     }
 

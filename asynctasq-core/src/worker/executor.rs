@@ -16,6 +16,7 @@ use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
+use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::{Disposition, TaskContext, TaskResult};
 
 pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
@@ -42,10 +43,10 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         shared.dead_letter(&lease, task, error).await;
         return;
     };
-    if attempt > envelope.max_attempts {
+    let (max_attempts, lease_length) = shared.effective(&envelope);
+    if attempt > max_attempts {
         let error = format!(
-            "delivery {attempt} exceeds max attempts {}: earlier deliveries ended without a result (worker crash or expired lease)",
-            envelope.max_attempts
+            "delivery {attempt} exceeds max attempts {max_attempts}: earlier deliveries ended without a result (worker crash or expired lease)"
         );
         shared.dead_letter(&lease, task, error).await;
         return;
@@ -61,19 +62,25 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         name: envelope.name.clone(),
         queue: envelope.queue.clone(),
         attempt,
-        max_attempts: envelope.max_attempts,
+        max_attempts,
         cancel: cancel.clone(),
     };
     let started = Instant::now();
     // The handler runs in its own task so a panic is caught by tokio (a JoinError), never
     // unwinding through the worker, and so it can be aborted on timeout or shutdown.
-    let lease_length = envelope.lease();
+    let claimed = envelope.lease();
     let timeout = envelope.timeout().or(shared.default_timeout);
-    let max_attempts = envelope.max_attempts;
+    // Per dispatch, then `#[task]`, then the worker's policy.
+    let policy = envelope
+        .headers
+        .get(RETRY_HEADER)
+        .and_then(|h| RetryPolicy::from_header(h))
+        .or_else(|| (registration.options)().retry)
+        .unwrap_or_else(|| shared.retry.clone());
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
     let heartbeat = async {
         if shared.driver.supports(Capability::ExtendLease) {
-            super::lease::keep_leased(shared.driver.clone(), lease.clone(), lease_length, shared.deadline).await
+            super::lease::keep_leased(shared.driver.clone(), lease.clone(), claimed, lease_length, shared.deadline).await
         } else {
             std::future::pending().await
         }
@@ -119,7 +126,6 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             Outcome::Failed { message: format!("timed out after {:?}", timeout.unwrap_or_default()), disposition: Disposition::Retry }
         }
     };
-    let policy = (registration.options)().retry.unwrap_or_else(|| shared.retry.clone());
     let (delay, message) = match settle::decide(outcome, attempt, max_attempts, &policy) {
         Settle::Ack => {
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);

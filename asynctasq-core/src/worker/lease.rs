@@ -10,10 +10,16 @@ use crate::error::DriverError;
 /// Renews `lease` every third of `length` for as long as it is polled. Completes only when the
 /// lease is lost; transient errors are logged and retried at the next beat, since a lease has
 /// two more beats of slack before it can expire. Each renewal is bounded by `limit`.
-pub(crate) async fn keep_leased(driver: Arc<dyn Driver>, mut lease: Lease, length: Duration, limit: Duration) {
-    let interval = (length / 3).max(Duration::from_millis(5));
+///
+/// The driver claimed the lease for `claimed` (the envelope's lease); when the worker's default
+/// lease applies instead (`length`), the first renewal comes a third of the shorter one in, and
+/// sets the lease to `length` from then on.
+pub(crate) async fn keep_leased(driver: Arc<dyn Driver>, mut lease: Lease, claimed: Duration, length: Duration, limit: Duration) {
+    let interval = |d: Duration| (d / 3).max(Duration::from_millis(5));
+    let mut next = interval(claimed.min(length));
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(next).await;
+        next = interval(length);
         match bounded("extend_lease", limit.min(length), driver.extend_lease(&lease, length)).await {
             Ok(renewed) => lease = renewed,
             Err(DriverError::LeaseLost(_)) => return,

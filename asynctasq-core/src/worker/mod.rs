@@ -62,6 +62,8 @@ pub struct WorkerBuilder {
     fetch_batch: Option<usize>,
     retry: RetryPolicy,
     default_timeout: Option<Duration>,
+    default_max_attempts: Option<u32>,
+    default_lease: Option<Duration>,
     shutdown_grace: Duration,
     max_tasks: Option<u64>,
     max_time: Option<Duration>,
@@ -119,6 +121,21 @@ impl WorkerBuilder {
     /// Timeout for tasks that set none (default: none).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Max attempts for tasks whose dispatch and `#[task]` set none (default: what the client
+    /// stored, 3). Precedence: per dispatch, then `#[task]`, then this, then the built-in.
+    pub fn default_max_attempts(mut self, n: u32) -> Self {
+        self.default_max_attempts = Some(n);
+        self
+    }
+
+    /// Lease for tasks whose dispatch and `#[task]` set none (default: what the client stored,
+    /// 30 s). The backend claims each delivery with the stored lease; the first renewal, a
+    /// third of the shorter of the two in, sets this one.
+    pub fn default_lease(mut self, lease: Duration) -> Self {
+        self.default_lease = Some(lease);
         self
     }
 
@@ -208,6 +225,12 @@ impl WorkerBuilder {
         if self.call_deadline.is_zero() {
             return Err(WorkerError::Option("call deadline must be longer than zero".into()));
         }
+        if self.default_max_attempts == Some(0) {
+            return Err(WorkerError::Option("default max attempts must be at least 1".into()));
+        }
+        if self.default_lease.is_some_and(|d| d < Duration::from_millis(10)) {
+            return Err(WorkerError::Option("default lease must be at least 10 ms".into()));
+        }
         if self.fetch_batch == Some(0) {
             return Err(WorkerError::Option("fetch batch must be at least 1".into()));
         }
@@ -229,6 +252,8 @@ impl WorkerBuilder {
             fetch_batch: self.fetch_batch.unwrap_or(self.concurrency.min(100)),
             retry: self.retry,
             default_timeout: self.default_timeout,
+            default_max_attempts: self.default_max_attempts,
+            default_lease: self.default_lease,
             shutdown_grace: self.shutdown_grace,
             max_tasks: self.max_tasks,
             max_time: self.max_time,
@@ -253,6 +278,8 @@ pub struct Worker {
     fetch_batch: usize,
     retry: RetryPolicy,
     default_timeout: Option<Duration>,
+    default_max_attempts: Option<u32>,
+    default_lease: Option<Duration>,
     shutdown_grace: Duration,
     max_tasks: Option<u64>,
     max_time: Option<Duration>,
@@ -284,6 +311,8 @@ impl Worker {
             fetch_batch: None,
             retry: RetryPolicy::default(),
             default_timeout: None,
+            default_max_attempts: None,
+            default_lease: None,
             shutdown_grace: Duration::from_secs(30),
             max_tasks: None,
             max_time: None,
@@ -333,6 +362,8 @@ impl Worker {
             registry: std::mem::take(&mut self.registry),
             retry: self.retry.clone(),
             default_timeout: self.default_timeout,
+            default_max_attempts: self.default_max_attempts,
+            default_lease: self.default_lease,
             events: self.events.clone(),
             counters: counters.clone(),
             acks: ack_tx,

@@ -9,9 +9,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::deadline::bounded;
+use crate::client::DEFAULTED_HEADER;
 use crate::clock::Clock;
 use crate::driver::Driver;
 use crate::driver::Lease;
+use crate::envelope::Envelope;
 use crate::error::DriverError;
 use crate::event::Events;
 use crate::event::{Event, TaskInfo};
@@ -59,6 +61,10 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) retry: RetryPolicy,
     pub(crate) default_timeout: Option<Duration>,
+    /// Max attempts for tasks whose dispatch and `#[task]` set none.
+    pub(crate) default_max_attempts: Option<u32>,
+    /// Lease for tasks whose dispatch and `#[task]` set none.
+    pub(crate) default_lease: Option<Duration>,
     pub(crate) events: Events,
     pub(crate) counters: Arc<Counters>,
     pub(crate) acks: mpsc::Sender<PendingAck>,
@@ -92,6 +98,11 @@ macro_rules! with_retries {
 pub(crate) use with_retries;
 
 impl Shared {
+    /// The max attempts and lease length `envelope` runs with (see [`effective`]).
+    pub(crate) fn effective(&self, envelope: &Envelope) -> (u32, Duration) {
+        effective(envelope, self.default_max_attempts, self.default_lease)
+    }
+
     pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
         match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
             Ok(()) => {
@@ -113,10 +124,54 @@ impl Shared {
     }
 }
 
+/// The max attempts and lease length `envelope` runs with: its own, unless neither its
+/// dispatch nor its `#[task]` set them (the client says so in [`DEFAULTED_HEADER`]) and the
+/// worker has a default for them.
+pub(crate) fn effective(envelope: &Envelope, attempts: Option<u32>, lease: Option<Duration>) -> (u32, Duration) {
+    let defaulted = envelope.headers.get(DEFAULTED_HEADER).map(String::as_str).unwrap_or("");
+    let unset = |name: &str| defaulted.split(',').any(|d| d == name);
+    let attempts = match attempts {
+        Some(n) if unset("attempts") => n,
+        _ => envelope.max_attempts,
+    };
+    let lease = match lease {
+        Some(d) if unset("lease") => d,
+        _ => envelope.lease(),
+    };
+    (attempts, lease)
+}
+
 /// A successful run waiting for its (batched) ack.
 #[derive(Debug)]
 pub(crate) struct PendingAck {
     pub(crate) lease: Lease,
     pub(crate) task: TaskInfo,
     pub(crate) duration: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Client, Overrides};
+    use crate::memory::MemoryDriver;
+    use crate::task::TaskOptions;
+
+    fn envelope(overrides: Overrides, task: TaskOptions) -> Envelope {
+        Client::new(Arc::new(MemoryDriver::new())).envelope_from_payload("t", vec![0x80], &overrides, &task).expect("envelope")
+    }
+
+    #[test]
+    fn worker_defaults_fill_only_what_neither_the_dispatch_nor_the_task_set() {
+        let (five, minute) = (Some(5), Some(Duration::from_secs(60)));
+        let secs = Duration::from_secs;
+        let plain = envelope(Overrides::default(), TaskOptions::default());
+        assert_eq!(effective(&plain, five, minute), (5, secs(60)), "worker defaults");
+        assert_eq!(effective(&plain, None, None), (3, secs(30)), "built-in");
+        let task = TaskOptions { max_attempts: Some(7), lease: Some(secs(90)), ..Default::default() };
+        assert_eq!(effective(&envelope(Overrides::default(), task.clone()), five, minute), (7, secs(90)), "#[task] wins");
+        let call = Overrides { max_attempts: Some(2), lease: Some(secs(10)), ..Default::default() };
+        assert_eq!(effective(&envelope(call, task), five, minute), (2, secs(10)), "per dispatch wins");
+        let lease_only = Overrides { lease: Some(secs(10)), ..Default::default() };
+        assert_eq!(effective(&envelope(lease_only, TaskOptions::default()), five, minute), (5, secs(10)), "each option on its own");
+    }
 }
