@@ -51,7 +51,7 @@ pub mod worker;
 pub mod workers;
 
 pub use client::{Client, Dispatch, Overrides};
-pub use clock::{Clock, SystemClock, TokioClock};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, SchemaState, ServerInfo, Waiting, WorkerInfo};
 pub use envelope::{Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};

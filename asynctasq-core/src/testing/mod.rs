@@ -1,4 +1,8 @@
-//! The driver conformance suite: the runnable form of the [`Driver`] contract.
+//! Testing: helpers for testing your tasks ([`Jobs`], [`assert_enqueued!`](crate::assert_enqueued))
+//! and, for driver authors, the driver conformance suite: the runnable form of the [`Driver`]
+//! contract.
+//!
+//! # The conformance suite
 //!
 //! Every backend calls [`conformance_tests!`](crate::conformance_tests) once in its tests with
 //! a factory for a fresh driver; that expands to one `#[tokio::test]` per rule in [`rules`],
@@ -20,7 +24,11 @@
 //! happen for a while.
 
 pub mod bad_input;
+mod jobs;
+mod recorder;
 pub mod rules;
+
+pub use self::jobs::{AsEnqueued, Drain, DrainError, DrainReport, Enqueued, EnqueuedTask, Filter, Jobs, Performed, TaskFailure};
 
 use std::future::Future;
 use std::sync::Arc;

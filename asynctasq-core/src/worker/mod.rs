@@ -22,6 +22,8 @@ mod executor;
 mod fetcher;
 mod heartbeat;
 mod lease;
+#[cfg(feature = "testing")]
+pub(crate) mod once;
 mod queues;
 mod settle;
 mod shared;
