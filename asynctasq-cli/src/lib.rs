@@ -155,6 +155,10 @@ struct WorkerArgs {
     /// Most tasks running at once.
     #[arg(long, env = "ASYNCTASQ_CONCURRENCY", default_value_t = 10)]
     concurrency: usize,
+    /// Most blocking task bodies (`#[task]` on a plain `fn`) running at once, each on a thread
+    /// off the async runtime [default: the number of cores].
+    #[arg(long, env = "ASYNCTASQ_BLOCKING_THREADS", value_name = "N")]
+    blocking_threads: Option<usize>,
     /// Stop after taking exactly this many tasks.
     #[arg(long, env = "ASYNCTASQ_MAX_TASKS")]
     max_tasks: Option<u64>,
@@ -460,6 +464,9 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         bail!("invalid --concurrency: must be at least 1");
     }
     args.defaults.check()?;
+    if args.blocking_threads == Some(0) {
+        return Err(Usage("invalid --blocking-threads: must be at least 1".into()).into());
+    }
     let driver = tokio::select! {
         driver = connect(backend, true) => driver?,
         () = handle.stopping() => {
@@ -482,6 +489,9 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         .stop_when_empty(args.stop_when_empty)
         .handle(handle);
     builder = args.defaults.apply(builder)?;
+    if let Some(n) = args.blocking_threads {
+        builder = builder.blocking_threads(n);
+    }
     if let Some(n) = args.max_tasks {
         builder = builder.max_tasks(n);
     }

@@ -237,6 +237,7 @@ fn contradicting_task_defaults_are_usage_errors_naming_the_flags() {
         (&["--task-defaults-max-attempts", "0"][..], "--default-max-attempts"),
         (&["--default-lease", "1ms"][..], "--default-lease"),
         (&["--default-retry", "linear"][..], "--default-retry"),
+        (&["--blocking-threads", "0"][..], "--blocking-threads"),
     ] {
         let out = asynctasq(dir.path()).arg("worker").args(args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

@@ -34,6 +34,7 @@
 //! (visibility timeout); each delivery is an **attempt**; a task that cannot succeed is
 //! **dead**-lettered with its error.
 
+pub mod blocking;
 pub mod client;
 pub mod clock;
 pub mod driver;
@@ -50,6 +51,7 @@ pub mod testing;
 pub mod worker;
 pub mod workers;
 
+pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, SchemaState, ServerInfo, Waiting, WorkerInfo};

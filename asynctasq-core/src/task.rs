@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::BlockingPool;
 use crate::envelope::TaskId;
 use crate::retry::RetryPolicy;
 
@@ -58,6 +59,8 @@ pub struct TaskContext {
     pub(crate) max_attempts: u32,
     /// Cancelled when the run must stop: its lease was lost, or its timeout ran out.
     pub(crate) cancel: CancellationToken,
+    /// Where a blocking task's body runs.
+    pub(crate) blocking: BlockingPool,
 }
 
 impl TaskContext {
@@ -70,7 +73,13 @@ impl TaskContext {
             attempt,
             max_attempts: attempt.max(1),
             cancel: CancellationToken::new(),
+            blocking: BlockingPool::per_core(),
         }
+    }
+
+    /// The pool a blocking task's body runs on (what `#[task]` on a plain `fn` uses).
+    pub fn blocking_pool(&self) -> &BlockingPool {
+        &self.blocking
     }
 
     /// The task's id.

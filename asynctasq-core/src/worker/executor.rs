@@ -64,6 +64,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         attempt,
         max_attempts,
         cancel: cancel.clone(),
+        blocking: shared.blocking.clone(),
     };
     let started = Instant::now();
     // The handler runs in its own task so a panic is caught by tokio (a JoinError), never

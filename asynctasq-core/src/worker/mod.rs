@@ -42,6 +42,7 @@ use self::queues::QueueOrder;
 pub use self::queues::{Priority, QueueSpec};
 use self::shared::{Counters, Shared};
 pub use self::shutdown::{SAME_STOP, WorkerHandle};
+use crate::blocking::BlockingPool;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::Driver;
 use crate::error::WorkerError;
@@ -66,6 +67,7 @@ pub struct WorkerBuilder {
     default_timeout: Option<Duration>,
     default_max_attempts: Option<u32>,
     default_lease: Option<Duration>,
+    blocking_threads: Option<usize>,
     shutdown_grace: Duration,
     max_tasks: Option<u64>,
     max_time: Option<Duration>,
@@ -138,6 +140,13 @@ impl WorkerBuilder {
     /// third of the shorter of the two in, sets this one.
     pub fn default_lease(mut self, lease: Duration) -> Self {
         self.default_lease = Some(lease);
+        self
+    }
+
+    /// Most blocking task bodies (`#[task]` on a plain `fn`) running at once, each on a thread
+    /// of its own off the async runtime (default: the number of cores).
+    pub fn blocking_threads(mut self, n: usize) -> Self {
+        self.blocking_threads = Some(n);
         self
     }
 
@@ -233,6 +242,9 @@ impl WorkerBuilder {
         if self.default_lease.is_some_and(|d| d < Duration::from_millis(10)) {
             return Err(WorkerError::Option("default lease must be at least 10 ms".into()));
         }
+        if self.blocking_threads == Some(0) {
+            return Err(WorkerError::Option("blocking threads must be at least 1".into()));
+        }
         if self.fetch_batch == Some(0) {
             return Err(WorkerError::Option("fetch batch must be at least 1".into()));
         }
@@ -256,6 +268,7 @@ impl WorkerBuilder {
             default_timeout: self.default_timeout,
             default_max_attempts: self.default_max_attempts,
             default_lease: self.default_lease,
+            blocking: self.blocking_threads.map_or_else(BlockingPool::per_core, BlockingPool::new),
             shutdown_grace: self.shutdown_grace,
             max_tasks: self.max_tasks,
             max_time: self.max_time,
@@ -282,6 +295,7 @@ pub struct Worker {
     default_timeout: Option<Duration>,
     default_max_attempts: Option<u32>,
     default_lease: Option<Duration>,
+    blocking: BlockingPool,
     shutdown_grace: Duration,
     max_tasks: Option<u64>,
     max_time: Option<Duration>,
@@ -315,6 +329,7 @@ impl Worker {
             default_timeout: None,
             default_max_attempts: None,
             default_lease: None,
+            blocking_threads: None,
             shutdown_grace: Duration::from_secs(30),
             max_tasks: None,
             max_time: None,
@@ -366,6 +381,7 @@ impl Worker {
             default_timeout: self.default_timeout,
             default_max_attempts: self.default_max_attempts,
             default_lease: self.default_lease,
+            blocking: self.blocking.clone(),
             events: self.events.clone(),
             counters: counters.clone(),
             acks: ack_tx,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::deadline::{self, Beacon};
 use super::executor;
 use super::shared::{Counters, Shared};
+use crate::blocking::BlockingPool;
 use crate::clock::Clock;
 use crate::driver::{Delivery, Driver};
 use crate::event::{Event, Events};
@@ -43,6 +44,7 @@ impl Runner {
             default_timeout: None,
             default_max_attempts: None,
             default_lease: None,
+            blocking: BlockingPool::per_core(),
             events,
             counters: counters.clone(),
             acks,

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::deadline::bounded;
+use crate::blocking::BlockingPool;
 use crate::client::DEFAULTED_HEADER;
 use crate::clock::Clock;
 use crate::driver::Driver;
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) default_max_attempts: Option<u32>,
     /// Lease for tasks whose dispatch and `#[task]` set none.
     pub(crate) default_lease: Option<Duration>,
+    /// Where blocking task bodies run.
+    pub(crate) blocking: BlockingPool,
     pub(crate) events: Events,
     pub(crate) counters: Arc<Counters>,
     pub(crate) acks: mpsc::Sender<PendingAck>,

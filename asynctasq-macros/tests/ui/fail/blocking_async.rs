@@ -1,0 +1,6 @@
+#[asynctasq_core::task(blocking)]
+async fn not_really_blocking(n: u64) {
+    let _ = n;
+}
+
+fn main() {}
