@@ -23,13 +23,25 @@
 //! | Feature  | Default | Backend |
 //! |----------|---------|---------|
 //! | `sqlite` | yes     | `--driver sqlite` (the embedded default) |
-//! | `redis`  | yes     | `--driver redis --redis-url redis://127.0.0.1:6379` |
-//! | `postgres` | yes   | `--driver postgres --database-url postgres://127.0.0.1/db` |
-//! | `mysql`  | yes     | `--driver mysql --database-url mysql://root@127.0.0.1:3306/db` (MySQL 8, MariaDB 10.6+) |
-//! | `rabbitmq` | yes   | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
-//! | `sqs`    | yes     | `--driver sqs --sqs-region us-east-1 [--sqs-endpoint-url http://127.0.0.1:4566]` (credentials from the AWS chain) |
+//! | `redis`  | no      | `--driver redis --redis-url redis://127.0.0.1:6379` |
+//! | `postgres` | no    | `--driver postgres --database-url postgres://127.0.0.1/db` |
+//! | `mysql`  | no      | `--driver mysql --database-url mysql://root@127.0.0.1:3306/db` (MySQL 8, MariaDB 10.6+) |
+//! | `rabbitmq` | no    | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
+//! | `sqs`    | no      | `--driver sqs --sqs-region us-east-1 [--sqs-endpoint-url http://127.0.0.1:4566]` (credentials from the AWS chain) |
+//! | `full`   | no      | all of the above |
+//!
+//! One dependency line is enough: this crate re-exports asynctasq-core as
+//! [`core`] and asynctasq-drivers as [`drivers`], and `#[task]`
+//! finds them through it. [`run!`] reports your package's name and version.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error, 3 unhealthy (`doctor`).
+
+/// asynctasq-core (tasks, the client, the worker engine), re-exported so one dependency line
+/// on this crate is enough: `#[task]` finds it here when `asynctasq-core` is not a dependency.
+pub use asynctasq_core as core;
+pub use asynctasq_core::{Client, RetryPolicy, Task, TaskContext, TaskError, Worker, task};
+/// asynctasq-drivers (the backends this build's features enable), re-exported.
+pub use asynctasq_drivers as drivers;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -43,7 +55,7 @@ mod ops;
 use self::backend::{BackendArgs, connect};
 
 use anyhow::{Context, bail};
-use asynctasq_core::{Registry, Worker, WorkerHandle};
+use asynctasq_core::{Registry, WorkerHandle};
 use clap::{Args, Parser, Subcommand};
 
 /// Command line of asynctasq.
@@ -102,8 +114,12 @@ enum Command {
     /// stop gracefully; a second signal stops at once). `worker run-once` processes what is
     /// due and exits with a summary.
     Worker(WorkerCommand),
-    /// List the tasks registered in this binary.
-    Tasks,
+    /// List the tasks registered in this binary, with the queue each is dispatched to.
+    Tasks {
+        /// One JSON object per task (name, queue, max_attempts, timeout_ms, lease_ms).
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade the backend's schema (SQL backends; others have nothing to migrate).
     /// Every other command applies pending migrations on connect, except `doctor`.
     Migrate {
@@ -278,7 +294,36 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    run_from(args, None)
+}
+
+/// Like [`main`], with your binary's name and version in `--version` and `--help` instead of
+/// asynctasq's; [`run!`] passes your package's.
+pub fn main_named(name: &'static str, version: &'static str) -> ExitCode {
+    run_from(std::env::args_os(), Some((name, version)))
+}
+
+/// Runs the command line as your binary: `fn main() -> std::process::ExitCode { asynctasq_cli::run!() }`
+/// reports your package's name and version (from Cargo) in `--version` and `--help`.
+#[macro_export]
+macro_rules! run {
+    () => {
+        $crate::main_named(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+    };
+}
+
+fn run_from<I, T>(args: I, named: Option<(&'static str, &'static str)>) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    if let Some((name, version)) = named {
+        command = command.name(name).bin_name(name).version(version);
+    }
+    let parsed = command.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -388,13 +433,7 @@ fn init_tracing() {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Tasks => {
-            let registry = Registry::linked()?;
-            for name in registry.names() {
-                outln!("{name}");
-            }
-            Ok(())
-        }
+        Command::Tasks { json } => tasks(json),
         Command::Worker(WorkerCommand { action: None, args }) => worker(&cli.backend, args).await,
         Command::Worker(WorkerCommand { action: Some(WorkerAction::RunOnce(mut args)), .. }) => {
             args.stop_when_empty = true;
@@ -453,6 +492,52 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// Why a binary has no tasks, and what to do: the linker drops a library crate nothing in the
+/// binary refers to, registrations included.
+const NO_TASKS: &str = "no tasks are registered in this binary. Workers run the #[task] functions linked into the binary \
+     that starts them: call asynctasq_cli::main() from your own binary's main (see the README). Tasks defined in a \
+     library crate are linked only if the binary refers to that crate: call asynctasq_core::link_tasks!(your_tasks_crate) \
+     in main, after adding asynctasq_core::tasks_crate!() to the library's lib.rs";
+
+/// `tasks`: each registered task and its queue; no tasks is an error that says why.
+fn tasks(json: bool) -> anyhow::Result<()> {
+    let registry = Registry::linked()?;
+    if registry.is_empty() {
+        bail!(NO_TASKS);
+    }
+    for name in registry.names() {
+        let Some(r) = registry.get(name) else { continue };
+        let o = (r.options)();
+        let queue = o.queue.as_deref().unwrap_or(asynctasq_core::client::DEFAULT_QUEUE);
+        if json {
+            let line = serde_json::json!({
+                "name": name,
+                "queue": queue,
+                "max_attempts": o.max_attempts,
+                "timeout_ms": o.timeout.map(|d| d.as_millis() as u64),
+                "lease_ms": o.lease.map(|d| d.as_millis() as u64),
+            });
+            outln!("{line}");
+        } else {
+            outln!("{name}\tqueue {queue}");
+        }
+    }
+    Ok(())
+}
+
+/// Warns, naming them, about registered tasks whose queue this worker does not consume: they
+/// would wait for another worker (or forever), which is otherwise silent.
+fn warn_unconsumed_queues(registry: &Registry, queues: &[asynctasq_core::QueueSpec]) {
+    let consumed: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    for name in registry.names() {
+        let Some(r) = registry.get(name) else { continue };
+        let queue = (r.options)().queue.unwrap_or_else(|| asynctasq_core::client::DEFAULT_QUEUE.to_owned());
+        if !consumed.contains(&queue.as_str()) {
+            tracing::warn!(task = name, queue = %queue, consumed = ?consumed, "task `{name}` is dispatched to queue `{queue}`, which this worker does not consume; add it to --queues");
+        }
+    }
+}
+
 async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     // Signals first: one that arrives while the worker connects or migrates is a graceful stop
     // (exit 0), not the default action.
@@ -476,11 +561,9 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     };
     let registry = Registry::linked()?;
     if registry.is_empty() {
-        bail!(
-            "no tasks are registered in this binary. Workers run the #[task] functions linked into the binary \
-             that starts them: call asynctasq_cli::main() from your own binary's main (see the README)"
-        );
+        bail!(NO_TASKS);
     }
+    warn_unconsumed_queues(&registry, &builder_checks.0);
     let mut builder = Worker::builder(driver)
         .registry(registry)
         .queue_specs(builder_checks.0, builder_checks.1)

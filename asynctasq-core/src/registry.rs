@@ -41,10 +41,52 @@ impl TaskRegistration {
 
 fn encode_json<T: Task>(json: &str) -> Result<Vec<u8>, String> {
     let args: T = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    // serde drops fields the type does not have; a typo in a shell must not vanish silently.
+    // The type stays lenient on the wire (a newer producer may add fields), so this is checked
+    // here: every field given must come back when the arguments are written out again.
+    if let (Ok(serde_json::Value::Object(given)), Ok(serde_json::Value::Object(known))) =
+        (serde_json::from_str::<serde_json::Value>(json), serde_json::to_value(&args))
+        && let Some(unknown) = given.keys().find(|k| !known.contains_key(*k))
+    {
+        let expected: Vec<String> = known.keys().map(|k| format!("`{k}`")).collect();
+        return Err(format!(
+            "unknown field `{unknown}`, expected {}",
+            if expected.is_empty() { "no fields".into() } else { expected.join(", ") }
+        ));
+    }
     rmp_serde::to_vec_named(&args).map_err(|e| e.to_string())
 }
 
 inventory::collect!(TaskRegistration);
+
+/// Marks a library crate as one holding `#[task]` functions: write `asynctasq_core::tasks_crate!();`
+/// once in its `lib.rs`. The binary then names it with [`link_tasks!`](crate::link_tasks).
+///
+/// Why: the linker leaves out a library crate that nothing in the binary refers to, and with it
+/// the link-time registrations of its tasks, so a worker would start knowing none of them. This
+/// defines the function `link_tasks!` calls, which makes the reference.
+#[macro_export]
+macro_rules! tasks_crate {
+    () => {
+        /// Referenced by `asynctasq_core::link_tasks!` so the linker keeps this crate's tasks.
+        #[doc(hidden)]
+        #[inline(never)]
+        pub fn __asynctasq_link_tasks() -> usize {
+            ::core::hint::black_box(0)
+        }
+    };
+}
+
+/// Keeps the `#[task]` functions of library crates in this binary: call
+/// `asynctasq_core::link_tasks!(my_tasks, other_tasks);` in `main` (each crate has
+/// [`tasks_crate!`](crate::tasks_crate) in its `lib.rs`). A crate named here without
+/// `tasks_crate!()` is a compile error, so it cannot be half done.
+#[macro_export]
+macro_rules! link_tasks {
+    ($($krate:ident),+ $(,)?) => {
+        $( ::core::hint::black_box($krate::__asynctasq_link_tasks()); )+
+    };
+}
 
 fn run_encoded<T: Task>(ctx: TaskContext, payload: Vec<u8>) -> HandlerFuture {
     match rmp_serde::from_slice::<T>(&payload) {
@@ -109,5 +151,33 @@ impl Registry {
     /// Whether no task is registered.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Welcome {
+        user_id: u64,
+        #[serde(default)]
+        template: Option<String>,
+    }
+
+    impl Task for Welcome {
+        const NAME: &'static str = "welcome";
+        async fn run(self, _: TaskContext) -> TaskResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_arguments_with_an_unknown_field_are_refused_naming_it() {
+        let encode = TaskRegistration::of::<Welcome>().args_from_json;
+        assert!(encode(r#"{"user_id": 42}"#).is_ok());
+        assert!(encode(r#"{"user_id": 42, "template": "hi"}"#).is_ok());
+        let err = encode(r#"{"user_id": 42, "usr_name": "x"}"#).expect_err("refused");
+        assert!(err.contains("unknown field `usr_name`") && err.contains("`user_id`") && err.contains("`template`"), "{err}");
     }
 }

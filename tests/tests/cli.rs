@@ -53,7 +53,15 @@ async fn max_time_flag_stops_an_idle_worker() {
 fn tasks_command_lists_the_linked_tasks() {
     let out = Command::cargo_bin("ledger-worker").expect("binary").arg("tasks").output().expect("run");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fails_once\nledgered", "every linked task, sorted by name");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "fails_once\tqueue default\nledgered\tqueue default",
+        "every linked task, sorted by name, with its queue"
+    );
+    let out = Command::cargo_bin("ledger-worker").expect("binary").args(["tasks", "--json"]).output().expect("run");
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().expect("a line")).expect("JSON");
+    assert_eq!((first["name"].as_str(), first["queue"].as_str()), (Some("fails_once"), Some("default")));
 }
 
 /// Sends SIGTERM to `pid` (a separate `kill` process, as an operator's would be).

@@ -16,7 +16,12 @@ async fn io_error(path: String) -> Result<(), std::io::Error> {
     std::fs::metadata(path).map(|_| ())
 }
 
+/// A parameter silenced with `_` keeps its wire name.
+#[task]
+async fn silenced(_user_id: u64) {}
+
 fn main() {
+    let _ = Silenced { user_id: 1 };
     assert_eq!(SendEmail::NAME, "emails.send");
     assert_eq!(Plain::NAME, "plain");
     let o = SendEmail::options();
