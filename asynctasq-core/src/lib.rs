@@ -28,7 +28,7 @@
 //! | Feature   | Default | What it adds |
 //! |-----------|---------|--------------|
 //! | `macros`  | yes     | `#[task]`, re-exported from `asynctasq-macros` |
-//! | `testing` | no      | the driver conformance suite, [`conformance_tests!`] |
+//! | `testing` | no      | test helpers for your tasks (`testing::Jobs`, `assert_enqueued!`) and the driver conformance suite ([`conformance_tests!`]) |
 //!
 //! Vocabulary: a **task** is dispatched to a **queue**; a worker takes it under a **lease**
 //! (visibility timeout); each delivery is an **attempt**; a task that cannot succeed is
