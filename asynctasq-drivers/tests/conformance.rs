@@ -3,17 +3,9 @@
 //! table or queue prefix (`asynctasq-test-*`, `asynctasq_test_*`, `at-*`) that `scripts/test`
 //! sweeps, on the server at the backend's `ASYNCTASQ_TEST_*` variable (default the local one).
 
-/// A random suffix for names of a test's own.
-#[allow(dead_code)]
-fn own() -> String {
-    format!("{:08x}", fastrand::u32(..))
-}
-
-/// `$var`, or `default` when it is not set.
-#[allow(dead_code)]
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.into())
-}
+mod common;
+#[allow(unused_imports)]
+use common::{env_or, own};
 
 /// The conformance suite for one backend: module `$name`, built with feature `$feature`, on
 /// a driver opened for each test from the URL `$url` makes (or by the body `$make` of an

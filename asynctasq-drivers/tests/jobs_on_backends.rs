@@ -7,15 +7,9 @@ use std::sync::Arc;
 use asynctasq_core::testing::{DrainError, Jobs};
 use asynctasq_core::{Driver, TaskContext, TaskError, assert_enqueued, refute_enqueued, task};
 
-#[allow(dead_code)]
-fn own() -> String {
-    format!("{:08x}", fastrand::u32(..))
-}
-
-#[allow(dead_code)]
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.into())
-}
+mod common;
+#[allow(unused_imports)]
+use common::{env_or, own};
 
 /// Fails on its first attempt, then succeeds.
 #[task]

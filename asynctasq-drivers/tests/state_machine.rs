@@ -13,6 +13,9 @@
 //! backends, while the broker takes it back at expiry (both keep the contract: a lease is
 //! lost once the task can be delivered again), and SQS cannot fence at all.
 
+mod common;
+#[allow(unused_imports)]
+use common::{env_or, own};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,10 +254,6 @@ where
     rt.block_on(async { run(ops, make().await).await })
 }
 
-fn own_suffix() -> String {
-    format!("{:08x}", fastrand::u32(..))
-}
-
 /// One backend's property: `$cases` random sequences of up to `$ops` operations, each on a
 /// driver `$make` opens (an `async` block, after the `$setup` statements), in lockstep with the
 /// model.
@@ -273,10 +272,6 @@ macro_rules! follows_the_model {
     };
 }
 
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.into())
-}
-
 follows_the_model!("sqlite", sqlite_keeps_the_same_states_as_the_model, 24, 40, {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/model.db", dir.path().display());
@@ -287,7 +282,7 @@ follows_the_model!("sqlite", sqlite_keeps_the_same_states_as_the_model, 24, 40, 
 /// The driver at `$var` (default `default`) with the URL options `options`, in which `{own}`
 /// becomes a suffix of this case's own: one seam for every backend.
 async fn connect(var: &str, default: &str, options: &str) -> Arc<dyn Driver> {
-    let url = format!("{}?{}", env_or(var, default), options.replace("{own}", &own_suffix()));
+    let url = format!("{}?{}", env_or(var, default), options.replace("{own}", &own()));
     asynctasq_drivers::connect(&url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -302,6 +297,6 @@ connect("ASYNCTASQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f", 
 
 follows_the_model!("sqs", sqs_keeps_the_same_states_as_the_model, 4, 30, {} => async {
     let mut config = asynctasq_drivers::SqsConfig::local(env_or("ASYNCTASQ_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566"));
-    config.queue_prefix = format!("at-{}-", own_suffix());
+    config.queue_prefix = format!("at-{}-", own());
     Arc::new(asynctasq_drivers::SqsDriver::connect(config).await.expect("SQS (moto)")) as Arc<dyn Driver>
 });
