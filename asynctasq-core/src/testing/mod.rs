@@ -24,11 +24,13 @@
 //! happen for a while.
 
 pub mod bad_input;
+mod enqueued;
 mod jobs;
 mod recorder;
 pub mod rules;
 
-pub use self::jobs::{AsEnqueued, Drain, DrainError, DrainReport, Enqueued, EnqueuedTask, Filter, Jobs, Performed, TaskFailure};
+pub use self::enqueued::{AsEnqueued, Enqueued, EnqueuedTask, Filter};
+pub use self::jobs::{Drain, DrainError, DrainReport, Jobs, Performed, TaskFailure};
 
 use std::future::Future;
 use std::sync::Arc;
