@@ -156,6 +156,20 @@ impl<T: AsEnqueued> AsEnqueued for &T {
     }
 }
 
+/// Counts the enqueued tasks matching a pattern, for [`assert_enqueued!`] and
+/// [`refute_enqueued!`]: `(count, what was asked, the enqueued set)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __enqueued_matching {
+    ($jobs:expr, $($ty:ident)::+ { $($fields:tt)* } $(if $guard:expr)? $(, $key:ident = $value:expr)* $(,)?) => {{
+        let enqueued = $crate::testing::AsEnqueued::as_enqueued(&$jobs);
+        let filter = $crate::testing::Filter::default() $(.$key($value))*;
+        #[allow(unused_variables)]
+        let n = enqueued.count::<$($ty)::+>(&filter, |__t| matches!(__t, $($ty)::+ { $($fields)* } $(if $guard)?));
+        (n, format!("`{}`{}", stringify!($($ty)::+ { $($fields)* }), filter), enqueued)
+    }};
+}
+
 /// Asserts that a task matching a pattern was enqueued (and not delivered since):
 /// `assert_enqueued!(jobs, SendWelcome { user_id: 42, .. })` (a guard may follow:
 /// `SendWelcome { template, .. } if template.starts_with("hi")`), optionally with `queue = "…"`,
@@ -163,13 +177,10 @@ impl<T: AsEnqueued> AsEnqueued for &T {
 /// from [`Jobs::during`]. The failure message lists what was enqueued.
 #[macro_export]
 macro_rules! assert_enqueued {
-    ($jobs:expr, $($ty:ident)::+ { $($fields:tt)* } $(if $guard:expr)? $(, $key:ident = $value:expr)* $(,)?) => {{
-        let __enqueued = $crate::testing::AsEnqueued::as_enqueued(&$jobs);
-        let __filter = $crate::testing::Filter::default() $(.$key($value))*;
-        #[allow(unused_variables)]
-        let __n = __enqueued.count::<$($ty)::+>(&__filter, |__t| matches!(__t, $($ty)::+ { $($fields)* } $(if $guard)?));
-        if __n == 0 {
-            panic!("expected a task matching `{}`{}, but none was enqueued; {}", stringify!($($ty)::+ { $($fields)* }), __filter, __enqueued);
+    ($($args:tt)*) => {{
+        let (n, what, enqueued) = $crate::__enqueued_matching!($($args)*);
+        if n == 0 {
+            panic!("expected a task matching {what}, but none was enqueued; {enqueued}");
         }
     }};
 }
@@ -178,13 +189,10 @@ macro_rules! assert_enqueued {
 /// counterpart of [`assert_enqueued!`], with the same arguments.
 #[macro_export]
 macro_rules! refute_enqueued {
-    ($jobs:expr, $($ty:ident)::+ { $($fields:tt)* } $(if $guard:expr)? $(, $key:ident = $value:expr)* $(,)?) => {{
-        let __enqueued = $crate::testing::AsEnqueued::as_enqueued(&$jobs);
-        let __filter = $crate::testing::Filter::default() $(.$key($value))*;
-        #[allow(unused_variables)]
-        let __n = __enqueued.count::<$($ty)::+>(&__filter, |__t| matches!(__t, $($ty)::+ { $($fields)* } $(if $guard)?));
-        if __n > 0 {
-            panic!("expected no task matching `{}`{}, but {} was enqueued; {}", stringify!($($ty)::+ { $($fields)* }), __filter, __n, __enqueued);
+    ($($args:tt)*) => {{
+        let (n, what, enqueued) = $crate::__enqueued_matching!($($args)*);
+        if n > 0 {
+            panic!("expected no task matching {what}, but {n} was enqueued; {enqueued}");
         }
     }};
 }
