@@ -156,8 +156,8 @@ impl<T: AsEnqueued> AsEnqueued for &T {
     }
 }
 
-/// Counts the enqueued tasks matching a pattern, for [`assert_enqueued!`] and
-/// [`refute_enqueued!`]: `(count, what was asked, the enqueued set)`.
+/// Counts the enqueued tasks matching a pattern, for `assert_enqueued!` and
+/// `refute_enqueued!`: `(count, what was asked, the enqueued set)`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __enqueued_matching {
@@ -186,7 +186,7 @@ macro_rules! assert_enqueued {
 }
 
 /// Asserts that no task matching a pattern was enqueued (and not delivered since); the
-/// counterpart of [`assert_enqueued!`], with the same arguments.
+/// counterpart of [`assert_enqueued!`](crate::assert_enqueued), with the same arguments.
 #[macro_export]
 macro_rules! refute_enqueued {
     ($($args:tt)*) => {{
