@@ -29,6 +29,7 @@
 //! | `rabbitmq` | no    | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
 //! | `sqs`    | no      | `--driver sqs --sqs-region us-east-1 [--sqs-endpoint-url http://127.0.0.1:4566]` (credentials from the AWS chain) |
 //! | `full`   | no      | all of the above |
+//! | `testing` | no     | the test helpers, `asynctasq::core::testing` (for `[dev-dependencies]`) |
 //!
 //! One dependency line is enough: this crate re-exports asynctasq-core as
 //! [`core`] and asynctasq-drivers as [`drivers`], and `#[task]`
@@ -42,6 +43,9 @@ pub use asynctasq_core as core;
 pub use asynctasq_core::{Client, RetryPolicy, Task, TaskContext, TaskError, Worker, task};
 /// asynctasq-drivers (the backends this build's features enable), re-exported.
 pub use asynctasq_drivers as drivers;
+/// The `tracing` crate the worker logs through, re-exported so tasks can log
+/// (`asynctasq::tracing::info!`) without a dependency line of their own.
+pub use tracing;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -330,7 +334,7 @@ where
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_tracing();
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -404,7 +408,10 @@ fn cause_once(e: &anyhow::Error) -> String {
     text
 }
 
-fn init_tracing() {
+/// Installs the logging the command line uses, for a worker run from your own code: to stderr,
+/// filtered by `ASYNCTASQ_LOG` (or `RUST_LOG`; default `info`), colour only on a terminal and
+/// never with `NO_COLOR`. Does nothing when a global subscriber is already installed.
+pub fn init_logging() {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("ASYNCTASQ_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

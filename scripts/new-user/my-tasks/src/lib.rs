@@ -17,8 +17,8 @@ pub mod cpu;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use asynctasq_core::testing::Jobs;
-    use asynctasq_core::{assert_enqueued, refute_enqueued};
+    use asynctasq::core::testing::Jobs;
+    use asynctasq::core::{assert_enqueued, refute_enqueued};
 
     #[tokio::test]
     async fn dispatching_a_welcome_enqueues_it_and_it_runs() {
