@@ -7,6 +7,7 @@
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario latency --tasks 5000 --rate 2000
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario scaling --sizes 10000,100000,1000000
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario memory --tasks 50000 --concurrency 100
+//! cargo run --release -p asynctasq-benches --bin bench -- --scenario cpu --tasks 2000 --work-us 2000 --kind blocking
 //! ```
 //!
 //! Scenarios (no-op tasks, one worker in this process unless said otherwise):
@@ -22,6 +23,10 @@
 //! * `memory`: enqueue N tasks, then drain them with a worker in a **child process** (this
 //!   binary, scenario `drain`) and report that process's peak RSS.
 //! * `drain`: run a worker on N tasks already in the run's queue (what `memory` starts).
+//! * `cpu`: drain N tasks that each spin a core for `--work-us` microseconds, written as a
+//!   blocking task (`--kind blocking`: a plain `fn`, run on the blocking pool) or as an `async
+//!   fn` (`--kind async`: on the runtime's threads); tasks/s, and in `latency_ms` how late a
+//!   10 ms ticker on the same runtime fires meanwhile (what lease renewals and acks feel).
 //!
 //! Every report names the machine (cores, memory, CPU) and the server version.
 
@@ -64,6 +69,12 @@ struct Args {
     /// Dispatch batch size.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// `cpu`: microseconds of CPU each task spins.
+    #[arg(long, default_value_t = 2000)]
+    work_us: u64,
+    /// `cpu`: how the CPU-bound task is written.
+    #[arg(long, value_enum, default_value = "blocking")]
+    kind: CpuKind,
     /// Offered load of `latency`, tasks per second.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
@@ -89,6 +100,16 @@ enum Scenario {
     Retry,
     Memory,
     Drain,
+    Cpu,
+}
+
+/// How the `cpu` scenario's task is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum CpuKind {
+    /// A plain `fn`: the blocking pool.
+    Blocking,
+    /// An `async fn`: the runtime's threads.
+    Async,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -188,6 +209,43 @@ async fn fail_once(ctx: TaskContext, n: u64) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// Rounds of [`churn`] one core does per microsecond, measured once at start-up on an idle
+/// process, so a task's work is a fixed amount of computation: a spin timed by the clock would
+/// count the time the OS gave its core to another thread as work.
+static ROUNDS_PER_US: LazyLock<u64> = LazyLock::new(|| {
+    let t = Instant::now();
+    let mut rounds = 0u64;
+    while t.elapsed() < Duration::from_millis(100) {
+        churn(10_000);
+        rounds += 10_000;
+    }
+    (rounds / t.elapsed().as_micros().max(1) as u64).max(1)
+});
+
+fn churn(rounds: u64) {
+    let mut x = 0u64;
+    for _ in 0..rounds {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// Computes for about `us` microseconds of one core.
+fn spin(us: u64) {
+    churn(us * *ROUNDS_PER_US);
+}
+
+/// CPU-bound work as a blocking task (runs on the blocking pool).
+#[task]
+fn spin_blocking(us: u64) {
+    spin(us);
+}
+
+/// The same work as an async task (runs on the runtime's threads).
+#[task]
+async fn spin_async(us: u64) {
+    spin(us);
+}
+
 type BoxError = Box<dyn std::error::Error>;
 
 #[tokio::main]
@@ -267,6 +325,32 @@ async fn main() -> Result<(), BoxError> {
             let child = drain_in_child(&args, &backend, &run)?;
             report.seconds = child.seconds;
             report.peak_rss_mib = child.peak_rss_mib;
+        }
+        Scenario::Cpu => {
+            let us = args.work_us;
+            LazyLock::force(&ROUNDS_PER_US);
+            match args.kind {
+                CpuKind::Blocking => dispatch(&client, args.tasks, args.batch, &overrides, |_| SpinBlocking { us }).await?,
+                CpuKind::Async => dispatch(&client, args.tasks, args.batch, &overrides, |_| SpinAsync { us }).await?,
+            }
+            // A ticker on the worker's runtime: how late each 10 ms tick fires is how long the
+            // runtime's threads were kept from everything else (renewals, acks, other tasks).
+            let ticker = tokio::spawn(async {
+                let mut next = Instant::now() + Duration::from_millis(10);
+                loop {
+                    tokio::time::sleep_until(next.into()).await;
+                    LATENCIES.lock().expect("latency lock").push(next.elapsed().as_micros() as u64);
+                    next = Instant::now() + Duration::from_millis(10);
+                }
+            });
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None).await?;
+            ticker.abort();
+            let mut l = LATENCIES.lock().expect("latency lock").clone();
+            l.sort_unstable();
+            if !l.is_empty() {
+                let at = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+                report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
+            }
         }
         Scenario::Latency => {
             let worker =
