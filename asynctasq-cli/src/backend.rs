@@ -428,6 +428,11 @@ impl BackendArgs {
         Ok(())
     }
 
+    /// The backend's URL with its password hidden, for the worker's `/worker` page.
+    pub(crate) fn shown_url(&self) -> Option<String> {
+        self.plan(false).ok().map(|plan| asynctasq_drivers::redact_url(&plan.url))
+    }
+
     /// The Redis URL of the backend, for the event publisher.
     #[cfg(feature = "redis")]
     pub(crate) fn redis_base(&self) -> anyhow::Result<Option<String>> {

@@ -28,6 +28,7 @@
 //! | `mysql`  | no      | `--driver mysql --database-url mysql://root@127.0.0.1:3306/db` (MySQL 8, MariaDB 10.6+) |
 //! | `rabbitmq` | no    | `--driver rabbitmq --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/%2f` (RabbitMQ 3.10+) |
 //! | `sqs`    | no      | `--driver sqs --sqs-region us-east-1 [--sqs-endpoint-url http://127.0.0.1:4566]` (credentials from the AWS chain) |
+//! | `http`   | yes     | `worker --http ADDR`: `/metrics`, `/health`, `/ready`, `/worker` |
 //! | `full`   | no      | all of the above |
 //! | `testing` | no     | the test helpers, `asynctasq::core::testing` (for `[dev-dependencies]`) |
 //!
@@ -200,6 +201,21 @@ struct WorkerArgs {
     /// (`--driver redis` only; default channel `asynctasq:events`).
     #[arg(long, env = "ASYNCTASQ_PUBLISH_EVENTS", value_name = "CHANNEL", num_args = 0..=1, default_missing_value = "asynctasq:events")]
     publish_events: Option<String>,
+    #[command(flatten, next_help_heading = "Monitoring")]
+    monitoring: Box<Monitoring>,
+}
+
+/// The worker's HTTP listener.
+#[derive(Debug, Args)]
+struct Monitoring {
+    /// Serve `/metrics` (Prometheus), `/health`, `/ready` and `/worker` on this address, e.g.
+    /// `127.0.0.1:9464` (`0.0.0.0:9464` for probes and scrapers from off the host).
+    #[arg(long, env = "ASYNCTASQ_HTTP", value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Bearer token that `/worker` asks of requests from off loopback (the other routes never
+    /// ask). Prefer the environment variable: a flag's value shows in the process list.
+    #[arg(long, env = "ASYNCTASQ_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
 }
 
 /// The worker's defaults for tasks whose dispatch and `#[task]` set nothing. The seed system's
@@ -559,6 +575,13 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     if args.blocking_threads == Some(0) {
         return Err(Usage("invalid --blocking-threads: must be at least 1".into()).into());
     }
+    let monitoring = &args.monitoring;
+    if monitoring.http_token.is_some() && monitoring.http.is_none() {
+        return Err(Usage("--http-token needs --http ADDR: the token guards the listener's /worker route".into()).into());
+    }
+    if monitoring.http_token.as_deref().is_some_and(|t| t.len() < 16) {
+        return Err(Usage("--http-token must be at least 16 characters".into()).into());
+    }
     let driver = tokio::select! {
         driver = connect(backend, true) => driver?,
         () = handle.stopping() => {
@@ -587,6 +610,15 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.max_time {
         builder = builder.max_time(d);
+    }
+    if let Some(addr) = monitoring.http {
+        builder = builder.http(addr);
+        if let Some(url) = backend.shown_url() {
+            builder = builder.backend_url(&url);
+        }
+        if let Some(token) = &monitoring.http_token {
+            builder = builder.http_token(token.clone());
+        }
     }
     let worker = builder.build()?;
     let _publisher = match &args.publish_events {

@@ -244,3 +244,23 @@ fn contradicting_task_defaults_are_usage_errors_naming_the_flags() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn http_flags_name_their_mistakes_and_never_echo_the_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["worker", "--http", "localhost-9464"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "a malformed address is a usage error");
+    assert!(stderr(&out).contains("--http"), "{}", stderr(&out));
+    let out = asynctasq(dir.path()).args(["worker", "--http-token", "s3cret-token-of-some-length"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "a token without a listener is a usage error");
+    let err = stderr(&out);
+    assert!(err.contains("--http-token needs --http"), "{err}");
+    assert!(!err.contains("s3cret"), "the token is never echoed: {err}");
+    let out = asynctasq(dir.path()).args(["worker", "--http", "127.0.0.1:0", "--http-token", "short"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 16 characters"), "{}", stderr(&out));
+    let help =
+        asynctasq(dir.path()).args(["worker", "--help"]).env("ASYNCTASQ_HTTP_TOKEN", "s3cret-token-of-some-length").output().expect("run");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--http-token") && !help.contains("s3cret"), "--help shows the flag, never its value: {help}");
+}

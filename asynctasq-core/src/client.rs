@@ -146,6 +146,22 @@ impl Client {
     /// Stores ready-made envelopes and returns their ids.
     pub async fn enqueue(&self, envelopes: Vec<Envelope>) -> Result<Vec<TaskId>, DriverError> {
         self.driver.enqueue(&envelopes).await?;
+        // One count per run of the same queue and task (a batch is usually one run).
+        let mut run: Option<(&str, &str, u64)> = None;
+        for e in &envelopes {
+            match &mut run {
+                Some((q, t, n)) if *q == e.queue && *t == e.name => *n += 1,
+                _ => {
+                    if let Some((q, t, n)) = run.take() {
+                        crate::metrics::enqueued(q, t, n);
+                    }
+                    run = Some((&e.queue, &e.name, 1));
+                }
+            }
+        }
+        if let Some((q, t, n)) = run {
+            crate::metrics::enqueued(q, t, n);
+        }
         if let Some(events) = &self.events {
             for e in &envelopes {
                 events.emit(|| {

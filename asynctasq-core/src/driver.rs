@@ -68,6 +68,36 @@ pub struct QueueStats {
     pub leased: u64,
     /// In the dead-letter store.
     pub dead: u64,
+    /// How long the oldest ready task has been due (now − its due time); `Some(ZERO)` when none
+    /// is ready. Scheduled tasks never count: a task delayed by an hour is not an hour late.
+    /// `None` on a backend that cannot tell ([`Capability::OldestReadyAge`] undeclared).
+    #[serde(rename = "oldest_ready_age_ms", default, skip_serializing_if = "Option::is_none", with = "opt_millis")]
+    pub oldest_ready_age: Option<Duration>,
+}
+
+impl QueueStats {
+    /// The four counts only, without the age (what equality of counts means in tests).
+    pub fn counts(&self) -> [u64; 4] {
+        [self.ready, self.scheduled, self.leased, self.dead]
+    }
+}
+
+/// `Option<Duration>` as whole milliseconds on the wire.
+mod opt_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
 }
 
 /// A dead-lettered task with the reason.
@@ -155,6 +185,9 @@ capabilities! {
         /// [`Driver::server_info`] reports the server's version, clock or schema. A broker or a
         /// cloud queue has nothing of the kind to ask.
         ServerInfo,
+        /// [`QueueStats::oldest_ready_age`] is reported: the backend can find the earliest due
+        /// time among ready tasks without consuming them.
+        OldestReadyAge,
     }
 }
 

@@ -124,6 +124,10 @@ pub enum WorkerError {
     /// An option has a value outside its range.
     #[error("invalid worker option: {0}")]
     Option(String),
+    /// The worker's HTTP listener cannot start (address in use, feature `http` off, another
+    /// metrics recorder installed).
+    #[error("HTTP listener: {0}")]
+    Http(String),
     /// The driver failed in a way the worker cannot carry on from.
     #[error(transparent)]
     Driver(#[from] DriverError),

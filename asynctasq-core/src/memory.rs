@@ -298,16 +298,23 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let state = self.lock();
         let mut stats = QueueStats::default();
+        let mut earliest: Option<u64> = None;
         if let Some(q) = state.queues.get(queue) {
             for (at, _, id) in &q.index {
                 let leased = state.tasks.get(id).is_some_and(|r| r.token.is_some());
                 match (*at <= now, leased) {
-                    (true, _) => stats.ready += 1,
+                    (true, _) => {
+                        stats.ready += 1;
+                        earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
+                    }
                     (false, true) => stats.leased += 1,
                     (false, false) => stats.scheduled += 1,
                 }
             }
             stats.dead = q.dead.len() as u64;
+        }
+        if self.supports(Capability::OldestReadyAge) {
+            stats.oldest_ready_age = Some(Duration::from_millis(earliest.map_or(0, |e| now.saturating_sub(e))));
         }
         Ok(stats)
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use asynctasq_core::{Driver, DriverError, MemoryDriver};
 
-use crate::redact::redact_url;
+use asynctasq_core::redact_url;
 
 /// Connects to the backend the URL's scheme names, with the settings in its query (see each
 /// `<Backend>Config::from_url`):

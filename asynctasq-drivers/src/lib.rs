@@ -23,7 +23,7 @@
 mod any;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
-mod redact;
+
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
@@ -37,9 +37,9 @@ mod url;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisConfig, RedisDriver, RedisEventPublisher};
 pub use any::{backend_of_scheme, connect};
+pub use asynctasq_core::redact_url;
 #[cfg(feature = "rabbitmq")]
 pub use rabbitmq::{RabbitMqConfig, RabbitMqDriver};
-pub use redact::redact_url;
 #[cfg(feature = "mysql")]
 pub use sql::mysql::{MySqlConfig, MySqlDriver};
 #[cfg(feature = "postgres")]

@@ -69,5 +69,5 @@ async fn task_enqueued_in_a_committed_transaction_exists() {
 async fn task_enqueued_in_a_rolled_back_transaction_never_exists() {
     let (_dir, driver, tx) = enqueued_in_a_transaction().await;
     tx.rollback().await.expect("rollback");
-    assert_eq!(driver.stats("tx").await.expect("stats"), Default::default());
+    assert_eq!(driver.stats("tx").await.expect("stats").counts(), [0; 4]);
 }

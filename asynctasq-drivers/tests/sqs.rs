@@ -87,7 +87,7 @@ async fn a_task_delayed_past_the_sqs_maximum_is_not_run_early_and_not_lost() {
     .await;
     assert_eq!((d.lease.id, d.attempt), (e.id, 1), "early receives are not attempts");
     assert!(driver.ack(&[d.lease]).await.expect("ack").is_empty());
-    assert_eq!(driver.stats("later").await.expect("stats"), Default::default(), "no copy is left behind");
+    assert_eq!(driver.stats("later").await.expect("stats").counts(), [0; 4], "no copy is left behind");
 }
 
 /// A retry whose delay ends past SQS's visibility window (12 hours; shortened to 3 s here)

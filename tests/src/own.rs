@@ -91,11 +91,17 @@ impl OwnRedis {
         }
     }
 
-    fn stop(&mut self) {
+    /// Stops the server (SIGTERM), keeping its port and data for [`start_again`](Self::start_again).
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             sigterm(&child);
             let _ = child.wait();
         }
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 }
 

@@ -41,8 +41,13 @@ fn refused(out: &Output) -> String {
     err
 }
 
+/// The four counts of `queue status --json` (without the oldest ready task's age).
 fn counts(s: &Setup, queue: &str) -> Value {
-    json_of(&cli(s, &["queue", "status", queue, "--json"]))["queues"][queue].clone()
+    let mut status = json_of(&cli(s, &["queue", "status", queue, "--json"]))["queues"][queue].clone();
+    if let Some(fields) = status.as_object_mut() {
+        fields.remove("oldest_ready_age_ms");
+    }
+    status
 }
 
 /// Status, dead list/show/retry, flush and run-once, as an operator would chain them.
@@ -59,6 +64,12 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
     assert_eq!(counts(&s, q), json!({ "ready": 2, "scheduled": 0, "leased": 0, "dead": 1 }));
     let all = json_of(&cli(&s, &["queue", "status", "--json"]));
     assert!(all["queues"][q].is_object(), "with no queue named, every known queue: {all}");
+    let age = &all["queues"][q]["oldest_ready_age_ms"];
+    if s.driver.supports(asynctasq_core::Capability::OldestReadyAge) {
+        assert!(age.as_u64().is_some(), "the oldest ready task's age, in ms: {all}");
+    } else {
+        assert!(age.is_null(), "absent where the backend cannot tell: {all}");
+    }
     assert!(ok(&cli(&s, &["queue", "status", q])).contains("READY"), "a table without --json");
 
     let dead = json_of(&cli(&s, &["dead", "list", q, "--json"]));

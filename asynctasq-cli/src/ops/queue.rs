@@ -75,14 +75,22 @@ pub(crate) fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow
         outln!("no queues");
         return Ok(());
     }
-    let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD"]);
+    let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD", "OLDEST READY"]);
     for (q, s) in rows {
-        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead)]);
+        let age = match s.oldest_ready_age {
+            Some(d) if s.ready == 0 || d.is_zero() => "-".to_owned(),
+            Some(d) => humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string(),
+            None => "n/a".to_owned(),
+        };
+        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead), age]);
     }
     align_numbers(&mut t, 1);
     outln!("{t}");
     if !exact {
         outln!("(counts are approximate on this backend)");
+    }
+    if rows.iter().any(|(_, s)| s.oldest_ready_age.is_none()) {
+        outln!("(OLDEST READY: this backend cannot tell a ready task's age without consuming it)");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Harness, eventually, ids};
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, QueueStats, WorkerInfo};
+use crate::driver::{Capability, DeadSelector, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
 
@@ -38,6 +38,7 @@ macro_rules! __conformance_rules {
             bulk_enqueue_then_drain_loses_nothing: None,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
+            oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,
             purge_removes_ready_but_not_leased: None,
             purge_removes_scheduled_tasks: PurgeScheduled,
             purge_waiting_deletes_only_what_it_is_asked_for: None,
@@ -152,7 +153,7 @@ pub async fn ack_deletes_the_task(h: Harness) {
     // Past the lease it would have come back had the ack not deleted it.
     tokio::time::sleep(SHORT_LEASE * 2).await;
     assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "acked task never comes back");
-    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+    assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
 }
 
 /// A lease that runs out makes the task ready again, counted as the next attempt.
@@ -189,7 +190,7 @@ pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
     }
     assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 0, "the stale dead-letter changed nothing");
     assert!(h.driver.ack(&[new]).await.expect("ack").is_empty(), "the new holder still acks");
-    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+    assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
 }
 
 /// Extending a lease keeps the task invisible past its original expiry.
@@ -301,7 +302,7 @@ pub async fn purge_dead_empties_the_dead_store(h: Harness) {
     let d = h.driver.dequeue(&other, 1).await.expect("dequeue").remove(0);
     h.driver.dead_letter(&d.lease, "x").await.expect("dead");
     assert_eq!(h.driver.purge_dead(&q).await.expect("purge dead"), 1);
-    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats { ready: 1, ..Default::default() });
+    assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [1, 0, 0, 0]);
     assert_eq!(h.driver.stats(&other).await.expect("stats").dead, 1, "other queues' dead are untouched");
 }
 
@@ -391,7 +392,7 @@ pub async fn bulk_enqueue_then_drain_loses_nothing(h: Harness) {
     }
     let expected: HashSet<_> = sent.iter().map(|e| e.id).collect();
     assert_eq!(seen, expected, "every task delivered");
-    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+    assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
 }
 
 /// Consumers racing on one queue never receive the same task.
@@ -442,7 +443,29 @@ pub async fn stats_count_ready_scheduled_leased_and_dead(h: Harness) {
     let q = h.queue("q");
     one_of_each_state(&h, &q).await;
     let s = h.driver.stats(&q).await.expect("stats");
-    assert_eq!(s, QueueStats { ready: 2, scheduled: 1, leased: 1, dead: 1 });
+    assert_eq!(s.counts(), [2, 1, 1, 1], "ready, scheduled, leased, dead: {s:?}");
+}
+
+/// The oldest ready task's age counts ready tasks only: a scheduled task due in a minute and a
+/// leased task due long ago never make it older; an empty queue reports zero.
+pub async fn oldest_ready_age_counts_only_ready_tasks(h: Harness) {
+    let q = h.queue("q");
+    assert_eq!(h.driver.stats(&q).await.expect("stats").oldest_ready_age, Some(Duration::ZERO), "nothing ready: zero");
+    let mut long_ago = h.envelope(&q, LONG);
+    long_ago.not_before = now() - 600_000;
+    h.driver.enqueue(&[long_ago]).await.expect("enqueue");
+    assert_eq!(h.driver.dequeue(&q, 1).await.expect("dequeue").len(), 1, "the old task is leased");
+    let mut ready = h.envelope(&q, LONG);
+    ready.not_before = now() - 5_000;
+    let mut later = h.envelope(&q, LONG);
+    later.not_before = now() + 60_000;
+    h.driver.enqueue(&[ready, later]).await.expect("enqueue");
+    let s = h.driver.stats(&q).await.expect("stats");
+    let age = s.oldest_ready_age.expect("the driver declares OldestReadyAge");
+    assert!(
+        age >= Duration::from_millis(4_900) && age < Duration::from_secs(60),
+        "the ready task's ~5 s, not the leased one's 10 min: {s:?}"
+    );
 }
 
 /// Purge deletes ready tasks and leaves leased and dead ones alone.
@@ -500,7 +523,7 @@ pub async fn purge_removes_scheduled_tasks(h: Harness) {
     let retry = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
     h.driver.nack(&retry.lease, Duration::from_secs(60), "later").await.expect("nack");
     assert_eq!(h.driver.purge(&q).await.expect("purge"), 2, "the delayed task and the retry");
-    assert_eq!(h.driver.stats(&q).await.expect("stats"), QueueStats::default());
+    assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
 }
 
 /// `queues` names every queue holding tasks, including only-dead ones, and answers (with

@@ -33,13 +33,18 @@ pub(crate) async fn bounded<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, DriverError>>,
 ) -> Result<T, DriverError> {
-    match tokio::time::timeout(limit, call).await {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
         Err(_) => {
             tracing::error!(call = what, stalled = ?limit, "a driver call gave no answer within the engine's deadline; abandoning it");
             Err(DriverError::timed_out(format!("driver call `{what}`"), limit))
         }
-    }
+    };
+    // A lost lease is an answer, not a failure of the backend.
+    let failed = matches!(&result, Err(e) if !matches!(e, DriverError::LeaseLost(_)));
+    crate::metrics::driver_op(what, started.elapsed(), failed);
+    result
 }
 
 /// Where one loop of the engine is: idle, or waiting on the backend since an instant.
@@ -64,7 +69,7 @@ impl Beacon {
     }
 
     /// How long the current wait has lasted, if the loop is waiting.
-    fn stalled_for(&self) -> Option<Duration> {
+    pub(crate) fn stalled_for(&self) -> Option<Duration> {
         match self.since.load(Ordering::Relaxed) {
             0 => None,
             at => Some(self.origin.elapsed().saturating_sub(Duration::from_millis(at - 1))),

@@ -16,6 +16,7 @@ use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
+use crate::metrics::Finished;
 use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::{Disposition, TaskContext, TaskResult};
 
@@ -32,12 +33,15 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         Ok(e) => e,
         Err(err) => {
             let task = TaskInfo { id: lease.id, name: "".into(), queue: lease.queue.as_str().into(), attempt };
+            shared.metrics_of(&task).started.increment(1);
             shared.dead_letter(&lease, task, format!("undecodable envelope: {}", error_chain(&err))).await;
             return;
         }
     };
     tracing::Span::current().record("task.name", envelope.name.as_str());
     let task = TaskInfo { id: lease.id, name: envelope.name.as_str().into(), queue: lease.queue.as_str().into(), attempt };
+    let metrics = shared.metrics_of(&task);
+    metrics.started.increment(1);
     let Some(registration) = shared.registry.get(&envelope.name) else {
         let error = format!("unknown task name `{}`: no handler is registered for it in this worker", envelope.name);
         shared.dead_letter(&lease, task, error).await;
@@ -53,6 +57,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     }
 
     let waited = Duration::from_millis(shared.clock.now().saturating_sub(envelope.not_before));
+    metrics.wait.record(waited.as_secs_f64());
     shared.events.emit(|| Event::TaskStarted { task: task.clone(), waited });
     tracing::debug!(?waited, "task started");
 
@@ -81,7 +86,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
     let heartbeat = async {
         if shared.driver.supports(Capability::ExtendLease) {
-            super::lease::keep_leased(shared.driver.clone(), lease.clone(), claimed, lease_length, shared.deadline).await
+            super::lease::keep_leased(shared.driver.clone(), lease.clone(), claimed, lease_length, shared.deadline, &metrics.extended).await
         } else {
             std::future::pending().await
         }
@@ -93,6 +98,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             cancel.cancel();
             run.abort();
             shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+            metrics.finished(Finished::LeaseLost);
             tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost while running; abandoning the run without settling it");
             shared.events.emit(|| Event::LeaseLost(task));
             return;
@@ -103,6 +109,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             match with_retries!(bounded("release", shared.deadline, shared.driver.release(&lease))) {
                 Ok(()) => {
                     shared.counters.released.fetch_add(1, Ordering::Relaxed);
+                    metrics.finished(Finished::Released);
                     tracing::info!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "released unfinished task at shutdown");
                     shared.events.emit(|| Event::TaskReleased(task));
                 }
@@ -114,6 +121,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         }
     };
     let duration = started.elapsed();
+    metrics.run.record(duration.as_secs_f64());
     let outcome = match outcome {
         Some(Ok(Ok(()))) => Outcome::Succeeded,
         Some(Ok(Err(error))) => Outcome::Failed { message: error.message().to_owned(), disposition: error.disposition() },
@@ -130,7 +138,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let (delay, message) = match settle::decide(outcome, attempt, max_attempts, &policy) {
         Settle::Ack => {
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
-            if let Err(mpsc::error::SendError(pending)) = shared.acks.send(PendingAck { lease, task, duration }).await {
+            if let Err(mpsc::error::SendError(pending)) = shared.acks.send(PendingAck { lease, task, duration, metrics }).await {
                 // The acker is gone only if the worker is being torn down; ack directly.
                 ack_batch(&*shared.driver, &shared.events, &shared.counters, vec![pending], shared.deadline).await;
             }
@@ -145,6 +153,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     match with_retries!(bounded("nack", shared.deadline, shared.driver.nack(&lease, delay, &message))) {
         Ok(()) => {
             shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+            metrics.finished(Finished::Retried);
             tracing::info!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %message, ?delay, "task failed; retry scheduled");
             shared.events.emit(|| Event::TaskRetryScheduled { task, delay, error: message });
         }
@@ -202,10 +211,12 @@ async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, ba
             for pending in batch {
                 if lost.contains(&pending.task.id) {
                     counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+                    pending.metrics.finished(Finished::LeaseLost);
                     tracing::warn!(task.id = %pending.task.id, task.name = %pending.task.name, task.queue = %pending.task.queue, task.attempt = pending.task.attempt, "lease lost before the ack; another delivery owns the task now");
                     events.emit(|| Event::LeaseLost(pending.task));
                 } else {
                     counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                    pending.metrics.finished(Finished::Succeeded);
                     events.emit(|| Event::TaskSucceeded { task: pending.task, duration: pending.duration });
                 }
             }

@@ -13,6 +13,7 @@ use super::shared::Shared;
 use super::{BACKLOG_GATHER, Worker, executor};
 use crate::driver::Delivery;
 use crate::error::WorkerError;
+use crate::monitor::Monitor;
 
 impl Worker {
     pub(super) async fn fetch_loop(
@@ -21,6 +22,7 @@ impl Worker {
         names: &[String],
         running: &mut JoinSet<()>,
         beacon: &Beacon,
+        monitor: &Monitor,
     ) -> Result<(), WorkerError> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let deadline = self.max_time.map(|d| tokio::time::Instant::now() + d);
@@ -79,11 +81,13 @@ impl Worker {
             };
             let deliveries = match fetched {
                 Ok(d) => {
+                    monitor.answered();
                     failures = 0;
                     backlog = d.len() == asked && asked > 0;
                     d
                 }
                 Err(error) => {
+                    monitor.failed(&error);
                     failures += 1;
                     let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6))).min(Duration::from_secs(5));
                     tracing::error!(%error, ?backoff, "fetching tasks failed; retrying");
@@ -111,6 +115,7 @@ impl Worker {
                 tokio::select! {
                     r = bounded("wait_ready", wait + self.call_deadline, self.driver.wait_ready(names, wait)) => {
                         if let Err(error) = r {
+                            monitor.failed(&error);
                             tracing::warn!(%error, "waiting for tasks failed");
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }

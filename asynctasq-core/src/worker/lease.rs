@@ -14,14 +14,24 @@ use crate::error::DriverError;
 /// The driver claimed the lease for `claimed` (the envelope's lease); when the worker's default
 /// lease applies instead (`length`), the first renewal comes a third of the shorter one in, and
 /// sets the lease to `length` from then on.
-pub(crate) async fn keep_leased(driver: Arc<dyn Driver>, mut lease: Lease, claimed: Duration, length: Duration, limit: Duration) {
+pub(crate) async fn keep_leased(
+    driver: Arc<dyn Driver>,
+    mut lease: Lease,
+    claimed: Duration,
+    length: Duration,
+    limit: Duration,
+    extended: &metrics::Counter,
+) {
     let interval = |d: Duration| (d / 3).max(Duration::from_millis(5));
     let mut next = interval(claimed.min(length));
     loop {
         tokio::time::sleep(next).await;
         next = interval(length);
         match bounded("extend_lease", limit.min(length), driver.extend_lease(&lease, length)).await {
-            Ok(renewed) => lease = renewed,
+            Ok(renewed) => {
+                lease = renewed;
+                extended.increment(1);
+            }
             Err(DriverError::LeaseLost(_)) => return,
             Err(error) => tracing::warn!(task.id = %lease.id, %error, "lease renewal failed; retrying at the next beat"),
         }

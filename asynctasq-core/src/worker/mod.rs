@@ -17,7 +17,7 @@
 //! failures are retried with backoff or dead-lettered. When nothing is ready the loop blocks in
 //! [`Driver::wait_ready`] instead of polling.
 
-mod deadline;
+pub(crate) mod deadline;
 mod executor;
 mod fetcher;
 mod heartbeat;
@@ -26,7 +26,7 @@ mod lease;
 pub(crate) mod once;
 mod queues;
 mod settle;
-mod shared;
+pub(crate) mod shared;
 mod shutdown;
 
 use std::sync::Arc;
@@ -47,6 +47,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::driver::Driver;
 use crate::error::WorkerError;
 use crate::event::{Event, Events};
+use crate::monitor::Monitor;
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 pub use crate::workers::WorkerCounts;
@@ -79,6 +80,11 @@ pub struct WorkerBuilder {
     call_deadline: Duration,
     handle: WorkerHandle,
     clock: Arc<dyn Clock>,
+    http: Option<std::net::SocketAddr>,
+    http_token: Option<String>,
+    backend_url: Option<String>,
+    ready_bound: Option<Duration>,
+    collect_interval: Duration,
 }
 
 impl WorkerBuilder {
@@ -219,6 +225,41 @@ impl WorkerBuilder {
         self
     }
 
+    /// Serves `/metrics`, `/health`, `/ready` and `/worker` on `addr` while the worker runs
+    /// (feature `http`; without it, [`build`](Self::build) refuses). Installs the process's
+    /// Prometheus recorder at start: install no other `metrics` recorder, and create the
+    /// process's clients after it if their enqueue counts should show.
+    pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
+    /// The bearer token `/worker` asks of requests from off loopback (compared in constant
+    /// time). Without one, `/worker` answers loopback only; the other routes never ask.
+    pub fn http_token(mut self, token: impl Into<String>) -> Self {
+        self.http_token = Some(token.into());
+        self
+    }
+
+    /// The backend's URL as `/worker` shows it: its password is hidden before it is stored.
+    pub fn backend_url(mut self, url: &str) -> Self {
+        self.backend_url = Some(crate::redact_url(url));
+        self
+    }
+
+    /// How long the fetch loop may sit in one backend call before `/ready` turns 503 (default:
+    /// the idle wait plus 10 s).
+    pub fn ready_bound(mut self, bound: Duration) -> Self {
+        self.ready_bound = Some(bound);
+        self
+    }
+
+    /// How often the HTTP listener's collector samples the queues' counts (default 5 s).
+    pub fn collect_interval(mut self, every: Duration) -> Self {
+        self.collect_interval = every;
+        self
+    }
+
     /// The worker's id in events (default: `host:pid:random`).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -244,6 +285,12 @@ impl WorkerBuilder {
         }
         if self.blocking_threads == Some(0) {
             return Err(WorkerError::Option("blocking threads must be at least 1".into()));
+        }
+        if self.http.is_some() && !cfg!(feature = "http") {
+            return Err(WorkerError::Http("this build has no HTTP listener: enable feature `http` of asynctasq-core".into()));
+        }
+        if self.collect_interval < Duration::from_millis(100) {
+            return Err(WorkerError::Option("collect interval must be at least 100 ms".into()));
         }
         if self.fetch_batch == Some(0) {
             return Err(WorkerError::Option("fetch batch must be at least 1".into()));
@@ -280,6 +327,13 @@ impl WorkerBuilder {
             id,
             call_deadline: self.call_deadline,
             clock: self.clock,
+            ready_bound: self.ready_bound.unwrap_or(self.idle_wait + Duration::from_secs(10)),
+            http: self.http.map(|addr| HttpConfig {
+                addr,
+                token: self.http_token,
+                backend_url: self.backend_url,
+                collect_interval: self.collect_interval,
+            }),
         })
     }
 }
@@ -307,6 +361,21 @@ pub struct Worker {
     id: String,
     call_deadline: Duration,
     clock: Arc<dyn Clock>,
+    ready_bound: Duration,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    http: Option<HttpConfig>,
+}
+
+/// The HTTP listener's settings.
+struct HttpConfig {
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    addr: std::net::SocketAddr,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    token: Option<String>,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    backend_url: Option<String>,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    collect_interval: Duration,
 }
 
 impl std::fmt::Debug for Worker {
@@ -341,7 +410,60 @@ impl Worker {
             call_deadline: deadline::DEFAULT_CALL_DEADLINE,
             handle: WorkerHandle::default(),
             clock: Arc::new(SystemClock),
+            http: None,
+            http_token: None,
+            backend_url: None,
+            ready_bound: None,
+            collect_interval: Duration::from_secs(5),
         }
+    }
+
+    /// Starts the HTTP listener and its collector, when asked for: their tasks.
+    #[cfg(feature = "http")]
+    async fn listen(
+        &self,
+        monitor: &Arc<Monitor>,
+        counters: &Arc<Counters>,
+        stop: &CancellationToken,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, WorkerError> {
+        use crate::monitor::http;
+        let Some(config) = &self.http else { return Ok(Vec::new()) };
+        let prometheus = http::recorder()?;
+        let listener = http::bind(config.addr).await?;
+        let addr = listener.local_addr().unwrap_or(config.addr);
+        let specs = self.order.specs();
+        let fixed = http::Static {
+            id: self.id.clone(),
+            queues: specs.iter().map(|q| http::QueueView { name: q.name.clone(), weight: q.weight }).collect(),
+            priority: match self.order.priority() {
+                Priority::Strict => "strict",
+                Priority::Weighted => "weighted",
+            },
+            concurrency: self.concurrency,
+            backend: http::Backend { driver: self.driver.name(), url: config.backend_url.clone() },
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: http::now_secs(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+        };
+        let state = Arc::new(http::HttpState {
+            fixed,
+            monitor: monitor.clone(),
+            counters: counters.clone(),
+            prometheus: prometheus.clone(),
+            token: config.token.clone(),
+        });
+        tracing::info!(%addr, "HTTP listener: /metrics /health /ready /worker");
+        let collector = http::collect(
+            self.driver.clone(),
+            self.order.names(),
+            monitor.clone(),
+            prometheus,
+            config.collect_interval,
+            self.call_deadline,
+            stop.clone(),
+        );
+        Ok(vec![tokio::spawn(http::serve(listener, state, stop.clone())), tokio::spawn(collector)])
     }
 
     /// A handle that stops this worker.
@@ -365,6 +487,11 @@ impl Worker {
         let counters = Arc::new(Counters::default());
         let (ack_tx, ack_rx) = mpsc::channel(self.concurrency.max(64) * 4);
         let (fetching, acking) = (Beacon::new("fetch"), Beacon::new("ack"));
+        // The listener first: a port in use fails the start before anything is claimed.
+        let monitor = Arc::new(Monitor::new(fetching.clone(), self.ready_bound));
+        let listening = CancellationToken::new();
+        #[cfg(feature = "http")]
+        let listener = self.listen(&monitor, &counters, &listening).await?;
         let watchdog = tokio::spawn(deadline::watch(vec![fetching.clone(), acking.clone()], self.call_deadline, Duration::from_secs(5)));
         let acker = tokio::spawn(executor::ack_loop(
             self.driver.clone(),
@@ -388,6 +515,7 @@ impl Worker {
             deadline: self.call_deadline,
             clock: self.clock.clone(),
             abandon: CancellationToken::new(),
+            metrics: crate::metrics::EngineMetrics::default(),
         });
         let names = self.order.names();
         tracing::info!(worker.id = %self.id, queues = ?names, concurrency = self.concurrency, driver = self.driver.name(), "worker started");
@@ -411,7 +539,8 @@ impl Worker {
 
         let mut running = JoinSet::new();
         self.driver.prefetch_hint(self.concurrency, names.len());
-        let fetched = self.fetch_loop(&shared, &names, &mut running, &fetching).await;
+        let fetched = self.fetch_loop(&shared, &names, &mut running, &fetching, &monitor).await;
+        monitor.stopped();
         if let Err(error) = bounded("stop_prefetch", limit, self.driver.stop_prefetch()).await {
             tracing::warn!(%error, "could not give back prefetched tasks; they return when the connection closes");
         }
@@ -431,6 +560,11 @@ impl Worker {
         let _ = acker.await;
         beats.abort();
         watchdog.abort();
+        listening.cancel();
+        #[cfg(feature = "http")]
+        for task in listener {
+            let _ = task.await;
+        }
         if registered && let Err(error) = bounded("deregister_worker", limit, self.driver.deregister_worker(&self.id)).await {
             tracing::warn!(%error, "could not remove the worker from the registry; its record expires by itself");
         }

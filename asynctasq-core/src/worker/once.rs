@@ -51,6 +51,7 @@ impl Runner {
             deadline: limit,
             clock,
             abandon: CancellationToken::new(),
+            metrics: crate::metrics::EngineMetrics::default(),
         });
         Self { shared, counters, acker, events: receiver }
     }

@@ -82,6 +82,16 @@ impl QueueOrder {
         &self.specs[i].name
     }
 
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn specs(&self) -> &[QueueSpec] {
+        &self.specs
+    }
+
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn priority(&self) -> Priority {
+        self.priority
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         self.specs.iter().map(|s| s.name.clone()).collect()
     }

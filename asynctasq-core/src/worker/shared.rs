@@ -18,6 +18,7 @@ use crate::envelope::Envelope;
 use crate::error::DriverError;
 use crate::event::Events;
 use crate::event::{Event, TaskInfo};
+use crate::metrics::{EngineMetrics, Finished, TaskMetrics, UNKNOWN_TASK};
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::workers::WorkerCounts;
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Cancelled when running tasks must be given up (grace period over, or immediate stop).
     pub(crate) abandon: CancellationToken,
+    /// The metrics handles of each queue and task.
+    pub(crate) metrics: EngineMetrics,
 }
 
 /// Retries a driver call on transient errors (a dropped connection) a few times with backoff;
@@ -106,10 +109,20 @@ impl Shared {
         effective(envelope, self.default_max_attempts, self.default_lease)
     }
 
+    /// The metrics handles of `task` (`(unknown)` for a name without a handler here).
+    pub(crate) fn metrics_of(&self, task: &TaskInfo) -> Arc<TaskMetrics> {
+        if self.registry.get(&task.name).is_some() {
+            self.metrics.task(&task.queue, &task.name)
+        } else {
+            self.metrics.task(&task.queue, &Arc::from(UNKNOWN_TASK))
+        }
+    }
+
     pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
         match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
             Ok(()) => {
                 self.counters.dead.fetch_add(1, Ordering::Relaxed);
+                self.metrics_of(&task).finished(Finished::Dead);
                 tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, %error, "task dead-lettered");
                 self.events.emit(|| Event::TaskDeadLettered { task, error });
             }
@@ -122,6 +135,7 @@ impl Shared {
 
     pub(crate) fn lease_lost(&self, task: TaskInfo) {
         self.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+        self.metrics_of(&task).finished(Finished::LeaseLost);
         tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost before the task was settled; another delivery owns it now");
         self.events.emit(|| Event::LeaseLost(task));
     }
@@ -150,6 +164,7 @@ pub(crate) struct PendingAck {
     pub(crate) lease: Lease,
     pub(crate) task: TaskInfo,
     pub(crate) duration: Duration,
+    pub(crate) metrics: Arc<TaskMetrics>,
 }
 
 #[cfg(test)]

@@ -102,8 +102,8 @@ use self::message::Meta;
 use self::publish::{Route, confirmed, send};
 use self::session::{Session, Sessions};
 use self::topology::Names;
-use crate::redact::redact_url;
 use crate::sync::lock;
+use asynctasq_core::redact_url;
 
 /// Settings of a [`RabbitMqDriver`].
 #[derive(Clone, Debug)]
@@ -647,7 +647,10 @@ impl Driver for RabbitMqDriver {
                 .await?;
                 let buffered = lock(&self.inner.consumers).get(queue).map_or(0, |c| c.buffered() as u64);
                 let leased = self.inner.leases.count(queue);
-                Ok(QueueStats { ready: ready + buffered, scheduled: buckets.iter().map(|(_, n)| n).sum(), leased, dead })
+                // A queue's head cannot be read without consuming it, so the age of the oldest
+                // ready task is not known (`OldestReadyAge` undeclared).
+                let scheduled = buckets.iter().map(|(_, n)| n).sum();
+                Ok(QueueStats { ready: ready + buffered, scheduled, leased, dead, oldest_ready_age: None })
             })
             .await
     }
@@ -758,7 +761,7 @@ impl Driver for RabbitMqDriver {
     }
 
     fn supports(&self, capability: Capability) -> bool {
-        !matches!(capability, Capability::ExactStats | Capability::WorkerRegistry | Capability::ServerInfo)
+        !matches!(capability, Capability::ExactStats | Capability::WorkerRegistry | Capability::ServerInfo | Capability::OldestReadyAge)
     }
 
     fn name(&self) -> &'static str {

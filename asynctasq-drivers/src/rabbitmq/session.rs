@@ -18,8 +18,8 @@ use super::error::lapin_err;
 use super::message::Meta;
 use super::publish::{confirmed, send};
 use super::topology::{self, Names};
-use crate::redact::redact_url;
 use crate::sync::lock;
+use asynctasq_core::redact_url;
 
 /// A connection with its channels.
 pub(super) struct Session {

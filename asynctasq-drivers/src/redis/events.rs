@@ -27,7 +27,7 @@ impl RedisEventPublisher {
     /// Connects to the Redis at `url` and starts publishing `events` on `channel`.
     pub async fn connect(url: &str, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
         let client = super::connection::client(url)
-            .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", crate::redact::redact_url(url))))?;
+            .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", asynctasq_core::redact_url(url))))?;
         Self::start(&client, events, channel).await
     }
 

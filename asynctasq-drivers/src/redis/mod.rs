@@ -60,12 +60,12 @@ use std::time::Duration;
 pub(crate) use self::connection::map_err;
 use self::connection::{Conn, Connections};
 pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
-use crate::redact::redact_url;
 use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
+use asynctasq_core::redact_url;
 use asynctasq_core::{CodecError, DriverError};
 
 /// Settings of a [`RedisDriver`].
@@ -506,9 +506,11 @@ impl Driver for RedisDriver {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         let k = self.keys(queue)?;
-        let (ready, scheduled, leased, dead): (u64, u64, u64, u64) =
-            k.invoke(&self.inner.scripts.stats).arg(now()).invoke_async(&mut self.conn()).await.map_err(|e| map_err("stats", e))?;
-        Ok(QueueStats { ready, scheduled, leased, dead })
+        let at = now();
+        let (ready, scheduled, leased, dead, earliest): (u64, u64, u64, u64, i64) =
+            k.invoke(&self.inner.scripts.stats).arg(at).invoke_async(&mut self.conn()).await.map_err(|e| map_err("stats", e))?;
+        let age = if earliest < 0 { 0 } else { at.saturating_sub(earliest as u64) };
+        Ok(QueueStats { ready, scheduled, leased, dead, oldest_ready_age: Some(Duration::from_millis(age)) })
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {

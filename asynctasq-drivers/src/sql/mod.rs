@@ -53,6 +53,12 @@ pub(crate) fn now() -> i64 {
 }
 
 /// A duration in whole milliseconds for a BIGINT column.
+/// How long the earliest due ready task (`MIN(visible_at)` among ready rows, if any) has been due
+/// at `at`: zero when none is ready.
+pub(crate) fn oldest_ready_age(at: i64, earliest: Option<i64>) -> std::time::Duration {
+    std::time::Duration::from_millis(earliest.map_or(0, |e| u64::try_from(at.saturating_sub(e)).unwrap_or(0)))
+}
+
 pub(crate) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(asynctasq_core::envelope::millis(d)).unwrap_or(i64::MAX)
 }
@@ -107,7 +113,7 @@ pub(crate) fn map_err(doing: &str, error: sqlx::Error) -> DriverError {
 /// (with the URL's password hidden).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn connect_err(backend: &str, url: &str, error: sqlx::Error) -> DriverError {
-    let shown = crate::redact::redact_url(url);
+    let shown = asynctasq_core::redact_url(url);
     match error {
         sqlx::Error::Configuration(_) => DriverError::Config(format!("invalid {backend} URL {shown}")),
         other => map_err(&format!("cannot connect to {backend} at {shown}"), other),

@@ -503,25 +503,29 @@ impl Driver for MySqlDriver {
             .pools
             .call("stats", async move {
                 validate_queue_name(queue)?;
+                let at = now();
                 let (t, d) = (&self.inner.tasks, &self.inner.dead);
                 // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
                 let row = sqlx::query(q(format!(
                     "SELECT CAST(COALESCE(SUM(visible_at <= ?), 0) AS SIGNED), \
                         CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS SIGNED), \
                         CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS SIGNED), \
-                        (SELECT COUNT(*) FROM {d} WHERE queue = ?) \
+                        (SELECT COUNT(*) FROM {d} WHERE queue = ?), \
+                        MIN(CASE WHEN visible_at <= ? THEN visible_at END) \
                  FROM {t} WHERE queue = ?"
                 )))
-                .bind(now())
-                .bind(now())
-                .bind(now())
+                .bind(at)
+                .bind(at)
+                .bind(at)
                 .bind(queue)
+                .bind(at)
                 .bind(queue)
                 .fetch_one(&self.inner.pools.pool())
                 .await
                 .map_err(|e| map_err("stats", e))?;
                 let n = |i: usize| row.get::<i64, _>(i) as u64;
-                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+                let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
+                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest) })
             })
             .await
     }

@@ -159,7 +159,8 @@ impl Sql {
                 "SELECT COUNT(*) FILTER (WHERE visible_at <= $2), \
                         COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NULL), \
                         COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NOT NULL), \
-                        (SELECT COUNT(*) FROM {d} WHERE queue = $1) \
+                        (SELECT COUNT(*) FROM {d} WHERE queue = $1), \
+                        MIN(visible_at) FILTER (WHERE visible_at <= $2) \
                  FROM {t} WHERE queue = $1"
             ),
             next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1)"),
@@ -509,14 +510,16 @@ impl Driver for PostgresDriver {
             .pools
             .call("stats", async move {
                 validate_queue_name(queue)?;
+                let at = now();
                 let row = sqlx::query(q(&self.inner.sql.stats))
                     .bind(queue)
-                    .bind(now())
+                    .bind(at)
                     .fetch_one(&self.inner.pools.pool())
                     .await
                     .map_err(|e| map_err("stats", e))?;
                 let n = |i: usize| row.get::<i64, _>(i) as u64;
-                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+                let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
+                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest) })
             })
             .await
     }

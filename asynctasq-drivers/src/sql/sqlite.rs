@@ -373,21 +373,24 @@ impl Driver for SqliteDriver {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         validate_queue_name(queue)?;
+        let at = now();
         let row = sqlx::query(
             "SELECT \
                COALESCE(SUM(visible_at <= ?2), 0), \
                COALESCE(SUM(visible_at > ?2 AND lease_token IS NULL), 0), \
                COALESCE(SUM(visible_at > ?2 AND lease_token IS NOT NULL), 0), \
-               (SELECT COUNT(*) FROM asynctasq_dead WHERE queue = ?1) \
+               (SELECT COUNT(*) FROM asynctasq_dead WHERE queue = ?1), \
+               MIN(CASE WHEN visible_at <= ?2 THEN visible_at END) \
              FROM asynctasq_tasks WHERE queue = ?1",
         )
         .bind(queue)
-        .bind(now())
+        .bind(at)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| map_err("stats", e))?;
         let n = |i: usize| row.get::<i64, _>(i) as u64;
-        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3) })
+        let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
+        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest) })
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {

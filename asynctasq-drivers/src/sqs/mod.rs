@@ -165,7 +165,7 @@ impl SqsConfig {
         if region.contains(['/', '@', ':']) {
             return Err(DriverError::Config(format!(
                 "an SQS URL is sqs://REGION?options, with credentials from the AWS chain (got `{}`)",
-                crate::redact::redact_url(&asynctasq_core::envelope::excerpt(url))
+                asynctasq_core::redact_url(&asynctasq_core::envelope::excerpt(url))
             )));
         }
         let mut config = Self::new((!region.is_empty()).then(|| region.to_owned()));
@@ -633,6 +633,9 @@ impl Driver for SqsDriver {
             scheduled: get(work.attributes(), Delayed) + hidden.saturating_sub(leased + buffered),
             leased,
             dead,
+            // SQS tells no message's due time without receiving it (CloudWatch's
+            // ApproximateAgeOfOldestMessage is another service, and counts delayed messages).
+            oldest_ready_age: None,
         })
     }
 
@@ -737,7 +740,12 @@ impl Driver for SqsDriver {
     fn supports(&self, capability: Capability) -> bool {
         !matches!(
             capability,
-            Capability::Fencing | Capability::ExactStats | Capability::PurgeScheduled | Capability::WorkerRegistry | Capability::ServerInfo
+            Capability::Fencing
+                | Capability::ExactStats
+                | Capability::PurgeScheduled
+                | Capability::WorkerRegistry
+                | Capability::ServerInfo
+                | Capability::OldestReadyAge
         )
     }
 

@@ -1,6 +1,18 @@
 -- Counts of the queue, taken atomically; an expired lease counts as ready. ARGV: now.
+-- The fifth value is the earliest due time (ms) among ready tasks, -1 when none is ready:
+-- the head of each zset, when it is due (scheduled tasks and live leases score in the future).
 local now = ARGV[1]
 local ready = redis.call('ZCOUNT', WAITING, '-inf', now) + redis.call('ZCOUNT', LEASED, '-inf', now)
 local scheduled = redis.call('ZCOUNT', WAITING, '(' .. now, '+inf')
 local leased = redis.call('ZCOUNT', LEASED, '(' .. now, '+inf')
-return { ready, scheduled, leased, redis.call('ZCARD', DEAD) }
+local earliest = -1
+for _, key in ipairs({ WAITING, LEASED }) do
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[2] then
+    local due = tonumber(head[2])
+    if due <= tonumber(now) and (earliest < 0 or due < earliest) then
+      earliest = due
+    end
+  end
+end
+return { ready, scheduled, leased, redis.call('ZCARD', DEAD), earliest }

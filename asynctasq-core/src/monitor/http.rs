@@ -1,0 +1,277 @@
+//! The worker's HTTP listener (feature `http`, `WorkerBuilder::http`):
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text format (names in [`crate::metrics::names`]) |
+//! | `GET /health` | liveness: 200 while the worker's loops run, else 503 |
+//! | `GET /ready` | readiness (see [`super`]): 200 `{"ready":true}`, or 503 with the reason as JSON |
+//! | `GET /worker` | configuration and state as JSON; off loopback only with the bearer token |
+//!
+//! `/metrics`, `/health` and `/ready` expose no secrets and need no token, so probes and
+//! scrapers work from the pod's address. `/worker` names the backend (its URL with the password
+//! hidden) and the queues, so off loopback it wants `Authorization: Bearer <--http-token>`,
+//! compared in constant time; without a token configured it is loopback-only, and the answer
+//! says so.
+//!
+//! # Why queue gauges come from a collector, not from the scrape
+//! A scrape that asked the backend for every queue's counts would cost a round trip per queue per
+//! scraper, and a slow backend would make the scrape time out. One collector per worker samples
+//! the counts every few seconds; a scrape only renders what is in memory.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Monitor;
+use crate::driver::Driver;
+use crate::error::WorkerError;
+use crate::metrics::names;
+use crate::worker::shared::Counters;
+use crate::workers::WorkerCounts;
+
+/// Buckets of the `_seconds` histograms: 1 ms to 5 min.
+const BUCKETS: [f64; 16] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed at the first call: every worker of the process
+/// shares it, as they share the process.
+pub(crate) fn recorder() -> Result<PrometheusHandle, WorkerError> {
+    RECORDER
+        .get_or_init(|| {
+            PrometheusBuilder::new().set_buckets(&BUCKETS).map_err(|e| e.to_string())?.install_recorder().map_err(|e| {
+                format!("cannot install the Prometheus recorder ({e}): another `metrics` recorder is installed in this process")
+            })
+        })
+        .clone()
+        .map_err(WorkerError::Http)
+}
+
+/// A queue the worker consumes, as `/worker` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct QueueView {
+    pub(crate) name: String,
+    pub(crate) weight: u32,
+}
+
+/// What does not change while the worker runs, for `/worker`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Static {
+    pub(crate) id: String,
+    pub(crate) queues: Vec<QueueView>,
+    pub(crate) priority: &'static str,
+    pub(crate) concurrency: usize,
+    pub(crate) backend: Backend,
+    pub(crate) version: &'static str,
+    pub(crate) started_at: u64,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+}
+
+/// The backend, for `/worker`: its driver's name and its URL with the password hidden.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Backend {
+    pub(crate) driver: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct WorkerView<'a> {
+    #[serde(flatten)]
+    fixed: &'a Static,
+    uptime_seconds: u64,
+    in_flight: usize,
+    leases_held: usize,
+    counts: WorkerCounts,
+    readiness: super::Readiness,
+}
+
+/// What the routes read.
+pub(crate) struct HttpState {
+    pub(crate) fixed: Static,
+    pub(crate) monitor: Arc<Monitor>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) prometheus: PrometheusHandle,
+    pub(crate) token: Option<String>,
+}
+
+/// Binds `addr`; an address in use or not local is an error naming it.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WorkerError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| WorkerError::Http(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Serves the routes on `listener` until `stop`.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/worker", get(worker))
+        .with_state(state);
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the HTTP listener failed");
+    }
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let c = &state.counters;
+    metrics::gauge!(names::WORKER_IN_FLIGHT).set(c.in_flight.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    metrics::gauge!(names::WORKER_CONCURRENCY).set(state.fixed.concurrency as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.prometheus.render()).into_response()
+}
+
+async fn health(State(state): State<Arc<HttpState>>) -> Response {
+    if state.monitor.alive() {
+        (StatusCode::OK, Json(serde_json::json!({"alive": true}))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"alive": false}))).into_response()
+    }
+}
+
+async fn ready(State(state): State<Arc<HttpState>>) -> Response {
+    let r = state.monitor.readiness();
+    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(r)).into_response()
+}
+
+async fn worker(State(state): State<Arc<HttpState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Err((status, why)) = authorize(peer.ip(), state.token.as_deref(), given) {
+        return refuse(status, why);
+    }
+    let c = &state.counters;
+    let in_flight = c.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+    let view = WorkerView {
+        fixed: &state.fixed,
+        uptime_seconds: now_secs().saturating_sub(state.fixed.started_at),
+        in_flight,
+        leases_held: in_flight + c.pending_acks.load(std::sync::atomic::Ordering::Relaxed),
+        counts: c.snapshot(),
+        readiness: state.monitor.readiness(),
+    };
+    Json(view).into_response()
+}
+
+/// Whether `/worker` may answer a request from `peer` carrying the `Authorization` header
+/// `given`: loopback always; off loopback only with the configured bearer token.
+fn authorize(peer: std::net::IpAddr, token: Option<&str>, given: Option<&str>) -> Result<(), (StatusCode, &'static str)> {
+    if peer.is_loopback() {
+        return Ok(());
+    }
+    match (token, given.and_then(|v| v.strip_prefix("Bearer "))) {
+        (None, _) => {
+            Err((StatusCode::FORBIDDEN, "GET /worker is served off loopback only to a bearer token: start the worker with --http-token"))
+        }
+        (Some(want), Some(got)) if same(want.as_bytes(), got.as_bytes()) => Ok(()),
+        (Some(_), _) => {
+            Err((StatusCode::UNAUTHORIZED, "GET /worker off loopback needs `Authorization: Bearer <the worker's --http-token>`"))
+        }
+    }
+}
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    (status, Json(serde_json::json!({"error": why}))).into_response()
+}
+
+/// Equal in time that depends only on the lengths, never on where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Samples every queue's counts every `every` into the queue gauges, reports the backend's
+/// answers to `monitor`, and drains the recorder's histogram buffers. Runs until `stop`.
+pub(crate) async fn collect(
+    driver: Arc<dyn Driver>,
+    queues: Vec<String>,
+    monitor: Arc<Monitor>,
+    prometheus: PrometheusHandle,
+    every: Duration,
+    limit: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for q in &queues {
+            match crate::worker::deadline::bounded("stats", limit, driver.stats(q)).await {
+                Ok(s) => {
+                    monitor.answered();
+                    for (state, n) in [("ready", s.ready), ("scheduled", s.scheduled), ("leased", s.leased), ("dead", s.dead)] {
+                        metrics::gauge!(names::QUEUE_TASKS, "queue" => q.clone(), "state" => state).set(n as f64);
+                    }
+                    if let Some(age) = s.oldest_ready_age {
+                        metrics::gauge!(names::QUEUE_OLDEST_READY_AGE, "queue" => q.clone()).set(age.as_secs_f64());
+                    }
+                }
+                Err(error) => {
+                    monitor.failed(&error);
+                    tracing::warn!(%error, queue = %q, "sampling the queue's counts failed");
+                }
+            }
+        }
+        prometheus.run_upkeep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use axum::http::StatusCode;
+
+    use super::{authorize, same};
+
+    const POD: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+
+    #[test]
+    fn the_worker_page_answers_loopback_without_a_token() {
+        assert!(authorize(IpAddr::V4(Ipv4Addr::LOCALHOST), None, None).is_ok());
+        assert!(authorize(IpAddr::V6(Ipv6Addr::LOCALHOST), Some("t0ken-of-16-chars"), None).is_ok());
+    }
+
+    #[test]
+    fn off_loopback_the_worker_page_needs_the_bearer_token_and_says_so() {
+        let (status, why) = authorize(POD, None, Some("Bearer anything")).expect_err("no token configured");
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(why.contains("--http-token"), "{why}");
+        let token = Some("t0ken-of-16-chars");
+        let (status, why) = authorize(POD, token, None).expect_err("no header");
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(why.contains("Authorization: Bearer"), "{why}");
+        assert!(authorize(POD, token, Some("Bearer t0ken-of-16-charX")).is_err(), "a wrong token");
+        assert!(authorize(POD, token, Some("t0ken-of-16-chars")).is_err(), "not a bearer header");
+        assert!(authorize(POD, token, Some("Bearer t0ken-of-16-chars")).is_ok());
+    }
+
+    #[test]
+    fn tokens_compare_equal_only_when_every_byte_is() {
+        assert!(same(b"s3cret", b"s3cret"));
+        assert!(!same(b"s3cret", b"s3creT"));
+        assert!(!same(b"s3cret", b"s3cre"));
+        assert!(!same(b"", b"x"));
+    }
+}

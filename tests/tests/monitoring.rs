@@ -1,0 +1,156 @@
+//! The worker's HTTP listener, from outside a real worker process: `/metrics` counts a known run
+//! exactly on SQLite, Redis and PostgreSQL, `/ready` follows the backend down and back up, and
+//! `/worker` never shows a password.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use asynctasq_core::Overrides;
+use asynctasq_tests::{Backend, FailsOnce, Ledgered, OwnRedis, OwnServer, Proc, Setup, eventually, shared_postgres_url, shared_redis_url};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+/// `GET path` on the listener: the status code and the body, or `None` while nothing listens.
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// Sums of each family in a Prometheus text page, by name and by the labels it is filtered on:
+/// `value(page, "asynctasq_tasks_finished_total", &[("outcome", "dead")])`.
+fn value(page: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            let (n, labels) = series.split_once('{').map_or((series, ""), |(n, rest)| (n, rest.trim_end_matches('}')));
+            if n != name {
+                return None;
+            }
+            let labels: HashMap<&str, &str> =
+                labels.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k, v.trim_matches('"'))).collect();
+            want.iter().all(|(k, v)| labels.get(k) == Some(v)).then(|| v.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+fn has_family(page: &str, name: &str) -> bool {
+    page.lines().any(|l| l.starts_with(name) && !l.starts_with('#'))
+}
+
+/// 12 tasks that succeed, 3 that fail once and then succeed, 4 that fail their only attempt:
+/// 22 starts, 15 successes, 3 retries, 4 dead.
+async fn known_run(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let queue = "monitored";
+    let q = |max: Option<u32>| Overrides { queue: Some(queue.into()), max_attempts: max, ..Default::default() };
+    s.client.dispatch_many((0..12).map(|n| Ledgered { n, sleep_ms: 0 }), q(None)).await.expect("dispatch");
+    s.client.dispatch_many((100..103).map(|n| FailsOnce { n, retry_ms: 10 }), q(Some(3))).await.expect("dispatch");
+    s.client.dispatch_many((200..204).map(|n| FailsOnce { n, retry_ms: 10 }), q(Some(1))).await.expect("dispatch");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker = s.spawn_worker(WORKER, queue, 4, &["--http", &addr]);
+
+    eventually(Duration::from_secs(30), "the worker to become ready", || async {
+        get(port, "/ready").await.is_some_and(|(c, _)| c == 200)
+    })
+    .await;
+    eventually(Duration::from_secs(30), "every task to settle", || async {
+        let page = get(port, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
+        value(&page, "asynctasq_tasks_finished_total", &[("outcome", "succeeded")]) == 15.0
+            && value(&page, "asynctasq_tasks_finished_total", &[("outcome", "dead")]) == 4.0
+    })
+    .await;
+    // The collector samples the queue every few seconds: wait for a sample of the empty queue.
+    eventually(Duration::from_secs(15), "the queue gauges to show the dead tasks", || async {
+        let page = get(port, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
+        value(&page, "asynctasq_queue_tasks", &[("queue", queue), ("state", "dead")]) == 4.0
+    })
+    .await;
+    let (status, page) = get(port, "/metrics").await.expect("scrape");
+    assert_eq!(status, 200);
+    let on = |task: &'static str| [("queue", queue), ("task", task)];
+    assert_eq!(value(&page, "asynctasq_tasks_started_total", &[("queue", queue)]), 22.0, "{page}");
+    assert_eq!(value(&page, "asynctasq_tasks_started_total", &on("ledgered")), 12.0);
+    assert_eq!(value(&page, "asynctasq_tasks_started_total", &on("fails_once")), 10.0);
+    assert_eq!(value(&page, "asynctasq_tasks_finished_total", &[("outcome", "retried")]), 3.0);
+    assert_eq!(value(&page, "asynctasq_tasks_finished_total", &[("outcome", "released")]), 0.0);
+    assert_eq!(value(&page, "asynctasq_task_run_seconds_count", &[("queue", queue)]), 22.0, "every run is timed");
+    assert_eq!(value(&page, "asynctasq_task_wait_seconds_count", &[("queue", queue)]), 22.0, "every start's wait is timed");
+    assert_eq!(value(&page, "asynctasq_queue_tasks", &[("queue", queue), ("state", "ready")]), 0.0);
+    assert_eq!(value(&page, "asynctasq_queue_oldest_ready_age_seconds", &[("queue", queue)]), 0.0);
+    assert!(has_family(&page, "asynctasq_queue_oldest_ready_age_seconds"), "the age is sampled on every backend here");
+    assert_eq!(value(&page, "asynctasq_worker_concurrency", &[]), 4.0);
+    assert_eq!(value(&page, "asynctasq_worker_in_flight", &[]), 0.0);
+    assert!(value(&page, "asynctasq_driver_op_seconds_count", &[("op", "dequeue")]) >= 1.0, "driver calls are timed");
+    assert!(value(&page, "asynctasq_driver_op_seconds_count", &[("op", "ack")]) >= 1.0);
+    assert!(!page.contains("\"n\""), "no task argument in a label");
+
+    let (status, body) = get(port, "/worker").await.expect("/worker");
+    assert_eq!(status, 200, "loopback needs no token: {body}");
+    let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(page["concurrency"], 4);
+    assert_eq!(page["queues"][0]["name"], queue);
+    assert_eq!(page["counts"]["dead"], 4);
+    assert!(page["id"].as_str().is_some_and(|id| !id.is_empty()) && page["uptime_seconds"].is_u64(), "{page}");
+    assert!(!body.contains("hunter2"), "/worker shows no password: {body}");
+    if let Some(url) = page["backend"]["url"].as_str().filter(|u| u.starts_with("postgres")) {
+        assert!(url.contains(":***@"), "the password is replaced, visibly: {url}");
+    }
+    worker.sigterm();
+    assert!(worker.exited_ok().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_run_exactly_on_sqlite() {
+    known_run(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_run_exactly_on_redis() {
+    known_run(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_run_exactly_on_postgres_and_the_worker_page_hides_its_password() {
+    // Trust authentication ignores the password, so a made-up one shows what /worker does with it.
+    let url = shared_postgres_url().replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
+    assert!(url.contains("hunter2"), "the shared URL has the expected form: {url}");
+    known_run(Backend::Postgres(url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_503_with_the_reason_while_the_backend_is_down_and_200_once_it_is_back() {
+    let mut redis = OwnRedis::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::Redis(redis.url())).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker: Proc = s.spawn_worker(WORKER, "probe", 2, &["--http", &addr, "--request-timeout", "1s"]);
+    let status = |want: u16| async move { get(port, "/ready").await.is_some_and(|(c, _)| c == want) };
+    eventually(Duration::from_secs(30), "ready while Redis answers", || status(200)).await;
+
+    redis.stop();
+    eventually(Duration::from_secs(20), "503 while Redis is down", || status(503)).await;
+    let (_, body) = get(port, "/ready").await.expect("/ready answers while the backend is down");
+    let reason: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(reason["ready"], false);
+    assert!(reason["reason"].as_str().is_some_and(|r| r.contains("backend")), "the reason is given: {body}");
+    assert_eq!(get(port, "/health").await.map(|(c, _)| c), Some(200), "alive all along");
+    redis.start_again();
+    eventually(Duration::from_secs(30), "ready again once Redis is back", || status(200)).await;
+    worker.sigterm();
+    assert!(worker.exited_ok().await);
+}
