@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::Driver;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
+use crate::envelope::{Defaulted, ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
 use crate::error::{CodecError, DriverError};
 use crate::event::{Event, Events, TaskInfo};
 use crate::retry::{RETRY_HEADER, RetryPolicy};
@@ -20,10 +20,6 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Lease duration when neither the task nor the dispatch says.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// The reserved header naming the options neither the dispatch nor the task set
-/// (`attempts`, `lease`, comma-separated), so a worker's defaults can take their place: the
-/// precedence is per dispatch, then `#[task]`, then the worker's default, then the built-in.
-pub const DEFAULTED_HEADER: &str = "asynctasq-defaulted";
 
 /// Dispatches tasks into a driver. Cheap to clone.
 #[derive(Clone)]
@@ -117,14 +113,14 @@ impl Client {
         if let Some(policy) = &overrides.retry {
             headers.insert(RETRY_HEADER.to_owned(), policy.to_header());
         }
-        let defaulted = match (overrides.max_attempts.or(defaults.max_attempts), overrides.lease.or(defaults.lease)) {
-            (None, None) => Some("attempts,lease"),
-            (None, Some(_)) => Some("attempts"),
-            (Some(_), None) => Some("lease"),
-            (Some(_), Some(_)) => None,
-        };
-        if let Some(defaulted) = defaulted {
-            headers.insert(DEFAULTED_HEADER.to_owned(), defaulted.to_owned());
+        // What nothing set, so a worker's defaults can take its place: the precedence is per
+        // dispatch, then `#[task]`, then the worker's default, then the built-in.
+        let mut defaulted = Defaulted::default();
+        if overrides.max_attempts.or(defaults.max_attempts).is_none() {
+            defaulted = defaulted | Defaulted::ATTEMPTS;
+        }
+        if overrides.lease.or(defaults.lease).is_none() {
+            defaulted = defaulted | Defaulted::LEASE;
         }
         let now = self.clock.now();
         Ok(Envelope {
@@ -140,6 +136,7 @@ impl Client {
             created_at: now,
             not_before: now + overrides.delay.map(millis).unwrap_or(0),
             headers,
+            defaulted,
         })
     }
 
@@ -148,7 +145,7 @@ impl Client {
         self.driver.enqueue(&envelopes).await?;
         // One count per run of the same queue and task (a batch is usually one run).
         let mut run: Option<(&str, &str, u64)> = None;
-        for e in &envelopes {
+        for e in envelopes.iter().filter(|_| crate::metrics::enabled()) {
             match &mut run {
                 Some((q, t, n)) if *q == e.queue && *t == e.name => *n += 1,
                 _ => {

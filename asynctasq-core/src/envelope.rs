@@ -59,6 +59,46 @@ pub struct Envelope {
     /// Open-ended metadata. Keys starting with `asynctasq-` are reserved.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The options neither the dispatch nor `#[task]` set, so a worker's defaults may take
+    /// their place. Absent (nothing defaulted) in envelopes of older builds.
+    #[serde(default, skip_serializing_if = "Defaulted::is_empty")]
+    pub defaulted: Defaulted,
+}
+
+/// A set of the envelope's options that nothing set: [`Defaulted::ATTEMPTS`],
+/// [`Defaulted::LEASE`]. One small integer on the wire.
+///
+/// # Why a field, not a header
+/// It began as a header (`asynctasq-defaulted: attempts,lease`). Nearly every envelope carries
+/// it, and as a header it cost two strings and a map node to encode and to decode per task: on
+/// the in-memory backend the plain path drained 0.86× the tasks/s of the build before it
+/// (BENCHMARKS.md, issue 19's cost). As a field it is a byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Defaulted(u8);
+
+impl Defaulted {
+    /// Max attempts were not set.
+    pub const ATTEMPTS: Self = Self(1);
+    /// The lease was not set.
+    pub const LEASE: Self = Self(2);
+
+    /// Nothing defaulted.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every option of `other` is in this set.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Defaulted {
+    type Output = Self;
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
 }
 
 impl Envelope {
@@ -146,6 +186,18 @@ fn validate_name(kind: &str, name: &str, max: usize, ok: impl Fn(char) -> bool) 
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_defaulted_set_costs_one_small_field_and_older_envelopes_lack_it() {
+        let mut e = sample();
+        let with = e.encode().expect("encode");
+        assert_eq!(Envelope::decode(&with).expect("decode").defaulted, Defaulted::ATTEMPTS | Defaulted::LEASE);
+        e.defaulted = Defaulted::default();
+        let without = e.encode().expect("encode");
+        assert!(!without.windows(9).any(|w| w == b"defaulted"), "nothing defaulted: the field is left out, as older builds wrote it");
+        assert_eq!(with.len() - without.len(), "defaulted".len() + 2, "a key and a one-byte integer");
+        assert!(Envelope::decode(&without).expect("decode").defaulted.is_empty());
+    }
+
     fn sample() -> Envelope {
         Envelope {
             version: ENVELOPE_VERSION,
@@ -160,6 +212,7 @@ mod tests {
             created_at: 1,
             not_before: 2,
             headers: BTreeMap::from([("trace".into(), "abc".into())]),
+            defaulted: Defaulted::ATTEMPTS | Defaulted::LEASE,
         }
     }
 

@@ -58,7 +58,7 @@ pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, SchemaState, ServerInfo, Waiting, WorkerInfo};
-pub use envelope::{Envelope, TaskId};
+pub use envelope::{Defaulted, Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};
 pub use event::{Event, Events, TaskInfo};
 pub use memory::MemoryDriver;

@@ -1,8 +1,12 @@
 //! What the engine counts and times, through the [`metrics`] facade: recorded in the client and
 //! the executor where each thing happens (never from the event bus, which drops events when a
 //! subscriber lags), and exported by whatever recorder the process installs (the worker's
-//! `/metrics` route installs Prometheus's, feature `http`). With no recorder installed every
-//! call here is a no-op.
+//! `/metrics` route installs Prometheus's, feature `http`).
+//!
+//! Recording is off until [`enable`] is called (the HTTP listener calls it when it installs its
+//! recorder): off, the engine skips every lookup and timing, so a worker without metrics pays
+//! one relaxed atomic load per recording point. A process that installs a `metrics` recorder of
+//! its own calls [`enable`] after installing it.
 //!
 //! Labels are bounded: queue, task name, outcome, op; never an id or an argument. A task name no
 //! handler is registered for is counted as `(unknown)`, so a stream of garbage names cannot grow
@@ -15,7 +19,8 @@
 //! (queue, task) the first time it sees the pair and then only bumps atomics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use ::metrics::{Counter, Histogram};
@@ -50,6 +55,30 @@ pub mod names {
     /// Counter, label `op`: driver calls of the engine that failed.
     pub const DRIVER_ERRORS: &str = "asynctasq_driver_errors_total";
 }
+
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+/// Turns recording on for this process: call it once a `metrics` recorder is installed (the
+/// worker's HTTP listener does so itself). Handles taken before stay no-ops.
+pub fn enable() {
+    RECORDING.store(true, Ordering::Relaxed);
+}
+
+/// Whether the engine records metrics (see [`enable`]).
+pub fn enabled() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
+/// The handles of every pair while recording is off: no-ops, shared.
+static OFF: LazyLock<Arc<TaskMetrics>> = LazyLock::new(|| {
+    Arc::new(TaskMetrics {
+        started: Counter::noop(),
+        run: Histogram::noop(),
+        wait: Histogram::noop(),
+        extended: Counter::noop(),
+        finished: std::array::from_fn(|_| Counter::noop()),
+    })
+});
 
 /// How a settled delivery ended, as the `outcome` label says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +134,9 @@ pub(crate) const UNKNOWN_TASK: &str = "(unknown)";
 impl EngineMetrics {
     /// The handles of `task` on `queue` (a name the worker has no handler for is `(unknown)`).
     pub(crate) fn task(&self, queue: &Arc<str>, task: &Arc<str>) -> Arc<TaskMetrics> {
+        if !enabled() {
+            return OFF.clone();
+        }
         if let Some(m) = self.by_task.read().unwrap_or_else(|e| e.into_inner()).get(&**queue).and_then(|t| t.get(&**task)) {
             return m.clone();
         }
@@ -115,6 +147,9 @@ impl EngineMetrics {
 
 /// Records one driver call of the engine: its time and, when it failed, an error.
 pub(crate) fn driver_op(op: &'static str, took: Duration, failed: bool) {
+    if !enabled() {
+        return;
+    }
     ::metrics::histogram!(names::DRIVER_OP_SECONDS, "op" => op).record(took.as_secs_f64());
     if failed {
         ::metrics::counter!(names::DRIVER_ERRORS, "op" => op).increment(1);
@@ -123,5 +158,8 @@ pub(crate) fn driver_op(op: &'static str, took: Duration, failed: bool) {
 
 /// Counts `n` tasks of `task` stored on `queue` by a client.
 pub(crate) fn enqueued(queue: &str, task: &str, n: u64) {
+    if !enabled() {
+        return;
+    }
     ::metrics::counter!(names::TASKS_ENQUEUED, "queue" => queue.to_owned(), "task" => task.to_owned()).increment(n);
 }

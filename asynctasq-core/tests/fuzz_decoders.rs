@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use asynctasq_core::envelope::ENVELOPE_VERSION;
-use asynctasq_core::{Envelope, TaskId, TaskRegistration, task};
+use asynctasq_core::{Defaulted, Envelope, TaskId, TaskRegistration, task};
 use proptest::prelude::*;
 
 /// A task with arguments of several shapes.
@@ -25,25 +25,28 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         any::<u32>(),
         proptest::option::of(any::<u64>()),
         any::<u64>(),
-        (any::<u64>(), any::<u64>()),
+        (any::<u64>(), any::<u64>(), any::<bool>()),
         proptest::collection::btree_map(".{0,10}", ".{0,10}", 0..4),
     )
-        .prop_map(|(id, name, queue, payload, attempt, max_attempts, timeout_ms, lease_ms, (created_at, not_before), headers)| {
-            Envelope {
-                version: ENVELOPE_VERSION,
-                id: TaskId::from_bytes(id),
-                name,
-                queue,
-                payload,
-                attempt,
-                max_attempts,
-                timeout_ms,
-                lease_ms,
-                created_at,
-                not_before,
-                headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
-            }
-        })
+        .prop_map(
+            |(id, name, queue, payload, attempt, max_attempts, timeout_ms, lease_ms, (created_at, not_before, defaulted), headers)| {
+                Envelope {
+                    version: ENVELOPE_VERSION,
+                    id: TaskId::from_bytes(id),
+                    name,
+                    queue,
+                    payload,
+                    attempt,
+                    max_attempts,
+                    timeout_ms,
+                    lease_ms,
+                    created_at,
+                    not_before,
+                    headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
+                    defaulted: if defaulted { Defaulted::ATTEMPTS | Defaulted::LEASE } else { Defaulted::default() },
+                }
+            },
+        )
 }
 
 proptest! {

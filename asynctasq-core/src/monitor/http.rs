@@ -54,6 +54,7 @@ pub(crate) fn recorder() -> Result<PrometheusHandle, WorkerError> {
         })
         .clone()
         .map_err(WorkerError::Http)
+        .inspect(|_| crate::metrics::enable())
 }
 
 /// A queue the worker consumes, as `/worker` shows it.
@@ -209,7 +210,9 @@ pub(crate) async fn collect(
     limit: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
+    // The first sample one interval in, not at once: a worker that starts on a deep backlog
+    // takes its first batches before the backend is asked to count it.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -62,6 +62,7 @@ pub fn inputs(queue: &str) -> Vec<BadInput> {
         created_at: 0,
         not_before: 0,
         headers: Default::default(),
+        defaulted: Default::default(),
     };
     let full = valid(Good::NAME, rmp_serde::to_vec_named(&Good { n: 0 }).expect("encode")).encode().expect("encode");
     // Deterministic "random" bytes (a fixed seed), so a run can never draw a decodable record.

@@ -198,6 +198,7 @@ pub fn envelope(queue: &str, lease: Duration) -> Envelope {
         created_at: now,
         not_before: now,
         headers: Default::default(),
+        defaulted: Default::default(),
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) async fn bounded<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, DriverError>>,
 ) -> Result<T, DriverError> {
-    let started = Instant::now();
+    let started = crate::metrics::enabled().then(Instant::now);
     let result = match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
         Err(_) => {
@@ -42,8 +42,10 @@ pub(crate) async fn bounded<T>(
         }
     };
     // A lost lease is an answer, not a failure of the backend.
-    let failed = matches!(&result, Err(e) if !matches!(e, DriverError::LeaseLost(_)));
-    crate::metrics::driver_op(what, started.elapsed(), failed);
+    if let Some(started) = started {
+        let failed = matches!(&result, Err(e) if !matches!(e, DriverError::LeaseLost(_)));
+        crate::metrics::driver_op(what, started.elapsed(), failed);
+    }
     result
 }
 

@@ -16,7 +16,10 @@ use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
-use crate::metrics::Finished;
+use crate::metrics::{Finished, UNKNOWN_TASK};
+
+/// The label of a task name without a handler here, made once.
+static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(UNKNOWN_TASK));
 use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::{Disposition, TaskContext, TaskResult};
 
@@ -40,9 +43,10 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     };
     tracing::Span::current().record("task.name", envelope.name.as_str());
     let task = TaskInfo { id: lease.id, name: envelope.name.as_str().into(), queue: lease.queue.as_str().into(), attempt };
-    let metrics = shared.metrics_of(&task);
+    let registration = shared.registry.get(&envelope.name);
+    let metrics = shared.metrics.task(&task.queue, if registration.is_some() { &task.name } else { &UNKNOWN });
     metrics.started.increment(1);
-    let Some(registration) = shared.registry.get(&envelope.name) else {
+    let Some(registration) = registration else {
         let error = format!("unknown task name `{}`: no handler is registered for it in this worker", envelope.name);
         shared.dead_letter(&lease, task, error).await;
         return;

@@ -10,11 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::deadline::bounded;
 use crate::blocking::BlockingPool;
-use crate::client::DEFAULTED_HEADER;
 use crate::clock::Clock;
 use crate::driver::Driver;
 use crate::driver::Lease;
-use crate::envelope::Envelope;
+use crate::envelope::{Defaulted, Envelope};
 use crate::error::DriverError;
 use crate::event::Events;
 use crate::event::{Event, TaskInfo};
@@ -111,6 +110,9 @@ impl Shared {
 
     /// The metrics handles of `task` (`(unknown)` for a name without a handler here).
     pub(crate) fn metrics_of(&self, task: &TaskInfo) -> Arc<TaskMetrics> {
+        if !crate::metrics::enabled() {
+            return self.metrics.task(&task.queue, &task.name);
+        }
         if self.registry.get(&task.name).is_some() {
             self.metrics.task(&task.queue, &task.name)
         } else {
@@ -142,17 +144,16 @@ impl Shared {
 }
 
 /// The max attempts and lease length `envelope` runs with: its own, unless neither its
-/// dispatch nor its `#[task]` set them (the client says so in [`DEFAULTED_HEADER`]) and the
+/// dispatch nor its `#[task]` set them (the client says so in [`Envelope::defaulted`]) and the
 /// worker has a default for them.
 pub(crate) fn effective(envelope: &Envelope, attempts: Option<u32>, lease: Option<Duration>) -> (u32, Duration) {
-    let defaulted = envelope.headers.get(DEFAULTED_HEADER).map(String::as_str).unwrap_or("");
-    let unset = |name: &str| defaulted.split(',').any(|d| d == name);
+    let unset = |option| envelope.defaulted.contains(option);
     let attempts = match attempts {
-        Some(n) if unset("attempts") => n,
+        Some(n) if unset(Defaulted::ATTEMPTS) => n,
         _ => envelope.max_attempts,
     };
     let lease = match lease {
-        Some(d) if unset("lease") => d,
+        Some(d) if unset(Defaulted::LEASE) => d,
         _ => envelope.lease(),
     };
     (attempts, lease)

@@ -8,6 +8,8 @@
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario scaling --sizes 10000,100000,1000000
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario memory --tasks 50000 --concurrency 100
 //! cargo run --release -p asynctasq-benches --bin bench -- --scenario cpu --tasks 2000 --work-us 2000 --kind blocking
+//! cargo run --release -p asynctasq-benches --bin bench -- --driver memory --scenario throughput --tasks 200000 --http 127.0.0.1:9464
+//! cargo run --release -p asynctasq-benches --bin bench -- --scenario scrape --series-queues 100 --series-tasks 50
 //! ```
 //!
 //! Scenarios (no-op tasks, one worker in this process unless said otherwise):
@@ -27,6 +29,12 @@
 //!   blocking task (`--kind blocking`: a plain `fn`, run on the blocking pool) or as an `async
 //!   fn` (`--kind async`: on the runtime's threads); tasks/s, and in `latency_ms` how late a
 //!   10 ms ticker on the same runtime fires meanwhile (what lease renewals and acks feel).
+//! * `scrape`: a worker with its HTTP listener, and the series of `--series-queues` ×
+//!   `--series-tasks` (queue, task) pairs recorded (`--spread`: each task on two queues only);
+//!   the time of `GET /metrics` (p50/p95/p99/max over `--tasks` scrapes) and the page's size.
+//!
+//! `--http ADDR` gives every worker of the run its HTTP listener, so the metrics are recorded
+//! (without it no recorder is installed and the instrumentation is a no-op).
 //!
 //! Every report names the machine (cores, memory, CPU) and the server version.
 
@@ -69,6 +77,18 @@ struct Args {
     /// Dispatch batch size.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Serve the worker's `/metrics` etc. on this address (installs the metrics recorder).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+    /// `scrape`: queues with series.
+    #[arg(long, default_value_t = 100)]
+    series_queues: usize,
+    /// `scrape`: task names with series.
+    #[arg(long, default_value_t = 50)]
+    series_tasks: usize,
+    /// `scrape`: each task on two queues, not on every queue.
+    #[arg(long)]
+    spread: bool,
     /// `cpu`: microseconds of CPU each task spins.
     #[arg(long, default_value_t = 2000)]
     work_us: u64,
@@ -101,6 +121,7 @@ enum Scenario {
     Memory,
     Drain,
     Cpu,
+    Scrape,
 }
 
 /// How the `cpu` scenario's task is written.
@@ -139,6 +160,11 @@ struct Report {
     requests_per_task: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     requests_by_kind: Option<RequestsPerTask>,
+    /// `scrape`: bytes of one `/metrics` page and the series it holds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    page_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    series: Option<usize>,
     #[serde(skip_deserializing)]
     machine: Machine,
 }
@@ -282,18 +308,19 @@ async fn main() -> Result<(), BoxError> {
         Scenario::Throughput => {
             dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
             let before = backend.sqs_requests();
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None, args.http).await?;
             if let (Some(a), Some(b)) = (before, backend.sqs_requests()) {
                 report.requests(b.since(&a));
             }
         }
         Scenario::Drain => {
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None, args.http).await?;
             report.peak_rss_mib = machine::peak_rss_mib();
         }
         Scenario::Retry => {
             dispatch(&client, args.tasks, args.batch, &overrides, |n| FailOnce { n }).await?;
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, Some(RetryPolicy::Fixed(Duration::ZERO))).await?;
+            report.seconds =
+                drain(&backend, &queue, args.tasks, args.concurrency, Some(RetryPolicy::Fixed(Duration::ZERO)), args.http).await?;
             report.deliveries_per_second = Some(2.0 * args.tasks as f64 / report.seconds);
         }
         Scenario::Scaling => {
@@ -302,14 +329,14 @@ async fn main() -> Result<(), BoxError> {
                 let q = format!("{queue}-warmup");
                 let overrides = Overrides { queue: Some(q.clone()), ..Default::default() };
                 dispatch(&client, args.warmup, args.batch, &overrides, |n| Noop { n }).await?;
-                drain(&backend, &q, args.warmup, args.concurrency, None).await?;
+                drain(&backend, &q, args.warmup, args.concurrency, None, args.http).await?;
                 backend.remove(&q).await?;
             }
             for &size in &args.sizes {
                 let q = format!("{queue}-{size}");
                 let overrides = Overrides { queue: Some(q.clone()), ..Default::default() };
                 dispatch(&client, size, args.batch, &overrides, |n| Noop { n }).await?;
-                let seconds = drain(&backend, &q, size, args.concurrency, None).await?;
+                let seconds = drain(&backend, &q, size, args.concurrency, None, args.http).await?;
                 backend.remove(&q).await?;
                 runs.push(Run { tasks: size, seconds, tasks_per_second: size as f64 / seconds });
             }
@@ -343,7 +370,7 @@ async fn main() -> Result<(), BoxError> {
                     next = Instant::now() + Duration::from_millis(10);
                 }
             });
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None, args.http).await?;
             ticker.abort();
             let mut l = LATENCIES.lock().expect("latency lock").clone();
             l.sort_unstable();
@@ -351,6 +378,29 @@ async fn main() -> Result<(), BoxError> {
                 let at = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
                 report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
             }
+        }
+        Scenario::Scrape => {
+            let addr = args.http.unwrap_or_else(|| ([127, 0, 0, 1], 9464).into());
+            let worker = Worker::builder(backend.driver.clone()).queues(&queue)?.http(addr).build()?;
+            let handle = worker.handle();
+            let running = tokio::spawn(worker.start());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let series = record_series(args.series_queues, args.series_tasks, args.spread);
+            let mut took = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..args.tasks.max(1) {
+                let t = Instant::now();
+                bytes = http_get(addr, "/metrics").await?.len();
+                took.push(t.elapsed().as_micros() as u64);
+            }
+            handle.stop();
+            running.await??;
+            took.sort_unstable();
+            let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+            report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
+            report.seconds = took.iter().sum::<u64>() as f64 / 1e6;
+            report.page_bytes = Some(bytes);
+            report.series = Some(series);
         }
         Scenario::Latency => {
             let worker =
@@ -391,6 +441,50 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Records the engine's per-task series for `queues` × `tasks` pairs (`spread`: each task on
+/// two queues), as a worker that ran them would have; how many (queue, task) pairs.
+fn record_series(queues: usize, tasks: usize, spread: bool) -> usize {
+    use asynctasq_core::metrics::names;
+    let mut pairs = Vec::new();
+    for t in 0..tasks {
+        if spread {
+            pairs.push((t % queues.max(1), t));
+            pairs.push(((t + queues / 2) % queues.max(1), t));
+        } else {
+            pairs.extend((0..queues).map(|q| (q, t)));
+        }
+    }
+    for &(q, t) in &pairs {
+        let (q, t) = (format!("queue-{q:03}"), format!("task_{t:02}"));
+        metrics::counter!(names::TASKS_STARTED, "queue" => q.clone(), "task" => t.clone()).increment(100);
+        for outcome in ["succeeded", "retried", "dead", "released", "lease_lost"] {
+            metrics::counter!(names::TASKS_FINISHED, "queue" => q.clone(), "task" => t.clone(), "outcome" => outcome).increment(20);
+        }
+        for name in [names::TASK_RUN_SECONDS, names::TASK_WAIT_SECONDS] {
+            let h = metrics::histogram!(name, "queue" => q.clone(), "task" => t.clone());
+            for i in 0..20 {
+                h.record(f64::from(i) / 100.0);
+            }
+        }
+    }
+    pairs.len()
+}
+
+/// The body of `GET path` from `addr`.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String, BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or_default()).into());
+    }
+    Ok(body.to_owned())
+}
+
 /// Dispatches `n` tasks made by `make` in batches of `batch`.
 async fn dispatch<T: asynctasq_core::Task>(
     client: &Client,
@@ -410,9 +504,19 @@ async fn dispatch<T: asynctasq_core::Task>(
 
 /// Runs a worker on `queue` until `tasks` tasks succeeded (with `retry`, each task runs twice);
 /// the seconds it took.
-async fn drain(backend: &Backend, queue: &str, tasks: u64, concurrency: usize, retry: Option<RetryPolicy>) -> Result<f64, BoxError> {
+async fn drain(
+    backend: &Backend,
+    queue: &str,
+    tasks: u64,
+    concurrency: usize,
+    retry: Option<RetryPolicy>,
+    http: Option<std::net::SocketAddr>,
+) -> Result<f64, BoxError> {
     let runs = if retry.is_some() { 2 * tasks } else { tasks };
     let mut builder = Worker::builder(backend.driver.clone()).queues(queue)?.concurrency(concurrency).max_tasks(runs);
+    if let Some(addr) = http {
+        builder = builder.http(addr);
+    }
     if let Some(policy) = retry {
         builder = builder.retry(policy);
     }
