@@ -197,12 +197,54 @@ struct WorkerArgs {
     /// Print the final counts as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Publish the worker's events as MessagePack on a Redis pub/sub channel
-    /// (`--driver redis` only; default channel `asynctasq:events`).
-    #[arg(long, env = "ASYNCTASQ_PUBLISH_EVENTS", value_name = "CHANNEL", num_args = 0..=1, default_missing_value = "asynctasq:events")]
-    publish_events: Option<String>,
+    #[command(flatten, next_help_heading = "Events (a Redis pub/sub channel, from a worker on any backend)")]
+    events: Box<EventArgs>,
     #[command(flatten, next_help_heading = "Monitoring")]
     monitoring: Box<Monitoring>,
+}
+
+/// Publishing the worker's events on Redis pub/sub.
+#[derive(Debug, Args)]
+struct EventArgs {
+    /// Publish the worker's events as MessagePack on a Redis pub/sub channel (default
+    /// `asynctasq:events`): to `--events-redis-url`, or to the backend when it is Redis.
+    #[arg(
+        long,
+        env = "ASYNCTASQ_PUBLISH_EVENTS",
+        value_name = "CHANNEL",
+        num_args = 0..=1,
+        default_missing_value = "asynctasq:events",
+        alias = "events-enable-event-emitter-redis"
+    )]
+    publish_events: Option<String>,
+    /// The Redis to publish events to, whatever the backend (implies publishing).
+    #[arg(long, env = "ASYNCTASQ_EVENTS_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    events_redis_url: Option<String>,
+    /// The channel to publish on (default `asynctasq:events`).
+    #[arg(long, env = "ASYNCTASQ_EVENTS_CHANNEL", value_name = "NAME")]
+    events_channel: Option<String>,
+}
+
+impl EventArgs {
+    /// Where to publish (the Redis URL, `None` for the backend's own) and on which channel, or
+    /// `None` when events are not published. Two different channels are a usage error.
+    fn target(&self) -> anyhow::Result<Option<(Option<&str>, String)>> {
+        let on = self.publish_events.is_some() || self.events_redis_url.is_some() || self.events_channel.is_some();
+        if !on {
+            return Ok(None);
+        }
+        let channel = match (self.publish_events.as_deref(), self.events_channel.as_deref()) {
+            (Some(a), Some(b)) if a != b && a != "asynctasq:events" => {
+                return Err(Usage(format!("--publish-events {a} contradicts --events-channel {b}: name the channel once")).into());
+            }
+            (_, Some(c)) | (Some(c), None) => c.to_owned(),
+            (None, None) => "asynctasq:events".to_owned(),
+        };
+        if channel.is_empty() {
+            return Err(Usage("the events channel must not be empty".into()).into());
+        }
+        Ok(Some((self.events_redis_url.as_deref(), channel)))
+    }
 }
 
 /// The worker's HTTP listener.
@@ -621,11 +663,17 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         }
     }
     let worker = builder.build()?;
-    let _publisher = match &args.publish_events {
+    let publisher = match args.events.target()? {
         None => None,
-        Some(channel) => Some(publish_events(backend, &worker, channel).await?),
+        Some((url, channel)) => Some(publish_events(backend, &worker, url, &channel).await?),
     };
     let counts = worker.start().await?;
+    #[cfg(feature = "redis")]
+    if let Some(publisher) = publisher {
+        publisher.finish(Duration::from_secs(3)).await;
+    }
+    #[cfg(not(feature = "redis"))]
+    let _: Option<()> = publisher;
     if args.json {
         outln!("{}", serde_json::to_string(&counts)?);
     } else if args.stop_when_empty {
@@ -642,14 +690,29 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "redis")]
-async fn publish_events(backend: &BackendArgs, worker: &Worker, channel: &str) -> anyhow::Result<asynctasq_drivers::RedisEventPublisher> {
-    let Some(url) = backend.redis_base()? else {
-        bail!("--publish-events needs the Redis backend");
+async fn publish_events(
+    backend: &BackendArgs,
+    worker: &Worker,
+    url: Option<&str>,
+    channel: &str,
+) -> anyhow::Result<asynctasq_drivers::RedisEventPublisher> {
+    let url = match url {
+        Some(u) => u.to_owned(),
+        None => match backend.redis_base()? {
+            Some(u) => u,
+            None => {
+                return Err(Usage("publishing events from a worker whose backend is not Redis needs --events-redis-url URL".into()).into());
+            }
+        },
     };
-    Ok(asynctasq_drivers::RedisEventPublisher::connect(&url, worker.events(), channel).await?)
+    let publisher = asynctasq_drivers::RedisEventPublisher::connect(&url, worker.events(), channel)
+        .await
+        .with_context(|| format!("cannot publish events to {}", asynctasq_drivers::redact_url(&url)))?;
+    tracing::info!(channel, redis = %asynctasq_drivers::redact_url(&url), "publishing worker events");
+    Ok(publisher)
 }
 
 #[cfg(not(feature = "redis"))]
-async fn publish_events(_: &BackendArgs, _: &Worker, _: &str) -> anyhow::Result<()> {
-    bail!("--publish-events needs a build with the redis feature")
+async fn publish_events(_: &BackendArgs, _: &Worker, _: Option<&str>, _: &str) -> anyhow::Result<()> {
+    bail!("publishing events needs a build with the redis feature (asynctasq-cli features = [\"redis\"])")
 }

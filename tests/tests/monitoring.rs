@@ -154,3 +154,41 @@ async fn ready_turns_503_with_the_reason_while_the_backend_is_down_and_200_once_
     worker.sigterm();
     assert!(worker.exited_ok().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_on_sqlite_publishes_its_events_to_redis_for_any_subscriber() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::Sqlite).await;
+    let channel = format!("asynctasq-test-events-{:08x}", asynctasq_tests::fastrand_u32());
+    let redis = redis::Client::open(shared_redis_url()).expect("Redis URL");
+    let mut pubsub = redis.get_async_pubsub().await.expect("Redis must be reachable");
+    pubsub.subscribe(&channel).await.expect("subscribe");
+    let overrides = Overrides { queue: Some("evented".into()), ..Default::default() };
+    s.client.dispatch_many((0..5).map(|n| Ledgered { n, sleep_ms: 0 }), overrides).await.expect("dispatch");
+    let worker = s.spawn_worker(
+        WORKER,
+        "evented",
+        2,
+        &["--events-redis-url", &shared_redis_url(), "--events-channel", &channel, "--stop-when-empty"],
+    );
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut messages = pubsub.on_message();
+    let collected = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(msg) = messages.next().await {
+            let event: asynctasq_core::Event = rmp_serde::from_slice(msg.get_payload_bytes()).expect("each message is a MessagePack event");
+            let kind = serde_json::to_value(&event).expect("json")["event"].as_str().unwrap_or_default().to_owned();
+            *seen.entry(kind.clone()).or_default() += 1;
+            if kind == "worker_stopped" {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(collected.is_ok(), "the worker's events arrived: {seen:?}");
+    assert_eq!(seen.get("worker_started"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("task_started"), Some(&5), "{seen:?}");
+    assert_eq!(seen.get("task_succeeded"), Some(&5), "{seen:?}");
+    assert!(worker.exited_ok().await);
+}

@@ -65,4 +65,15 @@ impl RedisEventPublisher {
     pub fn stop(self) {
         self.task.abort();
     }
+
+    /// Publishes what the bus still holds once every sender of the bus is gone (the worker has
+    /// stopped and been dropped), waiting at most `within`; then stops. A worker's last events
+    /// (`worker_stopped`) reach the channel this way instead of dying with the process.
+    pub async fn finish(self, within: Duration) {
+        let mut task = self.task;
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            tracing::warn!(?within, "the event publisher did not finish in time; its last events are dropped");
+            task.abort();
+        }
+    }
 }
