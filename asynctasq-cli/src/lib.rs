@@ -197,7 +197,7 @@ struct WorkerArgs {
     /// Print the final counts as JSON on stdout.
     #[arg(long)]
     json: bool,
-    #[command(flatten, next_help_heading = "Events (a Redis pub/sub channel, from a worker on any backend)")]
+    #[command(flatten, next_help_heading = "Monitoring")]
     events: Box<EventArgs>,
     #[command(flatten, next_help_heading = "Monitoring")]
     monitoring: Box<Monitoring>,
@@ -218,10 +218,10 @@ struct EventArgs {
     )]
     publish_events: Option<String>,
     /// The Redis to publish events to, whatever the backend (implies publishing).
-    #[arg(long, env = "ASYNCTASQ_EVENTS_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(long, env = "ASYNCTASQ_EVENTS_REDIS_URL", value_name = "URL", hide_env_values = true, hide_short_help = true)]
     events_redis_url: Option<String>,
     /// The channel to publish on (default `asynctasq:events`).
-    #[arg(long, env = "ASYNCTASQ_EVENTS_CHANNEL", value_name = "NAME")]
+    #[arg(long, env = "ASYNCTASQ_EVENTS_CHANNEL", value_name = "NAME", hide_short_help = true)]
     events_channel: Option<String>,
 }
 
@@ -256,7 +256,7 @@ struct Monitoring {
     http: Option<std::net::SocketAddr>,
     /// Bearer token that `/worker` asks of requests from off loopback (the other routes never
     /// ask). Prefer the environment variable: a flag's value shows in the process list.
-    #[arg(long, env = "ASYNCTASQ_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(long, env = "ASYNCTASQ_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true, hide_short_help = true)]
     http_token: Option<String>,
 }
 
