@@ -31,6 +31,7 @@ macro_rules! __conformance_rules {
             dead_letter_records_error_and_attempt: ListDead,
             requeue_dead_resets_attempts: None,
             purge_dead_empties_the_dead_store: None,
+            headers_survive_retry_release_and_dead_letter_replay: None,
             queues_are_isolated: None,
             delayed_enqueue_is_invisible_until_due: None,
             task_due_before_claimed_ones_is_still_delivered: None,
@@ -291,6 +292,39 @@ pub async fn requeue_dead_resets_attempts(h: Harness) {
     assert_eq!(ids(&got), vec![b.id]);
     assert_eq!(got[0].attempt, 1);
     assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 0);
+}
+
+/// Headers (trace context, correlation ids) and the defaulted mark come back unchanged after a
+/// retry, a release and a dead-letter replay: a trace can link every delivery to its dispatch.
+pub async fn headers_survive_retry_release_and_dead_letter_replay(h: Harness) {
+    let q = h.queue("q");
+    let mut sent = h.envelope(&q, LONG);
+    sent.headers.insert("traceparent".into(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    sent.headers.insert("tracestate".into(), "vendor=opaque,other=1".into());
+    sent.defaulted = crate::envelope::Defaulted::LEASE;
+    h.driver.enqueue(std::slice::from_ref(&sent)).await.expect("enqueue");
+    let same = |d: &crate::driver::Delivery, after: &str| {
+        let e = d.envelope.as_ref().unwrap_or_else(|e| panic!("after {after}: undecodable: {e}"));
+        assert_eq!(e.headers, sent.headers, "headers after {after}");
+        assert_eq!(e.defaulted, sent.defaulted, "defaulted mark after {after}");
+    };
+    let d = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
+    same(&d, "enqueue");
+    h.driver.nack(&d.lease, Duration::ZERO, "first failure").await.expect("nack");
+    let d = eventually_one(&h, &q).await;
+    same(&d, "a retry");
+    h.driver.release(&d.lease).await.expect("release");
+    let d = eventually_one(&h, &q).await;
+    same(&d, "a release");
+    h.driver.dead_letter(&d.lease, "gave up").await.expect("dead-letter");
+    assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("replay"), 1);
+    let d = eventually_one(&h, &q).await;
+    same(&d, "a dead-letter replay");
+}
+
+/// The one task of `q`, once it is ready again.
+async fn eventually_one(h: &Harness, q: &str) -> crate::driver::Delivery {
+    eventually(PATIENCE, "the task to be ready again", || async { h.driver.dequeue(q, 1).await.expect("dequeue").pop() }).await
 }
 
 /// Purging the dead store deletes only dead tasks of that queue.
