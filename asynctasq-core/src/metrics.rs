@@ -15,7 +15,7 @@
 //! # Why handles are cached per queue and task
 //! `metrics::counter!(name, labels)` builds its key and looks it up in the recorder's registry on
 //! every call: with a queue and a task name as owned strings that is two allocations and a hash
-//! per call, eight calls per task. The executor instead fetches one [`TaskMetrics`] per
+//! per call, eight calls per task. The executor instead fetches one set of handles per
 //! (queue, task) the first time it sees the pair and then only bumps atomics.
 
 use std::collections::HashMap;
