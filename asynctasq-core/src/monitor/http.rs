@@ -31,11 +31,12 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Monitor;
+use super::{HttpConfig, Monitor};
 use crate::driver::Driver;
 use crate::error::WorkerError;
 use crate::metrics::names;
 use crate::worker::shared::Counters;
+use crate::worker::{Priority, QueueSpec};
 use crate::workers::WorkerCounts;
 
 /// Buckets of the `_seconds` histograms: 1 ms to 5 min.
@@ -45,7 +46,7 @@ static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 /// The process's Prometheus recorder, installed at the first call: every worker of the process
 /// shares it, as they share the process.
-pub(crate) fn recorder() -> Result<PrometheusHandle, WorkerError> {
+fn recorder() -> Result<PrometheusHandle, WorkerError> {
     RECORDER
         .get_or_init(|| {
             PrometheusBuilder::new().set_buckets(&BUCKETS).map_err(|e| e.to_string())?.install_recorder().map_err(|e| {
@@ -59,31 +60,31 @@ pub(crate) fn recorder() -> Result<PrometheusHandle, WorkerError> {
 
 /// A queue the worker consumes, as `/worker` shows it.
 #[derive(Clone, Debug, Serialize)]
-pub(crate) struct QueueView {
-    pub(crate) name: String,
-    pub(crate) weight: u32,
+struct QueueView {
+    name: String,
+    weight: u32,
 }
 
 /// What does not change while the worker runs, for `/worker`.
 #[derive(Clone, Debug, Serialize)]
-pub(crate) struct Static {
-    pub(crate) id: String,
-    pub(crate) queues: Vec<QueueView>,
-    pub(crate) priority: &'static str,
-    pub(crate) concurrency: usize,
-    pub(crate) backend: Backend,
-    pub(crate) version: &'static str,
-    pub(crate) started_at: u64,
-    pub(crate) host: String,
-    pub(crate) pid: u32,
+struct Static {
+    id: String,
+    queues: Vec<QueueView>,
+    priority: &'static str,
+    concurrency: usize,
+    backend: Backend,
+    version: &'static str,
+    started_at: u64,
+    host: String,
+    pid: u32,
 }
 
 /// The backend, for `/worker`: its driver's name and its URL with the password hidden.
 #[derive(Clone, Debug, Serialize)]
-pub(crate) struct Backend {
-    pub(crate) driver: &'static str,
+struct Backend {
+    driver: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) url: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -98,21 +99,71 @@ struct WorkerView<'a> {
 }
 
 /// What the routes read.
-pub(crate) struct HttpState {
-    pub(crate) fixed: Static,
-    pub(crate) monitor: Arc<Monitor>,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) prometheus: PrometheusHandle,
-    pub(crate) token: Option<String>,
+struct HttpState {
+    fixed: Static,
+    monitor: Arc<Monitor>,
+    counters: Arc<Counters>,
+    prometheus: PrometheusHandle,
+    token: Option<String>,
+}
+
+/// The worker a listener shows.
+pub(crate) struct Subject<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) queues: &'a [QueueSpec],
+    pub(crate) priority: Priority,
+    pub(crate) concurrency: usize,
+    pub(crate) driver: &'a Arc<dyn Driver>,
+    pub(crate) call_deadline: Duration,
+}
+
+/// Installs the recorder, binds the listener and starts it and its collector: their tasks, which
+/// end once `stop` is cancelled.
+pub(crate) async fn start(
+    config: &HttpConfig,
+    subject: Subject<'_>,
+    monitor: &Arc<Monitor>,
+    counters: &Arc<Counters>,
+    stop: &CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, WorkerError> {
+    let prometheus = recorder()?;
+    let listener = bind(config.addr).await?;
+    let addr = listener.local_addr().unwrap_or(config.addr);
+    let fixed = Static {
+        id: subject.id.to_owned(),
+        queues: subject.queues.iter().map(|q| QueueView { name: q.name.clone(), weight: q.weight }).collect(),
+        priority: match subject.priority {
+            Priority::Strict => "strict",
+            Priority::Weighted => "weighted",
+        },
+        concurrency: subject.concurrency,
+        backend: Backend { driver: subject.driver.name(), url: config.backend_url.clone() },
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: now_secs(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        pid: std::process::id(),
+    };
+    let state = Arc::new(HttpState {
+        fixed,
+        monitor: monitor.clone(),
+        counters: counters.clone(),
+        prometheus: prometheus.clone(),
+        token: config.token.clone(),
+    });
+    tracing::info!(%addr, "HTTP listener: /metrics /health /ready /worker");
+    let names = subject.queues.iter().map(|q| q.name.clone()).collect();
+    let collector =
+        collect(subject.driver.clone(), names, monitor.clone(), prometheus, config.collect_interval, subject.call_deadline, stop.clone());
+    Ok(vec![tokio::spawn(serve(listener, state, stop.clone())), tokio::spawn(collector)])
 }
 
 /// Binds `addr`; an address in use or not local is an error naming it.
-pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WorkerError> {
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WorkerError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| WorkerError::Http(format!("cannot listen on {addr}: {e}")))
 }
 
 /// Serves the routes on `listener` until `stop`.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -195,13 +246,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(crate) fn now_secs() -> u64 {
+fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Samples every queue's counts every `every` into the queue gauges, reports the backend's
 /// answers to `monitor`, and drains the recorder's histogram buffers. Runs until `stop`.
-pub(crate) async fn collect(
+async fn collect(
     driver: Arc<dyn Driver>,
     queues: Vec<String>,
     monitor: Arc<Monitor>,

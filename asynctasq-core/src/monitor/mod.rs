@@ -22,6 +22,15 @@ use serde::Serialize;
 
 use crate::worker::deadline::Beacon;
 
+/// The HTTP listener's settings (`WorkerBuilder::http` and its companions).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) struct HttpConfig {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) token: Option<String>,
+    pub(crate) backend_url: Option<String>,
+    pub(crate) collect_interval: Duration,
+}
+
 /// The readiness state of one worker.
 #[derive(Debug)]
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
