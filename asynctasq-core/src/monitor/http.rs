@@ -36,7 +36,6 @@ use crate::driver::Driver;
 use crate::error::WorkerError;
 use crate::metrics::names;
 use crate::worker::shared::Counters;
-use crate::worker::{Priority, QueueSpec};
 use crate::workers::WorkerCounts;
 
 /// Buckets of the `_seconds` histograms: 1 ms to 5 min.
@@ -110,8 +109,10 @@ struct HttpState {
 /// The worker a listener shows.
 pub(crate) struct Subject<'a> {
     pub(crate) id: &'a str,
-    pub(crate) queues: &'a [QueueSpec],
-    pub(crate) priority: Priority,
+    /// Queue names and weights, in priority order.
+    pub(crate) queues: Vec<(String, u32)>,
+    /// `strict` or `weighted`.
+    pub(crate) priority: &'static str,
     pub(crate) concurrency: usize,
     pub(crate) driver: &'a Arc<dyn Driver>,
     pub(crate) call_deadline: Duration,
@@ -131,11 +132,8 @@ pub(crate) async fn start(
     let addr = listener.local_addr().unwrap_or(config.addr);
     let fixed = Static {
         id: subject.id.to_owned(),
-        queues: subject.queues.iter().map(|q| QueueView { name: q.name.clone(), weight: q.weight }).collect(),
-        priority: match subject.priority {
-            Priority::Strict => "strict",
-            Priority::Weighted => "weighted",
-        },
+        queues: subject.queues.iter().map(|(name, weight)| QueueView { name: name.clone(), weight: *weight }).collect(),
+        priority: subject.priority,
         concurrency: subject.concurrency,
         backend: Backend { driver: subject.driver.name(), url: config.backend_url.clone() },
         version: env!("CARGO_PKG_VERSION"),
@@ -151,7 +149,7 @@ pub(crate) async fn start(
         token: config.token.clone(),
     });
     tracing::info!(%addr, "HTTP listener: /metrics /health /ready /worker");
-    let names = subject.queues.iter().map(|q| q.name.clone()).collect();
+    let names = subject.queues.into_iter().map(|(name, _)| name).collect();
     let collector =
         collect(subject.driver.clone(), names, monitor.clone(), prometheus, config.collect_interval, subject.call_deadline, stop.clone());
     Ok(vec![tokio::spawn(serve(listener, state, stop.clone())), tokio::spawn(collector)])

@@ -179,7 +179,7 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often the worker reports [`Event::WorkerHeartbeat`] (default 5 s).
+    /// How often the worker reports [`Event::WorkerHeartbeat`](crate::Event::WorkerHeartbeat) (default 5 s).
     pub fn heartbeat_interval(mut self, d: Duration) -> Self {
         self.heartbeat_interval = d;
         self

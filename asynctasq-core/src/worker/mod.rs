@@ -108,8 +108,11 @@ impl Worker {
         let Some(config) = &self.http else { return Ok(Vec::new()) };
         let subject = crate::monitor::http::Subject {
             id: &self.id,
-            queues: self.order.specs(),
-            priority: self.order.priority(),
+            queues: self.order.specs().iter().map(|q| (q.name.clone(), q.weight)).collect(),
+            priority: match self.order.priority() {
+                Priority::Strict => "strict",
+                Priority::Weighted => "weighted",
+            },
             concurrency: self.concurrency,
             driver: &self.driver,
             call_deadline: self.call_deadline,
