@@ -530,7 +530,9 @@ pub async fn purge_waiting_deletes_only_what_it_is_asked_for(h: Harness) {
             let s = h.driver.stats(&q).await.expect("stats");
             assert_eq!((s.ready, s.scheduled), (2, 0), "ready tasks stay");
         }
-        Err(DriverError::Unsupported(_)) => assert_eq!(h.driver.stats(&q).await.expect("stats"), before, "nothing deleted"),
+        Err(DriverError::Unsupported(_)) => {
+            assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), before.counts(), "nothing deleted")
+        }
         Err(e) => panic!("purge scheduled: {e}"),
     }
     let before = h.driver.stats(&q).await.expect("stats");
@@ -540,7 +542,9 @@ pub async fn purge_waiting_deletes_only_what_it_is_asked_for(h: Harness) {
             let s = h.driver.stats(&q).await.expect("stats");
             assert_eq!((s.ready, s.scheduled), (0, before.scheduled), "scheduled tasks stay");
         }
-        Err(DriverError::Unsupported(_)) => assert_eq!(h.driver.stats(&q).await.expect("stats"), before, "nothing deleted"),
+        Err(DriverError::Unsupported(_)) => {
+            assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), before.counts(), "nothing deleted")
+        }
         Err(e) => panic!("purge ready: {e}"),
     }
     let s = h.driver.stats(&q).await.expect("stats");
