@@ -145,7 +145,8 @@ impl Client {
         self.driver.enqueue(&envelopes).await?;
         // One count per run of the same queue and task (a batch is usually one run).
         let mut run: Option<(&str, &str, u64)> = None;
-        for e in envelopes.iter().filter(|_| crate::metrics::enabled()) {
+        let counted = if crate::metrics::enabled() { &envelopes[..] } else { &[] };
+        for e in counted {
             match &mut run {
                 Some((q, t, n)) if *q == e.queue && *t == e.name => *n += 1,
                 _ => {

@@ -131,6 +131,9 @@ pub(crate) struct EngineMetrics {
 /// The label for a task name no handler is registered for.
 pub(crate) const UNKNOWN_TASK: &str = "(unknown)";
 
+/// [`UNKNOWN_TASK`] as the executor's task names are kept, made once.
+pub(crate) static UNKNOWN: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNKNOWN_TASK));
+
 impl EngineMetrics {
     /// The handles of `task` on `queue` (a name the worker has no handler for is `(unknown)`).
     pub(crate) fn task(&self, queue: &Arc<str>, task: &Arc<str>) -> Arc<TaskMetrics> {

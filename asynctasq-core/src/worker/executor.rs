@@ -16,10 +16,7 @@ use crate::driver::{Capability, Delivery, Driver, Lease};
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
-use crate::metrics::{Finished, UNKNOWN_TASK};
-
-/// The label of a task name without a handler here, made once.
-static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(UNKNOWN_TASK));
+use crate::metrics::{Finished, UNKNOWN};
 use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::{Disposition, TaskContext, TaskResult};
 

@@ -17,7 +17,7 @@ use crate::envelope::{Defaulted, Envelope};
 use crate::error::DriverError;
 use crate::event::Events;
 use crate::event::{Event, TaskInfo};
-use crate::metrics::{EngineMetrics, Finished, TaskMetrics, UNKNOWN_TASK};
+use crate::metrics::{EngineMetrics, Finished, TaskMetrics, UNKNOWN};
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::workers::WorkerCounts;
@@ -110,14 +110,8 @@ impl Shared {
 
     /// The metrics handles of `task` (`(unknown)` for a name without a handler here).
     pub(crate) fn metrics_of(&self, task: &TaskInfo) -> Arc<TaskMetrics> {
-        if !crate::metrics::enabled() {
-            return self.metrics.task(&task.queue, &task.name);
-        }
-        if self.registry.get(&task.name).is_some() {
-            self.metrics.task(&task.queue, &task.name)
-        } else {
-            self.metrics.task(&task.queue, &Arc::from(UNKNOWN_TASK))
-        }
+        let name = if self.registry.get(&task.name).is_some() { &task.name } else { &*UNKNOWN };
+        self.metrics.task(&task.queue, name)
     }
 
     pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
