@@ -73,6 +73,22 @@ pub struct QueueStats {
     /// `None` on a backend that cannot tell ([`Capability::OldestReadyAge`] undeclared).
     #[serde(rename = "oldest_ready_age_ms", default, skip_serializing_if = "Option::is_none", with = "opt_millis")]
     pub oldest_ready_age: Option<Duration>,
+    /// Tasks the queue has settled for good since its store was made, kept in the backend so
+    /// they outlive every worker. `None` on a backend with no place for them
+    /// ([`Capability::Totals`] undeclared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Totals>,
+}
+
+/// A queue's settled tasks over its life: counted by the same write that settles them (an ack
+/// batch, a dead letter), so they cost no round trip of their own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Acked: the task ran and succeeded. A task acked after a dead-letter replay counts here too.
+    pub succeeded: u64,
+    /// Dead-lettered: the task failed its last attempt, was undecodable or unknown, or failed
+    /// without retry.
+    pub failed: u64,
 }
 
 impl QueueStats {
@@ -188,6 +204,10 @@ capabilities! {
         /// [`QueueStats::oldest_ready_age`] is reported: the backend can find the earliest due
         /// time among ready tasks without consuming them.
         OldestReadyAge,
+        /// [`QueueStats::totals`] is reported: the backend keeps succeeded and failed counts per
+        /// queue, written with the ack or dead letter that settles each task. A broker that
+        /// forgets a message once it is settled has no place for them.
+        Totals,
     }
 }
 

@@ -57,7 +57,9 @@ pub mod workers;
 pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
-pub use driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, SchemaState, ServerInfo, Waiting, WorkerInfo};
+pub use driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, SchemaState, ServerInfo, Totals, Waiting, WorkerInfo,
+};
 pub use envelope::{Defaulted, Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};
 pub use event::{Event, Events, TaskInfo};

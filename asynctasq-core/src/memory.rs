@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 
@@ -48,6 +48,7 @@ struct QueueState {
     /// Every live task of the queue by (visible_at, seq): ready ones first.
     index: BTreeSet<(UnixMillis, u64, TaskId)>,
     dead: Vec<DeadRecord>,
+    totals: Totals,
 }
 
 #[derive(Debug)]
@@ -236,7 +237,11 @@ impl Driver for MemoryDriver {
         for lease in leases {
             match state.held(lease) {
                 Ok(_) => {
-                    state.remove(lease.id);
+                    if let Some(r) = state.remove(lease.id)
+                        && let Some(q) = state.queues.get_mut(&r.queue)
+                    {
+                        q.totals.succeeded += 1;
+                    }
                 }
                 Err(_) => lost.push(lease.id),
             }
@@ -274,13 +279,9 @@ impl Driver for MemoryDriver {
         state.held(lease)?;
         let r = state.remove(lease.id).expect("held record exists");
         let queue = r.queue.clone();
-        state.queues.entry(queue).or_default().dead.push(DeadRecord {
-            id: lease.id,
-            raw: r.raw,
-            attempt: r.attempt,
-            error: error.to_owned(),
-            dead_at: now,
-        });
+        let q = state.queues.entry(queue).or_default();
+        q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error: error.to_owned(), dead_at: now });
+        q.totals.failed += 1;
         Ok(())
     }
 
@@ -312,6 +313,12 @@ impl Driver for MemoryDriver {
                 }
             }
             stats.dead = q.dead.len() as u64;
+            stats.totals = Some(q.totals);
+        }
+        if self.supports(Capability::Totals) {
+            stats.totals.get_or_insert_default();
+        } else {
+            stats.totals = None;
         }
         if self.supports(Capability::OldestReadyAge) {
             stats.oldest_ready_age = Some(Duration::from_millis(earliest.map_or(0, |e| now.saturating_sub(e))));

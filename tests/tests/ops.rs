@@ -41,11 +41,12 @@ fn refused(out: &Output) -> String {
     err
 }
 
-/// The four counts of `queue status --json` (without the oldest ready task's age).
+/// The four counts of `queue status --json` (without the oldest ready task's age and totals).
 fn counts(s: &Setup, queue: &str) -> Value {
     let mut status = json_of(&cli(s, &["queue", "status", queue, "--json"]))["queues"][queue].clone();
     if let Some(fields) = status.as_object_mut() {
         fields.remove("oldest_ready_age_ms");
+        fields.remove("totals");
     }
     status
 }
@@ -94,6 +95,18 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
     assert_eq!(summary["succeeded"], 3, "{summary}");
     assert_eq!(s.completions().await.len(), 3);
     assert_eq!(counts(&s, q), json!({ "ready": 0, "scheduled": 0, "leased": 0, "dead": 0 }));
+
+    // The worker process is gone; what it settled is still counted, by the backend.
+    let status = json_of(&cli(&s, &["queue", "status", q, "--json"]));
+    let table = ok(&cli(&s, &["queue", "status", q]));
+    if s.driver.supports(asynctasq_core::Capability::Totals) {
+        assert_eq!(status["queues"][q]["totals"], json!({ "succeeded": 3, "failed": 1 }), "{status}");
+        let row = table.lines().find(|l| l.contains(q)).unwrap_or_default().to_owned();
+        assert!(table.contains("SUCCEEDED") && row.trim_end_matches(['│', '|', ' ']).ends_with('1'), "{table}");
+    } else {
+        assert!(status["queues"][q]["totals"].is_null(), "absent where the backend keeps none: {status}");
+        assert!(table.contains("keeps nothing of a task once it is settled"), "{table}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,20 +357,20 @@ async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(bac
     let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
     let dry = run(&["migrate", "--dry-run"]);
     let listed = ok(&dry);
-    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0002 worker registry"), "{listed}");
+    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0003 settled totals per queue"), "{listed}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("would apply 0001"), "the dry run applied nothing");
     let sick = run(&["doctor"]);
     assert_eq!(sick.status.code(), Some(3), "{}", text(&sick));
     // The hint names the binary that runs (a user's own, here `ledger-worker`) and its flags.
-    assert!(text(&sick).contains("FAIL  migrations: 2 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
+    assert!(text(&sick).contains("FAIL  migrations: 3 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
     let applied = ok(&run(&["migrate"]));
     assert!(
-        applied.contains("applying 0002 worker registry") && applied.contains("schema is up to date (2 migrations applied)"),
+        applied.contains("applying 0003 settled totals per queue") && applied.contains("schema is up to date (3 migrations applied)"),
         "{applied}"
     );
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("schema is up to date"));
     let report = ok(&run(&["doctor"]));
-    assert!(report.contains("ok    migrations: all 2 applied") && report.contains("ok    server: "), "{report}");
+    assert!(report.contains("ok    migrations: all 3 applied") && report.contains("ok    server: "), "{report}");
 }
 
 /// Tables of a test's own (`asynctasq_test_*`, dropped by `scripts/test`).

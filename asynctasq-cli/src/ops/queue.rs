@@ -13,7 +13,8 @@ use std::time::Duration;
 /// `asynctasq queue …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum QueueCommand {
-    /// Counts per queue: ready, scheduled, leased, dead (every known queue when none is named).
+    /// Counts per queue: ready, scheduled, leased, dead, the oldest ready task's age, and the
+    /// succeeded and failed totals the backend keeps (every known queue when none is named).
     Status {
         /// Queues to show.
         #[arg(value_parser = crate::QUEUE_NAME)]
@@ -75,14 +76,18 @@ pub(crate) fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow
         outln!("no queues");
         return Ok(());
     }
-    let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD", "OLDEST READY"]);
+    let mut t = table(&["QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD", "OLDEST READY", "SUCCEEDED", "FAILED"]);
     for (q, s) in rows {
         let age = match s.oldest_ready_age {
             Some(d) if s.ready == 0 || d.is_zero() => "-".to_owned(),
             Some(d) => humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string(),
             None => "n/a".to_owned(),
         };
-        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead), age]);
+        let (succeeded, failed) = match s.totals {
+            Some(t) => (count(t.succeeded), count(t.failed)),
+            None => ("n/a".to_owned(), "n/a".to_owned()),
+        };
+        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead), age, succeeded, failed]);
     }
     align_numbers(&mut t, 1);
     outln!("{t}");
@@ -91,6 +96,9 @@ pub(crate) fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow
     }
     if rows.iter().any(|(_, s)| s.oldest_ready_age.is_none()) {
         outln!("(OLDEST READY: this backend cannot tell a ready task's age without consuming it)");
+    }
+    if rows.iter().any(|(_, s)| s.totals.is_none()) {
+        outln!("(SUCCEEDED, FAILED: this backend keeps nothing of a task once it is settled; see the workers' metrics)");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Harness, eventually, ids};
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, WorkerInfo};
+use crate::driver::{Capability, DeadSelector, Totals, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
 
@@ -40,6 +40,7 @@ macro_rules! __conformance_rules {
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,
+            totals_count_each_acked_and_dead_lettered_task_once: Totals,
             purge_removes_ready_but_not_leased: None,
             purge_removes_scheduled_tasks: PurgeScheduled,
             purge_waiting_deletes_only_what_it_is_asked_for: None,
@@ -154,7 +155,9 @@ pub async fn ack_deletes_the_task(h: Harness) {
     // Past the lease it would have come back had the ack not deleted it.
     tokio::time::sleep(SHORT_LEASE * 2).await;
     assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "acked task never comes back");
-    assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
+    let s = h.driver.stats(&q).await.expect("stats");
+    assert_eq!(s.counts(), [0; 4]);
+    assert_eq!(s.totals.is_some(), h.driver.supports(Capability::Totals), "totals are reported exactly when declared: {s:?}");
 }
 
 /// A lease that runs out makes the task ready again, counted as the next attempt.
@@ -500,6 +503,46 @@ pub async fn oldest_ready_age_counts_only_ready_tasks(h: Harness) {
         age >= Duration::from_millis(4_900) && age < Duration::from_secs(60),
         "the ready task's ~5 s, not the leased one's 10 min: {s:?}"
     );
+}
+
+/// Succeeded and failed totals count each ack and dead letter once: a lost lease, a retry, a
+/// release and a purge count nothing, a replayed dead task that then succeeds counts in both,
+/// and queues keep their own totals.
+pub async fn totals_count_each_acked_and_dead_lettered_task_once(h: Harness) {
+    let (q, other) = (h.queue("q"), h.queue("other"));
+    let totals = |q: String| {
+        let h = &h;
+        async move { h.driver.stats(&q).await.expect("stats").totals.expect("the driver declares Totals") }
+    };
+    assert_eq!(totals(q.clone()).await, Totals::default(), "a new queue has settled nothing");
+    let sent: Vec<_> = (0..5).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&sent).await.expect("enqueue");
+    h.driver.enqueue(&[h.envelope(&other, LONG)]).await.expect("enqueue other");
+    let mut got = h.driver.dequeue(&q, 5).await.expect("dequeue");
+    assert_eq!(got.len(), 5);
+    let mut take = || got.pop().expect("five delivered");
+    let (retried, released, dead) = (take(), take(), take());
+    let acked: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+    assert!(h.driver.ack(&acked).await.expect("ack").is_empty());
+    if h.driver.supports(Capability::Fencing) {
+        assert_eq!(h.driver.ack(&acked).await.expect("ack again").len(), 2, "the second ack finds the leases lost");
+    }
+    h.driver.nack(&retried.lease, Duration::from_secs(60), "retry later").await.expect("nack");
+    h.driver.release(&released.lease).await.expect("release");
+    h.driver.dead_letter(&dead.lease, "failed").await.expect("dead-letter");
+    assert_eq!(totals(q.clone()).await, Totals { succeeded: 2, failed: 1 });
+    assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("requeue"), 1);
+    let again = eventually(PATIENCE, "the replayed and the released task", || async {
+        let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    let leases: Vec<_> = again.iter().map(|d| d.lease.clone()).collect();
+    assert!(h.driver.ack(&leases).await.expect("ack").is_empty());
+    h.driver.purge(&q).await.expect("purge");
+    let expected = Totals { succeeded: 2 + leases.len() as u64, failed: 1 };
+    assert_eq!(totals(q.clone()).await, expected, "{} more acked, the purge counts nothing", leases.len());
+    assert_eq!(totals(other.clone()).await, Totals::default(), "the other queue settled nothing");
 }
 
 /// Purge deletes ready tasks and leaves leased and dead ones alone.

@@ -650,7 +650,8 @@ impl Driver for RabbitMqDriver {
                 // A queue's head cannot be read without consuming it, so the age of the oldest
                 // ready task is not known (`OldestReadyAge` undeclared).
                 let scheduled = buckets.iter().map(|(_, n)| n).sum();
-                Ok(QueueStats { ready: ready + buffered, scheduled, leased, dead, oldest_ready_age: None })
+                // And an acked message leaves the broker with nothing to count it by: no totals.
+                Ok(QueueStats { ready: ready + buffered, scheduled, leased, dead, oldest_ready_age: None, totals: None })
             })
             .await
     }
@@ -761,7 +762,10 @@ impl Driver for RabbitMqDriver {
     }
 
     fn supports(&self, capability: Capability) -> bool {
-        !matches!(capability, Capability::ExactStats | Capability::WorkerRegistry | Capability::ServerInfo | Capability::OldestReadyAge)
+        !matches!(
+            capability,
+            Capability::ExactStats | Capability::WorkerRegistry | Capability::ServerInfo | Capability::OldestReadyAge | Capability::Totals
+        )
     }
 
     fn name(&self) -> &'static str {

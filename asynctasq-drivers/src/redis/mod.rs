@@ -16,6 +16,7 @@
 //! | `{prefix}{{queue}}:attempt` | hash | task id → deliveries so far |
 //! | `{prefix}{{queue}}:token` | hash | task id → fencing token of the live lease |
 //! | `{prefix}{{queue}}:error` | hash | task id → last error (the reason, once dead) |
+//! | `{prefix}{{queue}}:totals` | hash | `succeeded`, `failed`: tasks acked and dead-lettered, counted by the script that settles them |
 //! | `{prefix}queues` | set | names of queues ever enqueued to |
 //! | `{prefix}{{workers}}` | hash | worker id → MessagePack [`WorkerInfo`] (the worker registry) |
 //! | `{prefix}{{workers}}:expires` | sorted set | worker id scored by record expiry (ms) |
@@ -63,7 +64,9 @@ pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
 use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use asynctasq_core::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use asynctasq_core::redact_url;
 use asynctasq_core::{CodecError, DriverError};
@@ -178,12 +181,24 @@ struct QueueKeys {
     attempt: String,
     token: String,
     error: String,
+    totals: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 9] {
-        [&self.waiting, &self.leased, &self.dead, &self.wake, &self.env, &self.lease_ms, &self.attempt, &self.token, &self.error]
+    fn all(&self) -> [&String; 10] {
+        [
+            &self.waiting,
+            &self.leased,
+            &self.dead,
+            &self.wake,
+            &self.env,
+            &self.lease_ms,
+            &self.attempt,
+            &self.token,
+            &self.error,
+            &self.totals,
+        ]
     }
 
     /// A call of `script` with the queue's keys.
@@ -310,6 +325,7 @@ impl RedisDriver {
             attempt: format!("{base}:attempt"),
             token: format!("{base}:token"),
             error: format!("{base}:error"),
+            totals: format!("{base}:totals"),
         })
     }
 
@@ -507,10 +523,11 @@ impl Driver for RedisDriver {
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         let k = self.keys(queue)?;
         let at = now();
-        let (ready, scheduled, leased, dead, earliest): (u64, u64, u64, u64, i64) =
+        let (ready, scheduled, leased, dead, earliest, succeeded, failed): (u64, u64, u64, u64, i64, u64, u64) =
             k.invoke(&self.inner.scripts.stats).arg(at).invoke_async(&mut self.conn()).await.map_err(|e| map_err("stats", e))?;
         let age = if earliest < 0 { 0 } else { at.saturating_sub(earliest as u64) };
-        Ok(QueueStats { ready, scheduled, leased, dead, oldest_ready_age: Some(Duration::from_millis(age)) })
+        let totals = Some(Totals { succeeded, failed });
+        Ok(QueueStats { ready, scheduled, leased, dead, oldest_ready_age: Some(Duration::from_millis(age)), totals })
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {

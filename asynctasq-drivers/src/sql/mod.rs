@@ -52,15 +52,41 @@ pub(crate) fn now() -> i64 {
     SystemClock.now() as i64
 }
 
-/// A duration in whole milliseconds for a BIGINT column.
 /// How long the earliest due ready task (`MIN(visible_at)` among ready rows, if any) has been due
 /// at `at`: zero when none is ready.
 pub(crate) fn oldest_ready_age(at: i64, earliest: Option<i64>) -> std::time::Duration {
     std::time::Duration::from_millis(earliest.map_or(0, |e| u64::try_from(at.saturating_sub(e)).unwrap_or(0)))
 }
 
+/// A duration in whole milliseconds for a BIGINT column.
 pub(crate) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(asynctasq_core::envelope::millis(d)).unwrap_or(i64::MAX)
+}
+
+/// The day (Unix ms / 86,400,000) under which a settlement at `at` is totalled.
+pub(crate) fn day(at: i64) -> i64 {
+    at.div_euclid(86_400_000)
+}
+
+/// Counter rows one write may pick from (PostgreSQL and MySQL): concurrent acks of one queue
+/// then rarely wait on the same row lock.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) const TOTAL_SHARDS: i64 = 16;
+
+/// A shard for one write, from the lease token (random per claim).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn shard(token: i64) -> i64 {
+    token.rem_euclid(TOTAL_SHARDS)
+}
+
+/// Acked tasks per queue, in queue order (the order counter rows are locked in, so two writers
+/// never wait on each other's rows crosswise).
+pub(crate) fn acked_per_queue<'a>(acked: impl IntoIterator<Item = &'a Lease>) -> std::collections::BTreeMap<&'a str, i64> {
+    let mut per_queue = std::collections::BTreeMap::new();
+    for lease in acked {
+        *per_queue.entry(lease.queue.as_str()).or_insert(0) += 1;
+    }
+    per_queue
 }
 
 /// A delivery from a claimed row: the lease token is `seq:token`.
@@ -267,6 +293,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{tasks}", &name("tasks"))
         .replace("{dead}", &name("dead"))
         .replace("{workers}", &name("workers"))
+        .replace("{totals}", &name("totals"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

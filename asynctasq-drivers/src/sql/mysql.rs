@@ -1,8 +1,8 @@
 //! The MySQL / MariaDB driver (MySQL 8, MariaDB 10.6+: both have `FOR UPDATE SKIP LOCKED`).
 //!
 //! # Schema
-//! The same two tables as the PostgreSQL driver (`<prefix>_tasks`, `<prefix>_dead`, prefix
-//! `asynctasq` by default), from the migrations in `migrations/mysql/`, tracked in
+//! The same three tables as the PostgreSQL driver (`<prefix>_tasks`, `<prefix>_dead`,
+//! `<prefix>_totals`, prefix `asynctasq` by default), from the migrations in `migrations/mysql/`, tracked in
 //! `<prefix>_migrations`. `visible_at` (Unix ms) is the due time while a task waits and the lease
 //! expiry while it is leased, so every claimable task is one range of `(queue, visible_at, seq)`.
 //! Settled rows leave the hot table (ack deletes, dead-letter moves).
@@ -10,7 +10,8 @@
 //! # Round trips
 //! Neither server has `UPDATE … RETURNING` (and MySQL has no `DELETE … RETURNING`), so a claim is
 //! one transaction of `SELECT … FOR UPDATE SKIP LOCKED` plus one `UPDATE … WHERE seq IN (…)`, and
-//! an ack of many tasks is `SELECT … FOR UPDATE` plus one `DELETE`; bulk enqueue is multi-row
+//! an ack of many tasks is `SELECT … FOR UPDATE`, one `DELETE` and one upsert of the queues'
+//! counter rows (one statement for the whole batch); bulk enqueue is multi-row
 //! `INSERT`s in one transaction.
 //!
 //! # Waking workers
@@ -25,7 +26,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use asynctasq_core::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 
@@ -34,13 +37,14 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimCursors, connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders, retry_transient,
-    schema_state, validate_table_prefix, wait_for_due, worker_rows,
+    ClaimCursors, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders,
+    retry_transient, schema_state, shard, validate_table_prefix, wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/mysql/0002_workers.sql")),
+    (3, "settled totals per queue", include_str!("../../migrations/mysql/0003_totals.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -100,6 +104,7 @@ struct Inner {
     pools: Pools<sqlx::MySql>,
     tasks: String,
     dead: String,
+    totals: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -161,6 +166,7 @@ impl MySqlDriver {
                 pools,
                 tasks: format!("`{p}_tasks`"),
                 dead: format!("`{p}_dead`"),
+                totals: format!("`{p}_totals`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
@@ -284,7 +290,7 @@ impl MySqlDriver {
         for lease in leases {
             match parse_token(lease) {
                 Ok((seq, token)) => {
-                    wanted.insert(seq, (token, lease.id));
+                    wanted.insert(seq, (token, lease));
                 }
                 Err(_) => lost.push(lease.id),
             }
@@ -297,25 +303,39 @@ impl MySqlDriver {
         }
         let rows = select.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
         let mut held_seqs = Vec::new();
+        let mut acked = Vec::new();
         for row in rows {
             let seq: i64 = row.get(0);
             let token: Option<i64> = row.get(1);
-            if let Some((want, _)) = wanted.get(&seq)
+            if let Some((want, lease)) = wanted.get(&seq)
                 && token == Some(*want)
             {
                 held_seqs.push(seq);
+                acked.push((*want, *lease));
                 wanted.remove(&seq);
             }
         }
-        if !held_seqs.is_empty() {
+        if let Some((token, _)) = acked.first() {
             let mut delete = sqlx::query(q(format!("DELETE FROM {t} WHERE seq IN ({})", placeholders(held_seqs.len()))));
             for s in &held_seqs {
                 delete = delete.bind(*s);
             }
             delete.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
+            let (day, shard) = (day(now()), shard(*token));
+            let per_queue = acked_per_queue(acked.iter().map(|(_, lease)| *lease));
+            let rows = vec!["(?, ?, ?, ?)"; per_queue.len()].join(", ");
+            let mut count = sqlx::query(q(format!(
+                "INSERT INTO {n} (queue, day, shard, succeeded) VALUES {rows} \
+                 ON DUPLICATE KEY UPDATE succeeded = succeeded + VALUES(succeeded)",
+                n = self.inner.totals
+            )));
+            for (queue, n) in per_queue {
+                count = count.bind(queue).bind(day).bind(shard).bind(n);
+            }
+            count.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
         }
         tx.commit().await.map_err(|e| map_err("ack", e))?;
-        lost.extend(wanted.into_values().map(|(_, id)| id));
+        lost.extend(wanted.into_values().map(|(_, lease)| lease.id));
         Ok(lost)
     }
 
@@ -340,6 +360,16 @@ impl MySqlDriver {
             .execute(&mut *tx)
             .await
             .map_err(|e| map_err("dead-letter", e))?;
+        sqlx::query(q(format!(
+            "INSERT INTO {n} (queue, day, shard, failed) VALUES (?, ?, ?, 1) ON DUPLICATE KEY UPDATE failed = failed + 1",
+            n = self.inner.totals
+        )))
+        .bind(&lease.queue)
+        .bind(day(now()))
+        .bind(shard(token))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("dead-letter", e))?;
         tx.commit().await.map_err(|e| map_err("dead-letter", e))
     }
 
@@ -504,14 +534,16 @@ impl Driver for MySqlDriver {
             .call("stats", async move {
                 validate_queue_name(queue)?;
                 let at = now();
-                let (t, d) = (&self.inner.tasks, &self.inner.dead);
+                let (t, d, n) = (&self.inner.tasks, &self.inner.dead, &self.inner.totals);
                 // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
                 let row = sqlx::query(q(format!(
                     "SELECT CAST(COALESCE(SUM(visible_at <= ?), 0) AS SIGNED), \
                         CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS SIGNED), \
                         CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS SIGNED), \
                         (SELECT COUNT(*) FROM {d} WHERE queue = ?), \
-                        MIN(CASE WHEN visible_at <= ? THEN visible_at END) \
+                        MIN(CASE WHEN visible_at <= ? THEN visible_at END), \
+                        (SELECT CAST(COALESCE(SUM(succeeded), 0) AS SIGNED) FROM {n} WHERE queue = ?), \
+                        (SELECT CAST(COALESCE(SUM(failed), 0) AS SIGNED) FROM {n} WHERE queue = ?) \
                  FROM {t} WHERE queue = ?"
                 )))
                 .bind(at)
@@ -520,12 +552,22 @@ impl Driver for MySqlDriver {
                 .bind(queue)
                 .bind(at)
                 .bind(queue)
+                .bind(queue)
+                .bind(queue)
                 .fetch_one(&self.inner.pools.pool())
                 .await
                 .map_err(|e| map_err("stats", e))?;
                 let n = |i: usize| row.get::<i64, _>(i) as u64;
                 let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
-                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest) })
+                let totals = Totals { succeeded: n(5), failed: n(6) };
+                Ok(QueueStats {
+                    ready: n(0),
+                    scheduled: n(1),
+                    leased: n(2),
+                    dead: n(3),
+                    oldest_ready_age: Some(oldest),
+                    totals: Some(totals),
+                })
             })
             .await
     }

@@ -1,8 +1,8 @@
 //! The PostgreSQL driver.
 //!
 //! # Schema
-//! Two tables named from a configurable prefix (default `asynctasq`: `asynctasq_tasks`,
-//! `asynctasq_dead`), created by the versioned migrations in `migrations/postgres/` and tracked in
+//! Three tables named from a configurable prefix (default `asynctasq`: `asynctasq_tasks`,
+//! `asynctasq_dead`, `asynctasq_totals`), created by the versioned migrations in `migrations/postgres/` and tracked in
 //! `<prefix>_migrations`:
 //!
 //! * `<prefix>_tasks`: one row per live task. `visible_at` (Unix ms) is the due time while the
@@ -10,6 +10,8 @@
 //!   `(queue, visible_at, seq)` index for new tasks, retries and tasks of crashed workers alike,
 //!   and no reaper is needed. `lease_token` is a random 64-bit fence set by each claim.
 //! * `<prefix>_dead`: dead tasks with the error, attempt count and time.
+//! * `<prefix>_totals`: tasks acked and dead-lettered per queue, day and shard, counted by the
+//!   statement that settles them, for `queue status`.
 //!
 //! # Bloat
 //! Settled rows leave the hot table (ack deletes, dead-letter moves), so it holds only live work
@@ -44,7 +46,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use asynctasq_core::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
@@ -54,13 +58,14 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimCursors, connect_err, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, validate_table_prefix,
-    wait_for_due, worker_rows,
+    ClaimCursors, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, shard,
+    validate_table_prefix, wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/postgres/0002_workers.sql")),
+    (3, "settled totals per queue", include_str!("../../migrations/postgres/0003_totals.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -127,6 +132,7 @@ impl Sql {
     fn new(prefix: &str) -> Self {
         let t = format!("\"{prefix}_tasks\"");
         let d = format!("\"{prefix}_dead\"");
+        let n = format!("\"{prefix}_totals\"");
         Self {
             insert: format!(
                 "INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at) \
@@ -139,20 +145,28 @@ impl Sql {
                  UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at"
             ),
+            // The counter rows are locked in queue order, so two acks never wait crosswise.
             ack: format!(
-                "DELETE FROM {t} AS t USING UNNEST($1::bigint[], $2::bigint[]) AS a(seq, token) \
-                 WHERE t.seq = a.seq AND t.lease_token = a.token RETURNING t.seq"
+                "WITH acked AS (DELETE FROM {t} AS t USING UNNEST($1::bigint[], $2::bigint[]) AS a(seq, token) \
+                                WHERE t.seq = a.seq AND t.lease_token = a.token RETURNING t.seq, t.queue), \
+                      counted AS (INSERT INTO {n} AS n (queue, day, shard, succeeded) \
+                                  SELECT queue, $3, $4, COUNT(*) FROM acked GROUP BY queue ORDER BY queue \
+                                  ON CONFLICT (queue, day, shard) DO UPDATE SET succeeded = n.succeeded + EXCLUDED.succeeded) \
+                 SELECT seq FROM acked"
             ),
             nack: format!("UPDATE {t} SET lease_token = NULL, visible_at = $1, last_error = $2 WHERE seq = $3 AND lease_token = $4"),
             release: format!(
                 "UPDATE {t} SET lease_token = NULL, visible_at = $1, attempt = GREATEST(attempt - 1, 0) \
                  WHERE seq = $2 AND lease_token = $3"
             ),
+            // One row affected when the lease held (the counter's), none when it was lost.
             dead_letter: format!(
                 "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 \
-                                RETURNING id, queue, envelope, attempt, lease_ms) \
-                 INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
-                 SELECT id, queue, envelope, attempt, lease_ms, $1, $2 FROM moved"
+                                RETURNING id, queue, envelope, attempt, lease_ms), \
+                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
+                               SELECT id, queue, envelope, attempt, lease_ms, $1, $2 FROM moved) \
+                 INSERT INTO {n} AS n (queue, day, shard, failed) SELECT queue, $5, $6, 1 FROM moved \
+                 ON CONFLICT (queue, day, shard) DO UPDATE SET failed = n.failed + 1"
             ),
             extend: format!("UPDATE {t} SET visible_at = $1 WHERE seq = $2 AND lease_token = $3"),
             stats: format!(
@@ -160,7 +174,9 @@ impl Sql {
                         COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NULL), \
                         COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NOT NULL), \
                         (SELECT COUNT(*) FROM {d} WHERE queue = $1), \
-                        MIN(visible_at) FILTER (WHERE visible_at <= $2) \
+                        MIN(visible_at) FILTER (WHERE visible_at <= $2), \
+                        (SELECT COALESCE(SUM(succeeded), 0)::bigint FROM {n} WHERE queue = $1), \
+                        (SELECT COALESCE(SUM(failed), 0)::bigint FROM {n} WHERE queue = $1) \
                  FROM {t} WHERE queue = $1"
             ),
             next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1)"),
@@ -430,9 +446,12 @@ impl Driver for PostgresDriver {
                         Err(_) => lost.push(lease.id),
                     }
                 }
+                let shard = shard(tokens.first().copied().unwrap_or(0));
                 let deleted: Vec<i64> = sqlx::query_scalar(q(&self.inner.sql.ack))
                     .bind(&seqs)
                     .bind(&tokens)
+                    .bind(day(now()))
+                    .bind(shard as i16)
                     .fetch_all(&self.inner.pools.pool())
                     .await
                     .map_err(|e| map_err("ack", e))?;
@@ -482,7 +501,16 @@ impl Driver for PostgresDriver {
                 let (seq, token) = parse_token(lease)?;
                 let done = self
                     .inner
-                    .execute("dead-letter", sqlx::query(q(&self.inner.sql.dead_letter)).bind(error).bind(now()).bind(seq).bind(token))
+                    .execute(
+                        "dead-letter",
+                        sqlx::query(q(&self.inner.sql.dead_letter))
+                            .bind(error)
+                            .bind(now())
+                            .bind(seq)
+                            .bind(token)
+                            .bind(day(now()))
+                            .bind(shard(token) as i16),
+                    )
                     .await?;
                 held(done.rows_affected(), lease)
             })
@@ -519,7 +547,15 @@ impl Driver for PostgresDriver {
                     .map_err(|e| map_err("stats", e))?;
                 let n = |i: usize| row.get::<i64, _>(i) as u64;
                 let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
-                Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest) })
+                let totals = Totals { succeeded: n(5), failed: n(6) };
+                Ok(QueueStats {
+                    ready: n(0),
+                    scheduled: n(1),
+                    leased: n(2),
+                    dead: n(3),
+                    oldest_ready_age: Some(oldest),
+                    totals: Some(totals),
+                })
             })
             .await
     }

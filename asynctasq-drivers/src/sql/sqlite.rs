@@ -1,7 +1,7 @@
 //! The SQLite driver: the embedded default, no server needed.
 //!
 //! # Schema
-//! Two tables, created by the migrations in `migrations/sqlite/` (applied on connect, tracked
+//! Three tables, created by the migrations in `migrations/sqlite/` (applied on connect, tracked
 //! in `asynctasq_migrations`, so they live beside an application's own sqlx migrations):
 //!
 //! * `asynctasq_tasks`: one row per live task. `visible_at` (Unix ms) is the due time while the
@@ -9,6 +9,8 @@
 //!   `(queue, visible_at <= now)` for new tasks, retries and tasks of crashed workers alike; no
 //!   reaper is needed. `lease_token` is a random 64-bit fence set by each claim.
 //! * `asynctasq_dead`: dead tasks with the error, attempt count and time.
+//! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, counted in the
+//!   transaction that settles them, for `queue status`.
 //!
 //! Settled rows are deleted (ack) or moved (dead-letter), so the hot table holds only live work.
 //!
@@ -31,17 +33,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use asynctasq_core::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, wait_for_due, worker_rows};
+use super::{
+    acked_per_queue, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, wait_for_due, worker_rows,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/sqlite/0002_workers.sql")),
+    (3, "settled totals per queue", include_str!("../../migrations/sqlite/0003_totals.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -277,12 +284,13 @@ impl Driver for SqliteDriver {
                         pairs.push(',');
                     }
                     pairs.push_str(&format!("[{seq},{token}]"));
-                    by_seq.insert(seq, lease.id);
+                    by_seq.insert(seq, lease);
                 }
                 Err(_) => lost.push(lease.id),
             }
         }
         pairs.push(']');
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("ack", e))?;
         let deleted: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM asynctasq_tasks WHERE seq IN ( \
                  SELECT t.seq FROM json_each(?1) AS j JOIN asynctasq_tasks AS t \
@@ -290,13 +298,25 @@ impl Driver for SqliteDriver {
              RETURNING seq",
         )
         .bind(pairs)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(|e| map_err("ack", e))?;
-        for seq in deleted {
-            by_seq.remove(&seq);
+        let acked: Vec<&Lease> = deleted.iter().filter_map(|seq| by_seq.remove(seq)).collect();
+        let day = day(now());
+        for (queue, n) in acked_per_queue(acked) {
+            sqlx::query(
+                "INSERT INTO asynctasq_totals (queue, day, succeeded) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (queue, day) DO UPDATE SET succeeded = succeeded + excluded.succeeded",
+            )
+            .bind(queue)
+            .bind(day)
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("ack", e))?;
         }
-        lost.extend(by_seq.into_values());
+        tx.commit().await.map_err(|e| map_err("ack", e))?;
+        lost.extend(by_seq.into_values().map(|lease| lease.id));
         Ok(lost)
     }
 
@@ -354,6 +374,15 @@ impl Driver for SqliteDriver {
             .execute(&mut *tx)
             .await
             .map_err(|e| map_err("dead-letter", e))?;
+        sqlx::query(
+            "INSERT INTO asynctasq_totals (queue, day, failed) VALUES (?1, ?2, 1) \
+             ON CONFLICT (queue, day) DO UPDATE SET failed = failed + 1",
+        )
+        .bind(&lease.queue)
+        .bind(day(now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("dead-letter", e))?;
         tx.commit().await.map_err(|e| map_err("dead-letter", e))
     }
 
@@ -380,7 +409,9 @@ impl Driver for SqliteDriver {
                COALESCE(SUM(visible_at > ?2 AND lease_token IS NULL), 0), \
                COALESCE(SUM(visible_at > ?2 AND lease_token IS NOT NULL), 0), \
                (SELECT COUNT(*) FROM asynctasq_dead WHERE queue = ?1), \
-               MIN(CASE WHEN visible_at <= ?2 THEN visible_at END) \
+               MIN(CASE WHEN visible_at <= ?2 THEN visible_at END), \
+               (SELECT COALESCE(SUM(succeeded), 0) FROM asynctasq_totals WHERE queue = ?1), \
+               (SELECT COALESCE(SUM(failed), 0) FROM asynctasq_totals WHERE queue = ?1) \
              FROM asynctasq_tasks WHERE queue = ?1",
         )
         .bind(queue)
@@ -390,7 +421,8 @@ impl Driver for SqliteDriver {
         .map_err(|e| map_err("stats", e))?;
         let n = |i: usize| row.get::<i64, _>(i) as u64;
         let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
-        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest) })
+        let totals = Totals { succeeded: n(5), failed: n(6) };
+        Ok(QueueStats { ready: n(0), scheduled: n(1), leased: n(2), dead: n(3), oldest_ready_age: Some(oldest), totals: Some(totals) })
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {

@@ -636,6 +636,8 @@ impl Driver for SqsDriver {
             // SQS tells no message's due time without receiving it (CloudWatch's
             // ApproximateAgeOfOldestMessage is another service, and counts delayed messages).
             oldest_ready_age: None,
+            // A deleted message leaves nothing behind to count, and SQS has no counter to keep.
+            totals: None,
         })
     }
 
@@ -746,6 +748,7 @@ impl Driver for SqsDriver {
                 | Capability::WorkerRegistry
                 | Capability::ServerInfo
                 | Capability::OldestReadyAge
+                | Capability::Totals
         )
     }
 

@@ -1,9 +1,9 @@
 -- Shared by every script (prepended at build time).
 -- KEYS, always in this order: 1 waiting (zset id -> due ms), 2 leased (zset id -> lease expiry),
 -- 3 dead (zset id -> dead_at), 4 wake (list), 5 env (hash id -> envelope), 6 lease_ms,
--- 7 attempt, 8 token, 9 error (hashes id -> value).
-local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+-- 7 attempt, 8 token, 9 error (hashes id -> value), 10 totals (hash: succeeded, failed).
+local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
 -- One command over many arguments, 1000 at a time (Lua's unpack has a stack limit).
 local function bulk(cmd, key, items)

@@ -1,5 +1,5 @@
 -- Delete tasks whose leases are still held. ARGV: (id, token) per lease (<= 1000 leases).
--- Returns the ids whose lease was lost.
+-- Counts the deleted ones in the queue's totals. Returns the ids whose lease was lost.
 local ids, tokens = {}, {}
 for i = 1, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
@@ -19,5 +19,6 @@ end
 if #done > 0 then
   forget(done)
   bulk('ZREM', LEASED, done)
+  redis.call('HINCRBY', TOTALS, 'succeeded', #done)
 end
 return lost

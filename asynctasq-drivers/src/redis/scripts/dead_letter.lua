@@ -1,4 +1,4 @@
--- Move a leased task to the dead set, then apply retention. 0 when the lease was lost.
+-- Move a leased task to the dead set and count it in the totals, then apply retention. 0 when the lease was lost.
 -- ARGV: id, token, error, now, max dead count, oldest dead_at kept.
 local id = ARGV[1]
 if not holds(id, ARGV[2]) then return 0 end
@@ -6,6 +6,7 @@ redis.call('HDEL', TOKEN, id)
 redis.call('HSET', ERROR, id, ARGV[3])
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, ARGV[4], id)
+redis.call('HINCRBY', TOTALS, 'failed', 1)
 local old = redis.call('ZRANGEBYSCORE', DEAD, '-inf', '(' .. ARGV[6], 'LIMIT', 0, 1000)
 local n, max = redis.call('ZCARD', DEAD) - #old, tonumber(ARGV[5])
 if n > max then

@@ -1,6 +1,7 @@
 -- Counts of the queue, taken atomically; an expired lease counts as ready. ARGV: now.
 -- The fifth value is the earliest due time (ms) among ready tasks, -1 when none is ready:
 -- the head of each zset, when it is due (scheduled tasks and live leases score in the future).
+-- The sixth and seventh are the succeeded and failed totals.
 local now = ARGV[1]
 local ready = redis.call('ZCOUNT', WAITING, '-inf', now) + redis.call('ZCOUNT', LEASED, '-inf', now)
 local scheduled = redis.call('ZCOUNT', WAITING, '(' .. now, '+inf')
@@ -15,4 +16,5 @@ for _, key in ipairs({ WAITING, LEASED }) do
     end
   end
 end
-return { ready, scheduled, leased, redis.call('ZCARD', DEAD), earliest }
+local totals = redis.call('HMGET', TOTALS, 'succeeded', 'failed')
+return { ready, scheduled, leased, redis.call('ZCARD', DEAD), earliest, tonumber(totals[1]) or 0, tonumber(totals[2]) or 0 }
