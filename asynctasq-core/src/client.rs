@@ -6,13 +6,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::clock::{Clock, SystemClock};
 use crate::driver::Driver;
 use crate::envelope::{Defaulted, ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
 use crate::error::{CodecError, DriverError};
 use crate::event::{Event, Events, TaskInfo};
 use crate::retry::{RETRY_HEADER, RetryPolicy};
-use crate::task::Task;
+use crate::task::{Task, TaskOptions};
+use crate::trace;
 
 /// Queue used when neither the task nor the dispatch names one.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -80,26 +83,44 @@ impl Client {
         tasks: impl IntoIterator<Item = T>,
         overrides: Overrides,
     ) -> Result<Vec<TaskId>, DriverError> {
-        let envelopes = tasks.into_iter().map(|t| self.envelope(&t, &overrides)).collect::<Result<Vec<_>, _>>()?;
-        self.enqueue(envelopes).await
+        let tasks: Vec<T> = tasks.into_iter().collect();
+        let options = T::options();
+        let span = trace::send_span(trace::system(self.driver.name()), resolve_queue(&overrides, &options), tasks.len());
+        let headers = trace::headers_of(&span);
+        let envelopes =
+            tasks.iter().map(|t| self.build(T::NAME, encode(t)?, &overrides, &options, &headers)).collect::<Result<Vec<_>, _>>()?;
+        self.enqueue(envelopes).instrument(span).await
     }
 
-    /// Builds the envelope for `task` with `overrides` (what dispatch stores).
+    /// Builds the envelope for `task` with `overrides` (what dispatch stores). With the `otel`
+    /// feature it carries the trace context of the current span (see [`trace`]).
     pub fn envelope<T: Task>(&self, task: &T, overrides: &Overrides) -> Result<Envelope, DriverError> {
-        let payload = rmp_serde::to_vec_named(task).map_err(CodecError::Encode)?;
-        self.envelope_from_payload(T::NAME, payload, overrides, &T::options())
+        self.envelope_from_payload(T::NAME, encode(task)?, overrides, &T::options())
     }
 
-    /// Builds an envelope from an already encoded payload (the CLI's dispatch by name).
+    /// Builds an envelope from an already encoded payload (the CLI's dispatch by name). With the
+    /// `otel` feature it carries the trace context of the current span (see [`trace`]).
     pub fn envelope_from_payload(
         &self,
         name: &str,
         payload: Vec<u8>,
         overrides: &Overrides,
-        defaults: &crate::task::TaskOptions,
+        defaults: &TaskOptions,
+    ) -> Result<Envelope, DriverError> {
+        self.build(name, payload, overrides, defaults, &trace::current_headers())
+    }
+
+    /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`.
+    fn build(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        overrides: &Overrides,
+        defaults: &TaskOptions,
+        trace: &[(String, String)],
     ) -> Result<Envelope, DriverError> {
         crate::envelope::validate_task_name(name)?;
-        let queue = overrides.queue.clone().or_else(|| defaults.queue.clone()).unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        let queue = resolve_queue(overrides, defaults).to_owned();
         validate_queue_name(&queue)?;
         let max_attempts = overrides.max_attempts.or(defaults.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if max_attempts == 0 {
@@ -112,6 +133,9 @@ impl Client {
         let mut headers = overrides.headers.clone();
         if let Some(policy) = &overrides.retry {
             headers.insert(RETRY_HEADER.to_owned(), policy.to_header());
+        }
+        if !trace.is_empty() && !headers.contains_key(trace::TRACEPARENT) {
+            headers.extend(trace.iter().cloned());
         }
         // What nothing set, so a worker's defaults can take its place: the precedence is per
         // dispatch, then `#[task]`, then the worker's default, then the built-in.
@@ -169,6 +193,16 @@ impl Client {
         }
         Ok(envelopes.iter().map(|e| e.id).collect())
     }
+}
+
+/// The queue a dispatch goes to: the override's, else the task's, else [`DEFAULT_QUEUE`].
+fn resolve_queue<'a>(overrides: &'a Overrides, defaults: &'a TaskOptions) -> &'a str {
+    overrides.queue.as_deref().or(defaults.queue.as_deref()).unwrap_or(DEFAULT_QUEUE)
+}
+
+/// A task's arguments as the envelope's payload.
+fn encode<T: Task>(task: &T) -> Result<Vec<u8>, DriverError> {
+    Ok(rmp_serde::to_vec_named(task).map_err(CodecError::Encode)?)
 }
 
 /// Per-dispatch overrides of a task's options.
@@ -248,9 +282,13 @@ impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let envelope = self.client.envelope(&self.task, &self.overrides)?;
+            let client = self.client;
+            let options = T::options();
+            let span = trace::send_span(trace::system(client.driver.name()), resolve_queue(&self.overrides, &options), 1);
+            let envelope = client.build(T::NAME, encode(&self.task)?, &self.overrides, &options, &trace::headers_of(&span))?;
             let id = envelope.id;
-            self.client.enqueue(vec![envelope]).await?;
+            span.record("messaging.message.id", tracing::field::display(id));
+            client.enqueue(vec![envelope]).instrument(span).await?;
             Ok(id)
         })
     }

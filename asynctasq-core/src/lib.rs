@@ -51,6 +51,7 @@ pub mod task;
 pub mod task_id;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 pub mod worker;
 pub mod workers;
 

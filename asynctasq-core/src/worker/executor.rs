@@ -22,7 +22,27 @@ use crate::task::{Disposition, TaskContext, TaskResult};
 
 pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
     let Delivery { lease, attempt, envelope } = delivery;
-    let span = tracing::debug_span!("task", task.id = %lease.id, task.queue = %lease.queue, task.attempt = attempt, task.name = tracing::field::Empty);
+    // A root span: its parent (attempt 1) or link (later attempts) is the dispatch's send
+    // span, taken from the envelope's trace headers (see `crate::trace`).
+    let span = tracing::debug_span!(
+        parent: None,
+        "task",
+        otel.name = %format_args!("process {}", lease.queue),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        otel.status_message = tracing::field::Empty,
+        messaging.system = crate::trace::system(shared.driver.name()),
+        messaging.destination.name = %lease.queue,
+        messaging.operation.type = "process",
+        messaging.message.id = %lease.id,
+        task.id = %lease.id,
+        task.queue = %lease.queue,
+        task.attempt = attempt,
+        task.name = tracing::field::Empty,
+    );
+    if let Ok(envelope) = &envelope {
+        crate::trace::continue_from(&span, &envelope.headers, attempt);
+    }
     shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     run_delivery(&shared, lease, attempt, envelope).instrument(span).await;
     shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -136,6 +156,11 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             Outcome::Failed { message: format!("timed out after {:?}", timeout.unwrap_or_default()), disposition: Disposition::Retry }
         }
     };
+    if let Outcome::Failed { message, .. } = &outcome {
+        let span = tracing::Span::current();
+        span.record("otel.status_code", "error");
+        span.record("otel.status_message", message.as_str());
+    }
     let (delay, message) = match settle::decide(outcome, attempt, max_attempts, &policy) {
         Settle::Ack => {
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);

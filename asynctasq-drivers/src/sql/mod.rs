@@ -64,6 +64,7 @@ pub(crate) fn ms(d: std::time::Duration) -> i64 {
 }
 
 /// The day (Unix ms / 86,400,000) under which a settlement at `at` is totalled.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn day(at: i64) -> i64 {
     at.div_euclid(86_400_000)
 }
@@ -81,6 +82,7 @@ pub(crate) fn shard(token: i64) -> i64 {
 
 /// Acked tasks per queue, in queue order (the order counter rows are locked in, so two writers
 /// never wait on each other's rows crosswise).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn acked_per_queue<'a>(acked: impl IntoIterator<Item = &'a Lease>) -> std::collections::BTreeMap<&'a str, i64> {
     let mut per_queue = std::collections::BTreeMap::new();
     for lease in acked {

@@ -9,8 +9,8 @@
 //!   `(queue, visible_at <= now)` for new tasks, retries and tasks of crashed workers alike; no
 //!   reaper is needed. `lease_token` is a random 64-bit fence set by each claim.
 //! * `asynctasq_dead`: dead tasks with the error, attempt count and time.
-//! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, counted in the
-//!   transaction that settles them, for `queue status`.
+//! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, for `queue status`,
+//!   counted by a trigger on the delete that settles each task (so an ack stays one statement).
 //!
 //! Settled rows are deleted (ack) or moved (dead-letter), so the hot table holds only live work.
 //!
@@ -41,9 +41,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{
-    acked_per_queue, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, wait_for_due, worker_rows,
-};
+use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, wait_for_due, worker_rows};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
@@ -284,39 +282,27 @@ impl Driver for SqliteDriver {
                         pairs.push(',');
                     }
                     pairs.push_str(&format!("[{seq},{token}]"));
-                    by_seq.insert(seq, lease);
+                    by_seq.insert(seq, lease.id);
                 }
                 Err(_) => lost.push(lease.id),
             }
         }
         pairs.push(']');
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("ack", e))?;
+        // The trigger `asynctasq_tasks_settled` counts each deleted row in the totals.
         let deleted: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM asynctasq_tasks WHERE seq IN ( \
                  SELECT t.seq FROM json_each(?1) AS j JOIN asynctasq_tasks AS t \
-                 ON t.seq = json_extract(j.value, '$[0]') AND t.lease_token = json_extract(j.value, '$[1]')) \
+                 ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1) \
              RETURNING seq",
         )
         .bind(pairs)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await
         .map_err(|e| map_err("ack", e))?;
-        let acked: Vec<&Lease> = deleted.iter().filter_map(|seq| by_seq.remove(seq)).collect();
-        let day = day(now());
-        for (queue, n) in acked_per_queue(acked) {
-            sqlx::query(
-                "INSERT INTO asynctasq_totals (queue, day, succeeded) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (queue, day) DO UPDATE SET succeeded = succeeded + excluded.succeeded",
-            )
-            .bind(queue)
-            .bind(day)
-            .bind(n)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err("ack", e))?;
+        for seq in deleted {
+            by_seq.remove(&seq);
         }
-        tx.commit().await.map_err(|e| map_err("ack", e))?;
-        lost.extend(by_seq.into_values().map(|lease| lease.id));
+        lost.extend(by_seq.into_values());
         Ok(lost)
     }
 
@@ -374,15 +360,7 @@ impl Driver for SqliteDriver {
             .execute(&mut *tx)
             .await
             .map_err(|e| map_err("dead-letter", e))?;
-        sqlx::query(
-            "INSERT INTO asynctasq_totals (queue, day, failed) VALUES (?1, ?2, 1) \
-             ON CONFLICT (queue, day) DO UPDATE SET failed = failed + 1",
-        )
-        .bind(&lease.queue)
-        .bind(day(now()))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err("dead-letter", e))?;
+        // The delete above is counted as failed by the trigger `asynctasq_tasks_settled`.
         tx.commit().await.map_err(|e| map_err("dead-letter", e))
     }
 
@@ -439,7 +417,20 @@ impl Driver for SqliteDriver {
             Waiting::Ready => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND visible_at <= ?2",
             Waiting::Scheduled => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2",
         };
-        let done = sqlx::query(sql).bind(queue).bind(now()).execute(&self.pool).await.map_err(|e| map_err("purge", e))?;
+        let at = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("purge", e))?;
+        // A leased row deleted is counted as settled by `asynctasq_tasks_settled`; what a purge
+        // removes with a lease on it (an expired one) is cleared first, so it is not counted.
+        if which != Waiting::Scheduled {
+            sqlx::query("UPDATE asynctasq_tasks SET lease_token = NULL WHERE queue = ?1 AND visible_at <= ?2 AND lease_token IS NOT NULL")
+                .bind(queue)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("purge", e))?;
+        }
+        let done = sqlx::query(sql).bind(queue).bind(at).execute(&mut *tx).await.map_err(|e| map_err("purge", e))?;
+        tx.commit().await.map_err(|e| map_err("purge", e))?;
         Ok(done.rows_affected())
     }
 
