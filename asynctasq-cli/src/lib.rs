@@ -56,6 +56,7 @@ use std::time::Duration;
 mod output;
 mod backend;
 mod ops;
+mod otlp;
 
 use self::backend::{BackendArgs, connect};
 
@@ -69,6 +70,8 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten, next_help_heading = "Backend (every command; -h shows the main ones, --help all of this build's)")]
     backend: BackendArgs,
+    #[command(flatten, next_help_heading = "Tracing")]
+    tracing: otlp::Tracing,
     #[command(subcommand)]
     command: Command,
 }
@@ -392,7 +395,15 @@ where
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging();
+    // Flushes the spans still batched when the command ends (after the runtime is gone).
+    let _exporter = match start_logging(cli.tracing.otlp_endpoint.as_deref()) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            let red = anstyle::AnsiColor::Red.on_default().bold();
+            anstream::eprintln!("{red}error:{red:#} {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -400,7 +411,9 @@ where
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    drop(runtime);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<output::ClosedStdout>() => ExitCode::SUCCESS,
         Err(e) if e.is::<Usage>() => {
@@ -470,6 +483,35 @@ fn cause_once(e: &anyhow::Error) -> String {
 /// filtered by `ASYNCTASQ_LOG` (or `RUST_LOG`; default `info`), colour only on a terminal and
 /// never with `NO_COLOR`. Does nothing when a global subscriber is already installed.
 pub fn init_logging() {
+    let _ = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).with_ansi(log_colour()).try_init();
+}
+
+/// The logging of `init_logging`, plus the OpenTelemetry exporter to `otlp` when given (its
+/// guard flushes on drop). A build without the `otel` feature refuses an endpoint.
+fn start_logging(otlp: Option<&str>) -> Result<Option<otlp::Exporter>, String> {
+    let Some(endpoint) = otlp else {
+        init_logging();
+        return Ok(None);
+    };
+    #[cfg(feature = "otel")]
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let (spans, exporter) = otlp::layer(endpoint)?;
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(log_colour()).with_filter(log_filter());
+        let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
+        Ok(Some(exporter))
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = endpoint;
+        Err("--otlp-endpoint: this build has no OpenTelemetry exporter (build asynctasq-cli with the `otel` feature)".into())
+    }
+}
+
+/// What the logs show: `ASYNCTASQ_LOG` (or `RUST_LOG`; default `info`), with the noise below.
+fn log_filter() -> tracing_subscriber::EnvFilter {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("ASYNCTASQ_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -489,10 +531,13 @@ pub fn init_logging() {
     {
         filter = filter.add_directive(quiet);
     }
-    // Colour codes only on a terminal, never with NO_COLOR: logs piped to a file or a collector
-    // stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    filter
+}
+
+/// Colour codes only on a terminal, never with NO_COLOR: logs piped to a file or a collector
+/// stay plain text.
+fn log_colour() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Runs a parsed command line.

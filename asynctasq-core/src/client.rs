@@ -85,7 +85,7 @@ impl Client {
     ) -> Result<Vec<TaskId>, DriverError> {
         let tasks: Vec<T> = tasks.into_iter().collect();
         let options = T::options();
-        let span = trace::send_span(trace::system(self.driver.name()), resolve_queue(&overrides, &options), tasks.len());
+        let span = self.send_span(resolve_queue(&overrides, &options), tasks.len());
         let headers = trace::headers_of(&span);
         let envelopes =
             tasks.iter().map(|t| self.build(T::NAME, encode(t)?, &overrides, &options, &headers)).collect::<Result<Vec<_>, _>>()?;
@@ -162,6 +162,13 @@ impl Client {
             headers,
             defaulted,
         })
+    }
+
+    /// The producer span of one dispatch of `count` tasks to `queue` (see [`trace`]), for code
+    /// that builds envelopes itself: build them inside it (`span.in_scope`) so they carry its
+    /// trace context, and enqueue inside it. `dispatch` and `dispatch_many` make their own.
+    pub fn send_span(&self, queue: &str, count: usize) -> tracing::Span {
+        trace::send_span(trace::system(self.driver.name()), queue, count)
     }
 
     /// Stores ready-made envelopes and returns their ids.
@@ -284,7 +291,7 @@ impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
         Box::pin(async move {
             let client = self.client;
             let options = T::options();
-            let span = trace::send_span(trace::system(client.driver.name()), resolve_queue(&self.overrides, &options), 1);
+            let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
             let envelope = client.build(T::NAME, encode(&self.task)?, &self.overrides, &options, &trace::headers_of(&span))?;
             let id = envelope.id;
             span.record("messaging.message.id", tracing::field::display(id));

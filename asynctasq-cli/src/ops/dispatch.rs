@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// `asynctasq dispatch …`
 #[derive(Debug, Args)]
@@ -60,9 +61,12 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
             )
         })?,
     };
-    let envelope = client.envelope_from_payload(task.name, payload, &overrides, &(task.options)())?;
+    let options = (task.options)();
+    let span = client.send_span(&queue_of(&overrides, &options), 1);
+    let envelope = span.in_scope(|| client.envelope_from_payload(task.name, payload, &overrides, &options))?;
     let (id, queue) = (envelope.id, envelope.queue.clone());
-    client.enqueue(vec![envelope]).await.context("enqueueing the task")?;
+    span.record("messaging.message.id", tracing::field::display(id));
+    client.enqueue(vec![envelope]).instrument(span).await.context("enqueueing the task")?;
     if args.json {
         outln!("{}", json!({ "id": id.to_string(), "queue": queue }));
     } else {
@@ -88,11 +92,15 @@ pub(crate) async fn dispatch_many(
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading --args-file {}", path.display()))?
     };
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let options = (task.options)();
+    // One send span for the whole file: each batch is enqueued inside it.
+    let span = client.send_span(&queue_of(overrides, &options), lines.len());
     let mut envelopes = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in lines {
         let payload = (task.args_from_json)(line)
             .map_err(|e| anyhow::anyhow!("invalid arguments on line {} for task `{}`: {e}", n + 1, task.name))?;
-        envelopes.push(client.envelope_from_payload(task.name, payload, overrides, &(task.options)())?);
+        envelopes.push(span.in_scope(|| client.envelope_from_payload(task.name, payload, overrides, &options))?);
     }
     let queue = envelopes.first().map(|e| e.queue.clone()).unwrap_or_default();
     let bar = progress(envelopes.len() as u64, "dispatching");
@@ -102,7 +110,11 @@ pub(crate) async fn dispatch_many(
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(DISPATCH_BATCH));
         let n = rest.len();
-        client.enqueue(rest).await.with_context(|| format!("enqueueing tasks (the first {} were enqueued)", count(sent as u64)))?;
+        client
+            .enqueue(rest)
+            .instrument(span.clone())
+            .await
+            .with_context(|| format!("enqueueing tasks (the first {} were enqueued)", count(sent as u64)))?;
         sent += n;
         bar.inc(n as u64);
         rest = tail;
@@ -114,4 +126,9 @@ pub(crate) async fn dispatch_many(
         outln!("dispatched {} {} task(s) to queue {queue}", count(total as u64), task.name);
     }
     Ok(())
+}
+
+/// The queue a dispatch of a task with `options` goes to.
+fn queue_of(overrides: &Overrides, options: &asynctasq_core::TaskOptions) -> String {
+    overrides.queue.clone().or_else(|| options.queue.clone()).unwrap_or_else(|| asynctasq_core::client::DEFAULT_QUEUE.to_owned())
 }
