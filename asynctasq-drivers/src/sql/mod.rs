@@ -52,6 +52,22 @@ pub(crate) fn now() -> i64 {
     SystemClock.now() as i64
 }
 
+/// One queue's stats at `at` from the columns every SQL driver's stats query returns, in this
+/// order: ready, scheduled, leased and dead counts, `MIN(visible_at)` among ready rows, and the
+/// succeeded and failed totals.
+pub(crate) fn queue_stats(at: i64, counts: [i64; 4], earliest_ready: Option<i64>, totals: [i64; 2]) -> asynctasq_core::QueueStats {
+    let [ready, scheduled, leased, dead] = counts.map(|n| u64::try_from(n).unwrap_or(0));
+    let [succeeded, failed] = totals.map(|n| u64::try_from(n).unwrap_or(0));
+    asynctasq_core::QueueStats {
+        ready,
+        scheduled,
+        leased,
+        dead,
+        oldest_ready_age: Some(oldest_ready_age(at, earliest_ready)),
+        totals: Some(asynctasq_core::Totals { succeeded, failed }),
+    }
+}
+
 /// How long the earliest due ready task (`MIN(visible_at)` among ready rows, if any) has been due
 /// at `at`: zero when none is ready.
 pub(crate) fn oldest_ready_age(at: i64, earliest: Option<i64>) -> std::time::Duration {

@@ -46,9 +46,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
-};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
@@ -545,17 +543,7 @@ impl Driver for PostgresDriver {
                     .fetch_one(&self.inner.pools.pool())
                     .await
                     .map_err(|e| map_err("stats", e))?;
-                let n = |i: usize| row.get::<i64, _>(i) as u64;
-                let oldest = super::oldest_ready_age(at, row.get::<Option<i64>, _>(4));
-                let totals = Totals { succeeded: n(5), failed: n(6) };
-                Ok(QueueStats {
-                    ready: n(0),
-                    scheduled: n(1),
-                    leased: n(2),
-                    dead: n(3),
-                    oldest_ready_age: Some(oldest),
-                    totals: Some(totals),
-                })
+                Ok(super::queue_stats(at, [0, 1, 2, 3].map(|i| row.get::<i64, _>(i)), row.get(4), [row.get(5), row.get(6)]))
             })
             .await
     }
