@@ -87,7 +87,8 @@ async fn known_run(backend: Backend) {
     assert_eq!(value(&page, "asynctasq_tasks_started_total", &on("fails_once")), 10.0);
     assert_eq!(value(&page, "asynctasq_tasks_finished_total", &[("outcome", "retried")]), 3.0);
     assert_eq!(value(&page, "asynctasq_tasks_finished_total", &[("outcome", "released")]), 0.0);
-    assert_eq!(value(&page, "asynctasq_task_run_seconds_count", &[("queue", queue)]), 22.0, "every run is timed");
+    assert_eq!(value(&page, "asynctasq_task_run_seconds_count", &[("task", "ledgered")]), 12.0, "every run is timed, by task");
+    assert_eq!(value(&page, "asynctasq_task_run_seconds_count", &[("task", "fails_once")]), 10.0);
     assert_eq!(value(&page, "asynctasq_task_wait_seconds_count", &[("queue", queue)]), 22.0, "every start's wait is timed");
     assert_eq!(value(&page, "asynctasq_queue_tasks", &[("queue", queue), ("state", "ready")]), 0.0);
     assert_eq!(value(&page, "asynctasq_queue_oldest_ready_age_seconds", &[("queue", queue)]), 0.0);

@@ -27,10 +27,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::prometheus::{Recorder, Registry};
 use super::{HttpConfig, Monitor};
 use crate::driver::Driver;
 use crate::error::WorkerError;
@@ -38,19 +38,18 @@ use crate::metrics::names;
 use crate::worker::shared::Counters;
 use crate::workers::WorkerCounts;
 
-/// Buckets of the `_seconds` histograms: 1 ms to 5 min.
-const BUCKETS: [f64; 16] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+static RECORDER: OnceLock<Result<Arc<Registry>, String>> = OnceLock::new();
 
-static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
-
-/// The process's Prometheus recorder, installed at the first call: every worker of the process
-/// shares it, as they share the process.
-fn recorder() -> Result<PrometheusHandle, WorkerError> {
+/// The process's recorder, installed at the first call: every worker of the process shares it,
+/// as they share the process.
+fn recorder() -> Result<Arc<Registry>, WorkerError> {
     RECORDER
         .get_or_init(|| {
-            PrometheusBuilder::new().set_buckets(&BUCKETS).map_err(|e| e.to_string())?.install_recorder().map_err(|e| {
+            let registry = Arc::new(Registry::default());
+            metrics::set_global_recorder(Recorder(registry.clone())).map_err(|e| {
                 format!("cannot install the Prometheus recorder ({e}): another `metrics` recorder is installed in this process")
-            })
+            })?;
+            Ok(registry)
         })
         .clone()
         .map_err(WorkerError::Http)
@@ -102,7 +101,7 @@ struct HttpState {
     fixed: Static,
     monitor: Arc<Monitor>,
     counters: Arc<Counters>,
-    prometheus: PrometheusHandle,
+    prometheus: Arc<Registry>,
     token: Option<String>,
 }
 
@@ -150,8 +149,7 @@ pub(crate) async fn start(
     });
     tracing::info!(%addr, "HTTP listener: /metrics /health /ready /worker");
     let names = subject.queues.into_iter().map(|(name, _)| name).collect();
-    let collector =
-        collect(subject.driver.clone(), names, monitor.clone(), prometheus, config.collect_interval, subject.call_deadline, stop.clone());
+    let collector = collect(subject.driver.clone(), names, monitor.clone(), config.collect_interval, subject.call_deadline, stop.clone());
     Ok(vec![tokio::spawn(serve(listener, state, stop.clone())), tokio::spawn(collector)])
 }
 
@@ -249,12 +247,11 @@ fn now_secs() -> u64 {
 }
 
 /// Samples every queue's counts every `every` into the queue gauges, reports the backend's
-/// answers to `monitor`, and drains the recorder's histogram buffers. Runs until `stop`.
+/// answers to `monitor`. Runs until `stop`.
 async fn collect(
     driver: Arc<dyn Driver>,
     queues: Vec<String>,
     monitor: Arc<Monitor>,
-    prometheus: PrometheusHandle,
     every: Duration,
     limit: Duration,
     stop: CancellationToken,
@@ -285,7 +282,6 @@ async fn collect(
                 }
             }
         }
-        prometheus.run_upkeep();
     }
 }
 

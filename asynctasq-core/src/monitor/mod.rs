@@ -12,6 +12,8 @@
 
 #[cfg(feature = "http")]
 pub(crate) mod http;
+#[cfg(feature = "http")]
+mod prometheus;
 
 use std::sync::Arc;
 use std::sync::Mutex;
