@@ -39,6 +39,10 @@ pub struct Delivery {
     /// The stored envelope, or why it could not be decoded. A consumer must dead-letter an
     /// undecodable delivery (the engine does so at once, with the error as the reason).
     pub envelope: Result<Envelope, CodecError>,
+    /// Whether the task was moved back from the dead tasks ([`Driver::requeue_dead`]) since it
+    /// was dispatched. Its attempts start over, so attempt 1 of a replay is not the dispatch's
+    /// own delivery: the worker's span links to the dispatch's trace instead of continuing it.
+    pub replayed: bool,
 }
 
 impl Delivery {
@@ -46,7 +50,14 @@ impl Delivery {
     /// backends store the envelope as dispatched and count deliveries beside it, so a decoded
     /// envelope says what was stored, and this makes it say how many deliveries it has had.
     pub fn new(lease: Lease, attempt: u32, envelope: Result<Envelope, CodecError>) -> Self {
-        Self { lease, attempt, envelope: stamped(envelope, attempt) }
+        Self { lease, attempt, envelope: stamped(envelope, attempt), replayed: false }
+    }
+
+    /// The same delivery, marked as a replay of a dead task when `replayed` (see
+    /// [`Delivery::replayed`]).
+    #[must_use]
+    pub fn replayed(self, replayed: bool) -> Self {
+        Self { replayed, ..self }
     }
 }
 
@@ -333,7 +344,7 @@ pub trait Driver: Send + Sync + 'static {
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError>;
 
     /// Moves dead tasks of `queue` back to it, ready at once with attempt reset to zero, and
-    /// returns how many moved.
+    /// returns how many moved. Their deliveries from then on are [`Delivery::replayed`].
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError>;
 
     /// Deletes the dead tasks of `queue` and returns how many.

@@ -62,6 +62,8 @@ struct Record {
     seq: u64,
     token: Option<u64>,
     last_error: Option<String>,
+    /// Moved back from the dead tasks since dispatch.
+    replayed: bool,
 }
 
 #[derive(Debug)]
@@ -141,7 +143,7 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queues.entry(queue.clone()).or_default().index.insert((visible_at, seq, id));
-        self.tasks.insert(id, Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None });
+        self.tasks.insert(id, Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None, replayed: false });
     }
 
     /// The record under `lease` if the lease still holds it.
@@ -202,7 +204,7 @@ impl Driver for MemoryDriver {
             r.token = Some(token);
             let expires_at = now + r.lease_ms;
             let lease = Lease { id, queue: queue.to_owned(), token: token.to_string(), expires_at };
-            let delivery = Delivery::new(lease, r.attempt, Envelope::decode(&r.raw));
+            let delivery = Delivery::new(lease, r.attempt, Envelope::decode(&r.raw)).replayed(r.replayed);
             state.move_to(id, expires_at);
             out.push(delivery);
         }
@@ -383,6 +385,9 @@ impl Driver for MemoryDriver {
         for d in moved {
             let lease_ms = Envelope::decode(&d.raw).map(|e| e.lease_ms).unwrap_or(FALLBACK_LEASE_MS);
             state.insert(d.id, queue.to_owned(), d.raw, lease_ms, now);
+            if let Some(r) = state.tasks.get_mut(&d.id) {
+                r.replayed = true;
+            }
         }
         drop(state);
         self.inner.notify.notify_waiters();

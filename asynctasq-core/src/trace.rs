@@ -6,7 +6,7 @@
 //! | Span | Where | Kind | Name | Parent |
 //! |---|---|---|---|---|
 //! | send | [`Client`](crate::Client) dispatch, one per call (a batch is one span) | producer | `send {queue}` | the caller's current span |
-//! | process | the worker, one per delivery | consumer | `process {queue}` | attempt 1: the send span; later attempts: none (a new trace) **linked** to it |
+//! | process | the worker, one per delivery | consumer | `process {queue}` | attempt 1: the send span; later attempts and dead-letter replays ([`Delivery::replayed`](crate::Delivery::replayed)): none (a new trace) **linked** to it |
 //!
 //! Attributes: `messaging.system` (the driver's [`system`] name), `messaging.destination.name`
 //! (the queue), `messaging.operation.type` (`send` / `process`), `messaging.message.id` (the
@@ -80,9 +80,9 @@ mod propagate {
         out
     }
 
-    /// Makes `span` (not yet entered) continue the trace in `headers`: its child on attempt 1,
-    /// a new trace linked to it on later attempts.
-    pub(crate) fn continue_from(span: &tracing::Span, headers: &BTreeMap<String, String>, attempt: u32) {
+    /// Makes `span` (not yet entered) continue the trace in `headers`: its child on attempt 1
+    /// of a dispatch, a new trace linked to it on later attempts and on replays.
+    pub(crate) fn continue_from(span: &tracing::Span, headers: &BTreeMap<String, String>, attempt: u32, replayed: bool) {
         if span.is_disabled() || !headers.contains_key(TRACEPARENT) {
             return;
         }
@@ -91,7 +91,7 @@ mod propagate {
         if !remote.is_valid() {
             return;
         }
-        if attempt <= 1 {
+        if attempt <= 1 && !replayed {
             // Fails only when no OpenTelemetry layer records the span: nothing to continue then.
             let _ = span.set_parent(cx);
         } else {
@@ -118,12 +118,12 @@ pub(crate) fn current_headers() -> Vec<(String, String)> {
     Vec::new()
 }
 
-/// Makes the worker's `span` continue (attempt 1) or link (later attempts) the trace in
-/// `headers`.
+/// Makes the worker's `span` continue (attempt 1 of a dispatch) or link (later attempts, and
+/// every attempt of a dead task's replay) the trace in `headers`.
 #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
-pub(crate) fn continue_from(span: &tracing::Span, headers: &std::collections::BTreeMap<String, String>, attempt: u32) {
+pub(crate) fn continue_from(span: &tracing::Span, headers: &std::collections::BTreeMap<String, String>, attempt: u32, replayed: bool) {
     #[cfg(feature = "otel")]
-    propagate::continue_from(span, headers, attempt);
+    propagate::continue_from(span, headers, attempt, replayed);
 }
 
 /// The producer span of one dispatch call of `count` tasks to `queue`.

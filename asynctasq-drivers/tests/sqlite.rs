@@ -22,7 +22,10 @@ async fn migrations_are_idempotent_across_connects() {
     drop(first);
     let second = SqliteDriver::connect(&url).await.expect("reconnect");
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM asynctasq_migrations").fetch_one(second.pool()).await.expect("count");
-    assert_eq!(applied, 3, "each migration (tasks and dead, worker registry, totals) recorded once, in asynctasq's own table");
+    assert_eq!(
+        applied, 4,
+        "each migration (tasks and dead, worker registry, totals, replayed mark) recorded once, in asynctasq's own table"
+    );
 }
 
 #[tokio::test]

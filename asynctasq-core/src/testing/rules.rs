@@ -276,12 +276,14 @@ pub async fn dead_letter_records_error_and_attempt(h: Harness) {
     assert_eq!(h.driver.dead(&q, usize::MAX).await.expect("dead with no practical limit").len(), 1, "any limit is accepted");
 }
 
-/// Requeueing from dead makes tasks ready at once with the attempt count reset.
+/// Requeueing from dead makes tasks ready at once with the attempt count reset, and their
+/// deliveries say they are replays (a first dispatch's never do).
 pub async fn requeue_dead_resets_attempts(h: Harness) {
     let q = h.queue("q");
     let (a, b) = (h.envelope(&q, LONG), h.envelope(&q, LONG));
     h.driver.enqueue(&[a.clone(), b.clone()]).await.expect("enqueue");
     for d in h.driver.dequeue(&q, 2).await.expect("dequeue") {
+        assert!(!d.replayed, "a dispatched task's first delivery is no replay");
         h.driver.dead_letter(&d.lease, "dead").await.expect("dead-letter");
     }
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::Ids(vec![TaskId::new()])).await.expect("requeue"), 0, "unknown ids move nothing");
@@ -289,11 +291,13 @@ pub async fn requeue_dead_resets_attempts(h: Harness) {
     let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
     assert_eq!(ids(&got), vec![a.id], "only the chosen task is back");
     assert_eq!(got[0].attempt, 1, "attempts start over");
+    assert!(got[0].replayed, "the delivery says it is a replay");
     assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 1);
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("requeue"), 1);
     let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
     assert_eq!(ids(&got), vec![b.id]);
     assert_eq!(got[0].attempt, 1);
+    assert!(got[0].replayed, "a replay of all dead tasks marks each");
     assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 0);
 }
 
@@ -316,13 +320,20 @@ pub async fn headers_survive_retry_release_and_dead_letter_replay(h: Harness) {
     h.driver.nack(&d.lease, Duration::ZERO, "first failure").await.expect("nack");
     let d = eventually_one(&h, &q).await;
     same(&d, "a retry");
+    assert!(!d.replayed, "a retry is no replay");
     h.driver.release(&d.lease).await.expect("release");
     let d = eventually_one(&h, &q).await;
     same(&d, "a release");
+    assert!(!d.replayed, "a release is no replay");
     h.driver.dead_letter(&d.lease, "gave up").await.expect("dead-letter");
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("replay"), 1);
     let d = eventually_one(&h, &q).await;
     same(&d, "a dead-letter replay");
+    assert!(d.replayed && d.attempt == 1, "a replay starts at attempt 1 and says it is one");
+    h.driver.nack(&d.lease, Duration::ZERO, "fails again").await.expect("nack");
+    let d = eventually_one(&h, &q).await;
+    same(&d, "a retry of a replay");
+    assert!(d.replayed, "a replayed task stays one through its retries");
 }
 
 /// The one task of `q`, once it is ready again.

@@ -21,8 +21,8 @@ use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::{Disposition, TaskContext, TaskResult};
 
 pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
-    let Delivery { lease, attempt, envelope } = delivery;
-    // A root span: its parent (attempt 1) or link (later attempts) is the dispatch's send
+    let Delivery { lease, attempt, envelope, replayed } = delivery;
+    // A root span: its parent (attempt 1) or link (later attempts, replays) is the dispatch's send
     // span, taken from the envelope's trace headers (see `crate::trace`).
     let span = tracing::debug_span!(
         parent: None,
@@ -41,7 +41,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
         task.name = tracing::field::Empty,
     );
     if let Ok(envelope) = &envelope {
-        crate::trace::continue_from(&span, &envelope.headers, attempt);
+        crate::trace::continue_from(&span, &envelope.headers, attempt, replayed);
     }
     shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     run_delivery(&shared, lease, attempt, envelope).instrument(span).await;

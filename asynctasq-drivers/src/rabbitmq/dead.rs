@@ -78,7 +78,7 @@ pub(super) async fn requeue(session: &Session, queue: &str, which: DeadSelector)
                 (Some(_), None) => false,
             };
             if chosen {
-                let fresh = Meta { message_id: m.meta.message_id.clone(), ..Meta::default() };
+                let fresh = Meta { message_id: m.meta.message_id.clone(), replayed: true, ..Meta::default() };
                 session.publish_on(&names.work, &m.data, &fresh).await?;
                 channel.basic_ack(m.tag, BasicAckOptions::default()).await.map_err(|e| lapin_err("removing a requeued dead task", e))?;
                 moved += 1;

@@ -60,11 +60,12 @@ impl Leases {
                 let cap_at = received + timeout - margin;
                 let expires_at = (now + lease_ms).min(cap_at);
                 let token = format!("{}.{}.{}", c.generation, c.seq, b.tag);
+                let replayed = b.meta.replayed;
                 held.insert(
                     token.clone(),
                     Held { consumer: c.clone(), tag: b.tag, id, attempt, data: b.data, meta: b.meta, expires_at, cap_at },
                 );
-                Delivery::new(Lease { id, queue: c.queue.clone(), token, expires_at }, attempt, envelope)
+                Delivery::new(Lease { id, queue: c.queue.clone(), token, expires_at }, attempt, envelope).replayed(replayed)
             })
             .collect()
     }

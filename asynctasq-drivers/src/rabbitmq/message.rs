@@ -8,6 +8,7 @@
 //! | `x-asynctasq-not-before` | long-long | Unix ms before which the task must not run (delays, retries) |
 //! | `x-asynctasq-error` | long string | the last error (retries and dead tasks) |
 //! | `x-asynctasq-dead-at` | long-long | Unix ms of the dead-lettering (dead tasks) |
+//! | `x-asynctasq-replayed` | long-long | `1` once the task was moved back from the dead queue |
 //!
 //! A delivery's attempt is `x-asynctasq-attempt + x-delivery-count + 1`. Properties:
 //! `delivery_mode = 2` (persistent), `message_id` = the task id, `content_type` =
@@ -23,6 +24,7 @@ pub(super) const DELIVERY_COUNT: &str = "x-delivery-count";
 pub(super) const NOT_BEFORE: &str = "x-asynctasq-not-before";
 pub(super) const ERROR: &str = "x-asynctasq-error";
 pub(super) const DEAD_AT: &str = "x-asynctasq-dead-at";
+pub(super) const REPLAYED: &str = "x-asynctasq-replayed";
 
 /// The driver's headers of one message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub(super) struct Meta {
     pub(super) error: Option<String>,
     pub(super) dead_at: Option<u64>,
     pub(super) message_id: Option<String>,
+    /// Moved back from the dead queue since dispatch.
+    pub(super) replayed: bool,
 }
 
 fn int(table: &FieldTable, key: &str) -> Option<i64> {
@@ -70,6 +74,7 @@ impl Meta {
             error: text(h, ERROR),
             dead_at: int(h, DEAD_AT).and_then(|v| u64::try_from(v).ok()),
             message_id: props.message_id().as_ref().map(|s| s.as_str().to_owned()),
+            replayed: int(h, REPLAYED) == Some(1),
         }
     }
 
@@ -91,6 +96,9 @@ impl Meta {
         if let Some(t) = self.dead_at {
             h.insert(DEAD_AT.into(), AMQPValue::LongLongInt(t as i64));
         }
+        if self.replayed {
+            h.insert(REPLAYED.into(), AMQPValue::LongLongInt(1));
+        }
         let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/msgpack".into()).with_headers(h);
         match &self.message_id {
             Some(id) => props.with_message_id(id.as_str().into()),
@@ -111,6 +119,7 @@ mod tests {
             error: Some("boom".into()),
             dead_at: Some(5),
             message_id: Some("id".into()),
+            replayed: true,
         };
         let props = meta.properties();
         assert_eq!(Meta::read(&props), meta);

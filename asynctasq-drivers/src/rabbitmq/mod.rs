@@ -591,6 +591,7 @@ impl Driver for RabbitMqDriver {
                     error: Some(error.to_owned()),
                     dead_at: None,
                     message_id: Some(h.id.to_string()),
+                    replayed: h.meta.replayed,
                 };
                 let route = if delay_ms > 0 { Route::Delay(delay_ms) } else { Route::Work };
                 self.inner.move_held(lease, h, route, meta).await
@@ -608,6 +609,7 @@ impl Driver for RabbitMqDriver {
                     dead_at: None,
                     message_id: Some(h.id.to_string()),
                     error: h.meta.error.clone(),
+                    replayed: h.meta.replayed,
                 };
                 self.inner.move_held(lease, h, Route::Work, meta).await
             })
@@ -624,6 +626,7 @@ impl Driver for RabbitMqDriver {
                     error: Some(error.to_owned()),
                     dead_at: Some(SystemClock.now()),
                     message_id: h.meta.message_id.clone().or_else(|| Some(h.id.to_string())),
+                    replayed: h.meta.replayed,
                 };
                 self.inner.move_held(lease, h, Route::Dead, meta).await
             })

@@ -17,6 +17,7 @@
 //! | `{prefix}{{queue}}:token` | hash | task id → fencing token of the live lease |
 //! | `{prefix}{{queue}}:error` | hash | task id → last error (the reason, once dead) |
 //! | `{prefix}{{queue}}:totals` | hash | `succeeded`, `failed`: tasks acked and dead-lettered, counted by the script that settles them |
+//! | `{prefix}{{queue}}:replayed` | hash | task id → `1` for a task moved back from the dead tasks (its deliveries are [`Delivery::replayed`]) |
 //! | `{prefix}queues` | set | names of queues ever enqueued to |
 //! | `{prefix}{{workers}}` | hash | worker id → MessagePack [`WorkerInfo`] (the worker registry) |
 //! | `{prefix}{{workers}}:expires` | sorted set | worker id scored by record expiry (ms) |
@@ -182,11 +183,12 @@ struct QueueKeys {
     token: String,
     error: String,
     totals: String,
+    replayed: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 10] {
+    fn all(&self) -> [&String; 11] {
         [
             &self.waiting,
             &self.leased,
@@ -198,6 +200,7 @@ impl QueueKeys {
             &self.token,
             &self.error,
             &self.totals,
+            &self.replayed,
         ]
     }
 
@@ -326,6 +329,7 @@ impl RedisDriver {
             token: format!("{base}:token"),
             error: format!("{base}:error"),
             totals: format!("{base}:totals"),
+            replayed: format!("{base}:replayed"),
         })
     }
 
@@ -423,13 +427,13 @@ impl Driver for RedisDriver {
             .await
             .map_err(|e| map_err("dequeue", e))?;
         Ok(reply
-            .chunks_exact(4)
+            .chunks_exact(5)
             .map(|c| {
                 let member = text(&c[0]);
                 let attempt = int(&c[1]).unwrap_or(1) as u32;
                 let expires_at = int(&c[2]).unwrap_or_default() as u64;
                 let lease = Lease { id: member_id(&member), queue: queue.to_owned(), token: format!("{member}|{token}"), expires_at };
-                Delivery::new(lease, attempt, decode(bytes(&c[3])))
+                Delivery::new(lease, attempt, decode(bytes(&c[3]))).replayed(int(&c[4]) == Some(1))
             })
             .collect())
     }

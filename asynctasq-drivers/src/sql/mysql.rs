@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/mysql/0002_workers.sql")),
     (3, "settled totals per queue", include_str!("../../migrations/mysql/0003_totals.sql")),
+    (4, "replayed mark on tasks", include_str!("../../migrations/mysql/0004_replayed.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -232,7 +233,7 @@ impl MySqlDriver {
         let now = now();
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dequeue", e))?;
         let sql = format!(
-            "SELECT seq, id, envelope, attempt, lease_ms, visible_at FROM {t} WHERE queue = ? AND visible_at >= ? AND visible_at <= ? \
+            "SELECT seq, id, envelope, attempt, lease_ms, visible_at, replayed FROM {t} WHERE queue = ? AND visible_at >= ? AND visible_at <= ? \
              ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
         );
         let cursors = &self.inner.cursors;
@@ -273,7 +274,7 @@ impl MySqlDriver {
             .map(|row| {
                 let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
                 let attempt = row.get::<i32, _>(3) as u32 + 1;
-                delivery(queue, row.get(0), token, &id, &envelope, attempt, now + row.get::<i64, _>(4))
+                delivery(queue, row.get(0), token, &id, &envelope, attempt, now + row.get::<i64, _>(4)).replayed(row.get(6))
             })
             .collect())
     }
@@ -382,8 +383,8 @@ impl MySqlDriver {
         let filter = if ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(ids.len())) };
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("requeue dead", e))?;
         let mut insert = sqlx::query(q(format!(
-            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at) \
-             SELECT id, queue, envelope, 0, lease_ms, ? FROM {d} WHERE queue = ?{filter} ORDER BY seq"
+            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed) \
+             SELECT id, queue, envelope, 0, lease_ms, ?, TRUE FROM {d} WHERE queue = ?{filter} ORDER BY seq"
         )))
         .bind(now())
         .bind(queue);

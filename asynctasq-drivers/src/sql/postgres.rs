@@ -64,6 +64,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/postgres/0002_workers.sql")),
     (3, "settled totals per queue", include_str!("../../migrations/postgres/0003_totals.sql")),
+    (4, "replayed mark on tasks", include_str!("../../migrations/postgres/0004_replayed.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -141,7 +142,7 @@ impl Sql {
                 "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
                             ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms FROM c \
-                 WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at"
+                 WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed"
             ),
             // The counter rows are locked in queue order, so two acks never wait crosswise.
             ack: format!(
@@ -184,8 +185,8 @@ impl Sql {
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
                                 RETURNING seq, id, queue, envelope, lease_ms) \
-                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at) \
-                 SELECT id, queue, envelope, 0, lease_ms, $4 FROM moved ORDER BY seq"
+                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed) \
+                 SELECT id, queue, envelope, 0, lease_ms, $4, TRUE FROM moved ORDER BY seq"
             ),
             purge_dead: format!("DELETE FROM {d} WHERE queue = $1"),
         }
@@ -397,7 +398,7 @@ impl Driver for PostgresDriver {
                     .iter()
                     .map(|row| {
                         let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
-                        delivery(queue, row.get(0), token, &id, &envelope, row.get::<i32, _>(3) as u32, row.get(4))
+                        delivery(queue, row.get(0), token, &id, &envelope, row.get::<i32, _>(3) as u32, row.get(4)).replayed(row.get(6))
                     })
                     .collect())
             })

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/sqlite/0002_workers.sql")),
     (3, "settled totals per queue", include_str!("../../migrations/sqlite/0003_totals.sql")),
+    (4, "replayed mark on tasks", include_str!("../../migrations/sqlite/0004_replayed.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -227,7 +228,7 @@ impl Driver for SqliteDriver {
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 \
                            ORDER BY visible_at, seq LIMIT ?4) \
-             RETURNING seq, id, envelope, attempt, visible_at",
+             RETURNING seq, id, envelope, attempt, visible_at, replayed",
         )
         .bind(token)
         .bind(now)
@@ -243,7 +244,7 @@ impl Driver for SqliteDriver {
             .iter()
             .map(|row| {
                 let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
-                delivery(queue, row.get(0), token, &id, &envelope, row.get::<i64, _>(3) as u32, row.get(4))
+                delivery(queue, row.get(0), token, &id, &envelope, row.get::<i64, _>(3) as u32, row.get(4)).replayed(row.get(5))
             })
             .collect())
     }
@@ -460,8 +461,8 @@ impl Driver for SqliteDriver {
         // The selected dead rows, as a reusable filter: all of the queue, or those whose id is
         // in the JSON list of hex ids.
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at) \
-             SELECT id, queue, envelope, 0, lease_ms, ?3 FROM asynctasq_dead \
+            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at, replayed) \
+             SELECT id, queue, envelope, 0, lease_ms, ?3, 1 FROM asynctasq_dead \
              WHERE queue = ?1 AND (?4 OR lower(hex(id)) IN (SELECT value FROM json_each(?2))) ORDER BY seq",
         )
         .bind(queue)

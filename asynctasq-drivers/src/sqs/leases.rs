@@ -83,8 +83,9 @@ impl Leases {
             let Incoming { meta, envelope } = b.msg;
             let attempt = meta.attempt();
             let lease = Lease { id: meta.id, queue: q.name.clone(), token: meta.receipt.clone(), expires_at };
+            let replayed = meta.replayed;
             held.insert(meta.receipt.clone(), Held { meta, queue: q.name.clone(), attempt, received_at: b.received_at, expires_at });
-            out.push(Delivery::new(lease, attempt, envelope));
+            out.push(Delivery::new(lease, attempt, envelope).replayed(replayed));
         }
         Ok(out)
     }

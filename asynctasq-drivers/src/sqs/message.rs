@@ -11,6 +11,7 @@
 //! | `asynctasq.error`      | String | dead copies: the last error |
 //! | `asynctasq.attempt`    | Number | dead copies: deliveries at death |
 //! | `asynctasq.dead-at`    | Number | dead copies: time of death (Unix ms) |
+//! | `asynctasq.replayed`   | Number | `1` once the task was moved back from the dead queue |
 
 use std::collections::HashMap;
 
@@ -26,6 +27,7 @@ const NOT_BEFORE: &str = "asynctasq.not-before";
 const ERROR: &str = "asynctasq.error";
 const ATTEMPT: &str = "asynctasq.attempt";
 const DEAD_AT: &str = "asynctasq.dead-at";
+const REPLAYED: &str = "asynctasq.replayed";
 
 /// The envelope header naming a FIFO message group (tasks of one group run one at a time, in
 /// order). Without it each task is a group of its own.
@@ -61,6 +63,8 @@ pub(super) struct Outgoing {
     /// FIFO deduplication id: the task id for a first send (a repeated dispatch within SQS's
     /// five-minute window is dropped), a fresh id for every later copy.
     pub(super) dedup: String,
+    /// Moved back from the dead queue since dispatch.
+    pub(super) replayed: bool,
 }
 
 impl Outgoing {
@@ -74,12 +78,22 @@ impl Outgoing {
             group: envelope.headers.get(GROUP_HEADER).cloned(),
             death: None,
             dedup: envelope.id.to_string(),
+            replayed: false,
         })
     }
 
     /// A later copy of a received message, with a fresh deduplication id.
     pub(super) fn copy(of: &Meta, base: u32, not_before: u64) -> Self {
-        Self { id: of.id, body: of.body.clone(), base, not_before, group: of.group.clone(), death: None, dedup: TaskId::new().to_string() }
+        Self {
+            id: of.id,
+            body: of.body.clone(),
+            base,
+            not_before,
+            group: of.group.clone(),
+            death: None,
+            dedup: TaskId::new().to_string(),
+            replayed: of.replayed,
+        }
     }
 
     /// Bytes SQS counts against its size limit: body plus attribute names, types and values.
@@ -97,6 +111,9 @@ impl Outgoing {
             v.push((ERROR, "String", d.error.clone()));
             v.push((ATTEMPT, "Number", d.attempt.to_string()));
             v.push((DEAD_AT, "Number", d.dead_at.to_string()));
+        }
+        if self.replayed {
+            v.push((REPLAYED, "Number", "1".to_owned()));
         }
         v
     }
@@ -161,6 +178,8 @@ pub(super) struct Meta {
     pub(super) death: Option<Death>,
     /// The lease the task asked for (ms), when its body decodes.
     pub(super) lease_ms: Option<u64>,
+    /// Moved back from the dead queue since dispatch.
+    pub(super) replayed: bool,
 }
 
 impl Incoming {
@@ -193,6 +212,7 @@ impl Incoming {
             group: message.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)).cloned(),
             death,
             lease_ms: envelope.as_ref().ok().map(|e| e.lease_ms),
+            replayed: number(REPLAYED) == Some(1),
             body,
         };
         Some(Self { meta, envelope })

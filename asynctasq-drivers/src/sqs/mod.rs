@@ -711,7 +711,7 @@ impl Driver for SqsDriver {
             return Ok(0);
         }
         let now = SystemClock.now();
-        let copies = chosen.iter().map(|m| (Outgoing::copy(&m.meta, 0, now), 0)).collect();
+        let copies = chosen.iter().map(|m| (Outgoing { replayed: true, ..Outgoing::copy(&m.meta, 0, now) }, 0)).collect();
         let metas: Vec<Meta> = chosen.into_iter().map(|m| m.meta).collect();
         self.inner.replace(&url, &q, copies, &metas).await?;
         Ok(metas.len() as u64)

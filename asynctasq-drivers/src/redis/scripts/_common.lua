@@ -1,9 +1,10 @@
 -- Shared by every script (prepended at build time).
 -- KEYS, always in this order: 1 waiting (zset id -> due ms), 2 leased (zset id -> lease expiry),
 -- 3 dead (zset id -> dead_at), 4 wake (list), 5 env (hash id -> envelope), 6 lease_ms,
--- 7 attempt, 8 token, 9 error (hashes id -> value), 10 totals (hash: succeeded, failed).
-local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- 7 attempt, 8 token, 9 error (hashes id -> value), 10 totals (hash: succeeded, failed),
+-- 11 replayed (hash id -> 1 for tasks moved back from the dead).
+local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 
 -- One command over many arguments, 1000 at a time (Lua's unpack has a stack limit).
 local function bulk(cmd, key, items)
@@ -14,7 +15,7 @@ end
 
 -- Delete every trace of these tasks from the per-task hashes.
 local function forget(ids)
-  for _, h in ipairs({ ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR }) do
+  for _, h in ipairs({ ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, REPLAYED }) do
     bulk('HDEL', h, ids)
   end
 end

@@ -1,6 +1,7 @@
 -- Lease up to N due tasks. ARGV: now, max (<= 1000), token, fallback lease_ms.
 -- Expired leases (crashed or stalled workers) go back to waiting first, due at their expiry, so
--- recovery needs no reaper process. Returns (id, attempt, expires_at, envelope or nil) per task.
+-- recovery needs no reaper process. Returns (id, attempt, expires_at, envelope or nil,
+-- replayed: 1 or nil) per task.
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
 if #expired > 0 then
@@ -18,6 +19,7 @@ if #ids == 0 then return {} end
 local leases = redis.call('HMGET', LEASE_MS, unpack(ids))
 local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))
 local envs = redis.call('HMGET', ENV, unpack(ids))
+local replays = redis.call('HMGET', REPLAYED, unpack(ids))
 local attempt_pairs, token_pairs, scored, out = {}, {}, {}, {}
 for i, id in ipairs(ids) do
   local attempt = (tonumber(attempts[i]) or 0) + 1
@@ -32,6 +34,7 @@ for i, id in ipairs(ids) do
   out[#out + 1] = attempt
   out[#out + 1] = expires
   out[#out + 1] = envs[i]
+  out[#out + 1] = replays[i]
 end
 bulk('HSET', ATTEMPT, attempt_pairs)
 bulk('HSET', TOKEN, token_pairs)
