@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-task hot paths: building, encoding and decoding an envelope,
-//! finding a task's handler, computing a retry delay.
+//! finding a task's handler, computing a retry delay, recording a task's metrics.
 //!
 //! ```text
 //! cargo bench -p asynctasq-benches --bench hot_paths
@@ -52,5 +52,52 @@ fn backoff(c: &mut Criterion) {
     c.bench_function("backoff/fixed", |b| b.iter(|| fixed.delay(black_box(5))));
 }
 
-criterion_group!(hot_paths, envelope, registry, backoff);
+/// What the executor records per task while `--http` is on, through the recorder the worker's
+/// listener installs: a handle lookup by (queue, task) under a read lock (as
+/// `EngineMetrics::task` does), a start, a wait and a run sample, an outcome.
+fn recording(c: &mut Criterion) {
+    use asynctasq_core::metrics::names;
+    use std::collections::HashMap;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let worker = asynctasq_core::Worker::builder(Arc::new(MemoryDriver::new()))
+        .queues("emails")
+        .expect("queues")
+        .http(([127, 0, 0, 1], port).into())
+        .build()
+        .expect("worker");
+    let handle = worker.handle();
+    let running = rt.spawn(worker.start());
+    while !asynctasq_core::metrics::enabled() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    struct Handles {
+        started: metrics::Counter,
+        succeeded: metrics::Counter,
+        run: metrics::Histogram,
+        wait: metrics::Histogram,
+    }
+    let (queue, task): (Arc<str>, Arc<str>) = ("emails".into(), "send_welcome".into());
+    let handles = Arc::new(Handles {
+        started: metrics::counter!(names::TASKS_STARTED, "queue" => "emails", "task" => "send_welcome"),
+        succeeded: metrics::counter!(names::TASKS_FINISHED, "queue" => "emails", "task" => "send_welcome", "outcome" => "succeeded"),
+        run: metrics::histogram!(names::TASK_RUN_SECONDS, "task" => "send_welcome"),
+        wait: metrics::histogram!(names::TASK_WAIT_SECONDS, "queue" => "emails"),
+    });
+    let cache: std::sync::RwLock<HashMap<Arc<str>, HashMap<Arc<str>, Arc<Handles>>>> =
+        std::sync::RwLock::new(HashMap::from([(queue.clone(), HashMap::from([(task.clone(), handles)]))]));
+    c.bench_function("metrics/record_one_task", |b| {
+        b.iter(|| {
+            let h = cache.read().expect("lock").get(black_box(&*queue)).and_then(|t| t.get(black_box(&*task))).cloned().expect("cached");
+            h.started.increment(1);
+            h.wait.record(black_box(0.003));
+            h.run.record(black_box(0.0001));
+            h.succeeded.increment(1);
+        })
+    });
+    handle.stop();
+    rt.block_on(running).expect("join").expect("worker");
+}
+
+criterion_group!(hot_paths, envelope, registry, backoff, recording);
 criterion_main!(hot_paths);
