@@ -84,7 +84,8 @@ fn recording(c: &mut Criterion) {
         run: metrics::histogram!(names::TASK_RUN_SECONDS, "task" => "send_welcome"),
         wait: metrics::histogram!(names::TASK_WAIT_SECONDS, "queue" => "emails"),
     });
-    let cache: std::sync::RwLock<HashMap<Arc<str>, HashMap<Arc<str>, Arc<Handles>>>> =
+    type ByQueue = HashMap<Arc<str>, HashMap<Arc<str>, Arc<Handles>>>;
+    let cache: std::sync::RwLock<ByQueue> =
         std::sync::RwLock::new(HashMap::from([(queue.clone(), HashMap::from([(task.clone(), handles)]))]));
     c.bench_function("metrics/record_one_task", |b| {
         b.iter(|| {
