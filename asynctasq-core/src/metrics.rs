@@ -10,9 +10,9 @@
 //!
 //! Labels are bounded: queue, task name, outcome, op; never an id or an argument. Counters carry
 //! (queue, task); the histograms carry one of the two (run time by task, wait time by queue),
-//! so 100 queues × 50 tasks make 5,000 counter series, not 10,000 histograms of 19 lines each. A task name no
-//! handler is registered for is counted as `(unknown)`, so a stream of garbage names cannot grow
-//! the label set.
+//! so 100 queues × 50 tasks make 5,000 counter series, not 10,000 histograms of 19 lines each.
+//! A task name no handler is registered for is counted as `(unknown)`, so a stream of garbage
+//! names cannot grow the label set.
 //!
 //! # Why handles are cached per queue and task
 //! `metrics::counter!(name, labels)` builds its key and looks it up in the recorder's registry on
