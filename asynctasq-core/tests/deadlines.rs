@@ -17,6 +17,14 @@ async fn counted() {
     RUNS.fetch_add(1, Ordering::SeqCst);
 }
 
+/// Counts the runs of the backlog an ack that never answers holds up.
+static HELD_UP: AtomicUsize = AtomicUsize::new(0);
+
+#[task(queue = "held-up")]
+async fn held_up() {
+    HELD_UP.fetch_add(1, Ordering::SeqCst);
+}
+
 /// The in-memory driver, except that the first `dequeue` or `ack` (as set) never returns.
 struct Hanging {
     inner: MemoryDriver,
@@ -121,4 +129,32 @@ async fn an_ack_that_never_answers_is_abandoned_and_retried() {
     let (took, succeeded) = run_one_task(0, 1).await;
     assert_eq!(succeeded, 1, "the retried ack went through");
     assert!((Duration::from_secs(30)..Duration::from_secs(40)).contains(&took), "one deadline, then the retry: {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_an_ack_hangs_the_worker_holds_no_more_than_three_times_its_concurrency() {
+    // A backend without fencing (SQS) runs again every task whose ack is late past its lease,
+    // so what a worker holds unsettled must stay bounded while its acker is stuck: the running
+    // tasks plus two concurrencies' worth of acks.
+    const CONCURRENCY: usize = 4;
+    let clock = Arc::new(TokioClock::new());
+    let driver =
+        Arc::new(Hanging { inner: MemoryDriver::with_clock(clock.clone()), dequeues: AtomicUsize::new(0), acks: AtomicUsize::new(1) });
+    let client = Client::new(driver.clone()).with_clock(clock);
+    client.dispatch_many((0..100).map(|_| HeldUp {}), Default::default()).await.expect("dispatch");
+    let worker = Worker::builder(driver.clone())
+        .queues("held-up")
+        .expect("queues")
+        .concurrency(CONCURRENCY)
+        .call_deadline(Duration::from_secs(30))
+        .stop_when_empty(true)
+        .build()
+        .expect("build");
+    let run = tokio::spawn(worker.start());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let leased = driver.stats("held-up").await.expect("stats").leased;
+    assert_eq!(HELD_UP.load(Ordering::SeqCst), 3 * CONCURRENCY, "runs while the first ack hangs");
+    assert_eq!(leased, 3 * CONCURRENCY as u64, "leases held while the first ack hangs");
+    let counts = run.await.expect("join").expect("the worker goes on after the deadline");
+    assert_eq!(counts.succeeded, 100, "every task acked once the stuck ack is abandoned and retried");
 }

@@ -227,9 +227,10 @@ pub struct Chaos<'a> {
 }
 
 /// The most tasks one worker of `concurrency` can hold unsettled at an instant: its running
-/// tasks plus one batch of acks on their way.
+/// tasks plus the successes waiting for their ack, which the worker caps at twice its
+/// concurrency (so a stuck ack holds back further claims).
 pub fn unsettled(concurrency: u32) -> u64 {
-    2 * u64::from(concurrency)
+    3 * u64::from(concurrency)
 }
 
 /// The queue every scenario uses (each setup has names of its own).

@@ -163,8 +163,10 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     }
     let (delay, message) = match settle::decide(outcome, attempt, max_attempts, &policy) {
         Settle::Ack => {
+            let credit = shared.ack_credits.clone().acquire_owned().await.expect("the ack credits are never closed");
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
-            if let Err(mpsc::error::SendError(pending)) = shared.acks.send(PendingAck { lease, task, duration, metrics }).await {
+            let pending = PendingAck { lease, task, duration, metrics, _credit: credit };
+            if let Err(mpsc::error::SendError(pending)) = shared.acks.send(pending).await {
                 // The acker is gone only if the worker is being torn down; ack directly.
                 ack_batch(&*shared.driver, &shared.events, &shared.counters, vec![pending], shared.deadline).await;
             }

@@ -42,7 +42,7 @@ use self::deadline::{Beacon, bounded};
 use self::heartbeat::{heartbeats, registry_record};
 use self::queues::QueueOrder;
 pub use self::queues::{Priority, QueueSpec};
-use self::shared::{Counters, Shared};
+use self::shared::{ACK_CREDITS_PER_SLOT, Counters, Shared};
 pub use self::shutdown::{SAME_STOP, WorkerHandle};
 use crate::blocking::BlockingPool;
 use crate::clock::Clock;
@@ -166,6 +166,7 @@ impl Worker {
             events: self.events.clone(),
             counters: counters.clone(),
             acks: ack_tx,
+            ack_credits: Arc::new(tokio::sync::Semaphore::new(ACK_CREDITS_PER_SLOT * self.concurrency)),
             deadline: self.call_deadline,
             clock: self.clock.clone(),
             abandon: CancellationToken::new(),

@@ -48,6 +48,7 @@ impl Runner {
             events,
             counters: counters.clone(),
             acks,
+            ack_credits: Arc::new(tokio::sync::Semaphore::new(64)),
             deadline: limit,
             clock,
             abandon: CancellationToken::new(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::deadline::bounded;
@@ -56,6 +56,12 @@ impl Counters {
     }
 }
 
+/// Ack permits per concurrency slot. One per slot caps the drain at one concurrency's worth of
+/// tasks per ack round trip, which PostgreSQL reaches at concurrency 50 (0.94 of the unbounded
+/// throughput, 1.12 of its CPU per task, 15 alternated pairs); two per slot measured 0.99 and
+/// 1.02 (BENCHMARKS.md, "Unsettled acks are bounded").
+pub(crate) const ACK_CREDITS_PER_SLOT: usize = 2;
+
 /// State every executor of one worker shares.
 pub(crate) struct Shared {
     pub(crate) driver: Arc<dyn Driver>,
@@ -71,6 +77,12 @@ pub(crate) struct Shared {
     pub(crate) events: Events,
     pub(crate) counters: Arc<Counters>,
     pub(crate) acks: mpsc::Sender<PendingAck>,
+    /// Successes that may wait for their ack at once ([`ACK_CREDITS_PER_SLOT`] × concurrency):
+    /// a success takes a permit before it joins the acker's queue and gives it back once its
+    /// batch is settled. While the acker is stuck (a backend that stopped answering), executors
+    /// wait here holding their slots, so the fetch loop claims nothing more, and what a worker
+    /// holds unsettled stays within 3 × its concurrency whatever the backend does.
+    pub(crate) ack_credits: Arc<Semaphore>,
     /// The engine's deadline on each driver call it awaits (see [`deadline`]).
     pub(crate) deadline: Duration,
     /// The wall clock (the same one the client and the in-memory driver may be given).
@@ -160,6 +172,8 @@ pub(crate) struct PendingAck {
     pub(crate) task: TaskInfo,
     pub(crate) duration: Duration,
     pub(crate) metrics: Arc<TaskMetrics>,
+    /// Given back when the ack is settled (see [`Shared::ack_credits`]).
+    pub(crate) _credit: OwnedSemaphorePermit,
 }
 
 #[cfg(test)]
