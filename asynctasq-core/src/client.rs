@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::Driver;
+use crate::driver::{Capability, Driver, EnqueueOutcome};
 use crate::envelope::{Defaulted, ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
 use crate::error::{CodecError, DriverError};
 use crate::event::{Event, Events, TaskInfo};
@@ -83,13 +83,18 @@ impl Client {
         tasks: impl IntoIterator<Item = T>,
         overrides: Overrides,
     ) -> Result<Vec<TaskId>, DriverError> {
+        if overrides.id.is_some() {
+            return Err(DriverError::Config("a task id names one task: dispatch_many takes no `id` override".into()));
+        }
         let tasks: Vec<T> = tasks.into_iter().collect();
         let options = T::options();
         let span = self.send_span(resolve_queue(&overrides, &options), tasks.len());
         let headers = trace::headers_of(&span);
         let envelopes =
             tasks.iter().map(|t| self.build(T::NAME, encode(t)?, &overrides, &options, &headers)).collect::<Result<Vec<_>, _>>()?;
-        self.enqueue(envelopes).instrument(span).await
+        let ids = envelopes.iter().map(|e| e.id).collect();
+        self.enqueue(envelopes).instrument(span).await?;
+        Ok(ids)
     }
 
     /// Builds the envelope for `task` with `overrides` (what dispatch stores). With the `otel`
@@ -120,6 +125,9 @@ impl Client {
         trace: &[(String, String)],
     ) -> Result<Envelope, DriverError> {
         crate::envelope::validate_task_name(name)?;
+        if overrides.id.is_some() && !self.driver.supports(Capability::IdempotentEnqueue) {
+            return Err(DriverError::Unsupported("a task id set by the caller (the backend cannot tell whether it is already stored)"));
+        }
         let queue = resolve_queue(overrides, defaults).to_owned();
         validate_queue_name(&queue)?;
         let max_attempts = overrides.max_attempts.or(defaults.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS);
@@ -149,7 +157,7 @@ impl Client {
         let now = self.clock.now();
         Ok(Envelope {
             version: ENVELOPE_VERSION,
-            id: TaskId::new(),
+            id: overrides.id.unwrap_or_default(),
             name: name.to_owned(),
             queue,
             payload,
@@ -171,12 +179,25 @@ impl Client {
         trace::send_span(trace::system(self.driver.name()), queue, count)
     }
 
-    /// Stores ready-made envelopes and returns their ids.
-    pub async fn enqueue(&self, envelopes: Vec<Envelope>) -> Result<Vec<TaskId>, DriverError> {
-        self.driver.enqueue(&envelopes).await?;
+    /// Stores ready-made envelopes and says, per envelope in order, whether it was stored or
+    /// its id already was (see [`Driver::enqueue`]). Only new tasks are counted and announced.
+    pub async fn enqueue(&self, envelopes: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let outcomes = self.driver.enqueue(&envelopes).await?;
+        if outcomes.len() != envelopes.len() {
+            return Err(DriverError::Backend {
+                message: format!(
+                    "driver {} reported {} enqueue outcomes for {} tasks",
+                    self.driver.name(),
+                    outcomes.len(),
+                    envelopes.len()
+                ),
+                source: None,
+            });
+        }
+        let stored = || envelopes.iter().zip(&outcomes).filter(|(_, o)| **o == EnqueueOutcome::New).map(|(e, _)| e);
         // One count per run of the same queue and task (a batch is usually one run).
         let mut run: Option<(&str, &str, u64)> = None;
-        let counted = if crate::metrics::enabled() { &envelopes[..] } else { &[] };
+        let counted: Vec<&Envelope> = if crate::metrics::enabled() { stored().collect() } else { Vec::new() };
         for e in counted {
             match &mut run {
                 Some((q, t, n)) if *q == e.queue && *t == e.name => *n += 1,
@@ -192,13 +213,13 @@ impl Client {
             crate::metrics::enqueued(q, t, n);
         }
         if let Some(events) = &self.events {
-            for e in &envelopes {
+            for e in stored() {
                 events.emit(|| {
                     Event::TaskEnqueued(TaskInfo { id: e.id, name: e.name.as_str().into(), queue: e.queue.as_str().into(), attempt: 0 })
                 });
             }
         }
-        Ok(envelopes.iter().map(|e| e.id).collect())
+        Ok(outcomes)
     }
 }
 
@@ -229,6 +250,11 @@ pub struct Overrides {
     pub retry: Option<RetryPolicy>,
     /// Extra headers.
     pub headers: BTreeMap<String, String>,
+    /// The task's id instead of a new one, for a dispatch that must happen at most once (a
+    /// retried request, a message handled twice): enqueueing an id that is already stored
+    /// stores nothing (see [`Driver::enqueue`]). Names one task, so `dispatch_many` refuses it;
+    /// a driver without [`Capability::IdempotentEnqueue`] refuses it too.
+    pub id: Option<TaskId>,
 }
 
 /// A dispatch being configured; `.await` it to store the task and get its id.
@@ -281,6 +307,27 @@ impl<T: Task> Dispatch<'_, T> {
         self.overrides.headers.insert(key.into(), value.into());
         self
     }
+
+    /// Gives the task `id` instead of a new one: a dispatch of an id already stored stores
+    /// nothing, so a retried request or a message handled twice dispatches its task once.
+    /// [`outcome`](Self::outcome) tells which happened. Refused (when awaited) by a driver
+    /// without [`Capability::IdempotentEnqueue`].
+    pub fn id(mut self, id: TaskId) -> Self {
+        self.overrides.id = Some(id);
+        self
+    }
+
+    /// Dispatches and says whether the task was stored or its id already was.
+    pub async fn outcome(self) -> Result<(TaskId, EnqueueOutcome), DriverError> {
+        let client = self.client;
+        let options = T::options();
+        let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
+        let envelope = client.build(T::NAME, encode(&self.task)?, &self.overrides, &options, &trace::headers_of(&span))?;
+        let id = envelope.id;
+        span.record("messaging.message.id", tracing::field::display(id));
+        let outcome = client.enqueue(vec![envelope]).instrument(span).await?;
+        Ok((id, outcome[0]))
+    }
 }
 
 impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
@@ -288,15 +335,6 @@ impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let client = self.client;
-            let options = T::options();
-            let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
-            let envelope = client.build(T::NAME, encode(&self.task)?, &self.overrides, &options, &trace::headers_of(&span))?;
-            let id = envelope.id;
-            span.record("messaging.message.id", tracing::field::display(id));
-            client.enqueue(vec![envelope]).instrument(span).await?;
-            Ok(id)
-        })
+        Box::pin(async move { Ok(self.outcome().await?.0) })
     }
 }

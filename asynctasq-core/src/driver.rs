@@ -219,6 +219,37 @@ capabilities! {
         /// queue, written with the ack or dead letter that settles each task. A broker that
         /// forgets a message once it is settled has no place for them.
         Totals,
+        /// [`Driver::enqueue`] of an id already stored stores nothing and reports
+        /// [`EnqueueOutcome::Exists`]. A broker keeps no index of the messages it holds.
+        IdempotentEnqueue,
+    }
+}
+
+/// What [`Driver::enqueue`] did with one envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnqueueOutcome {
+    /// Stored: the task is new.
+    New,
+    /// Not stored: a task with this id already exists (waiting, leased or dead) and is left
+    /// as it was.
+    Exists,
+}
+
+impl EnqueueOutcome {
+    /// `New` for every one of `n` envelopes: what a backend that stored them all reports.
+    pub fn all_new(n: usize) -> Vec<EnqueueOutcome> {
+        vec![EnqueueOutcome::New; n]
+    }
+
+    /// The outcome of each of `ids` when the backend stored exactly the ids in `stored`: the
+    /// first occurrence of a stored id is new, everything else exists (a repeat in the batch,
+    /// or an id the backend already held).
+    pub fn from_stored(ids: impl IntoIterator<Item = TaskId>, stored: &std::collections::HashSet<TaskId>) -> Vec<EnqueueOutcome> {
+        let mut seen = std::collections::HashSet::new();
+        ids.into_iter()
+            .map(|id| if stored.contains(&id) && seen.insert(id) { EnqueueOutcome::New } else { EnqueueOutcome::Exists })
+            .collect()
     }
 }
 
@@ -275,10 +306,17 @@ pub struct SchemaState {
 ///   a backstop.
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
-    /// Stores tasks, each in the queue its envelope names, ready at its `not_before`. All or
-    /// nothing where the backend allows (SQL backends use one transaction). Envelopes arrive with
-    /// `attempt == 0`.
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError>;
+    /// Stores tasks, each in the queue its envelope names, ready at its `not_before`, and says
+    /// what it did with each, in order. All or nothing where the backend allows (SQL backends
+    /// use one transaction). Envelopes arrive with `attempt == 0`.
+    ///
+    /// **Idempotent by id** ([`Capability::IdempotentEnqueue`]): an envelope whose id is
+    /// already stored in its queue (waiting, leased or dead), or earlier in the same batch,
+    /// changes nothing and is reported [`EnqueueOutcome::Exists`]; the stored task keeps its
+    /// envelope, its state and its lease. A backend that cannot tell (a broker) reports
+    /// [`EnqueueOutcome::New`] for every envelope, and the [`Client`](crate::Client) refuses ids set
+    /// by the caller on it.
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError>;
 
     /// Leases up to `max` ready tasks of `queue` (ready: due, and not under a live lease) and
     /// returns them in delivery order, each with its attempt incremented. Returns an empty list

@@ -5,7 +5,7 @@
 //! [`Clock`]: the system clock by default, or a [`TokioClock`](crate::TokioClock), with which
 //! tests on a paused tokio runtime see leases expire and delays pass without real sleeps.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo};
+use crate::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 
@@ -174,19 +176,30 @@ impl State {
 
 #[async_trait]
 impl Driver for MemoryDriver {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let mut encoded = Vec::with_capacity(tasks.len());
         for t in tasks {
             validate_queue_name(&t.queue)?;
             encoded.push((t.id, t.queue.clone(), t.encode()?, t.lease_ms, t.not_before));
         }
         let mut state = self.lock();
+        // The dead ids of each queue the batch names, gathered once per batch.
+        let mut dead: HashMap<String, HashSet<TaskId>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(encoded.len());
         for (id, queue, raw, lease_ms, not_before) in encoded {
+            let dead = dead
+                .entry(queue.clone())
+                .or_insert_with(|| state.queues.get(&queue).map(|q| q.dead.iter().map(|d| d.id).collect()).unwrap_or_default());
+            if state.tasks.contains_key(&id) || dead.contains(&id) {
+                outcomes.push(EnqueueOutcome::Exists);
+                continue;
+            }
             state.insert(id, queue, raw, lease_ms, not_before);
+            outcomes.push(EnqueueOutcome::New);
         }
         drop(state);
         self.inner.notify.notify_waiters();
-        Ok(())
+        Ok(outcomes)
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {

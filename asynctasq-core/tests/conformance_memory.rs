@@ -16,7 +16,19 @@ mod lacking_every_optional_capability {
 
     asynctasq_core::conformance_tests!(
         || async { Arc::new(MemoryDriver::new().lacking(&asynctasq_core::testing::CAPABILITIES)) as Arc<dyn Driver> },
-        lacks: [Fencing, ExtendLease, ListDead, ExactStats, WakeOnEnqueue, PurgeScheduled, WorkerRegistry, ServerInfo, OldestReadyAge, Totals]
+        lacks: [
+            Fencing,
+            ExtendLease,
+            ListDead,
+            ExactStats,
+            WakeOnEnqueue,
+            PurgeScheduled,
+            WorkerRegistry,
+            ServerInfo,
+            OldestReadyAge,
+            Totals,
+            IdempotentEnqueue
+        ]
     );
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, EnqueueOutcome, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId};
 use asynctasq_core::{Client, Driver, DriverError, MemoryDriver, TokioClock, Worker, task};
 
@@ -41,7 +41,7 @@ async fn hang_once<T>(left: &AtomicUsize, call: impl Future<Output = T>) -> T {
 
 #[async_trait::async_trait]
 impl Driver for Hanging {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         self.inner.enqueue(tasks).await
     }
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {

@@ -172,6 +172,22 @@ async fn dispatch_checks_arguments_against_the_task_before_enqueueing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_with_an_id_already_stored_dispatches_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::new(dir.path()).await;
+    let id = "01a20701-e1fa-750a-82c3-ac4b66434fd2";
+    let args = ["dispatch", "ledgered", "--args", r#"{"n": 1, "sleep_ms": 0}"#, "--queue", "once", "--id", id];
+    let first = json_of(&cli(&s, &[&args[..], &["--json"]].concat()));
+    assert_eq!(first, json!({ "id": id, "queue": "once", "outcome": "new" }));
+    let again = ok(&cli(&s, &args));
+    assert_eq!(again.trim(), format!("task {id} already exists; nothing dispatched"));
+    assert_eq!(s.driver.stats("once").await.expect("stats").ready, 1, "one task for the id");
+    let out = cli(&s, &["dispatch", "ledgered", "--id", "not-a-uuid"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed id is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`not-a-uuid` is not a task id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queue_names_and_ids_are_named_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;

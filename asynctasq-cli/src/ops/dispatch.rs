@@ -2,8 +2,8 @@
 
 use super::format::*;
 use anyhow::{Context, bail};
-use asynctasq_core::driver::Driver;
-use asynctasq_core::envelope::validate_queue_name;
+use asynctasq_core::driver::{Driver, EnqueueOutcome};
+use asynctasq_core::envelope::{TaskId, validate_queue_name};
 use asynctasq_core::{Client, Overrides, Registry};
 use clap::Args;
 use serde_json::json;
@@ -33,6 +33,10 @@ pub(crate) struct DispatchArgs {
     /// Deliveries allowed before dead-lettering.
     #[arg(long)]
     max_attempts: Option<u32>,
+    /// The task's id (a UUID) instead of a new one: a task with this id already stored is left
+    /// as it is and nothing is dispatched, so a retried script dispatches once.
+    #[arg(long, value_parser = parse_task_id, conflicts_with = "args_file")]
+    id: Option<TaskId>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -47,7 +51,8 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     if let Some(q) = &args.queue {
         validate_queue_name(q).with_context(|| format!("invalid --queue `{q}`"))?;
     }
-    let overrides = Overrides { queue: args.queue.clone(), delay: args.delay, max_attempts: args.max_attempts, ..Default::default() };
+    let overrides =
+        Overrides { queue: args.queue.clone(), delay: args.delay, max_attempts: args.max_attempts, id: args.id, ..Default::default() };
     let client = Client::new(driver);
     if let Some(path) = &args.args_file {
         return dispatch_many(&client, task, &overrides, path, args.json).await;
@@ -66,13 +71,20 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     let envelope = span.in_scope(|| client.envelope_from_payload(task.name, payload, &overrides, &options))?;
     let (id, queue) = (envelope.id, envelope.queue.clone());
     span.record("messaging.message.id", tracing::field::display(id));
-    client.enqueue(vec![envelope]).instrument(span).await.context("enqueueing the task")?;
+    let outcome = client.enqueue(vec![envelope]).instrument(span).await.context("enqueueing the task")?[0];
     if args.json {
-        outln!("{}", json!({ "id": id.to_string(), "queue": queue }));
+        outln!("{}", json!({ "id": id.to_string(), "queue": queue, "outcome": outcome }));
+    } else if outcome == EnqueueOutcome::Exists {
+        outln!("task {id} already exists; nothing dispatched");
     } else {
         outln!("dispatched {} to queue {queue} as {id}", args.task);
     }
     Ok(())
+}
+
+/// `--id`: a task id is a UUID.
+fn parse_task_id(s: &str) -> Result<TaskId, String> {
+    s.parse().map_err(|_| format!("`{s}` is not a task id (a UUID)"))
 }
 
 /// Tasks per enqueue call of `dispatch --args-file`.

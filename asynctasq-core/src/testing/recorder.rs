@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clock::Clock;
-use crate::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use crate::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+};
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis};
 use crate::error::DriverError;
 
@@ -75,15 +77,15 @@ impl Recorder {
 
 #[async_trait]
 impl Driver for Recorder {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
-        self.inner.enqueue(tasks).await?;
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let outcomes = self.inner.enqueue(tasks).await?;
         let mut log = self.log();
-        for t in tasks {
+        for (t, _) in tasks.iter().zip(&outcomes).filter(|(_, o)| **o == EnqueueOutcome::New) {
             let seq = log.entries.len() as u64;
             log.entries.push(Entry { seq, envelope: t.clone() });
             log.due.insert(t.id, (t.queue.clone(), t.not_before));
         }
-        Ok(())
+        Ok(outcomes)
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Harness, eventually, ids};
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, Totals, WorkerInfo};
+use crate::driver::{Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
 
@@ -37,6 +37,8 @@ macro_rules! __conformance_rules {
             task_due_before_claimed_ones_is_still_delivered: None,
             dequeue_returns_at_most_max_in_due_order: None,
             bulk_enqueue_then_drain_loses_nothing: None,
+            enqueue_of_an_existing_id_stores_nothing_new: IdempotentEnqueue,
+            concurrent_enqueues_of_one_id_store_it_once: IdempotentEnqueue,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,
@@ -424,7 +426,8 @@ pub async fn dequeue_returns_at_most_max_in_due_order(h: Harness) {
 pub async fn bulk_enqueue_then_drain_loses_nothing(h: Harness) {
     let q = h.queue("q");
     let sent: Vec<_> = (0..1000).map(|_| h.envelope(&q, LONG)).collect();
-    h.driver.enqueue(&sent).await.expect("bulk enqueue");
+    let outcomes = h.driver.enqueue(&sent).await.expect("bulk enqueue");
+    assert_eq!(outcomes, EnqueueOutcome::all_new(1000), "one outcome per envelope, each new");
     assert_eq!(h.driver.stats(&q).await.expect("stats").ready, 1000);
     let mut seen = HashSet::new();
     loop {
@@ -441,6 +444,95 @@ pub async fn bulk_enqueue_then_drain_loses_nothing(h: Harness) {
     let expected: HashSet<_> = sent.iter().map(|e| e.id).collect();
     assert_eq!(seen, expected, "every task delivered");
     assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
+}
+
+/// An id already stored is not stored again: enqueueing it once more while its task waits, while
+/// it is leased or once it is dead changes nothing (the task keeps its envelope, its state and
+/// its lease) and is reported `Exists`, as is a repeat within one batch; in a mixed batch only
+/// the new ids are stored.
+pub async fn enqueue_of_an_existing_id_stores_nothing_new(h: Harness) {
+    use EnqueueOutcome::{Exists, New};
+    let q = h.queue("q");
+    let (waiting, leased, dead) = (h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG));
+    assert_eq!(h.driver.enqueue(&[leased.clone(), dead.clone()]).await.expect("enqueue"), vec![New, New]);
+    let mut held: HashMap<TaskId, _> = h.driver.dequeue(&q, 2).await.expect("dequeue").into_iter().map(|d| (d.lease.id, d)).collect();
+    assert_eq!(held.len(), 2, "both tasks leased");
+    let held_dead = held.remove(&dead.id).expect("the second task leased");
+    let held = held.remove(&leased.id).expect("the first task leased");
+    h.driver.dead_letter(&held_dead.lease, "dead").await.expect("dead-letter");
+    assert_eq!(h.driver.enqueue(std::slice::from_ref(&waiting)).await.expect("enqueue"), vec![New]);
+
+    // The same ids once more, with other arguments and headers, among a new id given twice.
+    let again = |e: &crate::Envelope| {
+        let mut e = e.clone();
+        e.payload = vec![0x91, 0x01];
+        e.headers.insert("again".into(), "1".into());
+        e
+    };
+    let fresh = h.envelope(&q, LONG);
+    let batch = [again(&waiting), fresh.clone(), again(&leased), again(&fresh), again(&dead)];
+    let outcomes = h.driver.enqueue(&batch).await.expect("enqueue of known ids is no error");
+    assert_eq!(outcomes, vec![Exists, New, Exists, Exists, Exists], "only the first occurrence of the one new id is stored");
+    // Batches of distinct ids, which drivers may insert another way.
+    let second = h.envelope(&q, LONG);
+    let outcomes = h.driver.enqueue(&[again(&dead), second.clone()]).await.expect("enqueue");
+    assert_eq!(outcomes, vec![Exists, New], "a dead id beside a new one");
+    let outcomes = h.driver.enqueue(&[second.clone(), again(&leased)]).await.expect("enqueue");
+    assert_eq!(outcomes, vec![Exists, Exists], "a waiting and a leased id");
+    if h.driver.supports(Capability::ExactStats) {
+        let stats = h.driver.stats(&q).await.expect("stats");
+        assert_eq!((stats.ready, stats.leased, stats.dead), (3, 1, 1), "one task per id: {stats:?}");
+    }
+
+    // The leased task was not put back to wait, and the waiting one kept its first envelope.
+    let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    let mut got_ids = ids(&got);
+    got_ids.sort();
+    let mut expected = vec![waiting.id, fresh.id, second.id];
+    expected.sort();
+    assert_eq!(got_ids, expected, "the waiting task and the new ones, each once; not the leased or dead task");
+    for d in &got {
+        let env = d.envelope.as_ref().expect("decodes");
+        assert_eq!(env.payload, vec![0x90], "task {} keeps the arguments it was first stored with", d.lease.id);
+        assert!(!env.headers.contains_key("again"), "task {} keeps its first headers", d.lease.id);
+    }
+    let mut leases: Vec<_> = got.into_iter().map(|d| d.lease).collect();
+    leases.push(held.lease);
+    assert!(h.driver.ack(&leases).await.expect("ack").is_empty(), "every lease still holds, the first one's included");
+    if h.driver.supports(Capability::ListDead) {
+        let listed = h.driver.dead(&q, 10).await.expect("dead");
+        assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![dead.id], "the dead task is still dead, once");
+    }
+    assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "nothing else was stored");
+}
+
+/// Producers racing to enqueue one id (a retried request handled twice at once) store it once:
+/// exactly one of them is told `New`, the rest `Exists`, whichever wins.
+pub async fn concurrent_enqueues_of_one_id_store_it_once(h: Harness) {
+    let q = h.queue("q");
+    for round in 0..5 {
+        let first = h.envelope(&q, LONG);
+        let racers: Vec<_> = (0..8u8)
+            .map(|n| {
+                let driver = h.driver.clone();
+                let mut e = first.clone();
+                e.payload = vec![0x91, n];
+                // Each racer's batch also holds a task of its own, so the race is inside a batch.
+                let own = h.envelope(&q, LONG);
+                tokio::spawn(async move { driver.enqueue(&[own, e]).await.expect("enqueue") })
+            })
+            .collect();
+        let mut new = 0;
+        for racer in racers {
+            let outcomes = racer.await.expect("join");
+            assert_eq!(outcomes[0], EnqueueOutcome::New, "each racer's own task is new");
+            new += usize::from(outcomes[1] == EnqueueOutcome::New);
+        }
+        assert_eq!(new, 1, "round {round}: exactly one racer stored the shared id");
+    }
+    if h.driver.supports(Capability::ExactStats) {
+        assert_eq!(h.driver.stats(&q).await.expect("stats").ready, 5 * 9, "5 rounds of 8 own tasks and one shared");
+    }
 }
 
 /// Consumers racing on one queue never receive the same task.
@@ -716,7 +808,7 @@ pub async fn hostile_task_names_are_stored_as_data_or_refused(h: Harness) {
         let mut e = h.envelope(&q, LONG);
         e.name = name.clone();
         match h.driver.enqueue(std::slice::from_ref(&e)).await {
-            Ok(()) => {
+            Ok(_) => {
                 stored.insert(e.id, name.clone());
             }
             Err(DriverError::Config(_) | DriverError::TooLarge { .. }) => {}

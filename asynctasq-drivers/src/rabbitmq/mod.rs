@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use lapin::options::{BasicAckOptions, QueuePurgeOptions};
 use tokio::sync::Notify;
@@ -460,14 +460,14 @@ async fn reap(inner: Weak<Inner>) {
 
 #[async_trait]
 impl Driver for RabbitMqDriver {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         self.inner
             .bounded("enqueue", self.inner.limit_for(tasks.len()), async move {
                 for t in tasks {
                     validate_queue_name(&t.queue)?;
                 }
                 if tasks.is_empty() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 let inner = &self.inner;
                 let session = inner.session().await?;
@@ -497,7 +497,8 @@ impl Driver for RabbitMqDriver {
                 for t in tasks.iter().filter(|t| t.not_before <= now) {
                     inner.note_published(&t.queue);
                 }
-                Ok(())
+                // A broker keeps no index of its messages: every envelope is published.
+                Ok(EnqueueOutcome::all_new(tasks.len()))
             })
             .await
     }
@@ -767,7 +768,12 @@ impl Driver for RabbitMqDriver {
     fn supports(&self, capability: Capability) -> bool {
         !matches!(
             capability,
-            Capability::ExactStats | Capability::WorkerRegistry | Capability::ServerInfo | Capability::OldestReadyAge | Capability::Totals
+            Capability::ExactStats
+                | Capability::WorkerRegistry
+                | Capability::ServerInfo
+                | Capability::OldestReadyAge
+                | Capability::Totals
+                | Capability::IdempotentEnqueue
         )
     }
 

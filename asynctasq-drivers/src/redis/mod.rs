@@ -66,7 +66,7 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use asynctasq_core::redact_url;
@@ -377,11 +377,11 @@ impl RedisDriver {
 
 #[async_trait]
 impl Driver for RedisDriver {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
-        let mut by_queue: BTreeMap<&str, Vec<(&Envelope, Vec<u8>)>> = BTreeMap::new();
-        for t in tasks {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let mut by_queue: BTreeMap<&str, Vec<(usize, &Envelope, Vec<u8>)>> = BTreeMap::new();
+        for (i, t) in tasks.iter().enumerate() {
             validate_queue_name(&t.queue)?;
-            by_queue.entry(t.queue.as_str()).or_default().push((t, t.encode()?));
+            by_queue.entry(t.queue.as_str()).or_default().push((i, t, t.encode()?));
         }
         // One round trip for the whole batch: a script per queue plus the queue registry, pipelined.
         let mut pipe = ::redis::pipe();
@@ -389,26 +389,34 @@ impl Driver for RedisDriver {
             let k = self.keys(queue)?;
             for chunk in batch.chunks(SCRIPT_BATCH) {
                 let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(k.all().len()).arg(&k.all()[..]);
-                for (t, env) in chunk {
+                for (_, t, env) in chunk {
                     cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before);
                 }
-                pipe.ignore();
             }
             pipe.cmd("SADD").arg(self.queues_key()).arg(*queue).ignore();
         }
         if by_queue.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let result: Result<(), _> = pipe.query_async(&mut self.conn()).await;
-        match result {
+        let result: Result<Vec<Vec<i64>>, _> = pipe.query_async(&mut self.conn()).await;
+        let stored = match result {
             Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
-                // The server lost its script cache (restart): reload and send once more. The
-                // failed EVALSHA wrote nothing, and re-sending the rest is idempotent.
+                // The server lost its script cache (restart): reload and send once more. Every
+                // EVALSHA of the pipeline failed alike and wrote nothing.
                 self.inner.scripts.enqueue.load_async(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))?;
-                pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))
+                pipe.query_async::<Vec<Vec<i64>>>(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))?
             }
-            other => other.map_err(|e| map_err("enqueue", e)),
+            other => other.map_err(|e| map_err("enqueue", e))?,
+        };
+        // The scripts' answers come in the order they were sent: queue by queue, chunk by chunk.
+        let mut outcomes = vec![EnqueueOutcome::Exists; tasks.len()];
+        let sent = by_queue.values().flat_map(|batch| batch.iter().map(|(i, _, _)| *i));
+        for (i, flag) in sent.zip(stored.into_iter().flatten()) {
+            if flag == 1 {
+                outcomes[i] = EnqueueOutcome::New;
+            }
         }
+        Ok(outcomes)
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {

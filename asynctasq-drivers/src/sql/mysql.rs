@@ -11,8 +11,8 @@
 //! Neither server has `UPDATE … RETURNING` (and MySQL has no `DELETE … RETURNING`), so a claim is
 //! one transaction of `SELECT … FOR UPDATE SKIP LOCKED` plus one `UPDATE … WHERE seq IN (…)`, and
 //! an ack of many tasks is `SELECT … FOR UPDATE`, one `DELETE` and one upsert of the queues'
-//! counter rows (one statement for the whole batch); bulk enqueue is multi-row
-//! `INSERT`s in one transaction.
+//! counter rows (one statement for the whole batch); bulk enqueue is one `SELECT` of the ids already stored and one multi-row `INSERT` per 500
+//! tasks, in one transaction (see `enqueue_in`).
 //!
 //! # Waking workers
 //! Writes through this driver wake its waiting workers at once. MySQL has no notifications, so
@@ -20,13 +20,16 @@
 //! work was found, doubling while idle up to [`MySqlConfig::poll_interval`] (500 ms by default),
 //! and never past the earliest scheduled task.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use asynctasq_core::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 
@@ -194,30 +197,135 @@ impl MySqlDriver {
     }
 
     /// Stores tasks inside the caller's transaction (or on any connection): they exist exactly
-    /// when that transaction commits.
-    pub async fn enqueue_in(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<(), DriverError> {
+    /// when that transaction commits. Idempotent by id: an id already live or dead is skipped.
+    ///
+    /// # Why insert first
+    /// Neither server returns which rows of a multi-row insert it skipped. A chunk of distinct
+    /// ids is inserted as it is, and the unique index refuses it if one of them is live: InnoDB
+    /// then rolls back that statement alone, and the chunk takes the careful path. After an
+    /// insert that went through, the ids found dead (one indexed `SELECT` on the dead table)
+    /// are deleted again. The careful path looks the chunk's ids up in both tables and inserts
+    /// the rest; a concurrent enqueue of one of them can still commit in between, so a refusal
+    /// there checks again with a locking read (which sees the newest committed rows). A locking
+    /// read from the start would gap-lock the end of the id index, where every new
+    /// time-ordered id lands, and serialize all producers.
+    pub async fn enqueue_in(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let mut rows = Vec::with_capacity(tasks.len());
         for t in tasks {
             validate_queue_name(&t.queue)?;
             rows.push((t, t.encode()?));
         }
+        let mut stored = HashSet::with_capacity(tasks.len());
+        // Asked once per call, at the first chunk that needs it.
+        let mut any_dead = None;
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let values = vec!["(?,?,?,?,?)"; chunk.len()].join(",");
-            let sql = format!("INSERT INTO {} (id, queue, envelope, lease_ms, visible_at) VALUES {values}", self.inner.tasks);
-            let mut query = sqlx::query(q(sql));
-            for (t, bytes) in chunk {
-                query = query
-                    .bind(t.id.as_bytes().as_slice())
-                    .bind(t.queue.as_str())
-                    .bind(bytes.as_slice())
-                    .bind(t.lease_ms as i64)
-                    .bind(t.not_before as i64);
+            let ids: Vec<TaskId> = chunk.iter().map(|(t, _)| t.id).collect();
+            let distinct = ids.iter().all(|id| !stored.contains(id)) && ids.iter().collect::<HashSet<_>>().len() == ids.len();
+            if distinct {
+                match self.insert(conn, chunk.iter()).await {
+                    Ok(()) => {
+                        if any_dead.is_none() {
+                            any_dead = Some(self.any_dead(conn).await?);
+                        }
+                        let dead = if any_dead == Some(true) { self.known_ids(conn, &ids, Tables::Dead).await? } else { HashSet::new() };
+                        if !dead.is_empty() {
+                            let dead: Vec<TaskId> = dead.into_iter().collect();
+                            let sql = format!("DELETE FROM {} WHERE id IN ({})", self.inner.tasks, placeholders(dead.len()));
+                            let mut query = sqlx::query(q(sql));
+                            for id in &dead {
+                                query = query.bind(id.as_bytes().as_slice());
+                            }
+                            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+                            stored.extend(ids.iter().filter(|id| !dead.contains(id)));
+                        } else {
+                            stored.extend(ids);
+                        }
+                        continue;
+                    }
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+                    Err(e) => return Err(map_err("enqueue", e)),
+                }
             }
-            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            let mut tables = Tables::Both;
+            loop {
+                let known = self.known_ids(conn, &ids, tables).await?;
+                let mut seen = HashSet::new();
+                let fresh: Vec<&(&Envelope, Vec<u8>)> =
+                    chunk.iter().filter(|(t, _)| !known.contains(&t.id) && !stored.contains(&t.id) && seen.insert(t.id)).collect();
+                if fresh.is_empty() {
+                    break;
+                }
+                match self.insert(conn, fresh.iter().copied()).await {
+                    Ok(()) => {
+                        stored.extend(fresh.iter().map(|(t, _)| t.id));
+                        break;
+                    }
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tables == Tables::Both => tables = Tables::BothLocking,
+                    Err(e) => return Err(map_err("enqueue", e)),
+                }
+            }
         }
         self.inner.notify.notify_waiters();
-        Ok(())
+        Ok(EnqueueOutcome::from_stored(tasks.iter().map(|t| t.id), &stored))
     }
+
+    /// One multi-row insert of `rows`.
+    async fn insert<'a>(
+        &self,
+        conn: &mut MySqlConnection,
+        rows: impl ExactSizeIterator<Item = &'a (&'a Envelope, Vec<u8>)>,
+    ) -> Result<(), sqlx::Error> {
+        let values = vec!["(?,?,?,?,?)"; rows.len()].join(",");
+        let sql = format!("INSERT INTO {} (id, queue, envelope, lease_ms, visible_at) VALUES {values}", self.inner.tasks);
+        let mut query = sqlx::query(q(sql));
+        for (t, bytes) in rows {
+            query = query
+                .bind(t.id.as_bytes().as_slice())
+                .bind(t.queue.as_str())
+                .bind(bytes.as_slice())
+                .bind(t.lease_ms as i64)
+                .bind(t.not_before as i64);
+        }
+        query.execute(&mut *conn).await.map(|_| ())
+    }
+
+    /// Whether the dead table holds any task: an empty one (the usual case) needs no lookup of
+    /// the batch's ids, and `IN` over 500 ids cost MariaDB more than the insert itself.
+    async fn any_dead(&self, conn: &mut MySqlConnection) -> Result<bool, DriverError> {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", self.inner.dead);
+        let any: i64 = sqlx::query_scalar(q(sql)).fetch_one(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        Ok(any != 0)
+    }
+
+    /// Which of `ids` are stored in `tables`.
+    async fn known_ids(&self, conn: &mut MySqlConnection, ids: &[TaskId], tables: Tables) -> Result<HashSet<TaskId>, DriverError> {
+        let (t, d) = (&self.inner.tasks, &self.inner.dead);
+        let list = placeholders(ids.len());
+        let sql = match tables {
+            Tables::Dead => format!("SELECT id FROM {d} WHERE id IN ({list})"),
+            Tables::Both => format!("SELECT id FROM {t} WHERE id IN ({list}) UNION ALL SELECT id FROM {d} WHERE id IN ({list})"),
+            Tables::BothLocking => format!(
+                "SELECT id FROM {t} WHERE id IN ({list}) LOCK IN SHARE MODE UNION ALL SELECT id FROM {d} WHERE id IN ({list}) LOCK IN SHARE MODE"
+            ),
+        };
+        let mut query = sqlx::query_scalar::<_, Vec<u8>>(q(sql));
+        for _ in 0..if tables == Tables::Dead { 1 } else { 2 } {
+            for id in ids {
+                query = query.bind(id.as_bytes().as_slice());
+            }
+        }
+        let found = query.fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        Ok(found.iter().filter_map(|id| TaskId::from_slice(id)).collect())
+    }
+}
+
+/// Where [`MySqlDriver::known_ids`] looks: the dead table, or both tables from the
+/// transaction's snapshot or (locking) from the newest committed rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tables {
+    Dead,
+    Both,
+    BothLocking,
 }
 
 /// The transactional operations, run once; the `Driver` methods retry them when InnoDB picks
@@ -428,7 +536,7 @@ impl Driver for MySqlDriver {
         self.inner.pools.call("requeue dead", async move { retry_transient!(self.requeue_dead_once(queue, which.clone())) }).await
     }
 
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         self.inner
             .pools
             .bounded(
@@ -436,15 +544,16 @@ impl Driver for MySqlDriver {
                 self.inner.pools.request_timeout() * u32::try_from(tasks.len().div_ceil(1000).max(1)).unwrap_or(u32::MAX),
                 async move {
                     if tasks.is_empty() {
-                        return Ok(());
+                        return Ok(Vec::new());
                     }
-                    retry_transient!(async {
+                    let outcomes = retry_transient!(async {
                         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("enqueue", e))?;
-                        self.enqueue_in(&mut tx, tasks).await?;
-                        tx.commit().await.map_err(|e| map_err("enqueue", e))
+                        let outcomes = self.enqueue_in(&mut tx, tasks).await?;
+                        tx.commit().await.map_err(|e| map_err("enqueue", e))?;
+                        Ok::<_, DriverError>(outcomes)
                     })?;
                     self.inner.notify.notify_waiters();
-                    Ok(())
+                    Ok(outcomes)
                 },
             )
             .await

@@ -24,7 +24,7 @@
 //! queue's claim cursor rather than the head of the index (see `ClaimCursors`: the head fills
 //! with dead entries between vacuums, and walking them made claims slower as work went by); acks of
 //! many tasks are one `DELETE … USING UNNEST(seqs, tokens)`; bulk enqueue is one
-//! `INSERT … SELECT FROM UNNEST(…)`; dead-lettering is one `WITH … DELETE … RETURNING` feeding an
+//! `INSERT … SELECT FROM UNNEST(…) … ON CONFLICT DO NOTHING RETURNING id` (idempotent by id); dead-lettering is one `WITH … DELETE … RETURNING` feeding an
 //! `INSERT`. With `synchronous_commit` on each commit waits for an fsync, so the batching is
 //! what makes throughput.
 //!
@@ -40,19 +40,21 @@
 //! Every call runs under the request timeout; one that runs out replaces the pool
 //! (`pool.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo};
+use asynctasq_core::driver::{
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::listener::{keep_listening, listen};
 use super::pool::{self, Pools};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Postgres, Row};
 use tokio::sync::Notify;
 
 use super::{
@@ -111,6 +113,8 @@ impl PostgresConfig {
 /// Every statement, built once from the table names (validated identifiers, double-quoted).
 struct Sql {
     insert: String,
+    insert_new: String,
+    dead_ids: String,
     notify: String,
     claim: String,
     ack: String,
@@ -133,10 +137,27 @@ impl Sql {
         let d = format!("\"{prefix}_dead\"");
         let n = format!("\"{prefix}_totals\"");
         Self {
+            // Idempotent by id: an id already live (the unique index) or dead is skipped, and
+            // the ids stored come back. A dead-letter committing between this statement's
+            // snapshot and its insert (the same id re-enqueued at that very moment) could let
+            // the id be stored beside its dead copy; nothing else can.
             insert: format!(
                 "INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at) \
-                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[])"
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[]) \
+                 AS u(id, queue, envelope, lease_ms, visible_at) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {d} WHERE {d}.id = u.id) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
             ),
+            // Measured on 1,000-row batches: the plain insert 7.7-9.3 ms, with `ON CONFLICT`
+            // 10.8-11.2 ms, and the dead-table check free (an empty anti-join): bulk enqueue of
+            // new ids goes without the speculative insertion.
+            insert_new: format!(
+                "INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[]) \
+                 AS u(id, queue, envelope, lease_ms, visible_at) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {d} WHERE {d}.id = u.id)"
+            ),
+            dead_ids: format!("SELECT id FROM {d} WHERE id = ANY($1::bytea[])"),
             notify: "SELECT pg_notify($1, q) FROM UNNEST($2::text[]) AS q".into(),
             claim: format!(
                 "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
@@ -311,29 +332,55 @@ impl PostgresDriver {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn enqueue_in(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<(), DriverError> {
+    pub async fn enqueue_in(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         if tasks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let (mut ids, mut queues, mut envs, mut leases, mut due) = (vec![], vec![], vec![], vec![], vec![]);
-        for t in tasks {
-            validate_queue_name(&t.queue)?;
-            ids.push(t.id.as_bytes().to_vec());
-            queues.push(t.queue.clone());
-            envs.push(t.encode()?);
-            leases.push(t.lease_ms as i64);
-            due.push(t.not_before as i64);
-        }
-        sqlx::query(q(&self.inner.sql.insert))
-            .bind(&ids)
-            .bind(&queues)
-            .bind(&envs)
-            .bind(&leases)
-            .bind(&due)
-            .execute(&mut *conn)
+        let rows = Rows::of(tasks)?;
+        let outcomes = self.insert_skipping(conn, &rows, tasks).await?;
+        self.notify_queues(conn, &rows).await?;
+        Ok(outcomes)
+    }
+
+    /// The insert that skips every id already stored and says which it stored: right inside
+    /// any transaction, whatever the batch holds.
+    async fn insert_skipping(&self, conn: &mut PgConnection, rows: &Rows, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let stored: Vec<Vec<u8>> = rows
+            .bind_scalar(sqlx::query_scalar(q(&self.inner.sql.insert)))
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| map_err("enqueue", e))?;
-        let distinct: Vec<String> = queues.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let stored: HashSet<TaskId> = stored.iter().filter_map(|id| TaskId::from_slice(id)).collect();
+        Ok(EnqueueOutcome::from_stored(tasks.iter().map(|t| t.id), &stored))
+    }
+
+    /// The bulk path's insert, for a batch of distinct ids: a plain insert that skips dead ids.
+    /// `None` when an id is live (the unique index refused the statement, and with it the
+    /// transaction, which the caller rolls back).
+    async fn insert_new(
+        &self,
+        conn: &mut PgConnection,
+        rows: &Rows,
+        tasks: &[Envelope],
+    ) -> Result<Option<Vec<EnqueueOutcome>>, DriverError> {
+        match rows.bind(sqlx::query(q(&self.inner.sql.insert_new))).execute(&mut *conn).await {
+            Ok(done) if done.rows_affected() == tasks.len() as u64 => Ok(Some(EnqueueOutcome::all_new(tasks.len()))),
+            Ok(_) => {
+                let dead: Vec<Vec<u8>> = sqlx::query_scalar(q(&self.inner.sql.dead_ids))
+                    .bind(&rows.ids)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| map_err("enqueue", e))?;
+                let dead: HashSet<TaskId> = dead.iter().filter_map(|id| TaskId::from_slice(id)).collect();
+                Ok(Some(tasks.iter().map(|t| if dead.contains(&t.id) { EnqueueOutcome::Exists } else { EnqueueOutcome::New }).collect()))
+            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(None),
+            Err(e) => Err(map_err("enqueue", e)),
+        }
+    }
+
+    async fn notify_queues(&self, conn: &mut PgConnection, rows: &Rows) -> Result<(), DriverError> {
+        let distinct: Vec<&String> = rows.queues.iter().collect::<BTreeSet<_>>().into_iter().collect();
         sqlx::query(q(&self.inner.sql.notify))
             .bind(&self.inner.channel)
             .bind(&distinct)
@@ -349,18 +396,79 @@ impl PostgresDriver {
     }
 }
 
+/// An enqueue batch as the insert's `UNNEST` arrays.
+struct Rows {
+    ids: Vec<Vec<u8>>,
+    queues: Vec<String>,
+    envs: Vec<Vec<u8>>,
+    leases: Vec<i64>,
+    due: Vec<i64>,
+}
+
+impl Rows {
+    fn of(tasks: &[Envelope]) -> Result<Self, DriverError> {
+        let n = tasks.len();
+        let mut rows = Rows {
+            ids: Vec::with_capacity(n),
+            queues: Vec::with_capacity(n),
+            envs: Vec::with_capacity(n),
+            leases: Vec::with_capacity(n),
+            due: Vec::with_capacity(n),
+        };
+        for t in tasks {
+            validate_queue_name(&t.queue)?;
+            rows.ids.push(t.id.as_bytes().to_vec());
+            rows.queues.push(t.queue.clone());
+            rows.envs.push(t.encode()?);
+            rows.leases.push(t.lease_ms as i64);
+            rows.due.push(t.not_before as i64);
+        }
+        Ok(rows)
+    }
+
+    fn bind<'q>(&'q self, query: sqlx::query::Query<'q, Postgres, PgArguments>) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        query.bind(&self.ids).bind(&self.queues).bind(&self.envs).bind(&self.leases).bind(&self.due)
+    }
+
+    fn bind_scalar<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryScalar<'q, Postgres, O, PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, Postgres, O, PgArguments> {
+        query.bind(&self.ids).bind(&self.queues).bind(&self.envs).bind(&self.leases).bind(&self.due)
+    }
+}
+
 #[async_trait]
 impl Driver for PostgresDriver {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         self.inner
             .pools
             .bounded(
                 "enqueue",
                 self.inner.pools.request_timeout() * u32::try_from(tasks.len().div_ceil(1000).max(1)).unwrap_or(u32::MAX),
                 async move {
-                    let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("enqueue", e))?;
-                    self.enqueue_in(&mut tx, tasks).await?;
-                    tx.commit().await.map_err(|e| map_err("enqueue", e))
+                    if tasks.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let rows = Rows::of(tasks)?;
+                    let pool = self.inner.pools.pool();
+                    let mut tx = pool.begin().await.map_err(|e| map_err("enqueue", e))?;
+                    // New ids, the bulk case, take the plain insert: the skipping one costs a
+                    // speculative insertion per row (see `insert_new`); an id seen twice or
+                    // already live takes the skipping insert in a new transaction.
+                    let distinct = tasks.iter().map(|t| t.id).collect::<HashSet<_>>().len() == tasks.len();
+                    let fast = if distinct { self.insert_new(&mut tx, &rows, tasks).await? } else { None };
+                    let outcomes = match fast {
+                        Some(outcomes) => outcomes,
+                        None => {
+                            tx.rollback().await.map_err(|e| map_err("enqueue", e))?;
+                            tx = pool.begin().await.map_err(|e| map_err("enqueue", e))?;
+                            self.insert_skipping(&mut tx, &rows, tasks).await?
+                        }
+                    };
+                    self.notify_queues(&mut tx, &rows).await?;
+                    tx.commit().await.map_err(|e| map_err("enqueue", e))?;
+                    Ok(outcomes)
                 },
             )
             .await

@@ -90,7 +90,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
@@ -447,7 +447,7 @@ impl Inner {
 
 #[async_trait]
 impl Driver for SqsDriver {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<(), DriverError> {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let mut by_queue: HashMap<&str, Vec<&Envelope>> = HashMap::new();
         for t in tasks {
             validate_queue_name(&t.queue)?;
@@ -479,7 +479,8 @@ impl Driver for SqsDriver {
             let q = self.inner.sqs.queue_or_create(queue).await?;
             batch::send(&self.inner.sqs, &q.url, q.names.fifo, items).await?;
         }
-        Ok(())
+        // SQS cannot look a message up by id: every envelope is sent.
+        Ok(EnqueueOutcome::all_new(tasks.len()))
     }
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
@@ -749,6 +750,7 @@ impl Driver for SqsDriver {
                 | Capability::ServerInfo
                 | Capability::OldestReadyAge
                 | Capability::Totals
+                | Capability::IdempotentEnqueue
         )
     }
 

@@ -1,17 +1,27 @@
 -- Store tasks and wake waiting workers. ARGV: (id, envelope, lease_ms, not_before) per task.
+-- Idempotent by id: a task whose id this queue already holds (waiting, leased or dead: the
+-- envelope hash keeps every one of them) or that came earlier in the batch is skipped, so a
+-- leased task is never put back to wait. Returns 1 (stored) or 0 (skipped) per task, in order.
 -- Bulk HSET/ZADD over per-queue hashes: a few calls per batch, not a few per task.
-local envs, leases, scored = {}, {}, {}
+local envs, leases, scored, outcome, seen = {}, {}, {}, {}, {}
 for i = 1, #ARGV, 4 do
-  envs[#envs + 1] = ARGV[i]
-  envs[#envs + 1] = ARGV[i + 1]
-  leases[#leases + 1] = ARGV[i]
-  leases[#leases + 1] = ARGV[i + 2]
-  scored[#scored + 1] = ARGV[i + 3]
-  scored[#scored + 1] = ARGV[i]
+  local id = ARGV[i]
+  if seen[id] or redis.call('HEXISTS', ENV, id) == 1 then
+    outcome[#outcome + 1] = 0
+  else
+    seen[id] = true
+    outcome[#outcome + 1] = 1
+    envs[#envs + 1] = id
+    envs[#envs + 1] = ARGV[i + 1]
+    leases[#leases + 1] = id
+    leases[#leases + 1] = ARGV[i + 2]
+    scored[#scored + 1] = ARGV[i + 3]
+    scored[#scored + 1] = id
+  end
 end
-if #envs == 0 then return 0 end
+if #envs == 0 then return outcome end
 bulk('HSET', ENV, envs)
 bulk('HSET', LEASE_MS, leases)
 bulk('ZADD', WAITING, scored)
-wake(#ARGV / 4)
-return #ARGV / 4
+wake(#envs / 2)
+return outcome
