@@ -141,6 +141,9 @@ enum Command {
     /// Dead-lettered tasks: list, show, retry, purge.
     #[command(subcommand)]
     Dead(ops::DeadCommand),
+    /// Any stored task by id: show.
+    #[command(subcommand)]
+    Task(ops::TaskCommand),
     /// Enqueue a task registered in this binary by name, with JSON arguments.
     Dispatch(ops::DispatchArgs),
     /// Check the backend: connection, server version, migrations, round-trip time, clock skew,
@@ -566,6 +569,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ops::dead_show(connect(&cli.backend, true).await?, &id, queue, json).await
         }
         Command::Dead(ops::DeadCommand::Purge { queue, yes }) => ops::dead_purge(connect(&cli.backend, true).await?, queue, yes).await,
+        Command::Task(ops::TaskCommand::Show { id, json }) => ops::task_show(connect(&cli.backend, true).await?, id, json).await,
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
         Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
         Command::Doctor => {

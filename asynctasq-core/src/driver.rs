@@ -151,6 +151,78 @@ impl DeadTask {
     }
 }
 
+/// Where a stored task is, as [`Driver::find`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Waiting for its due time (a delayed dispatch, or a retry's backoff).
+    Scheduled,
+    /// Due and not leased: the next claim may take it (a task whose lease ran out is ready).
+    Ready,
+    /// Leased to a worker until `visible_at`.
+    Leased,
+    /// Dead-lettered.
+    Dead,
+}
+
+impl TaskState {
+    /// The state of a live task whose `visible_at` is the due time while it waits and the
+    /// lease expiry while it is `leased`, at `now`.
+    pub fn of_live(leased: bool, visible_at: UnixMillis, now: UnixMillis) -> Self {
+        match (leased, visible_at > now) {
+            (true, true) => TaskState::Leased,
+            (false, true) => TaskState::Scheduled,
+            (_, false) => TaskState::Ready,
+        }
+    }
+
+    /// The state's name, as `task show` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Scheduled => "scheduled",
+            TaskState::Ready => "ready",
+            TaskState::Leased => "leased",
+            TaskState::Dead => "dead",
+        }
+    }
+}
+
+/// A stored task looked up by id ([`Driver::find`]).
+#[derive(Debug)]
+pub struct TaskRecord {
+    /// The task's id.
+    pub id: TaskId,
+    /// The queue that holds it.
+    pub queue: String,
+    /// Where it is.
+    pub state: TaskState,
+    /// Deliveries so far.
+    pub attempt: u32,
+    /// Scheduled or ready: its due time; leased: its lease's expiry; dead: when it died.
+    pub at: UnixMillis,
+    /// The last failure's error, if it failed before (the reason, once dead).
+    pub last_error: Option<String>,
+    /// The stored envelope (task name, arguments, max attempts, creation time, headers) with
+    /// `attempt` stamped in, or why it could not be decoded.
+    pub envelope: Result<Envelope, CodecError>,
+}
+
+impl TaskRecord {
+    /// A record with `attempt` deliveries, stamped into its envelope as [`Delivery::new`] does.
+    pub fn new(
+        id: TaskId,
+        queue: &str,
+        state: TaskState,
+        attempt: u32,
+        at: UnixMillis,
+        last_error: Option<String>,
+        envelope: Result<Envelope, CodecError>,
+    ) -> Self {
+        Self { id, queue: queue.to_owned(), state, attempt, at, last_error, envelope: stamped(envelope, attempt) }
+    }
+}
+
 /// Which dead tasks [`Driver::requeue_dead`] moves back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadSelector {
@@ -222,6 +294,9 @@ capabilities! {
         /// [`Driver::enqueue`] of an id already stored stores nothing and reports
         /// [`EnqueueOutcome::Exists`]. A broker keeps no index of the messages it holds.
         IdempotentEnqueue,
+        /// [`Driver::find`] looks any stored task up by id. A broker or a cloud queue can only
+        /// hand messages out.
+        TaskLookup,
     }
 }
 
@@ -403,6 +478,14 @@ pub trait Driver: Send + Sync + 'static {
     /// workers at once. Backends that never fetch ahead do nothing (the default).
     async fn stop_prefetch(&self) -> Result<(), DriverError> {
         Ok(())
+    }
+
+    /// The task stored under `id`, in whichever queue holds it, live or dead
+    /// ([`Capability::TaskLookup`]); `None` when no task has that id (never stored, or acked,
+    /// or purged). One indexed read where the backend has an index by id.
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        let _ = id;
+        Err(DriverError::Unsupported("looking a task up by id"))
     }
 
     /// Records `worker` in the registry, or rewrites its record

@@ -14,7 +14,8 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, TaskState, Totals,
+    Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
@@ -405,6 +406,23 @@ impl Driver for MemoryDriver {
         drop(state);
         self.inner.notify.notify_waiters();
         Ok(count)
+    }
+
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        let now = self.inner.clock.now();
+        let state = self.lock();
+        if let Some(r) = state.tasks.get(&id) {
+            let at = r.visible_at;
+            let task_state = TaskState::of_live(r.token.is_some(), at, now);
+            return Ok(Some(TaskRecord::new(id, &r.queue, task_state, r.attempt, at, r.last_error.clone(), Envelope::decode(&r.raw))));
+        }
+        for (name, q) in &state.queues {
+            if let Some(d) = q.dead.iter().find(|d| d.id == id) {
+                let envelope = Envelope::decode(&d.raw);
+                return Ok(Some(TaskRecord::new(id, name, TaskState::Dead, d.attempt, d.dead_at, Some(d.error.clone()), envelope)));
+            }
+        }
+        Ok(None)
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {

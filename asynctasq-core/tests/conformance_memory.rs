@@ -27,7 +27,8 @@ mod lacking_every_optional_capability {
             ServerInfo,
             OldestReadyAge,
             Totals,
-            IdempotentEnqueue
+            IdempotentEnqueue,
+            TaskLookup
         ]
     );
 }

@@ -84,8 +84,31 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
     assert_eq!(shown["args"]["sleep_ms"], 0, "arguments decoded as JSON: {shown}");
     assert_eq!(shown["decode_error"], Value::Null);
 
-    assert!(ok(&cli(&s, &["dead", "retry", q, "--id", &d.lease.id.to_string()])).contains("retried 1"));
+    let id = d.lease.id.to_string();
+    let lookup = s.driver.supports(asynctasq_core::Capability::TaskLookup);
+    let show = |s: &Setup| cli(s, &["task", "show", &id, "--json"]);
+    if lookup {
+        let t = json_of(&show(&s));
+        assert_eq!(
+            (&t["state"], &t["queue"], &t["task"], &t["attempt"]),
+            (&json!("dead"), &json!(q), &json!("ledgered"), &json!(1)),
+            "{t}"
+        );
+        assert_eq!((&t["last_error"], &t["args"]["sleep_ms"]), (&json!("boom: disk full"), &json!(0)), "{t}");
+        let text = ok(&cli(&s, &["task", "show", &id]));
+        assert!(text.contains("state:     dead") && text.contains("error:     boom: disk full"), "{text}");
+        let err = refused(&cli(&s, &["task", "show", "01a20701-e1fa-750a-82c3-ac4b66434fd2"]));
+        assert!(err.contains("no task 01a20701-e1fa-750a-82c3-ac4b66434fd2"), "{err}");
+    } else {
+        assert!(refused(&show(&s)).contains("cannot look a task up by id"), "said plainly where the backend cannot");
+    }
+
+    assert!(ok(&cli(&s, &["dead", "retry", q, "--id", &id])).contains("retried 1"));
     assert_eq!(counts(&s, q), json!({ "ready": 3, "scheduled": 0, "leased": 0, "dead": 0 }));
+    if lookup {
+        let t = json_of(&show(&s));
+        assert_eq!((&t["state"], &t["attempt"]), (&json!("ready"), &json!(0)), "back to ready, attempts reset: {t}");
+    }
 
     let err = refused(&cli(&s, &["queue", "flush", q]));
     assert!(err.contains("--yes") && err.contains("delete 3"), "{err}");
@@ -198,6 +221,9 @@ async fn bad_queue_names_and_ids_are_named_and_exit_non_zero() {
     assert!(refused(&cli(&s, &["dead", "show", "01a20701-e1fa-750a-82c3-ac4b66434fd2"])).contains("no dead task"));
     let out = cli(&s, &["dead", "retry", "q"]);
     assert_eq!(out.status.code(), Some(2), "neither --id nor --all is a usage error");
+    let out = cli(&s, &["task", "show", "not-a-uuid"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed task id is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`not-a-uuid` is not a task id"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,9 @@
 use super::format::*;
 use super::purge::{FlushStatus, flush};
 use anyhow::{Context, bail};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver};
-use asynctasq_core::envelope::TaskId;
+use asynctasq_core::CodecError;
+use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Driver, TaskState};
+use asynctasq_core::envelope::{Envelope, TaskId};
 use asynctasq_core::error::error_chain;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -68,14 +69,20 @@ pub(crate) struct DeadRetryArgs {
     limit: Option<usize>,
 }
 
-pub(crate) fn dead_json(d: &DeadTask) -> Value {
-    let (task, max_attempts, created_at, args, decode_error) = match &d.envelope {
+/// What a stored envelope says, as JSON: `(task, max_attempts, created_at, args, decode_error)`,
+/// the arguments decoded, or why they (or the envelope) could not be.
+pub(crate) fn envelope_fields(envelope: &Result<Envelope, CodecError>) -> (Value, Value, Value, Value, Value) {
+    match envelope {
         Ok(e) => match rmp_serde::from_slice::<Value>(&e.payload) {
             Ok(args) => (json!(e.name), json!(e.max_attempts), json!(e.created_at), args, Value::Null),
             Err(err) => (json!(e.name), json!(e.max_attempts), json!(e.created_at), Value::Null, json!(format!("arguments: {err}"))),
         },
         Err(err) => (Value::Null, Value::Null, Value::Null, Value::Null, json!(error_chain(err))),
-    };
+    }
+}
+
+pub(crate) fn dead_json(d: &DeadTask) -> Value {
+    let (task, max_attempts, created_at, args, decode_error) = envelope_fields(&d.envelope);
     json!({
         "id": d.id.to_string(), "queue": d.queue, "task": task, "attempt": d.attempt, "max_attempts": max_attempts,
         "error": d.error, "dead_at": d.dead_at, "created_at": created_at, "args": args, "decode_error": decode_error,
@@ -119,26 +126,45 @@ pub(crate) async fn dead_list(driver: Arc<dyn Driver>, queue: Option<String>, li
 pub(crate) async fn dead_show(driver: Arc<dyn Driver>, id: &str, queue: Option<String>, json: bool) -> anyhow::Result<()> {
     needs_list_dead(&*driver)?;
     let wanted: TaskId = id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a task id (a UUID)"))?;
-    for q in queues_or_all(&*driver, queue.as_slice()).await? {
-        let dead = driver.dead(&q, usize::MAX).await.with_context(|| format!("listing dead tasks of `{q}`"))?;
-        if let Some(d) = dead.iter().find(|d| d.id == wanted) {
-            let v = dead_json(d);
-            if json {
-                outln!("{v}");
-            } else {
-                outln!("id:        {}", d.id);
-                outln!("queue:     {}", d.queue);
-                outln!("task:      {}", v["task"].as_str().unwrap_or("(undecodable)"));
-                outln!("attempts:  {} of {}", d.attempt, v["max_attempts"]);
-                outln!("died:      {} ({})", ago(d.dead_at), d.dead_at);
-                outln!("error:     {}", d.error);
-                match &v["decode_error"] {
-                    Value::Null => outln!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
-                    e => outln!("args:      undecodable ({})", e.as_str().unwrap_or_default()),
-                }
+    let found: Option<DeadTask> = if driver.supports(Capability::TaskLookup) {
+        // One indexed read instead of reading every dead list.
+        let record = driver.find(wanted).await.with_context(|| format!("looking task {wanted} up"))?;
+        record.filter(|r| r.state == TaskState::Dead && queue.as_ref().is_none_or(|q| *q == r.queue)).map(|r| DeadTask {
+            id: r.id,
+            queue: r.queue,
+            attempt: r.attempt,
+            error: r.last_error.unwrap_or_default(),
+            dead_at: r.at,
+            envelope: r.envelope,
+        })
+    } else {
+        let mut found = None;
+        for q in queues_or_all(&*driver, queue.as_slice()).await? {
+            let dead = driver.dead(&q, usize::MAX).await.with_context(|| format!("listing dead tasks of `{q}`"))?;
+            if let Some(d) = dead.into_iter().find(|d| d.id == wanted) {
+                found = Some(d);
+                break;
             }
-            return Ok(());
         }
+        found
+    };
+    if let Some(d) = &found {
+        let v = dead_json(d);
+        if json {
+            outln!("{v}");
+        } else {
+            outln!("id:        {}", d.id);
+            outln!("queue:     {}", d.queue);
+            outln!("task:      {}", v["task"].as_str().unwrap_or("(undecodable)"));
+            outln!("attempts:  {} of {}", d.attempt, v["max_attempts"]);
+            outln!("died:      {} ({})", ago(d.dead_at), d.dead_at);
+            outln!("error:     {}", d.error);
+            match &v["decode_error"] {
+                Value::Null => outln!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
+                e => outln!("args:      undecodable ({})", e.as_str().unwrap_or_default()),
+            }
+        }
+        return Ok(());
     }
     bail!("no dead task {wanted}")
 }

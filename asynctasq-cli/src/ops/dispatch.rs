@@ -83,7 +83,7 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
 }
 
 /// `--id`: a task id is a UUID.
-fn parse_task_id(s: &str) -> Result<TaskId, String> {
+pub(crate) fn parse_task_id(s: &str) -> Result<TaskId, String> {
     s.parse().map_err(|_| format!("`{s}` is not a task id (a UUID)"))
 }
 

@@ -87,6 +87,12 @@ pub(crate) fn ago(ms: u64) -> String {
     format!("{} ago", humantime::format_duration(Duration::from_secs(secs)))
 }
 
+/// `ms` (Unix milliseconds) from now: `in 5m` ahead, `5m ago` behind.
+pub(crate) fn from_now(ms: u64) -> String {
+    let now = unix_millis(SystemTime::now());
+    if ms > now { format!("in {}", humantime::format_duration(Duration::from_secs((ms - now).div_ceil(1000)))) } else { ago(ms) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,11 @@
 //!   task is `{"id", "queue", "task", "attempt", "max_attempts", "error", "dead_at",
 //!   "created_at", "args", "decode_error"}` (times in Unix milliseconds; `args` the decoded
 //!   arguments or null, `decode_error` why they could not be decoded or null).
-//! * `dispatch`: `{"id": "<task id>", "queue": "<queue>"}`.
+//! * `dispatch`: `{"id": "<task id>", "queue": "<queue>", "outcome": "new" | "exists"}`
+//!   (`exists`: a task with the `--id` given was already stored, and nothing was dispatched).
+//! * `task show`: `{"id", "queue", "state", "task", "attempt", "max_attempts", "at",
+//!   "last_error", "created_at", "args", "decode_error"}`, where `state` is `scheduled`,
+//!   `ready`, `leased` or `dead` and `at` is its due time, its lease's expiry or when it died.
 //! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
 //!   "started_at", "heartbeat_at", "heartbeat_ms", "expires_at", "in_flight", "counts": {"started",
 //!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale"}]}`; `stale` is true for a
@@ -27,6 +31,7 @@ mod format;
 mod migrate;
 mod purge;
 mod queue;
+mod task;
 mod workers;
 
 pub(crate) use self::dead::{DeadCommand, dead_list, dead_purge, dead_retry, dead_show};
@@ -35,4 +40,5 @@ pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
 pub(crate) use self::purge::flush;
 pub(crate) use self::queue::{QueueCommand, status};
+pub(crate) use self::task::{TaskCommand, task_show};
 pub(crate) use self::workers::workers;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis};
 use crate::error::DriverError;
@@ -162,6 +162,10 @@ impl Driver for Recorder {
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         self.inner.dead(queue, limit).await
+    }
+
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        self.inner.find(id).await
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {

@@ -39,6 +39,7 @@ macro_rules! __conformance_rules {
             bulk_enqueue_then_drain_loses_nothing: None,
             enqueue_of_an_existing_id_stores_nothing_new: IdempotentEnqueue,
             concurrent_enqueues_of_one_id_store_it_once: IdempotentEnqueue,
+            find_reports_every_state_by_id: TaskLookup,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,
@@ -533,6 +534,49 @@ pub async fn concurrent_enqueues_of_one_id_store_it_once(h: Harness) {
     if h.driver.supports(Capability::ExactStats) {
         assert_eq!(h.driver.stats(&q).await.expect("stats").ready, 5 * 9, "5 rounds of 8 own tasks and one shared");
     }
+}
+
+/// Any stored task can be looked up by id, whichever queue holds it: ready and scheduled with
+/// their due time, leased with its lease's expiry, retried with its error, dead with the
+/// reason; an id never stored, or acked, is not found.
+pub async fn find_reports_every_state_by_id(h: Harness) {
+    use crate::driver::TaskState;
+    let (q, other) = (h.queue("q"), h.queue("other"));
+    let (leased, retried, dead, acked) = (h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG));
+    h.driver.enqueue(&[leased.clone(), retried.clone(), dead.clone(), acked.clone()]).await.expect("enqueue");
+    let mut held: HashMap<TaskId, _> = h.driver.dequeue(&q, 4).await.expect("dequeue").into_iter().map(|d| (d.lease.id, d)).collect();
+    assert_eq!(held.len(), 4, "all four leased");
+    let take = |held: &mut HashMap<TaskId, crate::Delivery>, id| held.remove(&id).expect("leased");
+    let lease_of_leased = take(&mut held, leased.id).lease;
+    h.driver.nack(&take(&mut held, retried.id).lease, Duration::from_secs(3600), "first failure").await.expect("nack");
+    h.driver.dead_letter(&take(&mut held, dead.id).lease, "gave up").await.expect("dead-letter");
+    assert!(h.driver.ack(&[take(&mut held, acked.id).lease]).await.expect("ack").is_empty());
+    let ready = h.envelope(&q, LONG);
+    let mut scheduled = h.envelope(&other, LONG);
+    scheduled.not_before = now() + 3_600_000;
+    h.driver.enqueue(&[ready.clone(), scheduled.clone()]).await.expect("enqueue");
+
+    let find = |id: TaskId| {
+        let driver = h.driver.clone();
+        async move { driver.find(id).await.expect("find") }
+    };
+    let r = find(ready.id).await.expect("the ready task is found");
+    assert_eq!((r.id, r.queue.as_str(), r.state, r.attempt, r.last_error.as_deref()), (ready.id, q.as_str(), TaskState::Ready, 0, None));
+    assert_eq!(r.envelope.as_ref().expect("decodes"), &ready, "the stored envelope");
+    let r = find(scheduled.id).await.expect("the scheduled task is found, in its own queue");
+    assert_eq!((r.queue.as_str(), r.state, r.at), (other.as_str(), TaskState::Scheduled, scheduled.not_before));
+    let r = find(leased.id).await.expect("the leased task is found");
+    assert_eq!((r.state, r.attempt), (TaskState::Leased, 1));
+    assert!(r.at.abs_diff(lease_of_leased.expires_at) <= 1000, "until its lease's expiry: {} vs {}", r.at, lease_of_leased.expires_at);
+    assert_eq!(r.envelope.as_ref().expect("decodes").attempt, 1, "the envelope carries the attempt");
+    let r = find(retried.id).await.expect("the retried task is found");
+    assert_eq!((r.state, r.attempt, r.last_error.as_deref()), (TaskState::Scheduled, 1, Some("first failure")));
+    let r = find(dead.id).await.expect("the dead task is found");
+    assert_eq!((r.queue.as_str(), r.state, r.attempt, r.last_error.as_deref()), (q.as_str(), TaskState::Dead, 1, Some("gave up")));
+    assert_eq!(r.envelope.as_ref().expect("decodes").name, dead.name);
+    assert!(find(acked.id).await.is_none(), "an acked task is gone");
+    assert!(find(TaskId::new()).await.is_none(), "an id never stored is not found");
+    h.driver.ack(&[lease_of_leased]).await.expect("ack");
 }
 
 /// Consumers racing on one queue never receive the same task.

@@ -774,6 +774,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::OldestReadyAge
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
+                | Capability::TaskLookup
         )
     }
 

@@ -54,6 +54,7 @@
 
 mod connection;
 mod events;
+mod find;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,7 +67,8 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Totals, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Totals, Waiting,
+    WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use asynctasq_core::redact_url;
@@ -634,6 +636,10 @@ impl Driver for RedisDriver {
                 DeadTask::new(member_id(&member), queue, attempt, text(&c[3]), dead_at, decode(bytes(&c[1])))
             })
             .collect())
+    }
+
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        self.find_task(id).await
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {

@@ -32,7 +32,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{DeadTask, Delivery, Lease};
+use asynctasq_core::driver::{DeadTask, Delivery, Lease, TaskRecord, TaskState};
 use asynctasq_core::envelope::{Envelope, TaskId};
 
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
@@ -121,6 +121,35 @@ pub(crate) fn delivery(queue: &str, seq: i64, token: i64, id: &[u8], envelope: &
 /// A dead task from a row of the dead table.
 pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, error: String, dead_at: i64) -> DeadTask {
     DeadTask::new(TaskId::from_slice(id).unwrap_or_default(), queue, attempt, error, dead_at as u64, Envelope::decode(envelope))
+}
+
+/// The lookup by id every SQL driver runs, over the live and the dead table in one statement
+/// (one snapshot, so a task moving between them is seen in one or the other): queue,
+/// envelope, attempt, `visible_at` or `dead_at`, whether leased (0/1), the last error, and
+/// whether dead (0/1); `first` and `second` are the id's placeholders.
+pub(crate) fn find_sql(t: &str, d: &str, first: &str, second: &str) -> String {
+    format!(
+        "SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0 \
+         FROM {t} WHERE id = {first} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1 FROM {d} WHERE id = {second}"
+    )
+}
+
+/// The [`TaskRecord`] of one row of [`find_sql`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn task_record(
+    id: TaskId,
+    queue: &str,
+    envelope: &[u8],
+    attempt: u32,
+    at: i64,
+    leased: bool,
+    error: Option<String>,
+    dead: bool,
+) -> TaskRecord {
+    let at = at.max(0) as u64;
+    let state = if dead { TaskState::Dead } else { TaskState::of_live(leased, at, now().max(0) as u64) };
+    TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope))
 }
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the

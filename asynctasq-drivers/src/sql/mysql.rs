@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 
 use super::{
     ClaimCursors, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders,
-    retry_transient, schema_state, shard, validate_table_prefix, wait_for_due, worker_rows,
+    retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -529,6 +529,27 @@ impl Driver for MySqlDriver {
                 self.inner.pools.request_timeout(),
                 async move { retry_transient!(self.dead_letter_once(lease, error)) },
             )
+            .await
+    }
+
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        self.inner
+            .pools
+            .call("find", async move {
+                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, "?", "?");
+                let key = id.as_bytes().as_slice();
+                let row = sqlx::query(q(sql))
+                    .bind(key)
+                    .bind(key)
+                    .fetch_optional(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("find", e))?;
+                Ok(row.map(|row| {
+                    let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
+                    let (leased, dead) = (row.get::<i64, _>(4) == 1, row.get::<i64, _>(6) == 1);
+                    task_record(id, &queue, &envelope, row.get::<i32, _>(2) as u32, row.get(3), leased, row.get(5), dead)
+                }))
+            })
             .await
     }
 

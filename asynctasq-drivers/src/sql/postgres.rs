@@ -47,7 +47,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -58,7 +58,7 @@ use sqlx::{AssertSqlSafe, Postgres, Row};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimCursors, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, shard,
+    ClaimCursors, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, shard, task_record,
     validate_table_prefix, wait_for_due, worker_rows,
 };
 
@@ -127,6 +127,7 @@ struct Sql {
     queues: String,
     purge: String,
     dead_list: String,
+    find: String,
     requeue_dead: String,
     purge_dead: String,
 }
@@ -203,6 +204,7 @@ impl Sql {
             queues: format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1"),
             purge: format!("DELETE FROM {t} WHERE queue = $1 AND (lease_token IS NULL OR visible_at <= $2)"),
             dead_list: format!("SELECT id, envelope, attempt, error, dead_at FROM {d} WHERE queue = $1 ORDER BY seq LIMIT $2"),
+            find: super::find_sql(&t, &d, "$1", "$1"),
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
                                 RETURNING seq, id, queue, envelope, lease_ms) \
@@ -704,6 +706,24 @@ impl Driver for PostgresDriver {
                         dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
                     })
                     .collect())
+            })
+            .await
+    }
+
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        self.inner
+            .pools
+            .call("find", async move {
+                let row = sqlx::query(q(&self.inner.sql.find))
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_optional(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("find", e))?;
+                Ok(row.map(|row| {
+                    let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
+                    let (leased, dead) = (row.get::<i32, _>(4) == 1, row.get::<i32, _>(6) == 1);
+                    task_record(id, &queue, &envelope, row.get::<i32, _>(2) as u32, row.get(3), leased, row.get(5), dead)
+                }))
             })
             .await
     }

@@ -35,14 +35,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, Waiting, WorkerInfo,
+    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, wait_for_due, worker_rows};
+use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, task_record, wait_for_due, worker_rows};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
@@ -474,6 +474,20 @@ impl Driver for SqliteDriver {
                 dead_task(queue, &id, &envelope, row.get::<i64, _>(2) as u32, row.get(3), row.get(4))
             })
             .collect())
+    }
+
+    async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "?1", "?1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("find", e))?;
+        Ok(row.map(|row| {
+            let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
+            let (leased, dead) = (row.get::<i64, _>(4) == 1, row.get::<i64, _>(6) == 1);
+            task_record(id, &queue, &envelope, row.get::<i64, _>(2) as u32, row.get(3), leased, row.get(5), dead)
+        }))
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {

@@ -751,6 +751,7 @@ impl Driver for SqsDriver {
                 | Capability::OldestReadyAge
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
+                | Capability::TaskLookup
         )
     }
 
