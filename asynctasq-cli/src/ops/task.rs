@@ -3,7 +3,7 @@
 use super::dead::envelope_fields;
 use super::format::*;
 use anyhow::{Context, bail};
-use asynctasq_core::driver::{Capability, Driver, TaskRecord};
+use asynctasq_core::driver::{Capability, Driver, TaskRecord, TaskState};
 use asynctasq_core::envelope::TaskId;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -47,9 +47,9 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
         outln!("{v}");
         return Ok(());
     }
-    let when = match r.state.as_str() {
-        "scheduled" | "ready" => "due:      ",
-        "leased" => "until:    ",
+    let when = match r.state {
+        TaskState::Scheduled | TaskState::Ready => "due:      ",
+        TaskState::Leased => "until:    ",
         _ => "died:     ",
     };
     outln!("id:        {}", r.id);

@@ -40,10 +40,7 @@ impl RedisDriver {
         };
         let Value::BulkString(raw) = env else { return Ok(None) }; // acked in between
         let attempt = int(attempt).unwrap_or_default() as u32;
-        let error = match error {
-            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        };
+        let error = bytes(error).map(|b| String::from_utf8_lossy(b).into_owned());
         let score = |v: &Value| match v {
             Value::Double(d) => Some(*d as u64),
             other => std::str::from_utf8(bytes(other)?).ok()?.parse::<f64>().ok().map(|f| f as u64),

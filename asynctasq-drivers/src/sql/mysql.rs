@@ -11,8 +11,8 @@
 //! Neither server has `UPDATE … RETURNING` (and MySQL has no `DELETE … RETURNING`), so a claim is
 //! one transaction of `SELECT … FOR UPDATE SKIP LOCKED` plus one `UPDATE … WHERE seq IN (…)`, and
 //! an ack of many tasks is `SELECT … FOR UPDATE`, one `DELETE` and one upsert of the queues'
-//! counter rows (one statement for the whole batch); bulk enqueue is one `SELECT` of the ids already stored and one multi-row `INSERT` per 500
-//! tasks, in one transaction (see `enqueue_in`).
+//! counter rows (one statement for the whole batch); bulk enqueue is one multi-row `INSERT` per
+//! 500 tasks and one `SELECT EXISTS` on the dead table, in one transaction (see `enqueue_in`).
 //!
 //! # Waking workers
 //! Writes through this driver wake its waiting workers at once. MySQL has no notifications, so
@@ -221,30 +221,9 @@ impl MySqlDriver {
         for chunk in rows.chunks(INSERT_CHUNK) {
             let ids: Vec<TaskId> = chunk.iter().map(|(t, _)| t.id).collect();
             let distinct = ids.iter().all(|id| !stored.contains(id)) && ids.iter().collect::<HashSet<_>>().len() == ids.len();
-            if distinct {
-                match self.insert(conn, chunk.iter()).await {
-                    Ok(()) => {
-                        if any_dead.is_none() {
-                            any_dead = Some(self.any_dead(conn).await?);
-                        }
-                        let dead = if any_dead == Some(true) { self.known_ids(conn, &ids, Tables::Dead).await? } else { HashSet::new() };
-                        if !dead.is_empty() {
-                            let dead: Vec<TaskId> = dead.into_iter().collect();
-                            let sql = format!("DELETE FROM {} WHERE id IN ({})", self.inner.tasks, placeholders(dead.len()));
-                            let mut query = sqlx::query(q(sql));
-                            for id in &dead {
-                                query = query.bind(id.as_bytes().as_slice());
-                            }
-                            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
-                            stored.extend(ids.iter().filter(|id| !dead.contains(id)));
-                        } else {
-                            stored.extend(ids);
-                        }
-                        continue;
-                    }
-                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
-                    Err(e) => return Err(map_err("enqueue", e)),
-                }
+            if distinct && let Some(new) = self.insert_new(conn, chunk, &ids, &mut any_dead).await? {
+                stored.extend(new);
+                continue;
             }
             let mut tables = Tables::Both;
             loop {
@@ -267,6 +246,39 @@ impl MySqlDriver {
         }
         self.inner.notify.notify_waiters();
         Ok(EnqueueOutcome::from_stored(tasks.iter().map(|t| t.id), &stored))
+    }
+
+    /// The fast path for a chunk of distinct ids: insert it whole, then delete again the ids
+    /// that are dead (`any_dead` asks once per call whether the dead table holds anything).
+    /// The ids stored, or `None` when one was live and the unique index refused the statement.
+    async fn insert_new(
+        &self,
+        conn: &mut MySqlConnection,
+        chunk: &[(&Envelope, Vec<u8>)],
+        ids: &[TaskId],
+        any_dead: &mut Option<bool>,
+    ) -> Result<Option<Vec<TaskId>>, DriverError> {
+        match self.insert(conn, chunk.iter()).await {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(None),
+            Err(e) => return Err(map_err("enqueue", e)),
+        }
+        if any_dead.is_none() {
+            *any_dead = Some(self.any_dead(conn).await?);
+        }
+        if *any_dead == Some(false) {
+            return Ok(Some(ids.to_vec()));
+        }
+        let dead = self.known_ids(conn, ids, Tables::Dead).await?;
+        if !dead.is_empty() {
+            let sql = format!("DELETE FROM {} WHERE id IN ({})", self.inner.tasks, placeholders(dead.len()));
+            let mut query = sqlx::query(q(sql));
+            for id in &dead {
+                query = query.bind(id.as_bytes().as_slice());
+            }
+            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        }
+        Ok(Some(ids.iter().filter(|id| !dead.contains(id)).copied().collect()))
     }
 
     /// One multi-row insert of `rows`.
