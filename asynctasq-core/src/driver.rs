@@ -68,6 +68,34 @@ fn stamped(envelope: Result<Envelope, CodecError>, attempt: u32) -> Result<Envel
     })
 }
 
+/// A successful run to settle with [`Driver::ack`]: its lease, and what to keep of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The lease of the run that succeeded.
+    pub lease: Lease,
+    /// How long the task stays findable once acked ([`Capability::Results`]): as
+    /// [`TaskState::Succeeded`], with its envelope and `result`, until this has passed. `ZERO`
+    /// keeps nothing: the task is gone with the ack.
+    pub keep: Duration,
+    /// What the run returned, encoded by the engine ([`crate::StoredResult`]); opaque to the
+    /// backend, stored beside the record. `None`: the task returns nothing.
+    pub result: Option<Vec<u8>>,
+}
+
+impl Ack {
+    /// Acks of `leases` that keep nothing.
+    pub fn each(leases: &[Lease]) -> Vec<Ack> {
+        leases.iter().cloned().map(Ack::from).collect()
+    }
+}
+
+impl From<Lease> for Ack {
+    /// An ack that keeps nothing: the task is gone with it.
+    fn from(lease: Lease) -> Self {
+        Self { lease, keep: Duration::ZERO, result: None }
+    }
+}
+
 /// Counts for one queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
@@ -164,6 +192,8 @@ pub enum TaskState {
     Leased,
     /// Dead-lettered.
     Dead,
+    /// Acked, and kept until its result's time to live has passed ([`Ack::keep`]).
+    Succeeded,
 }
 
 impl TaskState {
@@ -184,6 +214,7 @@ impl TaskState {
             TaskState::Ready => "ready",
             TaskState::Leased => "leased",
             TaskState::Dead => "dead",
+            TaskState::Succeeded => "succeeded",
         }
     }
 }
@@ -199,13 +230,16 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// Deliveries so far.
     pub attempt: u32,
-    /// Scheduled or ready: its due time; leased: its lease's expiry; dead: when it died.
+    /// Scheduled or ready: its due time; leased: its lease's expiry; dead: when it died;
+    /// succeeded: when it was acked.
     pub at: UnixMillis,
     /// The last failure's error, if it failed before (the reason, once dead).
     pub last_error: Option<String>,
     /// The stored envelope (task name, arguments, max attempts, creation time, headers) with
     /// `attempt` stamped in, or why it could not be decoded.
     pub envelope: Result<Envelope, CodecError>,
+    /// Succeeded: what the run returned, as the engine encoded it ([`Ack::result`]).
+    pub result: Option<Vec<u8>>,
 }
 
 impl TaskRecord {
@@ -219,7 +253,20 @@ impl TaskRecord {
         last_error: Option<String>,
         envelope: Result<Envelope, CodecError>,
     ) -> Self {
-        Self { id, queue: queue.to_owned(), state, attempt, at, last_error, envelope: stamped(envelope, attempt) }
+        Self { id, queue: queue.to_owned(), state, attempt, at, last_error, envelope: stamped(envelope, attempt), result: None }
+    }
+
+    /// A succeeded task's record: acked at `finished_at` after `attempt` deliveries, with what
+    /// its run returned.
+    pub fn succeeded(
+        id: TaskId,
+        queue: &str,
+        attempt: u32,
+        finished_at: UnixMillis,
+        result: Option<Vec<u8>>,
+        envelope: Result<Envelope, CodecError>,
+    ) -> Self {
+        Self { result, ..Self::new(id, queue, TaskState::Succeeded, attempt, finished_at, None, envelope) }
     }
 }
 
@@ -297,6 +344,10 @@ capabilities! {
         /// [`Driver::find`] looks any stored task up by id. A broker or a cloud queue can only
         /// hand messages out.
         TaskLookup,
+        /// [`Driver::ack`] keeps an acked task for [`Ack::keep`] with its result, found by
+        /// [`Driver::find`] as [`TaskState::Succeeded`], and sweeps it once that has passed. A
+        /// broker forgets a message once it is settled.
+        Results,
     }
 }
 
@@ -413,9 +464,17 @@ pub trait Driver: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Deletes the tasks of these leases: they ran to completion. Returns the ids whose lease
-    /// was lost (not acked, see the fencing rule); an empty list when all were acked.
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError>;
+    /// Settles these runs as succeeded: deletes their tasks, and returns the ids whose lease was
+    /// lost (not acked, see the fencing rule); an empty list when all were acked.
+    ///
+    /// **Results** ([`Capability::Results`]): an ack whose [`Ack::keep`] is not zero keeps the
+    /// task, in the same atomic step as the delete, as a record [`find`](Driver::find) reports
+    /// [`TaskState::Succeeded`] with the envelope, the attempt, the time of the ack and
+    /// [`Ack::result`], until `keep` has passed. Only the attempt holding the lease writes it:
+    /// a lost lease keeps nothing. Records past their time are never reported, and are deleted
+    /// by the backend's own later calls (no process of their own): within a second of expiring
+    /// while anything calls the driver. A backend without the capability ignores `keep`.
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError>;
 
     /// Returns the leased task to its queue, ready after `delay`, keeping its attempt count and
     /// recording `error` as its last error. Used for retries.
@@ -480,9 +539,10 @@ pub trait Driver: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The task stored under `id`, in whichever queue holds it, live or dead
-    /// ([`Capability::TaskLookup`]); `None` when no task has that id (never stored, or acked,
-    /// or purged). One indexed read where the backend has an index by id.
+    /// The task stored under `id`, in whichever queue holds it, live, dead or succeeded and
+    /// kept ([`Capability::TaskLookup`]); `None` when no task has that id (never stored, acked
+    /// without being kept or past its keeping, or purged). One indexed read where the backend
+    /// has an index by id.
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
         let _ = id;
         Err(DriverError::Unsupported("looking a task up by id"))

@@ -41,11 +41,13 @@ pub mod driver;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod memory;
 pub mod metrics;
 mod monitor;
 mod redact;
 pub mod registry;
+pub mod result;
 pub mod retry;
 pub mod task;
 pub mod task_id;
@@ -59,15 +61,17 @@ pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, SchemaState, ServerInfo, TaskRecord,
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, SchemaState, ServerInfo, TaskRecord,
     TaskState, Totals, Waiting, WorkerInfo,
 };
 pub use envelope::{Defaulted, Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};
 pub use event::{Event, Events, TaskInfo};
+pub use follow::{Awaited, WaitError};
 pub use memory::MemoryDriver;
 pub use redact::redact_url;
 pub use registry::{Registry, TaskRegistration};
+pub use result::{ResultSlot, StoredResult};
 pub use retry::RetryPolicy;
 pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};
 pub use worker::{Priority, QueueSpec, SAME_STOP, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};

@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, TaskState, Totals,
-    Waiting, WorkerInfo,
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, TaskState,
+    Totals, Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
@@ -42,6 +42,9 @@ struct State {
     tasks: HashMap<TaskId, Record>,
     queues: BTreeMap<String, QueueState>,
     workers: BTreeMap<String, WorkerInfo>,
+    /// Succeeded tasks kept with their results, and when each is swept.
+    done: HashMap<TaskId, Done>,
+    done_expiry: BTreeSet<(UnixMillis, TaskId)>,
     next_seq: u64,
     next_token: u64,
 }
@@ -67,6 +70,17 @@ struct Record {
     last_error: Option<String>,
     /// Moved back from the dead tasks since dispatch.
     replayed: bool,
+}
+
+/// A succeeded task, kept until `expires_at` ([`Ack::keep`]).
+#[derive(Debug)]
+struct Done {
+    queue: String,
+    raw: Vec<u8>,
+    attempt: u32,
+    finished_at: UnixMillis,
+    expires_at: UnixMillis,
+    result: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -166,6 +180,16 @@ impl State {
         q.index.insert((visible_at, r.seq, id));
     }
 
+    /// Deletes the kept successes whose time has passed.
+    fn sweep(&mut self, now: UnixMillis) {
+        while let Some(&(at, id)) = self.done_expiry.first()
+            && at <= now
+        {
+            self.done_expiry.pop_first();
+            self.done.remove(&id);
+        }
+    }
+
     fn remove(&mut self, id: TaskId) -> Option<Record> {
         let r = self.tasks.remove(&id)?;
         if let Some(q) = self.queues.get_mut(&r.queue) {
@@ -183,6 +207,7 @@ impl Driver for MemoryDriver {
             validate_queue_name(&t.queue)?;
             encoded.push((t.id, t.queue.clone(), t.encode()?, t.lease_ms, t.not_before));
         }
+        let now = self.inner.clock.now();
         let mut state = self.lock();
         // The dead ids of each queue the batch names, gathered once per batch.
         let mut dead: HashMap<String, HashSet<TaskId>> = HashMap::new();
@@ -191,7 +216,7 @@ impl Driver for MemoryDriver {
             let dead = dead
                 .entry(queue.clone())
                 .or_insert_with(|| state.queues.get(&queue).map(|q| q.dead.iter().map(|d| d.id).collect()).unwrap_or_default());
-            if state.tasks.contains_key(&id) || dead.contains(&id) {
+            if state.tasks.contains_key(&id) || dead.contains(&id) || state.done.get(&id).is_some_and(|d| d.expires_at > now) {
                 outcomes.push(EnqueueOutcome::Exists);
                 continue;
             }
@@ -207,6 +232,7 @@ impl Driver for MemoryDriver {
         validate_queue_name(queue)?;
         let now = self.inner.clock.now();
         let mut state = self.lock();
+        state.sweep(now);
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
         let due: Vec<TaskId> = q.index.iter().take_while(|(at, _, _)| *at <= now).take(max).map(|(_, _, id)| *id).collect();
         let mut out = Vec::with_capacity(due.len());
@@ -247,19 +273,28 @@ impl Driver for MemoryDriver {
         Ok(())
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        let now = self.inner.clock.now();
+        let keeps = self.supports(Capability::Results);
         let mut state = self.lock();
+        state.sweep(now);
         let mut lost = Vec::new();
-        for lease in leases {
-            match state.held(lease) {
-                Ok(_) => {
-                    if let Some(r) = state.remove(lease.id)
-                        && let Some(q) = state.queues.get_mut(&r.queue)
-                    {
-                        q.totals.succeeded += 1;
-                    }
+        for Ack { lease, keep, result } in acks {
+            if state.held(lease).is_err() {
+                lost.push(lease.id);
+                continue;
+            }
+            let Some(r) = state.remove(lease.id) else { continue };
+            if let Some(q) = state.queues.get_mut(&r.queue) {
+                q.totals.succeeded += 1;
+            }
+            if keeps && !keep.is_zero() {
+                let expires_at = now + millis(*keep);
+                let done = Done { queue: r.queue, raw: r.raw, attempt: r.attempt, finished_at: now, expires_at, result: result.clone() };
+                state.done_expiry.insert((expires_at, lease.id));
+                if let Some(old) = state.done.insert(lease.id, done) {
+                    state.done_expiry.remove(&(old.expires_at, lease.id));
                 }
-                Err(_) => lost.push(lease.id),
             }
         }
         Ok(lost)
@@ -422,7 +457,11 @@ impl Driver for MemoryDriver {
                 return Ok(Some(TaskRecord::new(id, name, TaskState::Dead, d.attempt, d.dead_at, Some(d.error.clone()), envelope)));
             }
         }
-        Ok(None)
+        Ok(state
+            .done
+            .get(&id)
+            .filter(|d| d.expires_at > now)
+            .map(|d| TaskRecord::succeeded(id, &d.queue, d.attempt, d.finished_at, d.result.clone(), Envelope::decode(&d.raw))))
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {

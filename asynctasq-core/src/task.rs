@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blocking::BlockingPool;
 use crate::envelope::TaskId;
+use crate::result::ResultSlot;
 use crate::retry::RetryPolicy;
 
 /// A unit of work with a stable wire name and typed, serializable arguments.
@@ -46,6 +47,9 @@ pub struct TaskOptions {
     pub lease: Option<Duration>,
     /// Retry policy (default: the worker's).
     pub retry: Option<RetryPolicy>,
+    /// How long the task stays findable with its result once it succeeded (default: the
+    /// worker's, 24 h); `ZERO` keeps nothing.
+    pub result_ttl: Option<Duration>,
 }
 
 /// What a running task knows about itself.
@@ -61,6 +65,8 @@ pub struct TaskContext {
     pub(crate) cancel: CancellationToken,
     /// Where a blocking task's body runs.
     pub(crate) blocking: BlockingPool,
+    /// Where the run puts what it returned.
+    pub(crate) result: ResultSlot,
 }
 
 impl TaskContext {
@@ -74,7 +80,20 @@ impl TaskContext {
             max_attempts: attempt.max(1),
             cancel: CancellationToken::new(),
             blocking: BlockingPool::per_core(),
+            result: ResultSlot::default(),
         }
+    }
+
+    /// Where this run's result goes: `#[task]` puts a function's `Ok` value there; a task
+    /// implemented by hand calls [`ResultSlot::put`] (or [`TaskContext::set_result`]).
+    pub fn result_slot(&self) -> &ResultSlot {
+        &self.result
+    }
+
+    /// Keeps `value` as this run's result, stored with the ack when the run succeeds (see
+    /// [`crate::result`]).
+    pub fn set_result<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), TaskError> {
+        self.result.put(value).map_err(|e| TaskError::fatal(format!("the task's result cannot be encoded: {e}")))
     }
 
     /// The pool a blocking task's body runs on (what `#[task]` on a plain `fn` uses).
@@ -199,21 +218,22 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
     }
 }
 
-/// What a `#[task]` function may return: `()`, or a `Result` whose error converts into
-/// [`TaskError`].
+/// What a `#[task]` function may return: `()`, or a `Result` whose value is serializable (it
+/// becomes the task's stored result) and whose error converts into [`TaskError`].
 pub trait IntoTaskResult {
-    /// Converts into the engine's result.
-    fn into_task_result(self) -> TaskResult;
+    /// Converts into the engine's result, putting a returned value into `slot`.
+    fn into_task_result(self, slot: &ResultSlot) -> TaskResult;
 }
 
 impl IntoTaskResult for () {
-    fn into_task_result(self) -> TaskResult {
+    fn into_task_result(self, _: &ResultSlot) -> TaskResult {
         Ok(())
     }
 }
 
-impl<T, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
-    fn into_task_result(self) -> TaskResult {
-        self.map(|_| ()).map_err(Into::into)
+impl<T: Serialize, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
+    fn into_task_result(self, slot: &ResultSlot) -> TaskResult {
+        let value = self.map_err(Into::into)?;
+        slot.put(&value).map_err(|e| TaskError::fatal(format!("the task's result cannot be encoded: {e}")))
     }
 }

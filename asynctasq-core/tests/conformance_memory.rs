@@ -28,7 +28,8 @@ mod lacking_every_optional_capability {
             OldestReadyAge,
             Totals,
             IdempotentEnqueue,
-            TaskLookup
+            TaskLookup,
+            Results
         ]
     );
 }

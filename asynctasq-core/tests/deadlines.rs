@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, EnqueueOutcome, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{Ack, Capability, DeadSelector, DeadTask, Delivery, EnqueueOutcome, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId};
 use asynctasq_core::{Client, Driver, DriverError, MemoryDriver, TokioClock, Worker, task};
 
@@ -50,8 +50,8 @@ impl Driver for Hanging {
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
         self.inner.wait_ready(queues, timeout).await
     }
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        hang_once(&self.acks, self.inner.ack(leases)).await
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        hang_once(&self.acks, self.inner.ack(acks)).await
     }
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
         self.inner.nack(lease, delay, error).await

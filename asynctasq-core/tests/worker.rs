@@ -212,7 +212,7 @@ async fn lost_lease_is_not_settled_by_the_old_worker() {
     let counts = run.await.expect("join").expect("run");
     assert_eq!((counts.lease_lost, counts.succeeded, counts.released), (1, 0, 0));
     assert_eq!(lines(&k), vec!["start 1"], "the abandoned run never finished");
-    assert!(driver.ack(&[stolen.lease]).await.expect("ack").is_empty(), "the new holder still owns the task");
+    assert!(driver.ack(&[stolen.lease.into()]).await.expect("ack").is_empty(), "the new holder still owns the task");
 }
 
 #[tokio::test(start_paused = true)]

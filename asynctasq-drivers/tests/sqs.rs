@@ -86,7 +86,7 @@ async fn a_task_delayed_past_the_sqs_maximum_is_not_run_early_and_not_lost() {
     })
     .await;
     assert_eq!((d.lease.id, d.attempt), (e.id, 1), "early receives are not attempts");
-    assert!(driver.ack(&[d.lease]).await.expect("ack").is_empty());
+    assert!(driver.ack(&[d.lease.into()]).await.expect("ack").is_empty());
     assert_eq!(driver.stats("later").await.expect("stats").counts(), [0; 4], "no copy is left behind");
 }
 
@@ -103,7 +103,7 @@ async fn a_retry_past_the_visibility_window_is_resent_as_the_next_attempt() {
         eventually(Duration::from_secs(20), "the retry", || async { driver.dequeue("retry", 1).await.expect("dequeue").pop() }).await;
     assert!(now() + 50 >= nacked_at + 5_000, "not before its delay");
     assert_eq!((again.lease.id, again.attempt), (first.lease.id, 2));
-    assert!(driver.ack(&[again.lease]).await.expect("ack").is_empty());
+    assert!(driver.ack(&[again.lease.into()]).await.expect("ack").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +128,7 @@ async fn fifo_queues_keep_group_order_drop_repeated_dispatches_and_refuse_delays
         .await;
         for d in got {
             delivered.push(d.lease.id);
-            driver.ack(&[d.lease]).await.expect("ack");
+            driver.ack(&[d.lease.into()]).await.expect("ack");
         }
     }
     assert_eq!(delivered, tasks.iter().map(|e| e.id).collect::<Vec<_>>(), "one group runs in dispatch order");

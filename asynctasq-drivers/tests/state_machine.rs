@@ -150,7 +150,7 @@ impl Side {
             Op::Ack(k) => match self.pick(k) {
                 Some(lease) => {
                     self.held.remove(&lease.id);
-                    let lost = d.ack(std::slice::from_ref(&lease)).await.expect("ack");
+                    let lost = d.ack(&[lease.clone().into()]).await.expect("ack");
                     outcome(if lost.contains(&lease.id) { Err(DriverError::LeaseLost(lease.id)) } else { Ok(()) })
                 }
                 None => Seen::Nothing,

@@ -21,8 +21,9 @@
 //! blocking calls, its body runs on the worker's bounded blocking pool, never on the async
 //! runtime (see `asynctasq_core::blocking`).
 //!
-//! Options: `name`, `queue`, `max_attempts`, `timeout`, `lease` (durations as `"30s"`,
-//! `"500ms"`, `"5m"`), and the retry policy: `retry = "exponential"` (the default: doubling
+//! Options: `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl` (how long the
+//! task and its result stay findable once it succeeded; `"0s"` keeps nothing) (durations as
+//! `"30s"`, `"500ms"`, `"5m"`), and the retry policy: `retry = "exponential"` (the default: doubling
 //! from `backoff`, capped at `backoff_cap`, with `jitter = true`) or `retry = "fixed"` (every
 //! retry after `backoff`); `backoff` defaults to `"1s"`, `backoff_cap` to `"1h"`.
 
@@ -54,6 +55,7 @@ struct Options {
     max_attempts: Option<LitInt>,
     timeout: Option<(LitStr, u64)>,
     lease: Option<(LitStr, u64)>,
+    result_ttl: Option<(LitStr, u64)>,
     retry: Option<LitStr>,
     backoff: Option<(LitStr, u64)>,
     backoff_cap: Option<(LitStr, u64)>,
@@ -80,6 +82,7 @@ impl Options {
             }
             "timeout" => self.timeout = Some(duration(meta.value()?.parse()?)?),
             "lease" => self.lease = Some(duration(meta.value()?.parse()?)?),
+            "result_ttl" => self.result_ttl = Some(duration(meta.value()?.parse()?)?),
             "retry" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 if !matches!(lit.value().as_str(), "exponential" | "fixed") {
@@ -97,7 +100,7 @@ impl Options {
             _ => {
                 let path = &meta.path;
                 return Err(meta.error(format!(
-                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`",
+                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`",
                     quote!(#path).to_string().replace(' ', "")
                 )));
             }
@@ -229,7 +232,6 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     let wire_name = options.name.clone().unwrap_or_else(|| LitStr::new(&fn_name.to_string(), fn_name.span()));
     let field_names: Vec<&Ident> = fields.iter().map(|(i, _)| i).collect();
     let field_types: Vec<&Type> = fields.iter().map(|(_, t)| t).collect();
-    let ctx_binding = if has_ctx { quote!(__ctx) } else { quote!(_) };
 
     let core = core_path();
     let krate: TokenStream2 = core.parse().map_err(|_| syn::Error::new(Span::call_site(), "bad core path"))?;
@@ -246,6 +248,9 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     if let Some((_, ms)) = &options.lease {
         option_fields.push(quote!(lease: ::core::option::Option::Some(::core::time::Duration::from_millis(#ms))));
     }
+    if let Some((_, ms)) = &options.result_ttl {
+        option_fields.push(quote!(result_ttl: ::core::option::Option::Some(::core::time::Duration::from_millis(#ms))));
+    }
     if let Some(policy) = options.retry_policy(&krate)? {
         option_fields.push(quote!(retry: ::core::option::Option::Some(#policy)));
     }
@@ -254,14 +259,16 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
             async fn run(self, __ctx: #krate::TaskContext) -> #krate::TaskResult {
                 let __args = self;
                 let __pool = ::core::clone::Clone::clone(__ctx.blocking_pool());
-                __pool.run(move || #krate::IntoTaskResult::into_task_result(#fn_name( #( #call_args ),* ))).await
+                let __slot = ::core::clone::Clone::clone(__ctx.result_slot());
+                __pool.run(move || #krate::IntoTaskResult::into_task_result(#fn_name( #( #call_args ),* ), &__slot)).await
             }
         }
     } else {
         quote! {
-            async fn run(self, #ctx_binding: #krate::TaskContext) -> #krate::TaskResult {
+            async fn run(self, __ctx: #krate::TaskContext) -> #krate::TaskResult {
                 let __args = self;
-                #krate::IntoTaskResult::into_task_result(#fn_name( #( #call_args ),* ).await)
+                let __slot = ::core::clone::Clone::clone(__ctx.result_slot());
+                #krate::IntoTaskResult::into_task_result(#fn_name( #( #call_args ),* ).await, &__slot)
             }
         }
     };

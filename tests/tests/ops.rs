@@ -172,7 +172,7 @@ async fn flush_with_yes_deletes_waiting_and_dead_tasks_but_never_leased_ones() {
     assert!(ok(&cli(&s, &["queue", "flush", "f", "--status", "dead", "--yes"])).contains("deleted 1"));
     assert!(ok(&cli(&s, &["queue", "flush", "f", "--status", "all", "--yes"])).contains("deleted 2"));
     assert_eq!(counts(&s, "f"), json!({ "ready": 0, "scheduled": 0, "leased": 1, "dead": 0 }));
-    assert!(s.driver.ack(&[got.remove(0).lease]).await.expect("ack").is_empty(), "the leased task still acks");
+    assert!(s.driver.ack(&[got.remove(0).lease.into()]).await.expect("ack").is_empty(), "the leased task still acks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

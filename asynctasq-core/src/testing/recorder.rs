@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
+    WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis};
 use crate::error::DriverError;
@@ -102,8 +103,8 @@ impl Driver for Recorder {
         self.inner.wait_ready(queues, timeout).await
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        self.inner.ack(leases).await
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        self.inner.ack(acks).await
     }
 
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {

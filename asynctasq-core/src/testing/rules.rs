@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Harness, eventually, ids};
+
+mod results;
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
+use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
+pub use results::*;
 
 /// Every rule with the capability it needs (`None`: none), in the order the tests are
 /// generated: the one place a rule is declared. [`conformance_tests!`](crate::conformance_tests)
@@ -40,6 +43,11 @@ macro_rules! __conformance_rules {
             enqueue_of_an_existing_id_stores_nothing_new: IdempotentEnqueue,
             concurrent_enqueues_of_one_id_store_it_once: IdempotentEnqueue,
             find_reports_every_state_by_id: TaskLookup,
+            acked_task_result_is_readable_until_its_ttl: Results,
+            only_the_settling_attempt_writes_the_result: Results,
+            waiter_that_starts_after_completion_still_gets_the_result: Results,
+            waiter_gets_expired_not_a_hang_when_the_result_is_gone: Results,
+            a_wait_is_refused_where_results_are_not_kept: None,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,
@@ -113,7 +121,7 @@ pub async fn dequeue_never_waits_longer_than_its_bound(h: Harness) {
         assert!(got.is_empty(), "nothing is ready in {q}");
         assert!(started.elapsed() <= DEQUEUE_BOUND, "dequeue took {:?}, over its bound of {DEQUEUE_BOUND:?}", started.elapsed());
     }
-    h.driver.ack(&[held.lease]).await.expect("ack");
+    h.driver.ack(&[held.lease.into()]).await.expect("ack");
 }
 
 /// How long `dequeue` may take when nothing is ready (RabbitMQ waits up to 400 ms for
@@ -153,7 +161,7 @@ pub async fn ack_deletes_the_task(h: Harness) {
     let q = h.queue("q");
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     let got = h.driver.dequeue(&q, 1).await.expect("dequeue");
-    let lost = h.driver.ack(&[got[0].lease.clone()]).await.expect("ack");
+    let lost = h.driver.ack(&[got[0].lease.clone().into()]).await.expect("ack");
     assert!(lost.is_empty(), "a live lease acks");
     // Past the lease it would have come back had the ack not deleted it.
     tokio::time::sleep(SHORT_LEASE * 2).await;
@@ -187,7 +195,7 @@ pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
     let old = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0).lease;
     let new = eventually(PATIENCE, "redelivery", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await.lease;
 
-    let lost = h.driver.ack(std::slice::from_ref(&old)).await.expect("ack call succeeds");
+    let lost = h.driver.ack(&[old.clone().into()]).await.expect("ack call succeeds");
     assert_eq!(lost, vec![old.id], "ack with a lost lease reports it");
     assert!(matches!(h.driver.nack(&old, Duration::ZERO, "x").await, Err(DriverError::LeaseLost(id)) if id == old.id));
     assert!(matches!(h.driver.dead_letter(&old, "x").await, Err(DriverError::LeaseLost(_))));
@@ -196,7 +204,7 @@ pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
         assert!(matches!(h.driver.extend_lease(&old, LONG).await, Err(DriverError::LeaseLost(_))));
     }
     assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 0, "the stale dead-letter changed nothing");
-    assert!(h.driver.ack(&[new]).await.expect("ack").is_empty(), "the new holder still acks");
+    assert!(h.driver.ack(&[new.into()]).await.expect("ack").is_empty(), "the new holder still acks");
     assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [0; 4]);
 }
 
@@ -212,7 +220,7 @@ pub async fn extend_lease_keeps_task_invisible_past_its_first_lease(h: Harness) 
     tokio::time::sleep(SHORT_LEASE * 3).await;
     assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "extended lease still hides the task");
     assert_eq!(h.driver.stats(&q).await.expect("stats").leased, 1);
-    assert!(h.driver.ack(&[renewed]).await.expect("ack").is_empty(), "the renewed lease acks");
+    assert!(h.driver.ack(&[renewed.into()]).await.expect("ack").is_empty(), "the renewed lease acks");
 }
 
 /// A nack with a delay makes the task due only after the delay, same attempt count kept.
@@ -440,7 +448,7 @@ pub async fn bulk_enqueue_then_drain_loses_nothing(h: Harness) {
             assert!(seen.insert(d.lease.id), "task {} delivered twice", d.lease.id);
         }
         let leases: Vec<_> = got.into_iter().map(|d| d.lease).collect();
-        assert!(h.driver.ack(&leases).await.expect("ack").is_empty());
+        assert!(h.driver.ack(&Ack::each(&leases)).await.expect("ack").is_empty());
     }
     let expected: HashSet<_> = sent.iter().map(|e| e.id).collect();
     assert_eq!(seen, expected, "every task delivered");
@@ -509,7 +517,7 @@ pub async fn enqueue_of_an_existing_id_stores_nothing_new(h: Harness) {
     }
     let mut leases: Vec<_> = got.into_iter().map(|d| d.lease).collect();
     leases.push(held.lease);
-    assert!(h.driver.ack(&leases).await.expect("ack").is_empty(), "every lease still holds, the first one's included");
+    assert!(h.driver.ack(&Ack::each(&leases)).await.expect("ack").is_empty(), "every lease still holds, the first one's included");
     if h.driver.supports(Capability::ListDead) {
         let listed = h.driver.dead(&q, 10).await.expect("dead");
         assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![dead.id], "the dead task is still dead, once");
@@ -563,7 +571,7 @@ pub async fn find_reports_every_state_by_id(h: Harness) {
     let lease_of_leased = take(&mut held, leased.id).lease;
     h.driver.nack(&take(&mut held, retried.id).lease, Duration::from_secs(3600), "first failure").await.expect("nack");
     h.driver.dead_letter(&take(&mut held, dead.id).lease, "gave up").await.expect("dead-letter");
-    assert!(h.driver.ack(&[take(&mut held, acked.id).lease]).await.expect("ack").is_empty());
+    assert!(h.driver.ack(&[take(&mut held, acked.id).lease.into()]).await.expect("ack").is_empty());
     let ready = h.envelope(&q, LONG);
     let mut scheduled = h.envelope(&other, LONG);
     scheduled.not_before = now() + 3_600_000;
@@ -589,7 +597,7 @@ pub async fn find_reports_every_state_by_id(h: Harness) {
     assert_eq!(r.envelope.as_ref().expect("decodes").name, dead.name);
     assert!(find(acked.id).await.is_none(), "an acked task is gone");
     assert!(find(TaskId::new()).await.is_none(), "an id never stored is not found");
-    h.driver.ack(&[lease_of_leased]).await.expect("ack");
+    h.driver.ack(&[lease_of_leased.into()]).await.expect("ack");
 }
 
 /// Consumers racing on one queue never receive the same task.
@@ -610,7 +618,7 @@ pub async fn concurrent_consumers_never_double_deliver(h: Harness) {
                     }
                     let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
                     mine.extend(ids(&got));
-                    driver.ack(&leases).await.expect("ack");
+                    driver.ack(&Ack::each(&leases)).await.expect("ack");
                 }
             })
         })
@@ -683,9 +691,9 @@ pub async fn totals_count_each_acked_and_dead_lettered_task_once(h: Harness) {
     let mut take = || got.pop().expect("five delivered");
     let (retried, released, dead) = (take(), take(), take());
     let acked: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
-    assert!(h.driver.ack(&acked).await.expect("ack").is_empty());
+    assert!(h.driver.ack(&Ack::each(&acked)).await.expect("ack").is_empty());
     if h.driver.supports(Capability::Fencing) {
-        assert_eq!(h.driver.ack(&acked).await.expect("ack again").len(), 2, "the second ack finds the leases lost");
+        assert_eq!(h.driver.ack(&Ack::each(&acked)).await.expect("ack again").len(), 2, "the second ack finds the leases lost");
     }
     h.driver.nack(&retried.lease, Duration::from_secs(60), "retry later").await.expect("nack");
     h.driver.release(&released.lease).await.expect("release");
@@ -698,7 +706,7 @@ pub async fn totals_count_each_acked_and_dead_lettered_task_once(h: Harness) {
     })
     .await;
     let leases: Vec<_> = again.iter().map(|d| d.lease.clone()).collect();
-    assert!(h.driver.ack(&leases).await.expect("ack").is_empty());
+    assert!(h.driver.ack(&Ack::each(&leases)).await.expect("ack").is_empty());
     // A task whose holder crashed: the purge may delete it with its expired lease on it.
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     assert_eq!(h.driver.dequeue(&q, 1).await.expect("dequeue").len(), 1);
@@ -722,7 +730,7 @@ pub async fn purge_removes_ready_but_not_leased(h: Harness) {
     } else {
         assert_eq!((purged, s.scheduled), (2, 1), "two ready are purged, the scheduled one stays");
     }
-    assert!(h.driver.ack(&[leased]).await.expect("ack").is_empty(), "the leased task still acks");
+    assert!(h.driver.ack(&[leased.into()]).await.expect("ack").is_empty(), "the leased task still acks");
 }
 
 /// `purge_waiting` deletes exactly the ready or the scheduled tasks asked for, or reports that
@@ -756,7 +764,7 @@ pub async fn purge_waiting_deletes_only_what_it_is_asked_for(h: Harness) {
     }
     let s = h.driver.stats(&q).await.expect("stats");
     assert_eq!((s.leased, s.dead), (1, 1), "leased and dead tasks are untouched");
-    assert!(h.driver.ack(&[leased]).await.expect("ack").is_empty(), "the leased task still acks");
+    assert!(h.driver.ack(&[leased.into()]).await.expect("ack").is_empty(), "the leased task still acks");
 }
 
 /// Purge reaches tasks that are not due yet: delayed at dispatch and waiting for a retry.
@@ -882,7 +890,7 @@ pub async fn hostile_task_names_are_stored_as_data_or_refused(h: Harness) {
         for d in got {
             let e = d.envelope.as_ref().expect("a stored hostile name decodes");
             seen.insert(e.id, e.name.clone());
-            h.driver.ack(&[d.lease]).await.expect("ack");
+            h.driver.ack(&[d.lease.into()]).await.expect("ack");
         }
     }
     assert_eq!(seen, stored, "every stored name came back exactly as written");
@@ -912,7 +920,7 @@ pub async fn stop_prefetch_gives_back_undelivered_tasks_unspent(h: Harness) {
     let mut all: HashSet<TaskId> = ids(&rest).into_iter().collect();
     all.insert(first.lease.id);
     assert_eq!(all, sent.iter().map(|e| e.id).collect::<HashSet<_>>());
-    assert!(h.driver.ack(&[first.lease]).await.expect("ack").is_empty(), "the delivered lease still acks");
+    assert!(h.driver.ack(&[first.lease.into()]).await.expect("ack").is_empty(), "the delivered lease still acks");
 }
 
 /// A registered worker is listed as written, rewritten on each heartbeat, and gone once it

@@ -12,6 +12,7 @@ use crate::driver::Driver;
 use crate::error::WorkerError;
 use crate::event::Events;
 use crate::registry::Registry;
+use crate::result::Keeping;
 use crate::retry::RetryPolicy;
 
 /// Configures a [`Worker`].
@@ -27,6 +28,7 @@ pub struct WorkerBuilder {
     default_timeout: Option<Duration>,
     default_max_attempts: Option<u32>,
     default_lease: Option<Duration>,
+    keeping: Keeping,
     blocking_threads: Option<usize>,
     shutdown_grace: Duration,
     max_tasks: Option<u64>,
@@ -60,6 +62,7 @@ impl WorkerBuilder {
             default_timeout: None,
             default_max_attempts: None,
             default_lease: None,
+            keeping: Keeping::default(),
             blocking_threads: None,
             shutdown_grace: Duration::from_secs(30),
             max_tasks: None,
@@ -123,6 +126,21 @@ impl WorkerBuilder {
     /// Timeout for tasks that set none (default: none).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a succeeded task stays findable with its result, for tasks whose `#[task]` sets
+    /// no `result_ttl` (default 24 h; `ZERO` keeps nothing, and the ack only deletes). On a
+    /// backend without [`Capability::Results`](crate::Capability::Results) nothing is kept.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.keeping.ttl = ttl;
+        self
+    }
+
+    /// The largest encoded result kept (default 1 MiB). A task whose result is larger still
+    /// succeeds; its record says the result was too large.
+    pub fn max_result_size(mut self, bytes: usize) -> Self {
+        self.keeping.max_size = bytes;
         self
     }
 
@@ -307,6 +325,7 @@ impl WorkerBuilder {
             default_timeout: self.default_timeout,
             default_max_attempts: self.default_max_attempts,
             default_lease: self.default_lease,
+            keeping: self.keeping,
             blocking: self.blocking_threads.map_or_else(BlockingPool::per_core, BlockingPool::new),
             shutdown_grace: self.shutdown_grace,
             max_tasks: self.max_tasks,

@@ -12,11 +12,12 @@ use tracing::Instrument;
 use super::deadline::{Beacon, bounded};
 use super::settle::{self, Outcome, Settle};
 use super::shared::{Counters, PendingAck, Shared, with_retries};
-use crate::driver::{Capability, Delivery, Driver, Lease};
+use crate::driver::{Ack, Capability, Delivery, Driver, Lease};
 use crate::error::DriverError;
 use crate::error::error_chain;
 use crate::event::{Event, Events, TaskInfo};
 use crate::metrics::{Finished, UNKNOWN};
+use crate::result::StoredResult;
 use crate::retry::{RETRY_HEADER, RetryPolicy};
 use crate::task::{Disposition, TaskContext, TaskResult};
 
@@ -91,6 +92,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         max_attempts,
         cancel: cancel.clone(),
         blocking: shared.blocking.clone(),
+        result: crate::result::ResultSlot::default(),
     };
     let started = Instant::now();
     // The handler runs in its own task so a panic is caught by tokio (a JoinError), never
@@ -98,12 +100,15 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let claimed = envelope.lease();
     let timeout = envelope.timeout().or(shared.default_timeout);
     // Per dispatch, then `#[task]`, then the worker's policy.
+    let options = (registration.options)();
     let policy = envelope
         .headers
         .get(RETRY_HEADER)
         .and_then(|h| RetryPolicy::from_header(h))
-        .or_else(|| (registration.options)().retry)
+        .or(options.retry)
         .unwrap_or_else(|| shared.retry.clone());
+    let keep = options.result_ttl.unwrap_or(shared.keeping.ttl);
+    let slot = ctx.result.clone();
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
     let heartbeat = async {
         if shared.driver.supports(Capability::ExtendLease) {
@@ -165,7 +170,15 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         Settle::Ack => {
             let credit = shared.ack_credits.clone().acquire_owned().await.expect("the ack credits are never closed");
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
-            let pending = PendingAck { lease, task, duration, metrics, _credit: credit };
+            let result = match slot.take().map(|value| StoredResult::of(value, shared.keeping.max_size).encode()) {
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(error)) => {
+                    tracing::warn!(task.id = %task.id, %error, "could not encode the task's result; it is kept without one");
+                    None
+                }
+                None => None,
+            };
+            let pending = PendingAck { ack: Ack { lease, keep, result }, task, duration, metrics, _credit: credit };
             if let Err(mpsc::error::SendError(pending)) = shared.acks.send(pending).await {
                 // The acker is gone only if the worker is being torn down; ack directly.
                 ack_batch(&*shared.driver, &shared.events, &shared.counters, vec![pending], shared.deadline).await;
@@ -231,10 +244,12 @@ pub(crate) async fn ack_loop(
     }
 }
 
-async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, batch: Vec<PendingAck>, limit: Duration) {
-    let leases: Vec<Lease> = batch.iter().map(|p| p.lease.clone()).collect();
+async fn ack_batch(driver: &dyn Driver, events: &Events, counters: &Counters, mut batch: Vec<PendingAck>, limit: Duration) {
+    // The results move into the call; the batch keeps what reporting needs.
+    let acks: Vec<Ack> =
+        batch.iter_mut().map(|p| Ack { lease: p.ack.lease.clone(), keep: p.ack.keep, result: p.ack.result.take() }).collect();
     let n = batch.len();
-    match with_retries!(bounded("ack", limit, driver.ack(&leases))) {
+    match with_retries!(bounded("ack", limit, driver.ack(&acks))) {
         Ok(lost) => {
             for pending in batch {
                 if lost.contains(&pending.task.id) {

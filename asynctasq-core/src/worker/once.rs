@@ -44,6 +44,7 @@ impl Runner {
             default_timeout: None,
             default_max_attempts: None,
             default_lease: None,
+            keeping: crate::result::Keeping::default(),
             blocking: BlockingPool::per_core(),
             events,
             counters: counters.clone(),

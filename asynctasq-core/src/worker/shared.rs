@@ -12,7 +12,7 @@ use super::deadline::bounded;
 use crate::blocking::BlockingPool;
 use crate::clock::Clock;
 use crate::driver::Driver;
-use crate::driver::Lease;
+use crate::driver::{Ack, Lease};
 use crate::envelope::{Defaulted, Envelope};
 use crate::error::DriverError;
 use crate::event::Events;
@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) default_max_attempts: Option<u32>,
     /// Lease for tasks whose dispatch and `#[task]` set none.
     pub(crate) default_lease: Option<Duration>,
+    /// What is kept of a success, for how long.
+    pub(crate) keeping: crate::result::Keeping,
     /// Where blocking task bodies run.
     pub(crate) blocking: BlockingPool,
     pub(crate) events: Events,
@@ -168,7 +170,8 @@ pub(crate) fn effective(envelope: &Envelope, attempts: Option<u32>, lease: Optio
 /// A successful run waiting for its (batched) ack.
 #[derive(Debug)]
 pub(crate) struct PendingAck {
-    pub(crate) lease: Lease,
+    /// The lease, what the run returned and how long to keep it.
+    pub(crate) ack: Ack,
     pub(crate) task: TaskInfo,
     pub(crate) duration: Duration,
     pub(crate) metrics: Arc<TaskMetrics>,

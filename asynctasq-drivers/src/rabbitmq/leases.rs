@@ -81,7 +81,7 @@ impl Leases {
     }
 
     /// Takes out every lease of `leases` still held; the ids of the others are lost.
-    pub(super) fn take_all(&self, leases: &[Lease]) -> (Vec<(TaskId, Held)>, Vec<TaskId>) {
+    pub(super) fn take_all<'a>(&self, leases: impl ExactSizeIterator<Item = &'a Lease>) -> (Vec<(TaskId, Held)>, Vec<TaskId>) {
         let mut held = lock(&self.held);
         let (mut taken, mut lost) = (Vec::with_capacity(leases.len()), Vec::new());
         for l in leases {

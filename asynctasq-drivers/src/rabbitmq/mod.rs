@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use lapin::options::{BasicAckOptions, QueuePurgeOptions};
 use tokio::sync::Notify;
@@ -561,10 +561,11 @@ impl Driver for RabbitMqDriver {
             .await
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        // The broker forgets an acked message: nothing of an ack is kept (`Capability::Results`).
         self.inner
             .bounded("ack", self.inner.config.request_timeout, async move {
-                let (acks, mut lost) = self.inner.leases.take_all(leases);
+                let (acks, mut lost) = self.inner.leases.take_all(acks.iter().map(|a| &a.lease));
                 let results = futures_util::future::join_all(
                     acks.iter().map(|(_, h)| h.consumer.channel.basic_ack(h.tag, BasicAckOptions::default())),
                 )
@@ -775,6 +776,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
                 | Capability::TaskLookup
+                | Capability::Results
         )
     }
 

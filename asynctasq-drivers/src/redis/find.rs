@@ -1,15 +1,15 @@
 //! Looking a task up by id. A task's keys live in its queue's slot, and nothing maps an id to
 //! its queue (such an index would be one more key outside every slot, written by every
-//! enqueue), so a lookup asks every known queue's envelope hash in one pipelined round trip,
-//! then reads the one queue that holds the id in a second: O(queues), for operators and
-//! waiters, never on the hot path.
+//! enqueue), so a lookup asks every known queue's envelope hash and kept tasks in one pipelined
+//! round trip, then reads the one queue that holds the id in a second: O(queues), for operators
+//! and waiters, never on the hot path.
 
 use ::redis::Value;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{TaskRecord, TaskState};
 use asynctasq_core::envelope::{TaskId, validate_queue_name};
 
-use super::{RedisDriver, bytes, decode, int, map_err, now};
+use super::{QueueKeys, RedisDriver, bytes, decode, int, map_err, now};
 
 impl RedisDriver {
     pub(super) async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
@@ -22,11 +22,29 @@ impl RedisDriver {
         let member = id.to_string();
         let mut pipe = ::redis::pipe();
         for q in &queues {
-            pipe.cmd("HEXISTS").arg(self.keys(q)?.env).arg(&member);
+            let k = self.keys(q)?;
+            pipe.cmd("HEXISTS").arg(k.env).arg(&member);
+            pipe.cmd("ZSCORE").arg(k.done).arg(&member);
         }
-        let held: Vec<bool> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
-        let Some(queue) = queues.iter().zip(held).find_map(|(q, has)| has.then_some(q)) else { return Ok(None) };
+        let held: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
+        let at = now();
+        let mut found = None;
+        for (q, pair) in queues.iter().zip(held.chunks(2)) {
+            if int(&pair[0]) == Some(1) {
+                found = Some((q, None));
+                break;
+            }
+            if let Some(expires_at) = score(&pair[1])
+                && expires_at > at
+            {
+                found = Some((q, Some(expires_at)));
+            }
+        }
+        let Some((queue, kept)) = found else { return Ok(None) };
         let k = self.keys(queue)?;
+        if kept.is_some() {
+            return self.find_kept(id, queue, &k, &member).await;
+        }
         let mut pipe = ::redis::pipe();
         pipe.cmd("HGET").arg(&k.env).arg(&member);
         pipe.cmd("HGET").arg(&k.attempt).arg(&member);
@@ -41,10 +59,6 @@ impl RedisDriver {
         let Value::BulkString(raw) = env else { return Ok(None) }; // acked in between
         let attempt = int(attempt).unwrap_or_default() as u32;
         let error = bytes(error).map(|b| String::from_utf8_lossy(b).into_owned());
-        let score = |v: &Value| match v {
-            Value::Double(d) => Some(*d as u64),
-            other => std::str::from_utf8(bytes(other)?).ok()?.parse::<f64>().ok().map(|f| f as u64),
-        };
         let (state, at) = if let Some(at) = score(dead) {
             (TaskState::Dead, at)
         } else if let Some(at) = score(leased) {
@@ -57,5 +71,37 @@ impl RedisDriver {
             (TaskState::Ready, now())
         };
         Ok(Some(TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)))))
+    }
+
+    /// The record of a succeeded task kept in `queue`.
+    async fn find_kept(&self, id: TaskId, queue: &str, k: &QueueKeys, member: &str) -> Result<Option<TaskRecord>, DriverError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HGET").arg(&k.done_env).arg(member);
+        pipe.cmd("HGET").arg(&k.done_at).arg(member);
+        pipe.cmd("HGET").arg(&k.done_result).arg(member);
+        let reply: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
+        let [env, at, result] = &reply[..] else {
+            return Err(DriverError::Backend { message: "find: unexpected reply from Redis".into(), source: None });
+        };
+        let Value::BulkString(raw) = env else { return Ok(None) }; // swept in between
+        let at = bytes(at).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        let (finished_at, attempt) = at.split_once(':').unwrap_or_default();
+        let result = bytes(result).map(<[u8]>::to_vec);
+        Ok(Some(TaskRecord::succeeded(
+            id,
+            queue,
+            attempt.parse().unwrap_or(0),
+            finished_at.parse().unwrap_or(0),
+            result,
+            decode(Some(raw)),
+        )))
+    }
+}
+
+/// A sorted set's score as whole milliseconds.
+fn score(v: &Value) -> Option<u64> {
+    match v {
+        Value::Double(d) => Some(*d as u64),
+        other => std::str::from_utf8(bytes(other)?).ok()?.parse::<f64>().ok().map(|f| f as u64),
     }
 }

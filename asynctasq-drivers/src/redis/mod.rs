@@ -67,7 +67,7 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Totals, Waiting,
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Totals, Waiting,
     WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
@@ -186,11 +186,15 @@ struct QueueKeys {
     error: String,
     totals: String,
     replayed: String,
+    done: String,
+    done_env: String,
+    done_at: String,
+    done_result: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 11] {
+    fn all(&self) -> [&String; 15] {
         [
             &self.waiting,
             &self.leased,
@@ -203,6 +207,10 @@ impl QueueKeys {
             &self.error,
             &self.totals,
             &self.replayed,
+            &self.done,
+            &self.done_env,
+            &self.done_at,
+            &self.done_result,
         ]
     }
 
@@ -332,6 +340,10 @@ impl RedisDriver {
             error: format!("{base}:error"),
             totals: format!("{base}:totals"),
             replayed: format!("{base}:replayed"),
+            done: format!("{base}:done"),
+            done_env: format!("{base}:done_env"),
+            done_at: format!("{base}:done_at"),
+            done_result: format!("{base}:done_result"),
         })
     }
 
@@ -390,7 +402,7 @@ impl Driver for RedisDriver {
         for (queue, batch) in &by_queue {
             let k = self.keys(queue)?;
             for chunk in batch.chunks(SCRIPT_BATCH) {
-                let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(k.all().len()).arg(&k.all()[..]);
+                let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(k.all().len()).arg(&k.all()[..]).arg(now());
                 for (_, t, env) in chunk {
                     cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before);
                 }
@@ -465,26 +477,27 @@ impl Driver for RedisDriver {
         self.inner.conns.blpop(&wake_keys, wait).await
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        let mut by_queue: BTreeMap<&str, Vec<(&str, &str, TaskId)>> = BTreeMap::new();
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        let mut by_queue: BTreeMap<&str, Vec<(&str, &str, &Ack)>> = BTreeMap::new();
         let mut lost = Vec::new();
-        for lease in leases {
-            match split_token(lease) {
-                Ok((member, token)) => by_queue.entry(lease.queue.as_str()).or_default().push((member, token, lease.id)),
-                Err(_) => lost.push(lease.id),
+        for ack in acks {
+            match split_token(&ack.lease) {
+                Ok((member, token)) => by_queue.entry(ack.lease.queue.as_str()).or_default().push((member, token, ack)),
+                Err(_) => lost.push(ack.lease.id),
             }
         }
         for (queue, all) in by_queue {
             let k = self.keys(queue)?;
             for batch in all.chunks(SCRIPT_BATCH) {
                 let mut call = k.invoke(&self.inner.scripts.ack);
-                for (member, token, _) in batch {
-                    call.arg(*member).arg(*token);
+                call.arg(now());
+                for (member, token, ack) in batch {
+                    call.arg(*member).arg(*token).arg(millis(ack.keep)).arg(ack.result.as_deref().unwrap_or_default());
                 }
                 let lost_members: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(|e| map_err("ack", e))?;
                 for m in lost_members {
-                    if let Some((_, _, id)) = batch.iter().find(|(member, _, _)| *member == m) {
-                        lost.push(*id);
+                    if let Some((_, _, ack)) = batch.iter().find(|(member, _, _)| *member == m) {
+                        lost.push(ack.lease.id);
                     }
                 }
             }

@@ -30,6 +30,9 @@ mod pool;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod sweep;
+
+pub(crate) use sweep::Sweeper;
 
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{DeadTask, Delivery, Lease, TaskRecord, TaskState};
@@ -123,16 +126,44 @@ pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, e
     DeadTask::new(TaskId::from_slice(id).unwrap_or_default(), queue, attempt, error, dead_at as u64, Envelope::decode(envelope))
 }
 
-/// The lookup by id every SQL driver runs, over the live and the dead table in one statement
-/// (one snapshot, so a task moving between them is seen in one or the other): queue,
-/// envelope, attempt, `visible_at` or `dead_at`, whether leased (0/1), the last error, and
-/// whether dead (0/1); `first` and `second` are the id's placeholders.
-pub(crate) fn find_sql(t: &str, d: &str, first: &str, second: &str) -> String {
+/// The lookup by id every SQL driver runs, over the kept results `r` (those not expired at
+/// `now`), the live tasks `t` and the dead `d` in one statement (one snapshot, so a task moving
+/// between them is seen in one or the other): queue, envelope, attempt, `finished_at`,
+/// `visible_at` or `dead_at`, whether leased (0/1), the last error, where it was found
+/// ([`Found`]: 0 live, 1 dead, 2 succeeded) and the result; `id` are the id's placeholders, in
+/// the order the statement reads them (`now` comes between the first and the second).
+pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: &str) -> String {
+    let [first, second, third] = id;
+    // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
+    // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0 \
-         FROM {t} WHERE id = {first} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1 FROM {d} WHERE id = {second}"
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, 2, result FROM {r} WHERE id = {first} AND expires_at > {now} \
+         UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL \
+         FROM {t} WHERE id = {second} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL FROM {d} WHERE id = {third}"
     )
+}
+
+/// Where a row of [`find_sql`] came from (its seventh column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// The live tasks.
+    Live,
+    /// The dead tasks.
+    Dead,
+    /// The kept results.
+    Succeeded,
+}
+
+impl Found {
+    /// The kind of the seventh column's value.
+    pub(crate) fn of(kind: i64) -> Self {
+        match kind {
+            1 => Found::Dead,
+            2 => Found::Succeeded,
+            _ => Found::Live,
+        }
+    }
 }
 
 /// The [`TaskRecord`] of one row of [`find_sql`].
@@ -145,10 +176,15 @@ pub(crate) fn task_record(
     at: i64,
     leased: bool,
     error: Option<String>,
-    dead: bool,
+    found: Found,
+    result: Option<Vec<u8>>,
 ) -> TaskRecord {
     let at = at.max(0) as u64;
-    let state = if dead { TaskState::Dead } else { TaskState::of_live(leased, at, now().max(0) as u64) };
+    let state = match found {
+        Found::Dead => TaskState::Dead,
+        Found::Succeeded => return TaskRecord::succeeded(id, queue, attempt, at, result, Envelope::decode(envelope)),
+        Found::Live => TaskState::of_live(leased, at, now().max(0) as u64),
+    };
     TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope))
 }
 
@@ -341,6 +377,8 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{dead}", &name("dead"))
         .replace("{workers}", &name("workers"))
         .replace("{totals}", &name("totals"))
+        .replace("{results_expiry}", &name("results_expiry"))
+        .replace("{results}", &name("results"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

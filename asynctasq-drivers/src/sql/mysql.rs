@@ -1,8 +1,8 @@
 //! The MySQL / MariaDB driver (MySQL 8, MariaDB 10.6+: both have `FOR UPDATE SKIP LOCKED`).
 //!
 //! # Schema
-//! The same three tables as the PostgreSQL driver (`<prefix>_tasks`, `<prefix>_dead`,
-//! `<prefix>_totals`, prefix `asynctasq` by default), from the migrations in `migrations/mysql/`, tracked in
+//! The same tables as the PostgreSQL driver (`<prefix>_tasks`, `<prefix>_dead`,
+//! `<prefix>_totals`, `<prefix>_results`, prefix `asynctasq` by default), from the migrations in `migrations/mysql/`, tracked in
 //! `<prefix>_migrations`. `visible_at` (Unix ms) is the due time while a task waits and the lease
 //! expiry while it is leased, so every claimable task is one range of `(queue, visible_at, seq)`.
 //! Settled rows leave the hot table (ack deletes, dead-letter moves).
@@ -28,7 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
+    WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
@@ -38,8 +39,8 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimCursors, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, placeholders,
-    retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
+    ClaimCursors, Found, Sweeper, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token,
+    placeholders, retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "worker registry", include_str!("../../migrations/mysql/0002_workers.sql")),
     (3, "settled totals per queue", include_str!("../../migrations/mysql/0003_totals.sql")),
     (4, "replayed mark on tasks", include_str!("../../migrations/mysql/0004_replayed.sql")),
+    (5, "kept results", include_str!("../../migrations/mysql/0005_results.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -107,6 +109,7 @@ struct Inner {
     tasks: String,
     dead: String,
     totals: String,
+    results: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -114,6 +117,7 @@ struct Inner {
     idle: AtomicU32,
     /// Where each queue's next claim starts.
     cursors: ClaimCursors,
+    sweeper: Sweeper,
 }
 
 impl Inner {
@@ -169,11 +173,13 @@ impl MySqlDriver {
                 tasks: format!("`{p}_tasks`"),
                 dead: format!("`{p}_dead`"),
                 totals: format!("`{p}_totals`"),
+                results: format!("`{p}_results`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
                 idle: AtomicU32::new(0),
                 cursors: ClaimCursors::default(),
+                sweeper: Sweeper::default(),
             }),
         };
         if config.migrate {
@@ -301,17 +307,21 @@ impl MySqlDriver {
         query.execute(&mut *conn).await.map(|_| ())
     }
 
-    /// Whether the dead table holds any task: an empty one (the usual case) needs no lookup of
-    /// the batch's ids, and `IN` over 500 ids cost MariaDB more than the insert itself.
+    /// Whether the dead table holds any task or a result is kept: with neither (a queue that
+    /// keeps no results and has no dead tasks) the batch's ids need no lookup, and `IN` over 500
+    /// ids cost MariaDB more than the insert itself.
     async fn any_dead(&self, conn: &mut MySqlConnection) -> Result<bool, DriverError> {
-        let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", self.inner.dead);
-        let any: i64 = sqlx::query_scalar(q(sql)).fetch_one(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {}) OR EXISTS (SELECT 1 FROM {} WHERE expires_at > ?)",
+            self.inner.dead, self.inner.results
+        );
+        let any: i64 = sqlx::query_scalar(q(sql)).bind(now()).fetch_one(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
         Ok(any != 0)
     }
 
-    /// Which of `ids` are stored in `tables`.
+    /// Which of `ids` are stored in `tables`, kept results (not expired) always included.
     async fn known_ids(&self, conn: &mut MySqlConnection, ids: &[TaskId], tables: Tables) -> Result<HashSet<TaskId>, DriverError> {
-        let (t, d) = (&self.inner.tasks, &self.inner.dead);
+        let (t, d, r) = (&self.inner.tasks, &self.inner.dead, &self.inner.results);
         let list = placeholders(ids.len());
         let sql = match tables {
             Tables::Dead => format!("SELECT id FROM {d} WHERE id IN ({list})"),
@@ -319,13 +329,14 @@ impl MySqlDriver {
             Tables::BothLocking => format!(
                 "SELECT id FROM {t} WHERE id IN ({list}) LOCK IN SHARE MODE UNION ALL SELECT id FROM {d} WHERE id IN ({list}) LOCK IN SHARE MODE"
             ),
-        };
+        } + &format!(" UNION ALL SELECT id FROM {r} WHERE id IN ({list}) AND expires_at > ?");
         let mut query = sqlx::query_scalar::<_, Vec<u8>>(q(sql));
-        for _ in 0..if tables == Tables::Dead { 1 } else { 2 } {
+        for _ in 0..if tables == Tables::Dead { 2 } else { 3 } {
             for id in ids {
                 query = query.bind(id.as_bytes().as_slice());
             }
         }
+        query = query.bind(now());
         let found = query.fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
         Ok(found.iter().filter_map(|id| TaskId::from_slice(id)).collect())
     }
@@ -399,19 +410,19 @@ impl MySqlDriver {
             .collect())
     }
 
-    async fn ack_once(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        if leases.is_empty() {
+    async fn ack_once(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        if acks.is_empty() {
             return Ok(Vec::new());
         }
         let t = &self.inner.tasks;
-        let mut wanted = std::collections::HashMap::with_capacity(leases.len());
+        let mut wanted = std::collections::HashMap::with_capacity(acks.len());
         let mut lost = Vec::new();
-        for lease in leases {
-            match parse_token(lease) {
+        for ack in acks {
+            match parse_token(&ack.lease) {
                 Ok((seq, token)) => {
-                    wanted.insert(seq, (token, lease));
+                    wanted.insert(seq, (token, ack));
                 }
-                Err(_) => lost.push(lease.id),
+                Err(_) => lost.push(ack.lease.id),
             }
         }
         let seqs: Vec<i64> = wanted.keys().copied().collect();
@@ -426,13 +437,33 @@ impl MySqlDriver {
         for row in rows {
             let seq: i64 = row.get(0);
             let token: Option<i64> = row.get(1);
-            if let Some((want, lease)) = wanted.get(&seq)
+            if let Some((want, ack)) = wanted.get(&seq)
                 && token == Some(*want)
             {
                 held_seqs.push(seq);
-                acked.push((*want, *lease));
+                acked.push((*want, *ack));
                 wanted.remove(&seq);
             }
+        }
+        // The held rows that keep their result, copied before the delete in the same
+        // transaction (their rows are locked above): one statement for the batch.
+        let kept: Vec<(i64, &Ack)> =
+            held_seqs.iter().zip(&acked).filter(|(_, (_, a))| !a.keep.is_zero()).map(|(s, (_, a))| (*s, *a)).collect();
+        if !kept.is_empty() {
+            let select = format!("SELECT id, queue, envelope, attempt, ?, ?, ? FROM {t} WHERE seq = ?");
+            let sql = format!(
+                "INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at) {} \
+                 ON DUPLICATE KEY UPDATE queue = VALUES(queue), envelope = VALUES(envelope), attempt = VALUES(attempt), \
+                 result = VALUES(result), finished_at = VALUES(finished_at), expires_at = VALUES(expires_at)",
+                vec![select; kept.len()].join(" UNION ALL "),
+                r = self.inner.results
+            );
+            let at = now();
+            let mut insert = sqlx::query(q(sql));
+            for (seq, ack) in &kept {
+                insert = insert.bind(ack.result.as_deref()).bind(at).bind(at.saturating_add(ms(ack.keep))).bind(*seq);
+            }
+            insert.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
         }
         if let Some((token, _)) = acked.first() {
             let mut delete = sqlx::query(q(format!("DELETE FROM {t} WHERE seq IN ({})", placeholders(held_seqs.len()))));
@@ -441,7 +472,7 @@ impl MySqlDriver {
             }
             delete.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
             let (day, shard) = (day(now()), shard(*token));
-            let per_queue = acked_per_queue(acked.iter().map(|(_, lease)| *lease));
+            let per_queue = acked_per_queue(acked.iter().map(|(_, ack)| &ack.lease));
             let rows = vec!["(?, ?, ?, ?)"; per_queue.len()].join(", ");
             let mut count = sqlx::query(q(format!(
                 "INSERT INTO {n} (queue, day, shard, succeeded) VALUES {rows} \
@@ -454,7 +485,7 @@ impl MySqlDriver {
             count.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
         }
         tx.commit().await.map_err(|e| map_err("ack", e))?;
-        lost.extend(wanted.into_values().map(|(_, lease)| lease.id));
+        lost.extend(wanted.into_values().map(|(_, ack)| ack.lease.id));
         Ok(lost)
     }
 
@@ -526,11 +557,24 @@ impl MySqlDriver {
 #[async_trait]
 impl Driver for MySqlDriver {
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
-        self.inner.pools.call("dequeue", async move { retry_transient!(self.dequeue_once(queue, max)) }).await
+        self.inner
+            .pools
+            .call("dequeue", async move {
+                let at = now();
+                if self.inner.sweeper.due(at) {
+                    let sql = format!("DELETE FROM {} WHERE expires_at <= ? LIMIT 10000", self.inner.results);
+                    if let Err(e) = self.inner.execute("sweep results", sqlx::query(q(sql)).bind(at)).await {
+                        // Expired records are never reported; the space waits for the next sweep.
+                        tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
+                    }
+                }
+                retry_transient!(self.dequeue_once(queue, max))
+            })
+            .await
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        self.inner.pools.call("ack", async move { retry_transient!(self.ack_once(leases)) }).await
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        self.inner.pools.call("ack", async move { retry_transient!(self.ack_once(acks)) }).await
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
@@ -548,9 +592,11 @@ impl Driver for MySqlDriver {
         self.inner
             .pools
             .call("find", async move {
-                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, "?", "?");
+                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, ["?"; 3], "?");
                 let key = id.as_bytes().as_slice();
                 let row = sqlx::query(q(sql))
+                    .bind(key)
+                    .bind(now())
                     .bind(key)
                     .bind(key)
                     .fetch_optional(&self.inner.pools.pool())
@@ -558,8 +604,8 @@ impl Driver for MySqlDriver {
                     .map_err(|e| map_err("find", e))?;
                 Ok(row.map(|row| {
                     let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
-                    let (leased, dead) = (row.get::<i64, _>(4) == 1, row.get::<i64, _>(6) == 1);
-                    task_record(id, &queue, &envelope, row.get::<i32, _>(2) as u32, row.get(3), leased, row.get(5), dead)
+                    let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
+                    task_record(id, &queue, &envelope, row.get::<i32, _>(2) as u32, row.get(3), leased, row.get(5), found, row.get(7))
                 }))
             })
             .await

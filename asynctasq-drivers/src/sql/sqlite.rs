@@ -11,8 +11,11 @@
 //! * `asynctasq_dead`: dead tasks with the error, attempt count and time.
 //! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, for `queue status`,
 //!   counted by a trigger on the delete that settles each task (so an ack stays one statement).
+//! * `asynctasq_results`: succeeded tasks kept with their results until their time to live
+//!   passes, written in the ack's transaction and swept by claims once a second.
 //!
-//! Settled rows are deleted (ack) or moved (dead-letter), so the hot table holds only live work.
+//! Settled rows are deleted (ack) or moved (dead-letter, kept result), so the hot table holds
+//! only live work.
 //!
 //! # Concurrency and speed
 //! The database runs in WAL mode with `synchronous = NORMAL` (durable against process crashes;
@@ -35,20 +38,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting, WorkerInfo,
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
+    WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::{dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, task_record, wait_for_due, worker_rows};
+use super::{
+    Found, Sweeper, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, task_record, wait_for_due,
+    worker_rows,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
     (2, "worker registry", include_str!("../../migrations/sqlite/0002_workers.sql")),
     (3, "settled totals per queue", include_str!("../../migrations/sqlite/0003_totals.sql")),
     (4, "replayed mark on tasks", include_str!("../../migrations/sqlite/0004_replayed.sql")),
+    (5, "kept results", include_str!("../../migrations/sqlite/0005_results.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -107,6 +115,7 @@ pub struct SqliteDriver {
     pool: SqlitePool,
     notify: Arc<Notify>,
     poll_interval: Duration,
+    sweeper: Arc<Sweeper>,
 }
 
 impl SqliteDriver {
@@ -136,7 +145,7 @@ impl SqliteDriver {
             ),
             other => map_err(&format!("cannot open the SQLite database {}", config.url), other),
         })?;
-        let driver = Self { pool, notify: Arc::new(Notify::new()), poll_interval: config.poll_interval };
+        let driver = Self { pool, notify: Arc::new(Notify::new()), poll_interval: config.poll_interval, sweeper: Arc::default() };
         if config.migrate {
             driver.migrate().await?;
         }
@@ -175,6 +184,7 @@ impl SqliteDriver {
             rows.push((t, t.encode()?));
         }
         let mut outcomes = Vec::with_capacity(tasks.len());
+        let at = now();
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = sqlx::query(insert_sql(chunk.len()));
             for (t, bytes) in chunk {
@@ -185,6 +195,7 @@ impl SqliteDriver {
                     .bind(t.lease_ms as i64)
                     .bind(t.not_before as i64);
             }
+            q = q.bind(at);
             let inserted = q.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?.rows_affected();
             if inserted == chunk.len() as u64 {
                 outcomes.extend(std::iter::repeat_n(EnqueueOutcome::New, chunk.len()));
@@ -209,10 +220,24 @@ impl SqliteDriver {
     fn woke(&self) {
         self.notify.notify_waiters();
     }
+
+    /// Deletes the kept results whose time to live has passed (see [`Sweeper`]). A failure
+    /// costs nothing but the space until the next sweep: expired records are never reported.
+    async fn sweep(&self, now: i64) {
+        let swept = sqlx::query(
+            "DELETE FROM asynctasq_results WHERE seq IN (SELECT seq FROM asynctasq_results WHERE expires_at <= ?1 LIMIT 10000)",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = swept {
+            tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
+        }
+    }
 }
 
-/// The insert of `rows` tasks that skips every id already stored, live (the unique index) or
-/// dead: enqueue is idempotent by id. It is one statement under SQLite's single write lock, so
+/// The insert of `rows` tasks that skips every id already stored, live (the unique index), dead
+/// or kept as succeeded (until its time to live, the last bind): enqueue is idempotent by id. It is one statement under SQLite's single write lock, so
 /// nothing can store or move an id between the check and the insert. It returns no rows:
 /// `RETURNING id` sends each row back from sqlx's SQLite thread on its own, which made bulk
 /// enqueue 0.70 as fast; the row count tells whether anything was skipped.
@@ -228,7 +253,10 @@ fn insert_sql(rows: usize) -> AssertSqlSafe<String> {
         sql.push_str("(?,?,?,?,?)");
     }
     // The WHERE also keeps SQLite from reading ON CONFLICT as part of a join.
-    sql.push_str(") AS v WHERE NOT EXISTS (SELECT 1 FROM asynctasq_dead d WHERE d.id = v.column1) ON CONFLICT (id) DO NOTHING");
+    sql.push_str(
+        ") AS v WHERE NOT EXISTS (SELECT 1 FROM asynctasq_dead d WHERE d.id = v.column1) \
+         AND NOT EXISTS (SELECT 1 FROM asynctasq_results r WHERE r.id = v.column1 AND r.expires_at > ?) ON CONFLICT (id) DO NOTHING",
+    );
     // Only placeholders are interpolated; every value is bound.
     AssertSqlSafe(sql)
 }
@@ -266,6 +294,9 @@ impl Driver for SqliteDriver {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| map_err("dequeue", e))?;
+        if self.sweeper.due(now) {
+            self.sweep(now).await;
+        }
         // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
         let mut rows = rows;
         rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
@@ -296,37 +327,57 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
-        if leases.is_empty() {
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        if acks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pairs = String::from("[");
-        let mut by_seq = std::collections::HashMap::with_capacity(leases.len());
-        let mut lost = Vec::new();
-        for lease in leases {
-            match parse_token(lease) {
-                Ok((seq, token)) => {
-                    if !by_seq.is_empty() {
-                        pairs.push(',');
-                    }
-                    pairs.push_str(&format!("[{seq},{token}]"));
-                    by_seq.insert(seq, lease.id);
-                }
-                Err(_) => lost.push(lease.id),
+        // `[seq, token, keep_ms, result as hex or null]` per ack, one JSON list for the batch.
+        let mut list = String::from("[");
+        let mut by_seq = std::collections::HashMap::with_capacity(acks.len());
+        let (mut lost, mut keeps) = (Vec::new(), false);
+        for Ack { lease, keep, result } in acks {
+            let Ok((seq, token)) = parse_token(lease) else {
+                lost.push(lease.id);
+                continue;
+            };
+            if !by_seq.is_empty() {
+                list.push(',');
             }
+            let result = result.as_deref().map_or_else(|| "null".to_owned(), |r| format!("\"{}\"", hex(r)));
+            list.push_str(&format!("[{seq},{token},{},{result}]", ms(*keep)));
+            keeps |= !keep.is_zero();
+            by_seq.insert(seq, lease.id);
         }
-        pairs.push(']');
+        list.push(']');
         // The trigger `asynctasq_tasks_settled` counts each deleted row in the totals.
-        let deleted: Vec<i64> = sqlx::query_scalar(
+        let delete = sqlx::query_scalar(
             "DELETE FROM asynctasq_tasks WHERE seq IN ( \
                  SELECT t.seq FROM json_each(?1) AS j JOIN asynctasq_tasks AS t \
                  ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1) \
              RETURNING seq",
         )
-        .bind(pairs)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| map_err("ack", e))?;
+        .bind(list.as_str());
+        let deleted: Vec<i64> = if keeps {
+            // The kept rows are copied from the live ones still held, then deleted, in one
+            // transaction: a kept result exists exactly when its task's ack committed.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("ack", e))?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at) \
+                 SELECT t.id, t.queue, t.envelope, t.attempt, unhex(j.value ->> 3), ?2, ?2 + (j.value ->> 2) \
+                 FROM json_each(?1) AS j JOIN asynctasq_tasks AS t ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1 \
+                 WHERE (j.value ->> 2) > 0",
+            )
+            .bind(list.as_str())
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("ack", e))?;
+            let deleted = delete.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
+            tx.commit().await.map_err(|e| map_err("ack", e))?;
+            deleted
+        } else {
+            delete.fetch_all(&self.pool).await.map_err(|e| map_err("ack", e))?
+        };
         for seq in deleted {
             by_seq.remove(&seq);
         }
@@ -477,16 +528,17 @@ impl Driver for SqliteDriver {
     }
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
-        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "?1", "?1");
+        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", ["?1"; 3], "?2");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_bytes().as_slice())
+            .bind(now())
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| map_err("find", e))?;
         Ok(row.map(|row| {
             let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
-            let (leased, dead) = (row.get::<i64, _>(4) == 1, row.get::<i64, _>(6) == 1);
-            task_record(id, &queue, &envelope, row.get::<i64, _>(2) as u32, row.get(3), leased, row.get(5), dead)
+            let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
+            task_record(id, &queue, &envelope, row.get::<i64, _>(2) as u32, row.get(3), leased, row.get(5), found, row.get(7))
         }))
     }
 

@@ -90,7 +90,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
@@ -527,10 +527,11 @@ impl Driver for SqsDriver {
         Ok(())
     }
 
-    async fn ack(&self, leases: &[Lease]) -> Result<Vec<TaskId>, DriverError> {
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
+        // SQS forgets a deleted message: nothing of an ack is kept (`Capability::Results`).
         let mut lost = Vec::new();
         let mut by_queue: HashMap<&str, Vec<&Lease>> = HashMap::new();
-        for l in leases {
+        for l in acks.iter().map(|a| &a.lease) {
             by_queue.entry(l.queue.as_str()).or_default().push(l);
         }
         for (queue, leases) in by_queue {
@@ -752,6 +753,7 @@ impl Driver for SqsDriver {
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
                 | Capability::TaskLookup
+                | Capability::Results
         )
     }
 

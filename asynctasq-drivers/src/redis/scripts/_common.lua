@@ -2,9 +2,12 @@
 -- KEYS, always in this order: 1 waiting (zset id -> due ms), 2 leased (zset id -> lease expiry),
 -- 3 dead (zset id -> dead_at), 4 wake (list), 5 env (hash id -> envelope), 6 lease_ms,
 -- 7 attempt, 8 token, 9 error (hashes id -> value), 10 totals (hash: succeeded, failed),
--- 11 replayed (hash id -> 1 for tasks moved back from the dead).
+-- 11 replayed (hash id -> 1 for tasks moved back from the dead), 12 done (zset id -> expiry of
+-- a succeeded task kept with its result), 13 done_env, 14 done_at ("finished_at:attempt"),
+-- 15 done_result (hashes id -> value of a kept task).
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local DONE, DONE_ENV, DONE_AT, DONE_RESULT = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 
 -- One command over many arguments, 1000 at a time (Lua's unpack has a stack limit).
 local function bulk(cmd, key, items)
@@ -30,4 +33,16 @@ local function wake(n)
     redis.call('LPUSH', WAKE, 1)
   end
   redis.call('LTRIM', WAKE, 0, 15)
+end
+
+-- Delete the kept tasks whose time to live has passed (up to 1000 a call; the expiry index
+-- makes a call with nothing expired one lookup).
+local function sweep(now)
+  local gone = redis.call('ZRANGEBYSCORE', DONE, '-inf', now, 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    bulk('ZREM', DONE, gone)
+    for _, h in ipairs({ DONE_ENV, DONE_AT, DONE_RESULT }) do
+      bulk('HDEL', h, gone)
+    end
+  end
 end

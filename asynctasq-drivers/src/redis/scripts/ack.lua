@@ -1,20 +1,50 @@
--- Delete tasks whose leases are still held. ARGV: (id, token) per lease (<= 1000 leases).
--- Counts the deleted ones in the queue's totals. Returns the ids whose lease was lost.
-local ids, tokens = {}, {}
-for i = 1, #ARGV, 2 do
+-- Delete tasks whose leases are still held. ARGV: now, then (id, token, keep_ms, result) per
+-- lease (<= 1000 leases; result '' for none). A deleted task with keep_ms > 0 is kept as
+-- succeeded, with its envelope, attempt and result, until now + keep_ms. Counts the deleted
+-- ones in the queue's totals. Returns the ids whose lease was lost.
+local now = tonumber(ARGV[1])
+sweep(now)
+local ids, tokens, keeps, results = {}, {}, {}, {}
+for i = 2, #ARGV, 4 do
   ids[#ids + 1] = ARGV[i]
   tokens[#tokens + 1] = ARGV[i + 1]
+  keeps[#keeps + 1] = tonumber(ARGV[i + 2])
+  results[#results + 1] = ARGV[i + 3]
 end
 if #ids == 0 then return {} end
 local held = redis.call('HMGET', TOKEN, unpack(ids))
 local scores = redis.call('ZMSCORE', LEASED, unpack(ids))
-local done, lost = {}, {}
+local done, lost, kept = {}, {}, {}
 for i, id in ipairs(ids) do
   if held[i] == tokens[i] and scores[i] then
     done[#done + 1] = id
+    if keeps[i] > 0 then kept[#kept + 1] = i end
   else
     lost[#lost + 1] = id
   end
+end
+if #kept > 0 then
+  local expiry, envs, ats, with, without = {}, {}, {}, {}, {}
+  for _, i in ipairs(kept) do
+    local id = ids[i]
+    expiry[#expiry + 1] = now + keeps[i]
+    expiry[#expiry + 1] = id
+    envs[#envs + 1] = id
+    envs[#envs + 1] = redis.call('HGET', ENV, id)
+    ats[#ats + 1] = id
+    ats[#ats + 1] = now .. ':' .. (redis.call('HGET', ATTEMPT, id) or '0')
+    if results[i] ~= '' then
+      with[#with + 1] = id
+      with[#with + 1] = results[i]
+    else
+      without[#without + 1] = id
+    end
+  end
+  bulk('ZADD', DONE, expiry)
+  bulk('HSET', DONE_ENV, envs)
+  bulk('HSET', DONE_AT, ats)
+  if #with > 0 then bulk('HSET', DONE_RESULT, with) end
+  if #without > 0 then bulk('HDEL', DONE_RESULT, without) end
 end
 if #done > 0 then
   forget(done)

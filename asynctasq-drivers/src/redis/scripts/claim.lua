@@ -3,6 +3,7 @@
 -- recovery needs no reaper process. Returns (id, attempt, expires_at, envelope or nil,
 -- replayed: 1 or nil) per task.
 local now = tonumber(ARGV[1])
+sweep(now)
 local expired = redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
 if #expired > 0 then
   local scored, ids = {}, {}
