@@ -41,7 +41,7 @@
 /// asynctasq-core (tasks, the client, the worker engine), re-exported so one dependency line
 /// on this crate is enough: `#[task]` finds it here when `asynctasq-core` is not a dependency.
 pub use asynctasq_core as core;
-pub use asynctasq_core::{Client, RetryPolicy, Task, TaskContext, TaskError, Worker, task};
+pub use asynctasq_core::{Awaited, Client, RetryPolicy, Task, TaskContext, TaskError, Worker, task};
 /// asynctasq-drivers (the backends this build's features enable), re-exported.
 pub use asynctasq_drivers as drivers;
 /// The `tracing` crate the worker logs through, re-exported so tasks can log
@@ -279,6 +279,14 @@ struct TaskDefaults {
     /// Lease of each delivery, renewed while the task runs (built-in: 30s).
     #[arg(long, env = "ASYNCTASQ_DEFAULT_LEASE", aliases = ["task-defaults-lease", "task-defaults-visibility-timeout"], value_parser = humantime::parse_duration, value_name = "DURATION")]
     default_lease: Option<Duration>,
+    /// How long a succeeded task stays findable with its result (`task show`, waiters), e.g.
+    /// `1h`; `0s` keeps nothing (built-in: 24h; a task's `#[task(result_ttl)]` wins).
+    #[arg(long, env = "ASYNCTASQ_RESULT_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    result_ttl: Option<Duration>,
+    /// Largest encoded result kept, in bytes; a larger one is recorded as too large and the task
+    /// still succeeds (built-in: 1048576).
+    #[arg(long, env = "ASYNCTASQ_MAX_RESULT_SIZE", value_name = "BYTES")]
+    max_result_size: Option<usize>,
     /// Retry strategy (built-in: exponential).
     #[arg(long, env = "ASYNCTASQ_DEFAULT_RETRY", alias = "task-defaults-retry-strategy", value_enum, value_name = "STRATEGY")]
     default_retry: Option<RetryKind>,
@@ -320,6 +328,12 @@ impl TaskDefaults {
         }
         if let Some(d) = self.default_lease {
             builder = builder.default_lease(d);
+        }
+        if let Some(d) = self.result_ttl {
+            builder = builder.result_ttl(d);
+        }
+        if let Some(n) = self.max_result_size {
+            builder = builder.max_result_size(n);
         }
         if let Some(policy) = self.retry_policy()? {
             builder = builder.retry(policy);
@@ -419,6 +433,8 @@ where
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<output::ClosedStdout>() => ExitCode::SUCCESS,
+        // `task wait` has printed how the task ended.
+        Err(e) if e.is::<ops::Settled>() => ExitCode::from(1),
         Err(e) if e.is::<Usage>() => {
             let red = anstyle::AnsiColor::Red.on_default().bold();
             anstream::eprintln!("{red}error:{red:#} {e:#}");
@@ -570,6 +586,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dead(ops::DeadCommand::Purge { queue, yes }) => ops::dead_purge(connect(&cli.backend, true).await?, queue, yes).await,
         Command::Task(ops::TaskCommand::Show { id, json }) => ops::task_show(connect(&cli.backend, true).await?, id, json).await,
+        Command::Task(ops::TaskCommand::Wait { id, timeout, json }) => {
+            ops::task_wait(connect(&cli.backend, true).await?, id, timeout, json).await
+        }
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
         Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
         Command::Doctor => {

@@ -58,7 +58,10 @@ macro_rules! sql_server_tests {
                 let second = $driver::connect_with(c.clone()).await.expect("reconnect");
                 let sql = format!("SELECT COUNT(*) FROM {}_migrations", c.table_prefix);
                 let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&second.pool()).await.expect("count");
-                assert_eq!(applied, 4, "each migration (tasks and dead, worker registry, totals, replayed mark) recorded once");
+                assert_eq!(
+                    applied, 5,
+                    "each migration (tasks and dead, worker registry, totals, replayed mark, kept results) recorded once"
+                );
             }
 
             #[tokio::test]

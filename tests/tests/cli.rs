@@ -55,7 +55,7 @@ fn tasks_command_lists_the_linked_tasks() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "fails_once\tqueue default\nledgered\tqueue default",
+        "fails_once\tqueue default\nledgered\tqueue default\nsum\tqueue default",
         "every linked task, sorted by name, with its queue"
     );
     let out = Command::cargo_bin("ledger-worker").expect("binary").args(["tasks", "--json"]).output().expect("run");

@@ -194,6 +194,61 @@ async fn dispatch_checks_arguments_against_the_task_before_enqueueing() {
     assert_eq!(s.driver.queues().await.expect("queues"), vec!["shell".to_owned()], "nothing else was enqueued");
 }
 
+/// `task show` and `task wait` follow a task to its result, as a script would.
+async fn a_finished_task_shows_its_result_and_task_wait_reports_it(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "follow";
+    let sent = json_of(&cli(&s, &["dispatch", "sum", "--args", r#"{"a": 2, "b": 40}"#, "--queue", q, "--json"]));
+    let id = sent["id"].as_str().expect("an id").to_owned();
+    if !s.driver.supports(asynctasq_core::Capability::Results) {
+        let err = refused(&cli(&s, &["task", "wait", &id, "--timeout", "1s"]));
+        assert!(err.contains("keeps no record of settled tasks"), "refused, saying why: {err}");
+        return;
+    }
+    let out = cli(&s, &["task", "wait", &id, "--timeout", "300ms", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "not settled yet: exit 1");
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).expect("JSON")["outcome"], "timed_out");
+
+    assert_eq!(json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]))["succeeded"], 1);
+    let t = json_of(&cli(&s, &["task", "show", &id, "--json"]));
+    assert_eq!((&t["state"], &t["task"], &t["attempt"], &t["result"]), (&json!("succeeded"), &json!("sum"), &json!(1), &json!(42)), "{t}");
+    assert_eq!(t["args"], json!({ "a": 2, "b": 40 }), "the arguments it ran with: {t}");
+    let text = ok(&cli(&s, &["task", "show", &id]));
+    assert!(text.contains("state:     succeeded") && text.contains("result:    42"), "{text}");
+    let waited = json_of(&cli(&s, &["task", "wait", &id, "--json"]));
+    assert_eq!(waited, json!({ "id": id, "outcome": "succeeded", "result": 42, "error": null }));
+    assert_eq!(ok(&cli(&s, &["task", "wait", &id])).trim(), "succeeded: 42");
+    let gone = cli(&s, &["task", "wait", "01a20701-e1fa-750a-82c3-ac4b66434fd2", "--json"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert_eq!(serde_json::from_slice::<Value>(&gone.stdout).expect("JSON")["outcome"], "expired", "an id not stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_shows_its_result_and_task_wait_reports_it_on_sqlite() {
+    a_finished_task_shows_its_result_and_task_wait_reports_it(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_shows_its_result_and_task_wait_reports_it_on_redis() {
+    a_finished_task_shows_its_result_and_task_wait_reports_it(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_shows_its_result_and_task_wait_reports_it_on_postgres() {
+    a_finished_task_shows_its_result_and_task_wait_reports_it(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_shows_its_result_and_task_wait_reports_it_on_mysql() {
+    a_finished_task_shows_its_result_and_task_wait_reports_it(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_wait_is_refused_where_the_backend_keeps_no_results() {
+    a_finished_task_shows_its_result_and_task_wait_reports_it(Backend::RabbitMq(shared_rabbitmq_url())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_with_an_id_already_stored_dispatches_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -232,7 +287,7 @@ async fn doctor_reports_a_healthy_backend_and_exits_3_on_an_unreachable_one() {
     let s = Setup::new(dir.path()).await;
     let report = ok(&cli(&s, &["doctor"]));
     assert!(
-        report.contains("ok    connect: sqlite") && report.contains("round trip") && report.contains("tasks: 2 registered"),
+        report.contains("ok    connect: sqlite") && report.contains("round trip") && report.contains("tasks: 3 registered"),
         "{report}"
     );
     let out = Command::cargo_bin("ledger-worker")
@@ -399,20 +454,17 @@ async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(bac
     let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
     let dry = run(&["migrate", "--dry-run"]);
     let listed = ok(&dry);
-    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0004 replayed mark on tasks"), "{listed}");
+    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0005 kept results"), "{listed}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("would apply 0001"), "the dry run applied nothing");
     let sick = run(&["doctor"]);
     assert_eq!(sick.status.code(), Some(3), "{}", text(&sick));
     // The hint names the binary that runs (a user's own, here `ledger-worker`) and its flags.
-    assert!(text(&sick).contains("FAIL  migrations: 4 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
+    assert!(text(&sick).contains("FAIL  migrations: 5 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
     let applied = ok(&run(&["migrate"]));
-    assert!(
-        applied.contains("applying 0004 replayed mark on tasks") && applied.contains("schema is up to date (4 migrations applied)"),
-        "{applied}"
-    );
+    assert!(applied.contains("applying 0005 kept results") && applied.contains("schema is up to date (5 migrations applied)"), "{applied}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("schema is up to date"));
     let report = ok(&run(&["doctor"]));
-    assert!(report.contains("ok    migrations: all 4 applied") && report.contains("ok    server: "), "{report}");
+    assert!(report.contains("ok    migrations: all 5 applied") && report.contains("ok    server: "), "{report}");
 }
 
 /// Tables of a test's own (`asynctasq_test_*`, dropped by `scripts/test`).

@@ -17,8 +17,12 @@
 //! * `dispatch`: `{"id": "<task id>", "queue": "<queue>", "outcome": "new" | "exists"}`
 //!   (`exists`: a task with the `--id` given was already stored, and nothing was dispatched).
 //! * `task show`: `{"id", "queue", "state", "task", "attempt", "max_attempts", "at",
-//!   "last_error", "created_at", "args", "decode_error"}`, where `state` is `scheduled`,
-//!   `ready`, `leased` or `dead` and `at` is its due time, its lease's expiry or when it died.
+//!   "last_error", "created_at", "args", "decode_error", "result"}`, where `state` is
+//!   `scheduled`, `ready`, `leased`, `dead` or `succeeded`, `at` is its due time, its lease's
+//!   expiry, when it died or when it succeeded, and `result` is what a succeeded task returned
+//!   as JSON (`{"too_large": size}` when it was over the worker's limit; null when none).
+//! * `task wait`: `{"id", "outcome", "result", "error"}`, where `outcome` is `succeeded`,
+//!   `dead`, `expired` or `timed_out`.
 //! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
 //!   "started_at", "heartbeat_at", "heartbeat_ms", "expires_at", "in_flight", "counts": {"started",
 //!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale"}]}`; `stale` is true for a
@@ -40,5 +44,5 @@ pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
 pub(crate) use self::purge::flush;
 pub(crate) use self::queue::{QueueCommand, status};
-pub(crate) use self::task::{TaskCommand, task_show};
+pub(crate) use self::task::{Settled, TaskCommand, task_show, task_wait};
 pub(crate) use self::workers::workers;

@@ -1,10 +1,12 @@
-//! `task show`: any stored task by id, in whatever state and queue.
+//! `task show`: any stored task by id, in whatever state and queue; `task wait`: the outcome of
+//! one, once it has one.
 
 use super::dead::envelope_fields;
 use super::format::*;
 use anyhow::{Context, bail};
 use asynctasq_core::driver::{Capability, Driver, TaskRecord, TaskState};
 use asynctasq_core::envelope::TaskId;
+use asynctasq_core::{Awaited, Client, StoredResult};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,6 +24,20 @@ pub(crate) enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Wait for one task to be settled and print how it ended: its result when it succeeded,
+    /// the reason when it was dead-lettered. Exits 0 when it succeeded, 1 otherwise (dead,
+    /// expired, or still unsettled at the timeout).
+    Wait {
+        /// The task id (a UUID).
+        #[arg(value_parser = super::dispatch::parse_task_id)]
+        id: TaskId,
+        /// How long to wait, e.g. `30s`.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", value_name = "DURATION")]
+        timeout: std::time::Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The JSON of one task (see the module docs of `ops` for the schema).
@@ -30,8 +46,17 @@ fn task_json(r: &TaskRecord) -> Value {
     json!({
         "id": r.id.to_string(), "queue": r.queue, "state": r.state, "task": task, "attempt": r.attempt,
         "max_attempts": max_attempts, "at": r.at, "last_error": r.last_error, "created_at": created_at,
-        "args": args, "decode_error": decode_error,
+        "args": args, "decode_error": decode_error, "result": result_json(r.result.as_deref()),
     })
+}
+
+/// A stored result as JSON (null when there is none).
+fn result_json(stored: Option<&[u8]>) -> Value {
+    match stored.map(StoredResult::decode) {
+        None => Value::Null,
+        Some(Ok(r)) => r.to_json(),
+        Some(Err(e)) => json!({ "undecodable": e.to_string() }),
+    }
 }
 
 /// `task show`.
@@ -50,6 +75,7 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
     let when = match r.state {
         TaskState::Scheduled | TaskState::Ready => "due:      ",
         TaskState::Leased => "until:    ",
+        TaskState::Succeeded => "finished: ",
         _ => "died:     ",
     };
     outln!("id:        {}", r.id);
@@ -65,5 +91,46 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
         Value::Null => outln!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
         e => outln!("args:      undecodable ({})", e.as_str().unwrap_or_default()),
     }
+    if r.state == TaskState::Succeeded {
+        outln!("result:    {}", serde_json::to_string_pretty(&v["result"]).unwrap_or_default());
+    }
     Ok(())
 }
+
+/// `task wait`.
+pub(crate) async fn task_wait(driver: Arc<dyn Driver>, id: TaskId, timeout: std::time::Duration, json: bool) -> anyhow::Result<()> {
+    let client = Client::new(driver);
+    let awaited = client.wait(id, timeout).await.with_context(|| format!("waiting for task {id}"))?;
+    let (outcome, result, error) = match &awaited {
+        Awaited::Succeeded(stored) => ("succeeded", stored.as_ref().map_or(Value::Null, StoredResult::to_json), None),
+        Awaited::Dead(error) => ("dead", Value::Null, Some(error.clone())),
+        Awaited::Expired => ("expired", Value::Null, None),
+        Awaited::TimedOut => ("timed_out", Value::Null, None),
+        _ => ("unknown", Value::Null, None),
+    };
+    if json {
+        outln!("{}", json!({ "id": id.to_string(), "outcome": outcome, "result": result, "error": error }));
+    } else {
+        match &awaited {
+            Awaited::Succeeded(_) => outln!("succeeded: {}", serde_json::to_string_pretty(&result).unwrap_or_default()),
+            Awaited::Dead(error) => outln!("dead: {error}"),
+            Awaited::Expired => {
+                outln!("expired: no task {id} is stored (its result's time to live has passed, it kept none, or it never existed)")
+            }
+            _ => outln!("timed out after {}: task {id} is not settled yet", humantime::format_duration(timeout)),
+        }
+    }
+    if matches!(awaited, Awaited::Succeeded(_)) { Ok(()) } else { Err(Settled(outcome).into()) }
+}
+
+/// A wait that ended without success: exit 1, having said why already.
+#[derive(Debug)]
+pub(crate) struct Settled(pub(crate) &'static str);
+
+impl std::fmt::Display for Settled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the task did not succeed ({})", self.0)
+    }
+}
+
+impl std::error::Error for Settled {}

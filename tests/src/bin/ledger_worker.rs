@@ -47,6 +47,12 @@ async fn insert(table: &str, ctx: &TaskContext, n: u64) -> Result<(), TaskError>
     Ok(())
 }
 
+/// Adds two numbers: a task with a result, for following a task from the command line.
+#[task]
+async fn sum(a: i64, b: i64) -> Result<i64, TaskError> {
+    Ok(a + b)
+}
+
 /// Records `(n, attempt, pid)` in the ledger, then fails its first attempt with a retry after
 /// `retry_ms`.
 #[task]
