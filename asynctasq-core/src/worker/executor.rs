@@ -170,7 +170,9 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         Settle::Ack => {
             let credit = shared.ack_credits.clone().acquire_owned().await.expect("the ack credits are never closed");
             shared.counters.pending_acks.fetch_add(1, Ordering::Relaxed);
-            let result = match slot.take().map(|value| StoredResult::of(value, shared.keeping.max_size).encode()) {
+            // Encoded only when the backend keeps it.
+            let kept = (!keep.is_zero() && shared.driver.supports(Capability::Results)).then(|| slot.take()).flatten();
+            let result = match kept.map(|value| StoredResult::of(value, shared.keeping.max_size).encode()) {
                 Some(Ok(bytes)) => Some(bytes),
                 Some(Err(error)) => {
                     tracing::warn!(task.id = %task.id, %error, "could not encode the task's result; it is kept without one");

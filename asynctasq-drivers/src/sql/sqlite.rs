@@ -224,12 +224,11 @@ impl SqliteDriver {
     /// Deletes the kept results whose time to live has passed (see [`Sweeper`]). A failure
     /// costs nothing but the space until the next sweep: expired records are never reported.
     async fn sweep(&self, now: i64) {
-        let swept = sqlx::query(
-            "DELETE FROM asynctasq_results WHERE seq IN (SELECT seq FROM asynctasq_results WHERE expires_at <= ?1 LIMIT 10000)",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await;
+        let swept =
+            sqlx::query("DELETE FROM asynctasq_results WHERE id IN (SELECT id FROM asynctasq_results WHERE expires_at <= ?1 LIMIT 10000)")
+                .bind(now)
+                .execute(&self.pool)
+                .await;
         if let Err(e) = swept {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }
@@ -334,7 +333,7 @@ impl Driver for SqliteDriver {
         // `[seq, token, keep_ms, result as hex or null]` per ack, one JSON list for the batch.
         let mut list = String::from("[");
         let mut by_seq = std::collections::HashMap::with_capacity(acks.len());
-        let (mut lost, mut keeps) = (Vec::new(), false);
+        let (mut lost, mut keeps, mut all_keep) = (Vec::new(), false, true);
         for Ack { lease, keep, result } in acks {
             let Ok((seq, token)) = parse_token(lease) else {
                 lost.push(lease.id);
@@ -343,9 +342,17 @@ impl Driver for SqliteDriver {
             if !by_seq.is_empty() {
                 list.push(',');
             }
-            let result = result.as_deref().map_or_else(|| "null".to_owned(), |r| format!("\"{}\"", hex(r)));
-            list.push_str(&format!("[{seq},{token},{},{result}]", ms(*keep)));
+            list.push_str(&format!("[{seq},{token},{},", ms(*keep)));
+            match result {
+                Some(r) => {
+                    list.push('"');
+                    push_hex(&mut list, r);
+                    list.push_str("\"]");
+                }
+                None => list.push_str("null]"),
+            }
             keeps |= !keep.is_zero();
+            all_keep &= !keep.is_zero();
             by_seq.insert(seq, lease.id);
         }
         list.push(']');
@@ -353,31 +360,36 @@ impl Driver for SqliteDriver {
         let delete = sqlx::query_scalar(
             "DELETE FROM asynctasq_tasks WHERE seq IN ( \
                  SELECT t.seq FROM json_each(?1) AS j JOIN asynctasq_tasks AS t \
-                 ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1) \
+                 ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1 WHERE (j.value ->> 2) = 0) \
              RETURNING seq",
         )
         .bind(list.as_str());
-        let deleted: Vec<i64> = if keeps {
-            // The kept rows are copied from the live ones still held, then deleted, in one
-            // transaction: a kept result exists exactly when its task's ack committed.
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("ack", e))?;
-            sqlx::query(
-                "INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at) \
-                 SELECT t.id, t.queue, t.envelope, t.attempt, unhex(j.value ->> 3), ?2, ?2 + (j.value ->> 2) \
+        // The held rows that keep a record, copied (materialized first: the trigger
+        // `asynctasq_results_kept` deletes each live row as its record goes in).
+        let keep = sqlx::query_scalar(
+            "WITH held AS MATERIALIZED ( \
+                 SELECT t.seq, t.id, t.queue, t.envelope, t.attempt, unhex(j.value ->> 3) AS result, j.value ->> 2 AS keep \
                  FROM json_each(?1) AS j JOIN asynctasq_tasks AS t ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1 \
-                 WHERE (j.value ->> 2) > 0",
-            )
-            .bind(list.as_str())
-            .bind(now())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err("ack", e))?;
-            let deleted = delete.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
-            tx.commit().await.map_err(|e| map_err("ack", e))?;
-            deleted
-        } else {
-            delete.fetch_all(&self.pool).await.map_err(|e| map_err("ack", e))?
+                 WHERE (j.value ->> 2) > 0) \
+             INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at) \
+             SELECT id, queue, envelope, attempt, result, ?2, ?2 + keep FROM held WHERE true \
+             RETURNING id",
+        )
+        .bind(list.as_str())
+        .bind(now());
+        let (deleted, kept): (Vec<i64>, Vec<Vec<u8>>) = match (keeps, all_keep) {
+            (false, _) => (delete.fetch_all(&self.pool).await.map_err(|e| map_err("ack", e))?, Vec::new()),
+            (true, true) => (Vec::new(), keep.fetch_all(&self.pool).await.map_err(|e| map_err("ack", e))?),
+            (true, false) => {
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("ack", e))?;
+                let kept = keep.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
+                let deleted = delete.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
+                tx.commit().await.map_err(|e| map_err("ack", e))?;
+                (deleted, kept)
+            }
         };
+        let kept: HashSet<TaskId> = kept.iter().filter_map(|id| TaskId::from_slice(id)).collect();
+        by_seq.retain(|_, id| !kept.contains(id));
         for seq in deleted {
             by_seq.remove(&seq);
         }
@@ -659,5 +671,17 @@ impl Driver for SqliteDriver {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends `bytes` as lowercase hex (what SQLite's `unhex` reads back).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * bytes.len());
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
 }

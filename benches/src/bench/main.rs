@@ -105,6 +105,13 @@ struct Args {
     /// Leave the queue in place at the end (the parent of a `drain` child removes it).
     #[arg(long, hide = true)]
     keep: bool,
+    /// How long the worker keeps each succeeded task with its result (`0s`: nothing, the ack
+    /// only deletes; default: the worker's, 24 h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    result_ttl: Option<Duration>,
+    /// `throughput`: tasks return a string of this many bytes (their result) instead of nothing.
+    #[arg(long)]
+    result_bytes: Option<usize>,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
@@ -219,6 +226,12 @@ async fn noop(n: u64) {
     std::hint::black_box(n);
 }
 
+/// Returns `bytes` bytes: a task with a result.
+#[task]
+async fn echo(n: u64, bytes: usize) -> Result<String, TaskError> {
+    Ok(format!("{n:0bytes$}"))
+}
+
 /// Records how long after `sent_us` it started.
 #[task]
 async fn stamp(sent_us: u64) {
@@ -306,21 +319,23 @@ async fn main() -> Result<(), BoxError> {
             }
         }
         Scenario::Throughput => {
-            dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
+            match args.result_bytes {
+                Some(bytes) => dispatch(&client, args.tasks, args.batch, &overrides, |n| Echo { n, bytes }).await?,
+                None => dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?,
+            }
             let before = backend.sqs_requests();
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None, args.http).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, &args, None).await?;
             if let (Some(a), Some(b)) = (before, backend.sqs_requests()) {
                 report.requests(b.since(&a));
             }
         }
         Scenario::Drain => {
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None, args.http).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, &args, None).await?;
             report.peak_rss_mib = machine::peak_rss_mib();
         }
         Scenario::Retry => {
             dispatch(&client, args.tasks, args.batch, &overrides, |n| FailOnce { n }).await?;
-            report.seconds =
-                drain(&backend, &queue, args.tasks, args.concurrency, Some(RetryPolicy::Fixed(Duration::ZERO)), args.http).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, &args, Some(RetryPolicy::Fixed(Duration::ZERO))).await?;
             report.deliveries_per_second = Some(2.0 * args.tasks as f64 / report.seconds);
         }
         Scenario::Scaling => {
@@ -329,14 +344,14 @@ async fn main() -> Result<(), BoxError> {
                 let q = format!("{queue}-warmup");
                 let overrides = Overrides { queue: Some(q.clone()), ..Default::default() };
                 dispatch(&client, args.warmup, args.batch, &overrides, |n| Noop { n }).await?;
-                drain(&backend, &q, args.warmup, args.concurrency, None, args.http).await?;
+                drain(&backend, &q, args.warmup, &args, None).await?;
                 backend.remove(&q).await?;
             }
             for &size in &args.sizes {
                 let q = format!("{queue}-{size}");
                 let overrides = Overrides { queue: Some(q.clone()), ..Default::default() };
                 dispatch(&client, size, args.batch, &overrides, |n| Noop { n }).await?;
-                let seconds = drain(&backend, &q, size, args.concurrency, None, args.http).await?;
+                let seconds = drain(&backend, &q, size, &args, None).await?;
                 backend.remove(&q).await?;
                 runs.push(Run { tasks: size, seconds, tasks_per_second: size as f64 / seconds });
             }
@@ -370,7 +385,7 @@ async fn main() -> Result<(), BoxError> {
                     next = Instant::now() + Duration::from_millis(10);
                 }
             });
-            report.seconds = drain(&backend, &queue, args.tasks, args.concurrency, None, args.http).await?;
+            report.seconds = drain(&backend, &queue, args.tasks, &args, None).await?;
             ticker.abort();
             let mut l = LATENCIES.lock().expect("latency lock").clone();
             l.sort_unstable();
@@ -505,20 +520,16 @@ async fn dispatch<T: asynctasq_core::Task>(
     Ok(())
 }
 
-/// Runs a worker on `queue` until `tasks` tasks succeeded (with `retry`, each task runs twice);
-/// the seconds it took.
-async fn drain(
-    backend: &Backend,
-    queue: &str,
-    tasks: u64,
-    concurrency: usize,
-    retry: Option<RetryPolicy>,
-    http: Option<std::net::SocketAddr>,
-) -> Result<f64, BoxError> {
+/// Runs a worker on `queue` until `tasks` tasks succeeded (with `retry`, each task runs twice),
+/// at the concurrency, listener and result time to live of `args`; the seconds it took.
+async fn drain(backend: &Backend, queue: &str, tasks: u64, args: &Args, retry: Option<RetryPolicy>) -> Result<f64, BoxError> {
     let runs = if retry.is_some() { 2 * tasks } else { tasks };
-    let mut builder = Worker::builder(backend.driver.clone()).queues(queue)?.concurrency(concurrency).max_tasks(runs);
-    if let Some(addr) = http {
+    let mut builder = Worker::builder(backend.driver.clone()).queues(queue)?.concurrency(args.concurrency).max_tasks(runs);
+    if let Some(addr) = args.http {
         builder = builder.http(addr);
+    }
+    if let Some(ttl) = args.result_ttl {
+        builder = builder.result_ttl(ttl);
     }
     if let Some(policy) = retry {
         builder = builder.retry(policy);
@@ -538,6 +549,9 @@ fn drain_in_child(args: &Args, backend: &Backend, run: &str) -> Result<Report, B
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(["--driver", &format!("{:?}", args.driver).to_lowercase(), "--scenario", "drain", "--json", "--keep", "--run-id", run]);
     cmd.args(["--tasks", &args.tasks.to_string(), "--concurrency", &args.concurrency.to_string()]);
+    if let Some(ttl) = args.result_ttl {
+        cmd.args(["--result-ttl", &humantime::format_duration(ttl).to_string()]);
+    }
     match &backend.url {
         Some(url) => cmd.args(["--url", url]),
         None => return Err("the memory driver lives in one process: `memory` needs a backend a child process can reach".into()),

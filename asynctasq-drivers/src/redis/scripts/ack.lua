@@ -24,27 +24,30 @@ for i, id in ipairs(ids) do
   end
 end
 if #kept > 0 then
-  local expiry, envs, ats, with, without = {}, {}, {}, {}, {}
-  for _, i in ipairs(kept) do
+  local kept_ids = {}
+  for _, i in ipairs(kept) do kept_ids[#kept_ids + 1] = ids[i] end
+  local kept_envs = redis.call('HMGET', ENV, unpack(kept_ids))
+  local kept_attempts = redis.call('HMGET', ATTEMPT, unpack(kept_ids))
+  local expiry, envs, ats, with = {}, {}, {}, {}
+  for k, i in ipairs(kept) do
     local id = ids[i]
     expiry[#expiry + 1] = now + keeps[i]
     expiry[#expiry + 1] = id
     envs[#envs + 1] = id
-    envs[#envs + 1] = redis.call('HGET', ENV, id)
+    envs[#envs + 1] = kept_envs[k]
     ats[#ats + 1] = id
-    ats[#ats + 1] = now .. ':' .. (redis.call('HGET', ATTEMPT, id) or '0')
+    ats[#ats + 1] = now .. ':' .. (kept_attempts[k] or '0')
     if results[i] ~= '' then
       with[#with + 1] = id
       with[#with + 1] = results[i]
-    else
-      without[#without + 1] = id
     end
   end
   bulk('ZADD', DONE, expiry)
   bulk('HSET', DONE_ENV, envs)
   bulk('HSET', DONE_AT, ats)
+  -- No stale result to clear for the others: an id is stored again only after its record
+  -- was swept (enqueue sweeps first), and the sweep deletes the result with it.
   if #with > 0 then bulk('HSET', DONE_RESULT, with) end
-  if #without > 0 then bulk('HDEL', DONE_RESULT, without) end
 end
 if #done > 0 then
   forget(done)
