@@ -427,14 +427,20 @@ impl MySqlDriver {
         }
         let seqs: Vec<i64> = wanted.keys().copied().collect();
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("ack", e))?;
-        let mut select = sqlx::query(q(format!("SELECT seq, lease_token FROM {t} WHERE seq IN ({}) FOR UPDATE", placeholders(seqs.len()))));
+        // A batch that keeps records reads the rows it copies with the lock it takes anyway,
+        // and writes them back in one multi-row insert: an `INSERT … SELECT` per row measured
+        // 0.18 of the plain ack on MariaDB.
+        let keeping = acks.iter().any(|a| !a.keep.is_zero());
+        let columns = if keeping { "seq, lease_token, id, queue, envelope, attempt" } else { "seq, lease_token" };
+        let mut select = sqlx::query(q(format!("SELECT {columns} FROM {t} WHERE seq IN ({}) FOR UPDATE", placeholders(seqs.len()))));
         for s in &seqs {
             select = select.bind(*s);
         }
         let rows = select.fetch_all(&mut *tx).await.map_err(|e| map_err("ack", e))?;
         let mut held_seqs = Vec::new();
         let mut acked = Vec::new();
-        for row in rows {
+        let mut kept = Vec::new();
+        for row in &rows {
             let seq: i64 = row.get(0);
             let token: Option<i64> = row.get(1);
             if let Some((want, ack)) = wanted.get(&seq)
@@ -442,26 +448,31 @@ impl MySqlDriver {
             {
                 held_seqs.push(seq);
                 acked.push((*want, *ack));
+                if !ack.keep.is_zero() {
+                    kept.push((row, *ack));
+                }
                 wanted.remove(&seq);
             }
         }
-        // The held rows that keep their result, copied before the delete in the same
-        // transaction (their rows are locked above): one statement for the batch.
-        let kept: Vec<(i64, &Ack)> =
-            held_seqs.iter().zip(&acked).filter(|(_, (_, a))| !a.keep.is_zero()).map(|(s, (_, a))| (*s, *a)).collect();
         if !kept.is_empty() {
-            let select = format!("SELECT id, queue, envelope, attempt, ?, ?, ? FROM {t} WHERE seq = ?");
             let sql = format!(
-                "INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at) {} \
+                "INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at) VALUES {} \
                  ON DUPLICATE KEY UPDATE queue = VALUES(queue), envelope = VALUES(envelope), attempt = VALUES(attempt), \
                  result = VALUES(result), finished_at = VALUES(finished_at), expires_at = VALUES(expires_at)",
-                vec![select; kept.len()].join(" UNION ALL "),
+                vec!["(?, ?, ?, ?, ?, ?, ?)"; kept.len()].join(", "),
                 r = self.inner.results
             );
             let at = now();
             let mut insert = sqlx::query(q(sql));
-            for (seq, ack) in &kept {
-                insert = insert.bind(ack.result.as_deref()).bind(at).bind(at.saturating_add(ms(ack.keep))).bind(*seq);
+            for (row, ack) in &kept {
+                insert = insert
+                    .bind(row.get::<Vec<u8>, _>(2))
+                    .bind(row.get::<String, _>(3))
+                    .bind(row.get::<Vec<u8>, _>(4))
+                    .bind(row.get::<i32, _>(5))
+                    .bind(ack.result.as_deref())
+                    .bind(at)
+                    .bind(at.saturating_add(ms(ack.keep)));
             }
             insert.execute(&mut *tx).await.map_err(|e| map_err("ack", e))?;
         }
