@@ -136,3 +136,24 @@ async fn dead_tasks_are_bounded_by_age() {
     assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), vec![last], "dead tasks past the age limit are dropped");
     assert_eq!(driver.purge_dead("aged").await.expect("purge"), 1);
 }
+
+#[tokio::test]
+async fn kept_results_are_swept_within_a_second_of_their_ttl() {
+    let driver = driver(|_| {}).await;
+    let base = format!("{}{{swept}}", driver.prefix());
+    let stored = || {
+        let base = base.clone();
+        async move {
+            let mut con = raw().await;
+            let mut total = 0u64;
+            for key in ["done", "done_env", "done_at", "done_result"] {
+                let kind: String = redis::cmd("TYPE").arg(format!("{base}:{key}")).query_async(&mut con).await.expect("type");
+                let cmd = if kind == "zset" { "ZCARD" } else { "HLEN" };
+                let n: u64 = redis::cmd(cmd).arg(format!("{base}:{key}")).query_async(&mut con).await.expect("count");
+                total = total.max(n);
+            }
+            total
+        }
+    };
+    asynctasq_core::testing::kept_results_are_swept_by_later_claims(driver.clone(), "swept", 20, stored).await;
+}

@@ -31,6 +31,19 @@ macro_rules! sql_server_tests {
             }
 
             #[tokio::test]
+            async fn kept_results_are_swept_within_a_second_of_their_ttl() {
+                let config = config();
+                let table = format!("{}_results", config.table_prefix);
+                let driver = Arc::new($driver::connect_with(config).await.expect("the database must be reachable (scripts/test starts it)"));
+                let pool = driver.pool().clone();
+                let stored = || {
+                    let (pool, sql) = (pool.clone(), format!("SELECT COUNT(*) FROM {table}"));
+                    async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.expect("count") as u64 }
+                };
+                asynctasq_core::testing::kept_results_are_swept_by_later_claims(driver.clone(), "swept", 20, stored).await;
+            }
+
+            #[tokio::test]
             async fn task_enqueued_in_a_committed_transaction_exists() {
                 let driver = driver().await;
                 let mut tx = driver.pool().begin().await.expect("begin");

@@ -74,3 +74,15 @@ async fn task_enqueued_in_a_rolled_back_transaction_never_exists() {
     tx.rollback().await.expect("rollback");
     assert_eq!(driver.stats("tx").await.expect("stats").counts(), [0; 4]);
 }
+
+#[tokio::test]
+async fn kept_results_are_swept_within_a_second_of_their_ttl() {
+    let (_dir, url) = fresh().await;
+    let driver = Arc::new(SqliteDriver::connect(&url).await.expect("connect"));
+    let pool = driver.pool().clone();
+    let stored = || {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM asynctasq_results").fetch_one(&pool).await.expect("count") as u64 }
+    };
+    asynctasq_core::testing::kept_results_are_swept_by_later_claims(driver.clone(), "swept", 20, stored).await;
+}

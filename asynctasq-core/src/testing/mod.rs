@@ -28,9 +28,11 @@ mod enqueued;
 mod jobs;
 mod recorder;
 pub mod rules;
+mod sweep;
 
 pub use self::enqueued::{AsEnqueued, Enqueued, EnqueuedTask, Filter};
 pub use self::jobs::{Drain, DrainError, DrainReport, Jobs, Performed, TaskFailure};
+pub use self::sweep::{SWEEP_TTL, kept_results_are_swept_by_later_claims};
 
 use std::future::Future;
 use std::sync::Arc;
