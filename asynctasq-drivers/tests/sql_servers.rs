@@ -34,7 +34,8 @@ macro_rules! sql_server_tests {
             async fn kept_results_are_swept_within_a_second_of_their_ttl() {
                 let config = config();
                 let table = format!("{}_results", config.table_prefix);
-                let driver = Arc::new($driver::connect_with(config).await.expect("the database must be reachable (scripts/test starts it)"));
+                let driver =
+                    Arc::new($driver::connect_with(config).await.expect("the database must be reachable (scripts/test starts it)"));
                 let pool = driver.pool().clone();
                 let stored = || {
                     let (pool, sql) = (pool.clone(), format!("SELECT COUNT(*) FROM {table}"));

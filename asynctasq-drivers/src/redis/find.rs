@@ -56,7 +56,10 @@ impl RedisDriver {
         let [env, attempt, error, waiting, leased, dead] = &reply[..] else {
             return Err(DriverError::Backend { message: "find: unexpected reply from Redis".into(), source: None });
         };
-        let Value::BulkString(raw) = env else { return Ok(None) }; // acked in between
+        let Value::BulkString(raw) = env else {
+            // Settled between the two reads: acked (and perhaps kept) or purged.
+            return self.find_kept(id, queue, &k, &member).await;
+        };
         let attempt = int(attempt).unwrap_or_default() as u32;
         let error = bytes(error).map(|b| String::from_utf8_lossy(b).into_owned());
         let (state, at) = if let Some(at) = score(dead) {
@@ -73,16 +76,20 @@ impl RedisDriver {
         Ok(Some(TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)))))
     }
 
-    /// The record of a succeeded task kept in `queue`.
+    /// The record of a succeeded task kept in `queue`, unless its time to live has passed.
     async fn find_kept(&self, id: TaskId, queue: &str, k: &QueueKeys, member: &str) -> Result<Option<TaskRecord>, DriverError> {
         let mut pipe = ::redis::pipe();
+        pipe.cmd("ZSCORE").arg(&k.done).arg(member);
         pipe.cmd("HGET").arg(&k.done_env).arg(member);
         pipe.cmd("HGET").arg(&k.done_at).arg(member);
         pipe.cmd("HGET").arg(&k.done_result).arg(member);
         let reply: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
-        let [env, at, result] = &reply[..] else {
+        let [expires_at, env, at, result] = &reply[..] else {
             return Err(DriverError::Backend { message: "find: unexpected reply from Redis".into(), source: None });
         };
+        if score(expires_at).is_none_or(|expires_at| expires_at <= now()) {
+            return Ok(None); // never kept, or past its time to live
+        }
         let Value::BulkString(raw) = env else { return Ok(None) }; // swept in between
         let at = bytes(at).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let (finished_at, attempt) = at.split_once(':').unwrap_or_default();

@@ -41,6 +41,7 @@
 mod backend;
 mod machine;
 
+use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -129,6 +130,9 @@ enum Scenario {
     Drain,
     Cpu,
     Scrape,
+    /// How long after a task's run ends a producer waiting on it (`Client::wait`) wakes:
+    /// `--tasks` tasks offered at `--rate`, each with a waiter started at its dispatch.
+    Await,
 }
 
 /// How the `cpu` scenario's task is written.
@@ -230,6 +234,16 @@ async fn noop(n: u64) {
 #[task]
 async fn echo(n: u64, bytes: usize) -> Result<String, TaskError> {
     Ok(format!("{n:0bytes$}"))
+}
+
+/// When each `finish` task ended its run (µs since the epoch), by its `n`.
+static FINISHED: LazyLock<Mutex<HashMap<u64, u64>>> = LazyLock::new(Default::default);
+
+/// Notes when it ends: the `await` scenario's task.
+#[task]
+async fn finish(n: u64) -> Result<u64, TaskError> {
+    FINISHED.lock().expect("finished lock").insert(n, micros_now());
+    Ok(n)
 }
 
 /// Records how long after `sent_us` it started.
@@ -445,6 +459,39 @@ async fn main() -> Result<(), BoxError> {
             let mut l = LATENCIES.lock().expect("latency lock").clone();
             l.sort_unstable();
             let at = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+            report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
+        }
+        Scenario::Await => {
+            let worker = Worker::builder(backend.driver.clone()).queues(&queue)?.concurrency(args.concurrency).build()?;
+            let handle = worker.handle();
+            let running = tokio::spawn(worker.start());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1) as f64));
+            let t = Instant::now();
+            let mut waiters = Vec::new();
+            for n in 0..args.tasks {
+                tick.tick().await;
+                let id = client.dispatch(Finish { n }).queue(queue.clone()).await?;
+                let client = client.clone();
+                waiters.push(tokio::spawn(async move {
+                    let awaited = client.result::<u64>(id, Duration::from_secs(60)).await;
+                    (n, awaited, micros_now())
+                }));
+            }
+            let mut took = Vec::new();
+            for w in waiters {
+                let (n, awaited, woke) = w.await?;
+                if awaited? != asynctasq_core::Awaited::Succeeded(n) {
+                    return Err(format!("task {n}: the wait did not end with its result").into());
+                }
+                let ended = FINISHED.lock().expect("finished lock").get(&n).copied().ok_or("a task never ran")?;
+                took.push(woke.saturating_sub(ended));
+            }
+            report.seconds = t.elapsed().as_secs_f64();
+            handle.stop();
+            running.await??;
+            took.sort_unstable();
+            let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
             report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
         }
     }
