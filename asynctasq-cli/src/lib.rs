@@ -281,11 +281,11 @@ struct TaskDefaults {
     default_lease: Option<Duration>,
     /// How long a succeeded task stays findable with its result (`task show`, waiters), e.g.
     /// `1h`; `0s` keeps nothing (built-in: 24h; a task's `#[task(result_ttl)]` wins).
-    #[arg(long, env = "ASYNCTASQ_RESULT_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ASYNCTASQ_RESULT_TTL", value_parser = humantime::parse_duration, value_name = "DURATION", hide_short_help = true)]
     result_ttl: Option<Duration>,
     /// Largest encoded result kept, in bytes; a larger one is recorded as too large and the task
     /// still succeeds (built-in: 1048576).
-    #[arg(long, env = "ASYNCTASQ_MAX_RESULT_SIZE", value_name = "BYTES")]
+    #[arg(long, env = "ASYNCTASQ_MAX_RESULT_SIZE", value_name = "BYTES", hide_short_help = true)]
     max_result_size: Option<usize>,
     /// Retry strategy (built-in: exponential).
     #[arg(long, env = "ASYNCTASQ_DEFAULT_RETRY", alias = "task-defaults-retry-strategy", value_enum, value_name = "STRATEGY")]

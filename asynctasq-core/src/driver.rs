@@ -357,8 +357,8 @@ capabilities! {
 pub enum EnqueueOutcome {
     /// Stored: the task is new.
     New,
-    /// Not stored: a task with this id already exists (waiting, leased or dead) and is left
-    /// as it was.
+    /// Not stored: a task with this id already exists (waiting, leased, dead, or succeeded and
+    /// kept) and is left as it was.
     Exists,
 }
 
@@ -437,7 +437,8 @@ pub trait Driver: Send + Sync + 'static {
     /// use one transaction). Envelopes arrive with `attempt == 0`.
     ///
     /// **Idempotent by id** ([`Capability::IdempotentEnqueue`]): an envelope whose id is
-    /// already stored in its queue (waiting, leased or dead), or earlier in the same batch,
+    /// already stored in its queue (waiting, leased, dead, or succeeded and still kept: see
+    /// [`Ack::keep`]), or earlier in the same batch,
     /// changes nothing and is reported [`EnqueueOutcome::Exists`]; the stored task keeps its
     /// envelope, its state and its lease. A backend that cannot tell (a broker) reports
     /// [`EnqueueOutcome::New`] for every envelope, and the [`Client`](crate::Client) refuses ids set

@@ -72,13 +72,20 @@ fn spans(bodies: &Bodies) -> Vec<Span> {
 }
 
 fn run(s: &Setup, args: &[&str]) -> Output {
-    let out = Command::new(WORKER)
+    let mut cmd = Command::new(WORKER);
+    // The exporter reads the OpenTelemetry variables (a sampler, headers, a timeout) and its
+    // HTTP client the proxy ones: the machine's own must not reach the test's processes.
+    for (key, _) in std::env::vars() {
+        let upper = key.to_ascii_uppercase();
+        if upper.starts_with("OTEL_") || upper.ends_with("_PROXY") {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd
         .args(args)
         .args(&s.backend_args)
         .env("ASYNCTASQ_TEST_LEDGER", &s.ledger_url)
         .env("ASYNCTASQ_LOG", "warn")
-        // The exporter's HTTP client honours the proxy variables; a machine that sets one for
-        // its outside traffic must not route the test's loopback collector through it.
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .output()
