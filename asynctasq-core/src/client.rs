@@ -6,8 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Capability, Driver, EnqueueOutcome};
 use crate::envelope::{Defaulted, ENVELOPE_VERSION, Envelope, TaskId, millis, validate_queue_name};
@@ -93,7 +91,7 @@ impl Client {
         let envelopes =
             tasks.iter().map(|t| self.build(T::NAME, encode(t)?, &overrides, &options, &headers)).collect::<Result<Vec<_>, _>>()?;
         let ids = envelopes.iter().map(|e| e.id).collect();
-        self.enqueue(envelopes).instrument(span).await?;
+        trace::around(span, self.enqueue(envelopes)).await?;
         Ok(ids)
     }
 
@@ -325,7 +323,7 @@ impl<T: Task> Dispatch<'_, T> {
         let envelope = client.build(T::NAME, encode(&self.task)?, &self.overrides, &options, &trace::headers_of(&span))?;
         let id = envelope.id;
         span.record("messaging.message.id", tracing::field::display(id));
-        let outcome = client.enqueue(vec![envelope]).instrument(span).await?;
+        let outcome = trace::around(span, client.enqueue(vec![envelope])).await?;
         Ok((id, outcome[0]))
     }
 }

@@ -9,7 +9,6 @@ use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// `asynctasq dispatch …`
 #[derive(Debug, Args)]
@@ -71,7 +70,8 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     let envelope = span.in_scope(|| client.envelope_from_payload(task.name, payload, &overrides, &options))?;
     let (id, queue) = (envelope.id, envelope.queue.clone());
     span.record("messaging.message.id", tracing::field::display(id));
-    let outcome = client.enqueue(vec![envelope]).instrument(span).await.context("enqueueing the task")?[0];
+    // Open around the enqueue, not entered in it (see `asynctasq_core::trace::around`).
+    let outcome = asynctasq_core::trace::around(span, client.enqueue(vec![envelope])).await.context("enqueueing the task")?[0];
     if args.json {
         outln!("{}", json!({ "id": id.to_string(), "queue": queue, "outcome": outcome }));
     } else if outcome == EnqueueOutcome::Exists {
@@ -122,9 +122,7 @@ pub(crate) async fn dispatch_many(
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(DISPATCH_BATCH));
         let n = rest.len();
-        client
-            .enqueue(rest)
-            .instrument(span.clone())
+        asynctasq_core::trace::around(span.clone(), client.enqueue(rest))
             .await
             .with_context(|| format!("enqueueing tasks (the first {} were enqueued)", count(sent as u64)))?;
         sent += n;
