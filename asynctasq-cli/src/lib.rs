@@ -124,7 +124,8 @@ enum Command {
     Worker(WorkerCommand),
     /// List the tasks registered in this binary, with the queue each is dispatched to.
     Tasks {
-        /// One JSON object per task (name, queue, max_attempts, timeout_ms, lease_ms).
+        /// One JSON object per task (name, queue, max_attempts, timeout_ms, lease_ms,
+        /// result_ttl_ms; null where the task sets none).
         #[arg(long)]
         json: bool,
     },
@@ -649,6 +650,7 @@ fn tasks(json: bool) -> anyhow::Result<()> {
                 "max_attempts": o.max_attempts,
                 "timeout_ms": o.timeout.map(|d| d.as_millis() as u64),
                 "lease_ms": o.lease.map(|d| d.as_millis() as u64),
+                "result_ttl_ms": o.result_ttl.map(|d| d.as_millis() as u64),
             });
             outln!("{line}");
         } else {

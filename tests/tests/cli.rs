@@ -62,6 +62,7 @@ fn tasks_command_lists_the_linked_tasks() {
     let first: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().expect("a line")).expect("JSON");
     assert_eq!((first["name"].as_str(), first["queue"].as_str()), (Some("fails_once"), Some("default")));
+    assert!(first.get("result_ttl_ms").is_some_and(serde_json::Value::is_null), "null where the task sets none: {first}");
 }
 
 /// Sends SIGTERM to `pid` (a separate `kill` process, as an operator's would be).
