@@ -1,9 +1,9 @@
 //! The PostgreSQL driver.
 //!
 //! # Schema
-//! Three tables named from a configurable prefix (default `asynctasq`: `asynctasq_tasks`,
-//! `asynctasq_dead`, `asynctasq_totals`), created by the versioned migrations in `migrations/postgres/` and tracked in
-//! `<prefix>_migrations`:
+//! Four tables named from a configurable prefix (default `asynctasq`: `asynctasq_tasks`,
+//! `asynctasq_dead`, `asynctasq_totals`, `asynctasq_results`), created by the versioned
+//! migrations in `migrations/postgres/` and tracked in `<prefix>_migrations`:
 //!
 //! * `<prefix>_tasks`: one row per live task. `visible_at` (Unix ms) is the due time while the
 //!   task waits and the lease expiry while it is leased, so "claimable" is one range of the
@@ -12,6 +12,9 @@
 //! * `<prefix>_dead`: dead tasks with the error, attempt count and time.
 //! * `<prefix>_totals`: tasks acked and dead-lettered per queue, day and shard, counted by the
 //!   statement that settles them, for `queue status`.
+//! * `<prefix>_results`: succeeded tasks kept with their results until their time to live
+//!   passes, written by the ack statement that deletes the live row (`ack_keeping`) and swept
+//!   by claims once a second.
 //!
 //! # Bloat
 //! Settled rows leave the hot table (ack deletes, dead-letter moves), so it holds only live work

@@ -12,7 +12,8 @@
 //! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, for `queue status`,
 //!   counted by a trigger on the delete that settles each task (so an ack stays one statement).
 //! * `asynctasq_results`: succeeded tasks kept with their results until their time to live
-//!   passes, written in the ack's transaction and swept by claims once a second.
+//!   passes, written by the ack's one `INSERT` (a trigger deletes each live row with it) and
+//!   swept by claims once a second.
 //!
 //! Settled rows are deleted (ack) or moved (dead-letter, kept result), so the hot table holds
 //! only live work.
@@ -236,8 +237,9 @@ impl SqliteDriver {
 }
 
 /// The insert of `rows` tasks that skips every id already stored, live (the unique index), dead
-/// or kept as succeeded (until its time to live, the last bind): enqueue is idempotent by id. It is one statement under SQLite's single write lock, so
-/// nothing can store or move an id between the check and the insert. It returns no rows:
+/// or kept as succeeded (until its time to live, the last bind): enqueue is idempotent by id.
+/// It is one statement under SQLite's single write lock, so nothing can store or move an id
+/// between the check and the insert. It returns no rows:
 /// `RETURNING id` sends each row back from sqlx's SQLite thread on its own, which made bulk
 /// enqueue 0.70 as fast; the row count tells whether anything was skipped.
 fn insert_sql(rows: usize) -> AssertSqlSafe<String> {
