@@ -194,6 +194,9 @@ pub enum TaskState {
     Dead,
     /// Acked, and kept until its result's time to live has passed ([`Ack::keep`]).
     Succeeded,
+    /// Cancelled ([`Driver::cancel`]): removed before it ran, or stopped by its worker; kept
+    /// until the cancel's time to live has passed.
+    Cancelled,
 }
 
 impl TaskState {
@@ -215,6 +218,7 @@ impl TaskState {
             TaskState::Leased => "leased",
             TaskState::Dead => "dead",
             TaskState::Succeeded => "succeeded",
+            TaskState::Cancelled => "cancelled",
         }
     }
 }
@@ -240,6 +244,9 @@ pub struct TaskRecord {
     pub envelope: Result<Envelope, CodecError>,
     /// Succeeded: what the run returned, as the engine encoded it ([`Ack::result`]).
     pub result: Option<Vec<u8>>,
+    /// Live: a cancel was requested ([`Driver::cancel`]) and the worker holding the task has
+    /// not settled it yet.
+    pub cancel_requested: bool,
 }
 
 impl TaskRecord {
@@ -253,7 +260,24 @@ impl TaskRecord {
         last_error: Option<String>,
         envelope: Result<Envelope, CodecError>,
     ) -> Self {
-        Self { id, queue: queue.to_owned(), state, attempt, at, last_error, envelope: stamped(envelope, attempt), result: None }
+        Self {
+            id,
+            queue: queue.to_owned(),
+            state,
+            attempt,
+            at,
+            last_error,
+            envelope: stamped(envelope, attempt),
+            result: None,
+            cancel_requested: false,
+        }
+    }
+
+    /// The same record, marked as asked to stop when `requested` (a live task whose cancel its
+    /// worker has not settled yet).
+    #[must_use]
+    pub fn cancel_requested(self, requested: bool) -> Self {
+        Self { cancel_requested: requested, ..self }
     }
 
     /// A succeeded task's record: acked at `finished_at` after `attempt` deliveries, with what
@@ -267,6 +291,34 @@ impl TaskRecord {
         envelope: Result<Envelope, CodecError>,
     ) -> Self {
         Self { result, ..Self::new(id, queue, TaskState::Succeeded, attempt, finished_at, None, envelope) }
+    }
+}
+
+/// What [`Driver::cancel`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The task was waiting (ready or scheduled): it is gone, kept as [`TaskState::Cancelled`],
+    /// and will never be delivered.
+    Removed,
+    /// The task is leased: it is flagged, no claim delivers it again, and its worker learns of
+    /// it at its next lease extension, stops it and settles it as cancelled.
+    Requested,
+    /// The task is already settled (succeeded, dead or cancelled) and is left as it was.
+    AlreadyFinished,
+    /// No task is stored under the id.
+    NotFound,
+}
+
+impl CancelOutcome {
+    /// The outcome's name, as `task cancel` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelOutcome::Removed => "removed",
+            CancelOutcome::Requested => "requested",
+            CancelOutcome::AlreadyFinished => "already finished",
+            CancelOutcome::NotFound => "not found",
+        }
     }
 }
 
@@ -348,6 +400,10 @@ capabilities! {
         /// [`Driver::find`] as [`TaskState::Succeeded`], and sweeps it once that has passed. A
         /// broker forgets a message once it is settled.
         Results,
+        /// [`Driver::cancel`] stops tasks: a waiting one is removed, a leased one is flagged so
+        /// that no claim delivers it again and its lease extension reports
+        /// [`DriverError::CancelRequested`]. A broker cannot reach a message it has handed out.
+        Cancel,
     }
 }
 
@@ -478,7 +534,9 @@ pub trait Driver: Send + Sync + 'static {
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError>;
 
     /// Returns the leased task to its queue, ready after `delay`, keeping its attempt count and
-    /// recording `error` as its last error. Used for retries.
+    /// recording `error` as its last error. Used for retries. A task flagged by
+    /// [`cancel`](Driver::cancel) is not retried: it is settled as cancelled instead (at once,
+    /// or by the backend's own later calls within a second).
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError>;
 
     /// Returns the leased task to its queue, ready at once, and takes back the delivery's
@@ -490,7 +548,11 @@ pub trait Driver: Send + Sync + 'static {
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError>;
 
     /// Extends a live lease to `by` from now and returns the renewed lease
-    /// ([`Capability::ExtendLease`]).
+    /// ([`Capability::ExtendLease`]). The lease of a task flagged by [`cancel`](Driver::cancel)
+    /// is not extended: the call reports [`DriverError::CancelRequested`], and the holder stops
+    /// the run and settles it with [`settle_cancelled`](Driver::settle_cancelled) before the
+    /// lease runs out. The flag is in the backend, so it is seen here even when every other
+    /// notice of the cancel was lost.
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError>;
 
     /// Counts of one queue ([`Capability::ExactStats`] tells whether they are exact).
@@ -547,6 +609,31 @@ pub trait Driver: Send + Sync + 'static {
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
         let _ = id;
         Err(DriverError::Unsupported("looking a task up by id"))
+    }
+
+    /// Cancels the task stored under `id` ([`Capability::Cancel`]), in one atomic step:
+    /// * waiting (ready or scheduled, including a task whose lease ran out): removed and kept
+    ///   as [`TaskState::Cancelled`] for `keep`; [`CancelOutcome::Removed`]. It is never
+    ///   delivered.
+    /// * leased: flagged, and [`CancelOutcome::Requested`] (again for a second request). From
+    ///   then on no claim delivers it: if its holder settles it cancelled, acks it, or dies, the
+    ///   task ends there. A flagged task whose lease runs out, or that is nacked or released, is
+    ///   settled as cancelled by the backend's own later calls, within a second while anything
+    ///   calls the driver.
+    /// * succeeded and kept, dead, or cancelled: [`CancelOutcome::AlreadyFinished`], unchanged.
+    /// * not stored: [`CancelOutcome::NotFound`].
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        let _ = (id, keep);
+        Err(DriverError::Unsupported("cancelling a task"))
+    }
+
+    /// Settles the leased task as cancelled: deletes it and keeps it as
+    /// [`TaskState::Cancelled`] for `keep`, in one atomic step. Not retried, not dead-lettered,
+    /// not counted in the totals. A lost lease changes nothing
+    /// ([`DriverError::LeaseLost`]).
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        let _ = (lease, keep);
+        Err(DriverError::Unsupported("cancelling a task"))
     }
 
     /// Records `worker` in the registry, or rewrites its record

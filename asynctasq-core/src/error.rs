@@ -11,6 +11,10 @@ pub enum DriverError {
     /// can fence (see [`Capability::Fencing`](crate::Capability::Fencing)).
     #[error("lease lost for task {0}")]
     LeaseLost(TaskId),
+    /// The task was asked to stop ([`Driver::cancel`](crate::Driver::cancel)): reported by
+    /// [`Driver::extend_lease`](crate::Driver::extend_lease) instead of extending the lease.
+    #[error("task {0} was cancelled")]
+    CancelRequested(TaskId),
     /// The backend could not be reached or dropped the connection; retrying later may succeed.
     #[error("backend unavailable: {message}")]
     Unavailable {

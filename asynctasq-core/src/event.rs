@@ -91,6 +91,9 @@ pub enum Event {
     TaskReleased(TaskInfo),
     /// The task's lease was lost while it ran; its result was not settled by this worker.
     LeaseLost(TaskInfo),
+    /// A cancel stopped the task while it ran ([`Driver::cancel`](crate::Driver::cancel)); it
+    /// was settled as cancelled, neither retried nor dead-lettered.
+    TaskCancelled(TaskInfo),
 }
 
 /// A broadcast bus of [`Event`]s. Clones share the bus.

@@ -1,5 +1,5 @@
-//! Following a dispatched task from the producer: waiting for its outcome and reading its
-//! result ([`Client::wait`], [`Client::result`]).
+//! Following a dispatched task from the producer: waiting for its outcome, reading its result
+//! and cancelling it ([`Client::wait`], [`Client::result`], [`Client::cancel`]).
 //!
 //! # Every wait ends
 //! A wait reads the task's record by id ([`Driver::find`](crate::Driver::find)) until the task
@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::client::Client;
-use crate::driver::{Capability, TaskState};
+use crate::driver::{CancelOutcome, Capability, TaskState};
 use crate::envelope::TaskId;
 use crate::error::{CodecError, DriverError};
-use crate::result::StoredResult;
+use crate::result::{DEFAULT_FAILURE_TTL, StoredResult};
 
 /// The longest pause between two reads of a waited task.
 pub const MAX_POLL: Duration = Duration::from_millis(250);
@@ -32,6 +32,9 @@ pub enum Awaited<T> {
     Succeeded(T),
     /// The task was dead-lettered; the reason.
     Dead(String),
+    /// The task was cancelled ([`Client::cancel`]): removed before it ran, or stopped by its
+    /// worker.
+    Cancelled,
     /// The task is not stored: it succeeded and its record's time to live has passed (or it was
     /// kept for none), it was purged, or it never existed.
     Expired,
@@ -78,6 +81,7 @@ impl Client {
                         return Ok(Awaited::Succeeded(result));
                     }
                     TaskState::Dead => return Ok(Awaited::Dead(record.last_error.unwrap_or_default())),
+                    TaskState::Cancelled => return Ok(Awaited::Cancelled),
                     _ => {}
                 },
                 Err(e) if e.is_transient() => tracing::debug!(task.id = %id, error = %e, "reading a waited task failed; reading again"),
@@ -90,6 +94,21 @@ impl Client {
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
         }
+    }
+
+    /// Cancels task `id` ([`Driver::cancel`](crate::Driver::cancel)): a waiting task is
+    /// removed and never runs; a running one is flagged, and its worker learns of it at its
+    /// next lease extension (within a third of the lease), cancels the task's
+    /// [`TaskContext`](crate::TaskContext), aborts it after its grace and settles it as
+    /// cancelled, neither retried nor dead-lettered. The cancelled record is kept for
+    /// [`DEFAULT_FAILURE_TTL`]. Refused on a backend that cannot cancel
+    /// ([`Capability::Cancel`]).
+    pub async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, DriverError> {
+        let driver = self.driver();
+        if !driver.supports(Capability::Cancel) {
+            return Err(DriverError::Unsupported("cancelling a task (this backend cannot reach a task once it is handed out)"));
+        }
+        driver.cancel(id, DEFAULT_FAILURE_TTL).await
     }
 
     /// [`Client::wait`], with the result decoded as `R` (what the task's function returned
@@ -106,6 +125,7 @@ impl Client {
                 Awaited::Succeeded(rmp_serde::from_slice(bytes).map_err(|e| WaitError::Decode(CodecError::Decode(e)))?)
             }
             Awaited::Dead(e) => Awaited::Dead(e),
+            Awaited::Cancelled => Awaited::Cancelled,
             Awaited::Expired => Awaited::Expired,
             Awaited::TimedOut => Awaited::TimedOut,
         })

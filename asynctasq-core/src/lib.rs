@@ -61,8 +61,8 @@ pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, SchemaState, ServerInfo, TaskRecord,
-    TaskState, Totals, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, SchemaState, ServerInfo,
+    TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
 };
 pub use envelope::{Defaulted, Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};
@@ -71,7 +71,7 @@ pub use follow::{Awaited, WaitError};
 pub use memory::MemoryDriver;
 pub use redact::redact_url;
 pub use registry::{Registry, TaskRegistration};
-pub use result::{ResultSlot, StoredResult};
+pub use result::{DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, ResultSlot, StoredResult};
 pub use retry::RetryPolicy;
 pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};
 pub use worker::{Priority, QueueSpec, SAME_STOP, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};

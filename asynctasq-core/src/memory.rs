@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, TaskState,
-    Totals, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
+    TaskState, Totals, Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
@@ -70,11 +70,15 @@ struct Record {
     last_error: Option<String>,
     /// Moved back from the dead tasks since dispatch.
     replayed: bool,
+    /// A cancel was requested while it was leased: how long to keep it once cancelled (ms).
+    cancel: Option<u64>,
 }
 
-/// A succeeded task, kept until `expires_at` ([`Ack::keep`]).
+/// A settled task, kept until `expires_at` ([`Ack::keep`], or a cancel's time to live).
 #[derive(Debug)]
 struct Done {
+    /// Succeeded or cancelled.
+    state: TaskState,
     queue: String,
     raw: Vec<u8>,
     attempt: u32,
@@ -160,7 +164,9 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queues.entry(queue.clone()).or_default().index.insert((visible_at, seq, id));
-        self.tasks.insert(id, Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None, replayed: false });
+        let record =
+            Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None, replayed: false, cancel: None };
+        self.tasks.insert(id, record);
     }
 
     /// The record under `lease` if the lease still holds it.
@@ -188,6 +194,29 @@ impl State {
             self.done_expiry.pop_first();
             self.done.remove(&id);
         }
+    }
+
+    /// Keeps a settled task until `expires_at`, replacing an earlier record of the id.
+    fn keep(&mut self, id: TaskId, done: Done) {
+        self.done_expiry.insert((done.expires_at, id));
+        if let Some(old) = self.done.insert(id, done) {
+            self.done_expiry.remove(&(old.expires_at, id));
+        }
+    }
+
+    /// Deletes the live task `id` and keeps it as cancelled for `keep_ms`.
+    fn settle_cancelled(&mut self, id: TaskId, now: UnixMillis, keep_ms: u64) {
+        let Some(r) = self.remove(id) else { return };
+        let done = Done {
+            state: TaskState::Cancelled,
+            queue: r.queue,
+            raw: r.raw,
+            attempt: r.attempt,
+            finished_at: now,
+            expires_at: now + keep_ms,
+            result: None,
+        };
+        self.keep(id, done);
     }
 
     fn remove(&mut self, id: TaskId) -> Option<Record> {
@@ -234,7 +263,20 @@ impl Driver for MemoryDriver {
         let mut state = self.lock();
         state.sweep(now);
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
-        let due: Vec<TaskId> = q.index.iter().take_while(|(at, _, _)| *at <= now).take(max).map(|(_, _, id)| *id).collect();
+        // A flagged task is never delivered: due, its lease ran out, and it ends cancelled here.
+        let (mut due, mut flagged) = (Vec::new(), Vec::new());
+        for (_, _, id) in q.index.iter().take_while(|(at, _, _)| *at <= now) {
+            if due.len() == max {
+                break;
+            }
+            match state.tasks.get(id).and_then(|r| r.cancel) {
+                Some(keep_ms) => flagged.push((*id, keep_ms)),
+                None => due.push(*id),
+            }
+        }
+        for (id, keep_ms) in flagged {
+            state.settle_cancelled(id, now, keep_ms);
+        }
         let mut out = Vec::with_capacity(due.len());
         for id in due {
             state.next_token += 1;
@@ -290,11 +332,8 @@ impl Driver for MemoryDriver {
             }
             if keeps && !keep.is_zero() {
                 let expires_at = now + millis(*keep);
-                let done = Done { queue: r.queue, raw: r.raw, attempt: r.attempt, finished_at: now, expires_at, result: result.clone() };
-                state.done_expiry.insert((expires_at, lease.id));
-                if let Some(old) = state.done.insert(lease.id, done) {
-                    state.done_expiry.remove(&(old.expires_at, lease.id));
-                }
+                let (queue, raw, attempt, result) = (r.queue, r.raw, r.attempt, result.clone());
+                state.keep(lease.id, Done { state: TaskState::Succeeded, queue, raw, attempt, finished_at: now, expires_at, result });
             }
         }
         Ok(lost)
@@ -304,6 +343,10 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let mut state = self.lock();
         let r = state.held(lease)?;
+        if let Some(keep_ms) = r.cancel {
+            state.settle_cancelled(lease.id, now, keep_ms);
+            return Ok(());
+        }
         r.token = None;
         r.last_error = Some(error.to_owned());
         state.move_to(lease.id, now + millis(delay));
@@ -316,6 +359,10 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let mut state = self.lock();
         let r = state.held(lease)?;
+        if let Some(keep_ms) = r.cancel {
+            state.settle_cancelled(lease.id, now, keep_ms);
+            return Ok(());
+        }
         r.token = None;
         r.attempt = r.attempt.saturating_sub(1);
         state.move_to(lease.id, now);
@@ -339,7 +386,9 @@ impl Driver for MemoryDriver {
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        state.held(lease)?;
+        if state.held(lease)?.cancel.is_some() {
+            return Err(DriverError::CancelRequested(lease.id));
+        }
         let expires_at = now + millis(by);
         state.move_to(lease.id, expires_at);
         Ok(Lease { expires_at, ..lease.clone() })
@@ -449,7 +498,8 @@ impl Driver for MemoryDriver {
         if let Some(r) = state.tasks.get(&id) {
             let at = r.visible_at;
             let task_state = TaskState::of_live(r.token.is_some(), at, now);
-            return Ok(Some(TaskRecord::new(id, &r.queue, task_state, r.attempt, at, r.last_error.clone(), Envelope::decode(&r.raw))));
+            let record = TaskRecord::new(id, &r.queue, task_state, r.attempt, at, r.last_error.clone(), Envelope::decode(&r.raw));
+            return Ok(Some(record.cancel_requested(r.cancel.is_some())));
         }
         for (name, q) in &state.queues {
             if let Some(d) = q.dead.iter().find(|d| d.id == id) {
@@ -457,11 +507,39 @@ impl Driver for MemoryDriver {
                 return Ok(Some(TaskRecord::new(id, name, TaskState::Dead, d.attempt, d.dead_at, Some(d.error.clone()), envelope)));
             }
         }
-        Ok(state
-            .done
-            .get(&id)
-            .filter(|d| d.expires_at > now)
-            .map(|d| TaskRecord::succeeded(id, &d.queue, d.attempt, d.finished_at, d.result.clone(), Envelope::decode(&d.raw))))
+        Ok(state.done.get(&id).filter(|d| d.expires_at > now).map(|d| match d.state {
+            TaskState::Succeeded => {
+                TaskRecord::succeeded(id, &d.queue, d.attempt, d.finished_at, d.result.clone(), Envelope::decode(&d.raw))
+            }
+            state => TaskRecord::new(id, &d.queue, state, d.attempt, d.finished_at, None, Envelope::decode(&d.raw)),
+        }))
+    }
+
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        if !self.supports(Capability::Cancel) {
+            return Err(DriverError::Unsupported("cancelling a task"));
+        }
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        state.sweep(now);
+        if let Some(r) = state.tasks.get_mut(&id) {
+            if r.token.is_some() && r.visible_at > now {
+                r.cancel = Some(millis(keep));
+                return Ok(CancelOutcome::Requested);
+            }
+            state.settle_cancelled(id, now, millis(keep));
+            return Ok(CancelOutcome::Removed);
+        }
+        let dead = state.queues.values().any(|q| q.dead.iter().any(|d| d.id == id));
+        Ok(if dead || state.done.contains_key(&id) { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound })
+    }
+
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        state.held(lease)?;
+        state.settle_cancelled(lease.id, now, millis(keep));
+        Ok(())
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {

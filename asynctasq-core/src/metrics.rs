@@ -92,6 +92,7 @@ pub(crate) enum Finished {
     Dead,
     Released,
     LeaseLost,
+    Cancelled,
 }
 
 /// The handles of one (queue, task) pair.
@@ -101,7 +102,7 @@ pub(crate) struct TaskMetrics {
     pub(crate) run: Histogram,
     pub(crate) wait: Histogram,
     pub(crate) extended: Counter,
-    finished: [Counter; 5],
+    finished: [Counter; 6],
 }
 
 impl TaskMetrics {
@@ -113,7 +114,14 @@ impl TaskMetrics {
             run: ::metrics::histogram!(names::TASK_RUN_SECONDS, "task" => t.clone()),
             wait: ::metrics::histogram!(names::TASK_WAIT_SECONDS, "queue" => q.clone()),
             extended: ::metrics::counter!(names::LEASE_EXTENSIONS, "queue" => q.clone()),
-            finished: [finished("succeeded"), finished("retried"), finished("dead"), finished("released"), finished("lease_lost")],
+            finished: [
+                finished("succeeded"),
+                finished("retried"),
+                finished("dead"),
+                finished("released"),
+                finished("lease_lost"),
+                finished("cancelled"),
+            ],
         }
     }
 

@@ -20,6 +20,10 @@ use crate::error::CodecError;
 /// (`#[task(result_ttl = ..)]`) nor the worker says otherwise: 24 hours.
 pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the record of a task that did not succeed (cancelled) stays findable when the
+/// worker or the caller does not say otherwise: 7 days.
+pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The largest encoded result kept when the worker does not say otherwise: 1 MiB.
 pub const DEFAULT_MAX_RESULT_SIZE: usize = 1 << 20;
 
@@ -30,11 +34,13 @@ pub(crate) struct Keeping {
     pub(crate) ttl: Duration,
     /// The largest encoded result kept.
     pub(crate) max_size: usize,
+    /// How long a cancelled task's record stays findable.
+    pub(crate) failure_ttl: Duration,
 }
 
 impl Default for Keeping {
     fn default() -> Self {
-        Self { ttl: DEFAULT_RESULT_TTL, max_size: DEFAULT_MAX_RESULT_SIZE }
+        Self { ttl: DEFAULT_RESULT_TTL, max_size: DEFAULT_MAX_RESULT_SIZE, failure_ttl: DEFAULT_FAILURE_TTL }
     }
 }
 

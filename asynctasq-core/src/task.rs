@@ -126,8 +126,10 @@ impl TaskContext {
         self.max_attempts
     }
 
-    /// Whether the worker wants this run to stop: it is shutting down past its grace period,
-    /// or the task's lease was lost (another worker may already be running it).
+    /// Whether the worker wants this run to stop: the task was cancelled
+    /// ([`Client::cancel`](crate::Client::cancel); the run has the worker's cancel grace to
+    /// return before it is aborted), the worker is shutting down past its grace period, or the
+    /// task's lease was lost (another worker may already be running it).
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }

@@ -21,6 +21,10 @@ pub struct WorkerCounts {
     pub released: u64,
     /// Runs whose lease was lost before they were settled.
     pub lease_lost: u64,
+    /// Runs stopped by a cancel ([`Driver::cancel`](crate::Driver::cancel)) and settled as
+    /// cancelled.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 /// A running worker as recorded in the backend's worker registry: written when it starts,

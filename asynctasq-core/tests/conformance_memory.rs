@@ -29,7 +29,8 @@ mod lacking_every_optional_capability {
             Totals,
             IdempotentEnqueue,
             TaskLookup,
-            Results
+            Results,
+            Cancel
         ]
     );
 }

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use super::{Harness, eventually, ids};
 
+mod cancel;
 mod results;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
+pub use cancel::*;
 pub use results::*;
 
 /// Every rule with the capability it needs (`None`: none), in the order the tests are
@@ -48,6 +50,13 @@ macro_rules! __conformance_rules {
             waiter_that_starts_after_completion_still_gets_the_result: Results,
             waiter_gets_expired_not_a_hang_when_the_result_is_gone: Results,
             a_wait_is_refused_where_results_are_not_kept: None,
+            cancelled_waiting_task_is_never_delivered: Cancel,
+            cancel_of_a_leased_task_is_reported_by_the_next_lease_extension: Cancel,
+            cancel_request_survives_when_no_notification_arrives: Cancel,
+            cancelled_task_is_neither_retried_nor_dead_lettered: Cancel,
+            cancelled_task_whose_holder_dies_is_not_run_again: Cancel,
+            cancel_of_a_finished_task_reports_already_finished: Cancel,
+            a_cancel_is_refused_where_the_backend_cannot_cancel: None,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::deadline;
+/// How long a cancelled run may take to stop on its own by default.
+const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 use super::queues::QueueOrder;
 use super::{Priority, QueueSpec, Worker, WorkerHandle};
 use crate::blocking::BlockingPool;
@@ -29,6 +31,7 @@ pub struct WorkerBuilder {
     default_max_attempts: Option<u32>,
     default_lease: Option<Duration>,
     keeping: Keeping,
+    cancel_grace: Duration,
     blocking_threads: Option<usize>,
     shutdown_grace: Duration,
     max_tasks: Option<u64>,
@@ -63,6 +66,7 @@ impl WorkerBuilder {
             default_max_attempts: None,
             default_lease: None,
             keeping: Keeping::default(),
+            cancel_grace: DEFAULT_CANCEL_GRACE,
             blocking_threads: None,
             shutdown_grace: Duration::from_secs(30),
             max_tasks: None,
@@ -141,6 +145,21 @@ impl WorkerBuilder {
     /// succeeds; its record says the result was too large.
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.keeping.max_size = bytes;
+        self
+    }
+
+    /// How long a cancelled task's record stays findable (default 7 days).
+    pub fn failure_ttl(mut self, ttl: Duration) -> Self {
+        self.keeping.failure_ttl = ttl;
+        self
+    }
+
+    /// How long a running task that was cancelled ([`Client::cancel`](crate::Client::cancel))
+    /// may take to stop on its own, once its [`TaskContext`](crate::TaskContext) says it is
+    /// cancelled, before it is aborted (default 5 s). It is settled as cancelled either way;
+    /// a run that succeeds within the grace did its work and is acked.
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
         self
     }
 
@@ -326,6 +345,7 @@ impl WorkerBuilder {
             default_max_attempts: self.default_max_attempts,
             default_lease: self.default_lease,
             keeping: self.keeping,
+            cancel_grace: self.cancel_grace,
             blocking: self.blocking_threads.map_or_else(BlockingPool::per_core, BlockingPool::new),
             shutdown_grace: self.shutdown_grace,
             max_tasks: self.max_tasks,

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::deadline::{Beacon, bounded};
+use super::lease::LeaseEnd;
 use super::settle::{self, Outcome, Settle};
 use super::shared::{Counters, PendingAck, Shared, with_retries};
 use crate::driver::{Ack, Capability, Delivery, Driver, Lease};
@@ -114,20 +115,33 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         if shared.driver.supports(Capability::ExtendLease) {
             super::lease::keep_leased(shared.driver.clone(), lease.clone(), claimed, lease_length, shared.deadline, &metrics.extended).await
         } else {
-            std::future::pending().await
+            std::future::pending::<LeaseEnd>().await
         }
     };
 
     let outcome: Option<Result<TaskResult, JoinError>> = tokio::select! {
         joined = run_with_timeout(&mut run, timeout) => joined,
-        () = heartbeat => {
+        end = heartbeat => {
             cancel.cancel();
-            run.abort();
-            shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
-            metrics.finished(Finished::LeaseLost);
-            tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost while running; abandoning the run without settling it");
-            shared.events.emit(|| Event::LeaseLost(task));
-            return;
+            if end == LeaseEnd::Cancelled {
+                // The run's context says it is cancelled; it has the grace to stop on its own.
+                // One that still succeeds did its work, and is acked as a success.
+                match tokio::time::timeout(shared.cancel_grace, &mut run).await {
+                    Ok(Ok(Ok(()))) => Some(Ok(Ok(()))),
+                    _ => {
+                        run.abort();
+                        shared.settle_cancelled(&lease, task).await;
+                        return;
+                    }
+                }
+            } else {
+                run.abort();
+                shared.counters.lease_lost.fetch_add(1, Ordering::Relaxed);
+                metrics.finished(Finished::LeaseLost);
+                tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "lease lost while running; abandoning the run without settling it");
+                shared.events.emit(|| Event::LeaseLost(task));
+                return;
+            }
         }
         () = shared.abandon.cancelled() => {
             cancel.cancel();

@@ -45,6 +45,7 @@ impl Runner {
             default_max_attempts: None,
             default_lease: None,
             keeping: crate::result::Keeping::default(),
+            cancel_grace: Duration::from_secs(5),
             blocking: BlockingPool::per_core(),
             events,
             counters: counters.clone(),

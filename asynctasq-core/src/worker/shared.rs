@@ -37,6 +37,8 @@ pub(crate) struct Counters {
     pub(crate) released: AtomicU64,
     /// Runs whose lease was lost before they settled.
     pub(crate) lease_lost: AtomicU64,
+    /// Runs stopped by a cancel and settled as cancelled.
+    pub(crate) cancelled: AtomicU64,
     /// Tasks running now.
     pub(crate) in_flight: AtomicUsize,
     /// Successes whose ack has not reached the backend yet.
@@ -52,6 +54,7 @@ impl Counters {
             dead: self.dead.load(Ordering::Relaxed),
             released: self.released.load(Ordering::Relaxed),
             lease_lost: self.lease_lost.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
         }
     }
 }
@@ -85,6 +88,8 @@ pub(crate) struct Shared {
     /// wait here holding their slots, so the fetch loop claims nothing more, and what a worker
     /// holds unsettled stays within 3 × its concurrency whatever the backend does.
     pub(crate) ack_credits: Arc<Semaphore>,
+    /// How long a cancelled run may take to stop on its own before it is aborted.
+    pub(crate) cancel_grace: Duration,
     /// The engine's deadline on each driver call it awaits (see [`deadline`]).
     pub(crate) deadline: Duration,
     /// The wall clock (the same one the client and the in-memory driver may be given).
@@ -139,6 +144,23 @@ impl Shared {
             Err(DriverError::LeaseLost(_)) => self.lease_lost(task),
             Err(e) => {
                 tracing::error!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %e, "could not dead-letter task; it returns when its lease expires")
+            }
+        }
+    }
+
+    /// Settles a run stopped by a cancel. A failure leaves nothing to redo: no claim delivers
+    /// a flagged task, and the backend settles it as cancelled once its lease runs out.
+    pub(crate) async fn settle_cancelled(&self, lease: &Lease, task: TaskInfo) {
+        let keep = self.keeping.failure_ttl;
+        match with_retries!(bounded("settle_cancelled", self.deadline, self.driver.settle_cancelled(lease, keep))) {
+            Ok(()) => {
+                self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.metrics_of(&task).finished(Finished::Cancelled);
+                tracing::info!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, "task cancelled");
+                self.events.emit(|| Event::TaskCancelled(task));
+            }
+            Err(e) => {
+                tracing::warn!(task.id = %task.id, task.name = %task.name, task.queue = %task.queue, task.attempt = task.attempt, error = %e, "could not settle the cancelled task; it ends cancelled when its lease expires")
             }
         }
     }

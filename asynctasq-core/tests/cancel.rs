@@ -1,0 +1,131 @@
+//! Cancellation through the engine, on the in-memory driver and a paused clock: a waiting task
+//! never starts; a running one hears of the cancel from its lease, gets its grace to stop, is
+//! aborted after it, and ends cancelled: neither retried nor dead-lettered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use asynctasq_core::driver::TaskState;
+use asynctasq_core::{Awaited, CancelOutcome, Client, Driver, Event, MemoryDriver, TaskContext, TaskError, TokioClock, Worker, task};
+
+static STARTS: AtomicU32 = AtomicU32::new(0);
+
+/// Runs until its context says stop, then returns an error (what a well-behaved task does).
+#[task(lease = "30s")]
+async fn polite(ctx: TaskContext) -> Result<(), TaskError> {
+    STARTS.fetch_add(1, Ordering::SeqCst);
+    ctx.cancelled().await;
+    Err(TaskError::retry("stopped"))
+}
+
+/// Never looks at its context: only an abort stops it.
+#[task(lease = "30s")]
+async fn stubborn() -> Result<(), TaskError> {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    Ok(())
+}
+
+/// Notices the cancel but finishes its work anyway, within the grace.
+#[task(lease = "30s")]
+async fn finisher(ctx: TaskContext) -> Result<u32, TaskError> {
+    ctx.cancelled().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(7)
+}
+
+fn setup() -> (Arc<MemoryDriver>, Client) {
+    let clock = Arc::new(TokioClock::new());
+    let driver = Arc::new(MemoryDriver::with_clock(clock.clone()));
+    let client = Client::new(driver.clone()).with_clock(clock);
+    (driver, client)
+}
+
+fn worker(driver: &Arc<MemoryDriver>) -> asynctasq_core::WorkerBuilder {
+    Worker::builder(driver.clone()).queues("default").expect("queues").stop_when_empty(true).cancel_grace(Duration::from_secs(2))
+}
+
+/// Waits (on the paused clock) until the task is leased.
+async fn until_leased(driver: &MemoryDriver, id: asynctasq_core::TaskId) {
+    for _ in 0..1000 {
+        if driver.find(id).await.expect("find").is_some_and(|r| r.state == TaskState::Leased) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the task was never leased");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_cancelled_before_it_starts_never_runs() {
+    let (driver, client) = setup();
+    let before = STARTS.load(Ordering::SeqCst);
+    let id = client.dispatch(Polite {}).await.expect("dispatch");
+    assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Removed);
+    let counts = worker(&driver).build().expect("build").start().await.expect("run");
+    assert_eq!((counts.started, counts.cancelled), (0, 0), "nothing to run");
+    assert_eq!(STARTS.load(Ordering::SeqCst), before, "the task never started");
+    assert_eq!(client.wait(id, Duration::from_secs(1)).await.expect("wait"), Awaited::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_task_hears_of_its_cancel_within_a_third_of_its_lease_and_ends_cancelled() {
+    let (driver, client) = setup();
+    let id = client.dispatch(Polite {}).await.expect("dispatch");
+    let built = worker(&driver).build().expect("build");
+    let mut events = built.events().subscribe();
+    let run = tokio::spawn(built.start());
+    until_leased(&driver, id).await;
+    let asked = tokio::time::Instant::now();
+    assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Requested);
+    let counts = run.await.expect("join").expect("run");
+    assert!(asked.elapsed() <= Duration::from_secs(10) + Duration::from_millis(100), "heard at the next extension: {:?}", asked.elapsed());
+    assert_eq!((counts.cancelled, counts.retried, counts.dead, counts.succeeded), (1, 0, 0, 0), "cancelled, not retried: {counts:?}");
+    let record = driver.find(id).await.expect("find").expect("kept");
+    assert_eq!((record.state, record.attempt), (TaskState::Cancelled, 1));
+    let mut saw = false;
+    while let Ok(event) = events.try_recv() {
+        saw |= matches!(event, Event::TaskCancelled(ref t) if t.id == id);
+    }
+    assert!(saw, "the worker reports the cancel as an event");
+    assert_eq!(client.wait(id, Duration::from_secs(1)).await.expect("wait"), Awaited::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_task_that_ignores_its_context_is_aborted_after_the_grace() {
+    let (driver, client) = setup();
+    let id = client.dispatch(Stubborn {}).await.expect("dispatch");
+    let run = tokio::spawn(worker(&driver).build().expect("build").start());
+    until_leased(&driver, id).await;
+    assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Requested);
+    let asked = tokio::time::Instant::now();
+    let counts = run.await.expect("join").expect("run");
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(13), "aborted after its grace: {took:?}");
+    assert_eq!((counts.cancelled, counts.succeeded, counts.retried), (1, 0, 0), "{counts:?}");
+    assert_eq!(driver.find(id).await.expect("find").expect("kept").state, TaskState::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_task_that_finishes_within_its_grace_is_acked() {
+    let (driver, client) = setup();
+    let id = client.dispatch(Finisher {}).await.expect("dispatch");
+    let run = tokio::spawn(worker(&driver).build().expect("build").start());
+    until_leased(&driver, id).await;
+    assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Requested);
+    let counts = run.await.expect("join").expect("run");
+    assert_eq!((counts.cancelled, counts.succeeded), (0, 1), "it did its work: {counts:?}");
+    assert_eq!(client.result::<u32>(id, Duration::from_secs(1)).await.expect("wait"), Awaited::Succeeded(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_of_a_finished_task_changes_nothing() {
+    let (driver, client) = setup();
+    let id = client.dispatch(Finisher {}).await.expect("dispatch");
+    assert_eq!(client.cancel(asynctasq_core::TaskId::new()).await.expect("cancel"), CancelOutcome::NotFound);
+    let run = tokio::spawn(worker(&driver).build().expect("build").start());
+    until_leased(&driver, id).await;
+    client.cancel(id).await.expect("cancel");
+    run.await.expect("join").expect("run");
+    assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::AlreadyFinished, "acked and kept");
+}
