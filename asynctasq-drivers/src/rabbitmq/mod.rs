@@ -777,6 +777,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::IdempotentEnqueue
                 | Capability::TaskLookup
                 | Capability::Results
+                | Capability::Cancel
         )
     }
 

@@ -130,17 +130,19 @@ pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, e
 /// `now`), the live tasks `t` and the dead `d` in one statement (one snapshot, so a task moving
 /// between them is seen in one or the other): queue, envelope, attempt, `finished_at`,
 /// `visible_at` or `dead_at`, whether leased (0/1), the last error, where it was found
-/// ([`Found`]: 0 live, 1 dead, 2 succeeded) and the result; `id` are the id's placeholders, in
+/// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, and whether a cancel is
+/// requested (0/1); `id` are the id's placeholders, in
 /// the order the statement reads them (`now` comes between the first and the second).
 pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: &str) -> String {
     let [first, second, third] = id;
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, finished_at, 0, NULL, 2, result FROM {r} WHERE id = {first} AND expires_at > {now} \
-         UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL \
-         FROM {t} WHERE id = {second} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL FROM {d} WHERE id = {third}"
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0 \
+         FROM {r} WHERE id = {first} AND expires_at > {now} \
+         UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL, \
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END FROM {t} WHERE id = {second} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0 FROM {d} WHERE id = {third}"
     )
 }
 
@@ -151,8 +153,10 @@ pub(crate) enum Found {
     Live,
     /// The dead tasks.
     Dead,
-    /// The kept results.
+    /// The kept results, as succeeded.
     Succeeded,
+    /// The kept results, as cancelled.
+    Cancelled,
 }
 
 impl Found {
@@ -161,6 +165,7 @@ impl Found {
         match kind {
             1 => Found::Dead,
             2 => Found::Succeeded,
+            3 => Found::Cancelled,
             _ => Found::Live,
         }
     }
@@ -178,14 +183,16 @@ pub(crate) fn task_record(
     error: Option<String>,
     found: Found,
     result: Option<Vec<u8>>,
+    cancel_requested: bool,
 ) -> TaskRecord {
     let at = at.max(0) as u64;
     let state = match found {
         Found::Dead => TaskState::Dead,
+        Found::Cancelled => TaskState::Cancelled,
         Found::Succeeded => return TaskRecord::succeeded(id, queue, attempt, at, result, Envelope::decode(envelope)),
         Found::Live => TaskState::of_live(leased, at, now().max(0) as u64),
     };
-    TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope))
+    TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope)).cancel_requested(cancel_requested)
 }
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the
@@ -372,6 +379,7 @@ pub(crate) fn placeholders(n: usize) -> String {
 pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
     let name = |suffix: &str| format!("{quote}{prefix}_{suffix}{quote}");
     sql.replace("{tasks_due}", &name("tasks_due"))
+        .replace("{tasks_cancelled}", &name("tasks_cancelled"))
         .replace("{dead_queue}", &name("dead_queue"))
         .replace("{tasks}", &name("tasks"))
         .replace("{dead}", &name("dead"))

@@ -28,8 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
-    WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
+    Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "settled totals per queue", include_str!("../../migrations/mysql/0003_totals.sql")),
     (4, "replayed mark on tasks", include_str!("../../migrations/mysql/0004_replayed.sql")),
     (5, "kept results", include_str!("../../migrations/mysql/0005_results.sql")),
+    (6, "cancellation", include_str!("../../migrations/mysql/0006_cancel.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -364,8 +365,8 @@ impl MySqlDriver {
         let now = now();
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dequeue", e))?;
         let sql = format!(
-            "SELECT seq, id, envelope, attempt, lease_ms, visible_at, replayed FROM {t} WHERE queue = ? AND visible_at >= ? AND visible_at <= ? \
-             ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
+            "SELECT seq, id, envelope, attempt, lease_ms, visible_at, replayed FROM {t} \
+             WHERE queue = ? AND visible_at >= ? AND visible_at <= ? AND cancel = 0 ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
         );
         let cursors = &self.inner.cursors;
         let low = cursors.low(queue);
@@ -458,7 +459,7 @@ impl MySqlDriver {
             let sql = format!(
                 "INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at) VALUES {} \
                  ON DUPLICATE KEY UPDATE queue = VALUES(queue), envelope = VALUES(envelope), attempt = VALUES(attempt), \
-                 result = VALUES(result), finished_at = VALUES(finished_at), expires_at = VALUES(expires_at)",
+                 result = VALUES(result), finished_at = VALUES(finished_at), expires_at = VALUES(expires_at), state = 'succeeded'",
                 vec!["(?, ?, ?, ?, ?, ?, ?)"; kept.len()].join(", "),
                 r = self.inner.results
             );
@@ -500,10 +501,125 @@ impl MySqlDriver {
         Ok(lost)
     }
 
+    /// Keeps `rows` (live rows read under lock in `tx`: seq, id, queue, envelope, attempt,
+    /// cancel) as cancelled for `keep` ms (`None`: each for as long as its cancel asked), and
+    /// deletes them: one multi-row insert and one delete.
+    async fn keep_cancelled(&self, tx: &mut MySqlConnection, rows: &[sqlx::mysql::MySqlRow], keep: Option<i64>) -> Result<(), DriverError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (t, r) = (&self.inner.tasks, &self.inner.results);
+        let sql = format!(
+            "INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at, state) VALUES {} \
+             ON DUPLICATE KEY UPDATE queue = VALUES(queue), envelope = VALUES(envelope), attempt = VALUES(attempt), \
+             result = NULL, finished_at = VALUES(finished_at), expires_at = VALUES(expires_at), state = 'cancelled'",
+            vec!["(?, ?, ?, ?, NULL, ?, ?, 'cancelled')"; rows.len()].join(", ")
+        );
+        let at = now();
+        let mut insert = sqlx::query(q(sql));
+        for row in rows {
+            insert = insert
+                .bind(row.get::<Vec<u8>, _>(1))
+                .bind(row.get::<String, _>(2))
+                .bind(row.get::<Vec<u8>, _>(3))
+                .bind(row.get::<i32, _>(4))
+                .bind(at)
+                .bind(at.saturating_add(keep.unwrap_or_else(|| row.get::<i64, _>(5))));
+        }
+        insert.execute(&mut *tx).await.map_err(|e| map_err("settle a cancelled task", e))?;
+        let mut delete = sqlx::query(q(format!("DELETE FROM {t} WHERE seq IN ({})", placeholders(rows.len()))));
+        for row in rows {
+            delete = delete.bind(row.get::<i64, _>(0));
+        }
+        delete.execute(&mut *tx).await.map_err(|e| map_err("settle a cancelled task", e))?;
+        Ok(())
+    }
+
+    /// Settles as cancelled, for `keep` (`None`: only if flagged, for as long as its cancel
+    /// asked), the task at `seq` while `token` holds its lease; returns whether it did.
+    async fn settle_cancelled_in(&self, tx: &mut MySqlConnection, seq: i64, token: i64, keep: Option<i64>) -> Result<bool, DriverError> {
+        let flagged = if keep.is_some() { "" } else { " AND cancel > 0" };
+        let rows = sqlx::query(q(format!(
+            "SELECT seq, id, queue, envelope, attempt, cancel FROM {} WHERE seq = ? AND lease_token = ?{flagged} FOR UPDATE",
+            self.inner.tasks
+        )))
+        .bind(seq)
+        .bind(token)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| map_err("settle a cancelled task", e))?;
+        self.keep_cancelled(tx, &rows, keep).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Settles as cancelled the flagged tasks no lease holds (ran out, nacked, released), by
+    /// the index on `cancel`, skipping rows another transaction holds.
+    async fn sweep_cancelled(&self, at: i64) -> Result<(), DriverError> {
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("settle cancelled tasks", e))?;
+        let rows = sqlx::query(q(format!(
+            "SELECT seq, id, queue, envelope, attempt, cancel FROM {} WHERE cancel > 0 AND (lease_token IS NULL OR visible_at <= ?) \
+             LIMIT 1000 FOR UPDATE SKIP LOCKED",
+            self.inner.tasks
+        )))
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| map_err("settle cancelled tasks", e))?;
+        self.keep_cancelled(&mut tx, &rows, None).await?;
+        tx.commit().await.map_err(|e| map_err("settle cancelled tasks", e))
+    }
+
+    async fn cancel_once(&self, id: TaskId, keep: i64) -> Result<CancelOutcome, DriverError> {
+        let (t, d, r) = (&self.inner.tasks, &self.inner.dead, &self.inner.results);
+        let (at, key) = (now(), id.as_bytes().as_slice());
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("cancel", e))?;
+        let rows = sqlx::query(q(format!(
+            "SELECT seq, id, queue, envelope, attempt, cancel, lease_token IS NOT NULL AND visible_at > ? FROM {t} WHERE id = ? FOR UPDATE"
+        )))
+        .bind(at)
+        .bind(key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| map_err("cancel", e))?;
+        let outcome = match rows.first() {
+            Some(row) if row.get::<i64, _>(6) == 1 => {
+                sqlx::query(q(format!("UPDATE {t} SET cancel = GREATEST(?, 1) WHERE seq = ?")))
+                    .bind(keep)
+                    .bind(row.get::<i64, _>(0))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_err("cancel", e))?;
+                CancelOutcome::Requested
+            }
+            Some(_) => {
+                self.keep_cancelled(&mut tx, &rows, Some(keep)).await?;
+                CancelOutcome::Removed
+            }
+            None => {
+                let settled: i64 = sqlx::query_scalar(q(format!(
+                    "SELECT EXISTS (SELECT 1 FROM {d} WHERE id = ?) OR EXISTS (SELECT 1 FROM {r} WHERE id = ? AND expires_at > ?)"
+                )))
+                .bind(key)
+                .bind(key)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| map_err("cancel", e))?;
+                if settled == 1 { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound }
+            }
+        };
+        tx.commit().await.map_err(|e| map_err("cancel", e))?;
+        Ok(outcome)
+    }
+
     async fn dead_letter_once(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
         let (seq, token) = parse_token(lease)?;
         let (t, d) = (&self.inner.tasks, &self.inner.dead);
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dead-letter", e))?;
+        // A cancelled task is not dead-lettered: it ends cancelled.
+        if self.settle_cancelled_in(&mut tx, seq, token, None).await? {
+            return tx.commit().await.map_err(|e| map_err("dead-letter", e));
+        }
         let moved = sqlx::query(q(format!(
             "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
              SELECT id, queue, envelope, attempt, lease_ms, ?, ? FROM {t} WHERE seq = ? AND lease_token = ?"
@@ -574,8 +690,10 @@ impl Driver for MySqlDriver {
                 let at = now();
                 if self.inner.sweeper.due(at) {
                     let sql = format!("DELETE FROM {} WHERE expires_at <= ? LIMIT 10000", self.inner.results);
-                    if let Err(e) = self.inner.execute("sweep results", sqlx::query(q(sql)).bind(at)).await {
-                        // Expired records are never reported; the space waits for the next sweep.
+                    let swept = self.inner.execute("sweep results", sqlx::query(q(sql)).bind(at)).await;
+                    if let Err(e) = swept.and(self.sweep_cancelled(at).await) {
+                        // Expired records are never reported, and no claim delivers a flagged
+                        // task: a failed sweep costs time until the next.
                         tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
                     }
                 }
@@ -616,8 +734,28 @@ impl Driver for MySqlDriver {
                 Ok(row.map(|row| {
                     let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
                     let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
-                    task_record(id, &queue, &envelope, row.get::<i32, _>(2) as u32, row.get(3), leased, row.get(5), found, row.get(7))
+                    let (attempt, cancel_requested) = (row.get::<i32, _>(2) as u32, row.get::<i64, _>(8) == 1);
+                    task_record(id, &queue, &envelope, attempt, row.get(3), leased, row.get(5), found, row.get(7), cancel_requested)
                 }))
+            })
+            .await
+    }
+
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        self.inner.pools.call("cancel", async move { retry_transient!(self.cancel_once(id, ms(keep))) }).await
+    }
+
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("settle cancelled", async move {
+                let (seq, token) = parse_token(lease)?;
+                retry_transient!(async {
+                    let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("settle a cancelled task", e))?;
+                    let settled = self.settle_cancelled_in(&mut tx, seq, token, Some(ms(keep))).await?;
+                    tx.commit().await.map_err(|e| map_err("settle a cancelled task", e))?;
+                    held(u64::from(settled), lease)
+                })
             })
             .await
     }
@@ -718,10 +856,20 @@ impl Driver for MySqlDriver {
             .call("extend lease", async move {
                 let (seq, token) = parse_token(lease)?;
                 let expires_at = now().saturating_add(ms(by));
-                let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
+                // A flagged task's lease is not extended; its cancel is reported instead.
+                let sql = format!("UPDATE {} SET visible_at = ? WHERE seq = ? AND lease_token = ? AND cancel = 0", self.inner.tasks);
                 let done = self.inner.execute("extend lease", sqlx::query(q(sql)).bind(expires_at).bind(seq).bind(token)).await?;
-                held(done.rows_affected(), lease)?;
-                Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+                if done.rows_affected() == 1 {
+                    return Ok(Lease { expires_at: expires_at as u64, ..lease.clone() });
+                }
+                let sql = format!("SELECT cancel FROM {} WHERE seq = ? AND lease_token = ?", self.inner.tasks);
+                let cancel: Option<i64> = sqlx::query_scalar(q(sql))
+                    .bind(seq)
+                    .bind(token)
+                    .fetch_optional(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("extend lease", e))?;
+                Err(if cancel.is_some_and(|c| c > 0) { DriverError::CancelRequested(lease.id) } else { DriverError::LeaseLost(lease.id) })
             })
             .await
     }

@@ -50,8 +50,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
-    WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
+    Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -72,6 +72,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "settled totals per queue", include_str!("../../migrations/postgres/0003_totals.sql")),
     (4, "replayed mark on tasks", include_str!("../../migrations/postgres/0004_replayed.sql")),
     (5, "kept results", include_str!("../../migrations/postgres/0005_results.sql")),
+    (6, "cancellation", include_str!("../../migrations/postgres/0006_cancel.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -125,6 +126,11 @@ struct Sql {
     ack: String,
     ack_keeping: String,
     sweep: String,
+    sweep_cancelled: String,
+    cancel_flag: String,
+    cancel_remove: String,
+    settled: String,
+    settle_cancelled: String,
     nack: String,
     release: String,
     dead_letter: String,
@@ -145,6 +151,10 @@ impl Sql {
         let d = format!("\"{prefix}_dead\"");
         let n = format!("\"{prefix}_totals\"");
         let r = format!("\"{prefix}_results\"");
+        // A record kept under an id that expired unswept is replaced.
+        let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
+                      attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
+                      expires_at = EXCLUDED.expires_at, state = EXCLUDED.state";
         Self {
             // Idempotent by id: an id already live (the unique index) or dead is skipped, and
             // the ids stored come back. A dead-letter committing between this statement's
@@ -174,7 +184,7 @@ impl Sql {
             ),
             notify: "SELECT pg_notify($1, q) FROM UNNEST($2::text[]) AS q".into(),
             claim: format!(
-                "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
+                "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 AND cancel = 0 \
                             ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed"
@@ -203,10 +213,41 @@ impl Sql {
                                SELECT id, queue, envelope, attempt, result, $7, $7 + keep FROM acked WHERE keep > 0 \
                                ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                                attempt = EXCLUDED.attempt, result = EXCLUDED.result, finished_at = EXCLUDED.finished_at, \
-                               expires_at = EXCLUDED.expires_at) \
+                               expires_at = EXCLUDED.expires_at, state = EXCLUDED.state) \
                  SELECT seq FROM acked"
             ),
             sweep: format!("DELETE FROM {r} WHERE id IN (SELECT id FROM {r} WHERE expires_at <= $1 LIMIT 10000)"),
+            // Flagged tasks no lease holds (ran out, nacked, released), by the partial index of
+            // flagged rows, kept as cancelled for as long as their cancel asked.
+            sweep_cancelled: format!(
+                "WITH moved AS (DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE cancel > 0 \
+                                AND (lease_token IS NULL OR visible_at <= $1) LIMIT 1000 FOR UPDATE SKIP LOCKED) \
+                                RETURNING id, queue, envelope, attempt, cancel) \
+                 INSERT INTO {r} AS r (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
+                 SELECT id, queue, envelope, attempt, NULL, $1, $1 + cancel, 'cancelled' FROM moved {upsert}"
+            ),
+            // A cancel flags the task whatever its state, and learns the state from the row it
+            // locked: leased (the lease is live) or waiting.
+            cancel_flag: format!(
+                "UPDATE {t} SET cancel = GREATEST($2, 1) WHERE id = $1 RETURNING lease_token IS NOT NULL AND visible_at > $3"
+            ),
+            // A waiting task, in the cancel's transaction after its flag: gone, kept cancelled.
+            cancel_remove: format!(
+                "WITH moved AS (DELETE FROM {t} WHERE id = $1 RETURNING id, queue, envelope, attempt) \
+                 INSERT INTO {r} AS r (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
+                 SELECT id, queue, envelope, attempt, NULL, $2, $2 + $3, 'cancelled' FROM moved {upsert}"
+            ),
+            settled: format!(
+                "SELECT EXISTS (SELECT 1 FROM {d} WHERE id = $1) OR EXISTS (SELECT 1 FROM {r} WHERE id = $1 AND expires_at > $2)"
+            ),
+            // The holder settles its run as cancelled, kept for $4 ms; $4 NULL: only if flagged,
+            // for as long as its cancel asked (a flagged task's dead letter).
+            settle_cancelled: format!(
+                "WITH moved AS (DELETE FROM {t} WHERE seq = $1 AND lease_token = $2 AND ($4::bigint IS NOT NULL OR cancel > 0) \
+                                RETURNING id, queue, envelope, attempt, cancel) \
+                 INSERT INTO {r} AS r (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
+                 SELECT id, queue, envelope, attempt, NULL, $3, $3 + COALESCE($4::bigint, cancel), 'cancelled' FROM moved {upsert}"
+            ),
             nack: format!("UPDATE {t} SET lease_token = NULL, visible_at = $1, last_error = $2 WHERE seq = $3 AND lease_token = $4"),
             release: format!(
                 "UPDATE {t} SET lease_token = NULL, visible_at = $1, attempt = GREATEST(attempt - 1, 0) \
@@ -214,14 +255,18 @@ impl Sql {
             ),
             // One row affected when the lease held (the counter's), none when it was lost.
             dead_letter: format!(
-                "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 \
+                "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 AND cancel = 0 \
                                 RETURNING id, queue, envelope, attempt, lease_ms), \
                       dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
                                SELECT id, queue, envelope, attempt, lease_ms, $1, $2 FROM moved) \
                  INSERT INTO {n} AS n (queue, day, shard, failed) SELECT queue, $5, $6, 1 FROM moved \
                  ON CONFLICT (queue, day, shard) DO UPDATE SET failed = n.failed + 1"
             ),
-            extend: format!("UPDATE {t} SET visible_at = $1 WHERE seq = $2 AND lease_token = $3"),
+            // A flagged task's lease is not extended; its cancel is reported instead.
+            extend: format!(
+                "UPDATE {t} SET visible_at = CASE WHEN cancel = 0 THEN $1 ELSE visible_at END \
+                 WHERE seq = $2 AND lease_token = $3 RETURNING cancel"
+            ),
             stats: format!(
                 "SELECT COUNT(*) FILTER (WHERE visible_at <= $2), \
                         COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NULL), \
@@ -427,6 +472,14 @@ impl PostgresDriver {
         Ok(())
     }
 
+    /// Settles the run holding `token` on the task at `seq` as cancelled, kept for `keep`
+    /// (`None`: only if a cancel flagged it, for as long as the cancel asked); returns the rows
+    /// settled (0: the lease was lost, or nothing flagged it).
+    async fn settle_cancelled_as(&self, seq: i64, token: i64, keep: Option<Duration>) -> Result<u64, DriverError> {
+        let query = sqlx::query(q(&self.inner.sql.settle_cancelled)).bind(seq).bind(token).bind(now()).bind(keep.map(ms));
+        Ok(self.inner.execute("settle a cancelled task", query).await?.rows_affected())
+    }
+
     async fn notify(&self, queue: &str) -> Result<(), DriverError> {
         self.inner.execute("notify", sqlx::query(q(&self.inner.sql.notify)).bind(&self.inner.channel).bind(vec![queue.to_owned()])).await?;
         Ok(())
@@ -540,11 +593,15 @@ impl Driver for PostgresDriver {
                     rows = claim(i64::MIN).await.map_err(|e| map_err("dequeue", e))?;
                 }
                 cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
-                if self.inner.sweeper.due(now)
-                    && let Err(e) = self.inner.execute("sweep results", sqlx::query(q(&self.inner.sql.sweep)).bind(now)).await
-                {
-                    // Expired records are never reported; the space waits for the next sweep.
-                    tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
+                if self.inner.sweeper.due(now) {
+                    // Expired records are never reported, and no claim delivers a flagged task:
+                    // a failed sweep costs time until the next.
+                    let swept = self.inner.execute("sweep results", sqlx::query(q(&self.inner.sql.sweep)).bind(now)).await;
+                    let cancelled =
+                        self.inner.execute("settle cancelled tasks", sqlx::query(q(&self.inner.sql.sweep_cancelled)).bind(now)).await;
+                    if let Err(e) = swept.and(cancelled) {
+                        tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
+                    }
                 }
                 // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
                 rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
@@ -669,7 +726,12 @@ impl Driver for PostgresDriver {
                             .bind(shard(token) as i16),
                     )
                     .await?;
-                held(done.rows_affected(), lease)
+                if done.rows_affected() == 0 {
+                    // A cancelled task is not dead-lettered: it ends cancelled.
+                    let settled = self.settle_cancelled_as(seq, token, None).await?;
+                    return held(settled, lease);
+                }
+                Ok(())
             })
             .await
     }
@@ -680,12 +742,18 @@ impl Driver for PostgresDriver {
             .call("extend lease", async move {
                 let (seq, token) = parse_token(lease)?;
                 let expires_at = now().saturating_add(ms(by));
-                let done = self
-                    .inner
-                    .execute("extend lease", sqlx::query(q(&self.inner.sql.extend)).bind(expires_at).bind(seq).bind(token))
-                    .await?;
-                held(done.rows_affected(), lease)?;
-                Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+                let cancel: Option<i64> = sqlx::query_scalar(q(&self.inner.sql.extend))
+                    .bind(expires_at)
+                    .bind(seq)
+                    .bind(token)
+                    .fetch_optional(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("extend lease", e))?;
+                match cancel {
+                    None => Err(DriverError::LeaseLost(lease.id)),
+                    Some(0) => Ok(Lease { expires_at: expires_at as u64, ..lease.clone() }),
+                    Some(_) => Err(DriverError::CancelRequested(lease.id)),
+                }
             })
             .await
     }
@@ -771,8 +839,61 @@ impl Driver for PostgresDriver {
                 Ok(row.map(|row| {
                     let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
                     let (leased, found) = (row.get::<i32, _>(4) == 1, Found::of(row.get::<i32, _>(6).into()));
-                    task_record(id, &queue, &envelope, row.get::<i32, _>(2) as u32, row.get(3), leased, row.get(5), found, row.get(7))
+                    let cancel_requested = row.get::<i32, _>(8) == 1;
+                    let (attempt, error) = (row.get::<i32, _>(2) as u32, row.get(5));
+                    task_record(id, &queue, &envelope, attempt, row.get(3), leased, error, found, row.get(7), cancel_requested)
                 }))
+            })
+            .await
+    }
+
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        self.inner
+            .pools
+            .call("cancel", async move {
+                let (at, keep, id) = (now(), ms(keep), id.as_bytes().as_slice());
+                let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("cancel", e))?;
+                let leased: Option<bool> = sqlx::query_scalar(q(&self.inner.sql.cancel_flag))
+                    .bind(id)
+                    .bind(keep)
+                    .bind(at)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| map_err("cancel", e))?;
+                let outcome = match leased {
+                    Some(true) => CancelOutcome::Requested,
+                    Some(false) => {
+                        sqlx::query(q(&self.inner.sql.cancel_remove))
+                            .bind(id)
+                            .bind(at)
+                            .bind(keep)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| map_err("cancel", e))?;
+                        CancelOutcome::Removed
+                    }
+                    None => {
+                        let settled: bool = sqlx::query_scalar(q(&self.inner.sql.settled))
+                            .bind(id)
+                            .bind(at)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| map_err("cancel", e))?;
+                        if settled { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound }
+                    }
+                };
+                tx.commit().await.map_err(|e| map_err("cancel", e))?;
+                Ok(outcome)
+            })
+            .await
+    }
+
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("settle cancelled", async move {
+                let (seq, token) = parse_token(lease)?;
+                held(self.settle_cancelled_as(seq, token, Some(keep)).await?, lease)
             })
             .await
     }

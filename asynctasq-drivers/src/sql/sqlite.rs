@@ -11,9 +11,13 @@
 //! * `asynctasq_dead`: dead tasks with the error, attempt count and time.
 //! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, for `queue status`,
 //!   counted by a trigger on the delete that settles each task (so an ack stays one statement).
-//! * `asynctasq_results`: succeeded tasks kept with their results until their time to live
-//!   passes, written by the ack's one `INSERT` (a trigger deletes each live row with it) and
-//!   swept by claims once a second.
+//! * `asynctasq_results`: succeeded and cancelled tasks kept until their time to live passes,
+//!   written by the ack's one `INSERT` (a trigger deletes each live row with it) or by a
+//!   cancel, and swept by claims once a second.
+//!
+//! A cancel of a leased task sets the live row's `cancel` (the kept record's time to live):
+//! claims skip the row, its lease extension reports the cancel, and the once-a-second sweep
+//! settles it as cancelled once no lease holds it (a partial index holds the flagged rows).
 //!
 //! Settled rows are deleted (ack) or moved (dead-letter, kept result), so the hot table holds
 //! only live work.
@@ -39,8 +43,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
-    WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
+    Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -58,6 +62,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "settled totals per queue", include_str!("../../migrations/sqlite/0003_totals.sql")),
     (4, "replayed mark on tasks", include_str!("../../migrations/sqlite/0004_replayed.sql")),
     (5, "kept results", include_str!("../../migrations/sqlite/0005_results.sql")),
+    (6, "cancellation", include_str!("../../migrations/sqlite/0006_cancel.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -222,17 +227,60 @@ impl SqliteDriver {
         self.notify.notify_waiters();
     }
 
-    /// Deletes the kept results whose time to live has passed (see [`Sweeper`]). A failure
-    /// costs nothing but the space until the next sweep: expired records are never reported.
+    /// Deletes the kept results whose time to live has passed, and settles as cancelled the
+    /// flagged tasks no lease holds any more (see [`Sweeper`]). A failure costs nothing but
+    /// time until the next sweep: expired records are never reported, and no claim delivers a
+    /// flagged task.
     async fn sweep(&self, now: i64) {
         let swept =
             sqlx::query("DELETE FROM asynctasq_results WHERE id IN (SELECT id FROM asynctasq_results WHERE expires_at <= ?1 LIMIT 10000)")
                 .bind(now)
                 .execute(&self.pool)
                 .await;
-        if let Err(e) = swept {
+        // By the partial index of flagged rows; the trigger `asynctasq_results_kept` deletes
+        // each live row as its record goes in.
+        let cancelled = sqlx::query(
+            "INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
+             SELECT id, queue, envelope, attempt, NULL, ?1, ?1 + cancel, 'cancelled' FROM asynctasq_tasks \
+             WHERE cancel > 0 AND (lease_token IS NULL OR visible_at <= ?1) LIMIT 1000",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = swept.and(cancelled) {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }
+    }
+
+    /// Keeps the task at `seq` as cancelled for `keep` (`None`: as long as its cancel asked),
+    /// when `token` still holds its lease and, with `None`, a cancel flagged it. The trigger
+    /// `asynctasq_results_kept` deletes the live row. Returns whether it was settled.
+    async fn settle_cancelled_in(conn: &mut SqliteConnection, seq: i64, token: i64, keep: Option<Duration>) -> Result<bool, DriverError> {
+        let keep = keep.map(ms);
+        // Flagged first, so the totals trigger leaves the delete out.
+        let flagged = sqlx::query(
+            "UPDATE asynctasq_tasks SET cancel = MAX(COALESCE(?3, cancel), 1) WHERE seq = ?1 AND lease_token = ?2 AND (?3 IS NOT NULL OR cancel > 0)",
+        )
+        .bind(seq)
+        .bind(token)
+        .bind(keep)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_err("settle a cancelled task", e))?;
+        if flagged.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
+             SELECT id, queue, envelope, attempt, NULL, ?2, ?2 + COALESCE(?3, cancel), 'cancelled' FROM asynctasq_tasks WHERE seq = ?1",
+        )
+        .bind(seq)
+        .bind(now())
+        .bind(keep)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_err("settle a cancelled task", e))?;
+        Ok(true)
     }
 }
 
@@ -284,7 +332,7 @@ impl Driver for SqliteDriver {
         let now = now();
         let rows = sqlx::query(
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms \
-             WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 \
+             WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
                            ORDER BY visible_at, seq LIMIT ?4) \
              RETURNING seq, id, envelope, attempt, visible_at, replayed",
         )
@@ -436,6 +484,10 @@ impl Driver for SqliteDriver {
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
         let (seq, token) = parse_token(lease)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("dead-letter", e))?;
+        // A cancelled task is not dead-lettered: it ends cancelled.
+        if Self::settle_cancelled_in(&mut tx, seq, token, None).await? {
+            return tx.commit().await.map_err(|e| map_err("dead-letter", e));
+        }
         let moved = sqlx::query(
             "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at) \
              SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2 FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
@@ -460,15 +512,22 @@ impl Driver for SqliteDriver {
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
         let (seq, token) = parse_token(lease)?;
         let expires_at = now().saturating_add(ms(by));
-        let done = sqlx::query("UPDATE asynctasq_tasks SET visible_at = ?1 WHERE seq = ?2 AND lease_token = ?3")
-            .bind(expires_at)
-            .bind(seq)
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err("extend lease", e))?;
-        held(done.rows_affected(), lease)?;
-        Ok(Lease { expires_at: expires_at as u64, ..lease.clone() })
+        // A flagged task's lease is not extended; its cancel is reported instead.
+        let cancel: Option<i64> = sqlx::query_scalar(
+            "UPDATE asynctasq_tasks SET visible_at = CASE WHEN cancel = 0 THEN ?1 ELSE visible_at END \
+             WHERE seq = ?2 AND lease_token = ?3 RETURNING cancel",
+        )
+        .bind(expires_at)
+        .bind(seq)
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("extend lease", e))?;
+        match cancel {
+            None => Err(DriverError::LeaseLost(lease.id)),
+            Some(0) => Ok(Lease { expires_at: expires_at as u64, ..lease.clone() }),
+            Some(_) => Err(DriverError::CancelRequested(lease.id)),
+        }
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
@@ -552,8 +611,77 @@ impl Driver for SqliteDriver {
         Ok(row.map(|row| {
             let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
             let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
-            task_record(id, &queue, &envelope, row.get::<i64, _>(2) as u32, row.get(3), leased, row.get(5), found, row.get(7))
+            let cancel_requested = row.get::<i64, _>(8) == 1;
+            task_record(
+                id,
+                &queue,
+                &envelope,
+                row.get::<i64, _>(2) as u32,
+                row.get(3),
+                leased,
+                row.get(5),
+                found,
+                row.get(7),
+                cancel_requested,
+            )
         }))
+    }
+
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        let at = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("cancel", e))?;
+        // Flagged first, whatever its state: a leased task keeps the flag; a waiting one goes
+        // to the results as cancelled, its live row deleted by `asynctasq_results_kept` (and
+        // left out of the totals for its flag).
+        let leased: Option<bool> = sqlx::query_scalar(
+            "UPDATE asynctasq_tasks SET cancel = MAX(?2, 1) WHERE id = ?1 \
+             RETURNING lease_token IS NOT NULL AND visible_at > ?3",
+        )
+        .bind(id.as_bytes().as_slice())
+        .bind(ms(keep))
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| map_err("cancel", e))?;
+        let outcome = match leased {
+            Some(true) => CancelOutcome::Requested,
+            Some(false) => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
+                     SELECT id, queue, envelope, attempt, NULL, ?2, ?2 + ?3, 'cancelled' FROM asynctasq_tasks WHERE id = ?1",
+                )
+                .bind(id.as_bytes().as_slice())
+                .bind(at)
+                .bind(ms(keep))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("cancel", e))?;
+                CancelOutcome::Removed
+            }
+            None => {
+                let settled: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM asynctasq_dead WHERE id = ?1) \
+                     OR EXISTS (SELECT 1 FROM asynctasq_results WHERE id = ?1 AND expires_at > ?2)",
+                )
+                .bind(id.as_bytes().as_slice())
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| map_err("cancel", e))?;
+                if settled { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound }
+            }
+        };
+        tx.commit().await.map_err(|e| map_err("cancel", e))?;
+        Ok(outcome)
+    }
+
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("settle a cancelled task", e))?;
+        if !Self::settle_cancelled_in(&mut tx, seq, token, Some(keep)).await? {
+            return Err(DriverError::LeaseLost(lease.id));
+        }
+        tx.commit().await.map_err(|e| map_err("settle a cancelled task", e))
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {

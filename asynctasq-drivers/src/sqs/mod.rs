@@ -754,6 +754,7 @@ impl Driver for SqsDriver {
                 | Capability::IdempotentEnqueue
                 | Capability::TaskLookup
                 | Capability::Results
+                | Capability::Cancel
         )
     }
 
