@@ -374,7 +374,10 @@ impl Driver for MemoryDriver {
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        state.held(lease)?;
+        if let Some(keep_ms) = state.held(lease)?.cancel {
+            state.settle_cancelled(lease.id, now, keep_ms);
+            return Ok(());
+        }
         let r = state.remove(lease.id).expect("held record exists");
         let queue = r.queue.clone();
         let q = state.queues.entry(queue).or_default();

@@ -84,7 +84,7 @@ impl Driver for Hanging {
         self.inner.purge_dead(queue).await
     }
     fn supports(&self, capability: Capability) -> bool {
-        self.inner.supports(capability) && !matches!(capability, Capability::WorkerRegistry | Capability::TaskLookup)
+        self.inner.supports(capability) && !matches!(capability, Capability::WorkerRegistry | Capability::TaskLookup | Capability::Cancel)
     }
     fn name(&self) -> &'static str {
         "hanging"

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Waiting,
-    WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
+    Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis};
 use crate::error::DriverError;
@@ -171,6 +171,14 @@ impl Driver for Recorder {
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {
         self.inner.requeue_dead(queue, which).await
+    }
+
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        self.inner.cancel(id, keep).await
+    }
+
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        self.inner.settle_cancelled(lease, keep).await
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {

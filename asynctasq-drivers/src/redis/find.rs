@@ -12,7 +12,13 @@ use asynctasq_core::envelope::{TaskId, validate_queue_name};
 use super::{QueueKeys, RedisDriver, bytes, decode, int, map_err, now};
 
 impl RedisDriver {
-    pub(super) async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+    /// The queue holding `id` (live, dead, or kept and not expired), if any.
+    pub(super) async fn queue_of(&self, id: TaskId) -> Result<Option<String>, DriverError> {
+        Ok(self.locate(id).await?.map(|(queue, _)| queue))
+    }
+
+    /// The queue holding `id`, and whether it holds it as a kept (settled) task.
+    async fn locate(&self, id: TaskId) -> Result<Option<(String, bool)>, DriverError> {
         let mut queues: Vec<String> =
             ::redis::cmd("SMEMBERS").arg(self.queues_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
         queues.retain(|q| validate_queue_name(q).is_ok());
@@ -31,18 +37,21 @@ impl RedisDriver {
         let mut found = None;
         for (q, pair) in queues.iter().zip(held.chunks(2)) {
             if int(&pair[0]) == Some(1) {
-                found = Some((q, None));
+                found = Some((q.clone(), false));
                 break;
             }
-            if let Some(expires_at) = score(&pair[1])
-                && expires_at > at
-            {
-                found = Some((q, Some(expires_at)));
+            if score(&pair[1]).is_some_and(|expires_at| expires_at > at) {
+                found = Some((q.clone(), true));
             }
         }
-        let Some((queue, kept)) = found else { return Ok(None) };
+        Ok(found)
+    }
+
+    pub(super) async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
+        let Some((queue, kept)) = self.locate(id).await? else { return Ok(None) };
+        let (queue, member) = (queue.as_str(), id.to_string());
         let k = self.keys(queue)?;
-        if kept.is_some() {
+        if kept {
             return self.find_kept(id, queue, &k, &member).await;
         }
         let mut pipe = ::redis::pipe();
@@ -52,8 +61,9 @@ impl RedisDriver {
         pipe.cmd("ZSCORE").arg(&k.waiting).arg(&member);
         pipe.cmd("ZSCORE").arg(&k.leased).arg(&member);
         pipe.cmd("ZSCORE").arg(&k.dead).arg(&member);
+        pipe.cmd("HEXISTS").arg(&k.cancel).arg(&member);
         let reply: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
-        let [env, attempt, error, waiting, leased, dead] = &reply[..] else {
+        let [env, attempt, error, waiting, leased, dead, cancel] = &reply[..] else {
             return Err(DriverError::Backend { message: "find: unexpected reply from Redis".into(), source: None });
         };
         let Value::BulkString(raw) = env else {
@@ -73,10 +83,12 @@ impl RedisDriver {
             // is reported rather than hidden.
             (TaskState::Ready, now())
         };
-        Ok(Some(TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)))))
+        let record = TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)));
+        Ok(Some(record.cancel_requested(int(cancel) == Some(1))))
     }
 
-    /// The record of a succeeded task kept in `queue`, unless its time to live has passed.
+    /// The record of a task kept in `queue` (succeeded or cancelled), unless its time to live
+    /// has passed.
     async fn find_kept(&self, id: TaskId, queue: &str, k: &QueueKeys, member: &str) -> Result<Option<TaskRecord>, DriverError> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("ZSCORE").arg(&k.done).arg(member);
@@ -93,6 +105,10 @@ impl RedisDriver {
         let Value::BulkString(raw) = env else { return Ok(None) }; // swept in between
         let at = bytes(at).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let (finished_at, attempt) = at.split_once(':').unwrap_or_default();
+        if let Some((attempt, "cancelled")) = attempt.split_once(':') {
+            let (attempt, finished_at) = (attempt.parse().unwrap_or(0), finished_at.parse().unwrap_or(0));
+            return Ok(Some(TaskRecord::new(id, queue, TaskState::Cancelled, attempt, finished_at, None, decode(Some(raw)))));
+        }
         let result = bytes(result).map(<[u8]>::to_vec);
         Ok(Some(TaskRecord::succeeded(
             id,

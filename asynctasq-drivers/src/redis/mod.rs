@@ -67,8 +67,8 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{
-    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord, Totals, Waiting,
-    WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
+    Totals, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use asynctasq_core::redact_url;
@@ -132,6 +132,8 @@ struct Scripts {
     dead_list: Script,
     requeue_dead: Script,
     purge_dead: Script,
+    cancel: Script,
+    settle_cancelled: Script,
 }
 
 impl Scripts {
@@ -148,6 +150,8 @@ impl Scripts {
             dead_list: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/dead_list.lua"))),
             requeue_dead: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/requeue_dead.lua"))),
             purge_dead: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/purge_dead.lua"))),
+            cancel: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/cancel.lua"))),
+            settle_cancelled: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/settle_cancelled.lua"))),
         }
     }
 }
@@ -190,11 +194,12 @@ struct QueueKeys {
     done_env: String,
     done_at: String,
     done_result: String,
+    cancel: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 15] {
+    fn all(&self) -> [&String; 16] {
         [
             &self.waiting,
             &self.leased,
@@ -211,6 +216,7 @@ impl QueueKeys {
             &self.done_env,
             &self.done_at,
             &self.done_result,
+            &self.cancel,
         ]
     }
 
@@ -300,6 +306,8 @@ impl RedisDriver {
             &scripts.dead_list,
             &scripts.requeue_dead,
             &scripts.purge_dead,
+            &scripts.cancel,
+            &scripts.settle_cancelled,
         ] {
             s.load_async(&mut conn).await.map_err(|e| map_err("loading scripts", e))?;
         }
@@ -344,6 +352,7 @@ impl RedisDriver {
             done_env: format!("{base}:done_env"),
             done_at: format!("{base}:done_at"),
             done_result: format!("{base}:done_result"),
+            cancel: format!("{base}:cancel"),
         })
     }
 
@@ -370,6 +379,7 @@ impl RedisDriver {
             .arg(visible_at)
             .arg(error)
             .arg(if release { "1" } else { "0" })
+            .arg(now())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| map_err(if release { "release" } else { "nack" }, e))?;
@@ -543,6 +553,9 @@ impl Driver for RedisDriver {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| map_err("extend lease", e))?;
+        if done == 2 {
+            return Err(DriverError::CancelRequested(lease.id));
+        }
         held(done, lease)?;
         Ok(Lease { expires_at, ..lease.clone() })
     }
@@ -653,6 +666,41 @@ impl Driver for RedisDriver {
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
         self.find_task(id).await
+    }
+
+    async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
+        // The queue that holds the id; the script decides there, atomically.
+        let Some(queue) = self.queue_of(id).await? else { return Ok(CancelOutcome::NotFound) };
+        let k = self.keys(&queue)?;
+        let done: i64 = k
+            .invoke(&self.inner.scripts.cancel)
+            .arg(id.to_string())
+            .arg(now())
+            .arg(millis(keep))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("cancel", e))?;
+        Ok(match done {
+            1 => CancelOutcome::Removed,
+            2 => CancelOutcome::Requested,
+            3 => CancelOutcome::AlreadyFinished,
+            _ => CancelOutcome::NotFound,
+        })
+    }
+
+    async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
+        let k = self.keys(&lease.queue)?;
+        let (member, token) = split_token(lease)?;
+        let done: i64 = k
+            .invoke(&self.inner.scripts.settle_cancelled)
+            .arg(member)
+            .arg(token)
+            .arg(now())
+            .arg(millis(keep))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("settle a cancelled task", e))?;
+        held(done, lease)
     }
 
     async fn requeue_dead(&self, queue: &str, which: DeadSelector) -> Result<u64, DriverError> {

@@ -96,26 +96,32 @@ pub async fn cancel_request_survives_when_no_notification_arrives(h: Harness) {
     h.driver.settle_cancelled(&lease, KEEP).await.expect("settle");
 }
 
-/// A flagged task whose run fails is not retried, one given back is not delivered again, and
-/// neither is dead-lettered: each ends cancelled.
+/// A flagged task whose run fails is not retried, one given back is not delivered again, one
+/// failing for good is not dead-lettered: each ends cancelled.
 pub async fn cancelled_task_is_neither_retried_nor_dead_lettered(h: Harness) {
     let q = h.queue("q");
-    let (failing, released) = (h.envelope(&q, LONG), h.envelope(&q, LONG));
-    h.driver.enqueue(&[failing.clone(), released.clone()]).await.expect("enqueue");
-    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
-    assert_eq!(got.len(), 2);
+    let (failing, released, fatal) = (h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG));
+    h.driver.enqueue(&[failing.clone(), released.clone(), fatal.clone()]).await.expect("enqueue");
+    let got = h.driver.dequeue(&q, 3).await.expect("dequeue");
+    assert_eq!(got.len(), 3);
     for d in &got {
         assert_eq!(h.driver.cancel(d.lease.id, KEEP).await.expect("cancel"), CancelOutcome::Requested);
     }
     for d in got {
         if d.lease.id == failing.id {
             h.driver.nack(&d.lease, Duration::ZERO, "stopped by its cancel").await.expect("nack");
-        } else {
+        } else if d.lease.id == released.id {
             h.driver.release(&d.lease).await.expect("release");
+        } else {
+            h.driver.dead_letter(&d.lease, "failed for good").await.expect("dead-letter");
         }
     }
-    ends_cancelled(&h, &q, failing.id).await;
-    ends_cancelled(&h, &q, released.id).await;
+    for id in [failing.id, released.id, fatal.id] {
+        ends_cancelled(&h, &q, id).await;
+    }
+    if h.driver.supports(Capability::ListDead) {
+        assert!(h.driver.dead(&q, 10).await.expect("dead").is_empty(), "nothing was dead-lettered");
+    }
     let stats = h.driver.stats(&q).await.expect("stats");
     assert_eq!(stats.counts(), [0, 0, 0, 0], "neither waiting nor dead");
     if h.driver.supports(Capability::Totals) {

@@ -4,10 +4,12 @@
 -- 7 attempt, 8 token, 9 error (hashes id -> value), 10 totals (hash: succeeded, failed),
 -- 11 replayed (hash id -> 1 for tasks moved back from the dead), 12 done (zset id -> expiry of
 -- a succeeded task kept with its result), 13 done_env, 14 done_at ("finished_at:attempt"),
--- 15 done_result (hashes id -> value of a kept task).
+-- 15 done_result (hashes id -> value of a kept task), 16 cancel (hash id -> how long (ms) to
+-- keep a leased task flagged by a cancel once it is settled cancelled). A kept task's done_at
+-- ends in ":cancelled" when it was cancelled.
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local DONE, DONE_ENV, DONE_AT, DONE_RESULT = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 
 -- One command over many arguments, 1000 at a time (Lua's unpack has a stack limit).
 local function bulk(cmd, key, items)
@@ -18,7 +20,7 @@ end
 
 -- Delete every trace of these tasks from the per-task hashes.
 local function forget(ids)
-  for _, h in ipairs({ ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, REPLAYED }) do
+  for _, h in ipairs({ ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, REPLAYED, CANCEL }) do
     bulk('HDEL', h, ids)
   end
 end
@@ -26,6 +28,18 @@ end
 -- Whether `token` still holds the lease on `id`.
 local function holds(id, token)
   return redis.call('HGET', TOKEN, id) == token and redis.call('ZSCORE', LEASED, id)
+end
+
+-- Settle the live task `id` (waiting or leased) as cancelled: gone from the queue, kept until
+-- now + keep with its envelope and attempt. Not counted in the totals.
+local function cancelled(id, now, keep)
+  redis.call('ZADD', DONE, now + keep, id)
+  redis.call('HSET', DONE_ENV, id, redis.call('HGET', ENV, id))
+  redis.call('HSET', DONE_AT, id, now .. ':' .. (redis.call('HGET', ATTEMPT, id) or '0') .. ':cancelled')
+  redis.call('HDEL', DONE_RESULT, id)
+  redis.call('ZREM', WAITING, id)
+  redis.call('ZREM', LEASED, id)
+  forget({ id })
 end
 
 local function wake(n)

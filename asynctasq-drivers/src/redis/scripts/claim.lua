@@ -1,19 +1,30 @@
 -- Lease up to N due tasks. ARGV: now, max (<= 1000), token, fallback lease_ms.
 -- Expired leases (crashed or stalled workers) go back to waiting first, due at their expiry, so
--- recovery needs no reaper process. Returns (id, attempt, expires_at, envelope or nil,
+-- recovery needs no reaper process; one flagged by a cancel ends cancelled instead (flagged tasks
+-- are never waiting: a nack or release of one settles it too). Returns (id, attempt, expires_at, envelope or nil,
 -- replayed: 1 or nil) per task.
 local now = tonumber(ARGV[1])
 sweep(now)
 local expired = redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
 if #expired > 0 then
+  local all = {}
+  for i = 1, #expired, 2 do all[#all + 1] = expired[i] end
+  local flags = redis.call('HMGET', CANCEL, unpack(all))
   local scored, ids = {}, {}
   for i = 1, #expired, 2 do
-    scored[#scored + 1] = expired[i + 1]
-    scored[#scored + 1] = expired[i]
-    ids[#ids + 1] = expired[i]
+    local flag = flags[(i + 1) / 2]
+    if flag then
+      cancelled(expired[i], now, tonumber(flag))
+    else
+      scored[#scored + 1] = expired[i + 1]
+      scored[#scored + 1] = expired[i]
+      ids[#ids + 1] = expired[i]
+    end
   end
-  bulk('ZADD', WAITING, scored)
-  bulk('ZREM', LEASED, ids)
+  if #ids > 0 then
+    bulk('ZADD', WAITING, scored)
+    bulk('ZREM', LEASED, ids)
+  end
 end
 local ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then return {} end

@@ -1,7 +1,13 @@
 -- Move a leased task to the dead set and count it in the totals, then apply retention. 0 when the lease was lost.
 -- ARGV: id, token, error, now, max dead count, oldest dead_at kept.
+-- A task flagged by a cancel ends cancelled instead.
 local id = ARGV[1]
 if not holds(id, ARGV[2]) then return 0 end
+local keep = redis.call('HGET', CANCEL, id)
+if keep then
+  cancelled(id, tonumber(ARGV[4]), tonumber(keep))
+  return 1
+end
 redis.call('HDEL', TOKEN, id)
 redis.call('HSET', ERROR, id, ARGV[3])
 redis.call('ZREM', LEASED, id)
