@@ -288,6 +288,13 @@ struct TaskDefaults {
     /// still succeeds (built-in: 1048576).
     #[arg(long, env = "ASYNCTASQ_MAX_RESULT_SIZE", value_name = "BYTES", hide_short_help = true)]
     max_result_size: Option<usize>,
+    /// How long a cancelled task stays findable (`task show`, waiters), e.g. `1d` (built-in: 7d).
+    #[arg(long, env = "ASYNCTASQ_FAILURE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION", hide_short_help = true)]
+    failure_ttl: Option<Duration>,
+    /// How long a running task that was cancelled (`task cancel`) may take to stop on its own
+    /// once its context says so, before it is aborted (built-in: 5s).
+    #[arg(long, env = "ASYNCTASQ_CANCEL_GRACE", value_parser = humantime::parse_duration, value_name = "DURATION", hide_short_help = true)]
+    cancel_grace: Option<Duration>,
     /// Retry strategy (built-in: exponential).
     #[arg(long, env = "ASYNCTASQ_DEFAULT_RETRY", alias = "task-defaults-retry-strategy", value_enum, value_name = "STRATEGY")]
     default_retry: Option<RetryKind>,
@@ -335,6 +342,12 @@ impl TaskDefaults {
         }
         if let Some(n) = self.max_result_size {
             builder = builder.max_result_size(n);
+        }
+        if let Some(d) = self.failure_ttl {
+            builder = builder.failure_ttl(d);
+        }
+        if let Some(d) = self.cancel_grace {
+            builder = builder.cancel_grace(d);
         }
         if let Some(policy) = self.retry_policy()? {
             builder = builder.retry(policy);
@@ -590,6 +603,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(ops::TaskCommand::Wait { id, timeout, json }) => {
             ops::task_wait(connect(&cli.backend, true).await?, id, timeout, json).await
         }
+        Command::Task(ops::TaskCommand::Cancel { id, json }) => ops::task_cancel(connect(&cli.backend, true).await?, id, json).await,
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
         Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
         Command::Doctor => {

@@ -249,6 +249,59 @@ async fn task_wait_is_refused_where_the_backend_keeps_no_results() {
     a_finished_task_shows_its_result_and_task_wait_reports_it(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }
 
+/// `task cancel` removes a waiting task for good, says so, and says when there was nothing left
+/// to cancel; `task show` and `task wait` report the task cancelled.
+async fn task_cancel_removes_a_waiting_task_and_reports_each_outcome(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "cancel";
+    let sent = json_of(&cli(&s, &["dispatch", "sum", "--args", r#"{"a": 1, "b": 1}"#, "--queue", q, "--json"]));
+    let id = sent["id"].as_str().expect("an id").to_owned();
+    if !s.driver.supports(asynctasq_core::Capability::Cancel) {
+        let err = refused(&cli(&s, &["task", "cancel", &id]));
+        assert!(err.contains("cannot reach a task once it is handed out"), "refused, saying why: {err}");
+        return;
+    }
+    assert_eq!(json_of(&cli(&s, &["task", "cancel", &id, "--json"])), json!({ "id": id, "outcome": "removed" }));
+    assert_eq!(json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]))["started"], 0, "nothing left to run");
+    let t = json_of(&cli(&s, &["task", "show", &id, "--json"]));
+    assert_eq!((&t["state"], &t["task"], &t["attempt"]), (&json!("cancelled"), &json!("sum"), &json!(0)), "{t}");
+    let waited = cli(&s, &["task", "wait", &id, "--json"]);
+    assert_eq!(waited.status.code(), Some(1), "a cancelled task did not succeed");
+    assert_eq!(serde_json::from_slice::<Value>(&waited.stdout).expect("JSON")["outcome"], "cancelled");
+    let again = cli(&s, &["task", "cancel", &id]);
+    assert_eq!(again.status.code(), Some(1), "nothing changed: exit 1");
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("already finished:"), "{again:?}");
+    let unknown = cli(&s, &["task", "cancel", "01a20701-e1fa-750a-82c3-ac4b66434fd2", "--json"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(serde_json::from_slice::<Value>(&unknown.stdout).expect("JSON")["outcome"], "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cancel_removes_a_waiting_task_and_reports_each_outcome_on_sqlite() {
+    task_cancel_removes_a_waiting_task_and_reports_each_outcome(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cancel_removes_a_waiting_task_and_reports_each_outcome_on_redis() {
+    task_cancel_removes_a_waiting_task_and_reports_each_outcome(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cancel_removes_a_waiting_task_and_reports_each_outcome_on_postgres() {
+    task_cancel_removes_a_waiting_task_and_reports_each_outcome(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cancel_removes_a_waiting_task_and_reports_each_outcome_on_mysql() {
+    task_cancel_removes_a_waiting_task_and_reports_each_outcome(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_cancel_is_refused_where_the_backend_cannot_cancel() {
+    task_cancel_removes_a_waiting_task_and_reports_each_outcome(Backend::RabbitMq(shared_rabbitmq_url())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_with_an_id_already_stored_dispatches_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -454,17 +507,17 @@ async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(bac
     let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
     let dry = run(&["migrate", "--dry-run"]);
     let listed = ok(&dry);
-    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0005 kept results"), "{listed}");
+    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0006 cancellation"), "{listed}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("would apply 0001"), "the dry run applied nothing");
     let sick = run(&["doctor"]);
     assert_eq!(sick.status.code(), Some(3), "{}", text(&sick));
     // The hint names the binary that runs (a user's own, here `ledger-worker`) and its flags.
-    assert!(text(&sick).contains("FAIL  migrations: 5 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
+    assert!(text(&sick).contains("FAIL  migrations: 6 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
     let applied = ok(&run(&["migrate"]));
-    assert!(applied.contains("applying 0005 kept results") && applied.contains("schema is up to date (5 migrations applied)"), "{applied}");
+    assert!(applied.contains("applying 0006 cancellation") && applied.contains("schema is up to date (6 migrations applied)"), "{applied}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("schema is up to date"));
     let report = ok(&run(&["doctor"]));
-    assert!(report.contains("ok    migrations: all 5 applied") && report.contains("ok    server: "), "{report}");
+    assert!(report.contains("ok    migrations: all 6 applied") && report.contains("ok    server: "), "{report}");
 }
 
 /// Tables of a test's own (`asynctasq_test_*`, dropped by `scripts/test`).

@@ -1,12 +1,12 @@
 //! `task show`: any stored task by id, in whatever state and queue; `task wait`: the outcome of
-//! one, once it has one.
+//! one, once it has one; `task cancel`: stop one.
 
 use super::dead::envelope_fields;
 use super::format::*;
 use anyhow::{Context, bail};
 use asynctasq_core::driver::{Capability, Driver, TaskRecord, TaskState};
 use asynctasq_core::envelope::TaskId;
-use asynctasq_core::{Awaited, Client, StoredResult};
+use asynctasq_core::{Awaited, CancelOutcome, Client, StoredResult};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -38,6 +38,18 @@ pub(crate) enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel one task: a waiting task is removed and never runs; a running one is stopped by
+    /// its worker within a third of its lease (its context is cancelled, then it is aborted
+    /// after the worker's `--cancel-grace`), and is neither retried nor dead-lettered. Exits 0
+    /// when removed or requested, 1 when it had already finished or is not stored.
+    Cancel {
+        /// The task id (a UUID).
+        #[arg(value_parser = super::dispatch::parse_task_id)]
+        id: TaskId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The JSON of one task (see the module docs of `ops` for the schema).
@@ -47,6 +59,7 @@ fn task_json(r: &TaskRecord) -> Value {
         "id": r.id.to_string(), "queue": r.queue, "state": r.state, "task": task, "attempt": r.attempt,
         "max_attempts": max_attempts, "at": r.at, "last_error": r.last_error, "created_at": created_at,
         "args": args, "decode_error": decode_error, "result": result_json(r.result.as_deref()),
+        "cancel_requested": r.cancel_requested,
     })
 }
 
@@ -76,6 +89,7 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
         TaskState::Scheduled | TaskState::Ready => "due:      ",
         TaskState::Leased => "until:    ",
         TaskState::Succeeded => "finished: ",
+        TaskState::Cancelled => "ended:    ",
         _ => "died:     ",
     };
     outln!("id:        {}", r.id);
@@ -86,6 +100,9 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
     outln!("{when} {} ({})", from_now(r.at), r.at);
     if let Some(error) = &r.last_error {
         outln!("error:     {error}");
+    }
+    if r.cancel_requested {
+        outln!("cancel:    requested; its worker stops it at its next lease extension");
     }
     match &v["decode_error"] {
         Value::Null => outln!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
@@ -104,6 +121,7 @@ pub(crate) async fn task_wait(driver: Arc<dyn Driver>, id: TaskId, timeout: std:
     let (outcome, result, error) = match &awaited {
         Awaited::Succeeded(stored) => ("succeeded", stored.as_ref().map_or(Value::Null, StoredResult::to_json), None),
         Awaited::Dead(error) => ("dead", Value::Null, Some(error.clone())),
+        Awaited::Cancelled => ("cancelled", Value::Null, None),
         Awaited::Expired => ("expired", Value::Null, None),
         Awaited::TimedOut => ("timed_out", Value::Null, None),
         _ => ("unknown", Value::Null, None),
@@ -114,6 +132,7 @@ pub(crate) async fn task_wait(driver: Arc<dyn Driver>, id: TaskId, timeout: std:
         match &awaited {
             Awaited::Succeeded(_) => outln!("succeeded: {}", serde_json::to_string_pretty(&result).unwrap_or_default()),
             Awaited::Dead(error) => outln!("dead: {error}"),
+            Awaited::Cancelled => outln!("cancelled: task {id} was cancelled"),
             Awaited::Expired => {
                 outln!("expired: no task {id} is stored (its result's time to live has passed, it kept none, or it never existed)")
             }
@@ -121,6 +140,28 @@ pub(crate) async fn task_wait(driver: Arc<dyn Driver>, id: TaskId, timeout: std:
         }
     }
     if matches!(awaited, Awaited::Succeeded(_)) { Ok(()) } else { Err(Settled(outcome).into()) }
+}
+
+/// `task cancel`.
+pub(crate) async fn task_cancel(driver: Arc<dyn Driver>, id: TaskId, json: bool) -> anyhow::Result<()> {
+    let outcome = Client::new(driver).cancel(id).await.with_context(|| format!("cancelling task {id}"))?;
+    if json {
+        outln!("{}", json!({ "id": id.to_string(), "outcome": outcome }));
+    } else {
+        match outcome {
+            CancelOutcome::Removed => outln!("removed: task {id} was waiting and will never run"),
+            CancelOutcome::Requested => {
+                outln!("requested: task {id} is running; its worker stops it at its next lease extension")
+            }
+            CancelOutcome::AlreadyFinished => outln!("already finished: task {id} was settled before the cancel; nothing changed"),
+            CancelOutcome::NotFound => outln!("not found: no task {id} is stored"),
+        }
+    }
+    match outcome {
+        CancelOutcome::Removed | CancelOutcome::Requested => Ok(()),
+        CancelOutcome::AlreadyFinished => Err(Settled("already finished").into()),
+        CancelOutcome::NotFound => Err(Settled("not found").into()),
+    }
 }
 
 /// A wait that ended without success: exit 1, having said why already.
