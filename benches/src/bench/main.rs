@@ -32,6 +32,8 @@
 //! * `scrape`: a worker with its HTTP listener, and the series of `--series-queues` ×
 //!   `--series-tasks` (queue, task) pairs recorded (`--spread`: each task on two queues only);
 //!   the time of `GET /metrics` (p50/p95/p99/max over `--tasks` scrapes) and the page's size.
+//! * `await` and `cancel` (module `follow`): how soon a waiting producer wakes after its task
+//!   ended, and how soon a running task hears of its cancel.
 //!
 //! `--http ADDR` gives every worker of the run its HTTP listener, so the metrics are recorded
 //! (without it no recorder is installed and the instrumentation is a no-op).
@@ -39,9 +41,9 @@
 //! Every report names the machine (cores, memory, CPU) and the server version.
 
 mod backend;
+mod follow;
 mod machine;
 
-use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -113,6 +115,9 @@ struct Args {
     /// `throughput`: tasks return a string of this many bytes (their result) instead of nothing.
     #[arg(long)]
     result_bytes: Option<usize>,
+    /// `cancel`: the lease of each task (renewed every third of it, when a cancel is heard).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    lease: Duration,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
@@ -133,6 +138,9 @@ enum Scenario {
     /// How long after a task's run ends a producer waiting on it (`Client::wait`) wakes:
     /// `--tasks` tasks offered at `--rate`, each with a waiter started at its dispatch.
     Await,
+    /// How long after `Client::cancel` returns a running task's context says stop: `--tasks`
+    /// tasks under leases of `--lease`, all running, cancelled over one renewal interval.
+    Cancel,
 }
 
 /// How the `cpu` scenario's task is written.
@@ -234,16 +242,6 @@ async fn noop(n: u64) {
 #[task]
 async fn echo(n: u64, bytes: usize) -> Result<String, TaskError> {
     Ok(format!("{n:0bytes$}"))
-}
-
-/// When each `finish` task ended its run (µs since the epoch), by its `n`.
-static FINISHED: LazyLock<Mutex<HashMap<u64, u64>>> = LazyLock::new(Default::default);
-
-/// Notes when it ends: the `await` scenario's task.
-#[task]
-async fn finish(n: u64) -> Result<u64, TaskError> {
-    FINISHED.lock().expect("finished lock").insert(n, micros_now());
-    Ok(n)
 }
 
 /// Records how long after `sent_us` it started.
@@ -462,37 +460,13 @@ async fn main() -> Result<(), BoxError> {
             report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
         }
         Scenario::Await => {
-            let worker = Worker::builder(backend.driver.clone()).queues(&queue)?.concurrency(args.concurrency).build()?;
-            let handle = worker.handle();
-            let running = tokio::spawn(worker.start());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1) as f64));
-            let t = Instant::now();
-            let mut waiters = Vec::new();
-            for n in 0..args.tasks {
-                tick.tick().await;
-                let id = client.dispatch(Finish { n }).queue(queue.clone()).await?;
-                let client = client.clone();
-                waiters.push(tokio::spawn(async move {
-                    let awaited = client.result::<u64>(id, Duration::from_secs(60)).await;
-                    (n, awaited, micros_now())
-                }));
-            }
-            let mut took = Vec::new();
-            for w in waiters {
-                let (n, awaited, woke) = w.await?;
-                if awaited? != asynctasq_core::Awaited::Succeeded(n) {
-                    return Err(format!("task {n}: the wait did not end with its result").into());
-                }
-                let ended = FINISHED.lock().expect("finished lock").get(&n).copied().ok_or("a task never ran")?;
-                took.push(woke.saturating_sub(ended));
-            }
-            report.seconds = t.elapsed().as_secs_f64();
-            handle.stop();
-            running.await??;
-            took.sort_unstable();
-            let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
-            report.latency_ms = Some(Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) });
+            let (seconds, latency) =
+                follow::awaited(backend.driver.clone(), &client, &queue, args.tasks, args.rate, args.concurrency).await?;
+            (report.seconds, report.latency_ms) = (seconds, Some(latency));
+        }
+        Scenario::Cancel => {
+            let (seconds, latency) = follow::cancelled(backend.driver.clone(), &client, &queue, args.tasks, args.lease).await?;
+            (report.seconds, report.latency_ms) = (seconds, Some(latency));
         }
     }
     report.tasks_per_second = report.tasks as f64 / report.seconds;
