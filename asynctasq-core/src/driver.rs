@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
+use crate::notice::NoticeKind;
 pub use crate::workers::WorkerInfo;
 
 /// The right to settle one delivered task, held until it is settled or expires.
@@ -404,6 +405,14 @@ capabilities! {
         /// that no claim delivers it again and its lease extension reports
         /// [`DriverError::CancelRequested`]. A broker cannot reach a message it has handed out.
         Cancel,
+        /// [`Driver::notices`] of [`NoticeKind::Settled`] reach every handle on the backend,
+        /// whichever process settled the task (Redis `PUBLISH`, PostgreSQL `NOTIFY`), so a
+        /// waiter wakes at once instead of at its next poll.
+        ResultNotify,
+        /// [`Driver::notices`] of [`NoticeKind::CancelRequested`] reach every handle on the
+        /// backend, so the worker holding a cancelled task hears at once instead of at its next
+        /// lease renewal.
+        CancelNotify,
     }
 }
 
@@ -634,6 +643,17 @@ pub trait Driver: Send + Sync + 'static {
     async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {
         let _ = (lease, keep);
         Err(DriverError::Unsupported("cancelling a task"))
+    }
+
+    /// Notices of `kind` as they happen, pushed by the backend: to every handle on it where it
+    /// declares [`Capability::ResultNotify`] or [`Capability::CancelNotify`], or only to this
+    /// process's handles (an embedded database). `None`: the backend pushes nothing (the
+    /// default). A hint, never the guarantee: a notice may be lost, and listeners keep polling
+    /// (see [`crate::notice`]). Subscribe before reading, so nothing settled in between is
+    /// missed.
+    fn notices(&self, kind: NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {
+        let _ = kind;
+        None
     }
 
     /// Records `worker` in the registry, or rewrites its record

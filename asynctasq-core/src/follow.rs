@@ -9,7 +9,9 @@
 //! read again at the next poll; only the timeout ends the wait then.
 //!
 //! The reads back off from 5 ms to [`MAX_POLL`], so a wait costs a few reads a second on the
-//! backend at most.
+//! backend at most. Where the backend pushes ([`Driver::notices`](crate::Driver::notices)), the
+//! wait subscribes before its first read and reads again as soon as its task is noticed
+//! settled; the polls stay, for a notice that is lost.
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use crate::client::Client;
 use crate::driver::{CancelOutcome, Capability, TaskState};
 use crate::envelope::TaskId;
 use crate::error::{CodecError, DriverError};
+use crate::notice::{NoticeKind, heard};
 use crate::result::{DEFAULT_FAILURE_TTL, StoredResult};
 
 /// The longest pause between two reads of a waited task.
@@ -72,6 +75,8 @@ impl Client {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(5);
+        // Subscribed before the first read: a task settled in between is read, or noticed.
+        let mut notices = driver.notices(NoticeKind::Settled);
         loop {
             match driver.find(id).await {
                 Ok(None) => return Ok(Awaited::Expired),
@@ -91,8 +96,10 @@ impl Client {
             if now >= deadline {
                 return Ok(Awaited::TimedOut);
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_POLL);
+            tokio::select! {
+                () = tokio::time::sleep(pause.min(deadline - now)) => pause = (pause * 2).min(MAX_POLL),
+                () = heard(&mut notices, id) => {}
+            }
         }
     }
 

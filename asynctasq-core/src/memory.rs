@@ -19,6 +19,7 @@ use crate::driver::{
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
+use crate::notice::{NoticeBus, NoticeKind};
 
 /// Lease used for a stored record that cannot be decoded (its own lease is unknown).
 const FALLBACK_LEASE_MS: u64 = 30_000;
@@ -35,6 +36,7 @@ struct Inner {
     lacks: Vec<Capability>,
     state: Mutex<State>,
     notify: Notify,
+    notices: NoticeBus,
 }
 
 #[derive(Debug, Default)]
@@ -114,7 +116,8 @@ impl MemoryDriver {
 
     /// A new, empty store reading time from `clock`.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Arc::new(Inner { clock, lacks: Vec::new(), state: Mutex::new(State::default()), notify: Notify::new() }) }
+        let state = Mutex::new(State::default());
+        Self { inner: Arc::new(Inner { clock, lacks: Vec::new(), state, notify: Notify::new(), notices: NoticeBus::default() }) }
     }
 
     /// The same store claiming to lack `capabilities` (it still behaves fully): for testing how
@@ -150,6 +153,11 @@ impl MemoryDriver {
         }
         drop(state);
         self.inner.notify.notify_waiters();
+    }
+
+    /// Tells waiters that `id` was settled.
+    fn settled(&self, id: TaskId) {
+        self.inner.notices.send(NoticeKind::Settled, id);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -276,6 +284,7 @@ impl Driver for MemoryDriver {
         }
         for (id, keep_ms) in flagged {
             state.settle_cancelled(id, now, keep_ms);
+            self.settled(id);
         }
         let mut out = Vec::with_capacity(due.len());
         for id in due {
@@ -330,6 +339,7 @@ impl Driver for MemoryDriver {
             if let Some(q) = state.queues.get_mut(&r.queue) {
                 q.totals.succeeded += 1;
             }
+            self.settled(lease.id);
             if keeps && !keep.is_zero() {
                 let expires_at = now + millis(*keep);
                 let (queue, raw, attempt, result) = (r.queue, r.raw, r.attempt, result.clone());
@@ -345,6 +355,7 @@ impl Driver for MemoryDriver {
         let r = state.held(lease)?;
         if let Some(keep_ms) = r.cancel {
             state.settle_cancelled(lease.id, now, keep_ms);
+            self.settled(lease.id);
             return Ok(());
         }
         r.token = None;
@@ -361,6 +372,7 @@ impl Driver for MemoryDriver {
         let r = state.held(lease)?;
         if let Some(keep_ms) = r.cancel {
             state.settle_cancelled(lease.id, now, keep_ms);
+            self.settled(lease.id);
             return Ok(());
         }
         r.token = None;
@@ -376,6 +388,7 @@ impl Driver for MemoryDriver {
         let mut state = self.lock();
         if let Some(keep_ms) = state.held(lease)?.cancel {
             state.settle_cancelled(lease.id, now, keep_ms);
+            self.settled(lease.id);
             return Ok(());
         }
         let r = state.remove(lease.id).expect("held record exists");
@@ -383,6 +396,7 @@ impl Driver for MemoryDriver {
         let q = state.queues.entry(queue).or_default();
         q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error: error.to_owned(), dead_at: now });
         q.totals.failed += 1;
+        self.settled(lease.id);
         Ok(())
     }
 
@@ -528,9 +542,11 @@ impl Driver for MemoryDriver {
         if let Some(r) = state.tasks.get_mut(&id) {
             if r.token.is_some() && r.visible_at > now {
                 r.cancel = Some(millis(keep));
+                self.inner.notices.send(NoticeKind::CancelRequested, id);
                 return Ok(CancelOutcome::Requested);
             }
             state.settle_cancelled(id, now, millis(keep));
+            self.settled(id);
             return Ok(CancelOutcome::Removed);
         }
         let dead = state.queues.values().any(|q| q.dead.iter().any(|d| d.id == id));
@@ -542,7 +558,16 @@ impl Driver for MemoryDriver {
         let mut state = self.lock();
         state.held(lease)?;
         state.settle_cancelled(lease.id, now, millis(keep));
+        self.settled(lease.id);
         Ok(())
+    }
+
+    fn notices(&self, kind: NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {
+        let capability = match kind {
+            NoticeKind::Settled => Capability::ResultNotify,
+            _ => Capability::CancelNotify,
+        };
+        self.supports(capability).then(|| self.inner.notices.subscribe(kind))
     }
 
     async fn purge_dead(&self, queue: &str) -> Result<u64, DriverError> {

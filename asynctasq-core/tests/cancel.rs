@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use asynctasq_core::driver::TaskState;
-use asynctasq_core::{Awaited, CancelOutcome, Client, Driver, Event, MemoryDriver, TaskContext, TaskError, TokioClock, Worker, task};
+use asynctasq_core::{
+    Awaited, CancelOutcome, Capability, Client, Driver, Event, MemoryDriver, TaskContext, TaskError, TokioClock, Worker, task,
+};
 
 static STARTS: AtomicU32 = AtomicU32::new(0);
 
@@ -69,8 +71,24 @@ async fn a_task_cancelled_before_it_starts_never_runs() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_running_task_hears_of_its_cancel_within_a_third_of_its_lease_and_ends_cancelled() {
+async fn a_running_task_hears_of_its_cancel_at_once_where_the_backend_pushes_it() {
     let (driver, client) = setup();
+    let id = client.dispatch(Polite {}).await.expect("dispatch");
+    let run = tokio::spawn(worker(&driver).build().expect("build").start());
+    until_leased(&driver, id).await;
+    let asked = tokio::time::Instant::now();
+    assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Requested);
+    let counts = run.await.expect("join").expect("run");
+    assert!(asked.elapsed() < Duration::from_millis(50), "heard from the notice, not the renewal: {:?}", asked.elapsed());
+    assert_eq!(counts.cancelled, 1, "{counts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_task_hears_of_its_cancel_within_a_third_of_its_lease_and_ends_cancelled() {
+    // Without notices: the lease renewal alone reports the cancel.
+    let clock = Arc::new(TokioClock::new());
+    let driver = Arc::new(MemoryDriver::with_clock(clock.clone()).lacking(&[Capability::CancelNotify]));
+    let client = Client::new(driver.clone()).with_clock(clock);
     let id = client.dispatch(Polite {}).await.expect("dispatch");
     let built = worker(&driver).build().expect("build");
     let mut events = built.events().subscribe();
@@ -79,7 +97,11 @@ async fn a_running_task_hears_of_its_cancel_within_a_third_of_its_lease_and_ends
     let asked = tokio::time::Instant::now();
     assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Requested);
     let counts = run.await.expect("join").expect("run");
-    assert!(asked.elapsed() <= Duration::from_secs(10) + Duration::from_millis(100), "heard at the next extension: {:?}", asked.elapsed());
+    let took = asked.elapsed();
+    assert!(
+        took > Duration::from_millis(50) && took <= Duration::from_secs(10) + Duration::from_millis(100),
+        "heard at the next renewal: {took:?}"
+    );
     assert_eq!((counts.cancelled, counts.retried, counts.dead, counts.succeeded), (1, 0, 0, 0), "cancelled, not retried: {counts:?}");
     let record = driver.find(id).await.expect("find").expect("kept");
     assert_eq!((record.state, record.attempt), (TaskState::Cancelled, 1));

@@ -30,7 +30,9 @@ mod lacking_every_optional_capability {
             IdempotentEnqueue,
             TaskLookup,
             Results,
-            Cancel
+            Cancel,
+            ResultNotify,
+            CancelNotify
         ]
     );
 }

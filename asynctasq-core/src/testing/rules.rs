@@ -7,12 +7,14 @@ use std::time::Duration;
 use super::{Harness, eventually, ids};
 
 mod cancel;
+mod notice;
 mod results;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
 pub use cancel::*;
+pub use notice::*;
 pub use results::*;
 
 /// Every rule with the capability it needs (`None`: none), in the order the tests are
@@ -57,6 +59,8 @@ macro_rules! __conformance_rules {
             cancelled_task_whose_holder_dies_is_not_run_again: Cancel,
             cancel_of_a_finished_task_reports_already_finished: Cancel,
             a_cancel_is_refused_where_the_backend_cannot_cancel: None,
+            settled_tasks_are_noticed: ResultNotify,
+            cancel_requests_are_noticed: CancelNotify,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,

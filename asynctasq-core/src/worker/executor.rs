@@ -111,9 +111,20 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let keep = options.result_ttl.unwrap_or(shared.keeping.ttl);
     let slot = ctx.result.clone();
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
+    let watched = shared.cancel_watch.as_ref().map(|w| w.watch(lease.id));
     let heartbeat = async {
         if shared.driver.supports(Capability::ExtendLease) {
-            super::lease::keep_leased(shared.driver.clone(), lease.clone(), claimed, lease_length, shared.deadline, &metrics.extended).await
+            let poked = watched.as_ref().map(super::lease::Watched::notify);
+            super::lease::keep_leased(
+                shared.driver.clone(),
+                lease.clone(),
+                claimed,
+                lease_length,
+                shared.deadline,
+                &metrics.extended,
+                poked,
+            )
+            .await
         } else {
             std::future::pending::<LeaseEnd>().await
         }

@@ -1,11 +1,84 @@
 //! Lease renewal while a task runs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast};
 
 use super::deadline::bounded;
 use crate::driver::{Driver, Lease};
+use crate::envelope::TaskId;
 use crate::error::DriverError;
+use crate::notice::NoticeKind;
+
+/// Hands the backend's cancel notices ([`NoticeKind::CancelRequested`]) to the running tasks
+/// they name: one receiver for the worker, whatever its concurrency.
+#[derive(Debug, Default)]
+pub(crate) struct CancelWatch {
+    running: Mutex<HashMap<TaskId, Arc<Notify>>>,
+}
+
+impl CancelWatch {
+    /// A watch fed by `driver`'s cancel notices, and the task feeding it; `None` when the
+    /// driver pushes none.
+    pub(crate) fn start(driver: &dyn Driver) -> Option<(Arc<Self>, tokio::task::JoinHandle<()>)> {
+        let mut rx = driver.notices(NoticeKind::CancelRequested)?;
+        let watch = Arc::new(Self::default());
+        let fed = watch.clone();
+        let feeding = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(id) => fed.poke(Some(id)),
+                    // Some notices were missed: every running task renews now.
+                    Err(broadcast::error::RecvError::Lagged(_)) => fed.poke(None),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Some((watch, feeding))
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Arc<Notify>>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the renewal of `id` (`None`: of every running task).
+    fn poke(&self, id: Option<TaskId>) {
+        let running = self.running();
+        match id {
+            Some(id) => running.get(&id).into_iter().for_each(|n| n.notify_one()),
+            None => running.values().for_each(|n| n.notify_one()),
+        }
+    }
+
+    /// Watches `id` while the returned guard lives.
+    pub(crate) fn watch(self: &Arc<Self>, id: TaskId) -> Watched {
+        let notify = Arc::new(Notify::new());
+        self.running().insert(id, notify.clone());
+        Watched { watch: self.clone(), id, notify }
+    }
+}
+
+/// A running task's place in the [`CancelWatch`], left when dropped.
+pub(crate) struct Watched {
+    watch: Arc<CancelWatch>,
+    id: TaskId,
+    notify: Arc<Notify>,
+}
+
+impl Watched {
+    /// Notified when a cancel of the task is noticed.
+    pub(crate) fn notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.watch.running().remove(&self.id);
+    }
+}
 
 /// Why [`keep_leased`] stopped renewing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,8 +90,9 @@ pub(crate) enum LeaseEnd {
 }
 
 /// Renews `lease` every third of `length` for as long as it is polled. Completes only when the
-/// lease is lost or the task was cancelled; transient errors are logged and retried at the next beat, since a lease has
-/// two more beats of slack before it can expire. Each renewal is bounded by `limit`.
+/// lease is lost or the task was cancelled; transient errors are logged and retried at the next
+/// beat, since a lease has two more beats of slack before it can expire. Each renewal is
+/// bounded by `limit`. A notice of a cancel (`poked`) renews at once: the renewal reports it.
 ///
 /// The driver claimed the lease for `claimed` (the envelope's lease); when the worker's default
 /// lease applies instead (`length`), the first renewal comes a third of the shorter one in, and
@@ -30,11 +104,18 @@ pub(crate) async fn keep_leased(
     length: Duration,
     limit: Duration,
     extended: &metrics::Counter,
+    poked: Option<Arc<Notify>>,
 ) -> LeaseEnd {
     let interval = |d: Duration| (d / 3).max(Duration::from_millis(5));
     let mut next = interval(claimed.min(length));
     loop {
-        tokio::time::sleep(next).await;
+        match &poked {
+            Some(poked) => tokio::select! {
+                () = tokio::time::sleep(next) => {}
+                () = poked.notified() => {}
+            },
+            None => tokio::time::sleep(next).await,
+        }
         next = interval(length);
         match bounded("extend_lease", limit.min(length), driver.extend_lease(&lease, length)).await {
             Ok(renewed) => {

@@ -157,6 +157,7 @@ impl Worker {
             self.call_deadline,
             acking,
         ));
+        let cancel_watch = lease::CancelWatch::start(&*self.driver);
         let shared = Arc::new(Shared {
             driver: self.driver.clone(),
             registry: std::mem::take(&mut self.registry),
@@ -166,6 +167,7 @@ impl Worker {
             default_lease: self.default_lease,
             keeping: self.keeping,
             cancel_grace: self.cancel_grace,
+            cancel_watch: cancel_watch.as_ref().map(|(watch, _)| watch.clone()),
             blocking: self.blocking.clone(),
             events: self.events.clone(),
             counters: counters.clone(),
@@ -219,6 +221,9 @@ impl Worker {
         let _ = acker.await;
         beats.abort();
         watchdog.abort();
+        if let Some((_, feeding)) = cancel_watch {
+            feeding.abort();
+        }
         listening.cancel();
         #[cfg(feature = "http")]
         for task in listener {

@@ -46,6 +46,7 @@ impl Runner {
             default_lease: None,
             keeping: crate::result::Keeping::default(),
             cancel_grace: Duration::from_secs(5),
+            cancel_watch: None,
             blocking: BlockingPool::per_core(),
             events,
             counters: counters.clone(),

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) ack_credits: Arc<Semaphore>,
     /// How long a cancelled run may take to stop on its own before it is aborted.
     pub(crate) cancel_grace: Duration,
+    /// The backend's cancel notices, handed to running tasks (`None`: it pushes none).
+    pub(crate) cancel_watch: Option<Arc<super::lease::CancelWatch>>,
     /// The engine's deadline on each driver call it awaits (see [`deadline`]).
     pub(crate) deadline: Duration,
     /// The wall clock (the same one the client and the in-memory driver may be given).

@@ -1057,8 +1057,10 @@ impl Driver for MySqlDriver {
             .await
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        // MySQL has no notification channel: waiters poll, and a cancel is read by the next
+        // lease renewal.
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
     }
 
     fn name(&self) -> &'static str {

@@ -791,8 +791,10 @@ impl Driver for SqliteDriver {
         Ok(ServerInfo { version: Some(format!("SQLite {version}")), clock_ms: None, schema: Some(schema_state(MIGRATIONS, applied)) })
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        // SQLite offers no notification across processes: waiters poll, and a cancel is read
+        // by the next lease renewal.
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
     }
 
     fn name(&self) -> &'static str {
