@@ -55,6 +55,7 @@
 mod connection;
 mod events;
 mod find;
+mod notices;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -164,11 +165,23 @@ pub struct RedisDriver {
 
 struct Inner {
     client: ::redis::Client,
+    /// Notices heard on the prefix's channel, and the subscriber feeding them (started by the
+    /// first `notices` call).
+    notices: Arc<asynctasq_core::NoticeBus>,
+    subscriber: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
     conns: Arc<Connections>,
     scripts: Scripts,
     prefix: String,
     dead_max_count: u64,
     dead_max_age: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(subscriber) = self.subscriber.get() {
+            subscriber.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisDriver {
@@ -314,6 +327,8 @@ impl RedisDriver {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
+                notices: Arc::default(),
+                subscriber: std::sync::OnceLock::new(),
                 conns,
                 scripts,
                 prefix: config.prefix,
@@ -666,6 +681,16 @@ impl Driver for RedisDriver {
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
         self.find_task(id).await
+    }
+
+    fn notices(&self, kind: asynctasq_core::NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {
+        let rx = self.inner.notices.subscribe(kind);
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        self.inner.subscriber.get_or_init(|| {
+            let channel = notices::channel(&self.inner.prefix);
+            runtime.spawn(notices::subscribe(self.inner.client.clone(), channel, self.inner.notices.clone()))
+        });
+        Some(rx)
     }
 
     async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {

@@ -10,6 +10,9 @@
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+-- The prefix's notice channel: the keys' prefix (before the queue's `{…}` tag) and `notices`.
+-- A channel is no key: it belongs to no slot. Payloads: `s:ID,ID…` settled, `c:ID` cancel asked.
+local NOTICES = (string.gsub(KEYS[1], '{[^{}]*}:waiting$', 'notices'))
 
 -- One command over many arguments, 1000 at a time (Lua's unpack has a stack limit).
 local function bulk(cmd, key, items)
@@ -40,6 +43,7 @@ local function cancelled(id, now, keep)
   redis.call('ZREM', WAITING, id)
   redis.call('ZREM', LEASED, id)
   forget({ id })
+  redis.call('PUBLISH', NOTICES, 's:' .. id)
 end
 
 local function wake(n)

@@ -48,6 +48,8 @@ if #kept > 0 then
   -- No stale result to clear for the others: an id is stored again only after its record
   -- was swept (enqueue sweeps first), and the sweep deletes the result with it.
   if #with > 0 then bulk('HSET', DONE_RESULT, with) end
+  -- Only kept tasks are noticed: a waiter on one kept for nothing has no result to read.
+  redis.call('PUBLISH', NOTICES, 's:' .. table.concat(kept_ids, ','))
 end
 if #done > 0 then
   forget(done)

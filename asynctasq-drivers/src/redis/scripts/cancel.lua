@@ -5,6 +5,7 @@ local id, now, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local lease = redis.call('ZSCORE', LEASED, id)
 if lease and tonumber(lease) > now then
   redis.call('HSET', CANCEL, id, math.max(keep, 1))
+  redis.call('PUBLISH', NOTICES, 'c:' .. id)
   return 2
 end
 if lease or redis.call('ZSCORE', WAITING, id) then

@@ -13,6 +13,7 @@ redis.call('HSET', ERROR, id, ARGV[3])
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, ARGV[4], id)
 redis.call('HINCRBY', TOTALS, 'failed', 1)
+redis.call('PUBLISH', NOTICES, 's:' .. id)
 local old = redis.call('ZRANGEBYSCORE', DEAD, '-inf', '(' .. ARGV[6], 'LIMIT', 0, 1000)
 local n, max = redis.call('ZCARD', DEAD) - #old, tonumber(ARGV[5])
 if n > max then
