@@ -1,23 +1,31 @@
 //! PostgreSQL's `LISTEN` connection: wakes waiting workers at every commit that makes a task
-//! due, and is replaced when it fails or stops answering (a half-open connection tells nothing
-//! otherwise).
+//! due, hands notices (settled tasks, cancels) to the driver's [`NoticeBus`], and is replaced
+//! when it fails or stops answering (a half-open connection tells nothing otherwise).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use asynctasq_core::DriverError;
+use asynctasq_core::{DriverError, NoticeBus};
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
 use super::map_err;
 use super::pool::Pools;
 
-/// A listener on `channel` from the live pool, within the request timeout.
-pub(super) async fn listen(pools: &Pools<sqlx::Postgres>, channel: &str) -> Result<PgListener, DriverError> {
+/// What the listener listens to: the channel that wakes workers, and the one of notices with
+/// the bus it feeds.
+pub(super) struct Channels {
+    pub(super) ready: String,
+    pub(super) notices: String,
+    pub(super) bus: Arc<NoticeBus>,
+}
+
+/// A listener on both `channels` from the live pool, within the request timeout.
+pub(super) async fn listen(pools: &Pools<sqlx::Postgres>, channels: &Channels) -> Result<PgListener, DriverError> {
     pools
         .bounded("LISTEN", pools.request_timeout(), async {
             let mut listener = PgListener::connect_with(&pools.pool()).await.map_err(|e| map_err("LISTEN connection", e))?;
-            listener.listen(channel).await.map_err(|e| map_err("LISTEN", e))?;
+            listener.listen_all([channels.ready.as_str(), channels.notices.as_str()]).await.map_err(|e| map_err("LISTEN", e))?;
             Ok(listener)
         })
         .await
@@ -30,11 +38,15 @@ const LISTEN_CHECK: Duration = Duration::from_secs(5);
 /// [`LISTEN_CHECK`] and then gets no answer to a query within the request timeout (a
 /// half-open connection tells nothing otherwise), is replaced by a new one from the live pool;
 /// meanwhile waiters fall back to their poll interval.
-pub(super) async fn keep_listening(mut listener: PgListener, pools: Arc<Pools<sqlx::Postgres>>, channel: String, wake: Arc<Notify>) {
+pub(super) async fn keep_listening(mut listener: PgListener, pools: Arc<Pools<sqlx::Postgres>>, channels: Channels, wake: Arc<Notify>) {
     loop {
         let alive = match tokio::time::timeout(LISTEN_CHECK, listener.recv()).await {
-            Ok(Ok(_)) => {
-                wake.notify_waiters();
+            Ok(Ok(notification)) => {
+                if notification.channel() == channels.notices {
+                    channels.bus.send_payload(notification.payload());
+                } else {
+                    wake.notify_waiters();
+                }
                 continue;
             }
             Ok(Err(error)) => {
@@ -55,7 +67,7 @@ pub(super) async fn keep_listening(mut listener: PgListener, pools: Arc<Pools<sq
         }
         wake.notify_waiters();
         loop {
-            match listen(&pools, &channel).await {
+            match listen(&pools, &channels).await {
                 Ok(l) => {
                     listener = l;
                     break;

@@ -54,9 +54,10 @@ use asynctasq_core::driver::{
     Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use asynctasq_core::notice::NoticeKind;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use super::listener::{keep_listening, listen};
+use super::listener::{Channels, keep_listening, listen};
 use super::pool::{self, Pools};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 use tokio::sync::Notify;
@@ -200,7 +201,9 @@ impl Sql {
             ),
             // The same, keeping the acks with a time to live ($5 ms; $6 their results, $7 now)
             // as succeeded rows in the same statement: a kept result exists exactly when its
-            // task's ack committed, and a lost lease deletes nothing, so keeps nothing.
+            // task's ack committed, and a lost lease deletes nothing, so keeps nothing. The kept
+            // ids are noticed on $8, 200 to a payload (a payload holds under 8,000 bytes); a
+            // SELECT in a WITH runs only when read, hence the count.
             ack_keeping: format!(
                 "WITH acked AS (DELETE FROM {t} AS t \
                                 USING UNNEST($1::bigint[], $2::bigint[], $5::bigint[], $6::bytea[]) AS a(seq, token, keep, result) \
@@ -213,8 +216,10 @@ impl Sql {
                                SELECT id, queue, envelope, attempt, result, $7, $7 + keep FROM acked WHERE keep > 0 \
                                ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                                attempt = EXCLUDED.attempt, result = EXCLUDED.result, finished_at = EXCLUDED.finished_at, \
-                               expires_at = EXCLUDED.expires_at, state = EXCLUDED.state) \
-                 SELECT seq FROM acked"
+                               expires_at = EXCLUDED.expires_at, state = EXCLUDED.state), \
+                      noticed AS (SELECT pg_notify($8, 's:' || string_agg(encode(id, 'hex'), ',')) \
+                                  FROM (SELECT id, (row_number() OVER ()) / 200 AS chunk FROM acked WHERE keep > 0) k GROUP BY chunk) \
+                 SELECT seq FROM acked WHERE (SELECT count(*) FROM noticed) >= 0"
             ),
             sweep: format!("DELETE FROM {r} WHERE id IN (SELECT id FROM {r} WHERE expires_at <= $1 LIMIT 10000)"),
             // Flagged tasks no lease holds (ran out, nacked, released), by the partial index of
@@ -224,7 +229,7 @@ impl Sql {
                                 AND (lease_token IS NULL OR visible_at <= $1) LIMIT 1000 FOR UPDATE SKIP LOCKED) \
                                 RETURNING id, queue, envelope, attempt, cancel) \
                  INSERT INTO {r} AS r (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
-                 SELECT id, queue, envelope, attempt, NULL, $1, $1 + cancel, 'cancelled' FROM moved {upsert}"
+                 SELECT id, queue, envelope, attempt, NULL, $1, $1 + cancel, 'cancelled' FROM moved {upsert} RETURNING id"
             ),
             // A cancel flags the task whatever its state, and learns the state from the row it
             // locked: leased (the lease is live) or waiting.
@@ -310,6 +315,9 @@ struct Inner {
     cursors: ClaimCursors,
     sweeper: Sweeper,
     channel: String,
+    /// Notices heard by the listener, and their channel.
+    notices: Arc<asynctasq_core::NoticeBus>,
+    notices_channel: String,
     prefix: String,
     notify: Arc<Notify>,
     poll_interval: Duration,
@@ -366,8 +374,10 @@ impl PostgresDriver {
         );
         let channel = format!("{}_ready", config.table_prefix);
         let notify = Arc::new(Notify::new());
-        let first = listen(&pools, &channel).await?;
-        let listener = tokio::spawn(keep_listening(first, pools.clone(), channel.clone(), notify.clone()));
+        let channels = Channels { ready: channel.clone(), notices: format!("{}_notices", config.table_prefix), bus: Arc::default() };
+        let (notices, notices_channel) = (channels.bus.clone(), channels.notices.clone());
+        let first = listen(&pools, &channels).await?;
+        let listener = tokio::spawn(keep_listening(first, pools.clone(), channels, notify.clone()));
         let driver = Self {
             inner: Arc::new(Inner {
                 pools,
@@ -375,6 +385,8 @@ impl PostgresDriver {
                 cursors: ClaimCursors::default(),
                 sweeper: Sweeper::default(),
                 channel,
+                notices,
+                notices_channel,
                 prefix: config.table_prefix.clone(),
                 notify,
                 poll_interval: config.poll_interval,
@@ -475,9 +487,26 @@ impl PostgresDriver {
     /// Settles the run holding `token` on the task at `seq` as cancelled, kept for `keep`
     /// (`None`: only if a cancel flagged it, for as long as the cancel asked); returns the rows
     /// settled (0: the lease was lost, or nothing flagged it).
-    async fn settle_cancelled_as(&self, seq: i64, token: i64, keep: Option<Duration>) -> Result<u64, DriverError> {
+    async fn settle_cancelled_as(&self, id: TaskId, seq: i64, token: i64, keep: Option<Duration>) -> Result<u64, DriverError> {
         let query = sqlx::query(q(&self.inner.sql.settle_cancelled)).bind(seq).bind(token).bind(now()).bind(keep.map(ms));
-        Ok(self.inner.execute("settle a cancelled task", query).await?.rows_affected())
+        let settled = self.inner.execute("settle a cancelled task", query).await?.rows_affected();
+        if settled > 0 {
+            self.notice(NoticeKind::Settled, &[id]).await;
+        }
+        Ok(settled)
+    }
+
+    /// Notifies the listeners of every handle that `ids` were settled or asked to stop, after
+    /// the write that did it committed. A failure costs listeners time (they poll), so it is
+    /// logged, not returned.
+    async fn notice(&self, kind: NoticeKind, ids: &[TaskId]) {
+        for chunk in ids.chunks(200) {
+            let payload = format!("{}:{}", kind.tag(), chunk.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+            let query = sqlx::query("SELECT pg_notify($1, $2)").bind(&self.inner.notices_channel).bind(payload);
+            if let Err(error) = self.inner.execute("notify", query).await {
+                tracing::debug!(%error, "a notice was not sent; listeners find out at their next poll");
+            }
+        }
     }
 
     async fn notify(&self, queue: &str) -> Result<(), DriverError> {
@@ -597,9 +626,16 @@ impl Driver for PostgresDriver {
                     // Expired records are never reported, and no claim delivers a flagged task:
                     // a failed sweep costs time until the next.
                     let swept = self.inner.execute("sweep results", sqlx::query(q(&self.inner.sql.sweep)).bind(now)).await;
-                    let cancelled =
-                        self.inner.execute("settle cancelled tasks", sqlx::query(q(&self.inner.sql.sweep_cancelled)).bind(now)).await;
-                    if let Err(e) = swept.and(cancelled) {
+                    let cancelled = sqlx::query_scalar(q(&self.inner.sql.sweep_cancelled))
+                        .bind(now)
+                        .fetch_all(&self.inner.pools.pool())
+                        .await
+                        .map_err(|e| map_err("settle cancelled tasks", e));
+                    if let Ok(ids) = &cancelled {
+                        let ids: Vec<TaskId> = ids.iter().filter_map(|id: &Vec<u8>| TaskId::from_slice(id)).collect();
+                        self.notice(NoticeKind::Settled, &ids).await;
+                    }
+                    if let Err(e) = swept.and(cancelled.map(|_| ())) {
                         tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
                     }
                 }
@@ -666,7 +702,7 @@ impl Driver for PostgresDriver {
                 let sql = if keeping { &self.inner.sql.ack_keeping } else { &self.inner.sql.ack };
                 let mut query = sqlx::query_scalar(q(sql)).bind(&seqs).bind(&tokens).bind(day(at)).bind(shard as i16);
                 if keeping {
-                    query = query.bind(&keeps).bind(&results).bind(at);
+                    query = query.bind(&keeps).bind(&results).bind(at).bind(&self.inner.notices_channel);
                 }
                 let deleted: Vec<i64> = query.fetch_all(&self.inner.pools.pool()).await.map_err(|e| map_err("ack", e))?;
                 for seq in deleted {
@@ -728,9 +764,10 @@ impl Driver for PostgresDriver {
                     .await?;
                 if done.rows_affected() == 0 {
                     // A cancelled task is not dead-lettered: it ends cancelled.
-                    let settled = self.settle_cancelled_as(seq, token, None).await?;
+                    let settled = self.settle_cancelled_as(lease.id, seq, token, None).await?;
                     return held(settled, lease);
                 }
+                self.notice(NoticeKind::Settled, &[lease.id]).await;
                 Ok(())
             })
             .await
@@ -847,11 +884,15 @@ impl Driver for PostgresDriver {
             .await
     }
 
+    fn notices(&self, kind: NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {
+        Some(self.inner.notices.subscribe(kind))
+    }
+
     async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
         self.inner
             .pools
             .call("cancel", async move {
-                let (at, keep, id) = (now(), ms(keep), id.as_bytes().as_slice());
+                let (task, at, keep, id) = (id, now(), ms(keep), id.as_bytes().as_slice());
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("cancel", e))?;
                 let leased: Option<bool> = sqlx::query_scalar(q(&self.inner.sql.cancel_flag))
                     .bind(id)
@@ -883,6 +924,11 @@ impl Driver for PostgresDriver {
                     }
                 };
                 tx.commit().await.map_err(|e| map_err("cancel", e))?;
+                match outcome {
+                    CancelOutcome::Removed => self.notice(NoticeKind::Settled, &[task]).await,
+                    CancelOutcome::Requested => self.notice(NoticeKind::CancelRequested, &[task]).await,
+                    _ => {}
+                }
                 Ok(outcome)
             })
             .await
@@ -893,7 +939,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("settle cancelled", async move {
                 let (seq, token) = parse_token(lease)?;
-                held(self.settle_cancelled_as(seq, token, Some(keep)).await?, lease)
+                held(self.settle_cancelled_as(lease.id, seq, token, Some(keep)).await?, lease)
             })
             .await
     }
