@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
 use crate::notice::NoticeKind;
+use crate::progress::Progress;
 pub use crate::workers::WorkerInfo;
 
 /// The right to settle one delivered task, held until it is settled or expires.
@@ -248,6 +249,8 @@ pub struct TaskRecord {
     /// Live: a cancel was requested ([`Driver::cancel`]) and the worker holding the task has
     /// not settled it yet.
     pub cancel_requested: bool,
+    /// Live: the progress its latest run reported ([`Driver::progress`]).
+    pub progress: Option<Progress>,
 }
 
 impl TaskRecord {
@@ -271,7 +274,15 @@ impl TaskRecord {
             envelope: stamped(envelope, attempt),
             result: None,
             cancel_requested: false,
+            progress: None,
         }
+    }
+
+    /// The same record with the progress stored with it, decoded (a value that does not decode
+    /// is left out: progress is a report, not data).
+    #[must_use]
+    pub fn with_progress(self, stored: Option<&[u8]>) -> Self {
+        Self { progress: stored.and_then(|b| Progress::decode(b).ok()), ..self }
     }
 
     /// The same record, marked as asked to stop when `requested` (a live task whose cancel its
@@ -413,6 +424,9 @@ capabilities! {
         /// backend, so the worker holding a cancelled task hears at once instead of at its next
         /// lease renewal.
         CancelNotify,
+        /// [`Driver::progress`] keeps a running task's progress under its lease, and
+        /// [`Driver::find`] reports it ([`TaskRecord::progress`]).
+        Progress,
     }
 }
 
@@ -618,6 +632,15 @@ pub trait Driver: Send + Sync + 'static {
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
         let _ = id;
         Err(DriverError::Unsupported("looking a task up by id"))
+    }
+
+    /// Records how far the run holding `lease` has come ([`Capability::Progress`]), replacing
+    /// what it recorded before; [`find`](Driver::find) reports it while the task is live. A
+    /// lost lease records nothing ([`DriverError::LeaseLost`]): a stale run cannot overwrite
+    /// the progress of the run that owns the task now. The engine throttles the calls.
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<(), DriverError> {
+        let _ = (lease, progress);
+        Err(DriverError::Unsupported("recording a task's progress"))
     }
 
     /// Cancels the task stored under `id` ([`Capability::Cancel`]), in one atomic step:

@@ -20,6 +20,7 @@ use crate::driver::{
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 use crate::notice::{NoticeBus, NoticeKind};
+use crate::progress::Progress;
 
 /// Lease used for a stored record that cannot be decoded (its own lease is unknown).
 const FALLBACK_LEASE_MS: u64 = 30_000;
@@ -74,6 +75,8 @@ struct Record {
     replayed: bool,
     /// A cancel was requested while it was leased: how long to keep it once cancelled (ms).
     cancel: Option<u64>,
+    /// The latest run's progress, encoded.
+    progress: Option<Vec<u8>>,
 }
 
 /// A settled task, kept until `expires_at` ([`Ack::keep`], or a cancel's time to live).
@@ -172,8 +175,19 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queues.entry(queue.clone()).or_default().index.insert((visible_at, seq, id));
-        let record =
-            Record { queue, raw, attempt: 0, lease_ms, visible_at, seq, token: None, last_error: None, replayed: false, cancel: None };
+        let record = Record {
+            queue,
+            raw,
+            attempt: 0,
+            lease_ms,
+            visible_at,
+            seq,
+            token: None,
+            last_error: None,
+            replayed: false,
+            cancel: None,
+            progress: None,
+        };
         self.tasks.insert(id, record);
     }
 
@@ -327,6 +341,8 @@ impl Driver for MemoryDriver {
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError> {
         let now = self.inner.clock.now();
         let keeps = self.supports(Capability::Results);
+        // Asked once per batch: a send per task would lock the bus per task.
+        let listened = self.inner.notices.listened(NoticeKind::Settled);
         let mut state = self.lock();
         state.sweep(now);
         let mut lost = Vec::new();
@@ -339,7 +355,9 @@ impl Driver for MemoryDriver {
             if let Some(q) = state.queues.get_mut(&r.queue) {
                 q.totals.succeeded += 1;
             }
-            self.settled(lease.id);
+            if listened {
+                self.settled(lease.id);
+            }
             if keeps && !keep.is_zero() {
                 let expires_at = now + millis(*keep);
                 let (queue, raw, attempt, result) = (r.queue, r.raw, r.attempt, result.clone());
@@ -516,7 +534,7 @@ impl Driver for MemoryDriver {
             let at = r.visible_at;
             let task_state = TaskState::of_live(r.token.is_some(), at, now);
             let record = TaskRecord::new(id, &r.queue, task_state, r.attempt, at, r.last_error.clone(), Envelope::decode(&r.raw));
-            return Ok(Some(record.cancel_requested(r.cancel.is_some())));
+            return Ok(Some(record.cancel_requested(r.cancel.is_some()).with_progress(r.progress.as_deref())));
         }
         for (name, q) in &state.queues {
             if let Some(d) = q.dead.iter().find(|d| d.id == id) {
@@ -530,6 +548,15 @@ impl Driver for MemoryDriver {
             }
             state => TaskRecord::new(id, &d.queue, state, d.attempt, d.finished_at, None, Envelope::decode(&d.raw)),
         }))
+    }
+
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<(), DriverError> {
+        if !self.supports(Capability::Progress) {
+            return Err(DriverError::Unsupported("recording a task's progress"));
+        }
+        let encoded = progress.encode()?;
+        self.lock().held(lease)?.progress = Some(encoded);
+        Ok(())
     }
 
     async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blocking::BlockingPool;
 use crate::envelope::TaskId;
+use crate::error::DriverError;
+use crate::progress::{Progress, ProgressSlot};
 use crate::result::ResultSlot;
 use crate::retry::RetryPolicy;
 
@@ -67,6 +69,8 @@ pub struct TaskContext {
     pub(crate) blocking: BlockingPool,
     /// Where the run puts what it returned.
     pub(crate) result: ResultSlot,
+    /// Where the run puts how far it has come.
+    pub(crate) progress: ProgressSlot,
 }
 
 impl TaskContext {
@@ -81,7 +85,24 @@ impl TaskContext {
             cancel: CancellationToken::new(),
             blocking: BlockingPool::per_core(),
             result: ResultSlot::default(),
+            // Accepted and kept nowhere: a detached run has no worker to write it.
+            progress: ProgressSlot::new(true),
         }
+    }
+
+    /// Reports how far this run has come: `fraction` from 0 to 1 (clamped) and what it is
+    /// doing. Cheap to call in a loop: the worker writes the latest report at most every
+    /// [`PROGRESS_EVERY`](crate::progress::PROGRESS_EVERY), under the run's lease, and `task
+    /// show` and [`Driver::find`](crate::Driver::find) read it back. Refused on a backend that
+    /// keeps no record of a running task ([`Capability::Progress`](crate::Capability::Progress)).
+    pub fn progress(&self, fraction: f32, message: impl Into<String>) -> Result<(), DriverError> {
+        if !self.progress.kept() {
+            return Err(DriverError::Unsupported("recording a task's progress (this backend keeps no record of a running task)"));
+        }
+        let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+        let at = crate::clock::Clock::now(&crate::clock::SystemClock);
+        self.progress.put(Progress { fraction, message: message.into(), at });
+        Ok(())
     }
 
     /// Where this run's result goes: `#[task]` puts a function's `Ok` value there; a task

@@ -32,7 +32,8 @@ mod lacking_every_optional_capability {
             Results,
             Cancel,
             ResultNotify,
-            CancelNotify
+            CancelNotify,
+            Progress
         ]
     );
 }

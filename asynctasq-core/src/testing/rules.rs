@@ -8,6 +8,7 @@ use super::{Harness, eventually, ids};
 
 mod cancel;
 mod notice;
+mod progress;
 mod results;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
@@ -15,6 +16,7 @@ use crate::envelope::TaskId;
 use crate::error::DriverError;
 pub use cancel::*;
 pub use notice::*;
+pub use progress::*;
 pub use results::*;
 
 /// Every rule with the capability it needs (`None`: none), in the order the tests are
@@ -61,6 +63,8 @@ macro_rules! __conformance_rules {
             a_cancel_is_refused_where_the_backend_cannot_cancel: None,
             settled_tasks_are_noticed: ResultNotify,
             cancel_requests_are_noticed: CancelNotify,
+            progress_is_found_while_the_task_runs: Progress,
+            progress_from_a_lost_lease_is_refused: Progress,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,

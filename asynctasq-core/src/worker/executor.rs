@@ -94,6 +94,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         cancel: cancel.clone(),
         blocking: shared.blocking.clone(),
         result: crate::result::ResultSlot::default(),
+        progress: crate::progress::ProgressSlot::new(shared.driver.supports(Capability::Progress)),
     };
     let started = Instant::now();
     // The handler runs in its own task so a panic is caught by tokio (a JoinError), never
@@ -110,9 +111,10 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         .unwrap_or_else(|| shared.retry.clone());
     let keep = options.result_ttl.unwrap_or(shared.keeping.ttl);
     let slot = ctx.result.clone();
+    let reports = ctx.progress.clone();
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
     let watched = shared.cancel_watch.as_ref().map(|w| w.watch(lease.id));
-    let heartbeat = async {
+    let renewals = async {
         if shared.driver.supports(Capability::ExtendLease) {
             let poked = watched.as_ref().map(super::lease::Watched::notify);
             super::lease::keep_leased(
@@ -127,6 +129,28 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             .await
         } else {
             std::future::pending::<LeaseEnd>().await
+        }
+    };
+    // The run's progress reports, written under its lease: a report that finds the lease lost
+    // stops them (the renewals say so too).
+    let progress = async {
+        if !reports.kept() {
+            return std::future::pending::<LeaseEnd>().await;
+        }
+        loop {
+            let report = reports.next().await;
+            match bounded("progress", shared.deadline, shared.driver.progress(&lease, &report)).await {
+                Ok(()) => {}
+                Err(DriverError::LeaseLost(_)) => return std::future::pending::<LeaseEnd>().await,
+                Err(error) => tracing::debug!(task.id = %lease.id, %error, "a progress report was not recorded"),
+            }
+            tokio::time::sleep(crate::progress::PROGRESS_EVERY).await;
+        }
+    };
+    let heartbeat = async {
+        tokio::select! {
+            end = renewals => end,
+            end = progress => end,
         }
     };
 

@@ -778,6 +778,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel
+                | Capability::Progress
         )
     }
 

@@ -135,6 +135,7 @@ struct Scripts {
     purge_dead: Script,
     cancel: Script,
     settle_cancelled: Script,
+    progress: Script,
 }
 
 impl Scripts {
@@ -153,6 +154,7 @@ impl Scripts {
             purge_dead: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/purge_dead.lua"))),
             cancel: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/cancel.lua"))),
             settle_cancelled: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/settle_cancelled.lua"))),
+            progress: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/progress.lua"))),
         }
     }
 }
@@ -208,11 +210,12 @@ struct QueueKeys {
     done_at: String,
     done_result: String,
     cancel: String,
+    progress: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 16] {
+    fn all(&self) -> [&String; 17] {
         [
             &self.waiting,
             &self.leased,
@@ -230,6 +233,7 @@ impl QueueKeys {
             &self.done_at,
             &self.done_result,
             &self.cancel,
+            &self.progress,
         ]
     }
 
@@ -321,6 +325,7 @@ impl RedisDriver {
             &scripts.purge_dead,
             &scripts.cancel,
             &scripts.settle_cancelled,
+            &scripts.progress,
         ] {
             s.load_async(&mut conn).await.map_err(|e| map_err("loading scripts", e))?;
         }
@@ -368,6 +373,7 @@ impl RedisDriver {
             done_at: format!("{base}:done_at"),
             done_result: format!("{base}:done_result"),
             cancel: format!("{base}:cancel"),
+            progress: format!("{base}:progress"),
         })
     }
 
@@ -711,6 +717,20 @@ impl Driver for RedisDriver {
             3 => CancelOutcome::AlreadyFinished,
             _ => CancelOutcome::NotFound,
         })
+    }
+
+    async fn progress(&self, lease: &Lease, progress: &asynctasq_core::Progress) -> Result<(), DriverError> {
+        let k = self.keys(&lease.queue)?;
+        let (member, token) = split_token(lease)?;
+        let done: i64 = k
+            .invoke(&self.inner.scripts.progress)
+            .arg(member)
+            .arg(token)
+            .arg(progress.encode()?)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("record progress", e))?;
+        held(done, lease)
     }
 
     async fn settle_cancelled(&self, lease: &Lease, keep: Duration) -> Result<(), DriverError> {

@@ -130,19 +130,19 @@ pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, e
 /// `now`), the live tasks `t` and the dead `d` in one statement (one snapshot, so a task moving
 /// between them is seen in one or the other): queue, envelope, attempt, `finished_at`,
 /// `visible_at` or `dead_at`, whether leased (0/1), the last error, where it was found
-/// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, and whether a cancel is
-/// requested (0/1); `id` are the id's placeholders, in
+/// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, whether a cancel is
+/// requested (0/1) and the progress; `id` are the id's placeholders, in
 /// the order the statement reads them (`now` comes between the first and the second).
 pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: &str) -> String {
     let [first, second, third] = id;
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0 \
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL \
          FROM {r} WHERE id = {first} AND expires_at > {now} \
          UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL, \
-         CASE WHEN cancel > 0 THEN 1 ELSE 0 END FROM {t} WHERE id = {second} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0 FROM {d} WHERE id = {third}"
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress FROM {t} WHERE id = {second} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL FROM {d} WHERE id = {third}"
     )
 }
 
@@ -184,6 +184,7 @@ pub(crate) fn task_record(
     found: Found,
     result: Option<Vec<u8>>,
     cancel_requested: bool,
+    progress: Option<Vec<u8>>,
 ) -> TaskRecord {
     let at = at.max(0) as u64;
     let state = match found {
@@ -192,7 +193,9 @@ pub(crate) fn task_record(
         Found::Succeeded => return TaskRecord::succeeded(id, queue, attempt, at, result, Envelope::decode(envelope)),
         Found::Live => TaskState::of_live(leased, at, now().max(0) as u64),
     };
-    TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope)).cancel_requested(cancel_requested)
+    TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope))
+        .cancel_requested(cancel_requested)
+        .with_progress(progress.as_deref())
 }
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the

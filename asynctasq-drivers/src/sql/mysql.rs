@@ -32,6 +32,7 @@ use asynctasq_core::driver::{
     Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use asynctasq_core::progress::Progress;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 
 use super::pool::{self, Pools};
@@ -50,6 +51,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "replayed mark on tasks", include_str!("../../migrations/mysql/0004_replayed.sql")),
     (5, "kept results", include_str!("../../migrations/mysql/0005_results.sql")),
     (6, "cancellation", include_str!("../../migrations/mysql/0006_cancel.sql")),
+    (7, "task progress", include_str!("../../migrations/mysql/0007_progress.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -735,8 +737,32 @@ impl Driver for MySqlDriver {
                     let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
                     let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
                     let (attempt, cancel_requested) = (row.get::<i32, _>(2) as u32, row.get::<i64, _>(8) == 1);
-                    task_record(id, &queue, &envelope, attempt, row.get(3), leased, row.get(5), found, row.get(7), cancel_requested)
+                    task_record(
+                        id,
+                        &queue,
+                        &envelope,
+                        attempt,
+                        row.get(3),
+                        leased,
+                        row.get(5),
+                        found,
+                        row.get(7),
+                        cancel_requested,
+                        row.get(9),
+                    )
                 }))
+            })
+            .await
+    }
+
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("record progress", async move {
+                let (seq, token) = parse_token(lease)?;
+                let sql = format!("UPDATE {} SET progress = ? WHERE seq = ? AND lease_token = ?", self.inner.tasks);
+                let query = sqlx::query(q(sql)).bind(progress.encode()?).bind(seq).bind(token);
+                held(self.inner.execute("record progress", query).await?.rows_affected(), lease)
             })
             .await
     }

@@ -47,6 +47,7 @@ use asynctasq_core::driver::{
     Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use asynctasq_core::progress::Progress;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
@@ -63,6 +64,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "replayed mark on tasks", include_str!("../../migrations/sqlite/0004_replayed.sql")),
     (5, "kept results", include_str!("../../migrations/sqlite/0005_results.sql")),
     (6, "cancellation", include_str!("../../migrations/sqlite/0006_cancel.sql")),
+    (7, "task progress", include_str!("../../migrations/sqlite/0007_progress.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -623,8 +625,21 @@ impl Driver for SqliteDriver {
                 found,
                 row.get(7),
                 cancel_requested,
+                row.get(9),
             )
         }))
+    }
+
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<(), DriverError> {
+        let (seq, token) = parse_token(lease)?;
+        let done = sqlx::query("UPDATE asynctasq_tasks SET progress = ?1 WHERE seq = ?2 AND lease_token = ?3")
+            .bind(progress.encode()?)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("record progress", e))?;
+        held(done.rows_affected(), lease)
     }
 
     async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {

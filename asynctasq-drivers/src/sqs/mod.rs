@@ -755,6 +755,7 @@ impl Driver for SqsDriver {
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel
+                | Capability::Progress
         )
     }
 
