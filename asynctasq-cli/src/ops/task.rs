@@ -60,6 +60,7 @@ fn task_json(r: &TaskRecord) -> Value {
         "max_attempts": max_attempts, "at": r.at, "last_error": r.last_error, "created_at": created_at,
         "args": args, "decode_error": decode_error, "result": result_json(r.result.as_deref()),
         "cancel_requested": r.cancel_requested,
+        "progress": r.progress.as_ref().map(|p| json!({ "fraction": p.fraction, "message": p.message, "at": p.at })),
     })
 }
 
@@ -100,6 +101,9 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
     outln!("{when} {} ({})", from_now(r.at), r.at);
     if let Some(error) = &r.last_error {
         outln!("error:     {error}");
+    }
+    if let Some(p) = &r.progress {
+        outln!("progress:  {:.0}% {} ({})", p.fraction * 100.0, p.message, from_now(p.at));
     }
     if r.cancel_requested {
         outln!("cancel:    requested; its worker stops it at its next lease extension");

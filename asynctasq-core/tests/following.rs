@@ -1,4 +1,5 @@
-//! Cancellation through the engine, on the in-memory driver and a paused clock: a waiting task
+//! Following a running task through the engine, on the in-memory driver and a paused clock:
+//! its progress is found while it runs; cancelled while waiting, it
 //! never starts; a running one hears of the cancel from its lease, gets its grace to stop, is
 //! aborted after it, and ends cancelled: neither retried nor dead-lettered.
 
@@ -150,4 +151,30 @@ async fn a_cancel_of_a_finished_task_changes_nothing() {
     client.cancel(id).await.expect("cancel");
     run.await.expect("join").expect("run");
     assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::AlreadyFinished, "acked and kept");
+}
+
+/// Reports progress in a tight loop, then waits to be cancelled.
+#[task(lease = "30s")]
+async fn chatty(ctx: TaskContext) -> Result<(), TaskError> {
+    for i in 1..=10_000u32 {
+        ctx.progress(i as f32 / 10_000.0, format!("step {i}")).expect("the in-memory driver keeps progress");
+        if i % 1000 == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    ctx.cancelled().await;
+    Err(TaskError::retry("stopped"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_reported_in_a_tight_loop_is_found_while_the_task_runs() {
+    let (driver, client) = setup();
+    let id = client.dispatch(Chatty {}).await.expect("dispatch");
+    let run = tokio::spawn(worker(&driver).build().expect("build").start());
+    until_leased(&driver, id).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = driver.find(id).await.expect("find").expect("live").progress.expect("reported");
+    assert_eq!((p.fraction, p.message.as_str()), (1.0, "step 10000"), "the latest report is found");
+    client.cancel(id).await.expect("cancel");
+    run.await.expect("join").expect("run");
 }
