@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
+use crate::history::AttemptError;
 use crate::notice::NoticeKind;
 use crate::progress::Progress;
 pub use crate::workers::WorkerInfo;
@@ -170,6 +171,8 @@ pub struct DeadTask {
     pub error: String,
     /// When it was dead-lettered.
     pub dead_at: UnixMillis,
+    /// Every failed attempt's error, in order ([`Capability::ErrorHistory`]; empty without).
+    pub errors: Vec<AttemptError>,
     /// The stored envelope, or why it could not be decoded.
     pub envelope: Result<Envelope, CodecError>,
 }
@@ -177,7 +180,14 @@ pub struct DeadTask {
 impl DeadTask {
     /// A dead task with `attempt` deliveries, stamped into its envelope as [`Delivery::new`] does.
     pub fn new(id: TaskId, queue: &str, attempt: u32, error: String, dead_at: UnixMillis, envelope: Result<Envelope, CodecError>) -> Self {
-        Self { id, queue: queue.to_owned(), attempt, error, dead_at, envelope: stamped(envelope, attempt) }
+        Self { id, queue: queue.to_owned(), attempt, error, dead_at, envelope: stamped(envelope, attempt), errors: Vec::new() }
+    }
+
+    /// The same dead task with the error history stored with it (a JSON array, see
+    /// [`crate::history`]).
+    #[must_use]
+    pub fn with_errors(self, stored: Option<&str>) -> Self {
+        Self { errors: crate::history::parse(stored), ..self }
     }
 }
 
@@ -251,6 +261,8 @@ pub struct TaskRecord {
     pub cancel_requested: bool,
     /// Live: the progress its latest run reported ([`Driver::progress`]).
     pub progress: Option<Progress>,
+    /// Live or dead: every failed attempt's error, in order ([`Capability::ErrorHistory`]).
+    pub errors: Vec<AttemptError>,
 }
 
 impl TaskRecord {
@@ -275,7 +287,15 @@ impl TaskRecord {
             result: None,
             cancel_requested: false,
             progress: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// The same record with the error history stored with it (a JSON array, see
+    /// [`crate::history`]).
+    #[must_use]
+    pub fn with_errors(self, stored: Option<&str>) -> Self {
+        Self { errors: crate::history::parse(stored), ..self }
     }
 
     /// The same record with the progress stored with it, decoded (a value that does not decode
@@ -427,6 +447,10 @@ capabilities! {
         /// [`Driver::progress`] keeps a running task's progress under its lease, and
         /// [`Driver::find`] reports it ([`TaskRecord::progress`]).
         Progress,
+        /// Each failure ([`Driver::nack`] with an error, [`Driver::dead_letter`]) appends its
+        /// attempt, time and error to the task's history, kept with it while it lives and once
+        /// it is dead ([`TaskRecord::errors`], [`DeadTask::errors`]).
+        ErrorHistory,
     }
 }
 
@@ -557,7 +581,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<TaskId>, DriverError>;
 
     /// Returns the leased task to its queue, ready after `delay`, keeping its attempt count and
-    /// recording `error` as its last error. Used for retries. A task flagged by
+    /// recording `error` as its last error and appending it to the task's error history
+    /// ([`Capability::ErrorHistory`]; an empty `error` records nothing). Used for retries. A task flagged by
     /// [`cancel`](Driver::cancel) is not retried: it is settled as cancelled instead (at once,
     /// or by the backend's own later calls within a second).
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError>;
@@ -567,7 +592,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn release(&self, lease: &Lease) -> Result<(), DriverError>;
 
     /// Moves the leased task to the dead-letter store with `error`, its attempt count and the
-    /// time, keeping its stored envelope as it was (even if undecodable).
+    /// time, keeping its stored envelope as it was (even if undecodable), and appends `error`
+    /// to its error history ([`Capability::ErrorHistory`]).
     async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError>;
 
     /// Extends a live lease to `by` from now and returns the renewed lease

@@ -19,6 +19,7 @@ use crate::driver::{
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
+use crate::history::AttemptError;
 use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
 
@@ -77,6 +78,8 @@ struct Record {
     cancel: Option<u64>,
     /// The latest run's progress, encoded.
     progress: Option<Vec<u8>>,
+    /// Every failed attempt's error.
+    errors: Vec<AttemptError>,
 }
 
 /// A settled task, kept until `expires_at` ([`Ack::keep`], or a cancel's time to live).
@@ -95,6 +98,7 @@ struct Done {
 #[derive(Debug)]
 struct DeadRecord {
     id: TaskId,
+    errors: Vec<AttemptError>,
     raw: Vec<u8>,
     attempt: u32,
     error: String,
@@ -187,6 +191,7 @@ impl State {
             replayed: false,
             cancel: None,
             progress: None,
+            errors: Vec::new(),
         };
         self.tasks.insert(id, record);
     }
@@ -378,6 +383,9 @@ impl Driver for MemoryDriver {
         }
         r.token = None;
         r.last_error = Some(error.to_owned());
+        if !error.is_empty() && self.supports(Capability::ErrorHistory) {
+            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned() });
+        }
         state.move_to(lease.id, now + millis(delay));
         drop(state);
         self.inner.notify.notify_waiters();
@@ -409,10 +417,13 @@ impl Driver for MemoryDriver {
             self.settled(lease.id);
             return Ok(());
         }
-        let r = state.remove(lease.id).expect("held record exists");
+        let mut r = state.remove(lease.id).expect("held record exists");
+        if self.supports(Capability::ErrorHistory) {
+            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned() });
+        }
         let queue = r.queue.clone();
         let q = state.queues.entry(queue).or_default();
-        q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error: error.to_owned(), dead_at: now });
+        q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error: error.to_owned(), dead_at: now, errors: r.errors });
         q.totals.failed += 1;
         self.settled(lease.id);
         Ok(())
@@ -500,7 +511,10 @@ impl Driver for MemoryDriver {
         Ok(q.dead
             .iter()
             .take(limit)
-            .map(|d| DeadTask::new(d.id, queue, d.attempt, d.error.clone(), d.dead_at, Envelope::decode(&d.raw)))
+            .map(|d| {
+                let dead = DeadTask::new(d.id, queue, d.attempt, d.error.clone(), d.dead_at, Envelope::decode(&d.raw));
+                DeadTask { errors: d.errors.clone(), ..dead }
+            })
             .collect())
     }
 
@@ -520,6 +534,7 @@ impl Driver for MemoryDriver {
             state.insert(d.id, queue.to_owned(), d.raw, lease_ms, now);
             if let Some(r) = state.tasks.get_mut(&d.id) {
                 r.replayed = true;
+                r.errors = d.errors;
             }
         }
         drop(state);
@@ -534,12 +549,14 @@ impl Driver for MemoryDriver {
             let at = r.visible_at;
             let task_state = TaskState::of_live(r.token.is_some(), at, now);
             let record = TaskRecord::new(id, &r.queue, task_state, r.attempt, at, r.last_error.clone(), Envelope::decode(&r.raw));
-            return Ok(Some(record.cancel_requested(r.cancel.is_some()).with_progress(r.progress.as_deref())));
+            let record = record.cancel_requested(r.cancel.is_some()).with_progress(r.progress.as_deref());
+            return Ok(Some(TaskRecord { errors: r.errors.clone(), ..record }));
         }
         for (name, q) in &state.queues {
             if let Some(d) = q.dead.iter().find(|d| d.id == id) {
                 let envelope = Envelope::decode(&d.raw);
-                return Ok(Some(TaskRecord::new(id, name, TaskState::Dead, d.attempt, d.dead_at, Some(d.error.clone()), envelope)));
+                let record = TaskRecord::new(id, name, TaskState::Dead, d.attempt, d.dead_at, Some(d.error.clone()), envelope);
+                return Ok(Some(TaskRecord { errors: d.errors.clone(), ..record }));
             }
         }
         Ok(state.done.get(&id).filter(|d| d.expires_at > now).map(|d| match d.state {

@@ -33,7 +33,8 @@ mod lacking_every_optional_capability {
             Cancel,
             ResultNotify,
             CancelNotify,
-            Progress
+            Progress,
+            ErrorHistory
         ]
     );
 }

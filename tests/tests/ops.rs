@@ -507,20 +507,20 @@ async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(bac
     let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
     let dry = run(&["migrate", "--dry-run"]);
     let listed = ok(&dry);
-    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0007 task progress"), "{listed}");
+    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0008 error history"), "{listed}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("would apply 0001"), "the dry run applied nothing");
     let sick = run(&["doctor"]);
     assert_eq!(sick.status.code(), Some(3), "{}", text(&sick));
     // The hint names the binary that runs (a user's own, here `ledger-worker`) and its flags.
-    assert!(text(&sick).contains("FAIL  migrations: 7 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
+    assert!(text(&sick).contains("FAIL  migrations: 8 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
     let applied = ok(&run(&["migrate"]));
     assert!(
-        applied.contains("applying 0007 task progress") && applied.contains("schema is up to date (7 migrations applied)"),
+        applied.contains("applying 0008 error history") && applied.contains("schema is up to date (8 migrations applied)"),
         "{applied}"
     );
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("schema is up to date"));
     let report = ok(&run(&["doctor"]));
-    assert!(report.contains("ok    migrations: all 7 applied") && report.contains("ok    server: "), "{report}");
+    assert!(report.contains("ok    migrations: all 8 applied") && report.contains("ok    server: "), "{report}");
 }
 
 /// Tables of a test's own (`asynctasq_test_*`, dropped by `scripts/test`).

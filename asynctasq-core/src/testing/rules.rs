@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Harness, eventually, ids};
 
 mod cancel;
+mod history;
 mod notice;
 mod progress;
 mod results;
@@ -15,6 +16,7 @@ use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, Totals, Worke
 use crate::envelope::TaskId;
 use crate::error::DriverError;
 pub use cancel::*;
+pub use history::*;
 pub use notice::*;
 pub use progress::*;
 pub use results::*;
@@ -65,6 +67,7 @@ macro_rules! __conformance_rules {
             cancel_requests_are_noticed: CancelNotify,
             progress_is_found_while_the_task_runs: Progress,
             progress_from_a_lost_lease_is_refused: Progress,
+            every_attempts_error_is_kept_in_order: ErrorHistory,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,

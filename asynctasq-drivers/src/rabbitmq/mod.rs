@@ -779,6 +779,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::Results
                 | Capability::Cancel
                 | Capability::Progress
+                | Capability::ErrorHistory
         )
     }
 

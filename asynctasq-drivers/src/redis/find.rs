@@ -63,8 +63,9 @@ impl RedisDriver {
         pipe.cmd("ZSCORE").arg(&k.dead).arg(&member);
         pipe.cmd("HEXISTS").arg(&k.cancel).arg(&member);
         pipe.cmd("HGET").arg(&k.progress).arg(&member);
+        pipe.cmd("HGET").arg(&k.errors).arg(&member);
         let reply: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
-        let [env, attempt, error, waiting, leased, dead, cancel, progress] = &reply[..] else {
+        let [env, attempt, error, waiting, leased, dead, cancel, progress, history] = &reply[..] else {
             return Err(DriverError::Backend { message: "find: unexpected reply from Redis".into(), source: None });
         };
         let Value::BulkString(raw) = env else {
@@ -85,7 +86,8 @@ impl RedisDriver {
             (TaskState::Ready, now())
         };
         let record = TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)));
-        Ok(Some(record.cancel_requested(int(cancel) == Some(1)).with_progress(bytes(progress))))
+        let history = bytes(history).map(|b| String::from_utf8_lossy(b).into_owned());
+        Ok(Some(record.cancel_requested(int(cancel) == Some(1)).with_progress(bytes(progress)).with_errors(history.as_deref())))
     }
 
     /// The record of a task kept in `queue` (succeeded or cancelled), unless its time to live

@@ -211,11 +211,12 @@ struct QueueKeys {
     done_result: String,
     cancel: String,
     progress: String,
+    errors: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 17] {
+    fn all(&self) -> [&String; 18] {
         [
             &self.waiting,
             &self.leased,
@@ -234,6 +235,7 @@ impl QueueKeys {
             &self.done_result,
             &self.cancel,
             &self.progress,
+            &self.errors,
         ]
     }
 
@@ -374,6 +376,7 @@ impl RedisDriver {
             done_result: format!("{base}:done_result"),
             cancel: format!("{base}:cancel"),
             progress: format!("{base}:progress"),
+            errors: format!("{base}:errors"),
         })
     }
 
@@ -675,12 +678,14 @@ impl Driver for RedisDriver {
             .await
             .map_err(|e| map_err("list dead", e))?;
         Ok(reply
-            .chunks_exact(5)
+            .chunks_exact(6)
             .map(|c| {
                 let member = text(&c[0]);
                 let attempt = int(&c[2]).unwrap_or_default() as u32;
                 let dead_at = int(&c[4]).unwrap_or_default() as u64;
+                let history = bytes(&c[5]).map(|b| String::from_utf8_lossy(b).into_owned());
                 DeadTask::new(member_id(&member), queue, attempt, text(&c[3]), dead_at, decode(bytes(&c[1])))
+                    .with_errors(history.as_deref())
             })
             .collect())
     }

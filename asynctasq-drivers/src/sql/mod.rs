@@ -122,8 +122,17 @@ pub(crate) fn delivery(queue: &str, seq: i64, token: i64, id: &[u8], envelope: &
 }
 
 /// A dead task from a row of the dead table.
-pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, error: String, dead_at: i64) -> DeadTask {
+pub(crate) fn dead_task(
+    queue: &str,
+    id: &[u8],
+    envelope: &[u8],
+    attempt: u32,
+    error: String,
+    dead_at: i64,
+    errors: Option<String>,
+) -> DeadTask {
     DeadTask::new(TaskId::from_slice(id).unwrap_or_default(), queue, attempt, error, dead_at as u64, Envelope::decode(envelope))
+        .with_errors(errors.as_deref())
 }
 
 /// The lookup by id every SQL driver runs, over the kept results `r` (those not expired at
@@ -131,18 +140,18 @@ pub(crate) fn dead_task(queue: &str, id: &[u8], envelope: &[u8], attempt: u32, e
 /// between them is seen in one or the other): queue, envelope, attempt, `finished_at`,
 /// `visible_at` or `dead_at`, whether leased (0/1), the last error, where it was found
 /// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, whether a cancel is
-/// requested (0/1) and the progress; `id` are the id's placeholders, in
+/// requested (0/1), the progress and the error history; `id` are the id's placeholders, in
 /// the order the statement reads them (`now` comes between the first and the second).
 pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: &str) -> String {
     let [first, second, third] = id;
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL \
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL \
          FROM {r} WHERE id = {first} AND expires_at > {now} \
          UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL, \
-         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress FROM {t} WHERE id = {second} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL FROM {d} WHERE id = {third}"
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors FROM {t} WHERE id = {second} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors FROM {d} WHERE id = {third}"
     )
 }
 
@@ -185,6 +194,7 @@ pub(crate) fn task_record(
     result: Option<Vec<u8>>,
     cancel_requested: bool,
     progress: Option<Vec<u8>>,
+    errors: Option<String>,
 ) -> TaskRecord {
     let at = at.max(0) as u64;
     let state = match found {
@@ -196,6 +206,7 @@ pub(crate) fn task_record(
     TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope))
         .cancel_requested(cancel_requested)
         .with_progress(progress.as_deref())
+        .with_errors(errors.as_deref())
 }
 
 /// Checks a table-name prefix: a lowercase SQL identifier of at most 40 characters, so the

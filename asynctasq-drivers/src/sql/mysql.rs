@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "kept results", include_str!("../../migrations/mysql/0005_results.sql")),
     (6, "cancellation", include_str!("../../migrations/mysql/0006_cancel.sql")),
     (7, "task progress", include_str!("../../migrations/mysql/0007_progress.sql")),
+    (8, "error history", include_str!("../../migrations/mysql/0008_errors.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -623,11 +624,15 @@ impl MySqlDriver {
             return tx.commit().await.map_err(|e| map_err("dead-letter", e));
         }
         let moved = sqlx::query(q(format!(
-            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
-             SELECT id, queue, envelope, attempt, lease_ms, ?, ? FROM {t} WHERE seq = ? AND lease_token = ?"
+            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors) \
+             SELECT id, queue, envelope, attempt, lease_ms, ?, ?, \
+                    JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?)) \
+             FROM {t} WHERE seq = ? AND lease_token = ?"
         )))
         .bind(error)
         .bind(now())
+        .bind(now())
+        .bind(error)
         .bind(seq)
         .bind(token)
         .execute(&mut *tx)
@@ -663,8 +668,8 @@ impl MySqlDriver {
         let filter = if ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(ids.len())) };
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("requeue dead", e))?;
         let mut insert = sqlx::query(q(format!(
-            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed) \
-             SELECT id, queue, envelope, 0, lease_ms, ?, TRUE FROM {d} WHERE queue = ?{filter} ORDER BY seq"
+            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors) \
+             SELECT id, queue, envelope, 0, lease_ms, ?, TRUE, errors FROM {d} WHERE queue = ?{filter} ORDER BY seq"
         )))
         .bind(now())
         .bind(queue);
@@ -749,6 +754,7 @@ impl Driver for MySqlDriver {
                         row.get(7),
                         cancel_requested,
                         row.get(9),
+                        row.get(10),
                     )
                 }))
             })
@@ -845,14 +851,23 @@ impl Driver for MySqlDriver {
             .pools
             .call("nack", async move {
                 let (seq, token) = parse_token(lease)?;
+                // The failure joins the task's history (an empty error records nothing).
                 let sql = format!(
-                    "UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ? WHERE seq = ? AND lease_token = ?",
+                    "UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ?, \
+                     errors = CASE WHEN ? = '' THEN errors \
+                              ELSE JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?)) END \
+                     WHERE seq = ? AND lease_token = ?",
                     self.inner.tasks
                 );
-                let done = self
-                    .inner
-                    .execute("nack", sqlx::query(q(sql)).bind(now().saturating_add(ms(delay))).bind(error).bind(seq).bind(token))
-                    .await?;
+                let query = sqlx::query(q(sql))
+                    .bind(now().saturating_add(ms(delay)))
+                    .bind(error)
+                    .bind(error)
+                    .bind(now())
+                    .bind(error)
+                    .bind(seq)
+                    .bind(token);
+                let done = self.inner.execute("nack", query).await?;
                 held(done.rows_affected(), lease)?;
                 self.inner.notify.notify_waiters();
                 Ok(())
@@ -969,8 +984,10 @@ impl Driver for MySqlDriver {
             .pools
             .call("dead", async move {
                 validate_queue_name(queue)?;
-                let sql =
-                    format!("SELECT id, envelope, attempt, error, dead_at FROM {} WHERE queue = ? ORDER BY seq LIMIT ?", self.inner.dead);
+                let sql = format!(
+                    "SELECT id, envelope, attempt, error, dead_at, errors FROM {} WHERE queue = ? ORDER BY seq LIMIT ?",
+                    self.inner.dead
+                );
                 let rows = sqlx::query(q(sql))
                     .bind(queue)
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -981,7 +998,7 @@ impl Driver for MySqlDriver {
                     .iter()
                     .map(|row| {
                         let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
-                        dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
+                        dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4), row.get(5))
                     })
                     .collect())
             })

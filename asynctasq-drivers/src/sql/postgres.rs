@@ -76,6 +76,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "kept results", include_str!("../../migrations/postgres/0005_results.sql")),
     (6, "cancellation", include_str!("../../migrations/postgres/0006_cancel.sql")),
     (7, "task progress", include_str!("../../migrations/postgres/0007_progress.sql")),
+    (8, "error history", include_str!("../../migrations/postgres/0008_errors.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -261,7 +262,13 @@ impl Sql {
                  INSERT INTO {r} AS r (id, queue, envelope, attempt, result, finished_at, expires_at, state) \
                  SELECT id, queue, envelope, attempt, NULL, $3, $3 + COALESCE($4::bigint, cancel), 'cancelled' FROM moved {upsert}"
             ),
-            nack: format!("UPDATE {t} SET lease_token = NULL, visible_at = $1, last_error = $2 WHERE seq = $3 AND lease_token = $4"),
+            // The failure joins the task's history (an empty error records nothing).
+            nack: format!(
+                "UPDATE {t} SET lease_token = NULL, visible_at = $1, last_error = $2, \
+                 errors = CASE WHEN $2 = '' THEN errors ELSE (COALESCE(errors, '[]')::jsonb \
+                          || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $5::bigint, 'error', $2::text)))::text END \
+                 WHERE seq = $3 AND lease_token = $4"
+            ),
             release: format!(
                 "UPDATE {t} SET lease_token = NULL, visible_at = $1, attempt = GREATEST(attempt - 1, 0) \
                  WHERE seq = $2 AND lease_token = $3"
@@ -269,9 +276,11 @@ impl Sql {
             // One row affected when the lease held (the counter's), none when it was lost.
             dead_letter: format!(
                 "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 AND cancel = 0 \
-                                RETURNING id, queue, envelope, attempt, lease_ms), \
-                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at) \
-                               SELECT id, queue, envelope, attempt, lease_ms, $1, $2 FROM moved) \
+                                RETURNING id, queue, envelope, attempt, lease_ms, errors), \
+                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors) \
+                               SELECT id, queue, envelope, attempt, lease_ms, $1, $2, (COALESCE(errors, '[]')::jsonb \
+                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text)))::text \
+                               FROM moved) \
                  INSERT INTO {n} AS n (queue, day, shard, failed) SELECT queue, $5, $6, 1 FROM moved \
                  ON CONFLICT (queue, day, shard) DO UPDATE SET failed = n.failed + 1"
             ),
@@ -293,13 +302,13 @@ impl Sql {
             next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1)"),
             queues: format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1"),
             purge: format!("DELETE FROM {t} WHERE queue = $1 AND (lease_token IS NULL OR visible_at <= $2)"),
-            dead_list: format!("SELECT id, envelope, attempt, error, dead_at FROM {d} WHERE queue = $1 ORDER BY seq LIMIT $2"),
+            dead_list: format!("SELECT id, envelope, attempt, error, dead_at, errors FROM {d} WHERE queue = $1 ORDER BY seq LIMIT $2"),
             find: super::find_sql(&t, &d, &r, ["$1"; 3], "$2"),
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
-                                RETURNING seq, id, queue, envelope, lease_ms) \
-                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed) \
-                 SELECT id, queue, envelope, 0, lease_ms, $4, TRUE FROM moved ORDER BY seq"
+                                RETURNING seq, id, queue, envelope, lease_ms, errors) \
+                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors) \
+                 SELECT id, queue, envelope, 0, lease_ms, $4, TRUE, errors FROM moved ORDER BY seq"
             ),
             purge_dead: format!("DELETE FROM {d} WHERE queue = $1"),
         }
@@ -741,7 +750,12 @@ impl Driver for PostgresDriver {
                     .inner
                     .execute(
                         "nack",
-                        sqlx::query(q(&self.inner.sql.nack)).bind(now().saturating_add(ms(delay))).bind(error).bind(seq).bind(token),
+                        sqlx::query(q(&self.inner.sql.nack))
+                            .bind(now().saturating_add(ms(delay)))
+                            .bind(error)
+                            .bind(seq)
+                            .bind(token)
+                            .bind(now()),
                     )
                     .await?;
                 held(done.rows_affected(), lease)?;
@@ -874,7 +888,7 @@ impl Driver for PostgresDriver {
                     .iter()
                     .map(|row| {
                         let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
-                        dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4))
+                        dead_task(queue, &id, &envelope, row.get::<i32, _>(2) as u32, row.get(3), row.get(4), row.get(5))
                     })
                     .collect())
             })
@@ -896,7 +910,20 @@ impl Driver for PostgresDriver {
                     let (leased, found) = (row.get::<i32, _>(4) == 1, Found::of(row.get::<i32, _>(6).into()));
                     let cancel_requested = row.get::<i32, _>(8) == 1;
                     let (attempt, error) = (row.get::<i32, _>(2) as u32, row.get(5));
-                    task_record(id, &queue, &envelope, attempt, row.get(3), leased, error, found, row.get(7), cancel_requested, row.get(9))
+                    task_record(
+                        id,
+                        &queue,
+                        &envelope,
+                        attempt,
+                        row.get(3),
+                        leased,
+                        error,
+                        found,
+                        row.get(7),
+                        cancel_requested,
+                        row.get(9),
+                        row.get(10),
+                    )
                 }))
             })
             .await

@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "kept results", include_str!("../../migrations/sqlite/0005_results.sql")),
     (6, "cancellation", include_str!("../../migrations/sqlite/0006_cancel.sql")),
     (7, "task progress", include_str!("../../migrations/sqlite/0007_progress.sql")),
+    (8, "error history", include_str!("../../migrations/sqlite/0008_errors.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -451,13 +452,18 @@ impl Driver for SqliteDriver {
 
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
         let (seq, token) = parse_token(lease)?;
+        // The failure joins the task's history (an empty error records nothing).
         let done = sqlx::query(
-            "UPDATE asynctasq_tasks SET lease_token = NULL, visible_at = ?1, last_error = ?2 WHERE seq = ?3 AND lease_token = ?4",
+            "UPDATE asynctasq_tasks SET lease_token = NULL, visible_at = ?1, last_error = ?2, \
+             errors = CASE WHEN ?2 = '' THEN errors \
+                      ELSE json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?5, 'error', ?2)) END \
+             WHERE seq = ?3 AND lease_token = ?4",
         )
         .bind(now().saturating_add(ms(delay)))
         .bind(error)
         .bind(seq)
         .bind(token)
+        .bind(now())
         .execute(&self.pool)
         .await
         .map_err(|e| map_err("nack", e))?;
@@ -491,8 +497,10 @@ impl Driver for SqliteDriver {
             return tx.commit().await.map_err(|e| map_err("dead-letter", e));
         }
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at) \
-             SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2 FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
+            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors) \
+             SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2, \
+                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1)) \
+             FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
         )
         .bind(error)
         .bind(now())
@@ -587,17 +595,18 @@ impl Driver for SqliteDriver {
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         validate_queue_name(queue)?;
-        let rows = sqlx::query("SELECT id, envelope, attempt, error, dead_at FROM asynctasq_dead WHERE queue = ?1 ORDER BY seq LIMIT ?2")
-            .bind(queue)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| map_err("list dead", e))?;
+        let rows =
+            sqlx::query("SELECT id, envelope, attempt, error, dead_at, errors FROM asynctasq_dead WHERE queue = ?1 ORDER BY seq LIMIT ?2")
+                .bind(queue)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("list dead", e))?;
         Ok(rows
             .iter()
             .map(|row| {
                 let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
-                dead_task(queue, &id, &envelope, row.get::<i64, _>(2) as u32, row.get(3), row.get(4))
+                dead_task(queue, &id, &envelope, row.get::<i64, _>(2) as u32, row.get(3), row.get(4), row.get(5))
             })
             .collect())
     }
@@ -626,6 +635,7 @@ impl Driver for SqliteDriver {
                 row.get(7),
                 cancel_requested,
                 row.get(9),
+                row.get(10),
             )
         }))
     }
@@ -713,8 +723,8 @@ impl Driver for SqliteDriver {
         // The selected dead rows, as a reusable filter: all of the queue, or those whose id is
         // in the JSON list of hex ids.
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at, replayed) \
-             SELECT id, queue, envelope, 0, lease_ms, ?3, 1 FROM asynctasq_dead \
+            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors) \
+             SELECT id, queue, envelope, 0, lease_ms, ?3, 1, errors FROM asynctasq_dead \
              WHERE queue = ?1 AND (?4 OR lower(hex(id)) IN (SELECT value FROM json_each(?2))) ORDER BY seq",
         )
         .bind(queue)

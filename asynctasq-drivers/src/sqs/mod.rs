@@ -756,6 +756,7 @@ impl Driver for SqsDriver {
                 | Capability::Results
                 | Capability::Cancel
                 | Capability::Progress
+                | Capability::ErrorHistory
         )
     }
 

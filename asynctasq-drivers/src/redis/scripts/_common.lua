@@ -7,10 +7,12 @@
 -- 15 done_result (hashes id -> value of a kept task), 16 cancel (hash id -> how long (ms) to
 -- keep a leased task flagged by a cancel once it is settled cancelled). A kept task's done_at
 -- ends in ":cancelled" when it was cancelled. 17 progress (hash id -> the latest progress its run
--- reported, as the engine encoded it).
+-- reported, as the engine encoded it), 18 errors (hash id -> every failed attempt's error: a
+-- JSON array of {attempt, at, error}; kept while the task is live or dead).
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL, PROGRESS = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local ERRORS = KEYS[18]
 -- The prefix's notice channel: the keys' prefix (before the queue's `{…}` tag) and `notices`.
 -- A channel is no key: it belongs to no slot. Payloads: `s:ID,ID…` settled, `c:ID` cancel asked.
 local NOTICES = (string.gsub(KEYS[1], '{[^{}]*}:waiting$', 'notices'))
@@ -24,7 +26,7 @@ end
 
 -- Delete every trace of these tasks from the per-task hashes.
 local function forget(ids)
-  for _, h in ipairs({ ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, REPLAYED, CANCEL, PROGRESS }) do
+  for _, h in ipairs({ ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, REPLAYED, CANCEL, PROGRESS, ERRORS }) do
     bulk('HDEL', h, ids)
   end
 end
@@ -45,6 +47,14 @@ local function cancelled(id, now, keep)
   redis.call('ZREM', LEASED, id)
   forget({ id })
   redis.call('PUBLISH', NOTICES, 's:' .. id)
+end
+
+-- Append a failure of `id`'s current attempt to its error history.
+local function record_error(id, now, err)
+  local stored = redis.call('HGET', ERRORS, id)
+  local list = stored and cjson.decode(stored) or {}
+  list[#list + 1] = { attempt = tonumber(redis.call('HGET', ATTEMPT, id) or '0'), at = now, error = err }
+  redis.call('HSET', ERRORS, id, cjson.encode(list))
 end
 
 local function wake(n)

@@ -10,6 +10,7 @@ if keep then
 end
 redis.call('HDEL', TOKEN, id)
 redis.call('HSET', ERROR, id, ARGV[3])
+record_error(id, tonumber(ARGV[4]), ARGV[3])
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, ARGV[4], id)
 redis.call('HINCRBY', TOTALS, 'failed', 1)

@@ -1,4 +1,5 @@
--- The oldest dead tasks. ARGV: limit. Returns (id, envelope, attempt, error, dead_at) per task.
+-- The oldest dead tasks. ARGV: limit. Returns (id, envelope, attempt, error, dead_at, error
+-- history) per task.
 local dead = redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local ids = {}
 for i = 1, #dead, 2 do
@@ -8,6 +9,7 @@ if #ids == 0 then return {} end
 local envs = redis.call('HMGET', ENV, unpack(ids))
 local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))
 local errors = redis.call('HMGET', ERROR, unpack(ids))
+local histories = redis.call('HMGET', ERRORS, unpack(ids))
 local out = {}
 for i, id in ipairs(ids) do
   out[#out + 1] = id
@@ -15,5 +17,6 @@ for i, id in ipairs(ids) do
   out[#out + 1] = attempts[i]
   out[#out + 1] = errors[i]
   out[#out + 1] = dead[2 * i]
+  out[#out + 1] = histories[i]
 end
 return out

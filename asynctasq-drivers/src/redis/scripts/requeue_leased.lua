@@ -9,7 +9,10 @@ if keep then
   return 1
 end
 redis.call('HDEL', TOKEN, id)
-if ARGV[4] ~= '' then redis.call('HSET', ERROR, id, ARGV[4]) end
+if ARGV[4] ~= '' then
+  redis.call('HSET', ERROR, id, ARGV[4])
+  record_error(id, tonumber(ARGV[6]), ARGV[4])
+end
 if ARGV[5] == '1' then redis.call('HINCRBY', ATTEMPT, id, -1) end
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', WAITING, ARGV[3], id)
