@@ -83,6 +83,12 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
     let shown = json_of(&cli(&s, &["dead", "show", &d.lease.id.to_string(), "--json"]));
     assert_eq!(shown["args"]["sleep_ms"], 0, "arguments decoded as JSON: {shown}");
     assert_eq!(shown["decode_error"], Value::Null);
+    if s.driver.supports(asynctasq_core::Capability::ErrorHistory) {
+        let history = &shown["errors"];
+        assert_eq!((&history[0]["attempt"], &history[0]["error"]), (&json!(1), &json!("boom: disk full")), "its error history: {shown}");
+        let text = ok(&cli(&s, &["dead", "show", &d.lease.id.to_string()]));
+        assert!(text.contains("errors:\n  attempt 1 ("), "the history, one line an attempt: {text}");
+    }
 
     let id = d.lease.id.to_string();
     let lookup = s.driver.supports(asynctasq_core::Capability::TaskLookup);

@@ -86,7 +86,20 @@ pub(crate) fn dead_json(d: &DeadTask) -> Value {
     json!({
         "id": d.id.to_string(), "queue": d.queue, "task": task, "attempt": d.attempt, "max_attempts": max_attempts,
         "error": d.error, "dead_at": d.dead_at, "created_at": created_at, "args": args, "decode_error": decode_error,
+        "errors": d.errors,
     })
+}
+
+/// Prints every failed attempt's error, one line each, under `errors:` (nothing when none).
+pub(crate) fn print_history(errors: &[asynctasq_core::AttemptError]) -> anyhow::Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    outln!("errors:");
+    for e in errors {
+        outln!("  attempt {} ({}): {}", e.attempt, ago(e.at), e.error);
+    }
+    Ok(())
 }
 
 pub(crate) fn needs_list_dead(driver: &dyn Driver) -> anyhow::Result<()> {
@@ -136,6 +149,7 @@ pub(crate) async fn dead_show(driver: Arc<dyn Driver>, id: &str, queue: Option<S
             error: r.last_error.unwrap_or_default(),
             dead_at: r.at,
             envelope: r.envelope,
+            errors: r.errors,
         })
     } else {
         let mut found = None;
@@ -159,6 +173,7 @@ pub(crate) async fn dead_show(driver: Arc<dyn Driver>, id: &str, queue: Option<S
             outln!("attempts:  {} of {}", d.attempt, v["max_attempts"]);
             outln!("died:      {} ({})", ago(d.dead_at), d.dead_at);
             outln!("error:     {}", d.error);
+            print_history(&d.errors)?;
             match &v["decode_error"] {
                 Value::Null => outln!("args:      {}", serde_json::to_string_pretty(&v["args"]).unwrap_or_default()),
                 e => outln!("args:      undecodable ({})", e.as_str().unwrap_or_default()),

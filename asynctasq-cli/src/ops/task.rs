@@ -59,7 +59,7 @@ fn task_json(r: &TaskRecord) -> Value {
         "id": r.id.to_string(), "queue": r.queue, "state": r.state, "task": task, "attempt": r.attempt,
         "max_attempts": max_attempts, "at": r.at, "last_error": r.last_error, "created_at": created_at,
         "args": args, "decode_error": decode_error, "result": result_json(r.result.as_deref()),
-        "cancel_requested": r.cancel_requested,
+        "cancel_requested": r.cancel_requested, "errors": r.errors,
         "progress": r.progress.as_ref().map(|p| json!({ "fraction": p.fraction, "message": p.message, "at": p.at })),
     })
 }
@@ -102,6 +102,7 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
     if let Some(error) = &r.last_error {
         outln!("error:     {error}");
     }
+    super::dead::print_history(&r.errors)?;
     if let Some(p) = &r.progress {
         outln!("progress:  {:.0}% {} ({})", p.fraction * 100.0, p.message, from_now(p.at));
     }
