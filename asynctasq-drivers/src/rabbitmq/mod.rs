@@ -778,6 +778,8 @@ impl Driver for RabbitMqDriver {
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel
+                | Capability::ResultNotify
+                | Capability::CancelNotify
                 | Capability::Progress
                 | Capability::ErrorHistory
         )

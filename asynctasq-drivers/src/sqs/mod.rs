@@ -755,6 +755,8 @@ impl Driver for SqsDriver {
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel
+                | Capability::ResultNotify
+                | Capability::CancelNotify
                 | Capability::Progress
                 | Capability::ErrorHistory
         )
