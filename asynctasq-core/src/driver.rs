@@ -354,6 +354,19 @@ impl CancelOutcome {
     }
 }
 
+/// What [`Driver::delete`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteOutcome {
+    /// The task (waiting, dead, or kept once settled) is gone.
+    Deleted,
+    /// The task is leased: a worker runs it, and a delete would let it run on unseen. Nothing
+    /// changed; cancel it instead ([`Driver::cancel`]).
+    Leased,
+    /// No task is stored under the id.
+    NotFound,
+}
+
 /// Which dead tasks [`Driver::requeue_dead`] moves back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadSelector {
@@ -451,6 +464,9 @@ capabilities! {
         /// attempt, time and error to the task's history, kept with it while it lives and once
         /// it is dead ([`TaskRecord::errors`], [`DeadTask::errors`]).
         ErrorHistory,
+        /// [`Driver::list`] pages through a queue's tasks in one state, and
+        /// [`Driver::delete`] deletes one by id.
+        Browse,
     }
 }
 
@@ -703,6 +719,24 @@ pub trait Driver: Send + Sync + 'static {
     fn notices(&self, kind: NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {
         let _ = kind;
         None
+    }
+
+    /// Up to `limit` tasks of `queue` in `state`, after skipping `offset` of them
+    /// ([`Capability::Browse`]): ready, scheduled and leased ones by due time or lease expiry,
+    /// dead ones by when they died, succeeded and cancelled ones (kept, not expired) by when
+    /// they ended, earliest first. A page of an operator's listing, not a consistent snapshot:
+    /// tasks move between states while it is read.
+    async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
+        let _ = (queue, state, offset, limit);
+        Err(DriverError::Unsupported("listing tasks"))
+    }
+
+    /// Deletes the task stored under `id` unless it is leased ([`Capability::Browse`]): a
+    /// waiting task never runs, a dead one cannot be retried, a kept one is no longer found.
+    /// Counted in no totals.
+    async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
+        let _ = id;
+        Err(DriverError::Unsupported("deleting a task"))
     }
 
     /// Records `worker` in the registry, or rewrites its record

@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
-    TaskState, Totals, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
+    TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
@@ -103,6 +103,45 @@ struct DeadRecord {
     attempt: u32,
     error: String,
     dead_at: UnixMillis,
+}
+
+impl Record {
+    /// What `find` reports of this live task at `now`.
+    fn record(&self, id: TaskId, now: UnixMillis) -> TaskRecord {
+        let state = TaskState::of_live(self.token.is_some(), self.visible_at, now);
+        let record =
+            TaskRecord::new(id, &self.queue, state, self.attempt, self.visible_at, self.last_error.clone(), Envelope::decode(&self.raw));
+        let record = record.cancel_requested(self.cancel.is_some()).with_progress(self.progress.as_deref());
+        TaskRecord { errors: self.errors.clone(), ..record }
+    }
+}
+
+impl DeadRecord {
+    /// What `find` reports of this dead task of `queue`.
+    fn record(&self, queue: &str) -> TaskRecord {
+        let record = TaskRecord::new(
+            self.id,
+            queue,
+            TaskState::Dead,
+            self.attempt,
+            self.dead_at,
+            Some(self.error.clone()),
+            Envelope::decode(&self.raw),
+        );
+        TaskRecord { errors: self.errors.clone(), ..record }
+    }
+}
+
+impl Done {
+    /// What `find` reports of this kept task.
+    fn record(&self, id: TaskId) -> TaskRecord {
+        match self.state {
+            TaskState::Succeeded => {
+                TaskRecord::succeeded(id, &self.queue, self.attempt, self.finished_at, self.result.clone(), Envelope::decode(&self.raw))
+            }
+            state => TaskRecord::new(id, &self.queue, state, self.attempt, self.finished_at, None, Envelope::decode(&self.raw)),
+        }
+    }
 }
 
 impl Default for MemoryDriver {
@@ -546,25 +585,69 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let state = self.lock();
         if let Some(r) = state.tasks.get(&id) {
-            let at = r.visible_at;
-            let task_state = TaskState::of_live(r.token.is_some(), at, now);
-            let record = TaskRecord::new(id, &r.queue, task_state, r.attempt, at, r.last_error.clone(), Envelope::decode(&r.raw));
-            let record = record.cancel_requested(r.cancel.is_some()).with_progress(r.progress.as_deref());
-            return Ok(Some(TaskRecord { errors: r.errors.clone(), ..record }));
+            return Ok(Some(r.record(id, now)));
         }
         for (name, q) in &state.queues {
             if let Some(d) = q.dead.iter().find(|d| d.id == id) {
-                let envelope = Envelope::decode(&d.raw);
-                let record = TaskRecord::new(id, name, TaskState::Dead, d.attempt, d.dead_at, Some(d.error.clone()), envelope);
-                return Ok(Some(TaskRecord { errors: d.errors.clone(), ..record }));
+                return Ok(Some(d.record(name)));
             }
         }
-        Ok(state.done.get(&id).filter(|d| d.expires_at > now).map(|d| match d.state {
-            TaskState::Succeeded => {
-                TaskRecord::succeeded(id, &d.queue, d.attempt, d.finished_at, d.result.clone(), Envelope::decode(&d.raw))
+        Ok(state.done.get(&id).filter(|d| d.expires_at > now).map(|d| d.record(id)))
+    }
+
+    async fn list(&self, queue: &str, wanted: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
+        validate_queue_name(queue)?;
+        if !self.supports(Capability::Browse) {
+            return Err(DriverError::Unsupported("listing tasks"));
+        }
+        let now = self.inner.clock.now();
+        let state = self.lock();
+        let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
+        Ok(match wanted {
+            TaskState::Dead => q.dead.iter().skip(offset).take(limit).map(|d| d.record(queue)).collect(),
+            TaskState::Succeeded | TaskState::Cancelled => {
+                let mut kept: Vec<(&TaskId, &Done)> =
+                    state.done.iter().filter(|(_, d)| d.queue == queue && d.state == wanted && d.expires_at > now).collect();
+                kept.sort_by_key(|(id, d)| (d.finished_at, **id));
+                kept.into_iter().skip(offset).take(limit).map(|(id, d)| d.record(*id)).collect()
             }
-            state => TaskRecord::new(id, &d.queue, state, d.attempt, d.finished_at, None, Envelope::decode(&d.raw)),
-        }))
+            _ => q
+                .index
+                .iter()
+                .filter_map(|(_, _, id)| state.tasks.get(id).map(|r| r.record(*id, now)))
+                .filter(|r| r.state == wanted)
+                .skip(offset)
+                .take(limit)
+                .collect(),
+        })
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
+        if !self.supports(Capability::Browse) {
+            return Err(DriverError::Unsupported("deleting a task"));
+        }
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        if let Some(r) = state.tasks.get(&id) {
+            if r.token.is_some() && r.visible_at > now {
+                return Ok(DeleteOutcome::Leased);
+            }
+            state.remove(id);
+            return Ok(DeleteOutcome::Deleted);
+        }
+        for q in state.queues.values_mut() {
+            if let Some(at) = q.dead.iter().position(|d| d.id == id) {
+                q.dead.remove(at);
+                return Ok(DeleteOutcome::Deleted);
+            }
+        }
+        match state.done.remove(&id) {
+            Some(d) => {
+                state.done_expiry.remove(&(d.expires_at, id));
+                Ok(if d.expires_at > now { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
+            }
+            None => Ok(DeleteOutcome::NotFound),
+        }
     }
 
     async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<(), DriverError> {

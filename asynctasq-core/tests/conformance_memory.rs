@@ -34,7 +34,8 @@ mod lacking_every_optional_capability {
             ResultNotify,
             CancelNotify,
             Progress,
-            ErrorHistory
+            ErrorHistory,
+            Browse
         ]
     );
 }

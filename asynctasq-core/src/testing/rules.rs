@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Harness, eventually, ids};
 
+mod browse;
 mod cancel;
 mod history;
 mod notice;
@@ -15,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, Totals, WorkerInfo};
 use crate::envelope::TaskId;
 use crate::error::DriverError;
+pub use browse::*;
 pub use cancel::*;
 pub use history::*;
 pub use notice::*;
@@ -68,6 +70,8 @@ macro_rules! __conformance_rules {
             progress_is_found_while_the_task_runs: Progress,
             progress_from_a_lost_lease_is_refused: Progress,
             every_attempts_error_is_kept_in_order: ErrorHistory,
+            list_pages_through_each_state_in_order: Browse,
+            delete_removes_any_task_but_a_leased_one: Browse,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,

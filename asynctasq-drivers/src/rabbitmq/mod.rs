@@ -782,6 +782,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::CancelNotify
                 | Capability::Progress
                 | Capability::ErrorHistory
+                | Capability::Browse
         )
     }
 

@@ -759,6 +759,7 @@ impl Driver for SqsDriver {
                 | Capability::CancelNotify
                 | Capability::Progress
                 | Capability::ErrorHistory
+                | Capability::Browse
         )
     }
 
