@@ -35,7 +35,7 @@ mod sweep;
 pub(crate) use sweep::Sweeper;
 
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{DeadTask, Delivery, Lease, TaskRecord, TaskState};
+use asynctasq_core::driver::{DeadTask, Delivery, Driver, Lease, TaskRecord, TaskState};
 use asynctasq_core::envelope::{Envelope, TaskId};
 
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
@@ -153,6 +153,45 @@ pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: &str) -> S
          CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors FROM {t} WHERE id = {second} \
          UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors FROM {d} WHERE id = {third}"
     )
+}
+
+/// The ids of a page of `queue`'s tasks in `state` ([`Driver::list`]), earliest first: a query
+/// over the live tasks `t`, the dead `d` or the kept results `r`, whose placeholders come from
+/// `p` (called once per placeholder, in order) and are bound, in order: the queue, then `now`
+/// where the state needs it (ready, scheduled, leased, succeeded, cancelled), then the limit
+/// and the offset. The listing reads each task by id next (one indexed read a task: an
+/// operator's page, not a hot path), and keeps those still in `state`.
+pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, mut p: impl FnMut() -> String) -> String {
+    let (queue, now) = (p(), if state == TaskState::Dead { String::new() } else { p() });
+    let (limit, offset) = (p(), p());
+    let page = format!("LIMIT {limit} OFFSET {offset}");
+    match state {
+        TaskState::Dead => format!("SELECT id FROM {d} WHERE queue = {queue} ORDER BY seq {page}"),
+        TaskState::Succeeded | TaskState::Cancelled => {
+            let kept = if state == TaskState::Succeeded { "succeeded" } else { "cancelled" };
+            format!("SELECT id FROM {r} WHERE queue = {queue} AND expires_at > {now} AND state = '{kept}' ORDER BY finished_at, id {page}")
+        }
+        TaskState::Ready => format!("SELECT id FROM {t} WHERE queue = {queue} AND visible_at <= {now} ORDER BY visible_at, seq {page}"),
+        TaskState::Leased => format!(
+            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND lease_token IS NOT NULL ORDER BY visible_at, seq {page}"
+        ),
+        _ => format!(
+            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND lease_token IS NULL ORDER BY visible_at, seq {page}"
+        ),
+    }
+}
+
+/// Reads each of `ids` with `find` and keeps those still in `state`, in order.
+pub(crate) async fn found_in(driver: &dyn Driver, ids: Vec<Vec<u8>>, state: TaskState) -> Result<Vec<TaskRecord>, DriverError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids.iter().filter_map(|id| TaskId::from_slice(id)) {
+        if let Some(record) = driver.find(id).await?
+            && record.state == state
+        {
+            out.push(record);
+        }
+    }
+    Ok(out)
 }
 
 /// Where a row of [`find_sql`] came from (its seventh column).

@@ -27,9 +27,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
+use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
-    Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
+    TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use asynctasq_core::progress::Progress;
@@ -757,6 +758,69 @@ impl Driver for MySqlDriver {
                         row.get(10),
                     )
                 }))
+            })
+            .await
+    }
+
+    async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
+        validate_queue_name(queue)?;
+        let ids: Vec<Vec<u8>> = self
+            .inner
+            .pools
+            .call("list tasks", async move {
+                let sql = super::list_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, state, || "?".to_owned());
+                let mut query = sqlx::query_scalar(q(sql)).bind(queue);
+                if state != TaskState::Dead {
+                    query = query.bind(now());
+                }
+                query
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list tasks", e))
+            })
+            .await?;
+        super::found_in(self, ids, state).await
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
+        self.inner
+            .pools
+            .call("delete", async move {
+                let (t, d, r) = (&self.inner.tasks, &self.inner.dead, &self.inner.results);
+                let (at, key) = (now(), id.as_bytes().as_slice());
+                let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("delete", e))?;
+                let sql = format!("SELECT lease_token IS NOT NULL AND visible_at > ? FROM {t} WHERE id = ? FOR UPDATE");
+                let leased: Option<i64> =
+                    sqlx::query_scalar(q(sql)).bind(at).bind(key).fetch_optional(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                let outcome = match leased {
+                    Some(1) => DeleteOutcome::Leased,
+                    Some(_) => {
+                        sqlx::query(q(format!("DELETE FROM {t} WHERE id = ?")))
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| map_err("delete", e))?;
+                        DeleteOutcome::Deleted
+                    }
+                    None => {
+                        let dead = sqlx::query(q(format!("DELETE FROM {d} WHERE id = ?")))
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| map_err("delete", e))?;
+                        let kept = sqlx::query(q(format!("DELETE FROM {r} WHERE id = ? AND expires_at > ?")))
+                            .bind(key)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| map_err("delete", e))?;
+                        if dead.rows_affected() + kept.rows_affected() > 0 { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound }
+                    }
+                };
+                tx.commit().await.map_err(|e| map_err("delete", e))?;
+                Ok(outcome)
             })
             .await
     }

@@ -49,9 +49,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
+use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
-    Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
+    TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use asynctasq_core::notice::NoticeKind;
@@ -925,6 +926,70 @@ impl Driver for PostgresDriver {
                         row.get(10),
                     )
                 }))
+            })
+            .await
+    }
+
+    async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
+        validate_queue_name(queue)?;
+        let ids: Vec<Vec<u8>> = self
+            .inner
+            .pools
+            .call("list tasks", async move {
+                let p = &self.inner.prefix;
+                let (t, d, r) = (format!("\"{p}_tasks\""), format!("\"{p}_dead\""), format!("\"{p}_results\""));
+                let mut n = 0;
+                let sql = super::list_sql(&t, &d, &r, state, || {
+                    n += 1;
+                    format!("${n}")
+                });
+                let mut query = sqlx::query_scalar(q(&sql)).bind(queue);
+                if state != TaskState::Dead {
+                    query = query.bind(now());
+                }
+                query
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list tasks", e))
+            })
+            .await?;
+        super::found_in(self, ids, state).await
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
+        self.inner
+            .pools
+            .call("delete", async move {
+                let p = &self.inner.prefix;
+                let (at, key) = (now(), id.as_bytes().as_slice());
+                let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("delete", e))?;
+                let sql = format!("SELECT lease_token IS NOT NULL AND visible_at > $2 FROM \"{p}_tasks\" WHERE id = $1 FOR UPDATE");
+                let leased: Option<bool> =
+                    sqlx::query_scalar(q(&sql)).bind(key).bind(at).fetch_optional(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                let outcome = match leased {
+                    Some(true) => DeleteOutcome::Leased,
+                    Some(false) => {
+                        let sql = format!("DELETE FROM \"{p}_tasks\" WHERE id = $1");
+                        sqlx::query(q(&sql)).bind(key).execute(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                        DeleteOutcome::Deleted
+                    }
+                    None => {
+                        let sql = format!("DELETE FROM \"{p}_dead\" WHERE id = $1");
+                        let dead = sqlx::query(q(&sql)).bind(key).execute(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                        let sql = format!("DELETE FROM \"{p}_results\" WHERE id = $1 RETURNING expires_at");
+                        let kept: Option<i64> =
+                            sqlx::query_scalar(q(&sql)).bind(key).fetch_optional(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                        if dead.rows_affected() > 0 || kept.is_some_and(|e| e > at) {
+                            DeleteOutcome::Deleted
+                        } else {
+                            DeleteOutcome::NotFound
+                        }
+                    }
+                };
+                tx.commit().await.map_err(|e| map_err("delete", e))?;
+                Ok(outcome)
             })
             .await
     }

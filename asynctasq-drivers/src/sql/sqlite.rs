@@ -42,9 +42,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
+use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
-    Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
+    TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use asynctasq_core::progress::Progress;
@@ -638,6 +639,60 @@ impl Driver for SqliteDriver {
                 row.get(10),
             )
         }))
+    }
+
+    async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
+        validate_queue_name(queue)?;
+        let mut n = 0;
+        let sql = super::list_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", state, || {
+            n += 1;
+            format!("?{n}")
+        });
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).bind(queue);
+        if state != TaskState::Dead {
+            query = query.bind(now());
+        }
+        let ids: Vec<Vec<u8>> = query
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list tasks", e))?;
+        super::found_in(self, ids, state).await
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
+        let (at, key) = (now(), id.as_bytes().as_slice());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("delete", e))?;
+        let leased: Option<bool> =
+            sqlx::query_scalar("SELECT lease_token IS NOT NULL AND visible_at > ?2 FROM asynctasq_tasks WHERE id = ?1")
+                .bind(key)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| map_err("delete", e))?;
+        let outcome = match leased {
+            Some(true) => DeleteOutcome::Leased,
+            Some(false) => {
+                // Its lease cleared first: `asynctasq_tasks_settled` counts only settled rows.
+                for sql in ["UPDATE asynctasq_tasks SET lease_token = NULL WHERE id = ?1", "DELETE FROM asynctasq_tasks WHERE id = ?1"] {
+                    sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                }
+                DeleteOutcome::Deleted
+            }
+            None => {
+                let dead = sqlx::query("DELETE FROM asynctasq_dead WHERE id = ?1").bind(key).execute(&mut *tx).await;
+                let kept = sqlx::query_scalar::<_, i64>("DELETE FROM asynctasq_results WHERE id = ?1 RETURNING expires_at")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await;
+                let dead = dead.map_err(|e| map_err("delete", e))?.rows_affected() > 0;
+                let kept = kept.map_err(|e| map_err("delete", e))?.is_some_and(|expires_at| expires_at > at);
+                if dead || kept { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound }
+            }
+        };
+        tx.commit().await.map_err(|e| map_err("delete", e))?;
+        Ok(outcome)
     }
 
     async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<(), DriverError> {
