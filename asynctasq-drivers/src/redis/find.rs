@@ -54,6 +54,12 @@ impl RedisDriver {
         if kept {
             return self.find_kept(id, queue, &k, &member).await;
         }
+        self.find_live(id, queue, &k, &member).await
+    }
+
+    /// The record of a task `queue` holds live or dead (or, settled since, kept).
+    pub(super) async fn find_live(&self, id: TaskId, queue: &str, k: &QueueKeys, member: &str) -> Result<Option<TaskRecord>, DriverError> {
+        let member = member.to_owned();
         let mut pipe = ::redis::pipe();
         pipe.cmd("HGET").arg(&k.env).arg(&member);
         pipe.cmd("HGET").arg(&k.attempt).arg(&member);
@@ -70,7 +76,7 @@ impl RedisDriver {
         };
         let Value::BulkString(raw) = env else {
             // Settled between the two reads: acked (and perhaps kept) or purged.
-            return self.find_kept(id, queue, &k, &member).await;
+            return self.find_kept(id, queue, k, &member).await;
         };
         let attempt = int(attempt).unwrap_or_default() as u32;
         let error = bytes(error).map(|b| String::from_utf8_lossy(b).into_owned());
@@ -92,7 +98,7 @@ impl RedisDriver {
 
     /// The record of a task kept in `queue` (succeeded or cancelled), unless its time to live
     /// has passed.
-    async fn find_kept(&self, id: TaskId, queue: &str, k: &QueueKeys, member: &str) -> Result<Option<TaskRecord>, DriverError> {
+    pub(super) async fn find_kept(&self, id: TaskId, queue: &str, k: &QueueKeys, member: &str) -> Result<Option<TaskRecord>, DriverError> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("ZSCORE").arg(&k.done).arg(member);
         pipe.cmd("HGET").arg(&k.done_env).arg(member);

@@ -52,6 +52,7 @@
 //! as [`DriverError::Unavailable`] (the engine retries settles and backs off fetches). Tasks live in Redis, so nothing in flight is lost as long as Redis keeps its
 //! data (use AOF for durability across server restarts).
 
+mod browse;
 mod connection;
 mod events;
 mod find;
@@ -136,6 +137,7 @@ struct Scripts {
     cancel: Script,
     settle_cancelled: Script,
     progress: Script,
+    delete: Script,
 }
 
 impl Scripts {
@@ -155,6 +157,7 @@ impl Scripts {
             cancel: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/cancel.lua"))),
             settle_cancelled: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/settle_cancelled.lua"))),
             progress: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/progress.lua"))),
+            delete: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/delete.lua"))),
         }
     }
 }
@@ -328,6 +331,7 @@ impl RedisDriver {
             &scripts.cancel,
             &scripts.settle_cancelled,
             &scripts.progress,
+            &scripts.delete,
         ] {
             s.load_async(&mut conn).await.map_err(|e| map_err("loading scripts", e))?;
         }
@@ -692,6 +696,33 @@ impl Driver for RedisDriver {
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
         self.find_task(id).await
+    }
+
+    async fn list(
+        &self,
+        queue: &str,
+        state: asynctasq_core::TaskState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, DriverError> {
+        self.list_tasks(queue, state, offset, limit).await
+    }
+
+    async fn delete(&self, id: TaskId) -> Result<asynctasq_core::DeleteOutcome, DriverError> {
+        let Some(queue) = self.queue_of(id).await? else { return Ok(asynctasq_core::DeleteOutcome::NotFound) };
+        let done: i64 = self
+            .keys(&queue)?
+            .invoke(&self.inner.scripts.delete)
+            .arg(id.to_string())
+            .arg(now())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("delete", e))?;
+        Ok(match done {
+            1 => asynctasq_core::DeleteOutcome::Deleted,
+            2 => asynctasq_core::DeleteOutcome::Leased,
+            _ => asynctasq_core::DeleteOutcome::NotFound,
+        })
     }
 
     fn notices(&self, kind: asynctasq_core::NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {

@@ -1,0 +1,93 @@
+//! Browsing a queue ([`Driver::list`](asynctasq_core::Driver::list)): a page of members from
+//! the sorted set of the state asked for, each read with the pipelined lookup of `find.rs`.
+//! Waiting tasks page by due time, leased ones by lease expiry, dead ones by when they died,
+//! and kept ones by when they expire (their end, plus a time to live that is the same for a
+//! worker's tasks), read in chunks and filtered by how they ended.
+
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::{TaskRecord, TaskState};
+
+use super::{QueueKeys, RedisDriver, map_err, member_id, now};
+
+/// Members read per round trip when kept tasks are filtered by how they ended.
+const CHUNK: usize = 500;
+
+impl RedisDriver {
+    pub(super) async fn list_tasks(
+        &self,
+        queue: &str,
+        state: TaskState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, DriverError> {
+        let k = self.keys(queue)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let (set, min, max) = match state {
+            TaskState::Ready => (&k.waiting, "-inf".to_owned(), at.to_string()),
+            TaskState::Scheduled => (&k.waiting, format!("({at}"), "+inf".to_owned()),
+            TaskState::Leased => (&k.leased, format!("({at}"), "+inf".to_owned()),
+            TaskState::Dead => (&k.dead, "-inf".to_owned(), "+inf".to_owned()),
+            _ => return self.list_kept(queue, &k, state, offset, limit).await,
+        };
+        let members = self.range(set, &min, &max, offset, limit).await?;
+        let mut out = Vec::with_capacity(members.len());
+        for member in members {
+            if let Some(record) = self.find_live(member_id(&member), queue, &k, &member).await?
+                && record.state == state
+            {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_kept(
+        &self,
+        queue: &str,
+        k: &QueueKeys,
+        state: TaskState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, DriverError> {
+        let (mut skipped, mut out, mut from) = (0, Vec::new(), 0);
+        let min = format!("({}", now());
+        loop {
+            let members = self.range(&k.done, &min, "+inf", from, CHUNK).await?;
+            from += members.len();
+            for member in &members {
+                let Some(record) = self.find_kept(member_id(member), queue, k, member).await? else { continue };
+                if record.state != state {
+                    continue;
+                }
+                if skipped < offset {
+                    skipped += 1;
+                } else {
+                    out.push(record);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if members.len() < CHUNK {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Up to `limit` members of `set` scored from `min` to `max`, after skipping `offset`.
+    async fn range(&self, set: &str, min: &str, max: &str, offset: usize, limit: usize) -> Result<Vec<String>, DriverError> {
+        ::redis::cmd("ZRANGEBYSCORE")
+            .arg(set)
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("list tasks", e))
+    }
+}
