@@ -604,6 +604,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ops::task_wait(connect(&cli.backend, true).await?, id, timeout, json).await
         }
         Command::Task(ops::TaskCommand::Cancel { id, json }) => ops::task_cancel(connect(&cli.backend, true).await?, id, json).await,
+        Command::Task(ops::TaskCommand::Delete { id, json }) => ops::task_delete(connect(&cli.backend, true).await?, id, json).await,
+        Command::Task(ops::TaskCommand::List { queue, state, offset, limit, json }) => {
+            ops::task_list(connect(&cli.backend, true).await?, queue, state, offset, limit, json).await
+        }
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
         Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
         Command::Doctor => {

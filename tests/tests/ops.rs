@@ -308,6 +308,62 @@ async fn task_cancel_is_refused_where_the_backend_cannot_cancel() {
     task_cancel_removes_a_waiting_task_and_reports_each_outcome(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }
 
+/// `task list` pages through a queue's tasks in one state, and `task delete` removes one.
+async fn task_list_pages_and_task_delete_removes(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "browse";
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let sent = json_of(&cli(&s, &["dispatch", "sum", "--args", &format!(r#"{{"a": {n}, "b": 1}}"#), "--queue", q, "--json"]));
+        ids.push(sent["id"].as_str().expect("an id").to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !s.driver.supports(asynctasq_core::Capability::Browse) {
+        assert!(refused(&cli(&s, &["task", "list", q])).contains("cannot list its tasks"));
+        assert!(refused(&cli(&s, &["task", "delete", &ids[0]])).contains("cannot delete a task"));
+        return;
+    }
+    let listed = |args: &[&str]| -> Vec<String> {
+        let page = json_of(&cli(&s, &[&["task", "list", q, "--json"], args].concat()));
+        page["tasks"].as_array().expect("tasks").iter().map(|t| t["id"].as_str().expect("id").to_owned()).collect()
+    };
+    assert_eq!(listed(&[]), ids, "ready, in the order they fell due");
+    assert_eq!(listed(&["--offset", "1", "--limit", "1"]), vec![ids[1].clone()], "one page");
+    assert!(listed(&["--state", "dead"]).is_empty());
+    assert!(ok(&cli(&s, &["task", "list", q])).contains(&ids[2]), "a table without --json");
+    assert_eq!(json_of(&cli(&s, &["task", "delete", &ids[1], "--json"])), json!({ "id": ids[1], "outcome": "deleted" }));
+    assert_eq!(listed(&[]), vec![ids[0].clone(), ids[2].clone()], "gone from the list");
+    let again = cli(&s, &["task", "delete", &ids[1]]);
+    assert_eq!(again.status.code(), Some(1), "nothing to delete: exit 1");
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("not found:"), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_list_pages_and_task_delete_removes_on_sqlite() {
+    task_list_pages_and_task_delete_removes(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_list_pages_and_task_delete_removes_on_redis() {
+    task_list_pages_and_task_delete_removes(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_list_pages_and_task_delete_removes_on_postgres() {
+    task_list_pages_and_task_delete_removes(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_list_pages_and_task_delete_removes_on_mysql() {
+    task_list_pages_and_task_delete_removes(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_list_and_delete_are_refused_where_the_backend_cannot_browse() {
+    task_list_pages_and_task_delete_removes(Backend::RabbitMq(shared_rabbitmq_url())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_with_an_id_already_stored_dispatches_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");

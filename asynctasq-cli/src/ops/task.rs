@@ -1,10 +1,10 @@
 //! `task show`: any stored task by id, in whatever state and queue; `task wait`: the outcome of
-//! one, once it has one; `task cancel`: stop one.
+//! one, once it has one; `task cancel`: stop one; `task list` and `task delete`: browse.
 
 use super::dead::envelope_fields;
 use super::format::*;
 use anyhow::{Context, bail};
-use asynctasq_core::driver::{Capability, Driver, TaskRecord, TaskState};
+use asynctasq_core::driver::{Capability, DeleteOutcome, Driver, TaskRecord, TaskState};
 use asynctasq_core::envelope::TaskId;
 use asynctasq_core::{Awaited, CancelOutcome, Client, StoredResult};
 use clap::Subcommand;
@@ -38,6 +38,36 @@ pub(crate) enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List a queue's tasks in one state, earliest first, a page at a time: ready, scheduled
+    /// and leased by due time or lease expiry, dead by when they died, succeeded and cancelled
+    /// (while kept) by when they ended.
+    List {
+        /// The queue.
+        queue: String,
+        /// The state to list.
+        #[arg(long, value_enum, default_value = "ready")]
+        state: StateArg,
+        /// Tasks to skip first (the page's start).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Tasks on the page.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one task by id, waiting, dead or kept once settled: it will never run, be
+    /// retried or be found again. A leased task is left alone (cancel it instead). Exits 0
+    /// when deleted, 1 otherwise.
+    Delete {
+        /// The task id (a UUID).
+        #[arg(value_parser = super::dispatch::parse_task_id)]
+        id: TaskId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel one task: a waiting task is removed and never runs; a running one is stopped by
     /// its worker within a third of its lease (its context is cancelled, then it is aborted
     /// after the worker's `--cancel-grace`), and is neither retried nor dead-lettered. Exits 0
@@ -50,6 +80,91 @@ pub(crate) enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A state `task list` lists.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum StateArg {
+    /// Due and not leased.
+    Ready,
+    /// Waiting for a due time (delayed, or a retry's backoff).
+    Scheduled,
+    /// Running under a live lease.
+    Leased,
+    /// Dead-lettered.
+    Dead,
+    /// Acked and kept with its result.
+    Succeeded,
+    /// Cancelled and kept.
+    Cancelled,
+}
+
+impl From<StateArg> for TaskState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Ready => TaskState::Ready,
+            StateArg::Scheduled => TaskState::Scheduled,
+            StateArg::Leased => TaskState::Leased,
+            StateArg::Dead => TaskState::Dead,
+            StateArg::Succeeded => TaskState::Succeeded,
+            StateArg::Cancelled => TaskState::Cancelled,
+        }
+    }
+}
+
+/// `task list`.
+pub(crate) async fn task_list(
+    driver: Arc<dyn Driver>,
+    queue: String,
+    state: StateArg,
+    offset: usize,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !driver.supports(Capability::Browse) {
+        bail!("the {} backend cannot list its tasks (it keeps no index of its messages)", driver.name());
+    }
+    let state = TaskState::from(state);
+    let tasks =
+        driver.list(&queue, state, offset, limit).await.with_context(|| format!("listing the {} tasks of `{queue}`", state.as_str()))?;
+    if json {
+        outln!("{}", json!({ "queue": queue, "state": state, "offset": offset, "tasks": tasks.iter().map(task_json).collect::<Vec<_>>() }));
+        return Ok(());
+    }
+    if tasks.is_empty() {
+        outln!("no {} tasks in `{queue}`{}", state.as_str(), if offset > 0 { format!(" past {offset}") } else { String::new() });
+        return Ok(());
+    }
+    let mut t = table(&["ID", "TASK", "ATTEMPTS", "AT", "ERROR"]);
+    for r in &tasks {
+        let name = r.envelope.as_ref().map(|e| e.name.clone()).unwrap_or_else(|_| "(undecodable)".into());
+        let error: String = r.last_error.as_deref().unwrap_or("").lines().next().unwrap_or_default().chars().take(60).collect();
+        t.add_row(vec![r.id.to_string(), name, r.attempt.to_string(), from_now(r.at), error]);
+    }
+    outln!("{t}");
+    Ok(())
+}
+
+/// `task delete`.
+pub(crate) async fn task_delete(driver: Arc<dyn Driver>, id: TaskId, json: bool) -> anyhow::Result<()> {
+    if !driver.supports(Capability::Browse) {
+        bail!("the {} backend cannot delete a task by id (it keeps no index of its messages)", driver.name());
+    }
+    let outcome = driver.delete(id).await.with_context(|| format!("deleting task {id}"))?;
+    if json {
+        outln!("{}", json!({ "id": id.to_string(), "outcome": outcome }));
+    } else {
+        match outcome {
+            DeleteOutcome::Deleted => outln!("deleted: task {id}"),
+            DeleteOutcome::Leased => outln!("leased: task {id} is running and was left alone; `task cancel` stops it"),
+            DeleteOutcome::NotFound => outln!("not found: no task {id} is stored"),
+        }
+    }
+    match outcome {
+        DeleteOutcome::Deleted => Ok(()),
+        DeleteOutcome::Leased => Err(Settled("leased").into()),
+        DeleteOutcome::NotFound => Err(Settled("not found").into()),
+    }
 }
 
 /// The JSON of one task (see the module docs of `ops` for the schema).
