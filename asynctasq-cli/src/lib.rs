@@ -280,9 +280,10 @@ struct TaskDefaults {
     /// Lease of each delivery, renewed while the task runs (built-in: 30s).
     #[arg(long, env = "ASYNCTASQ_DEFAULT_LEASE", aliases = ["task-defaults-lease", "task-defaults-visibility-timeout"], value_parser = humantime::parse_duration, value_name = "DURATION")]
     default_lease: Option<Duration>,
-    /// How long a succeeded task stays findable with its result (`task show`, waiters), e.g.
-    /// `1h`; `0s` keeps nothing (built-in: 24h; a task's `#[task(result_ttl)]` wins).
-    #[arg(long, env = "ASYNCTASQ_RESULT_TTL", value_parser = humantime::parse_duration, value_name = "DURATION", hide_short_help = true)]
+    /// How long a succeeded task stays findable with its result and arguments (`task show`,
+    /// `task list --state succeeded`, waiters), e.g. `1h`; `0s` keeps nothing (built-in: 24h; a
+    /// task's `#[task(result_ttl)]` wins). Also `--keep-completed`.
+    #[arg(long, env = "ASYNCTASQ_RESULT_TTL", alias = "keep-completed", value_parser = humantime::parse_duration, value_name = "DURATION", hide_short_help = true)]
     result_ttl: Option<Duration>,
     /// Largest encoded result kept, in bytes; a larger one is recorded as too large and the task
     /// still succeeds (built-in: 1048576).

@@ -80,7 +80,8 @@ async fn a_running_task_hears_of_its_cancel_at_once_where_the_backend_pushes_it(
     let asked = tokio::time::Instant::now();
     assert_eq!(client.cancel(id).await.expect("cancel"), CancelOutcome::Requested);
     let counts = run.await.expect("join").expect("run");
-    assert!(asked.elapsed() < Duration::from_millis(50), "heard from the notice, not the renewal: {:?}", asked.elapsed());
+    // A run watches for notices from 50 ms in; the renewal alone would take 10 s.
+    assert!(asked.elapsed() < Duration::from_millis(200), "heard from the notice, not the renewal: {:?}", asked.elapsed());
     assert_eq!(counts.cancelled, 1, "{counts:?}");
 }
 

@@ -113,10 +113,8 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     let slot = ctx.result.clone();
     let reports = ctx.progress.clone();
     let mut run = tokio::spawn((registration.handler)(ctx, envelope.payload));
-    let watched = shared.cancel_watch.as_ref().map(|w| w.watch(lease.id));
     let renewals = async {
         if shared.driver.supports(Capability::ExtendLease) {
-            let poked = watched.as_ref().map(super::lease::Watched::notify);
             super::lease::keep_leased(
                 shared.driver.clone(),
                 lease.clone(),
@@ -124,7 +122,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
                 lease_length,
                 shared.deadline,
                 &metrics.extended,
-                poked,
+                shared.cancel_watch.as_ref(),
             )
             .await
         } else {

@@ -12,11 +12,27 @@ use crate::envelope::TaskId;
 use crate::error::DriverError;
 use crate::notice::NoticeKind;
 
+/// How long a run goes before it watches for cancel notices. Most runs end sooner and never
+/// touch the watch (registering every delivery measured 0.88–0.91 of the drain rate on memory
+/// and Redis); a notice for a run not watched yet is remembered for [`REMEMBERED`] and handed
+/// over when it registers.
+pub(crate) const WATCH_AFTER: Duration = Duration::from_millis(50);
+
+/// How long a cancel notice for a run not (yet) watched is remembered.
+const REMEMBERED: Duration = Duration::from_secs(2);
+
 /// Hands the backend's cancel notices ([`NoticeKind::CancelRequested`]) to the running tasks
 /// they name: one receiver for the worker, whatever its concurrency.
 #[derive(Debug, Default)]
 pub(crate) struct CancelWatch {
-    running: Mutex<HashMap<TaskId, Arc<Notify>>>,
+    running: Mutex<Watches>,
+}
+
+#[derive(Debug, Default)]
+struct Watches {
+    by_id: HashMap<TaskId, Arc<Notify>>,
+    /// Notices that named no watched run, newest last: for runs about to register.
+    recent: std::collections::VecDeque<(tokio::time::Instant, TaskId)>,
 }
 
 impl CancelWatch {
@@ -39,23 +55,38 @@ impl CancelWatch {
         Some((watch, feeding))
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Arc<Notify>>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Watches> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Wakes the renewal of `id` (`None`: of every running task).
+    /// Wakes the renewal of `id` (`None`: of every running task), or remembers the notice for
+    /// a run that registers soon.
     fn poke(&self, id: Option<TaskId>) {
-        let running = self.running();
+        let mut running = self.running();
         match id {
-            Some(id) => running.get(&id).into_iter().for_each(|n| n.notify_one()),
-            None => running.values().for_each(|n| n.notify_one()),
+            Some(id) => match running.by_id.get(&id) {
+                Some(n) => n.notify_one(),
+                None => {
+                    let now = tokio::time::Instant::now();
+                    while running.recent.front().is_some_and(|(at, _)| now.duration_since(*at) > REMEMBERED) {
+                        running.recent.pop_front();
+                    }
+                    running.recent.push_back((now, id));
+                }
+            },
+            None => running.by_id.values().for_each(|n| n.notify_one()),
         }
     }
 
-    /// Watches `id` while the returned guard lives.
+    /// Watches `id` while the returned guard lives; a notice that came before is handed over.
     pub(crate) fn watch(self: &Arc<Self>, id: TaskId) -> Watched {
         let notify = Arc::new(Notify::new());
-        self.running().insert(id, notify.clone());
+        let mut running = self.running();
+        if running.recent.iter().any(|(_, seen)| *seen == id) {
+            notify.notify_one();
+        }
+        running.by_id.insert(id, notify.clone());
+        drop(running);
         Watched { watch: self.clone(), id, notify }
     }
 }
@@ -76,7 +107,7 @@ impl Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        self.watch.running().remove(&self.id);
+        self.watch.running().by_id.remove(&self.id);
     }
 }
 
@@ -104,10 +135,18 @@ pub(crate) async fn keep_leased(
     length: Duration,
     limit: Duration,
     extended: &metrics::Counter,
-    poked: Option<Arc<Notify>>,
+    watch: Option<&Arc<CancelWatch>>,
 ) -> LeaseEnd {
     let interval = |d: Duration| (d / 3).max(Duration::from_millis(5));
     let mut next = interval(claimed.min(length));
+    let mut watched = None;
+    if let Some(watch) = watch {
+        let first = WATCH_AFTER.min(next);
+        tokio::time::sleep(first).await;
+        next -= first;
+        watched = Some(watch.watch(lease.id));
+    }
+    let poked = watched.as_ref().map(Watched::notify);
     loop {
         match &poked {
             Some(poked) => tokio::select! {
