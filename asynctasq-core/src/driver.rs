@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
-use crate::history::AttemptError;
 use crate::notice::NoticeKind;
 use crate::progress::Progress;
+pub use crate::record::{CancelOutcome, DeadTask, DeleteOutcome, EnqueueOutcome, TaskRecord, TaskState};
 pub use crate::workers::WorkerInfo;
 
 /// The right to settle one delivered task, held until it is settled or expires.
@@ -64,7 +64,7 @@ impl Delivery {
     }
 }
 
-fn stamped(envelope: Result<Envelope, CodecError>, attempt: u32) -> Result<Envelope, CodecError> {
+pub(crate) fn stamped(envelope: Result<Envelope, CodecError>, attempt: u32) -> Result<Envelope, CodecError> {
     envelope.map(|mut e| {
         e.attempt = attempt;
         e
@@ -156,215 +156,6 @@ mod opt_millis {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
-}
-
-/// A dead-lettered task with the reason.
-#[derive(Debug)]
-pub struct DeadTask {
-    /// The task's id.
-    pub id: TaskId,
-    /// The queue it died in.
-    pub queue: String,
-    /// Deliveries it had when it died.
-    pub attempt: u32,
-    /// The last error.
-    pub error: String,
-    /// When it was dead-lettered.
-    pub dead_at: UnixMillis,
-    /// Every failed attempt's error, in order ([`Capability::ErrorHistory`]; empty without).
-    pub errors: Vec<AttemptError>,
-    /// The stored envelope, or why it could not be decoded.
-    pub envelope: Result<Envelope, CodecError>,
-}
-
-impl DeadTask {
-    /// A dead task with `attempt` deliveries, stamped into its envelope as [`Delivery::new`] does.
-    pub fn new(id: TaskId, queue: &str, attempt: u32, error: String, dead_at: UnixMillis, envelope: Result<Envelope, CodecError>) -> Self {
-        Self { id, queue: queue.to_owned(), attempt, error, dead_at, envelope: stamped(envelope, attempt), errors: Vec::new() }
-    }
-
-    /// The same dead task with the error history stored with it (a JSON array, see
-    /// [`crate::history`]).
-    #[must_use]
-    pub fn with_errors(self, stored: Option<&str>) -> Self {
-        Self { errors: crate::history::parse(stored), ..self }
-    }
-}
-
-/// Where a stored task is, as [`Driver::find`] reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum TaskState {
-    /// Waiting for its due time (a delayed dispatch, or a retry's backoff).
-    Scheduled,
-    /// Due and not leased: the next claim may take it (a task whose lease ran out is ready).
-    Ready,
-    /// Leased to a worker until `visible_at`.
-    Leased,
-    /// Dead-lettered.
-    Dead,
-    /// Acked, and kept until its result's time to live has passed ([`Ack::keep`]).
-    Succeeded,
-    /// Cancelled ([`Driver::cancel`]): removed before it ran, or stopped by its worker; kept
-    /// until the cancel's time to live has passed.
-    Cancelled,
-}
-
-impl TaskState {
-    /// The state of a live task whose `visible_at` is the due time while it waits and the
-    /// lease expiry while it is `leased`, at `now`.
-    pub fn of_live(leased: bool, visible_at: UnixMillis, now: UnixMillis) -> Self {
-        match (leased, visible_at > now) {
-            (true, true) => TaskState::Leased,
-            (false, true) => TaskState::Scheduled,
-            (_, false) => TaskState::Ready,
-        }
-    }
-
-    /// The state's name, as `task show` prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Scheduled => "scheduled",
-            TaskState::Ready => "ready",
-            TaskState::Leased => "leased",
-            TaskState::Dead => "dead",
-            TaskState::Succeeded => "succeeded",
-            TaskState::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// A stored task looked up by id ([`Driver::find`]).
-#[derive(Debug)]
-pub struct TaskRecord {
-    /// The task's id.
-    pub id: TaskId,
-    /// The queue that holds it.
-    pub queue: String,
-    /// Where it is.
-    pub state: TaskState,
-    /// Deliveries so far.
-    pub attempt: u32,
-    /// Scheduled or ready: its due time; leased: its lease's expiry; dead: when it died;
-    /// succeeded: when it was acked.
-    pub at: UnixMillis,
-    /// The last failure's error, if it failed before (the reason, once dead).
-    pub last_error: Option<String>,
-    /// The stored envelope (task name, arguments, max attempts, creation time, headers) with
-    /// `attempt` stamped in, or why it could not be decoded.
-    pub envelope: Result<Envelope, CodecError>,
-    /// Succeeded: what the run returned, as the engine encoded it ([`Ack::result`]).
-    pub result: Option<Vec<u8>>,
-    /// Live: a cancel was requested ([`Driver::cancel`]) and the worker holding the task has
-    /// not settled it yet.
-    pub cancel_requested: bool,
-    /// Live: the progress its latest run reported ([`Driver::progress`]).
-    pub progress: Option<Progress>,
-    /// Live or dead: every failed attempt's error, in order ([`Capability::ErrorHistory`]).
-    pub errors: Vec<AttemptError>,
-}
-
-impl TaskRecord {
-    /// A record with `attempt` deliveries, stamped into its envelope as [`Delivery::new`] does.
-    pub fn new(
-        id: TaskId,
-        queue: &str,
-        state: TaskState,
-        attempt: u32,
-        at: UnixMillis,
-        last_error: Option<String>,
-        envelope: Result<Envelope, CodecError>,
-    ) -> Self {
-        Self {
-            id,
-            queue: queue.to_owned(),
-            state,
-            attempt,
-            at,
-            last_error,
-            envelope: stamped(envelope, attempt),
-            result: None,
-            cancel_requested: false,
-            progress: None,
-            errors: Vec::new(),
-        }
-    }
-
-    /// The same record with the error history stored with it (a JSON array, see
-    /// [`crate::history`]).
-    #[must_use]
-    pub fn with_errors(self, stored: Option<&str>) -> Self {
-        Self { errors: crate::history::parse(stored), ..self }
-    }
-
-    /// The same record with the progress stored with it, decoded (a value that does not decode
-    /// is left out: progress is a report, not data).
-    #[must_use]
-    pub fn with_progress(self, stored: Option<&[u8]>) -> Self {
-        Self { progress: stored.and_then(|b| Progress::decode(b).ok()), ..self }
-    }
-
-    /// The same record, marked as asked to stop when `requested` (a live task whose cancel its
-    /// worker has not settled yet).
-    #[must_use]
-    pub fn cancel_requested(self, requested: bool) -> Self {
-        Self { cancel_requested: requested, ..self }
-    }
-
-    /// A succeeded task's record: acked at `finished_at` after `attempt` deliveries, with what
-    /// its run returned.
-    pub fn succeeded(
-        id: TaskId,
-        queue: &str,
-        attempt: u32,
-        finished_at: UnixMillis,
-        result: Option<Vec<u8>>,
-        envelope: Result<Envelope, CodecError>,
-    ) -> Self {
-        Self { result, ..Self::new(id, queue, TaskState::Succeeded, attempt, finished_at, None, envelope) }
-    }
-}
-
-/// What [`Driver::cancel`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CancelOutcome {
-    /// The task was waiting (ready or scheduled): it is gone, kept as [`TaskState::Cancelled`],
-    /// and will never be delivered.
-    Removed,
-    /// The task is leased: it is flagged, no claim delivers it again, and its worker learns of
-    /// it at its next lease extension, stops it and settles it as cancelled.
-    Requested,
-    /// The task is already settled (succeeded, dead or cancelled) and is left as it was.
-    AlreadyFinished,
-    /// No task is stored under the id.
-    NotFound,
-}
-
-impl CancelOutcome {
-    /// The outcome's name, as `task cancel` prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CancelOutcome::Removed => "removed",
-            CancelOutcome::Requested => "requested",
-            CancelOutcome::AlreadyFinished => "already finished",
-            CancelOutcome::NotFound => "not found",
-        }
-    }
-}
-
-/// What [`Driver::delete`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeleteOutcome {
-    /// The task (waiting, dead, or kept once settled) is gone.
-    Deleted,
-    /// The task is leased: a worker runs it, and a delete would let it run on unseen. Nothing
-    /// changed; cancel it instead ([`Driver::cancel`]).
-    Leased,
-    /// No task is stored under the id.
-    NotFound,
 }
 
 /// Which dead tasks [`Driver::requeue_dead`] moves back.
@@ -467,34 +258,6 @@ capabilities! {
         /// [`Driver::list`] pages through a queue's tasks in one state, and
         /// [`Driver::delete`] deletes one by id.
         Browse,
-    }
-}
-
-/// What [`Driver::enqueue`] did with one envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EnqueueOutcome {
-    /// Stored: the task is new.
-    New,
-    /// Not stored: a task with this id already exists (waiting, leased, dead, or succeeded and
-    /// kept) and is left as it was.
-    Exists,
-}
-
-impl EnqueueOutcome {
-    /// `New` for every one of `n` envelopes: what a backend that stored them all reports.
-    pub fn all_new(n: usize) -> Vec<EnqueueOutcome> {
-        vec![EnqueueOutcome::New; n]
-    }
-
-    /// The outcome of each of `ids` when the backend stored exactly the ids in `stored`: the
-    /// first occurrence of a stored id is new, everything else exists (a repeat in the batch,
-    /// or an id the backend already held).
-    pub fn from_stored(ids: impl IntoIterator<Item = TaskId>, stored: &std::collections::HashSet<TaskId>) -> Vec<EnqueueOutcome> {
-        let mut seen = std::collections::HashSet::new();
-        ids.into_iter()
-            .map(|id| if stored.contains(&id) && seen.insert(id) { EnqueueOutcome::New } else { EnqueueOutcome::Exists })
-            .collect()
     }
 }
 

@@ -48,6 +48,7 @@ pub mod metrics;
 mod monitor;
 pub mod notice;
 pub mod progress;
+pub mod record;
 mod redact;
 pub mod registry;
 pub mod result;
