@@ -289,7 +289,9 @@ struct TaskDefaults {
     /// still succeeds (built-in: 1048576).
     #[arg(long, env = "ASYNCTASQ_MAX_RESULT_SIZE", value_name = "BYTES", hide_short_help = true)]
     max_result_size: Option<usize>,
-    /// How long a cancelled task stays findable (`task show`, waiters), e.g. `1d` (built-in: 7d).
+    /// How long a dead-lettered or cancelled task stays findable (`task show`, `dead list`,
+    /// waiters) when its `#[task(failure_ttl)]` does not say, e.g. `1d` (built-in: 7d). Refused
+    /// on RabbitMQ and SQS, whose dead letters the broker keeps by its own retention.
     #[arg(long, env = "ASYNCTASQ_FAILURE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION", hide_short_help = true)]
     failure_ttl: Option<Duration>,
     /// How long a running task that was cancelled (`task cancel`) may take to stop on its own

@@ -255,6 +255,11 @@ capabilities! {
         /// attempt, time and error to the task's history, kept with it while it lives and once
         /// it is dead ([`TaskRecord::errors`], [`DeadTask::errors`]).
         ErrorHistory,
+        /// A dead task expires once the `keep` of its [`Driver::dead_letter`] has passed: from
+        /// then on no call reports it, and the backend's own later calls delete it within a
+        /// second. A broker keeps dead messages by its own retention instead (RabbitMQ until
+        /// they are purged or requeued, SQS for its dead-letter queue's retention period).
+        DeadExpiry,
         /// [`Driver::list`] pages through a queue's tasks in one state, and
         /// [`Driver::delete`] deletes one by id.
         Browse,
@@ -372,8 +377,11 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Moves the leased task to the dead-letter store with `error`, its attempt count and the
     /// time, keeping its stored envelope as it was (even if undecodable), and appends `error`
-    /// to its error history ([`Capability::ErrorHistory`]).
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError>;
+    /// to its error history ([`Capability::ErrorHistory`]). The dead task is kept for `keep`
+    /// (the task's failure time to live): then it expires, and the backend's own later calls
+    /// delete it within a second, as they do kept results ([`Capability::DeadExpiry`]; a
+    /// backend without it keeps dead tasks by its own retention and ignores `keep`).
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError>;
 
     /// Extends a live lease to `by` from now and returns the renewed lease
     /// ([`Capability::ExtendLease`]). The lease of a task flagged by [`cancel`](Driver::cancel)
@@ -419,6 +427,16 @@ pub trait Driver: Send + Sync + 'static {
     /// ignore it (the default).
     fn prefetch_hint(&self, tasks: usize, queues: usize) {
         let _ = (tasks, queues);
+    }
+
+    /// Names the consumer this handle claims for (a worker's id), before its first
+    /// [`dequeue`](Driver::dequeue): claims record it as the lease holder
+    /// ([`TaskRecord::holder`]) and failures as the failed run's worker
+    /// ([`AttemptError::worker`](crate::history::AttemptError::worker)), where the backend
+    /// keeps task records ([`Capability::TaskLookup`]); others ignore it (the default). A
+    /// handle claims for one consumer: shared by two workers, it names the one named last.
+    fn consumer(&self, name: &str) {
+        let _ = name;
     }
 
     /// Gives back every task this handle fetched ahead of [`dequeue`](Driver::dequeue) but never

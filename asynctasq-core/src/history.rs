@@ -4,7 +4,7 @@
 //!
 //! Backends append one entry with each failure ([`Driver::nack`](crate::Driver::nack) with an
 //! error, [`Driver::dead_letter`](crate::Driver::dead_letter)) in the same write that settles
-//! the attempt, as a JSON array of `{"attempt", "at", "error"}` objects: SQL databases append
+//! the attempt, as a JSON array of `{"attempt", "at", "error", "worker"}` objects: SQL databases append
 //! with their own JSON functions, Redis with `cjson`, so no failure reads the history first.
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,10 @@ pub struct AttemptError {
     pub at: UnixMillis,
     /// Its error.
     pub error: String,
+    /// The consumer whose run failed (a worker's id, [`Driver::consumer`](crate::Driver::consumer)),
+    /// when the backend knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// The history stored as `json` (a JSON array; absent or unreadable: none).

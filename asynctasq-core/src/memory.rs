@@ -49,6 +49,11 @@ struct State {
     /// Succeeded tasks kept with their results, and when each is swept.
     done: HashMap<TaskId, Done>,
     done_expiry: BTreeSet<(UnixMillis, TaskId)>,
+    /// When each dead task expires. An entry outlives its task when the task is requeued,
+    /// purged or deleted first: the sweep deletes only a dead task whose expiry has passed.
+    dead_expiry: BTreeSet<(UnixMillis, TaskId)>,
+    /// Who this store's claims are for ([`Driver::consumer`]).
+    consumer: Option<Arc<str>>,
     next_seq: u64,
     next_token: u64,
 }
@@ -80,6 +85,8 @@ struct Record {
     progress: Option<Vec<u8>>,
     /// Every failed attempt's error.
     errors: Vec<AttemptError>,
+    /// The consumer its latest claim was for.
+    holder: Option<Arc<str>>,
 }
 
 /// A settled task, kept until `expires_at` ([`Ack::keep`], or a cancel's time to live).
@@ -103,6 +110,8 @@ struct DeadRecord {
     attempt: u32,
     error: String,
     dead_at: UnixMillis,
+    /// When it expires ([`Driver::dead_letter`]'s `keep`).
+    expires_at: UnixMillis,
 }
 
 impl Record {
@@ -112,7 +121,7 @@ impl Record {
         let record =
             TaskRecord::new(id, &self.queue, state, self.attempt, self.visible_at, self.last_error.clone(), Envelope::decode(&self.raw));
         let record = record.cancel_requested(self.cancel.is_some()).with_progress(self.progress.as_deref());
-        TaskRecord { errors: self.errors.clone(), ..record }
+        TaskRecord { errors: self.errors.clone(), ..record }.with_holder(self.holder.as_deref().map(str::to_owned))
     }
 }
 
@@ -231,6 +240,7 @@ impl State {
             cancel: None,
             progress: None,
             errors: Vec::new(),
+            holder: None,
         };
         self.tasks.insert(id, record);
     }
@@ -259,6 +269,18 @@ impl State {
         {
             self.done_expiry.pop_first();
             self.done.remove(&id);
+        }
+        let mut expired = HashSet::new();
+        while let Some(&(at, id)) = self.dead_expiry.first()
+            && at <= now
+        {
+            self.dead_expiry.pop_first();
+            expired.insert(id);
+        }
+        if !expired.is_empty() {
+            for q in self.queues.values_mut() {
+                q.dead.retain(|d| d.expires_at > now || !expired.contains(&d.id));
+            }
         }
     }
 
@@ -345,12 +367,14 @@ impl Driver for MemoryDriver {
             self.settled(id);
         }
         let mut out = Vec::with_capacity(due.len());
+        let holder = state.consumer.clone();
         for id in due {
             state.next_token += 1;
             let token = state.next_token;
             let r = state.tasks.get_mut(&id).expect("indexed task has a record");
             r.attempt += 1;
             r.token = Some(token);
+            r.holder.clone_from(&holder);
             let expires_at = now + r.lease_ms;
             let lease = Lease { id, queue: queue.to_owned(), token: token.to_string(), expires_at };
             let delivery = Delivery::new(lease, r.attempt, Envelope::decode(&r.raw)).replayed(r.replayed);
@@ -358,6 +382,10 @@ impl Driver for MemoryDriver {
             out.push(delivery);
         }
         Ok(out)
+    }
+
+    fn consumer(&self, name: &str) {
+        self.lock().consumer = Some(name.into());
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
@@ -423,7 +451,8 @@ impl Driver for MemoryDriver {
         r.token = None;
         r.last_error = Some(error.to_owned());
         if !error.is_empty() && self.supports(Capability::ErrorHistory) {
-            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned() });
+            let worker = r.holder.as_deref().map(str::to_owned);
+            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned(), worker });
         }
         state.move_to(lease.id, now + millis(delay));
         drop(state);
@@ -448,7 +477,7 @@ impl Driver for MemoryDriver {
         Ok(())
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
         if let Some(keep_ms) = state.held(lease)?.cancel {
@@ -458,11 +487,16 @@ impl Driver for MemoryDriver {
         }
         let mut r = state.remove(lease.id).expect("held record exists");
         if self.supports(Capability::ErrorHistory) {
-            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned() });
+            let worker = r.holder.as_deref().map(str::to_owned);
+            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned(), worker });
         }
         let queue = r.queue.clone();
+        // Without the capability, kept until purged or requeued, as a broker keeps them.
+        let expires_at = if self.supports(Capability::DeadExpiry) { now.saturating_add(millis(keep)) } else { UnixMillis::MAX };
+        state.dead_expiry.insert((expires_at, lease.id));
         let q = state.queues.entry(queue).or_default();
-        q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error: error.to_owned(), dead_at: now, errors: r.errors });
+        let error = error.to_owned();
+        q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error, dead_at: now, errors: r.errors, expires_at });
         q.totals.failed += 1;
         self.settled(lease.id);
         Ok(())
@@ -497,7 +531,7 @@ impl Driver for MemoryDriver {
                     (false, false) => stats.scheduled += 1,
                 }
             }
-            stats.dead = q.dead.len() as u64;
+            stats.dead = q.dead.iter().filter(|d| d.expires_at > now).count() as u64;
             stats.totals = Some(q.totals);
         }
         if self.supports(Capability::Totals) {
@@ -545,10 +579,12 @@ impl Driver for MemoryDriver {
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         validate_queue_name(queue)?;
+        let now = self.inner.clock.now();
         let state = self.lock();
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
         Ok(q.dead
             .iter()
+            .filter(|d| d.expires_at > now)
             .take(limit)
             .map(|d| {
                 let dead = DeadTask::new(d.id, queue, d.attempt, d.error.clone(), d.dead_at, Envelope::decode(&d.raw));
@@ -588,7 +624,7 @@ impl Driver for MemoryDriver {
             return Ok(Some(r.record(id, now)));
         }
         for (name, q) in &state.queues {
-            if let Some(d) = q.dead.iter().find(|d| d.id == id) {
+            if let Some(d) = q.dead.iter().find(|d| d.id == id && d.expires_at > now) {
                 return Ok(Some(d.record(name)));
             }
         }
@@ -604,7 +640,7 @@ impl Driver for MemoryDriver {
         let state = self.lock();
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
         Ok(match wanted {
-            TaskState::Dead => q.dead.iter().skip(offset).take(limit).map(|d| d.record(queue)).collect(),
+            TaskState::Dead => q.dead.iter().filter(|d| d.expires_at > now).skip(offset).take(limit).map(|d| d.record(queue)).collect(),
             TaskState::Succeeded | TaskState::Cancelled => {
                 let mut kept: Vec<(&TaskId, &Done)> =
                     state.done.iter().filter(|(_, d)| d.queue == queue && d.state == wanted && d.expires_at > now).collect();

@@ -116,6 +116,9 @@ pub struct TaskRecord {
     pub progress: Option<Progress>,
     /// Live or dead: every failed attempt's error, in order ([`Capability::ErrorHistory`](crate::driver::Capability::ErrorHistory)).
     pub errors: Vec<AttemptError>,
+    /// Leased: the consumer holding its lease (a worker's id, [`Driver::consumer`](crate::driver::Driver::consumer)),
+    /// when the backend records it.
+    pub holder: Option<String>,
 }
 
 impl TaskRecord {
@@ -141,7 +144,15 @@ impl TaskRecord {
             cancel_requested: false,
             progress: None,
             errors: Vec::new(),
+            holder: None,
         }
+    }
+
+    /// The same record with the consumer holding its lease, kept only while it is leased.
+    #[must_use]
+    pub fn with_holder(self, holder: Option<String>) -> Self {
+        let holder = holder.filter(|h| self.state == TaskState::Leased && !h.is_empty());
+        Self { holder, ..self }
     }
 
     /// The same record with the error history stored with it (a JSON array, see

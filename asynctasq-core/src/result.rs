@@ -34,13 +34,17 @@ pub(crate) struct Keeping {
     pub(crate) ttl: Duration,
     /// The largest encoded result kept.
     pub(crate) max_size: usize,
-    /// How long a cancelled task's record stays findable.
+    /// How long a dead or cancelled task's record stays findable when its `#[task]` sets no
+    /// `failure_ttl`.
     pub(crate) failure_ttl: Duration,
+    /// Whether `failure_ttl` was set, not defaulted: a worker refuses one its backend cannot
+    /// apply to dead tasks.
+    pub(crate) failure_ttl_set: bool,
 }
 
 impl Default for Keeping {
     fn default() -> Self {
-        Self { ttl: DEFAULT_RESULT_TTL, max_size: DEFAULT_MAX_RESULT_SIZE, failure_ttl: DEFAULT_FAILURE_TTL }
+        Self { ttl: DEFAULT_RESULT_TTL, max_size: DEFAULT_MAX_RESULT_SIZE, failure_ttl: DEFAULT_FAILURE_TTL, failure_ttl_set: false }
     }
 }
 

@@ -52,6 +52,9 @@ pub struct TaskOptions {
     /// How long the task stays findable with its result once it succeeded (default: the
     /// worker's, 24 h); `ZERO` keeps nothing.
     pub result_ttl: Option<Duration>,
+    /// How long the task stays findable once it was dead-lettered or cancelled, with its error
+    /// history (default: the worker's, 7 days).
+    pub failure_ttl: Option<Duration>,
 }
 
 /// What a running task knows about itself.

@@ -35,6 +35,7 @@ mod lacking_every_optional_capability {
             CancelNotify,
             Progress,
             ErrorHistory,
+            DeadExpiry,
             Browse
         ]
     );

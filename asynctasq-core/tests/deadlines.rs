@@ -59,8 +59,8 @@ impl Driver for Hanging {
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
         self.inner.release(lease).await
     }
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
-        self.inner.dead_letter(lease, error).await
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
+        self.inner.dead_letter(lease, error, keep).await
     }
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
         self.inner.extend_lease(lease, by).await

@@ -179,3 +179,45 @@ async fn progress_reported_in_a_tight_loop_is_found_while_the_task_runs() {
     client.cancel(id).await.expect("cancel");
     run.await.expect("join").expect("run");
 }
+
+/// Fails for good at once; its dead record is kept for an hour.
+#[task(failure_ttl = "1h")]
+async fn doomed() -> Result<(), TaskError> {
+    Err(TaskError::fatal("no such customer"))
+}
+
+/// Fails for good at once; kept for the worker's failure time to live.
+#[task]
+async fn also_doomed() -> Result<(), TaskError> {
+    Err(TaskError::fatal("bad input"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_task_is_kept_for_its_failure_ttl_then_expires() {
+    let (driver, client) = setup();
+    let own = client.dispatch(Doomed {}).await.expect("dispatch");
+    let worker_default = client.dispatch(AlsoDoomed {}).await.expect("dispatch");
+    let counts = worker(&driver).failure_ttl(Duration::from_secs(60)).build().expect("build").start().await.expect("run");
+    assert_eq!(counts.dead, 2);
+    let reason = |r: Option<asynctasq_core::TaskRecord>| r.map(|r| (r.state, r.last_error.unwrap_or_default()));
+    assert_eq!(reason(driver.find(own).await.expect("find")), Some((TaskState::Dead, "no such customer".into())));
+    assert_eq!(client.wait(worker_default, Duration::from_secs(1)).await.expect("wait"), Awaited::Dead("bad input".into()));
+
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(driver.find(worker_default).await.expect("find").is_none(), "gone after the worker's failure TTL");
+    assert_eq!(client.wait(worker_default, Duration::from_secs(1)).await.expect("wait"), Awaited::Expired);
+    assert!(driver.find(own).await.expect("find").is_some(), "its #[task(failure_ttl)] keeps it longer");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(driver.find(own).await.expect("find").is_none(), "gone after its own failure TTL");
+    assert_eq!(driver.stats("default").await.expect("stats").dead, 0, "and no longer counted");
+}
+
+#[tokio::test]
+async fn a_failure_ttl_is_refused_where_dead_tasks_cannot_expire() {
+    let driver = Arc::new(MemoryDriver::new().lacking(&[Capability::DeadExpiry]));
+    let refused = Worker::builder(driver.clone()).queues("default").expect("queues").failure_ttl(Duration::from_secs(60)).build();
+    let err = refused.err().expect("refused").to_string();
+    assert!(err.contains("failure time to live") && err.contains("cannot expire"), "{err}");
+    let err = Worker::builder(driver.clone()).queues("default").expect("queues").build().err().expect("a task sets one").to_string();
+    assert!(err.contains("task `") && err.contains("failure time to live"), "names the task: {err}");
+}

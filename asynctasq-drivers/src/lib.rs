@@ -21,6 +21,8 @@
 //! ```
 
 mod any;
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod consumer;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 

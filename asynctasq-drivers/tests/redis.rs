@@ -60,7 +60,7 @@ async fn dead_tasks_are_bounded_by_count() {
         (0..5).map(|i| client.envelope_from_payload("t", vec![i], &overrides, &Default::default()).expect("envelope")).collect();
     client.enqueue(envelopes).await.expect("enqueue");
     for d in driver.dequeue("bounded", 10).await.expect("dequeue") {
-        driver.dead_letter(&d.lease, "no").await.expect("dead-letter");
+        driver.dead_letter(&d.lease, "no", Duration::from_secs(3600)).await.expect("dead-letter");
     }
     let dead = driver.dead("bounded", 10).await.expect("dead");
     assert_eq!(dead.len(), 3, "only the newest three are kept");
@@ -127,11 +127,11 @@ async fn dead_tasks_are_bounded_by_age() {
     let mut leased = driver.dequeue("aged", 10).await.expect("dequeue");
     let newest = leased.pop().expect("three leased");
     for d in &leased {
-        driver.dead_letter(&d.lease, "old").await.expect("dead-letter");
+        driver.dead_letter(&d.lease, "old", Duration::from_secs(3600)).await.expect("dead-letter");
     }
     // Age is what is being tested: let the first two grow old.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    driver.dead_letter(&newest.lease, "new").await.expect("dead-letter");
+    driver.dead_letter(&newest.lease, "new", Duration::from_secs(3600)).await.expect("dead-letter");
     let dead = driver.dead("aged", 10).await.expect("dead");
     assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), vec![last], "dead tasks past the age limit are dropped");
     assert_eq!(driver.purge_dead("aged").await.expect("purge"), 1);

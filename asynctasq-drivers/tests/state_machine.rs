@@ -172,7 +172,7 @@ impl Side {
             Op::DeadLetter(k) => match self.pick(k) {
                 Some(lease) => {
                     self.held.remove(&lease.id);
-                    outcome(d.dead_letter(&lease, "gave up").await)
+                    outcome(d.dead_letter(&lease, "gave up", Duration::from_secs(3600)).await)
                 }
                 None => Seen::Nothing,
             },

@@ -22,7 +22,8 @@
 //! runtime (see `asynctasq_core::blocking`).
 //!
 //! Options: `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl` (how long the
-//! task and its result stay findable once it succeeded; `"0s"` keeps nothing) (durations as
+//! task and its result stay findable once it succeeded; `"0s"` keeps nothing), `failure_ttl`
+//! (how long it stays findable, with its errors, once dead-lettered or cancelled) (durations as
 //! `"30s"`, `"500ms"`, `"5m"`), and the retry policy: `retry = "exponential"` (the default: doubling
 //! from `backoff`, capped at `backoff_cap`, with `jitter = true`) or `retry = "fixed"` (every
 //! retry after `backoff`); `backoff` defaults to `"1s"`, `backoff_cap` to `"1h"`.
@@ -56,6 +57,7 @@ struct Options {
     timeout: Option<(LitStr, u64)>,
     lease: Option<(LitStr, u64)>,
     result_ttl: Option<(LitStr, u64)>,
+    failure_ttl: Option<(LitStr, u64)>,
     retry: Option<LitStr>,
     backoff: Option<(LitStr, u64)>,
     backoff_cap: Option<(LitStr, u64)>,
@@ -83,6 +85,7 @@ impl Options {
             "timeout" => self.timeout = Some(duration(meta.value()?.parse()?)?),
             "lease" => self.lease = Some(duration(meta.value()?.parse()?)?),
             "result_ttl" => self.result_ttl = Some(duration(meta.value()?.parse()?)?),
+            "failure_ttl" => self.failure_ttl = Some(duration(meta.value()?.parse()?)?),
             "retry" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 if !matches!(lit.value().as_str(), "exponential" | "fixed") {
@@ -100,7 +103,7 @@ impl Options {
             _ => {
                 let path = &meta.path;
                 return Err(meta.error(format!(
-                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`",
+                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `failure_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`",
                     quote!(#path).to_string().replace(' ', "")
                 )));
             }
@@ -250,6 +253,9 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     }
     if let Some((_, ms)) = &options.result_ttl {
         option_fields.push(quote!(result_ttl: ::core::option::Option::Some(::core::time::Duration::from_millis(#ms))));
+    }
+    if let Some((_, ms)) = &options.failure_ttl {
+        option_fields.push(quote!(failure_ttl: ::core::option::Option::Some(::core::time::Duration::from_millis(#ms))));
     }
     if let Some(policy) = options.retry_policy(&krate)? {
         option_fields.push(quote!(retry: ::core::option::Option::Some(#policy)));

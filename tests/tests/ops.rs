@@ -58,8 +58,9 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
     let q = "ops";
     s.dispatch(q, 3, 0, Duration::from_secs(30)).await;
     // Kill one task by hand, then hand back whatever this handle fetched ahead.
+    s.driver.consumer("ops-host:4242:beef");
     let d = s.driver.dequeue(q, 1).await.expect("dequeue").remove(0);
-    s.driver.dead_letter(&d.lease, "boom: disk full").await.expect("dead-letter");
+    s.driver.dead_letter(&d.lease, "boom: disk full", Duration::from_secs(3600)).await.expect("dead-letter");
     s.driver.stop_prefetch().await.expect("stop prefetch");
 
     assert_eq!(counts(&s, q), json!({ "ready": 2, "scheduled": 0, "leased": 0, "dead": 1 }));
@@ -86,8 +87,9 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
     if s.driver.supports(asynctasq_core::Capability::ErrorHistory) {
         let history = &shown["errors"];
         assert_eq!((&history[0]["attempt"], &history[0]["error"]), (&json!(1), &json!("boom: disk full")), "its error history: {shown}");
+        assert_eq!(history[0]["worker"], "ops-host:4242:beef", "naming the worker whose run failed: {shown}");
         let text = ok(&cli(&s, &["dead", "show", &d.lease.id.to_string()]));
-        assert!(text.contains("errors:\n  attempt 1 ("), "the history, one line an attempt: {text}");
+        assert!(text.contains("errors:\n  attempt 1 (") && text.contains("on ops-host:4242:beef): boom"), "one line an attempt: {text}");
     }
 
     let id = d.lease.id.to_string();
@@ -174,7 +176,7 @@ async fn flush_with_yes_deletes_waiting_and_dead_tasks_but_never_leased_ones() {
     let s = Setup::new(dir.path()).await;
     s.dispatch("f", 4, 0, Duration::from_secs(300)).await;
     let mut got = s.driver.dequeue("f", 2).await.expect("dequeue");
-    s.driver.dead_letter(&got.remove(1).lease, "x").await.expect("dead");
+    s.driver.dead_letter(&got.remove(1).lease, "x", Duration::from_secs(3600)).await.expect("dead");
     assert!(ok(&cli(&s, &["queue", "flush", "f", "--status", "dead", "--yes"])).contains("deleted 1"));
     assert!(ok(&cli(&s, &["queue", "flush", "f", "--status", "all", "--yes"])).contains("deleted 2"));
     assert_eq!(counts(&s, "f"), json!({ "ready": 0, "scheduled": 0, "leased": 1, "dead": 0 }));
@@ -569,20 +571,20 @@ async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(bac
     let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
     let dry = run(&["migrate", "--dry-run"]);
     let listed = ok(&dry);
-    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0008 error history"), "{listed}");
+    assert!(listed.contains("would apply 0001") && listed.contains("would apply 0010 lease holder"), "{listed}");
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("would apply 0001"), "the dry run applied nothing");
     let sick = run(&["doctor"]);
     assert_eq!(sick.status.code(), Some(3), "{}", text(&sick));
     // The hint names the binary that runs (a user's own, here `ledger-worker`) and its flags.
-    assert!(text(&sick).contains("FAIL  migrations: 8 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
+    assert!(text(&sick).contains("FAIL  migrations: 10 pending") && text(&sick).contains("`ledger-worker migrate"), "{}", text(&sick));
     let applied = ok(&run(&["migrate"]));
     assert!(
-        applied.contains("applying 0008 error history") && applied.contains("schema is up to date (8 migrations applied)"),
+        applied.contains("applying 0010 lease holder") && applied.contains("schema is up to date (10 migrations applied)"),
         "{applied}"
     );
     assert!(ok(&run(&["migrate", "--dry-run"])).contains("schema is up to date"));
     let report = ok(&run(&["doctor"]));
-    assert!(report.contains("ok    migrations: all 8 applied") && report.contains("ok    server: "), "{report}");
+    assert!(report.contains("ok    migrations: all 10 applied") && report.contains("ok    server: "), "{report}");
 }
 
 /// Tables of a test's own (`asynctasq_test_*`, dropped by `scripts/test`).

@@ -97,7 +97,10 @@ pub(crate) fn print_history(errors: &[asynctasq_core::AttemptError]) -> anyhow::
     }
     outln!("errors:");
     for e in errors {
-        outln!("  attempt {} ({}): {}", e.attempt, ago(e.at), e.error);
+        match &e.worker {
+            Some(worker) => outln!("  attempt {} ({}, on {worker}): {}", e.attempt, ago(e.at), e.error),
+            None => outln!("  attempt {} ({}): {}", e.attempt, ago(e.at), e.error),
+        }
     }
     Ok(())
 }

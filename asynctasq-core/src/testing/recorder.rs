@@ -121,8 +121,8 @@ impl Driver for Recorder {
         Ok(())
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
-        self.inner.dead_letter(lease, error).await
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
+        self.inner.dead_letter(lease, error, keep).await
     }
 
     async fn extend_lease(&self, lease: &Lease, by: Duration) -> Result<Lease, DriverError> {
@@ -187,6 +187,10 @@ impl Driver for Recorder {
 
     fn prefetch_hint(&self, tasks: usize, queues: usize) {
         self.inner.prefetch_hint(tasks, queues);
+    }
+
+    fn consumer(&self, name: &str) {
+        self.inner.consumer(name);
     }
 
     async fn stop_prefetch(&self) -> Result<(), DriverError> {

@@ -57,6 +57,7 @@ macro_rules! __conformance_rules {
             only_the_settling_attempt_writes_the_result: Results,
             waiter_that_starts_after_completion_still_gets_the_result: Results,
             waiter_gets_expired_not_a_hang_when_the_result_is_gone: Results,
+            failed_and_dead_tasks_keep_their_error_for_the_failure_ttl: DeadExpiry,
             a_wait_is_refused_where_results_are_not_kept: None,
             cancelled_waiting_task_is_never_delivered: Cancel,
             cancel_of_a_leased_task_is_reported_by_the_next_lease_extension: Cancel,
@@ -70,6 +71,7 @@ macro_rules! __conformance_rules {
             progress_is_found_while_the_task_runs: Progress,
             progress_from_a_lost_lease_is_refused: Progress,
             every_attempts_error_is_kept_in_order: ErrorHistory,
+            each_failure_names_its_worker_and_a_leased_task_its_holder: ErrorHistory,
             list_pages_through_each_state_in_order: Browse,
             delete_removes_any_task_but_a_leased_one: Browse,
             concurrent_consumers_never_double_deliver: None,
@@ -222,7 +224,7 @@ pub async fn settling_a_lost_lease_reports_lease_lost(h: Harness) {
     let lost = h.driver.ack(&[old.clone().into()]).await.expect("ack call succeeds");
     assert_eq!(lost, vec![old.id], "ack with a lost lease reports it");
     assert!(matches!(h.driver.nack(&old, Duration::ZERO, "x").await, Err(DriverError::LeaseLost(id)) if id == old.id));
-    assert!(matches!(h.driver.dead_letter(&old, "x").await, Err(DriverError::LeaseLost(_))));
+    assert!(matches!(h.driver.dead_letter(&old, "x", LONG).await, Err(DriverError::LeaseLost(_))));
     assert!(matches!(h.driver.release(&old).await, Err(DriverError::LeaseLost(_))));
     if h.driver.supports(Capability::ExtendLease) {
         assert!(matches!(h.driver.extend_lease(&old, LONG).await, Err(DriverError::LeaseLost(_))));
@@ -279,7 +281,7 @@ pub async fn dead_task_is_never_delivered(h: Harness) {
     let q = h.queue("q");
     h.driver.enqueue(&[h.envelope(&q, SHORT_LEASE)]).await.expect("enqueue");
     let d = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
-    h.driver.dead_letter(&d.lease, "boom").await.expect("dead-letter");
+    h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
     tokio::time::sleep(SHORT_LEASE * 2).await;
     assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "a dead task is never delivered");
     let s = h.driver.stats(&q).await.expect("stats");
@@ -295,7 +297,7 @@ pub async fn dead_letter_records_error_and_attempt(h: Harness) {
     h.driver.dequeue(&q, 1).await.expect("dequeue");
     let second = eventually(PATIENCE, "redelivery", || async { h.driver.dequeue(&q, 1).await.expect("dequeue").pop() }).await;
     let before = now();
-    h.driver.dead_letter(&second.lease, "boom: it broke").await.expect("dead-letter");
+    h.driver.dead_letter(&second.lease, "boom: it broke", LONG).await.expect("dead-letter");
     for _ in 0..2 {
         let dead = h.driver.dead(&q, 10).await.expect("dead");
         assert_eq!(dead.len(), 1, "listing does not consume");
@@ -319,7 +321,7 @@ pub async fn requeue_dead_resets_attempts(h: Harness) {
     h.driver.enqueue(&[a.clone(), b.clone()]).await.expect("enqueue");
     for d in h.driver.dequeue(&q, 2).await.expect("dequeue") {
         assert!(!d.replayed, "a dispatched task's first delivery is no replay");
-        h.driver.dead_letter(&d.lease, "dead").await.expect("dead-letter");
+        h.driver.dead_letter(&d.lease, "dead", LONG).await.expect("dead-letter");
     }
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::Ids(vec![TaskId::new()])).await.expect("requeue"), 0, "unknown ids move nothing");
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::Ids(vec![a.id])).await.expect("requeue"), 1);
@@ -360,7 +362,7 @@ pub async fn headers_survive_retry_release_and_dead_letter_replay(h: Harness) {
     let d = eventually_one(&h, &q).await;
     same(&d, "a release");
     assert!(!d.replayed, "a release is no replay");
-    h.driver.dead_letter(&d.lease, "gave up").await.expect("dead-letter");
+    h.driver.dead_letter(&d.lease, "gave up", LONG).await.expect("dead-letter");
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("replay"), 1);
     let d = eventually_one(&h, &q).await;
     same(&d, "a dead-letter replay");
@@ -381,9 +383,9 @@ pub async fn purge_dead_empties_the_dead_store(h: Harness) {
     let (q, other) = (h.queue("q"), h.queue("other"));
     h.driver.enqueue(&[h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&other, LONG)]).await.expect("enqueue");
     let d = h.driver.dequeue(&q, 1).await.expect("dequeue").remove(0);
-    h.driver.dead_letter(&d.lease, "x").await.expect("dead");
+    h.driver.dead_letter(&d.lease, "x", LONG).await.expect("dead");
     let d = h.driver.dequeue(&other, 1).await.expect("dequeue").remove(0);
-    h.driver.dead_letter(&d.lease, "x").await.expect("dead");
+    h.driver.dead_letter(&d.lease, "x", LONG).await.expect("dead");
     assert_eq!(h.driver.purge_dead(&q).await.expect("purge dead"), 1);
     assert_eq!(h.driver.stats(&q).await.expect("stats").counts(), [1, 0, 0, 0]);
     assert_eq!(h.driver.stats(&other).await.expect("stats").dead, 1, "other queues' dead are untouched");
@@ -495,7 +497,7 @@ pub async fn enqueue_of_an_existing_id_stores_nothing_new(h: Harness) {
     assert_eq!(held.len(), 2, "both tasks leased");
     let held_dead = held.remove(&dead.id).expect("the second task leased");
     let held = held.remove(&leased.id).expect("the first task leased");
-    h.driver.dead_letter(&held_dead.lease, "dead").await.expect("dead-letter");
+    h.driver.dead_letter(&held_dead.lease, "dead", LONG).await.expect("dead-letter");
     assert_eq!(h.driver.enqueue(std::slice::from_ref(&waiting)).await.expect("enqueue"), vec![New]);
 
     // The same ids once more, with other arguments and headers, among a new id given twice.
@@ -594,7 +596,7 @@ pub async fn find_reports_every_state_by_id(h: Harness) {
     let take = |held: &mut HashMap<TaskId, crate::Delivery>, id| held.remove(&id).expect("leased");
     let lease_of_leased = take(&mut held, leased.id).lease;
     h.driver.nack(&take(&mut held, retried.id).lease, Duration::from_secs(3600), "first failure").await.expect("nack");
-    h.driver.dead_letter(&take(&mut held, dead.id).lease, "gave up").await.expect("dead-letter");
+    h.driver.dead_letter(&take(&mut held, dead.id).lease, "gave up", LONG).await.expect("dead-letter");
     assert!(h.driver.ack(&[take(&mut held, acked.id).lease.into()]).await.expect("ack").is_empty());
     let ready = h.envelope(&q, LONG);
     let mut scheduled = h.envelope(&other, LONG);
@@ -663,7 +665,7 @@ async fn one_of_each_state(h: &Harness, q: &str) -> crate::driver::Lease {
     let tasks = vec![h.envelope(q, LONG), h.envelope(q, LONG), h.envelope(q, LONG), h.envelope(q, LONG), later];
     h.driver.enqueue(&tasks).await.expect("enqueue");
     let mut got = h.driver.dequeue(q, 2).await.expect("dequeue");
-    h.driver.dead_letter(&got[1].lease, "x").await.expect("dead");
+    h.driver.dead_letter(&got[1].lease, "x", LONG).await.expect("dead");
     got.swap_remove(0).lease
 }
 
@@ -721,7 +723,7 @@ pub async fn totals_count_each_acked_and_dead_lettered_task_once(h: Harness) {
     }
     h.driver.nack(&retried.lease, Duration::from_secs(60), "retry later").await.expect("nack");
     h.driver.release(&released.lease).await.expect("release");
-    h.driver.dead_letter(&dead.lease, "failed").await.expect("dead-letter");
+    h.driver.dead_letter(&dead.lease, "failed", LONG).await.expect("dead-letter");
     assert_eq!(totals(q.clone()).await, Totals { succeeded: 2, failed: 1 });
     assert_eq!(h.driver.requeue_dead(&q, DeadSelector::All).await.expect("requeue"), 1);
     let again = eventually(PATIENCE, "the replayed and the released task", || async {
@@ -811,7 +813,7 @@ pub async fn queues_lists_every_queue_holding_tasks(h: Harness) {
     assert!(!before.contains(&a) && !before.contains(&b), "{before:?} holds queues with no tasks");
     h.driver.enqueue(&[h.envelope(&a, LONG), h.envelope(&b, LONG)]).await.expect("enqueue");
     let d = h.driver.dequeue(&b, 1).await.expect("dequeue").remove(0);
-    h.driver.dead_letter(&d.lease, "x").await.expect("dead");
+    h.driver.dead_letter(&d.lease, "x", LONG).await.expect("dead");
     let names = h.driver.queues().await.expect("queues");
     assert!(names.contains(&a) && names.contains(&b), "{names:?} must contain {a} and {b}");
     let mut sorted = names.clone();

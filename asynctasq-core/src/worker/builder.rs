@@ -10,7 +10,7 @@ use super::queues::QueueOrder;
 use super::{Priority, QueueSpec, Worker, WorkerHandle};
 use crate::blocking::BlockingPool;
 use crate::clock::{Clock, SystemClock};
-use crate::driver::Driver;
+use crate::driver::{Capability, Driver};
 use crate::error::WorkerError;
 use crate::event::Events;
 use crate::registry::Registry;
@@ -148,9 +148,13 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long a cancelled task's record stays findable (default 7 days).
+    /// How long a dead-lettered or cancelled task stays findable, with its error history, when
+    /// its `#[task]` sets no `failure_ttl` (default 7 days). Refused by [`build`](Self::build)
+    /// on a backend whose dead tasks cannot expire ([`Capability::DeadExpiry`]); there the
+    /// broker's own retention keeps them.
     pub fn failure_ttl(mut self, ttl: Duration) -> Self {
         self.keeping.failure_ttl = ttl;
+        self.keeping.failure_ttl_set = true;
         self
     }
 
@@ -328,6 +332,16 @@ impl WorkerBuilder {
             Some(r) => r,
             None => Registry::linked()?,
         };
+        if !self.driver.supports(Capability::DeadExpiry) {
+            let by_task = registry.names().into_iter().find(|n| registry.get(n).is_some_and(|r| (r.options)().failure_ttl.is_some()));
+            if self.keeping.failure_ttl_set || by_task.is_some() {
+                let by = by_task.map_or("the worker".to_owned(), |n| format!("task `{n}`"));
+                return Err(WorkerError::Option(format!(
+                    "{by} sets a failure time to live, but {} keeps dead tasks by its own retention and cannot expire them",
+                    self.driver.name()
+                )));
+            }
+        }
         let id = self.id.unwrap_or_else(|| {
             // The real host name, as the registry records it (`$HOSTNAME` is a shell variable,
             // often not exported).

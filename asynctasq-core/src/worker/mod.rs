@@ -200,6 +200,7 @@ impl Worker {
 
         let mut running = JoinSet::new();
         self.driver.prefetch_hint(self.concurrency, names.len());
+        self.driver.consumer(&self.id);
         let fetched = self.fetch_loop(&shared, &names, &mut running, &fetching, &monitor).await;
         monitor.stopped();
         if let Err(error) = bounded("stop_prefetch", limit, self.driver.stop_prefetch()).await {

@@ -135,8 +135,15 @@ impl Shared {
         self.metrics.task(&task.queue, name)
     }
 
+    /// How long `task` is kept once it failed for good or was cancelled: its `#[task]`'s
+    /// `failure_ttl`, or the worker's.
+    fn failure_ttl(&self, task: &TaskInfo) -> Duration {
+        self.registry.get(&task.name).and_then(|r| (r.options)().failure_ttl).unwrap_or(self.keeping.failure_ttl)
+    }
+
     pub(crate) async fn dead_letter(&self, lease: &Lease, task: TaskInfo, error: String) {
-        match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error))) {
+        let keep = self.failure_ttl(&task);
+        match with_retries!(bounded("dead_letter", self.deadline, self.driver.dead_letter(lease, &error, keep))) {
             Ok(()) => {
                 self.counters.dead.fetch_add(1, Ordering::Relaxed);
                 self.metrics_of(&task).finished(Finished::Dead);
@@ -153,7 +160,7 @@ impl Shared {
     /// Settles a run stopped by a cancel. A failure leaves nothing to redo: no claim delivers
     /// a flagged task, and the backend settles it as cancelled once its lease runs out.
     pub(crate) async fn settle_cancelled(&self, lease: &Lease, task: TaskInfo) {
-        let keep = self.keeping.failure_ttl;
+        let keep = self.failure_ttl(&task);
         match with_retries!(bounded("settle_cancelled", self.deadline, self.driver.settle_cancelled(lease, keep))) {
             Ok(()) => {
                 self.counters.cancelled.fetch_add(1, Ordering::Relaxed);

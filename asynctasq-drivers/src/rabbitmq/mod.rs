@@ -618,7 +618,7 @@ impl Driver for RabbitMqDriver {
             .await
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, _keep: Duration) -> Result<(), DriverError> {
         self.inner
             .bounded("dead letter", self.inner.config.request_timeout, async move {
                 let h = self.inner.take_held(lease)?;
@@ -782,6 +782,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::CancelNotify
                 | Capability::Progress
                 | Capability::ErrorHistory
+                | Capability::DeadExpiry
                 | Capability::Browse
         )
     }

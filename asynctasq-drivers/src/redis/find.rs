@@ -70,8 +70,10 @@ impl RedisDriver {
         pipe.cmd("HEXISTS").arg(&k.cancel).arg(&member);
         pipe.cmd("HGET").arg(&k.progress).arg(&member);
         pipe.cmd("HGET").arg(&k.errors).arg(&member);
+        pipe.cmd("ZSCORE").arg(&k.dead_expiry).arg(&member);
+        pipe.cmd("HGET").arg(&k.token).arg(&member);
         let reply: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("find", e))?;
-        let [env, attempt, error, waiting, leased, dead, cancel, progress, history] = &reply[..] else {
+        let [env, attempt, error, waiting, leased, dead, cancel, progress, history, dead_expiry, token] = &reply[..] else {
             return Err(DriverError::Backend { message: "find: unexpected reply from Redis".into(), source: None });
         };
         let Value::BulkString(raw) = env else {
@@ -81,6 +83,10 @@ impl RedisDriver {
         let attempt = int(attempt).unwrap_or_default() as u32;
         let error = bytes(error).map(|b| String::from_utf8_lossy(b).into_owned());
         let (state, at) = if let Some(at) = score(dead) {
+            // A dead task whose time to live has passed is gone, swept or not.
+            if score(dead_expiry).is_some_and(|expires_at| expires_at <= now()) {
+                return Ok(None);
+            }
             (TaskState::Dead, at)
         } else if let Some(at) = score(leased) {
             (TaskState::of_live(true, at, now()), at)
@@ -93,7 +99,10 @@ impl RedisDriver {
         };
         let record = TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)));
         let history = bytes(history).map(|b| String::from_utf8_lossy(b).into_owned());
-        Ok(Some(record.cancel_requested(int(cancel) == Some(1)).with_progress(bytes(progress)).with_errors(history.as_deref())))
+        // The claim's token names the consumer after an `@`.
+        let holder = bytes(token).and_then(|t| String::from_utf8_lossy(t).split_once('@').map(|(_, h)| h.to_owned()));
+        let record = record.cancel_requested(int(cancel) == Some(1)).with_progress(bytes(progress)).with_errors(history.as_deref());
+        Ok(Some(record.with_holder(holder)))
     }
 
     /// The record of a task kept in `queue` (succeeded or cancelled), unless its time to live

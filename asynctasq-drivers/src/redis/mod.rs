@@ -10,11 +10,12 @@
 //! | `{prefix}{{queue}}:waiting` | sorted set | task ids scored by due time (ms); ready when the score ≤ now |
 //! | `{prefix}{{queue}}:leased` | sorted set | task ids scored by lease expiry (ms) |
 //! | `{prefix}{{queue}}:dead` | sorted set | dead task ids scored by death time, bounded by count and age |
+//! | `{prefix}{{queue}}:dead_expiry` | sorted set | dead task ids scored by when each expires (its dead letter's time to live) |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
 //! | `{prefix}{{queue}}:env` | hash | task id → MessagePack envelope |
 //! | `{prefix}{{queue}}:lease_ms` | hash | task id → lease duration |
 //! | `{prefix}{{queue}}:attempt` | hash | task id → deliveries so far |
-//! | `{prefix}{{queue}}:token` | hash | task id → fencing token of the live lease |
+//! | `{prefix}{{queue}}:token` | hash | task id → fencing token of the live lease, naming its consumer after an `@` |
 //! | `{prefix}{{queue}}:error` | hash | task id → last error (the reason, once dead) |
 //! | `{prefix}{{queue}}:totals` | hash | `succeeded`, `failed`: tasks acked and dead-lettered, counted by the script that settles them |
 //! | `{prefix}{{queue}}:replayed` | hash | task id → `1` for a task moved back from the dead tasks (its deliveries are [`Delivery::replayed`]) |
@@ -30,8 +31,8 @@
 //! `}`, so no name can escape its hash tag or the prefix.
 //!
 //! # Atomicity
-//! Every state change is one Lua script (in `scripts/`, each declaring all nine keys of its
-//! queue, which share one hash slot; loaded once and invoked by SHA; a
+//! Every state change is one Lua script (in `scripts/`, each declaring all the keys of its
+//! queue (`scripts/_common.lua` lists them), which share one hash slot; loaded once and invoked by SHA; a
 //! `NOSCRIPT` after a server restart reloads it): enqueue, claim (which first moves expired
 //! leases back to waiting, so crash recovery needs no reaper), ack, nack/release, dead-letter
 //! with retention, extend, stats, purge, list and requeue dead. The fencing token of each claim
@@ -85,7 +86,8 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Most dead tasks kept per queue (default 10,000); the oldest go first.
     pub dead_max_count: u64,
-    /// Longest a dead task is kept (default 7 days).
+    /// Longest any dead task is kept, whatever its own time to live (the worker's failure TTL,
+    /// which deletes it first; default 180 days, a cap like Sidekiq's dead set's).
     pub dead_max_age: Duration,
     /// Longest any request may wait for its answer before it fails and its connection is
     /// replaced (default 5 s). The blocking wait gets this on top of its wait. A worker whose
@@ -115,7 +117,7 @@ impl RedisConfig {
             url: url.into(),
             prefix: "asynctasq:".into(),
             dead_max_count: 10_000,
-            dead_max_age: Duration::from_secs(7 * 24 * 3600),
+            dead_max_age: Duration::from_secs(180 * 24 * 3600),
             response_timeout: Duration::from_secs(5),
         }
     }
@@ -179,6 +181,7 @@ struct Inner {
     prefix: String,
     dead_max_count: u64,
     dead_max_age: Duration,
+    consumer: crate::consumer::Consumer,
 }
 
 impl Drop for Inner {
@@ -215,11 +218,12 @@ struct QueueKeys {
     cancel: String,
     progress: String,
     errors: String,
+    dead_expiry: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 18] {
+    fn all(&self) -> [&String; 19] {
         [
             &self.waiting,
             &self.leased,
@@ -239,6 +243,7 @@ impl QueueKeys {
             &self.cancel,
             &self.progress,
             &self.errors,
+            &self.dead_expiry,
         ]
     }
 
@@ -345,6 +350,7 @@ impl RedisDriver {
                 prefix: config.prefix,
                 dead_max_count: config.dead_max_count.max(1),
                 dead_max_age: config.dead_max_age,
+                consumer: crate::consumer::Consumer::default(),
             }),
         })
     }
@@ -381,6 +387,7 @@ impl RedisDriver {
             cancel: format!("{base}:cancel"),
             progress: format!("{base}:progress"),
             errors: format!("{base}:errors"),
+            dead_expiry: format!("{base}:dead_expiry"),
         })
     }
 
@@ -476,7 +483,12 @@ impl Driver for RedisDriver {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let token = format!("{:016x}", fastrand::u64(..));
+        // The token names the consumer after an `@` (never a `|`, which ends the member in a
+        // lease's token): the lease holder, read back by `find` and by each failure's history.
+        let token = match self.inner.consumer.get() {
+            Some(holder) => format!("{:016x}@{}", fastrand::u64(..), holder.replace('|', "_")),
+            None => format!("{:016x}", fastrand::u64(..)),
+        };
         let reply: Vec<Value> = k
             .invoke(&self.inner.scripts.claim)
             .arg(now())
@@ -551,7 +563,7 @@ impl Driver for RedisDriver {
         self.requeue_leased(lease, now(), "", true).await
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         let k = self.keys(&lease.queue)?;
         let (member, token) = split_token(lease)?;
         let now = now();
@@ -563,6 +575,7 @@ impl Driver for RedisDriver {
             .arg(now)
             .arg(self.inner.dead_max_count)
             .arg(now.saturating_sub(millis(self.inner.dead_max_age)))
+            .arg(now.saturating_add(millis(keep)))
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| map_err("dead-letter", e))?;
@@ -678,6 +691,7 @@ impl Driver for RedisDriver {
         let reply: Vec<Value> = k
             .invoke(&self.inner.scripts.dead_list)
             .arg(limit.min(1 << 53))
+            .arg(now())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| map_err("list dead", e))?;
@@ -827,6 +841,10 @@ impl Driver for RedisDriver {
 
     fn supports(&self, _capability: Capability) -> bool {
         true
+    }
+
+    fn consumer(&self, name: &str) {
+        self.inner.consumer.set(name);
     }
 
     fn name(&self) -> &'static str {

@@ -142,31 +142,34 @@ pub(crate) fn dead_task(
 /// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, whether a cancel is
 /// requested (0/1), the progress and the error history; `id` are the id's placeholders, in
 /// the order the statement reads them (`now` comes between the first and the second).
-pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: &str) -> String {
+pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2]) -> String {
     let [first, second, third] = id;
+    let [now, dead_now] = now;
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL \
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL, NULL \
          FROM {r} WHERE id = {first} AND expires_at > {now} \
          UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL, \
-         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors FROM {t} WHERE id = {second} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors FROM {d} WHERE id = {third}"
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder FROM {t} WHERE id = {second} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors, NULL FROM {d} WHERE id = {third} \
+         AND (expires_at IS NULL OR expires_at > {dead_now})"
     )
 }
 
 /// The ids of a page of `queue`'s tasks in `state` ([`Driver::list`]), earliest first: a query
 /// over the live tasks `t`, the dead `d` or the kept results `r`, whose placeholders come from
-/// `p` (called once per placeholder, in order) and are bound, in order: the queue, then `now`
-/// where the state needs it (ready, scheduled, leased, succeeded, cancelled), then the limit
-/// and the offset. The listing reads each task by id next (one indexed read a task: an
+/// `p` (called once per placeholder, in order) and are bound, in order: the queue, `now`, the
+/// limit and the offset. The listing reads each task by id next (one indexed read a task: an
 /// operator's page, not a hot path), and keeps those still in `state`.
 pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, mut p: impl FnMut() -> String) -> String {
-    let (queue, now) = (p(), if state == TaskState::Dead { String::new() } else { p() });
+    let (queue, now) = (p(), p());
     let (limit, offset) = (p(), p());
     let page = format!("LIMIT {limit} OFFSET {offset}");
     match state {
-        TaskState::Dead => format!("SELECT id FROM {d} WHERE queue = {queue} ORDER BY seq {page}"),
+        TaskState::Dead => {
+            format!("SELECT id FROM {d} WHERE queue = {queue} AND (expires_at IS NULL OR expires_at > {now}) ORDER BY seq {page}")
+        }
         TaskState::Succeeded | TaskState::Cancelled => {
             let kept = if state == TaskState::Succeeded { "succeeded" } else { "cancelled" };
             format!("SELECT id FROM {r} WHERE queue = {queue} AND expires_at > {now} AND state = '{kept}' ORDER BY finished_at, id {page}")
@@ -434,6 +437,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
     sql.replace("{tasks_due}", &name("tasks_due"))
         .replace("{tasks_cancelled}", &name("tasks_cancelled"))
         .replace("{dead_queue}", &name("dead_queue"))
+        .replace("{dead_expiry}", &name("dead_expiry"))
         .replace("{tasks}", &name("tasks"))
         .replace("{dead}", &name("dead"))
         .replace("{workers}", &name("workers"))

@@ -44,6 +44,7 @@ use super::{
     ClaimCursors, Found, Sweeper, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token,
     placeholders, retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
 };
+use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/mysql/0001_tasks.sql")),
@@ -54,6 +55,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "cancellation", include_str!("../../migrations/mysql/0006_cancel.sql")),
     (7, "task progress", include_str!("../../migrations/mysql/0007_progress.sql")),
     (8, "error history", include_str!("../../migrations/mysql/0008_errors.sql")),
+    (9, "dead expiry", include_str!("../../migrations/mysql/0009_dead_expiry.sql")),
+    (10, "lease holder", include_str!("../../migrations/mysql/0010_holder.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -123,6 +126,7 @@ struct Inner {
     /// Where each queue's next claim starts.
     cursors: ClaimCursors,
     sweeper: Sweeper,
+    consumer: Consumer,
 }
 
 impl Inner {
@@ -185,6 +189,7 @@ impl MySqlDriver {
                 idle: AtomicU32::new(0),
                 cursors: ClaimCursors::default(),
                 sweeper: Sweeper::default(),
+                consumer: Consumer::default(),
             }),
         };
         if config.migrate {
@@ -395,10 +400,11 @@ impl MySqlDriver {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "UPDATE {t} SET attempt = attempt + 1, lease_token = ?, visible_at = ? + lease_ms WHERE seq IN ({})",
+            "UPDATE {t} SET attempt = attempt + 1, lease_token = ?, visible_at = ? + lease_ms, holder = ? WHERE seq IN ({})",
             placeholders(rows.len())
         );
-        let mut update = sqlx::query(q(sql)).bind(token).bind(now);
+        let holder = self.inner.consumer.get();
+        let mut update = sqlx::query(q(sql)).bind(token).bind(now).bind(holder.as_deref());
         for row in &rows {
             update = update.bind(row.get::<i64, _>(0));
         }
@@ -616,7 +622,7 @@ impl MySqlDriver {
         Ok(outcome)
     }
 
-    async fn dead_letter_once(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter_once(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         let (seq, token) = parse_token(lease)?;
         let (t, d) = (&self.inner.tasks, &self.inner.dead);
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dead-letter", e))?;
@@ -624,16 +630,18 @@ impl MySqlDriver {
         if self.settle_cancelled_in(&mut tx, seq, token, None).await? {
             return tx.commit().await.map_err(|e| map_err("dead-letter", e));
         }
+        let at = now();
         let moved = sqlx::query(q(format!(
-            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors) \
+            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at) \
              SELECT id, queue, envelope, attempt, lease_ms, ?, ?, \
-                    JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?)) \
+                    JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?, 'worker', holder)), ? \
              FROM {t} WHERE seq = ? AND lease_token = ?"
         )))
         .bind(error)
-        .bind(now())
-        .bind(now())
+        .bind(at)
+        .bind(at)
         .bind(error)
+        .bind(at.saturating_add(ms(keep)))
         .bind(seq)
         .bind(token)
         .execute(&mut *tx)
@@ -699,7 +707,9 @@ impl Driver for MySqlDriver {
                 if self.inner.sweeper.due(at) {
                     let sql = format!("DELETE FROM {} WHERE expires_at <= ? LIMIT 10000", self.inner.results);
                     let swept = self.inner.execute("sweep results", sqlx::query(q(sql)).bind(at)).await;
-                    if let Err(e) = swept.and(self.sweep_cancelled(at).await) {
+                    let sql = format!("DELETE FROM {} WHERE expires_at <= ? LIMIT 10000", self.inner.dead);
+                    let dead = self.inner.execute("sweep dead tasks", sqlx::query(q(sql)).bind(at)).await;
+                    if let Err(e) = swept.and(dead).and(self.sweep_cancelled(at).await) {
                         // Expired records are never reported, and no claim delivers a flagged
                         // task: a failed sweep costs time until the next.
                         tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
@@ -714,14 +724,12 @@ impl Driver for MySqlDriver {
         self.inner.pools.call("ack", async move { retry_transient!(self.ack_once(acks)) }).await
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         self.inner
             .pools
-            .bounded(
-                "dead letter",
-                self.inner.pools.request_timeout(),
-                async move { retry_transient!(self.dead_letter_once(lease, error)) },
-            )
+            .bounded("dead letter", self.inner.pools.request_timeout(), async move {
+                retry_transient!(self.dead_letter_once(lease, error, keep))
+            })
             .await
     }
 
@@ -729,13 +737,15 @@ impl Driver for MySqlDriver {
         self.inner
             .pools
             .call("find", async move {
-                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, ["?"; 3], "?");
+                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, ["?"; 3], ["?"; 2]);
                 let key = id.as_bytes().as_slice();
+                let at = now();
                 let row = sqlx::query(q(sql))
                     .bind(key)
-                    .bind(now())
+                    .bind(at)
                     .bind(key)
                     .bind(key)
+                    .bind(at)
                     .fetch_optional(&self.inner.pools.pool())
                     .await
                     .map_err(|e| map_err("find", e))?;
@@ -757,6 +767,7 @@ impl Driver for MySqlDriver {
                         row.get(9),
                         row.get(10),
                     )
+                    .with_holder(row.get(11))
                 }))
             })
             .await
@@ -769,11 +780,9 @@ impl Driver for MySqlDriver {
             .pools
             .call("list tasks", async move {
                 let sql = super::list_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, state, || "?".to_owned());
-                let mut query = sqlx::query_scalar(q(sql)).bind(queue);
-                if state != TaskState::Dead {
-                    query = query.bind(now());
-                }
-                query
+                sqlx::query_scalar(q(sql))
+                    .bind(queue)
+                    .bind(now())
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .bind(i64::try_from(offset).unwrap_or(i64::MAX))
                     .fetch_all(&self.inner.pools.pool())
@@ -919,7 +928,7 @@ impl Driver for MySqlDriver {
                 let sql = format!(
                     "UPDATE {} SET lease_token = NULL, visible_at = ?, last_error = ?, \
                      errors = CASE WHEN ? = '' THEN errors \
-                              ELSE JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?)) END \
+                              ELSE JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?, 'worker', holder)) END \
                      WHERE seq = ? AND lease_token = ?",
                     self.inner.tasks
                 );
@@ -1049,11 +1058,13 @@ impl Driver for MySqlDriver {
             .call("dead", async move {
                 validate_queue_name(queue)?;
                 let sql = format!(
-                    "SELECT id, envelope, attempt, error, dead_at, errors FROM {} WHERE queue = ? ORDER BY seq LIMIT ?",
+                    "SELECT id, envelope, attempt, error, dead_at, errors FROM {} \
+                     WHERE queue = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?",
                     self.inner.dead
                 );
                 let rows = sqlx::query(q(sql))
                     .bind(queue)
+                    .bind(now())
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .fetch_all(&self.inner.pools.pool())
                     .await
@@ -1168,6 +1179,10 @@ impl Driver for MySqlDriver {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
         !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+    }
+
+    fn consumer(&self, name: &str) {
+        self.inner.consumer.set(name);
     }
 
     fn name(&self) -> &'static str {

@@ -68,6 +68,7 @@ use super::{
     ClaimCursors, Found, Sweeper, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state,
     shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
 };
+use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql")),
@@ -78,6 +79,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "cancellation", include_str!("../../migrations/postgres/0006_cancel.sql")),
     (7, "task progress", include_str!("../../migrations/postgres/0007_progress.sql")),
     (8, "error history", include_str!("../../migrations/postgres/0008_errors.sql")),
+    (9, "dead expiry", include_str!("../../migrations/postgres/0009_dead_expiry.sql")),
+    (10, "lease holder", include_str!("../../migrations/postgres/0010_holder.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -197,7 +200,7 @@ impl Sql {
             claim: format!(
                 "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
                             ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms FROM c \
+                 UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $6 FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed, t.cancel"
             ),
             // The counter rows are locked in queue order, so two acks never wait crosswise.
@@ -231,7 +234,11 @@ impl Sql {
                                   FROM (SELECT id, (row_number() OVER ()) / 200 AS chunk FROM acked WHERE keep > 0) k GROUP BY chunk) \
                  SELECT seq FROM acked WHERE (SELECT count(*) FROM noticed) >= 0"
             ),
-            sweep: format!("DELETE FROM {r} WHERE id IN (SELECT id FROM {r} WHERE expires_at <= $1 LIMIT 10000)"),
+            // The expired kept results and dead tasks, in one round trip.
+            sweep: format!(
+                "WITH results AS (DELETE FROM {r} WHERE id IN (SELECT id FROM {r} WHERE expires_at <= $1 LIMIT 10000)) \
+                 DELETE FROM {d} WHERE seq IN (SELECT seq FROM {d} WHERE expires_at <= $1 LIMIT 10000)"
+            ),
             // Flagged tasks no lease holds (ran out, nacked, released), by the partial index of
             // flagged rows, kept as cancelled for as long as their cancel asked.
             sweep_cancelled: format!(
@@ -267,7 +274,7 @@ impl Sql {
             nack: format!(
                 "UPDATE {t} SET lease_token = NULL, visible_at = $1, last_error = $2, \
                  errors = CASE WHEN $2 = '' THEN errors ELSE (COALESCE(errors, '[]')::jsonb \
-                          || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $5::bigint, 'error', $2::text)))::text END \
+                          || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $5::bigint, 'error', $2::text, 'worker', holder)))::text END \
                  WHERE seq = $3 AND lease_token = $4"
             ),
             release: format!(
@@ -277,10 +284,10 @@ impl Sql {
             // One row affected when the lease held (the counter's), none when it was lost.
             dead_letter: format!(
                 "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 AND cancel = 0 \
-                                RETURNING id, queue, envelope, attempt, lease_ms, errors), \
-                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors) \
+                                RETURNING id, queue, envelope, attempt, lease_ms, errors, holder), \
+                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at) \
                                SELECT id, queue, envelope, attempt, lease_ms, $1, $2, (COALESCE(errors, '[]')::jsonb \
-                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text)))::text \
+                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text, 'worker', holder)))::text, $7 \
                                FROM moved) \
                  INSERT INTO {n} AS n (queue, day, shard, failed) SELECT queue, $5, $6, 1 FROM moved \
                  ON CONFLICT (queue, day, shard) DO UPDATE SET failed = n.failed + 1"
@@ -303,8 +310,11 @@ impl Sql {
             next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1)"),
             queues: format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1"),
             purge: format!("DELETE FROM {t} WHERE queue = $1 AND (lease_token IS NULL OR visible_at <= $2)"),
-            dead_list: format!("SELECT id, envelope, attempt, error, dead_at, errors FROM {d} WHERE queue = $1 ORDER BY seq LIMIT $2"),
-            find: super::find_sql(&t, &d, &r, ["$1"; 3], "$2"),
+            dead_list: format!(
+                "SELECT id, envelope, attempt, error, dead_at, errors FROM {d} \
+                 WHERE queue = $1 AND (expires_at IS NULL OR expires_at > $3) ORDER BY seq LIMIT $2"
+            ),
+            find: super::find_sql(&t, &d, &r, ["$1"; 3], ["$2"; 2]),
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
                                 RETURNING seq, id, queue, envelope, lease_ms, errors) \
@@ -332,6 +342,7 @@ struct Inner {
     sql: Sql,
     cursors: ClaimCursors,
     sweeper: Sweeper,
+    consumer: Consumer,
     channel: String,
     /// Notices heard by the listener, and their channel.
     notices: Arc<asynctasq_core::NoticeBus>,
@@ -401,6 +412,7 @@ impl PostgresDriver {
                 pools,
                 sql: Sql::new(&config.table_prefix),
                 cursors: ClaimCursors::default(),
+                consumer: Consumer::default(),
                 sweeper: Sweeper::default(),
                 channel,
                 notices,
@@ -625,6 +637,7 @@ impl Driver for PostgresDriver {
                 let token: i64 = fastrand::i64(..);
                 let (now, cursors) = (now(), &self.inner.cursors);
                 let pool = self.inner.pools.pool();
+                let holder = self.inner.consumer.get();
                 let claim = |low: i64| {
                     sqlx::query(q(&self.inner.sql.claim))
                         .bind(token)
@@ -632,6 +645,7 @@ impl Driver for PostgresDriver {
                         .bind(queue)
                         .bind(i64::try_from(max).unwrap_or(i64::MAX))
                         .bind(low)
+                        .bind(holder.as_deref())
                         .fetch_all(&pool)
                 };
                 let low = cursors.low(queue);
@@ -777,22 +791,24 @@ impl Driver for PostgresDriver {
             .await
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         self.inner
             .pools
             .call("dead letter", async move {
                 let (seq, token) = parse_token(lease)?;
+                let at = now();
                 let done = self
                     .inner
                     .execute(
                         "dead-letter",
                         sqlx::query(q(&self.inner.sql.dead_letter))
                             .bind(error)
-                            .bind(now())
+                            .bind(at)
                             .bind(seq)
                             .bind(token)
-                            .bind(day(now()))
-                            .bind(shard(token) as i16),
+                            .bind(day(at))
+                            .bind(shard(token) as i16)
+                            .bind(at.saturating_add(ms(keep))),
                     )
                     .await?;
                 if done.rows_affected() == 0 {
@@ -882,6 +898,7 @@ impl Driver for PostgresDriver {
                 let rows = sqlx::query(q(&self.inner.sql.dead_list))
                     .bind(queue)
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .bind(now())
                     .fetch_all(&self.inner.pools.pool())
                     .await
                     .map_err(|e| map_err("list dead", e))?;
@@ -925,6 +942,7 @@ impl Driver for PostgresDriver {
                         row.get(9),
                         row.get(10),
                     )
+                    .with_holder(row.get(11))
                 }))
             })
             .await
@@ -943,11 +961,9 @@ impl Driver for PostgresDriver {
                     n += 1;
                     format!("${n}")
                 });
-                let mut query = sqlx::query_scalar(q(&sql)).bind(queue);
-                if state != TaskState::Dead {
-                    query = query.bind(now());
-                }
-                query
+                sqlx::query_scalar(q(&sql))
+                    .bind(queue)
+                    .bind(now())
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .bind(i64::try_from(offset).unwrap_or(i64::MAX))
                     .fetch_all(&self.inner.pools.pool())
@@ -1184,6 +1200,10 @@ impl Driver for PostgresDriver {
 
     fn supports(&self, _capability: Capability) -> bool {
         true
+    }
+
+    fn consumer(&self, name: &str) {
+        self.inner.consumer.set(name);
     }
 
     fn name(&self) -> &'static str {

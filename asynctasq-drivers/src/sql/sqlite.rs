@@ -57,6 +57,7 @@ use super::{
     Found, Sweeper, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, task_record, wait_for_due,
     worker_rows,
 };
+use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
@@ -67,6 +68,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "cancellation", include_str!("../../migrations/sqlite/0006_cancel.sql")),
     (7, "task progress", include_str!("../../migrations/sqlite/0007_progress.sql")),
     (8, "error history", include_str!("../../migrations/sqlite/0008_errors.sql")),
+    (9, "dead expiry", include_str!("../../migrations/sqlite/0009_dead_expiry.sql")),
+    (10, "lease holder", include_str!("../../migrations/sqlite/0010_holder.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -126,6 +129,7 @@ pub struct SqliteDriver {
     notify: Arc<Notify>,
     poll_interval: Duration,
     sweeper: Arc<Sweeper>,
+    consumer: Arc<Consumer>,
 }
 
 impl SqliteDriver {
@@ -155,7 +159,13 @@ impl SqliteDriver {
             ),
             other => map_err(&format!("cannot open the SQLite database {}", config.url), other),
         })?;
-        let driver = Self { pool, notify: Arc::new(Notify::new()), poll_interval: config.poll_interval, sweeper: Arc::default() };
+        let driver = Self {
+            pool,
+            notify: Arc::new(Notify::new()),
+            poll_interval: config.poll_interval,
+            sweeper: Arc::default(),
+            consumer: Arc::default(),
+        };
         if config.migrate {
             driver.migrate().await?;
         }
@@ -241,6 +251,11 @@ impl SqliteDriver {
                 .bind(now)
                 .execute(&self.pool)
                 .await;
+        let dead =
+            sqlx::query("DELETE FROM asynctasq_dead WHERE seq IN (SELECT seq FROM asynctasq_dead WHERE expires_at <= ?1 LIMIT 10000)")
+                .bind(now)
+                .execute(&self.pool)
+                .await;
         // By the partial index of flagged rows; the trigger `asynctasq_results_kept` deletes
         // each live row as its record goes in.
         let cancelled = sqlx::query(
@@ -251,7 +266,7 @@ impl SqliteDriver {
         .bind(now)
         .execute(&self.pool)
         .await;
-        if let Err(e) = swept.and(cancelled) {
+        if let Err(e) = swept.and(dead).and(cancelled) {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }
     }
@@ -334,8 +349,9 @@ impl Driver for SqliteDriver {
         }
         let token: i64 = fastrand::i64(..);
         let now = now();
+        let holder = self.consumer.get();
         let rows = sqlx::query(
-            "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms \
+            "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5 \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
                            ORDER BY visible_at, seq LIMIT ?4) \
              RETURNING seq, id, envelope, attempt, visible_at, replayed",
@@ -344,6 +360,7 @@ impl Driver for SqliteDriver {
         .bind(now)
         .bind(queue)
         .bind(max as i64)
+        .bind(holder.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(|e| map_err("dequeue", e))?;
@@ -457,7 +474,7 @@ impl Driver for SqliteDriver {
         let done = sqlx::query(
             "UPDATE asynctasq_tasks SET lease_token = NULL, visible_at = ?1, last_error = ?2, \
              errors = CASE WHEN ?2 = '' THEN errors \
-                      ELSE json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?5, 'error', ?2)) END \
+                      ELSE json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?5, 'error', ?2, 'worker', holder)) END \
              WHERE seq = ?3 AND lease_token = ?4",
         )
         .bind(now().saturating_add(ms(delay)))
@@ -490,23 +507,25 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         let (seq, token) = parse_token(lease)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("dead-letter", e))?;
         // A cancelled task is not dead-lettered: it ends cancelled.
         if Self::settle_cancelled_in(&mut tx, seq, token, None).await? {
             return tx.commit().await.map_err(|e| map_err("dead-letter", e));
         }
+        let at = now();
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors) \
+            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at) \
              SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2, \
-                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1)) \
+                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1, 'worker', holder)), ?5 \
              FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
         )
         .bind(error)
-        .bind(now())
+        .bind(at)
         .bind(seq)
         .bind(token)
+        .bind(at.saturating_add(ms(keep)))
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err("dead-letter", e))?;
@@ -596,13 +615,16 @@ impl Driver for SqliteDriver {
 
     async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<DeadTask>, DriverError> {
         validate_queue_name(queue)?;
-        let rows =
-            sqlx::query("SELECT id, envelope, attempt, error, dead_at, errors FROM asynctasq_dead WHERE queue = ?1 ORDER BY seq LIMIT ?2")
-                .bind(queue)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| map_err("list dead", e))?;
+        let rows = sqlx::query(
+            "SELECT id, envelope, attempt, error, dead_at, errors FROM asynctasq_dead \
+                 WHERE queue = ?1 AND (expires_at IS NULL OR expires_at > ?3) ORDER BY seq LIMIT ?2",
+        )
+        .bind(queue)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("list dead", e))?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -613,7 +635,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
-        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", ["?1"; 3], "?2");
+        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", ["?1"; 3], ["?2"; 2]);
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_bytes().as_slice())
             .bind(now())
@@ -638,6 +660,7 @@ impl Driver for SqliteDriver {
                 row.get(9),
                 row.get(10),
             )
+            .with_holder(row.get(11))
         }))
     }
 
@@ -648,11 +671,9 @@ impl Driver for SqliteDriver {
             n += 1;
             format!("?{n}")
         });
-        let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).bind(queue);
-        if state != TaskState::Dead {
-            query = query.bind(now());
-        }
-        let ids: Vec<Vec<u8>> = query
+        let ids: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(queue)
+            .bind(now())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(i64::try_from(offset).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -875,6 +896,10 @@ impl Driver for SqliteDriver {
         // SQLite offers no notification across processes: waiters poll, and a cancel is read
         // by the next lease renewal.
         !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+    }
+
+    fn consumer(&self, name: &str) {
+        self.consumer.set(name);
     }
 
     fn name(&self) -> &'static str {

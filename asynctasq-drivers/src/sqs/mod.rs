@@ -573,7 +573,7 @@ impl Driver for SqsDriver {
         self.inner.give_back(&q, vec![held.meta]).await
     }
 
-    async fn dead_letter(&self, lease: &Lease, error: &str) -> Result<(), DriverError> {
+    async fn dead_letter(&self, lease: &Lease, error: &str, _keep: Duration) -> Result<(), DriverError> {
         let held = self.inner.leases.settle(lease)?;
         let q = self.inner.sqs.queue_or_create(&lease.queue).await?;
         let dead_url = self.inner.sqs.dead_url(&q, true).await?.ok_or_else(|| DriverError::Config("no SQS dead-letter queue".into()))?;
@@ -759,6 +759,7 @@ impl Driver for SqsDriver {
                 | Capability::CancelNotify
                 | Capability::Progress
                 | Capability::ErrorHistory
+                | Capability::DeadExpiry
                 | Capability::Browse
         )
     }

@@ -19,7 +19,7 @@ pub async fn list_pages_through_each_state_in_order(h: Harness) {
     h.driver.enqueue(&[leased.clone(), dead.clone(), acked.clone()]).await.expect("enqueue");
     for d in h.driver.dequeue(&q, 3).await.expect("dequeue") {
         if d.lease.id == dead.id {
-            h.driver.dead_letter(&d.lease, "boom").await.expect("dead-letter");
+            h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
         } else if d.lease.id == acked.id {
             let keep = if h.driver.supports(Capability::Results) { LONG } else { Duration::ZERO };
             assert!(h.driver.ack(&[Ack { lease: d.lease, keep, result: None }]).await.expect("ack").is_empty());
@@ -57,7 +57,7 @@ pub async fn delete_removes_any_task_but_a_leased_one(h: Harness) {
     let mut held = None;
     for d in h.driver.dequeue(&q, 2).await.expect("dequeue") {
         if d.lease.id == dead.id {
-            h.driver.dead_letter(&d.lease, "boom").await.expect("dead-letter");
+            h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
         } else {
             held = Some(d.lease);
         }

@@ -113,7 +113,7 @@ pub async fn cancelled_task_is_neither_retried_nor_dead_lettered(h: Harness) {
         } else if d.lease.id == released.id {
             h.driver.release(&d.lease).await.expect("release");
         } else {
-            h.driver.dead_letter(&d.lease, "failed for good").await.expect("dead-letter");
+            h.driver.dead_letter(&d.lease, "failed for good", LONG).await.expect("dead-letter");
         }
     }
     for id in [failing.id, released.id, fatal.id] {
@@ -152,7 +152,7 @@ pub async fn cancel_of_a_finished_task_reports_already_finished(h: Harness) {
             let keep = if h.driver.supports(Capability::Results) { LONG } else { Duration::ZERO };
             assert!(h.driver.ack(&[Ack { lease: d.lease, keep, result: None }]).await.expect("ack").is_empty());
         } else {
-            h.driver.dead_letter(&d.lease, "boom").await.expect("dead-letter");
+            h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
         }
     }
     assert_eq!(h.driver.cancel(dead.id, KEEP).await.expect("cancel"), CancelOutcome::AlreadyFinished, "dead");

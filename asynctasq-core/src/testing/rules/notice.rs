@@ -56,7 +56,7 @@ pub async fn settled_tasks_are_noticed(h: Harness) {
             assert!(h.driver.ack(&[Ack { lease: d.lease, keep: LONG, result: None }]).await.expect("ack").is_empty());
             assert!(hears(&mut rx, acked.id, PATIENCE).await, "the ack is noticed");
         } else {
-            h.driver.dead_letter(&d.lease, "boom").await.expect("dead-letter");
+            h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
             assert!(hears(&mut rx, dead.id, PATIENCE).await, "the dead letter is noticed");
         }
     }

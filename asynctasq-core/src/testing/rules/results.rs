@@ -114,7 +114,7 @@ pub async fn waiter_gets_expired_not_a_hang_when_the_result_is_gone(h: Harness) 
         if d.lease.id == gone.id {
             h.driver.ack(&[d.lease.into()]).await.expect("ack");
         } else {
-            h.driver.dead_letter(&d.lease, "gave up").await.expect("dead-letter");
+            h.driver.dead_letter(&d.lease, "gave up", LONG).await.expect("dead-letter");
         }
     }
     let client = Client::new(h.driver.clone());
@@ -157,4 +157,56 @@ pub async fn a_wait_is_refused_where_results_are_not_kept(h: Harness) {
         assert!(matches!(err, WaitError::Driver(DriverError::Unsupported(_))), "refused as unsupported: {err:?}");
         assert!(err.to_string().contains("keeps no record"), "the error says why: {err}");
     }
+}
+
+/// A dead task keeps its error (and its history) for the dead letter's time to live: found as
+/// dead, listed, counted and answered to a waiter until then; then gone, swept by the
+/// backend's own claims within a second, and its id free again.
+pub async fn failed_and_dead_tasks_keep_their_error_for_the_failure_ttl(h: Harness) {
+    let q = h.queue("q");
+    let (short, long) = (h.envelope(&q, LONG), h.envelope(&q, LONG));
+    h.driver.enqueue(&[short.clone(), long.clone()]).await.expect("enqueue");
+    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
+    assert_eq!(got.len(), 2);
+    let before = now();
+    let keep = Duration::from_millis(1500);
+    for d in &got {
+        let ttl = if d.lease.id == short.id { keep } else { LONG };
+        h.driver.dead_letter(&d.lease, "gave up", ttl).await.expect("dead-letter");
+    }
+
+    let r = h.driver.find(short.id).await.expect("find").expect("the dead task is found");
+    assert_eq!((r.state, r.last_error.as_deref()), (TaskState::Dead, Some("gave up")), "dead, with its error");
+    if h.driver.supports(Capability::ErrorHistory) {
+        assert_eq!(r.errors.iter().map(|e| e.error.as_str()).collect::<Vec<_>>(), ["gave up"], "and its history");
+    }
+    let listed: Vec<TaskId> = h.driver.dead(&q, 10).await.expect("dead").iter().map(|d| d.id).collect();
+    assert_eq!(listed.len(), 2, "both listed while kept: {listed:?}");
+    assert_eq!(h.driver.stats(&q).await.expect("stats").dead, 2);
+    let client = Client::new(h.driver.clone());
+    let waits = h.driver.supports(Capability::Results);
+    if waits {
+        assert_eq!(client.wait(short.id, LONG).await.expect("wait"), Awaited::Dead("gave up".into()));
+    }
+
+    eventually(keep + PATIENCE, "the dead task to expire and be swept", || async {
+        // A worker's claims sweep, as the backend's own operations do.
+        assert!(h.driver.dequeue(&q, 1).await.expect("dequeue").is_empty(), "an expired dead task is never delivered");
+        (h.driver.find(short.id).await.expect("find").is_none() && h.driver.stats(&q).await.expect("stats").dead == 1).then_some(())
+    })
+    .await;
+    assert!(now() >= before + 1500, "not before its time to live has passed");
+    let listed: Vec<TaskId> = h.driver.dead(&q, 10).await.expect("dead").iter().map(|d| d.id).collect();
+    assert_eq!(listed, [long.id], "only the one still kept is listed");
+    if waits {
+        assert_eq!(client.wait(short.id, LONG).await.expect("wait"), Awaited::Expired, "a waiter hears it expired");
+    }
+    assert!(h.driver.find(long.id).await.expect("find").is_some(), "the longer time to live still keeps its task");
+    if h.driver.supports(Capability::IdempotentEnqueue) {
+        let outcome = h.driver.enqueue(std::slice::from_ref(&short)).await.expect("enqueue after expiry");
+        assert_eq!(outcome, vec![EnqueueOutcome::New], "an expired dead task frees its id");
+        let again = h.driver.dequeue(&q, 1).await.expect("dequeue");
+        h.driver.ack(&Ack::each(&again.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
+    }
+    h.driver.purge_dead(&q).await.expect("purge dead");
 }

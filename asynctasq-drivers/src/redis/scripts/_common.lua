@@ -8,11 +8,12 @@
 -- keep a leased task flagged by a cancel once it is settled cancelled). A kept task's done_at
 -- ends in ":cancelled" when it was cancelled. 17 progress (hash id -> the latest progress its run
 -- reported, as the engine encoded it), 18 errors (hash id -> every failed attempt's error: a
--- JSON array of {attempt, at, error}; kept while the task is live or dead).
+-- JSON array of {attempt, at, error}; kept while the task is live or dead), 19 dead_expiry
+-- (zset id -> when a dead task expires: its dead letter's time to live from its death).
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL, PROGRESS = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
-local ERRORS = KEYS[18]
+local ERRORS, DEAD_EXPIRY = KEYS[18], KEYS[19]
 -- The prefix's notice channel: the keys' prefix (before the queue's `{…}` tag) and `notices`.
 -- A channel is no key: it belongs to no slot. Payloads: `s:ID,ID…` settled, `c:ID` cancel asked.
 local NOTICES = (string.gsub(KEYS[1], '{[^{}]*}:waiting$', 'notices'))
@@ -49,11 +50,13 @@ local function cancelled(id, now, keep)
   redis.call('PUBLISH', NOTICES, 's:' .. id)
 end
 
--- Append a failure of `id`'s current attempt to its error history.
+-- Append a failure of `id`'s current attempt to its error history (before its token goes).
 local function record_error(id, now, err)
   local stored = redis.call('HGET', ERRORS, id)
   local list = stored and cjson.decode(stored) or {}
-  list[#list + 1] = { attempt = tonumber(redis.call('HGET', ATTEMPT, id) or '0'), at = now, error = err }
+  -- The lease's token names its consumer after an `@` (when the handle was named).
+  local worker = string.match(redis.call('HGET', TOKEN, id) or '', '@(.*)$')
+  list[#list + 1] = { attempt = tonumber(redis.call('HGET', ATTEMPT, id) or '0'), at = now, error = err, worker = worker }
   redis.call('HSET', ERRORS, id, cjson.encode(list))
 end
 
@@ -64,8 +67,17 @@ local function wake(n)
   redis.call('LTRIM', WAKE, 0, 15)
 end
 
--- Delete the kept tasks whose time to live has passed (up to 1000 a call; the expiry index
--- makes a call with nothing expired one lookup).
+-- Delete dead tasks: from the dead set, the per-task hashes and the expiry index.
+local function bury(ids)
+  if #ids > 0 then
+    forget(ids)
+    bulk('ZREM', DEAD, ids)
+    bulk('ZREM', DEAD_EXPIRY, ids)
+  end
+end
+
+-- Delete the kept and the dead tasks whose time to live has passed (up to 1000 of each a call;
+-- the expiry indexes make a call with nothing expired two lookups).
 local function sweep(now)
   local gone = redis.call('ZRANGEBYSCORE', DONE, '-inf', now, 'LIMIT', 0, 1000)
   if #gone > 0 then
@@ -73,5 +85,9 @@ local function sweep(now)
     for _, h in ipairs({ DONE_ENV, DONE_AT, DONE_RESULT }) do
       bulk('HDEL', h, gone)
     end
+  end
+  local dead = redis.call('ZRANGEBYSCORE', DEAD_EXPIRY, '-inf', now, 'LIMIT', 0, 1000)
+  if #dead > 0 then
+    bury(dead)
   end
 end

@@ -1,5 +1,5 @@
 -- Move a leased task to the dead set and count it in the totals, then apply retention. 0 when the lease was lost.
--- ARGV: id, token, error, now, max dead count, oldest dead_at kept.
+-- ARGV: id, token, error, now, max dead count, oldest dead_at kept, when it expires.
 -- A task flagged by a cancel ends cancelled instead.
 local id = ARGV[1]
 if not holds(id, ARGV[2]) then return 0 end
@@ -8,11 +8,12 @@ if keep then
   cancelled(id, tonumber(ARGV[4]), tonumber(keep))
   return 1
 end
-redis.call('HDEL', TOKEN, id)
 redis.call('HSET', ERROR, id, ARGV[3])
 record_error(id, tonumber(ARGV[4]), ARGV[3])
+redis.call('HDEL', TOKEN, id)
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, ARGV[4], id)
+redis.call('ZADD', DEAD_EXPIRY, ARGV[7], id)
 redis.call('HINCRBY', TOTALS, 'failed', 1)
 redis.call('PUBLISH', NOTICES, 's:' .. id)
 local old = redis.call('ZRANGEBYSCORE', DEAD, '-inf', '(' .. ARGV[6], 'LIMIT', 0, 1000)
@@ -22,8 +23,5 @@ if n > max then
     old[#old + 1] = m
   end
 end
-if #old > 0 then
-  forget(old)
-  bulk('ZREM', DEAD, old)
-end
+bury(old)
 return 1

@@ -1,5 +1,6 @@
--- The oldest dead tasks. ARGV: limit. Returns (id, envelope, attempt, error, dead_at, error
--- history) per task.
+-- The oldest dead tasks that have not expired. ARGV: limit, now. Returns (id, envelope,
+-- attempt, error, dead_at, error history) per task.
+sweep(tonumber(ARGV[2]))
 local dead = redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local ids = {}
 for i = 1, #dead, 2 do

@@ -7,6 +7,7 @@ if lease or redis.call('ZSCORE', WAITING, id) or redis.call('ZSCORE', DEAD, id) 
   redis.call('ZREM', WAITING, id)
   redis.call('ZREM', LEASED, id)
   redis.call('ZREM', DEAD, id)
+  redis.call('ZREM', DEAD_EXPIRY, id)
   forget({ id })
   return 1
 end

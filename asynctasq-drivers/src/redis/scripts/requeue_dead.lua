@@ -22,6 +22,7 @@ for _, h in ipairs({ ATTEMPT, TOKEN, ERROR }) do
   bulk('HDEL', h, ids)
 end
 bulk('ZREM', DEAD, ids)
+bulk('ZREM', DEAD_EXPIRY, ids)
 bulk('ZADD', WAITING, scored)
 bulk('HSET', REPLAYED, marks)
 wake(#ids)

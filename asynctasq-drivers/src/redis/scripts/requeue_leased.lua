@@ -8,11 +8,11 @@ if keep then
   cancelled(id, tonumber(ARGV[6]), tonumber(keep))
   return 1
 end
-redis.call('HDEL', TOKEN, id)
 if ARGV[4] ~= '' then
   redis.call('HSET', ERROR, id, ARGV[4])
   record_error(id, tonumber(ARGV[6]), ARGV[4])
 end
+redis.call('HDEL', TOKEN, id)
 if ARGV[5] == '1' then redis.call('HINCRBY', ATTEMPT, id, -1) end
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', WAITING, ARGV[3], id)

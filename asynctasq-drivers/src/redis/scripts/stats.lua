@@ -3,6 +3,7 @@
 -- the head of each zset, when it is due (scheduled tasks and live leases score in the future).
 -- The sixth and seventh are the succeeded and failed totals.
 local now = ARGV[1]
+sweep(tonumber(now))
 local ready = redis.call('ZCOUNT', WAITING, '-inf', now) + redis.call('ZCOUNT', LEASED, '-inf', now)
 local scheduled = redis.call('ZCOUNT', WAITING, '(' .. now, '+inf')
 local leased = redis.call('ZCOUNT', LEASED, '(' .. now, '+inf')

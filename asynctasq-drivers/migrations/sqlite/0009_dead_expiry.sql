@@ -1,0 +1,5 @@
+-- When each dead task expires: the dead letter's time to live (the task's failure TTL) from its
+-- death. Swept by the driver's own claims, with the kept results (at most once a second, by
+-- this index). NULL for tasks dead-lettered before this migration: kept until purged.
+ALTER TABLE asynctasq_dead ADD COLUMN expires_at INTEGER;
+CREATE INDEX IF NOT EXISTS asynctasq_dead_expiry ON asynctasq_dead (expires_at);
