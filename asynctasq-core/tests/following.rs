@@ -216,8 +216,8 @@ async fn a_dead_task_is_kept_for_its_failure_ttl_then_expires() {
 async fn a_failure_ttl_is_refused_where_dead_tasks_cannot_expire() {
     let driver = Arc::new(MemoryDriver::new().lacking(&[Capability::DeadExpiry]));
     let refused = Worker::builder(driver.clone()).queues("default").expect("queues").failure_ttl(Duration::from_secs(60)).build();
-    let err = refused.err().expect("refused").to_string();
+    let err = refused.expect_err("refused").to_string();
     assert!(err.contains("failure time to live") && err.contains("cannot expire"), "{err}");
-    let err = Worker::builder(driver.clone()).queues("default").expect("queues").build().err().expect("a task sets one").to_string();
+    let err = Worker::builder(driver.clone()).queues("default").expect("queues").build().expect_err("a task sets one").to_string();
     assert!(err.contains("task `") && err.contains("failure time to live"), "names the task: {err}");
 }
