@@ -141,28 +141,45 @@ pub(crate) fn dead_task(
 /// `visible_at` or `dead_at`, whether leased (0/1), the last error, where it was found
 /// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, whether a cancel is
 /// requested (0/1), the progress and the error history; `id` are the id's placeholders, in
-/// the order the statement reads them (`now` comes between the first and the second).
-pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2]) -> String {
+/// the order the statement reads them (`now` comes between the first and the second). With
+/// `in_place` (SQLite), a live row may be a succeeded task kept in place ([`KEPT`]), found
+/// until its `kept_until`; `now` is then read once more, after the second id.
+pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2], in_place: bool) -> String {
     let [first, second, third] = id;
     let [now, dead_now] = now;
+    let (at, found, result, kept) = if in_place {
+        (
+            format!("CASE WHEN kept_until IS NULL THEN visible_at ELSE visible_at - {KEPT} END"),
+            "CASE WHEN kept_until IS NULL THEN 0 ELSE 2 END",
+            "result",
+            format!(" AND (kept_until IS NULL OR kept_until > {now})"),
+        )
+    } else {
+        ("visible_at".to_owned(), "0", "NULL", String::new())
+    };
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
         "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL, NULL \
          FROM {r} WHERE id = {first} AND expires_at > {now} \
-         UNION ALL SELECT queue, envelope, attempt, visible_at, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, 0, NULL, \
-         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder FROM {t} WHERE id = {second} \
+         UNION ALL SELECT queue, envelope, attempt, {at}, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, {found}, {result}, \
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder FROM {t} WHERE id = {second}{kept} \
          UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors, NULL FROM {d} WHERE id = {third} \
          AND (expires_at IS NULL OR expires_at > {dead_now})"
     )
 }
+
+/// Where a succeeded task kept in place starts its `visible_at` (SQLite): 2^62 plus when it
+/// finished, above every due time (a Unix ms clock reaches 2^62 in 146 million years). A
+/// queue's live tasks are the range of its due index below it.
+pub(crate) const KEPT: i64 = 1 << 62;
 
 /// The ids of a page of `queue`'s tasks in `state` ([`Driver::list`]), earliest first: a query
 /// over the live tasks `t`, the dead `d` or the kept results `r`, whose placeholders come from
 /// `p` (called once per placeholder, in order) and are bound, in order: the queue, `now`, the
 /// limit and the offset. The listing reads each task by id next (one indexed read a task: an
 /// operator's page, not a hot path), and keeps those still in `state`.
-pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, mut p: impl FnMut() -> String) -> String {
+pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, in_place: bool, mut p: impl FnMut() -> String) -> String {
     let (queue, now) = (p(), p());
     let (limit, offset) = (p(), p());
     let page = format!("LIMIT {limit} OFFSET {offset}");
@@ -170,6 +187,13 @@ pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, mut p: impl 
         TaskState::Dead => {
             format!("SELECT id FROM {d} WHERE queue = {queue} AND (expires_at IS NULL OR expires_at > {now}) ORDER BY seq {page}")
         }
+        // Kept in place (SQLite, numbered placeholders: each is read twice), or moved before.
+        TaskState::Succeeded if in_place => format!(
+            "SELECT id FROM (SELECT id, seq, visible_at - {KEPT} AS f FROM {t} \
+                             WHERE queue = {queue} AND visible_at >= {KEPT} AND kept_until > {now} \
+                             UNION ALL SELECT id, 0, finished_at FROM {r} WHERE queue = {queue} AND expires_at > {now} AND state = 'succeeded') \
+             ORDER BY f, seq, id {page}"
+        ),
         TaskState::Succeeded | TaskState::Cancelled => {
             let kept = if state == TaskState::Succeeded { "succeeded" } else { "cancelled" };
             format!("SELECT id FROM {r} WHERE queue = {queue} AND expires_at > {now} AND state = '{kept}' ORDER BY finished_at, id {page}")
@@ -179,7 +203,8 @@ pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, mut p: impl 
             "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND lease_token IS NOT NULL ORDER BY visible_at, seq {page}"
         ),
         _ => format!(
-            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND lease_token IS NULL ORDER BY visible_at, seq {page}"
+            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND visible_at < {KEPT} AND lease_token IS NULL \
+             ORDER BY visible_at, seq {page}"
         ),
     }
 }

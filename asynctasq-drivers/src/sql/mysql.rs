@@ -737,7 +737,7 @@ impl Driver for MySqlDriver {
         self.inner
             .pools
             .call("find", async move {
-                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, ["?"; 3], ["?"; 2]);
+                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, ["?"; 3], ["?"; 2], false);
                 let key = id.as_bytes().as_slice();
                 let at = now();
                 let row = sqlx::query(q(sql))
@@ -779,7 +779,7 @@ impl Driver for MySqlDriver {
             .inner
             .pools
             .call("list tasks", async move {
-                let sql = super::list_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, state, || "?".to_owned());
+                let sql = super::list_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, state, false, || "?".to_owned());
                 sqlx::query_scalar(q(sql))
                     .bind(queue)
                     .bind(now())

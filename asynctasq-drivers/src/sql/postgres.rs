@@ -314,7 +314,7 @@ impl Sql {
                 "SELECT id, envelope, attempt, error, dead_at, errors FROM {d} \
                  WHERE queue = $1 AND (expires_at IS NULL OR expires_at > $3) ORDER BY seq LIMIT $2"
             ),
-            find: super::find_sql(&t, &d, &r, ["$1"; 3], ["$2"; 2]),
+            find: super::find_sql(&t, &d, &r, ["$1"; 3], ["$2"; 2], false),
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
                                 RETURNING seq, id, queue, envelope, lease_ms, errors) \
@@ -957,7 +957,7 @@ impl Driver for PostgresDriver {
                 let p = &self.inner.prefix;
                 let (t, d, r) = (format!("\"{p}_tasks\""), format!("\"{p}_dead\""), format!("\"{p}_results\""));
                 let mut n = 0;
-                let sql = super::list_sql(&t, &d, &r, state, || {
+                let sql = super::list_sql(&t, &d, &r, state, false, || {
                     n += 1;
                     format!("${n}")
                 });

@@ -70,6 +70,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "error history", include_str!("../../migrations/sqlite/0008_errors.sql")),
     (9, "dead expiry", include_str!("../../migrations/sqlite/0009_dead_expiry.sql")),
     (10, "lease holder", include_str!("../../migrations/sqlite/0010_holder.sql")),
+    (11, "results kept in place", include_str!("../../migrations/sqlite/0011_kept_in_place.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -206,20 +207,41 @@ impl SqliteDriver {
         let mut outcomes = Vec::with_capacity(tasks.len());
         let at = now();
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::query(insert_sql(chunk.len()));
-            for (t, bytes) in chunk {
-                q = q
-                    .bind(t.id.as_bytes().as_slice())
-                    .bind(t.queue.as_str())
-                    .bind(bytes.as_slice())
-                    .bind(t.lease_ms as i64)
-                    .bind(t.not_before as i64);
-            }
-            q = q.bind(at);
-            let inserted = q.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?.rows_affected();
+            let insert = || {
+                let mut q = sqlx::query(insert_sql(chunk.len()));
+                for (t, bytes) in chunk {
+                    q = q
+                        .bind(t.id.as_bytes().as_slice())
+                        .bind(t.queue.as_str())
+                        .bind(bytes.as_slice())
+                        .bind(t.lease_ms as i64)
+                        .bind(t.not_before as i64);
+                }
+                q.bind(at)
+            };
+            let mut inserted = insert().execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?.rows_affected();
             if inserted == chunk.len() as u64 {
                 outcomes.extend(std::iter::repeat_n(EnqueueOutcome::New, chunk.len()));
                 continue;
+            }
+            // A succeeded task kept in place whose time to live has passed (not swept yet) frees
+            // its id: deleted, and the chunk inserted again (skipping what went in).
+            let mut ids = String::from("[");
+            for (i, (t, _)) in chunk.iter().enumerate() {
+                ids.push_str(if i == 0 { "\"" } else { ",\"" });
+                push_hex(&mut ids, t.id.as_bytes());
+                ids.push('"');
+            }
+            ids.push(']');
+            let freed =
+                sqlx::query("DELETE FROM asynctasq_tasks WHERE kept_until <= ?1 AND id IN (SELECT unhex(value) FROM json_each(?2))")
+                    .bind(at)
+                    .bind(ids)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| map_err("enqueue", e))?;
+            if freed.rows_affected() > 0 {
+                inserted += insert().execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?.rows_affected();
             }
             // Some ids were already stored. The rows this statement inserted got the highest
             // rowids (one writer at a time, each new rowid one past the largest), so they are
@@ -256,6 +278,12 @@ impl SqliteDriver {
                 .bind(now)
                 .execute(&self.pool)
                 .await;
+        // Kept in place: no lease, so `asynctasq_tasks_settled` does not count them again.
+        let kept =
+            sqlx::query("DELETE FROM asynctasq_tasks WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE kept_until <= ?1 LIMIT 10000)")
+                .bind(now)
+                .execute(&self.pool)
+                .await;
         // By the partial index of flagged rows; the trigger `asynctasq_results_kept` deletes
         // each live row as its record goes in.
         let cancelled = sqlx::query(
@@ -266,7 +294,7 @@ impl SqliteDriver {
         .bind(now)
         .execute(&self.pool)
         .await;
-        if let Err(e) = swept.and(dead).and(cancelled) {
+        if let Err(e) = swept.and(dead).and(kept).and(cancelled) {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }
     }
@@ -301,6 +329,13 @@ impl SqliteDriver {
         .map_err(|e| map_err("settle a cancelled task", e))?;
         Ok(true)
     }
+}
+
+/// [`KEPT`](super::KEPT) as SQL text, for `concat!`.
+macro_rules! kept {
+    () => {
+        "4611686018427387904"
+    };
 }
 
 /// The insert of `rows` tasks that skips every id already stored, live (the unique index), dead
@@ -387,12 +422,14 @@ impl Driver for SqliteDriver {
             validate_queue_name(q)?;
         }
         let names = format!("[{}]", queues.iter().map(|q| format!("\"{q}\"")).collect::<Vec<_>>().join(","));
-        let next_due: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue IN (SELECT value FROM json_each(?1))")
-                .bind(names)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| map_err("wait", e))?;
+        let next_due: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue IN (SELECT value FROM json_each(?1)) AND visible_at < ",
+            kept!()
+        ))
+        .bind(names)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| map_err("wait", e))?;
         wait_for_due(notified, next_due, timeout.min(self.poll_interval)).await;
         Ok(())
     }
@@ -435,17 +472,17 @@ impl Driver for SqliteDriver {
              RETURNING seq",
         )
         .bind(list.as_str());
-        // The held rows that keep a record, copied (materialized first: the trigger
-        // `asynctasq_results_kept` deletes each live row as its record goes in).
-        let keep = sqlx::query_scalar(
-            "WITH held AS MATERIALIZED ( \
-                 SELECT t.seq, t.id, t.queue, t.envelope, t.attempt, unhex(j.value ->> 3) AS result, j.value ->> 2 AS keep \
-                 FROM json_each(?1) AS j JOIN asynctasq_tasks AS t ON t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1 \
-                 WHERE (j.value ->> 2) > 0) \
-             INSERT OR REPLACE INTO asynctasq_results (id, queue, envelope, attempt, result, finished_at, expires_at) \
-             SELECT id, queue, envelope, attempt, result, ?2, ?2 + keep FROM held WHERE true \
+        // The held rows that keep a record stay where they are, as succeeded (migration 0011):
+        // no claim reaches a `visible_at` from `KEPT` on, and `asynctasq_tasks_kept` counts
+        // them. A cancel that came too late for the run is dropped with the lease.
+        let keep = sqlx::query_scalar(concat!(
+            "UPDATE asynctasq_tasks AS t SET lease_token = NULL, visible_at = ",
+            kept!(),
+            " + ?2, kept_until = ?2 + (j.value ->> 2), \
+             result = unhex(j.value ->> 3), cancel = 0, progress = NULL \
+             FROM json_each(?1) AS j WHERE t.seq = j.value ->> 0 AND t.lease_token = j.value ->> 1 AND (j.value ->> 2) > 0 \
              RETURNING id",
-        )
+        ))
         .bind(list.as_str())
         .bind(now());
         let (deleted, kept): (Vec<i64>, Vec<Vec<u8>>) = match (keeps, all_keep) {
@@ -563,7 +600,7 @@ impl Driver for SqliteDriver {
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         validate_queue_name(queue)?;
         let at = now();
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "SELECT \
                COALESCE(SUM(visible_at <= ?2), 0), \
                COALESCE(SUM(visible_at > ?2 AND lease_token IS NULL), 0), \
@@ -572,8 +609,9 @@ impl Driver for SqliteDriver {
                MIN(CASE WHEN visible_at <= ?2 THEN visible_at END), \
                (SELECT COALESCE(SUM(succeeded), 0) FROM asynctasq_totals WHERE queue = ?1), \
                (SELECT COALESCE(SUM(failed), 0) FROM asynctasq_totals WHERE queue = ?1) \
-             FROM asynctasq_tasks WHERE queue = ?1",
-        )
+             FROM asynctasq_tasks WHERE queue = ?1 AND visible_at < ",
+            kept!()
+        ))
         .bind(queue)
         .bind(at)
         .fetch_one(&self.pool)
@@ -583,18 +621,28 @@ impl Driver for SqliteDriver {
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        sqlx::query_scalar("SELECT DISTINCT queue FROM asynctasq_tasks UNION SELECT DISTINCT queue FROM asynctasq_dead ORDER BY 1")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| map_err("list queues", e))
+        sqlx::query_scalar(concat!(
+            "SELECT DISTINCT queue FROM asynctasq_tasks WHERE visible_at < ",
+            kept!(),
+            " UNION SELECT DISTINCT queue FROM asynctasq_dead ORDER BY 1"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("list queues", e))
     }
 
     async fn purge_waiting(&self, queue: &str, which: Waiting) -> Result<u64, DriverError> {
         validate_queue_name(queue)?;
         let sql = match which {
-            Waiting::Both => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (lease_token IS NULL OR visible_at <= ?2)",
+            Waiting::Both => concat!(
+                "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (lease_token IS NULL OR visible_at <= ?2) AND visible_at < ",
+                kept!()
+            ),
             Waiting::Ready => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND visible_at <= ?2",
-            Waiting::Scheduled => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2",
+            Waiting::Scheduled => concat!(
+                "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2 AND visible_at < ",
+                kept!()
+            ),
         };
         let at = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("purge", e))?;
@@ -635,7 +683,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
-        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", ["?1"; 3], ["?2"; 2]);
+        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", ["?1"; 3], ["?2"; 2], true);
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_bytes().as_slice())
             .bind(now())
@@ -667,7 +715,7 @@ impl Driver for SqliteDriver {
     async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
         validate_queue_name(queue)?;
         let mut n = 0;
-        let sql = super::list_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", state, || {
+        let sql = super::list_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", state, true, || {
             n += 1;
             format!("?{n}")
         });
@@ -685,21 +733,24 @@ impl Driver for SqliteDriver {
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
         let (at, key) = (now(), id.as_bytes().as_slice());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("delete", e))?;
-        let leased: Option<bool> =
-            sqlx::query_scalar("SELECT lease_token IS NOT NULL AND visible_at > ?2 FROM asynctasq_tasks WHERE id = ?1")
-                .bind(key)
-                .bind(at)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| map_err("delete", e))?;
-        let outcome = match leased {
-            Some(true) => DeleteOutcome::Leased,
-            Some(false) => {
+        // Whether it is leased, and whether it is a kept task past its time to live.
+        let found: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT lease_token IS NOT NULL AND visible_at > ?2, kept_until IS NOT NULL AND kept_until <= ?2 \
+             FROM asynctasq_tasks WHERE id = ?1",
+        )
+        .bind(key)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| map_err("delete", e))?;
+        let outcome = match found {
+            Some((true, _)) => DeleteOutcome::Leased,
+            Some((false, expired)) => {
                 // Its lease cleared first: `asynctasq_tasks_settled` counts only settled rows.
                 for sql in ["UPDATE asynctasq_tasks SET lease_token = NULL WHERE id = ?1", "DELETE FROM asynctasq_tasks WHERE id = ?1"] {
                     sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(|e| map_err("delete", e))?;
                 }
-                DeleteOutcome::Deleted
+                if expired { DeleteOutcome::NotFound } else { DeleteOutcome::Deleted }
             }
             None => {
                 let dead = sqlx::query("DELETE FROM asynctasq_dead WHERE id = ?1").bind(key).execute(&mut *tx).await;
@@ -735,7 +786,7 @@ impl Driver for SqliteDriver {
         // to the results as cancelled, its live row deleted by `asynctasq_results_kept` (and
         // left out of the totals for its flag).
         let leased: Option<bool> = sqlx::query_scalar(
-            "UPDATE asynctasq_tasks SET cancel = MAX(?2, 1) WHERE id = ?1 \
+            "UPDATE asynctasq_tasks SET cancel = MAX(?2, 1) WHERE id = ?1 AND kept_until IS NULL \
              RETURNING lease_token IS NOT NULL AND visible_at > ?3",
         )
         .bind(id.as_bytes().as_slice())
@@ -762,7 +813,8 @@ impl Driver for SqliteDriver {
             None => {
                 let settled: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM asynctasq_dead WHERE id = ?1) \
-                     OR EXISTS (SELECT 1 FROM asynctasq_results WHERE id = ?1 AND expires_at > ?2)",
+                     OR EXISTS (SELECT 1 FROM asynctasq_results WHERE id = ?1 AND expires_at > ?2) \
+                     OR EXISTS (SELECT 1 FROM asynctasq_tasks WHERE id = ?1 AND kept_until > ?2)",
                 )
                 .bind(id.as_bytes().as_slice())
                 .bind(at)
