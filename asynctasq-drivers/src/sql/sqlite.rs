@@ -11,16 +11,20 @@
 //! * `asynctasq_dead`: dead tasks with the error, attempt count and time.
 //! * `asynctasq_totals`: tasks acked and dead-lettered per queue and day, for `queue status`,
 //!   counted by a trigger on the delete that settles each task (so an ack stays one statement).
-//! * `asynctasq_results`: succeeded and cancelled tasks kept until their time to live passes,
-//!   written by the ack's one `INSERT` (a trigger deletes each live row with it) or by a
-//!   cancel, and swept by claims once a second.
+//! * A succeeded task is kept in its own row until its time to live passes: the ack's one
+//!   `UPDATE` clears the lease, sets `result` and `kept_until`, and moves `visible_at` to
+//!   2^62 (`KEPT`) plus the ack's time, above every due time (migration 0011). Live
+//!   tasks are the range of the due index below it. The claims' once-a-second sweep deletes
+//!   expired ones by a partial index on `kept_until`.
+//! * `asynctasq_results`: cancelled tasks kept until their time to live passes (a trigger
+//!   deletes each live row as its record goes in), and succeeded tasks kept before 0011.
 //!
 //! A cancel of a leased task sets the live row's `cancel` (the kept record's time to live):
 //! claims skip the row, its lease extension reports the cancel, and the once-a-second sweep
 //! settles it as cancelled once no lease holds it (a partial index holds the flagged rows).
 //!
-//! Settled rows are deleted (ack) or moved (dead-letter, kept result), so the hot table holds
-//! only live work.
+//! Settled rows are deleted (ack), moved (dead-letter, cancel) or kept in place below the live
+//! ones (a kept result).
 //!
 //! # Concurrency and speed
 //! The database runs in WAL mode with `synchronous = NORMAL` (durable against process crashes;
