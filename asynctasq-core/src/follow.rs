@@ -33,13 +33,15 @@ pub const MAX_POLL: Duration = Duration::from_millis(250);
 pub enum Awaited<T> {
     /// The task ran and succeeded; its result.
     Succeeded(T),
-    /// The task was dead-lettered; the reason.
+    /// The task failed for good (what Celery and BullMQ call failed): dead-lettered after its
+    /// last attempt or a fatal error; the reason. Answered until its failure time to live
+    /// (`#[task(failure_ttl)]`, the worker's `failure_ttl`) has passed.
     Dead(String),
     /// The task was cancelled ([`Client::cancel`]): removed before it ran, or stopped by its
     /// worker.
     Cancelled,
-    /// The task is not stored: it succeeded and its record's time to live has passed (or it was
-    /// kept for none), it was purged, or it never existed.
+    /// The task is not stored: it succeeded, was dead-lettered or was cancelled and its record's
+    /// time to live has passed (or it was kept for none), it was purged, or it never existed.
     Expired,
     /// The timeout passed with the task still waiting or running.
     TimedOut,
