@@ -145,14 +145,17 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
             tokio::time::sleep(crate::progress::PROGRESS_EVERY).await;
         }
     };
+    // `biased`: polled in order, without drawing a random start on every poll of every run.
     let heartbeat = async {
         tokio::select! {
+            biased;
             end = renewals => end,
             end = progress => end,
         }
     };
 
     let outcome: Option<Result<TaskResult, JoinError>> = tokio::select! {
+        biased;
         joined = run_with_timeout(&mut run, timeout) => joined,
         end = heartbeat => {
             cancel.cancel();
