@@ -119,6 +119,9 @@ pub struct TaskRecord {
     /// Leased: the consumer holding its lease (a worker's id, [`Driver::consumer`](crate::driver::Driver::consumer)),
     /// when the backend records it.
     pub holder: Option<String>,
+    /// When its latest delivery was claimed (its run started): while leased, and once it
+    /// succeeded or died, where the backend keeps it; `None` before its first delivery.
+    pub started_at: Option<UnixMillis>,
 }
 
 impl TaskRecord {
@@ -145,7 +148,16 @@ impl TaskRecord {
             progress: None,
             errors: Vec::new(),
             holder: None,
+            started_at: None,
         }
+    }
+
+    /// The same record with when its latest delivery was claimed (a waiting task that was
+    /// never delivered, or one returned to wait, has none to report).
+    #[must_use]
+    pub fn with_started(self, started_at: Option<UnixMillis>) -> Self {
+        let shown = !matches!(self.state, TaskState::Scheduled | TaskState::Ready);
+        Self { started_at: started_at.filter(|_| shown), ..self }
     }
 
     /// The same record with the consumer holding its lease, kept only while it is leased.

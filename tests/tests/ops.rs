@@ -105,6 +105,7 @@ async fn operators_see_and_repair_a_queue(backend: Backend) {
         assert_eq!((&t["last_error"], &t["args"]["sleep_ms"]), (&json!("boom: disk full"), &json!(0)), "{t}");
         let text = ok(&cli(&s, &["task", "show", &id]));
         assert!(text.contains("state:     dead") && text.contains("error:     boom: disk full"), "{text}");
+        assert!(t["started_at"].as_u64().is_some() && text.contains("started:   "), "when its last run started: {t}");
         let err = refused(&cli(&s, &["task", "show", "01a20701-e1fa-750a-82c3-ac4b66434fd2"]));
         assert!(err.contains("no task 01a20701-e1fa-750a-82c3-ac4b66434fd2"), "{err}");
     } else {
@@ -600,20 +601,19 @@ fn fresh_table_prefix() -> String {
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (11, "results kept in place"))
-        .await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (12, "started time")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_postgres() {
     let args = ["--driver", "postgres", "--database-url", &shared_postgres_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (10, "lease holder")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (11, "started time")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_mysql() {
     let args = ["--driver", "mysql", "--database-url", &shared_mysql_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (10, "lease holder")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (11, "started time")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

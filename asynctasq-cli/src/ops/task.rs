@@ -174,7 +174,7 @@ fn task_json(r: &TaskRecord) -> Value {
         "id": r.id.to_string(), "queue": r.queue, "state": r.state, "task": task, "attempt": r.attempt,
         "max_attempts": max_attempts, "at": r.at, "last_error": r.last_error, "created_at": created_at,
         "args": args, "decode_error": decode_error, "result": result_json(r.result.as_deref()),
-        "cancel_requested": r.cancel_requested, "errors": r.errors, "holder": r.holder,
+        "cancel_requested": r.cancel_requested, "errors": r.errors, "holder": r.holder, "started_at": r.started_at,
         "progress": r.progress.as_ref().map(|p| json!({ "fraction": p.fraction, "message": p.message, "at": p.at })),
     })
 }
@@ -214,6 +214,9 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
     outln!("task:      {}", v["task"].as_str().unwrap_or("(undecodable)"));
     outln!("attempts:  {} of {}", r.attempt, v["max_attempts"]);
     outln!("{when} {} ({})", from_now(r.at), r.at);
+    if let Some(started) = r.started_at {
+        outln!("started:   {} ({started})", from_now(started));
+    }
     if let Some(holder) = &r.holder {
         outln!("worker:    {holder}");
     }

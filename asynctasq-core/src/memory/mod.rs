@@ -173,6 +173,7 @@ impl Driver for MemoryDriver {
             r.attempt += 1;
             r.token = Some(token);
             r.holder.clone_from(&holder);
+            r.started_at = Some(now);
             let expires_at = now + r.lease_ms;
             let lease = Lease { id, queue: queue.to_owned(), token: token.to_string(), expires_at };
             let delivery = Delivery::new(lease, r.attempt, Envelope::decode(&r.raw)).replayed(r.replayed);
@@ -230,8 +231,9 @@ impl Driver for MemoryDriver {
             }
             if keeps && !keep.is_zero() {
                 let expires_at = now + millis(*keep);
-                let (queue, raw, attempt, result) = (r.queue, r.raw, r.attempt, result.clone());
-                state.keep(lease.id, Done { state: TaskState::Succeeded, queue, raw, attempt, finished_at: now, expires_at, result });
+                let (queue, raw, attempt, result, started_at) = (r.queue, r.raw, r.attempt, result.clone(), r.started_at);
+                let done = Done { state: TaskState::Succeeded, queue, raw, attempt, finished_at: now, expires_at, result, started_at };
+                state.keep(lease.id, done);
             }
         }
         Ok(lost)
@@ -294,7 +296,10 @@ impl Driver for MemoryDriver {
         state.dead_expiry.insert((expires_at, lease.id));
         let q = state.queues.entry(queue).or_default();
         let error = error.to_owned();
-        q.dead.push(DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error, dead_at: now, errors: r.errors, expires_at });
+        let started_at = r.started_at;
+        let dead =
+            DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error, dead_at: now, errors: r.errors, expires_at, started_at };
+        q.dead.push(dead);
         q.totals.failed += 1;
         self.settled(lease.id);
         Ok(())

@@ -56,6 +56,8 @@ pub(super) struct Record {
     pub(super) errors: Vec<AttemptError>,
     /// The consumer its latest claim was for.
     pub(super) holder: Option<Arc<str>>,
+    /// When its latest delivery was claimed.
+    pub(super) started_at: Option<UnixMillis>,
 }
 
 /// A settled task, kept until `expires_at` ([`Ack::keep`], or a cancel's time to live).
@@ -69,6 +71,7 @@ pub(super) struct Done {
     pub(super) finished_at: UnixMillis,
     pub(super) expires_at: UnixMillis,
     pub(super) result: Option<Vec<u8>>,
+    pub(super) started_at: Option<UnixMillis>,
 }
 
 #[derive(Debug)]
@@ -81,6 +84,7 @@ pub(super) struct DeadRecord {
     pub(super) dead_at: UnixMillis,
     /// When it expires ([`Driver::dead_letter`]'s `keep`).
     pub(super) expires_at: UnixMillis,
+    pub(super) started_at: Option<UnixMillis>,
 }
 
 impl Record {
@@ -90,7 +94,8 @@ impl Record {
         let record =
             TaskRecord::new(id, &self.queue, state, self.attempt, self.visible_at, self.last_error.clone(), Envelope::decode(&self.raw));
         let record = record.cancel_requested(self.cancel.is_some()).with_progress(self.progress.as_deref());
-        TaskRecord { errors: self.errors.clone(), ..record }.with_holder(self.holder.as_deref().map(str::to_owned))
+        let record = TaskRecord { errors: self.errors.clone(), ..record };
+        record.with_holder(self.holder.as_deref().map(str::to_owned)).with_started(self.started_at)
     }
 }
 
@@ -106,19 +111,20 @@ impl DeadRecord {
             Some(self.error.clone()),
             Envelope::decode(&self.raw),
         );
-        TaskRecord { errors: self.errors.clone(), ..record }
+        TaskRecord { errors: self.errors.clone(), ..record }.with_started(self.started_at)
     }
 }
 
 impl Done {
     /// What `find` reports of this kept task.
     pub(super) fn record(&self, id: TaskId) -> TaskRecord {
-        match self.state {
+        let record = match self.state {
             TaskState::Succeeded => {
                 TaskRecord::succeeded(id, &self.queue, self.attempt, self.finished_at, self.result.clone(), Envelope::decode(&self.raw))
             }
             state => TaskRecord::new(id, &self.queue, state, self.attempt, self.finished_at, None, Envelope::decode(&self.raw)),
-        }
+        };
+        record.with_started(self.started_at)
     }
 }
 
@@ -141,6 +147,7 @@ impl State {
             progress: None,
             errors: Vec::new(),
             holder: None,
+            started_at: None,
         };
         self.tasks.insert(id, record);
     }
@@ -203,6 +210,7 @@ impl State {
             finished_at: now,
             expires_at: now + keep_ms,
             result: None,
+            started_at: r.started_at,
         };
         self.keep(id, done);
     }

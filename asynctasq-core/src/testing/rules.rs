@@ -58,6 +58,7 @@ macro_rules! __conformance_rules {
             waiter_that_starts_after_completion_still_gets_the_result: Results,
             waiter_gets_expired_not_a_hang_when_the_result_is_gone: Results,
             failed_and_dead_tasks_keep_their_error_for_the_failure_ttl: DeadExpiry,
+            find_tells_when_the_latest_delivery_started: TaskLookup,
             a_wait_is_refused_where_results_are_not_kept: None,
             cancelled_waiting_task_is_never_delivered: Cancel,
             cancel_of_a_leased_task_is_reported_by_the_next_lease_extension: Cancel,

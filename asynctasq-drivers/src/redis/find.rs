@@ -99,10 +99,12 @@ impl RedisDriver {
         };
         let record = TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)));
         let history = bytes(history).map(|b| String::from_utf8_lossy(b).into_owned());
-        // The claim's token names the consumer after an `@`.
-        let holder = bytes(token).and_then(|t| String::from_utf8_lossy(t).split_once('@').map(|(_, h)| h.to_owned()));
+        // The claim's token: random, `.` when the run started, `@` the consumer.
+        let token = bytes(token).map(|t| String::from_utf8_lossy(t).into_owned()).unwrap_or_default();
+        let (token, holder) = token.split_once('@').map_or((token.as_str(), None), |(t, h)| (t, Some(h.to_owned())));
+        let started = token.split_once('.').and_then(|(_, at)| at.parse().ok());
         let record = record.cancel_requested(int(cancel) == Some(1)).with_progress(bytes(progress)).with_errors(history.as_deref());
-        Ok(Some(record.with_holder(holder)))
+        Ok(Some(record.with_holder(holder).with_started(started)))
     }
 
     /// The record of a task kept in `queue` (succeeded or cancelled), unless its time to live
@@ -122,20 +124,23 @@ impl RedisDriver {
         }
         let Value::BulkString(raw) = env else { return Ok(None) }; // swept in between
         let at = bytes(at).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        let (finished_at, attempt) = at.split_once(':').unwrap_or_default();
-        if let Some((attempt, "cancelled")) = attempt.split_once(':') {
-            let (attempt, finished_at) = (attempt.parse().unwrap_or(0), finished_at.parse().unwrap_or(0));
-            return Ok(Some(TaskRecord::new(id, queue, TaskState::Cancelled, attempt, finished_at, None, decode(Some(raw)))));
+        // `finished_at:attempt`, then `:cancelled` for a cancelled one and `:s<started_at>`.
+        let mut parts = at.split(':');
+        let finished_at = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let attempt = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let (mut cancelled, mut started) = (false, None);
+        for part in parts {
+            match part.strip_prefix('s') {
+                Some(at) => started = at.parse().ok(),
+                None => cancelled |= part == "cancelled",
+            }
         }
-        let result = bytes(result).map(<[u8]>::to_vec);
-        Ok(Some(TaskRecord::succeeded(
-            id,
-            queue,
-            attempt.parse().unwrap_or(0),
-            finished_at.parse().unwrap_or(0),
-            result,
-            decode(Some(raw)),
-        )))
+        let record = if cancelled {
+            TaskRecord::new(id, queue, TaskState::Cancelled, attempt, finished_at, None, decode(Some(raw)))
+        } else {
+            TaskRecord::succeeded(id, queue, attempt, finished_at, bytes(result).map(<[u8]>::to_vec), decode(Some(raw)))
+        };
+        Ok(Some(record.with_started(started)))
     }
 }
 

@@ -483,15 +483,17 @@ impl Driver for RedisDriver {
         if max == 0 {
             return Ok(Vec::new());
         }
-        // The token names the consumer after an `@` (never a `|`, which ends the member in a
-        // lease's token): the lease holder, read back by `find` and by each failure's history.
+        // The token is random, then the claim's time after a `.` (when the run started) and the
+        // consumer after an `@` (never a `|`, which ends the member in a lease's token): read
+        // back by `find`, by each failure's history and by the kept record.
+        let at = now();
         let token = match self.inner.consumer.get() {
-            Some(holder) => format!("{:016x}@{}", fastrand::u64(..), holder.replace('|', "_")),
-            None => format!("{:016x}", fastrand::u64(..)),
+            Some(holder) => format!("{:016x}.{at}@{}", fastrand::u64(..), holder.replace('|', "_")),
+            None => format!("{:016x}.{at}", fastrand::u64(..)),
         };
         let reply: Vec<Value> = k
             .invoke(&self.inner.scripts.claim)
-            .arg(now())
+            .arg(at)
             .arg(max.min(SCRIPT_BATCH))
             .arg(&token)
             .arg(30_000)

@@ -160,11 +160,11 @@ pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2],
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL, NULL \
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL, NULL, started_at \
          FROM {r} WHERE id = {first} AND expires_at > {now} \
          UNION ALL SELECT queue, envelope, attempt, {at}, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, {found}, {result}, \
-         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder FROM {t} WHERE id = {second}{kept} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors, NULL FROM {d} WHERE id = {third} \
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder, started_at FROM {t} WHERE id = {second}{kept} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors, NULL, started_at FROM {d} WHERE id = {third} \
          AND (expires_at IS NULL OR expires_at > {dead_now})"
     )
 }

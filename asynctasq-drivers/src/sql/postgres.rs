@@ -81,6 +81,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "error history", include_str!("../../migrations/postgres/0008_errors.sql")),
     (9, "dead expiry", include_str!("../../migrations/postgres/0009_dead_expiry.sql")),
     (10, "lease holder", include_str!("../../migrations/postgres/0010_holder.sql")),
+    (11, "started time", include_str!("../../migrations/postgres/0011_started.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -200,7 +201,7 @@ impl Sql {
             claim: format!(
                 "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
                             ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $6 FROM c \
+                 UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $6, started_at = $2 FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed, t.cancel"
             ),
             // The counter rows are locked in queue order, so two acks never wait crosswise.
@@ -221,14 +222,15 @@ impl Sql {
                 "WITH acked AS (DELETE FROM {t} AS t \
                                 USING UNNEST($1::bigint[], $2::bigint[], $5::bigint[], $6::bytea[]) AS a(seq, token, keep, result) \
                                 WHERE t.seq = a.seq AND t.lease_token = a.token \
-                                RETURNING t.seq, t.id, t.queue, t.envelope, t.attempt, a.keep, a.result), \
+                                RETURNING t.seq, t.id, t.queue, t.envelope, t.attempt, t.started_at, a.keep, a.result), \
                       counted AS (INSERT INTO {n} AS n (queue, day, shard, succeeded) \
                                   SELECT queue, $3, $4, COUNT(*) FROM acked GROUP BY queue ORDER BY queue \
                                   ON CONFLICT (queue, day, shard) DO UPDATE SET succeeded = n.succeeded + EXCLUDED.succeeded), \
-                      kept AS (INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at) \
-                               SELECT id, queue, envelope, attempt, result, $7, $7 + keep FROM acked WHERE keep > 0 \
+                      kept AS (INSERT INTO {r} (id, queue, envelope, attempt, result, finished_at, expires_at, started_at) \
+                               SELECT id, queue, envelope, attempt, result, $7, $7 + keep, started_at FROM acked WHERE keep > 0 \
                                ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                                attempt = EXCLUDED.attempt, result = EXCLUDED.result, finished_at = EXCLUDED.finished_at, \
+                               started_at = EXCLUDED.started_at, \
                                expires_at = EXCLUDED.expires_at, state = EXCLUDED.state), \
                       noticed AS (SELECT pg_notify($8, 's:' || string_agg(encode(id, 'hex'), ',')) \
                                   FROM (SELECT id, (row_number() OVER ()) / 200 AS chunk FROM acked WHERE keep > 0) k GROUP BY chunk) \
@@ -284,10 +286,10 @@ impl Sql {
             // One row affected when the lease held (the counter's), none when it was lost.
             dead_letter: format!(
                 "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 AND cancel = 0 \
-                                RETURNING id, queue, envelope, attempt, lease_ms, errors, holder), \
-                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at) \
+                                RETURNING id, queue, envelope, attempt, lease_ms, errors, holder, started_at), \
+                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at) \
                                SELECT id, queue, envelope, attempt, lease_ms, $1, $2, (COALESCE(errors, '[]')::jsonb \
-                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text, 'worker', holder)))::text, $7 \
+                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text, 'worker', holder)))::text, $7, started_at \
                                FROM moved) \
                  INSERT INTO {n} AS n (queue, day, shard, failed) SELECT queue, $5, $6, 1 FROM moved \
                  ON CONFLICT (queue, day, shard) DO UPDATE SET failed = n.failed + 1"
@@ -943,6 +945,7 @@ impl Driver for PostgresDriver {
                         row.get(10),
                     )
                     .with_holder(row.get(11))
+                    .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
                 }))
             })
             .await

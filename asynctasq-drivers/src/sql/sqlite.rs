@@ -75,6 +75,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "dead expiry", include_str!("../../migrations/sqlite/0009_dead_expiry.sql")),
     (10, "lease holder", include_str!("../../migrations/sqlite/0010_holder.sql")),
     (11, "results kept in place", include_str!("../../migrations/sqlite/0011_kept_in_place.sql")),
+    (12, "started time", include_str!("../../migrations/sqlite/0012_started.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -390,7 +391,7 @@ impl Driver for SqliteDriver {
         let now = now();
         let holder = self.consumer.get();
         let rows = sqlx::query(
-            "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5 \
+            "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5, started_at = ?2 \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
                            ORDER BY visible_at, seq LIMIT ?4) \
              RETURNING seq, id, envelope, attempt, visible_at, replayed",
@@ -557,9 +558,9 @@ impl Driver for SqliteDriver {
         }
         let at = now();
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at) \
+            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at) \
              SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2, \
-                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1, 'worker', holder)), ?5 \
+                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1, 'worker', holder)), ?5, started_at \
              FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
         )
         .bind(error)
@@ -713,6 +714,7 @@ impl Driver for SqliteDriver {
                 row.get(10),
             )
             .with_holder(row.get(11))
+            .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
         }))
     }
 

@@ -210,3 +210,38 @@ pub async fn failed_and_dead_tasks_keep_their_error_for_the_failure_ttl(h: Harne
     }
     h.driver.purge_dead(&q).await.expect("purge dead");
 }
+
+/// `find` tells when a task's latest delivery was claimed: none while it waits for its first,
+/// the claim's time while leased, and the same time once it succeeded (kept) or died.
+pub async fn find_tells_when_the_latest_delivery_started(h: Harness) {
+    h.requires(Capability::TaskLookup);
+    let q = h.queue("q");
+    let (acked, dead, waiting) = (h.envelope(&q, LONG), h.envelope(&q, LONG), h.envelope(&q, LONG));
+    h.driver.enqueue(&[acked.clone(), dead.clone()]).await.expect("enqueue");
+    let before = now();
+    let got = h.driver.dequeue(&q, 2).await.expect("dequeue");
+    let after = now();
+    assert_eq!(got.len(), 2);
+    h.driver.enqueue(std::slice::from_ref(&waiting)).await.expect("enqueue");
+    let started = |id| {
+        let h = &h;
+        async move { h.driver.find(id).await.expect("find").expect("stored").started_at }
+    };
+    assert_eq!(started(waiting.id).await, None, "never delivered: never started");
+    let at = started(acked.id).await.expect("a leased task started at its claim");
+    assert!(at >= before.saturating_sub(1000) && at <= after + 1000, "at the claim: {at} in {before}..{after}");
+    for d in got {
+        if d.lease.id == acked.id {
+            let keep = if h.driver.supports(Capability::Results) { LONG } else { Duration::ZERO };
+            assert!(h.driver.ack(&[Ack { lease: d.lease, keep, result: None }]).await.expect("ack").is_empty());
+        } else {
+            h.driver.dead_letter(&d.lease, "gave up", LONG).await.expect("dead-letter");
+        }
+    }
+    if h.driver.supports(Capability::Results) {
+        assert_eq!(started(acked.id).await, Some(at), "the kept record keeps when its run started");
+    }
+    let died = started(dead.id).await.expect("a dead task keeps when its last run started");
+    assert!(died >= before.saturating_sub(1000) && died <= after + 1000, "{died} in {before}..{after}");
+    h.driver.purge_dead(&q).await.expect("purge dead");
+}

@@ -3,10 +3,10 @@
 -- 3 dead (zset id -> dead_at), 4 wake (list), 5 env (hash id -> envelope), 6 lease_ms,
 -- 7 attempt, 8 token, 9 error (hashes id -> value), 10 totals (hash: succeeded, failed),
 -- 11 replayed (hash id -> 1 for tasks moved back from the dead), 12 done (zset id -> expiry of
--- a succeeded task kept with its result), 13 done_env, 14 done_at ("finished_at:attempt"),
--- 15 done_result (hashes id -> value of a kept task), 16 cancel (hash id -> how long (ms) to
--- keep a leased task flagged by a cancel once it is settled cancelled). A kept task's done_at
--- ends in ":cancelled" when it was cancelled. 17 progress (hash id -> the latest progress its run
+-- a succeeded task kept with its result), 13 done_env, 14 done_at ("finished_at:attempt", then
+-- ":cancelled" when it was cancelled and ":s<when its run started>"), 15 done_result (hashes
+-- id -> value of a kept task), 16 cancel (hash id -> how long (ms) to keep a leased task
+-- flagged by a cancel once it is settled cancelled). 17 progress (hash id -> the latest progress its run
 -- reported, as the engine encoded it), 18 errors (hash id -> every failed attempt's error: a
 -- JSON array of {attempt, at, error}; kept while the task is live or dead), 19 dead_expiry
 -- (zset id -> when a dead task expires: its dead letter's time to live from its death).
@@ -37,12 +37,19 @@ local function holds(id, token)
   return redis.call('HGET', TOKEN, id) == token and redis.call('ZSCORE', LEASED, id)
 end
 
+-- `:s<when its run started>` from a lease's token (random, `.` the claim's time, `@` the
+-- consumer), for a kept record's `done_at`; '' for a token without it.
+local function started(token)
+  local at = token and string.match(token, '^%x+%.(%d+)')
+  return at and (':s' .. at) or ''
+end
+
 -- Settle the live task `id` (waiting or leased) as cancelled: gone from the queue, kept until
 -- now + keep with its envelope and attempt. Not counted in the totals.
 local function cancelled(id, now, keep)
   redis.call('ZADD', DONE, now + keep, id)
   redis.call('HSET', DONE_ENV, id, redis.call('HGET', ENV, id))
-  redis.call('HSET', DONE_AT, id, now .. ':' .. (redis.call('HGET', ATTEMPT, id) or '0') .. ':cancelled')
+  redis.call('HSET', DONE_AT, id, now .. ':' .. (redis.call('HGET', ATTEMPT, id) or '0') .. ':cancelled' .. started(redis.call('HGET', TOKEN, id)))
   redis.call('HDEL', DONE_RESULT, id)
   redis.call('ZREM', WAITING, id)
   redis.call('ZREM', LEASED, id)

@@ -36,7 +36,7 @@ if #kept > 0 then
     envs[#envs + 1] = id
     envs[#envs + 1] = kept_envs[k]
     ats[#ats + 1] = id
-    ats[#ats + 1] = now .. ':' .. (kept_attempts[k] or '0')
+    ats[#ats + 1] = now .. ':' .. (kept_attempts[k] or '0') .. started(tokens[i])
     if results[i] ~= '' then
       with[#with + 1] = id
       with[#with + 1] = results[i]

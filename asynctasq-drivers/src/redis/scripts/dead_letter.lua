@@ -10,7 +10,7 @@ if keep then
 end
 redis.call('HSET', ERROR, id, ARGV[3])
 record_error(id, tonumber(ARGV[4]), ARGV[3])
-redis.call('HDEL', TOKEN, id)
+-- The token stays with the dead task (no lease: `holds` needs one), for when its run started.
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, ARGV[4], id)
 redis.call('ZADD', DEAD_EXPIRY, ARGV[7], id)

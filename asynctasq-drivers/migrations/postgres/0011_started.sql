@@ -1,0 +1,6 @@
+-- When each task's latest delivery was claimed (its run started): written by the claim's own
+-- UPDATE, carried to the kept record or the dead task in the statement that moves it. NULL
+-- before its first claim.
+ALTER TABLE {tasks} ADD COLUMN IF NOT EXISTS started_at BIGINT;
+ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS started_at BIGINT;
+ALTER TABLE {results} ADD COLUMN IF NOT EXISTS started_at BIGINT;
