@@ -164,7 +164,10 @@ impl Client {
             timeout_ms: overrides.timeout.or(defaults.timeout).map(millis),
             lease_ms: millis(lease),
             created_at: now,
-            not_before: now + overrides.delay.map(millis).unwrap_or(0),
+            not_before: match overrides.run_at {
+                Some(at) => at.duration_since(std::time::UNIX_EPOCH).map_or(0, millis).max(now),
+                None => now + overrides.delay.map(millis).unwrap_or(0),
+            },
             headers,
             defaulted,
         })
@@ -238,6 +241,8 @@ pub struct Overrides {
     pub queue: Option<String>,
     /// Delay before the task is due.
     pub delay: Option<Duration>,
+    /// When the task is due, instead of after `delay` (a time already past: due at once).
+    pub run_at: Option<std::time::SystemTime>,
     /// Deliveries allowed.
     pub max_attempts: Option<u32>,
     /// Longest one run may take.
@@ -270,9 +275,18 @@ impl<T: Task> Dispatch<'_, T> {
         self
     }
 
-    /// Makes the task due only after `delay`.
+    /// Makes the task due only after `delay` (replacing a [`run_at`](Self::run_at)).
     pub fn delay(mut self, delay: Duration) -> Self {
         self.overrides.delay = Some(delay);
+        self.overrides.run_at = None;
+        self
+    }
+
+    /// Makes the task due at `at` (replacing a [`delay`](Self::delay)); a time already past
+    /// makes it due at once. Whole milliseconds, by the producer's clock.
+    pub fn run_at(mut self, at: std::time::SystemTime) -> Self {
+        self.overrides.run_at = Some(at);
+        self.overrides.delay = None;
         self
     }
 

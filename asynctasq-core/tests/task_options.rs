@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use asynctasq_core::{Client, Event, MemoryDriver, RetryPolicy, TaskError, TokioClock, Worker, WorkerBuilder, task};
+use asynctasq_core::{Client, Driver, Event, MemoryDriver, RetryPolicy, TaskError, TokioClock, Worker, WorkerBuilder, task};
 
 /// Always fails, retryably.
 #[task]
@@ -86,4 +86,22 @@ async fn worker_defaults_out_of_range_are_refused() {
     let base = || Worker::builder(driver.clone()).queues("default").expect("queues");
     assert!(build(base().default_max_attempts(0)).contains("max attempts"));
     assert!(build(base().default_lease(Duration::from_millis(1))).contains("lease"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_at_makes_a_task_due_at_that_time_and_a_past_time_due_at_once() {
+    let (driver, client) = setup();
+    let in_an_hour = std::time::UNIX_EPOCH + Duration::from_millis(asynctasq_core::Clock::now(&TokioClock::new()) + 3_600_000);
+    let later = client.dispatch(AlwaysFails { n: 1 }).run_at(in_an_hour).await.expect("dispatch");
+    let past = client.dispatch(AlwaysFails { n: 2 }).run_at(std::time::UNIX_EPOCH).await.expect("dispatch");
+    let replaced = client.dispatch(AlwaysFails { n: 3 }).run_at(in_an_hour).delay(Duration::ZERO).await.expect("dispatch");
+    let state = |id| {
+        let driver = driver.clone();
+        async move { driver.find(id).await.expect("find").expect("stored") }
+    };
+    let r = state(later).await;
+    let expected = in_an_hour.duration_since(std::time::UNIX_EPOCH).expect("after the epoch").as_millis() as u64;
+    assert_eq!((r.state, r.at), (asynctasq_core::driver::TaskState::Scheduled, expected), "due at the time given");
+    assert_eq!(state(past).await.state, asynctasq_core::driver::TaskState::Ready, "a time past: due at once");
+    assert_eq!(state(replaced).await.state, asynctasq_core::driver::TaskState::Ready, "a later delay replaces it");
 }

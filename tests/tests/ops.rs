@@ -193,6 +193,24 @@ async fn dispatch_checks_arguments_against_the_task_before_enqueueing() {
     assert_eq!(out["queue"], "shell");
     let st = s.driver.stats("shell").await.expect("stats");
     assert_eq!((st.ready, st.scheduled), (0, 1), "delayed by an hour");
+    let at = json_of(&cli(
+        &s,
+        &["dispatch", "ledgered", "--args", r#"{"n": 8, "sleep_ms": 0}"#, "--queue", "at", "--at", "2999-12-24T18:00:00Z", "--json"],
+    ));
+    let id: asynctasq_core::TaskId = at["id"].as_str().expect("an id").parse().expect("a task id");
+    let due = s.driver.find(id).await.expect("find").expect("stored");
+    assert_eq!((due.state, due.at), (asynctasq_core::driver::TaskState::Scheduled, 32_503_053_600_000), "due at the time given");
+    let past = json_of(&cli(
+        &s,
+        &["dispatch", "ledgered", "--args", r#"{"n": 9, "sleep_ms": 0}"#, "--queue", "at", "--at", "2020-01-01T00:00:00Z", "--json"],
+    ));
+    let st = s.driver.stats("at").await.expect("stats");
+    assert_eq!((st.ready, st.scheduled), (1, 1), "a time past is due at once: {past}");
+    let bad = cli(&s, &["dispatch", "ledgered", "--args", r#"{"n": 1, "sleep_ms": 0}"#, "--at", "tomorrow"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad --at is a usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--at"), "naming the flag");
+    let both = cli(&s, &["dispatch", "ledgered", "--args", r#"{"n": 1, "sleep_ms": 0}"#, "--at", "2999-12-24T18:00:00Z", "--delay", "1h"]);
+    assert_eq!(both.status.code(), Some(2), "--at and --delay exclude each other");
 
     let err = refused(&cli(&s, &["dispatch", "ledgered", "--args", r#"{"n": "seven"}"#]));
     assert!(err.contains("invalid --args for task `ledgered`") && err.contains("expected u64"), "{err}");
@@ -200,7 +218,7 @@ async fn dispatch_checks_arguments_against_the_task_before_enqueueing() {
     assert!(err.contains("invalid --args"), "{err}");
     let err = refused(&cli(&s, &["dispatch", "nosuch"]));
     assert!(err.contains("unknown task `nosuch`") && err.contains("ledgered"), "{err}");
-    assert_eq!(s.driver.queues().await.expect("queues"), vec!["shell".to_owned()], "nothing else was enqueued");
+    assert_eq!(s.driver.queues().await.expect("queues"), vec!["at".to_owned(), "shell".to_owned()], "nothing else was enqueued");
 }
 
 /// `task show` and `task wait` follow a task to its result, as a script would.

@@ -27,8 +27,12 @@ pub(crate) struct DispatchArgs {
     #[arg(long, value_parser = crate::QUEUE_NAME)]
     queue: Option<String>,
     /// Run no earlier than this from now (e.g. `30s`, `2h`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
     delay: Option<Duration>,
+    /// Run no earlier than this time, RFC 3339 in UTC (e.g. `2026-12-24T18:00:00Z`); a time
+    /// already past runs at once.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak, value_name = "TIME")]
+    at: Option<std::time::SystemTime>,
     /// Deliveries allowed before dead-lettering.
     #[arg(long)]
     max_attempts: Option<u32>,
@@ -50,8 +54,14 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     if let Some(q) = &args.queue {
         validate_queue_name(q).with_context(|| format!("invalid --queue `{q}`"))?;
     }
-    let overrides =
-        Overrides { queue: args.queue.clone(), delay: args.delay, max_attempts: args.max_attempts, id: args.id, ..Default::default() };
+    let overrides = Overrides {
+        queue: args.queue.clone(),
+        delay: args.delay,
+        run_at: args.at,
+        max_attempts: args.max_attempts,
+        id: args.id,
+        ..Default::default()
+    };
     let client = Client::new(driver);
     if let Some(path) = &args.args_file {
         return dispatch_many(&client, task, &overrides, path, args.json).await;
