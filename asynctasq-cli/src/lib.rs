@@ -589,6 +589,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(ops::QueueCommand::Status { queues, json, watch }) => {
             ops::status(connect(&cli.backend, true).await?, &queues, json, watch).await
         }
+        Command::Queue(ops::QueueCommand::Pause { queue }) => ops::pause(connect(&cli.backend, true).await?, &queue, true).await,
+        Command::Queue(ops::QueueCommand::Resume { queue }) => ops::pause(connect(&cli.backend, true).await?, &queue, false).await,
         Command::Queue(ops::QueueCommand::Flush { queues, status, yes }) => {
             ops::flush(connect(&cli.backend, true).await?, &queues, status, yes).await
         }

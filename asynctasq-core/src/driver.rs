@@ -260,6 +260,9 @@ capabilities! {
         /// second. A broker keeps dead messages by its own retention instead (RabbitMQ until
         /// they are purged or requeued, SQS for its dead-letter queue's retention period).
         DeadExpiry,
+        /// [`Driver::set_paused`] stops every claim of a queue, across processes, until it is
+        /// resumed. A broker hands messages to its consumers on its own.
+        PauseQueues,
         /// [`Driver::list`] pages through a queue's tasks in one state, and
         /// [`Driver::delete`] deletes one by id.
         Browse,
@@ -518,6 +521,22 @@ pub trait Driver: Send + Sync + 'static {
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
         let _ = id;
         Err(DriverError::Unsupported("deleting a task"))
+    }
+
+    /// Pauses `queue` (`paused`) or resumes it ([`Capability::PauseQueues`]). The mark is
+    /// stored in the backend, so it binds every handle and process: from the call's return no
+    /// claim delivers a task of a paused queue, and [`wait_ready`](Driver::wait_ready) does not
+    /// wake for one's tasks (a polling backend still returns at its poll). Leased tasks run
+    /// on; tasks can still be enqueued to it. Pausing a paused queue, or resuming a running
+    /// one, changes nothing.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
+        let _ = (queue, paused);
+        Err(DriverError::Unsupported("pausing a queue"))
+    }
+
+    /// The paused queues, by name ([`Capability::PauseQueues`]; none where it is lacking).
+    async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        Ok(Vec::new())
     }
 
     /// Records `worker` in the registry, or rewrites its record

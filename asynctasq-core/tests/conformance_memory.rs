@@ -36,6 +36,7 @@ mod lacking_every_optional_capability {
             Progress,
             ErrorHistory,
             DeadExpiry,
+            PauseQueues,
             Browse
         ]
     );

@@ -619,19 +619,19 @@ fn fresh_table_prefix() -> String {
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (12, "started time")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (13, "paused queues")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_postgres() {
     let args = ["--driver", "postgres", "--database-url", &shared_postgres_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (11, "started time")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (12, "paused queues")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_mysql() {
     let args = ["--driver", "mysql", "--database-url", &shared_mysql_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (11, "started time")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (12, "paused queues")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -708,4 +708,43 @@ async fn one_url_picks_the_backend_and_carries_its_options() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("127.0.0.1:{closed}")), "the Redis at the given port was tried: {err}");
+}
+
+/// `queue pause` stops every worker claiming from a queue, `queue status` says so, and
+/// `queue resume` lets them take it again; a backend that cannot pause refuses, saying so.
+async fn a_paused_queue_is_not_worked_until_it_is_resumed(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "pausable";
+    if !s.driver.supports(asynctasq_core::Capability::PauseQueues) {
+        let err = refused(&cli(&s, &["queue", "pause", q]));
+        assert!(err.contains("cannot pause a queue"), "refused, saying why: {err}");
+        return;
+    }
+    s.dispatch(q, 3, 0, Duration::from_secs(30)).await;
+    assert!(ok(&cli(&s, &["queue", "pause", q])).contains("paused queue `pausable`"));
+    let status = json_of(&cli(&s, &["queue", "status", q, "--json"]));
+    assert_eq!(status["queues"][q]["paused"], true, "{status}");
+    assert!(ok(&cli(&s, &["queue", "status", q])).contains("pausable (paused)"), "the table marks it");
+    let idle = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
+    assert_eq!(idle["started"], 0, "a worker of another process takes nothing from it: {idle}");
+    assert!(ok(&cli(&s, &["queue", "resume", q])).contains("resumed queue `pausable`"));
+    assert_eq!(json_of(&cli(&s, &["queue", "status", q, "--json"]))["queues"][q]["paused"], false);
+    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
+    assert_eq!(ran["succeeded"], 3, "once resumed, everything runs: {ran}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_is_not_worked_until_it_is_resumed_on_sqlite() {
+    a_paused_queue_is_not_worked_until_it_is_resumed(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_is_not_worked_until_it_is_resumed_on_postgres() {
+    a_paused_queue_is_not_worked_until_it_is_resumed(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
+    a_paused_queue_is_not_worked_until_it_is_resumed(Backend::Redis(shared_redis_url())).await;
 }

@@ -6,7 +6,7 @@
 //! # JSON output (`--json`), a stable schema
 //! * `queue status`: `{"driver": "sqlite", "exact": true, "queues": {"<queue>": {"ready": 0,
 //!   "scheduled": 0, "leased": 0, "dead": 0, "oldest_ready_age_ms": 0, "totals": {"succeeded": 0,
-//!   "failed": 0}}}}`; `exact` is false where the backend's counts are approximate;
+//!   "failed": 0}, "paused": false}}}`; `exact` is false where the backend's counts are approximate;
 //!   `oldest_ready_age_ms` (how long the oldest ready task has been due; scheduled tasks never
 //!   count) and `totals` (tasks acked and dead-lettered over the queue's life, kept by the
 //!   backend) are absent where the backend cannot tell (RabbitMQ, SQS).
@@ -17,10 +17,13 @@
 //! * `dispatch`: `{"id": "<task id>", "queue": "<queue>", "outcome": "new" | "exists"}`
 //!   (`exists`: a task with the `--id` given was already stored, and nothing was dispatched).
 //! * `task show`: `{"id", "queue", "state", "task", "attempt", "max_attempts", "at",
-//!   "last_error", "created_at", "args", "decode_error", "result"}`, where `state` is
-//!   `scheduled`, `ready`, `leased`, `dead` or `succeeded`, `at` is its due time, its lease's
-//!   expiry, when it died or when it succeeded, and `result` is what a succeeded task returned
-//!   as JSON (`{"too_large": size}` when it was over the worker's limit; null when none).
+//!   "last_error", "created_at", "args", "decode_error", "result", "cancel_requested",
+//!   "errors", "holder", "started_at", "progress"}`, where `state` is `scheduled`, `ready`,
+//!   `leased`, `dead`, `succeeded` or `cancelled`, `at` is its due time, its lease's expiry,
+//!   when it died or when it succeeded, `result` is what a succeeded task returned as JSON
+//!   (`{"too_large": size}` when it was over the worker's limit; null when none), `errors` its
+//!   error history (`[{"attempt", "at", "error", "worker"}]`), `holder` the worker holding its
+//!   lease, and `started_at` when its latest delivery was claimed.
 //! * `task wait`: `{"id", "outcome", "result", "error"}`, where `outcome` is `succeeded`,
 //!   `dead`, `expired` or `timed_out`.
 //! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
@@ -43,6 +46,6 @@ pub(crate) use self::dispatch::{DispatchArgs, dispatch};
 pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
 pub(crate) use self::purge::flush;
-pub(crate) use self::queue::{QueueCommand, status};
+pub(crate) use self::queue::{QueueCommand, pause, status};
 pub(crate) use self::task::{Settled, TaskCommand, task_cancel, task_delete, task_list, task_show, task_wait};
 pub(crate) use self::workers::workers;

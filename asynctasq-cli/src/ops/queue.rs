@@ -39,6 +39,19 @@ pub(crate) enum QueueCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Stop every worker of every process claiming from a queue, until `queue resume`; running
+    /// tasks finish, and tasks can still be dispatched to it.
+    Pause {
+        /// The queue.
+        #[arg(value_parser = crate::QUEUE_NAME)]
+        queue: String,
+    },
+    /// Let workers claim from a paused queue again.
+    Resume {
+        /// The queue.
+        #[arg(value_parser = crate::QUEUE_NAME)]
+        queue: String,
+    },
     /// Move dead tasks back to their queue: a hidden alias of `dead retry`, kept for scripts.
     #[command(hide = true)]
     Retry(DeadRetryArgs),
@@ -53,11 +66,20 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
             rows.push((q.clone(), driver.stats(q).await.with_context(|| format!("counting queue `{q}`"))?));
         }
         let exact = driver.supports(Capability::ExactStats);
+        let paused = driver.paused().await.context("listing paused queues")?;
         if json {
-            let map: serde_json::Map<String, Value> =
-                rows.iter().map(|(q, s)| (q.clone(), serde_json::to_value(s).unwrap_or_default())).collect();
+            let map: serde_json::Map<String, Value> = rows
+                .iter()
+                .map(|(q, s)| {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    v["paused"] = Value::Bool(paused.contains(q));
+                    (q.clone(), v)
+                })
+                .collect();
             outln!("{}", json!({ "driver": driver.name(), "exact": exact, "queues": map }));
         } else {
+            let rows: Vec<(String, QueueStats)> =
+                rows.into_iter().map(|(q, s)| (if paused.contains(&q) { format!("{q} (paused)") } else { q }, s)).collect();
             print_status(&rows, exact)?;
         }
         let Some(every) = watch else { return Ok(()) };
@@ -69,6 +91,20 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
             outln!();
         }
     }
+}
+
+/// `queue pause` and `queue resume`.
+pub(crate) async fn pause(driver: Arc<dyn Driver>, queue: &str, paused: bool) -> anyhow::Result<()> {
+    if !driver.supports(Capability::PauseQueues) {
+        bail!("the {} backend cannot pause a queue (its workers take what the broker hands them)", driver.name());
+    }
+    driver.set_paused(queue, paused).await.with_context(|| format!("pausing queue `{queue}`"))?;
+    if paused {
+        outln!("paused queue `{queue}`: no worker claims from it until `queue resume {queue}`");
+    } else {
+        outln!("resumed queue `{queue}`");
+    }
+    Ok(())
 }
 
 pub(crate) fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow::Result<()> {

@@ -148,6 +148,9 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let mut state = self.lock();
         state.sweep(now);
+        if state.paused.contains(queue) && self.supports(Capability::PauseQueues) {
+            return Ok(Vec::new());
+        }
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
         // A flagged task is never delivered: due, its lease ran out, and it ends cancelled here.
         let (mut due, mut flagged) = (Vec::new(), Vec::new());
@@ -187,6 +190,25 @@ impl Driver for MemoryDriver {
         self.lock().consumer = Some(name.into());
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        if !self.supports(Capability::PauseQueues) {
+            return Err(DriverError::Unsupported("pausing a queue"));
+        }
+        let mut state = self.lock();
+        if paused {
+            state.paused.insert(queue.to_owned());
+        } else if state.paused.remove(queue) {
+            drop(state);
+            self.inner.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        Ok(self.lock().paused.iter().cloned().collect())
+    }
+
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {
         let notified = self.inner.notify.notified();
         tokio::pin!(notified);
@@ -195,7 +217,12 @@ impl Driver for MemoryDriver {
         let now = self.inner.clock.now();
         let next_due = {
             let state = self.lock();
-            queues.iter().filter_map(|q| state.queues.get(q)?.index.first().map(|(at, _, _)| *at)).min()
+            // A paused queue's tasks are not ready for anyone.
+            queues
+                .iter()
+                .filter(|q| !state.paused.contains(*q))
+                .filter_map(|q| state.queues.get(q)?.index.first().map(|(at, _, _)| *at))
+                .min()
         };
         let wait = match next_due {
             Some(at) if at <= now => return Ok(()),

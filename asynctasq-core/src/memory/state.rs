@@ -23,6 +23,8 @@ pub(super) struct State {
     pub(super) dead_expiry: BTreeSet<(UnixMillis, TaskId)>,
     /// Who this store's claims are for ([`Driver::consumer`]).
     pub(super) consumer: Option<Arc<str>>,
+    /// Queues no claim takes from ([`Driver::set_paused`](crate::Driver::set_paused)).
+    pub(super) paused: BTreeSet<String>,
     pub(super) next_seq: u64,
     pub(super) next_token: u64,
 }

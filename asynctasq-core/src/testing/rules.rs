@@ -10,6 +10,7 @@ mod browse;
 mod cancel;
 mod history;
 mod notice;
+mod pause;
 mod progress;
 mod results;
 use crate::clock::{Clock, SystemClock};
@@ -20,6 +21,7 @@ pub use browse::*;
 pub use cancel::*;
 pub use history::*;
 pub use notice::*;
+pub use pause::*;
 pub use progress::*;
 pub use results::*;
 
@@ -73,6 +75,8 @@ macro_rules! __conformance_rules {
             progress_from_a_lost_lease_is_refused: Progress,
             every_attempts_error_is_kept_in_order: ErrorHistory,
             each_failure_names_its_worker_and_a_leased_task_its_holder: ErrorHistory,
+            paused_queue_is_not_claimed_until_resumed: PauseQueues,
+            pause_is_refused_where_the_backend_cannot_pause: None,
             list_pages_through_each_state_in_order: Browse,
             delete_removes_any_task_but_a_leased_one: Browse,
             concurrent_consumers_never_double_deliver: None,

@@ -151,10 +151,17 @@ impl Worker {
         Ok(out)
     }
 
-    /// Whether the queues hold nothing ready, scheduled or leased. A failed count (a dropped
-    /// connection) counts as "not empty": the worker keeps going rather than exit on a blip.
+    /// Whether the queues hold nothing ready, scheduled or leased (a paused one counts as
+    /// empty). A failed count (a dropped connection) counts as "not empty": the worker keeps
+    /// going rather than exit on a blip.
     async fn queues_empty(&self, names: &[String]) -> bool {
-        for q in names {
+        // A paused queue gives this worker nothing, whatever it holds.
+        let paused = if self.driver.supports(crate::driver::Capability::PauseQueues) {
+            bounded("paused", self.call_deadline, self.driver.paused()).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for q in names.iter().filter(|q| !paused.contains(q)) {
             match bounded("stats", self.call_deadline, self.driver.stats(q)).await {
                 Ok(s) if s.ready + s.scheduled + s.leased == 0 => {}
                 Ok(_) => return false,

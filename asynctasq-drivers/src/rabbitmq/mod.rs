@@ -783,6 +783,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::Progress
                 | Capability::ErrorHistory
                 | Capability::DeadExpiry
+                | Capability::PauseQueues
                 | Capability::Browse
         )
     }

@@ -841,8 +841,10 @@ impl Driver for RedisDriver {
         Ok(ServerInfo { version, clock_ms: Some((secs * 1000 + micros / 1000) as u64), schema: None })
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        // Not yet: a paused queue needs a key in its slot read by the claim script and by the
+        // blocking wait.
+        capability != Capability::PauseQueues
     }
 
     fn consumer(&self, name: &str) {

@@ -469,6 +469,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{totals}", &name("totals"))
         .replace("{results_expiry}", &name("results_expiry"))
         .replace("{results}", &name("results"))
+        .replace("{paused}", &name("paused"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

@@ -58,6 +58,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "dead expiry", include_str!("../../migrations/mysql/0009_dead_expiry.sql")),
     (10, "lease holder", include_str!("../../migrations/mysql/0010_holder.sql")),
     (11, "started time", include_str!("../../migrations/mysql/0011_started.sql")),
+    (12, "paused queues", include_str!("../../migrations/mysql/0012_paused.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -119,6 +120,7 @@ struct Inner {
     dead: String,
     totals: String,
     results: String,
+    paused: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -184,6 +186,7 @@ impl MySqlDriver {
                 dead: format!("`{p}_dead`"),
                 totals: format!("`{p}_totals`"),
                 results: format!("`{p}_results`"),
+                paused: format!("`{p}_paused`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
@@ -376,7 +379,9 @@ impl MySqlDriver {
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dequeue", e))?;
         let sql = format!(
             "SELECT seq, id, envelope, attempt, lease_ms, visible_at, replayed FROM {t} \
-             WHERE queue = ? AND visible_at >= ? AND visible_at <= ? AND cancel = 0 ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED"
+             WHERE queue = ? AND visible_at >= ? AND visible_at <= ? AND cancel = 0 \
+             AND NOT EXISTS (SELECT 1 FROM {p} WHERE queue = ?) ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
+            p = self.inner.paused
         );
         let cursors = &self.inner.cursors;
         let low = cursors.low(queue);
@@ -388,6 +393,7 @@ impl MySqlDriver {
                 .bind(queue)
                 .bind(low)
                 .bind(now)
+                .bind(queue)
                 .bind(i64::try_from(max).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
                 .await
@@ -910,7 +916,12 @@ impl Driver for MySqlDriver {
                 for q in queues {
                     validate_queue_name(q)?;
                 }
-                let sql = format!("SELECT MIN(visible_at) FROM {} WHERE queue IN ({})", self.inner.tasks, placeholders(queues.len()));
+                let sql = format!(
+                    "SELECT MIN(visible_at) FROM {} WHERE queue IN ({}) AND queue NOT IN (SELECT queue FROM {})",
+                    self.inner.tasks,
+                    placeholders(queues.len()),
+                    self.inner.paused
+                );
                 let mut query = sqlx::query_scalar(q(sql));
                 for q in queues {
                     query = query.bind(q.as_str());
@@ -1183,6 +1194,35 @@ impl Driver for MySqlDriver {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
         !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("pause", async move {
+                validate_queue_name(queue)?;
+                let sql = if paused {
+                    format!("INSERT IGNORE INTO {} (queue) VALUES (?)", self.inner.paused)
+                } else {
+                    format!("DELETE FROM {} WHERE queue = ?", self.inner.paused)
+                };
+                let done = self.inner.execute("pause", sqlx::query(q(sql)).bind(queue)).await?;
+                if !paused && done.rows_affected() > 0 {
+                    self.inner.notify.notify_waiters();
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        self.inner
+            .pools
+            .call("list paused", async move {
+                let sql = format!("SELECT queue FROM {} ORDER BY 1", self.inner.paused);
+                sqlx::query_scalar(q(sql)).fetch_all(&self.inner.pools.pool()).await.map_err(|e| map_err("list paused", e))
+            })
+            .await
     }
 
     fn consumer(&self, name: &str) {

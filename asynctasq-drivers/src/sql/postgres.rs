@@ -82,6 +82,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "dead expiry", include_str!("../../migrations/postgres/0009_dead_expiry.sql")),
     (10, "lease holder", include_str!("../../migrations/postgres/0010_holder.sql")),
     (11, "started time", include_str!("../../migrations/postgres/0011_started.sql")),
+    (12, "paused queues", include_str!("../../migrations/postgres/0012_paused.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -152,6 +153,9 @@ struct Sql {
     find: String,
     requeue_dead: String,
     purge_dead: String,
+    pause: String,
+    resume: String,
+    paused: String,
 }
 
 impl Sql {
@@ -160,6 +164,7 @@ impl Sql {
         let d = format!("\"{prefix}_dead\"");
         let n = format!("\"{prefix}_totals\"");
         let r = format!("\"{prefix}_results\"");
+        let p = format!("\"{prefix}_paused\"");
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                       attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
@@ -200,6 +205,7 @@ impl Sql {
             // 0.15 of the drain rate from the second bench run on.
             claim: format!(
                 "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
+                            AND NOT EXISTS (SELECT 1 FROM {p} WHERE queue = $3) \
                             ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $6, started_at = $2 FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed, t.cancel"
@@ -309,7 +315,7 @@ impl Sql {
                         (SELECT COALESCE(SUM(failed), 0)::bigint FROM {n} WHERE queue = $1) \
                  FROM {t} WHERE queue = $1"
             ),
-            next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1)"),
+            next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1) AND queue NOT IN (SELECT queue FROM {p})"),
             queues: format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1"),
             purge: format!("DELETE FROM {t} WHERE queue = $1 AND (lease_token IS NULL OR visible_at <= $2)"),
             dead_list: format!(
@@ -324,6 +330,9 @@ impl Sql {
                  SELECT id, queue, envelope, 0, lease_ms, $4, TRUE, errors FROM moved ORDER BY seq"
             ),
             purge_dead: format!("DELETE FROM {d} WHERE queue = $1"),
+            pause: format!("INSERT INTO {p} (queue) VALUES ($1) ON CONFLICT DO NOTHING"),
+            resume: format!("DELETE FROM {p} WHERE queue = $1"),
+            paused: format!("SELECT queue FROM {p} ORDER BY 1"),
         }
     }
 }
@@ -1203,6 +1212,34 @@ impl Driver for PostgresDriver {
 
     fn supports(&self, _capability: Capability) -> bool {
         true
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("pause", async move {
+                validate_queue_name(queue)?;
+                let sql = if paused { &self.inner.sql.pause } else { &self.inner.sql.resume };
+                let done = self.inner.execute("pause", sqlx::query(q(sql)).bind(queue)).await?;
+                if !paused && done.rows_affected() > 0 {
+                    // Waiting workers of every process look again.
+                    self.notify(queue).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        self.inner
+            .pools
+            .call("list paused", async move {
+                sqlx::query_scalar(q(&self.inner.sql.paused))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list paused", e))
+            })
+            .await
     }
 
     fn consumer(&self, name: &str) {

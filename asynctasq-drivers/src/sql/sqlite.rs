@@ -76,6 +76,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "lease holder", include_str!("../../migrations/sqlite/0010_holder.sql")),
     (11, "results kept in place", include_str!("../../migrations/sqlite/0011_kept_in_place.sql")),
     (12, "started time", include_str!("../../migrations/sqlite/0012_started.sql")),
+    (13, "paused queues", include_str!("../../migrations/sqlite/0013_paused.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -393,6 +394,7 @@ impl Driver for SqliteDriver {
         let rows = sqlx::query(
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5, started_at = ?2 \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
+                           AND NOT EXISTS (SELECT 1 FROM asynctasq_paused WHERE queue = ?3) \
                            ORDER BY visible_at, seq LIMIT ?4) \
              RETURNING seq, id, envelope, attempt, visible_at, replayed",
         )
@@ -428,7 +430,8 @@ impl Driver for SqliteDriver {
         }
         let names = format!("[{}]", queues.iter().map(|q| format!("\"{q}\"")).collect::<Vec<_>>().join(","));
         let next_due: Option<i64> = sqlx::query_scalar(concat!(
-            "SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue IN (SELECT value FROM json_each(?1)) AND visible_at < ",
+            "SELECT MIN(visible_at) FROM asynctasq_tasks WHERE queue IN (SELECT value FROM json_each(?1)) \
+             AND queue NOT IN (SELECT queue FROM asynctasq_paused) AND visible_at < ",
             kept!()
         ))
         .bind(names)
@@ -954,6 +957,27 @@ impl Driver for SqliteDriver {
         // SQLite offers no notification across processes: waiters poll, and a cancel is read
         // by the next lease renewal.
         !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        let sql = if paused {
+            "INSERT OR IGNORE INTO asynctasq_paused (queue) VALUES (?1)"
+        } else {
+            "DELETE FROM asynctasq_paused WHERE queue = ?1"
+        };
+        let done = sqlx::query(sql).bind(queue).execute(&self.pool).await.map_err(|e| map_err("pause", e))?;
+        if !paused && done.rows_affected() > 0 {
+            self.woke();
+        }
+        Ok(())
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        sqlx::query_scalar("SELECT queue FROM asynctasq_paused ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list paused", e))
     }
 
     fn consumer(&self, name: &str) {

@@ -760,6 +760,7 @@ impl Driver for SqsDriver {
                 | Capability::Progress
                 | Capability::ErrorHistory
                 | Capability::DeadExpiry
+                | Capability::PauseQueues
                 | Capability::Browse
         )
     }
