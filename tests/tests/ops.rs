@@ -47,6 +47,7 @@ fn counts(s: &Setup, queue: &str) -> Value {
     if let Some(fields) = status.as_object_mut() {
         fields.remove("oldest_ready_age_ms");
         fields.remove("totals");
+        assert_eq!(fields.remove("paused"), Some(Value::Bool(false)), "a queue no one paused says so");
     }
     status
 }
@@ -745,6 +746,11 @@ async fn a_paused_queue_is_not_worked_until_it_is_resumed_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
+async fn a_paused_queue_is_not_worked_until_it_is_resumed_on_redis() {
     a_paused_queue_is_not_worked_until_it_is_resumed(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
+    a_paused_queue_is_not_worked_until_it_is_resumed(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }

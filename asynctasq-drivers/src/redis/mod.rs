@@ -11,6 +11,8 @@
 //! | `{prefix}{{queue}}:leased` | sorted set | task ids scored by lease expiry (ms) |
 //! | `{prefix}{{queue}}:dead` | sorted set | dead task ids scored by death time, bounded by count and age |
 //! | `{prefix}{{queue}}:dead_expiry` | sorted set | dead task ids scored by when each expires (its dead letter's time to live) |
+//! | `{prefix}{{queue}}:paused` | string | present while the queue is paused: the claim script takes nothing |
+//! | `{prefix}paused` | set | names of the paused queues, for listing (outside every queue's slot) |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
 //! | `{prefix}{{queue}}:env` | hash | task id → MessagePack envelope |
 //! | `{prefix}{{queue}}:lease_ms` | hash | task id → lease duration |
@@ -219,11 +221,12 @@ struct QueueKeys {
     progress: String,
     errors: String,
     dead_expiry: String,
+    paused: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 19] {
+    fn all(&self) -> [&String; 20] {
         [
             &self.waiting,
             &self.leased,
@@ -244,6 +247,7 @@ impl QueueKeys {
             &self.progress,
             &self.errors,
             &self.dead_expiry,
+            &self.paused,
         ]
     }
 
@@ -388,6 +392,7 @@ impl RedisDriver {
             progress: format!("{base}:progress"),
             errors: format!("{base}:errors"),
             dead_expiry: format!("{base}:dead_expiry"),
+            paused: format!("{base}:paused"),
         })
     }
 
@@ -398,6 +403,12 @@ impl RedisDriver {
 
     fn queues_key(&self) -> String {
         format!("{}queues", self.inner.prefix)
+    }
+
+    /// The set of paused queues' names (listing only: each queue's own `paused` key, in its
+    /// slot, is what claims read).
+    fn paused_key(&self) -> String {
+        format!("{}paused", self.inner.prefix)
     }
 
     fn conn(&self) -> Conn {
@@ -423,8 +434,17 @@ impl RedisDriver {
 
     /// The earliest due time or lease expiry among `queues`, if any task is there.
     async fn next_due(&self, queues: &[String]) -> Result<Option<u64>, DriverError> {
-        let mut pipe = ::redis::pipe();
+        // A paused queue's tasks are due for no one.
+        let mut paused = ::redis::pipe();
         for q in queues {
+            paused.cmd("EXISTS").arg(self.keys(q)?.paused);
+        }
+        let paused: Vec<bool> = paused.query_async(&mut self.conn()).await.map_err(|e| map_err("wait", e))?;
+        if paused.iter().all(|p| *p) {
+            return Ok(None);
+        }
+        let mut pipe = ::redis::pipe();
+        for (q, _) in queues.iter().zip(&paused).filter(|(_, p)| !**p) {
             let k = self.keys(q)?;
             pipe.cmd("ZRANGE").arg(&k.waiting).arg(0).arg(0).arg("WITHSCORES");
             pipe.cmd("ZRANGE").arg(&k.leased).arg(0).arg(0).arg("WITHSCORES");
@@ -841,10 +861,31 @@ impl Driver for RedisDriver {
         Ok(ServerInfo { version, clock_ms: Some((secs * 1000 + micros / 1000) as u64), schema: None })
     }
 
-    fn supports(&self, capability: Capability) -> bool {
-        // Not yet: a paused queue needs a key in its slot read by the claim script and by the
-        // blocking wait.
-        capability != Capability::PauseQueues
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
+        let k = self.keys(queue)?;
+        let mut pipe = ::redis::pipe();
+        if paused {
+            pipe.cmd("SET").arg(&k.paused).arg(1).ignore();
+            pipe.cmd("SADD").arg(self.paused_key()).arg(queue).ignore();
+        } else {
+            pipe.cmd("DEL").arg(&k.paused).ignore();
+            pipe.cmd("SREM").arg(self.paused_key()).arg(queue).ignore();
+            // Blocked workers look again.
+            pipe.cmd("LPUSH").arg(&k.wake).arg(1).ignore();
+            pipe.cmd("LTRIM").arg(&k.wake).arg(0).arg(15).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("pause", e))
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        let mut names: Vec<String> =
+            ::redis::cmd("SMEMBERS").arg(self.paused_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("list paused", e))?;
+        names.sort();
+        Ok(names)
     }
 
     fn consumer(&self, name: &str) {

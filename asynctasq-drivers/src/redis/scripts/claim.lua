@@ -26,6 +26,8 @@ if #expired > 0 then
     bulk('ZREM', LEASED, ids)
   end
 end
+-- A paused queue is claimed by no one (its expired leases went back to waiting above).
+if redis.call('EXISTS', PAUSED) == 1 then return {} end
 local ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then return {} end
 local leases = redis.call('HMGET', LEASE_MS, unpack(ids))
