@@ -19,7 +19,6 @@ use crate::driver::{
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
-use crate::history::AttemptError;
 use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
 
@@ -105,6 +104,15 @@ impl MemoryDriver {
     /// Tells waiters that `id` was settled.
     fn settled(&self, id: TaskId) {
         self.inner.notices.send(NoticeKind::Settled, id);
+    }
+
+    /// Settles the task `lease` holds as cancelled when a cancel flagged it (a flagged task is
+    /// neither retried, released nor dead-lettered); whether it did.
+    fn cancelled_instead(&self, state: &mut State, lease: &Lease, now: UnixMillis) -> Result<bool, DriverError> {
+        let Some(keep_ms) = state.held(lease)?.cancel else { return Ok(false) };
+        state.settle_cancelled(lease.id, now, keep_ms);
+        self.settled(lease.id);
+        Ok(true)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -269,17 +277,14 @@ impl Driver for MemoryDriver {
     async fn nack(&self, lease: &Lease, delay: Duration, error: &str) -> Result<(), DriverError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        let r = state.held(lease)?;
-        if let Some(keep_ms) = r.cancel {
-            state.settle_cancelled(lease.id, now, keep_ms);
-            self.settled(lease.id);
+        if self.cancelled_instead(&mut state, lease, now)? {
             return Ok(());
         }
+        let r = state.held(lease)?;
         r.token = None;
         r.last_error = Some(error.to_owned());
         if !error.is_empty() && self.supports(Capability::ErrorHistory) {
-            let worker = r.holder.as_deref().map(str::to_owned);
-            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned(), worker });
+            r.record_error(now, error);
         }
         state.move_to(lease.id, now + millis(delay));
         drop(state);
@@ -290,12 +295,10 @@ impl Driver for MemoryDriver {
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        let r = state.held(lease)?;
-        if let Some(keep_ms) = r.cancel {
-            state.settle_cancelled(lease.id, now, keep_ms);
-            self.settled(lease.id);
+        if self.cancelled_instead(&mut state, lease, now)? {
             return Ok(());
         }
+        let r = state.held(lease)?;
         r.token = None;
         r.attempt = r.attempt.saturating_sub(1);
         state.move_to(lease.id, now);
@@ -307,15 +310,12 @@ impl Driver for MemoryDriver {
     async fn dead_letter(&self, lease: &Lease, error: &str, keep: Duration) -> Result<(), DriverError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        if let Some(keep_ms) = state.held(lease)?.cancel {
-            state.settle_cancelled(lease.id, now, keep_ms);
-            self.settled(lease.id);
+        if self.cancelled_instead(&mut state, lease, now)? {
             return Ok(());
         }
         let mut r = state.remove(lease.id).expect("held record exists");
         if self.supports(Capability::ErrorHistory) {
-            let worker = r.holder.as_deref().map(str::to_owned);
-            r.errors.push(AttemptError { attempt: r.attempt, at: now, error: error.to_owned(), worker });
+            r.record_error(now, error);
         }
         let queue = r.queue.clone();
         // Without the capability, kept until purged or requeued, as a broker keeps them.

@@ -90,6 +90,12 @@ pub(super) struct DeadRecord {
 }
 
 impl Record {
+    /// Appends a failure of the current attempt, by the consumer that held it, to the history.
+    pub(super) fn record_error(&mut self, at: UnixMillis, error: &str) {
+        let worker = self.holder.as_deref().map(str::to_owned);
+        self.errors.push(AttemptError { attempt: self.attempt, at, error: error.to_owned(), worker });
+    }
+
     /// What `find` reports of this live task at `now`.
     pub(super) fn record(&self, id: TaskId, now: UnixMillis) -> TaskRecord {
         let state = TaskState::of_live(self.token.is_some(), self.visible_at, now);
