@@ -145,7 +145,7 @@ impl RedisDriver {
 }
 
 /// A sorted set's score as whole milliseconds.
-fn score(v: &Value) -> Option<u64> {
+pub(super) fn score(v: &Value) -> Option<u64> {
     match v {
         Value::Double(d) => Some(*d as u64),
         other => std::str::from_utf8(bytes(other)?).ok()?.parse::<f64>().ok().map(|f| f as u64),

@@ -293,6 +293,17 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
+/// The score of a one-member `ZRANGE … WITHSCORES` reply (`[member, score]` in RESP2,
+/// `[[member, score]]` in RESP3), if it has a member.
+fn first_score(v: &Value) -> Option<u64> {
+    let Value::Array(items) = v else { return None };
+    match items.as_slice() {
+        [Value::Array(pair), ..] => pair.get(1).and_then(find::score),
+        [_, score, ..] => find::score(score),
+        _ => None,
+    }
+}
+
 fn text(v: &Value) -> String {
     bytes(v).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
@@ -432,25 +443,18 @@ impl RedisDriver {
         held(done, lease)
     }
 
-    /// The earliest due time or lease expiry among `queues`, if any task is there.
+    /// The earliest due time or lease expiry among `queues`, if any task is there, leaving out
+    /// paused queues (their tasks are due for no one): one round trip.
     async fn next_due(&self, queues: &[String]) -> Result<Option<u64>, DriverError> {
-        // A paused queue's tasks are due for no one.
-        let mut paused = ::redis::pipe();
-        for q in queues {
-            paused.cmd("EXISTS").arg(self.keys(q)?.paused);
-        }
-        let paused: Vec<bool> = paused.query_async(&mut self.conn()).await.map_err(|e| map_err("wait", e))?;
-        if paused.iter().all(|p| *p) {
-            return Ok(None);
-        }
         let mut pipe = ::redis::pipe();
-        for (q, _) in queues.iter().zip(&paused).filter(|(_, p)| !**p) {
+        for q in queues {
             let k = self.keys(q)?;
+            pipe.cmd("EXISTS").arg(&k.paused);
             pipe.cmd("ZRANGE").arg(&k.waiting).arg(0).arg(0).arg("WITHSCORES");
             pipe.cmd("ZRANGE").arg(&k.leased).arg(0).arg(0).arg("WITHSCORES");
         }
-        let replies: Vec<Vec<(String, f64)>> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("wait", e))?;
-        Ok(replies.iter().flat_map(|r| r.first()).map(|(_, score)| *score as u64).min())
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("wait", e))?;
+        Ok(replies.chunks_exact(3).filter(|r| int(&r[0]) != Some(1)).flat_map(|r| [&r[1], &r[2]]).filter_map(first_score).min())
     }
 }
 
