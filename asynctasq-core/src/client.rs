@@ -81,15 +81,17 @@ impl Client {
         tasks: impl IntoIterator<Item = T>,
         overrides: Overrides,
     ) -> Result<Vec<TaskId>, DriverError> {
-        if overrides.id.is_some() {
-            return Err(DriverError::Config("a task id names one task: dispatch_many takes no `id` override".into()));
+        if overrides.id.is_some() || overrides.unique_key.is_some() {
+            return Err(DriverError::Config("a task id or unique key names one task: dispatch_many takes neither".into()));
         }
         let tasks: Vec<T> = tasks.into_iter().collect();
         let options = T::options();
         let span = self.send_span(resolve_queue(&overrides, &options), tasks.len());
         let headers = trace::headers_of(&span);
-        let envelopes =
-            tasks.iter().map(|t| self.build(T::NAME, encode(t)?, &overrides, &options, &headers)).collect::<Result<Vec<_>, _>>()?;
+        let envelopes = tasks
+            .iter()
+            .map(|t| self.build(T::NAME, encode(t)?, unique_fields(t, &overrides, &options)?, &overrides, &options, &headers))
+            .collect::<Result<Vec<_>, _>>()?;
         let ids = envelopes.iter().map(|e| e.id).collect();
         trace::around(span, self.enqueue(envelopes)).await?;
         Ok(ids)
@@ -98,11 +100,13 @@ impl Client {
     /// Builds the envelope for `task` with `overrides` (what dispatch stores). With the `otel`
     /// feature it carries the trace context of the current span (see [`trace`]).
     pub fn envelope<T: Task>(&self, task: &T, overrides: &Overrides) -> Result<Envelope, DriverError> {
-        self.envelope_from_payload(T::NAME, encode(task)?, overrides, &T::options())
+        let options = T::options();
+        self.build(T::NAME, encode(task)?, unique_fields(task, overrides, &options)?, overrides, &options, &trace::current_headers())
     }
 
-    /// Builds an envelope from an already encoded payload (the CLI's dispatch by name). With the
-    /// `otel` feature it carries the trace context of the current span (see [`trace`]).
+    /// Builds an envelope from an already encoded payload (the CLI's dispatch by name); a
+    /// unique key, unless given, is derived from the whole payload. With the `otel` feature it
+    /// carries the trace context of the current span (see [`trace`]).
     pub fn envelope_from_payload(
         &self,
         name: &str,
@@ -110,14 +114,16 @@ impl Client {
         overrides: &Overrides,
         defaults: &TaskOptions,
     ) -> Result<Envelope, DriverError> {
-        self.build(name, payload, overrides, defaults, &trace::current_headers())
+        self.build(name, payload, None, overrides, defaults, &trace::current_headers())
     }
 
-    /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`.
+    /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`;
+    /// a unique key is derived from `unique_fields`, else from the whole payload.
     fn build(
         &self,
         name: &str,
         payload: Vec<u8>,
+        unique_fields: Option<Vec<u8>>,
         overrides: &Overrides,
         defaults: &TaskOptions,
         trace: &[(String, String)],
@@ -152,6 +158,16 @@ impl Client {
         if overrides.lease.or(defaults.lease).is_none() {
             defaulted = defaulted | Defaulted::LEASE;
         }
+        let unique = match (&overrides.unique_key, overrides.unique.or(defaults.unique)) {
+            (None, None) => None,
+            (key, policy) => {
+                if !self.driver.supports(Capability::UniqueKeys) {
+                    return Err(DriverError::Unsupported("a unique task (the backend keeps no index of its tasks' keys)"));
+                }
+                let key = key.clone().unwrap_or_else(|| crate::unique::derive_key(name, unique_fields.as_deref().unwrap_or(&payload)));
+                Some(crate::unique::Unique::new(key, policy.unwrap_or_default())?)
+            }
+        };
         let now = self.clock.now();
         Ok(Envelope {
             version: ENVELOPE_VERSION,
@@ -170,6 +186,7 @@ impl Client {
             },
             headers,
             defaulted,
+            unique,
         })
     }
 
@@ -229,6 +246,15 @@ fn resolve_queue<'a>(overrides: &'a Overrides, defaults: &'a TaskOptions) -> &'a
     overrides.queue.as_deref().or(defaults.queue.as_deref()).unwrap_or(DEFAULT_QUEUE)
 }
 
+/// The bytes `task`'s unique key is derived from, when the dispatch makes it unique and the
+/// key is not given.
+fn unique_fields<T: Task>(task: &T, overrides: &Overrides, options: &TaskOptions) -> Result<Option<Vec<u8>>, DriverError> {
+    if overrides.unique_key.is_some() || (overrides.unique.is_none() && options.unique.is_none()) {
+        return Ok(None);
+    }
+    Ok(task.unique_fields()?)
+}
+
 /// A task's arguments as the envelope's payload.
 fn encode<T: Task>(task: &T) -> Result<Vec<u8>, DriverError> {
     Ok(rmp_serde::to_vec_named(task).map_err(CodecError::Encode)?)
@@ -258,6 +284,14 @@ pub struct Overrides {
     /// stores nothing (see [`Driver::enqueue`]). Names one task, so `dispatch_many` refuses it;
     /// a driver without [`Capability::IdempotentEnqueue`] refuses it too.
     pub id: Option<TaskId>,
+    /// The task's unique key instead of the one derived from its name and fields; makes the
+    /// task unique even when its `#[task]` does not (with [`Overrides::unique`]'s policy, else
+    /// the task's, else [`Uniqueness::default`](crate::Uniqueness)). Names one task, so
+    /// `dispatch_many` refuses it.
+    pub unique_key: Option<String>,
+    /// The unique policy instead of the task's; makes the task unique, its key derived from
+    /// its name and fields unless [`Overrides::unique_key`] gives it.
+    pub unique: Option<crate::unique::Uniqueness>,
 }
 
 /// A dispatch being configured; `.await` it to store the task and get its id.
@@ -329,12 +363,33 @@ impl<T: Task> Dispatch<'_, T> {
         self
     }
 
-    /// Dispatches and says whether the task was stored or its id already was.
+    /// Makes the task unique under `key` (scoped to its queue): while a task holding the key
+    /// is stored, this dispatch stores nothing and [`outcome`](Self::outcome) reports
+    /// [`EnqueueOutcome::Duplicate`]. The policy is the task's `unique(..)`, else
+    /// [`Uniqueness::default`](crate::Uniqueness) (held until done, for a day). Refused (when
+    /// awaited) by a driver without [`Capability::UniqueKeys`].
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.overrides.unique_key = Some(key.into());
+        self
+    }
+
+    /// Makes the task unique with `policy` instead of its `#[task]`'s (see [`crate::unique`]);
+    /// the key is derived from the task's name and fields unless [`unique_key`](Self::unique_key)
+    /// gives it.
+    pub fn unique(mut self, policy: crate::unique::Uniqueness) -> Self {
+        self.overrides.unique = Some(policy);
+        self
+    }
+
+    /// Dispatches and says whether the task was stored, its id already was, or its unique key
+    /// is held by another task. `.await` gives the id of the task that will run: this one's, or
+    /// for a duplicate the holder's.
     pub async fn outcome(self) -> Result<(TaskId, EnqueueOutcome), DriverError> {
         let client = self.client;
         let options = T::options();
         let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
-        let envelope = client.build(T::NAME, encode(&self.task)?, &self.overrides, &options, &trace::headers_of(&span))?;
+        let fields = unique_fields(&self.task, &self.overrides, &options)?;
+        let envelope = client.build(T::NAME, encode(&self.task)?, fields, &self.overrides, &options, &trace::headers_of(&span))?;
         let id = envelope.id;
         span.record("messaging.message.id", tracing::field::display(id));
         let outcome = trace::around(span, client.enqueue(vec![envelope])).await?;
@@ -347,6 +402,11 @@ impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { Ok(self.outcome().await?.0) })
+        Box::pin(async move {
+            Ok(match self.outcome().await? {
+                (_, EnqueueOutcome::Duplicate { existing }) => existing,
+                (id, _) => id,
+            })
+        })
     }
 }

@@ -263,6 +263,12 @@ capabilities! {
         /// [`Driver::set_paused`] stops every claim of a queue, across processes, until it is
         /// resumed. A broker hands messages to its consumers on its own.
         PauseQueues,
+        /// [`Driver::enqueue`] keeps an envelope's [`Unique`](crate::unique::Unique) key: it
+        /// stores a task whose key is free and takes the lock in the same atomic step, and
+        /// reports [`EnqueueOutcome::Duplicate`] for one whose key is held (see
+        /// [`crate::unique`]). A backend without it refuses a unique envelope. A broker keeps
+        /// no index of the messages it holds.
+        UniqueKeys,
         /// [`Driver::list`] pages through a queue's tasks in one state, and
         /// [`Driver::delete`] deletes one by id.
         Browse,

@@ -63,6 +63,10 @@ pub struct Envelope {
     /// their place. Absent (nothing defaulted) in envelopes of older builds.
     #[serde(default, skip_serializing_if = "Defaulted::is_empty")]
     pub defaulted: Defaulted,
+    /// The task's unique key and how it is held (see [`crate::unique`]); `None` for a task
+    /// that may be stored any number of times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<crate::unique::Unique>,
 }
 
 /// A set of the envelope's options that nothing set: [`Defaulted::ATTEMPTS`],
@@ -213,6 +217,7 @@ mod tests {
             not_before: 2,
             headers: BTreeMap::from([("trace".into(), "abc".into())]),
             defaulted: Defaulted::ATTEMPTS | Defaulted::LEASE,
+            unique: None,
         }
     }
 

@@ -58,6 +58,7 @@ pub mod task_id;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
+pub mod unique;
 pub mod worker;
 pub mod workers;
 
@@ -78,6 +79,7 @@ pub use notice::{NoticeBus, NoticeKind};
 pub use progress::Progress;
 pub use redact::redact_url;
 pub use registry::{Registry, TaskRegistration};
+pub use unique::{UniqueMode, UniqueUntil, Uniqueness};
 pub use result::{DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, ResultSlot, StoredResult};
 pub use retry::RetryPolicy;
 pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};

@@ -252,6 +252,14 @@ pub enum EnqueueOutcome {
     /// Not stored: a task with this id already exists (waiting, leased, dead, or succeeded and
     /// kept) and is left as it was.
     Exists,
+    /// Not stored: its unique key is held by the task `existing` (see [`crate::unique`]), left as
+    /// it was, or given this dispatch's arguments by a
+    /// [`Replace`](crate::unique::UniqueMode::Replace) or
+    /// [`Debounce`](crate::unique::UniqueMode::Debounce).
+    Duplicate {
+        /// The task holding the key.
+        existing: TaskId,
+    },
 }
 
 impl EnqueueOutcome {

@@ -31,6 +31,13 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
         TaskOptions::default()
     }
 
+    /// The bytes this task's unique key is derived from when its options make it unique
+    /// ([`TaskOptions::unique`]): `#[task(unique(by = [a, b]))]` writes the named fields as a
+    /// MessagePack tuple. `None` (the default): all the arguments.
+    fn unique_fields(&self) -> Result<Option<Vec<u8>>, crate::error::CodecError> {
+        Ok(None)
+    }
+
     /// Runs the task once.
     fn run(self, ctx: TaskContext) -> impl Future<Output = TaskResult> + Send;
 }
@@ -55,6 +62,10 @@ pub struct TaskOptions {
     /// How long the task stays findable once it was dead-lettered or cancelled, with its error
     /// history (default: the worker's, 7 days).
     pub failure_ttl: Option<Duration>,
+    /// Makes the task unique: a dispatch whose key (derived from the task's name and
+    /// [`Task::unique_fields`], or given by [`Dispatch::unique_key`](crate::Dispatch::unique_key))
+    /// is held stores nothing (see [`crate::unique`]).
+    pub unique: Option<crate::unique::Uniqueness>,
 }
 
 /// What a running task knows about itself.

@@ -37,6 +37,7 @@ mod lacking_every_optional_capability {
             ErrorHistory,
             DeadExpiry,
             PauseQueues,
+            UniqueKeys,
             Browse
         ]
     );

@@ -44,6 +44,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     not_before,
                     headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
                     defaulted: if defaulted { Defaulted::ATTEMPTS | Defaulted::LEASE } else { Defaulted::default() },
+                    unique: None,
                 }
             },
         )

@@ -620,7 +620,7 @@ fn fresh_table_prefix() -> String {
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (13, "paused queues")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (14, "unique keys")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

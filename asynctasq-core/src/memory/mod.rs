@@ -21,6 +21,7 @@ use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name}
 use crate::error::DriverError;
 use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
+use crate::unique::{UniqueLock, UniqueMode};
 
 mod state;
 
@@ -125,25 +126,45 @@ impl MemoryDriver {
 #[async_trait]
 impl Driver for MemoryDriver {
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        if !self.supports(Capability::UniqueKeys) {
+            crate::unique::refuse(tasks)?;
+        }
         let mut encoded = Vec::with_capacity(tasks.len());
         for t in tasks {
             validate_queue_name(&t.queue)?;
-            encoded.push((t.id, t.queue.clone(), t.encode()?, t.lease_ms, t.not_before));
+            encoded.push((t, t.encode()?));
         }
         let now = self.inner.clock.now();
         let mut state = self.lock();
         // The dead ids of each queue the batch names, gathered once per batch.
         let mut dead: HashMap<String, HashSet<TaskId>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(encoded.len());
-        for (id, queue, raw, lease_ms, not_before) in encoded {
+        for (t, raw) in encoded {
+            let (id, queue) = (t.id, &t.queue);
             let dead = dead
                 .entry(queue.clone())
-                .or_insert_with(|| state.queues.get(&queue).map(|q| q.dead.iter().map(|d| d.id).collect()).unwrap_or_default());
+                .or_insert_with(|| state.queues.get(queue).map(|q| q.dead.iter().map(|d| d.id).collect()).unwrap_or_default());
             if state.tasks.contains_key(&id) || dead.contains(&id) || state.done.get(&id).is_some_and(|d| d.expires_at > now) {
                 outcomes.push(EnqueueOutcome::Exists);
                 continue;
             }
-            state.insert(id, queue, raw, lease_ms, not_before);
+            if let Some(u) = &t.unique {
+                let held = state.unique.get(&(queue.clone(), u.key.clone())).copied();
+                if let Some(lock) = held.filter(|l| l.holds(now, state.owner(l.owner))) {
+                    if UniqueLock::replaceable(u.mode, state.owner(lock.owner)) {
+                        let debounce = u.mode == UniqueMode::Debounce;
+                        let raw = Envelope { id: lock.owner, ..t.clone() }.encode()?;
+                        state.rewrite(lock.owner, raw, t.lease_ms, debounce.then_some(t.not_before));
+                        if debounce {
+                            state.lock_key(queue, &u.key, UniqueLock { expires_at: now + u.ttl_ms, ..lock });
+                        }
+                    }
+                    outcomes.push(EnqueueOutcome::Duplicate { existing: lock.owner });
+                    continue;
+                }
+                state.lock_key(queue, &u.key, UniqueLock { owner: id, until: u.until, expires_at: now + u.ttl_ms });
+            }
+            state.insert(id, queue.clone(), raw, t.lease_ms, t.not_before);
             outcomes.push(EnqueueOutcome::New);
         }
         drop(state);

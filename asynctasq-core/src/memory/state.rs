@@ -9,6 +9,7 @@ use crate::driver::{Lease, TaskRecord, TaskState, Totals, WorkerInfo};
 use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::DriverError;
 use crate::history::AttemptError;
+use crate::unique::{Owner, UniqueLock};
 
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -25,6 +26,9 @@ pub(super) struct State {
     pub(super) consumer: Option<Arc<str>>,
     /// Queues no claim takes from ([`Driver::set_paused`](crate::Driver::set_paused)).
     pub(super) paused: BTreeSet<String>,
+    /// Unique keys by (queue, key), and when each lock expires (see [`crate::unique`]).
+    pub(super) unique: HashMap<(String, String), UniqueLock>,
+    pub(super) unique_expiry: BTreeSet<(UnixMillis, String, String)>,
     pub(super) next_seq: u64,
     pub(super) next_token: u64,
 }
@@ -179,6 +183,15 @@ impl State {
 
     /// Deletes the kept successes whose time has passed.
     pub(super) fn sweep(&mut self, now: UnixMillis) {
+        while let Some((at, _, _)) = self.unique_expiry.first()
+            && *at <= now
+        {
+            let (_, queue, key) = self.unique_expiry.pop_first().expect("first");
+            let slot = (queue, key);
+            if self.unique.get(&slot).is_some_and(|l| l.expires_at <= now) {
+                self.unique.remove(&slot);
+            }
+        }
         while let Some(&(at, id)) = self.done_expiry.first()
             && at <= now
         {
@@ -196,6 +209,41 @@ impl State {
             for q in self.queues.values_mut() {
                 q.dead.retain(|d| d.expires_at > now || !expired.contains(&d.id));
             }
+        }
+    }
+
+    /// Where the lock owner `id` is: waiting for its first delivery, started, or gone (a task
+    /// flagged by a cancel is as good as gone).
+    pub(super) fn owner(&self, id: TaskId) -> Owner {
+        match self.tasks.get(&id) {
+            Some(r) if r.cancel.is_none() => {
+                if r.attempt == 0 && r.token.is_none() {
+                    Owner::Waiting
+                } else {
+                    Owner::Started
+                }
+            }
+            _ => Owner::Gone,
+        }
+    }
+
+    /// Gives `key` of `queue` to `lock`'s owner, replacing the lock held before.
+    pub(super) fn lock_key(&mut self, queue: &str, key: &str, lock: UniqueLock) {
+        self.unique_expiry.insert((lock.expires_at, queue.to_owned(), key.to_owned()));
+        self.unique.insert((queue.to_owned(), key.to_owned()), lock);
+    }
+
+    /// Gives the waiting task `id` new arguments (the envelope `raw`, encoded with its id) and,
+    /// when `due` is given, a new due time.
+    pub(super) fn rewrite(&mut self, id: TaskId, raw: Vec<u8>, lease_ms: u64, due: Option<UnixMillis>) {
+        let Some(r) = self.tasks.get_mut(&id) else { return };
+        r.raw = raw;
+        r.lease_ms = lease_ms;
+        if let Some(due) = due {
+            let q = self.queues.get_mut(&r.queue).expect("a live task's queue");
+            q.index.remove(&(r.visible_at, r.seq, id));
+            r.visible_at = due;
+            q.index.insert((due, r.seq, id));
         }
     }
 

@@ -63,6 +63,7 @@ pub fn inputs(queue: &str) -> Vec<BadInput> {
         not_before: 0,
         headers: Default::default(),
         defaulted: Default::default(),
+        unique: None,
     };
     let full = valid(Good::NAME, rmp_serde::to_vec_named(&Good { n: 0 }).expect("encode")).encode().expect("encode");
     // Deterministic "random" bytes (a fixed seed), so a run can never draw a decodable record.

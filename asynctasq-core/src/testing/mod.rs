@@ -201,6 +201,7 @@ pub fn envelope(queue: &str, lease: Duration) -> Envelope {
         not_before: now,
         headers: Default::default(),
         defaulted: Default::default(),
+        unique: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod notice;
 mod pause;
 mod progress;
 mod results;
+mod unique;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, TaskState, Totals, WorkerInfo};
 use crate::envelope::TaskId;
@@ -24,6 +25,7 @@ pub use notice::*;
 pub use pause::*;
 pub use progress::*;
 pub use results::*;
+pub use unique::*;
 
 /// Every rule with the capability it needs (`None`: none), in the order the tests are
 /// generated: the one place a rule is declared. [`conformance_tests!`](crate::conformance_tests)
@@ -77,6 +79,14 @@ macro_rules! __conformance_rules {
             each_failure_names_its_worker_and_a_leased_task_its_holder: ErrorHistory,
             paused_queue_is_not_claimed_until_resumed: PauseQueues,
             pause_is_refused_where_the_backend_cannot_pause: None,
+            duplicate_unique_key_is_not_stored_while_the_first_waits: UniqueKeys,
+            concurrent_enqueues_of_one_unique_key_store_exactly_one: UniqueKeys,
+            unique_key_until_start_is_released_when_the_task_is_leased: UniqueKeys,
+            unique_key_until_done_is_held_through_retries_and_released_by_ack_dead_letter_purge_or_cancel: UniqueKeys,
+            unique_key_with_ttl_blocks_until_expiry_even_after_the_task_finished: UniqueKeys,
+            stale_unique_key_whose_owner_is_gone_does_not_block: UniqueKeys,
+            replace_and_debounce_rewrite_the_holder_while_it_waits: UniqueKeys,
+            unique_dispatch_is_refused_by_a_driver_without_unique_keys: None,
             list_pages_through_each_state_in_order: Browse,
             delete_removes_any_task_but_a_leased_one: Browse,
             concurrent_consumers_never_double_deliver: None,

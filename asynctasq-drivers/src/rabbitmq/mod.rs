@@ -466,6 +466,7 @@ impl Driver for RabbitMqDriver {
                 for t in tasks {
                     validate_queue_name(&t.queue)?;
                 }
+                asynctasq_core::unique::refuse(tasks)?;
                 if tasks.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -775,6 +776,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::OldestReadyAge
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
+                | Capability::UniqueKeys
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel

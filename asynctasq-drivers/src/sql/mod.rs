@@ -31,6 +31,7 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod sweep;
+mod unique;
 
 pub(crate) use sweep::Sweeper;
 

@@ -53,6 +53,7 @@ use asynctasq_core::driver::{
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use asynctasq_core::progress::Progress;
+use asynctasq_core::unique::{UniqueLock, until_code, until_of};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
@@ -61,6 +62,7 @@ use super::{
     Found, Sweeper, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, task_record, wait_for_due,
     worker_rows,
 };
+use super::unique;
 use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -77,6 +79,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "results kept in place", include_str!("../../migrations/sqlite/0011_kept_in_place.sql")),
     (12, "started time", include_str!("../../migrations/sqlite/0012_started.sql")),
     (13, "paused queues", include_str!("../../migrations/sqlite/0013_paused.sql")),
+    (14, "unique keys", include_str!("../../migrations/sqlite/0014_unique.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -205,6 +208,75 @@ impl SqliteDriver {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_in(&self, conn: &mut SqliteConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        if tasks.iter().any(|t| t.unique.is_some()) {
+            return self.enqueue_unique(conn, tasks).await;
+        }
+        self.insert(conn, tasks).await
+    }
+
+    /// Enqueues a batch holding unique tasks: reads the locks of its keys and their owners'
+    /// states, writes the locks it takes and the holders it rewrites, then inserts the rest
+    /// (see `sql::unique`). The caller's transaction makes it one step.
+    async fn enqueue_unique(&self, conn: &mut SqliteConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let at = now();
+        let keys = serde_json::to_string(&unique::keys(tasks)).map_err(|e| DriverError::Config(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT l.queue, l.key, l.owner, l.until, l.expires_at, t.attempt, t.lease_token IS NOT NULL, \
+                    t.cancel > 0 OR t.kept_until IS NOT NULL \
+             FROM json_each(?1) k JOIN asynctasq_unique l ON l.queue = k.value ->> 0 AND l.key = k.value ->> 1 \
+             LEFT JOIN asynctasq_tasks t ON t.id = l.owner",
+        )
+        .bind(keys)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| map_err("enqueue", e))?;
+        let mut held = unique::Held::new();
+        for row in rows {
+            let Some(owner) = TaskId::from_slice(&row.get::<Vec<u8>, _>(2)) else { continue };
+            let lock = UniqueLock { owner, until: until_of(row.get(3)), expires_at: row.get::<i64, _>(4) as u64 };
+            let state = row.get::<Option<i64>, _>(5).map(|attempt| (attempt, row.get(6), row.get(7)));
+            held.insert((row.get(0), row.get(1)), (lock, unique::owner_state(state)));
+        }
+        let plan = unique::plan(tasks, &held, at as u64)?;
+        if !plan.take.is_empty() {
+            let rows: Vec<_> = plan
+                .take
+                .iter()
+                .map(|t| {
+                    let mut owner = String::new();
+                    push_hex(&mut owner, t.lock.owner.as_bytes());
+                    (&t.queue, &t.key, owner, until_code(t.lock.until), t.lock.expires_at)
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO asynctasq_unique (queue, key, owner, until, expires_at) \
+                 SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4 FROM json_each(?1) WHERE true \
+                 ON CONFLICT (queue, key) DO UPDATE SET owner = excluded.owner, until = excluded.until, expires_at = excluded.expires_at",
+            )
+            .bind(serde_json::to_string(&rows).map_err(|e| DriverError::Config(e.to_string()))?)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?;
+        }
+        for r in &plan.rewrite {
+            sqlx::query(
+                "UPDATE asynctasq_tasks SET envelope = ?2, lease_ms = ?3, visible_at = COALESCE(?4, visible_at) \
+                 WHERE id = ?1 AND attempt = 0 AND lease_token IS NULL",
+            )
+            .bind(r.id.as_bytes().as_slice())
+            .bind(r.envelope.as_slice())
+            .bind(r.lease_ms as i64)
+            .bind(r.due.map(|d| d as i64))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?;
+        }
+        let inserted = self.insert(conn, &plan.insert).await?;
+        Ok(plan.outcomes(inserted))
+    }
+
+    /// Inserts tasks, each unless its id is stored.
+    async fn insert(&self, conn: &mut SqliteConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let mut rows = Vec::with_capacity(tasks.len());
         for t in tasks {
             validate_queue_name(&t.queue)?;
@@ -300,7 +372,11 @@ impl SqliteDriver {
         .bind(now)
         .execute(&self.pool)
         .await;
-        if let Err(e) = swept.and(dead).and(kept).and(cancelled) {
+        let unique = sqlx::query(
+            "DELETE FROM asynctasq_unique WHERE (queue, key) IN (SELECT queue, key FROM asynctasq_unique WHERE expires_at <= ?1 LIMIT 10000)",
+        )
+        .bind(now).execute(&self.pool).await;
+        if let Err(e) = swept.and(dead).and(kept).and(cancelled).and(unique) {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }
     }

@@ -448,6 +448,7 @@ impl Inner {
 #[async_trait]
 impl Driver for SqsDriver {
     async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        asynctasq_core::unique::refuse(tasks)?;
         let mut by_queue: HashMap<&str, Vec<&Envelope>> = HashMap::new();
         for t in tasks {
             validate_queue_name(&t.queue)?;
@@ -752,6 +753,7 @@ impl Driver for SqsDriver {
                 | Capability::OldestReadyAge
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
+                | Capability::UniqueKeys
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel
