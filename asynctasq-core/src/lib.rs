@@ -79,10 +79,10 @@ pub use notice::{NoticeBus, NoticeKind};
 pub use progress::Progress;
 pub use redact::redact_url;
 pub use registry::{Registry, TaskRegistration};
-pub use unique::{UniqueMode, UniqueUntil, Uniqueness};
 pub use result::{DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, ResultSlot, StoredResult};
 pub use retry::RetryPolicy;
 pub use task::{Disposition, IntoTaskResult, Task, TaskContext, TaskError, TaskOptions, TaskResult};
+pub use unique::{UniqueMode, UniqueUntil, Uniqueness};
 pub use worker::{Priority, QueueSpec, SAME_STOP, Worker, WorkerBuilder, WorkerCounts, WorkerHandle};
 
 #[cfg(feature = "testing")]

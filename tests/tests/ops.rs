@@ -626,13 +626,13 @@ async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_postgres() {
     let args = ["--driver", "postgres", "--database-url", &shared_postgres_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (12, "paused queues")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (13, "unique keys")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_mysql() {
     let args = ["--driver", "mysql", "--database-url", &shared_mysql_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (12, "paused queues")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (13, "unique keys")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

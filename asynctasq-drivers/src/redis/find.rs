@@ -97,7 +97,7 @@ impl RedisDriver {
             // is reported rather than hidden.
             (TaskState::Ready, now())
         };
-        let record = TaskRecord::new(id, queue, state, attempt, at, error, decode(Some(raw)));
+        let record = TaskRecord::new(id, queue, state, attempt, at, error, decode(id, Some(raw)));
         let history = bytes(history).map(|b| String::from_utf8_lossy(b).into_owned());
         // The claim's token: random, `.` when the run started, `@` the consumer.
         let token = bytes(token).map(|t| String::from_utf8_lossy(t).into_owned()).unwrap_or_default();
@@ -136,9 +136,9 @@ impl RedisDriver {
             }
         }
         let record = if cancelled {
-            TaskRecord::new(id, queue, TaskState::Cancelled, attempt, finished_at, None, decode(Some(raw)))
+            TaskRecord::new(id, queue, TaskState::Cancelled, attempt, finished_at, None, decode(id, Some(raw)))
         } else {
-            TaskRecord::succeeded(id, queue, attempt, finished_at, bytes(result).map(<[u8]>::to_vec), decode(Some(raw)))
+            TaskRecord::succeeded(id, queue, attempt, finished_at, bytes(result).map(<[u8]>::to_vec), decode(id, Some(raw)))
         };
         Ok(Some(record.with_started(started)))
     }

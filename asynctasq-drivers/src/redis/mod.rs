@@ -222,11 +222,13 @@ struct QueueKeys {
     errors: String,
     dead_expiry: String,
     paused: String,
+    unique: String,
+    unique_expiry: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 20] {
+    fn all(&self) -> [&String; 22] {
         [
             &self.waiting,
             &self.leased,
@@ -248,6 +250,8 @@ impl QueueKeys {
             &self.errors,
             &self.dead_expiry,
             &self.paused,
+            &self.unique,
+            &self.unique_expiry,
         ]
     }
 
@@ -308,9 +312,25 @@ fn text(v: &Value) -> String {
     bytes(v).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
 
-/// A member with no stored envelope decodes like empty bytes: an undecodable envelope.
-fn decode(raw: Option<&[u8]>) -> Result<Envelope, CodecError> {
-    Envelope::decode(raw.unwrap_or_default())
+/// The envelope stored for the task `id`. A member with no stored envelope decodes like empty
+/// bytes: an undecodable envelope. The id is the member's: a unique task's holder rewritten by
+/// a `Replace` or `Debounce` dispatch keeps that dispatch's envelope bytes, written by the
+/// enqueue script, which cannot re-encode them with the holder's id.
+fn decode(id: TaskId, raw: Option<&[u8]>) -> Result<Envelope, CodecError> {
+    Envelope::decode(raw.unwrap_or_default()).map(|e| Envelope { id, ..e })
+}
+
+/// A task's unique key as the enqueue script reads it: '' for none, else
+/// `until|ttl_ms|mode|key` (the key last: it may hold a `|`).
+fn unique_spec(t: &Envelope) -> String {
+    use asynctasq_core::unique::{UniqueMode, until_code};
+    let Some(u) = &t.unique else { return String::new() };
+    let mode = match u.mode {
+        UniqueMode::Skip => 0,
+        UniqueMode::Replace => 1,
+        UniqueMode::Debounce => 2,
+    };
+    format!("{}|{}|{mode}|{}", until_code(u.until), u.ttl_ms, u.key)
 }
 
 fn member_id(member: &str) -> TaskId {
@@ -404,6 +424,8 @@ impl RedisDriver {
             errors: format!("{base}:errors"),
             dead_expiry: format!("{base}:dead_expiry"),
             paused: format!("{base}:paused"),
+            unique: format!("{base}:unique"),
+            unique_expiry: format!("{base}:unique_expiry"),
         })
     }
 
@@ -473,7 +495,7 @@ impl Driver for RedisDriver {
             for chunk in batch.chunks(SCRIPT_BATCH) {
                 let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(k.all().len()).arg(&k.all()[..]).arg(now());
                 for (_, t, env) in chunk {
-                    cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before);
+                    cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before).arg(unique_spec(t));
                 }
             }
             pipe.cmd("SADD").arg(self.queues_key()).arg(*queue).ignore();
@@ -481,22 +503,24 @@ impl Driver for RedisDriver {
         if by_queue.is_empty() {
             return Ok(Vec::new());
         }
-        let result: Result<Vec<Vec<i64>>, _> = pipe.query_async(&mut self.conn()).await;
+        let result: Result<Vec<Vec<Value>>, _> = pipe.query_async(&mut self.conn()).await;
         let stored = match result {
             Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
                 // The server lost its script cache (restart): reload and send once more. Every
                 // EVALSHA of the pipeline failed alike and wrote nothing.
                 self.inner.scripts.enqueue.load_async(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))?;
-                pipe.query_async::<Vec<Vec<i64>>>(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))?
+                pipe.query_async::<Vec<Vec<Value>>>(&mut self.conn()).await.map_err(|e| map_err("enqueue", e))?
             }
             other => other.map_err(|e| map_err("enqueue", e))?,
         };
         // The scripts' answers come in the order they were sent: queue by queue, chunk by chunk.
         let mut outcomes = vec![EnqueueOutcome::Exists; tasks.len()];
         let sent = by_queue.values().flat_map(|batch| batch.iter().map(|(i, _, _)| *i));
-        for (i, flag) in sent.zip(stored.into_iter().flatten()) {
-            if flag == 1 {
-                outcomes[i] = EnqueueOutcome::New;
+        for (i, answer) in sent.zip(stored.into_iter().flatten()) {
+            match int(&answer) {
+                Some(1) => outcomes[i] = EnqueueOutcome::New,
+                Some(_) => {}
+                None => outcomes[i] = EnqueueOutcome::Duplicate { existing: member_id(&text(&answer)) },
             }
         }
         Ok(outcomes)
@@ -531,7 +555,8 @@ impl Driver for RedisDriver {
                 let attempt = int(&c[1]).unwrap_or(1) as u32;
                 let expires_at = int(&c[2]).unwrap_or_default() as u64;
                 let lease = Lease { id: member_id(&member), queue: queue.to_owned(), token: format!("{member}|{token}"), expires_at };
-                Delivery::new(lease, attempt, decode(bytes(&c[3]))).replayed(int(&c[4]) == Some(1))
+                let envelope = decode(lease.id, bytes(&c[3]));
+                Delivery::new(lease, attempt, envelope).replayed(int(&c[4]) == Some(1))
             })
             .collect())
     }
@@ -728,7 +753,7 @@ impl Driver for RedisDriver {
                 let attempt = int(&c[2]).unwrap_or_default() as u32;
                 let dead_at = int(&c[4]).unwrap_or_default() as u64;
                 let history = bytes(&c[5]).map(|b| String::from_utf8_lossy(b).into_owned());
-                DeadTask::new(member_id(&member), queue, attempt, text(&c[3]), dead_at, decode(bytes(&c[1])))
+                DeadTask::new(member_id(&member), queue, attempt, text(&c[3]), dead_at, decode(member_id(&member), bytes(&c[1])))
                     .with_errors(history.as_deref())
             })
             .collect())

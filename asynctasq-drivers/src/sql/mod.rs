@@ -471,6 +471,8 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{results_expiry}", &name("results_expiry"))
         .replace("{results}", &name("results"))
         .replace("{paused}", &name("paused"))
+        .replace("{unique_expiry}", &name("unique_expiry"))
+        .replace("{unique}", &name("unique"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

@@ -20,7 +20,7 @@
 //! work was found, doubling while idle up to [`MySqlConfig::poll_interval`] (500 ms by default),
 //! and never past the earliest scheduled task.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -34,12 +34,14 @@ use asynctasq_core::driver::{
 };
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use asynctasq_core::progress::Progress;
+use asynctasq_core::unique::{UniqueLock, until_code, until_of};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 
 use super::pool::{self, Pools};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
+use super::unique;
 use super::{
     ClaimCursors, Found, Sweeper, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token,
     placeholders, retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
@@ -59,6 +61,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "lease holder", include_str!("../../migrations/mysql/0010_holder.sql")),
     (11, "started time", include_str!("../../migrations/mysql/0011_started.sql")),
     (12, "paused queues", include_str!("../../migrations/mysql/0012_paused.sql")),
+    (13, "unique keys", include_str!("../../migrations/mysql/0013_unique.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -121,6 +124,7 @@ struct Inner {
     totals: String,
     results: String,
     paused: String,
+    unique: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -187,6 +191,7 @@ impl MySqlDriver {
                 totals: format!("`{p}_totals`"),
                 results: format!("`{p}_results`"),
                 paused: format!("`{p}_paused`"),
+                unique: format!("`{p}_unique`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
@@ -230,6 +235,122 @@ impl MySqlDriver {
     /// read from the start would gap-lock the end of the id index, where every new
     /// time-ordered id lands, and serialize all producers.
     pub async fn enqueue_in(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        if tasks.iter().any(|t| t.unique.is_some()) {
+            return self.enqueue_unique(conn, tasks).await;
+        }
+        self.insert_batch(conn, tasks).await
+    }
+
+    /// Enqueues a batch holding unique tasks in `conn`'s transaction (see `sql::unique`): keys
+    /// no row holds are inserted for the batch's first task with each (`INSERT IGNORE` waits
+    /// for a concurrent enqueue inserting the same key to end), then every key's row is locked
+    /// and read, in key order, and its owner's state read by a locking read (the newest
+    /// committed row, not the transaction's snapshot).
+    async fn enqueue_unique(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let (u, t) = (&self.inner.unique, &self.inner.tasks);
+        let at = now();
+        let mut first: HashMap<(&str, &str), &Envelope> = HashMap::new();
+        for e in tasks {
+            if let Some(k) = &e.unique {
+                first.entry((e.queue.as_str(), k.key.as_str())).or_insert(e);
+            }
+        }
+        let keys = unique::keys(tasks);
+        let candidates: Vec<unique::Take> = keys
+            .iter()
+            .map(|(queue, key)| {
+                let e = first[&(queue.as_str(), key.as_str())];
+                let k = e.unique.as_ref().expect("a unique task");
+                let lock = UniqueLock { owner: e.id, until: k.until, expires_at: at as u64 + k.ttl_ms };
+                unique::Take { queue: queue.clone(), key: key.clone(), lock }
+            })
+            .collect();
+        self.write_locks(conn, &candidates, "INSERT IGNORE INTO", "").await?;
+        let sql = format!(
+            "SELECT queue, unique_key, owner, hold, expires_at FROM {u} WHERE (queue, unique_key) IN ({}) ORDER BY queue, unique_key FOR UPDATE",
+            vec!["(?,?)"; keys.len()].join(",")
+        );
+        let mut query = sqlx::query_as::<_, (String, String, Vec<u8>, i16, i64)>(q(sql));
+        for (queue, key) in &keys {
+            query = query.bind(queue).bind(key);
+        }
+        let locks = query.fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        let mut query = sqlx::query_as::<_, (Vec<u8>, i32, i64, i64)>(q(format!(
+            "SELECT id, attempt, lease_token IS NOT NULL, cancel > 0 FROM {t} WHERE id IN ({}) LOCK IN SHARE MODE",
+            placeholders(locks.len().max(1))
+        )));
+        for (_, _, owner, _, _) in &locks {
+            query = query.bind(owner.as_slice());
+        }
+        if locks.is_empty() {
+            query = query.bind(&[] as &[u8]);
+        }
+        let states: HashMap<Vec<u8>, (i64, bool, bool)> = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?
+            .into_iter()
+            .map(|(id, attempt, leased, gone)| (id, (i64::from(attempt), leased != 0, gone != 0)))
+            .collect();
+        let mut held = unique::Held::new();
+        for (queue, key, owner, hold, expires_at) in locks {
+            let Some(id) = TaskId::from_slice(&owner) else { continue };
+            // The row this enqueue inserted for its own candidate: the key is free.
+            if first.get(&(queue.as_str(), key.as_str())).is_some_and(|e| e.id == id) {
+                continue;
+            }
+            let lock = UniqueLock { owner: id, until: until_of(hold.into()), expires_at: expires_at as u64 };
+            held.insert((queue, key), (lock, unique::owner_state(states.get(&owner).copied())));
+        }
+        let plan = unique::plan(tasks, &held, at as u64)?;
+        self.write_locks(
+            conn,
+            &plan.take,
+            "INSERT INTO",
+            " ON DUPLICATE KEY UPDATE owner = VALUES(owner), hold = VALUES(hold), expires_at = VALUES(expires_at)",
+        )
+        .await?;
+        for r in &plan.rewrite {
+            sqlx::query(q(format!(
+                "UPDATE {t} SET envelope = ?, lease_ms = ?, visible_at = COALESCE(?, visible_at) WHERE id = ? AND attempt = 0 AND lease_token IS NULL"
+            )))
+            .bind(r.envelope.as_slice())
+            .bind(r.lease_ms as i64)
+            .bind(r.due.map(|d| d as i64))
+            .bind(r.id.as_bytes().as_slice())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?;
+        }
+        let inserted = self.insert_batch(conn, &plan.insert).await?;
+        Ok(plan.outcomes(inserted))
+    }
+
+    /// Writes unique locks with `verb` (an insert) and `tail` (what a duplicate key does).
+    async fn write_locks(&self, conn: &mut MySqlConnection, locks: &[unique::Take], verb: &str, tail: &str) -> Result<(), DriverError> {
+        if locks.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "{verb} {} (queue, unique_key, owner, hold, expires_at) VALUES {}{tail}",
+            self.inner.unique,
+            vec!["(?,?,?,?,?)"; locks.len()].join(",")
+        );
+        let mut query = sqlx::query(q(sql));
+        for l in locks {
+            query = query
+                .bind(&l.queue)
+                .bind(&l.key)
+                .bind(l.lock.owner.as_bytes().as_slice())
+                .bind(until_code(l.lock.until))
+                .bind(i64::try_from(l.lock.expires_at).unwrap_or(i64::MAX));
+        }
+        query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        Ok(())
+    }
+
+    /// Inserts tasks, each unless its id is stored.
+    async fn insert_batch(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let mut rows = Vec::with_capacity(tasks.len());
         for t in tasks {
             validate_queue_name(&t.queue)?;
@@ -718,7 +839,9 @@ impl Driver for MySqlDriver {
                     let swept = self.inner.execute("sweep results", sqlx::query(q(sql)).bind(at)).await;
                     let sql = format!("DELETE FROM {} WHERE expires_at <= ? LIMIT 10000", self.inner.dead);
                     let dead = self.inner.execute("sweep dead tasks", sqlx::query(q(sql)).bind(at)).await;
-                    if let Err(e) = swept.and(dead).and(self.sweep_cancelled(at).await) {
+                    let sql = format!("DELETE FROM {} WHERE expires_at <= ? LIMIT 10000", self.inner.unique);
+                    let locks = self.inner.execute("sweep unique keys", sqlx::query(q(sql)).bind(at)).await;
+                    if let Err(e) = swept.and(dead).and(locks).and(self.sweep_cancelled(at).await) {
                         // Expired records are never reported, and no claim delivers a flagged
                         // task: a failed sweep costs time until the next.
                         tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");

@@ -43,7 +43,7 @@
 //! Every call runs under the request timeout; one that runs out replaces the pool
 //! (`pool.rs`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ use asynctasq_core::driver::{
 use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
 use asynctasq_core::notice::NoticeKind;
 use asynctasq_core::progress::Progress;
+use asynctasq_core::unique::{UniqueLock, until_code, until_of};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::listener::{Channels, keep_listening, listen};
@@ -64,6 +65,7 @@ use super::pool::{self, Pools};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 use tokio::sync::Notify;
 
+use super::unique;
 use super::{
     ClaimCursors, Found, Sweeper, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state,
     shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
@@ -83,6 +85,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "lease holder", include_str!("../../migrations/postgres/0010_holder.sql")),
     (11, "started time", include_str!("../../migrations/postgres/0011_started.sql")),
     (12, "paused queues", include_str!("../../migrations/postgres/0012_paused.sql")),
+    (13, "unique keys", include_str!("../../migrations/postgres/0013_unique.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -156,6 +159,11 @@ struct Sql {
     pause: String,
     resume: String,
     paused: String,
+    unique_fresh: String,
+    unique_held: String,
+    unique_owners: String,
+    unique_take: String,
+    unique_rewrite: String,
 }
 
 impl Sql {
@@ -165,6 +173,7 @@ impl Sql {
         let n = format!("\"{prefix}_totals\"");
         let r = format!("\"{prefix}_results\"");
         let p = format!("\"{prefix}_paused\"");
+        let u = format!("\"{prefix}_unique\"");
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                       attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
@@ -243,8 +252,12 @@ impl Sql {
                  SELECT seq FROM acked WHERE (SELECT count(*) FROM noticed) >= 0"
             ),
             // The expired kept results and dead tasks, in one round trip.
+            // Expired unique locks by SKIP LOCKED: a lock an enqueue holds is its business (it
+            // may be taking it over), and the sweep never waits on one.
             sweep: format!(
-                "WITH results AS (DELETE FROM {r} WHERE id IN (SELECT id FROM {r} WHERE expires_at <= $1 LIMIT 10000)) \
+                "WITH results AS (DELETE FROM {r} WHERE id IN (SELECT id FROM {r} WHERE expires_at <= $1 LIMIT 10000)), \
+                      locks AS (DELETE FROM {u} WHERE (queue, unique_key) IN (SELECT queue, unique_key FROM {u} \
+                                WHERE expires_at <= $1 LIMIT 10000 FOR UPDATE SKIP LOCKED)) \
                  DELETE FROM {d} WHERE seq IN (SELECT seq FROM {d} WHERE expires_at <= $1 LIMIT 10000)"
             ),
             // Flagged tasks no lease holds (ran out, nacked, released), by the partial index of
@@ -333,6 +346,29 @@ impl Sql {
             pause: format!("INSERT INTO {p} (queue) VALUES ($1) ON CONFLICT DO NOTHING"),
             resume: format!("DELETE FROM {p} WHERE queue = $1"),
             paused: format!("SELECT queue FROM {p} ORDER BY 1"),
+            // Unique keys (see `enqueue_unique`). A key no row holds is taken by the batch's
+            // first task with it; the insert waits for a concurrent enqueue inserting the same
+            // key to end, and then skips it.
+            unique_fresh: format!(
+                "INSERT INTO {u} (queue, unique_key, owner, hold, expires_at) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::bigint[]) \
+                 ON CONFLICT DO NOTHING RETURNING queue, unique_key"
+            ),
+            unique_held: format!(
+                "SELECT queue, unique_key, owner, hold, expires_at FROM {u} \
+                 WHERE (queue, unique_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) \
+                 ORDER BY queue, unique_key FOR UPDATE"
+            ),
+            unique_owners: format!("SELECT id, attempt, lease_token IS NOT NULL, cancel > 0 FROM {t} WHERE id = ANY($1)"),
+            unique_take: format!(
+                "INSERT INTO {u} (queue, unique_key, owner, hold, expires_at) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::bigint[]) \
+                 ON CONFLICT (queue, unique_key) DO UPDATE SET owner = EXCLUDED.owner, hold = EXCLUDED.hold, expires_at = EXCLUDED.expires_at"
+            ),
+            unique_rewrite: format!(
+                "UPDATE {t} SET envelope = $2, lease_ms = $3, visible_at = COALESCE($4, visible_at) \
+                 WHERE id = $1 AND attempt = 0 AND lease_token IS NULL"
+            ),
         }
     }
 }
@@ -470,20 +506,98 @@ impl PostgresDriver {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        if tasks.iter().any(|t| t.unique.is_some()) {
+            return self.enqueue_unique(conn, tasks).await;
+        }
         let rows = Rows::of(tasks)?;
         let outcomes = self.insert_skipping(conn, &rows, tasks).await?;
         self.notify_queues(conn, &rows).await?;
         Ok(outcomes)
     }
 
+    /// Enqueues a batch holding unique tasks in `conn`'s transaction (see `sql::unique`).
+    ///
+    /// # Why four steps
+    /// A key no row holds yet (the common case) is taken by one insert that also serialises
+    /// racing enqueues of it (`unique_fresh`). The other keys' rows are locked and read
+    /// (`unique_held`, in key order, so two enqueues never wait crosswise), and only then their
+    /// owners' states, in a statement of its own: under READ COMMITTED a new statement sees
+    /// what the transaction that held the row lock committed, where a join in the locking
+    /// statement would read the owner from before it.
+    async fn enqueue_unique(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let at = now();
+        let sql = &self.inner.sql;
+        let mut first: HashMap<(&str, &str), &Envelope> = HashMap::new();
+        for t in tasks {
+            if let Some(u) = &t.unique {
+                first.entry((t.queue.as_str(), u.key.as_str())).or_insert(t);
+            }
+        }
+        let keys = unique::keys(tasks);
+        let candidates = Takes::of(keys.iter().map(|(q, k)| {
+            let t = first[&(q.as_str(), k.as_str())];
+            let u = t.unique.as_ref().expect("a unique task");
+            (q, k, UniqueLock { owner: t.id, until: u.until, expires_at: at as u64 + u.ttl_ms })
+        }));
+        let fresh: HashSet<(String, String)> = candidates
+            .bind(sqlx::query_as(q(&sql.unique_fresh)))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| map_err("enqueue", e))?
+            .into_iter()
+            .collect();
+        let (queues, names): (Vec<&str>, Vec<&str>) =
+            keys.iter().filter(|k| !fresh.contains(*k)).map(|(q, k)| (q.as_str(), k.as_str())).unzip();
+        let mut held = unique::Held::new();
+        if !queues.is_empty() {
+            let locks: Vec<(String, String, Vec<u8>, i16, i64)> = sqlx::query_as(q(&sql.unique_held))
+                .bind(&queues)
+                .bind(&names)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| map_err("enqueue", e))?;
+            let owners: Vec<&[u8]> = locks.iter().map(|l| l.2.as_slice()).collect();
+            let states: HashMap<Vec<u8>, (i64, bool, bool)> = sqlx::query_as::<_, (Vec<u8>, i32, bool, bool)>(q(&sql.unique_owners))
+                .bind(&owners)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| map_err("enqueue", e))?
+                .into_iter()
+                .map(|(id, attempt, leased, gone)| (id, (i64::from(attempt), leased, gone)))
+                .collect();
+            for (queue, key, owner, hold, expires_at) in locks {
+                let Some(id) = TaskId::from_slice(&owner) else { continue };
+                let lock = UniqueLock { owner: id, until: until_of(hold.into()), expires_at: expires_at as u64 };
+                held.insert((queue, key), (lock, unique::owner_state(states.get(&owner).copied())));
+            }
+        }
+        let plan = unique::plan(tasks, &held, at as u64)?;
+        // A fresh key's lock was written by `unique_fresh`, as the plan would write it.
+        let takes =
+            Takes::of(plan.take.iter().filter(|t| !fresh.contains(&(t.queue.clone(), t.key.clone()))).map(|t| (&t.queue, &t.key, t.lock)));
+        if !takes.queues.is_empty() {
+            takes.bind(sqlx::query(q(&sql.unique_take))).execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        }
+        for r in &plan.rewrite {
+            let query = sqlx::query(q(&sql.unique_rewrite)).bind(r.id.as_bytes().as_slice()).bind(&r.envelope).bind(r.lease_ms as i64);
+            query.bind(r.due.map(|d| d as i64)).execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        }
+        let inserted = if plan.insert.is_empty() {
+            Vec::new()
+        } else {
+            let rows = Rows::of(&plan.insert)?;
+            let inserted = self.insert_skipping(conn, &rows, &plan.insert).await?;
+            self.notify_queues(conn, &rows).await?;
+            inserted
+        };
+        Ok(plan.outcomes(inserted))
+    }
+
     /// The insert that skips every id already stored and says which it stored: right inside
     /// any transaction, whatever the batch holds.
     async fn insert_skipping(&self, conn: &mut PgConnection, rows: &Rows, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
-        let stored: Vec<Vec<u8>> = rows
-            .bind_scalar(sqlx::query_scalar(q(&self.inner.sql.insert)))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| map_err("enqueue", e))?;
+        let stored: Vec<Vec<u8>> =
+            rows.bind(sqlx::query_scalar(q(&self.inner.sql.insert))).fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
         let stored: HashSet<TaskId> = stored.iter().filter_map(|id| TaskId::from_slice(id)).collect();
         Ok(EnqueueOutcome::from_stored(tasks.iter().map(|t| t.id), &stored))
     }
@@ -556,6 +670,56 @@ impl PostgresDriver {
     }
 }
 
+/// `bind` on a query of any kind (plain, `as`, scalar), so one set of arrays binds to each.
+trait PgBind<'q>: Sized {
+    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self;
+}
+
+impl<'q> PgBind<'q> for sqlx::query::Query<'q, Postgres, PgArguments> {
+    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, O> PgBind<'q> for sqlx::query::QueryAs<'q, Postgres, O, PgArguments> {
+    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, O> PgBind<'q> for sqlx::query::QueryScalar<'q, Postgres, O, PgArguments> {
+    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
+/// Unique locks to write, as `UNNEST` arrays.
+struct Takes<'a> {
+    queues: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    owners: Vec<Vec<u8>>,
+    holds: Vec<i16>,
+    expiries: Vec<i64>,
+}
+
+impl<'a> Takes<'a> {
+    fn of(locks: impl Iterator<Item = (&'a String, &'a String, UniqueLock)>) -> Self {
+        let mut takes = Takes { queues: Vec::new(), keys: Vec::new(), owners: Vec::new(), holds: Vec::new(), expiries: Vec::new() };
+        for (queue, key, lock) in locks {
+            takes.queues.push(queue);
+            takes.keys.push(key);
+            takes.owners.push(lock.owner.as_bytes().to_vec());
+            takes.holds.push(until_code(lock.until));
+            takes.expiries.push(i64::try_from(lock.expires_at).unwrap_or(i64::MAX));
+        }
+        takes
+    }
+
+    fn bind<'q, Q: PgBind<'q>>(&'q self, query: Q) -> Q {
+        query.push(&self.queues).push(&self.keys).push(&self.owners).push(&self.holds).push(&self.expiries)
+    }
+}
+
 /// An enqueue batch as the insert's `UNNEST` arrays.
 struct Rows {
     ids: Vec<Vec<u8>>,
@@ -589,15 +753,8 @@ impl Rows {
         Ok(rows)
     }
 
-    fn bind<'q>(&'q self, query: sqlx::query::Query<'q, Postgres, PgArguments>) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-        query.bind(&self.ids).bind(&self.queues).bind(&self.envs).bind(&self.leases).bind(&self.due).bind(self.now)
-    }
-
-    fn bind_scalar<'q, O>(
-        &'q self,
-        query: sqlx::query::QueryScalar<'q, Postgres, O, PgArguments>,
-    ) -> sqlx::query::QueryScalar<'q, Postgres, O, PgArguments> {
-        query.bind(&self.ids).bind(&self.queues).bind(&self.envs).bind(&self.leases).bind(&self.due).bind(self.now)
+    fn bind<'q, Q: PgBind<'q>>(&'q self, query: Q) -> Q {
+        query.push(&self.ids).push(&self.queues).push(&self.envs).push(&self.leases).push(&self.due).push(self.now)
     }
 }
 
@@ -613,8 +770,14 @@ impl Driver for PostgresDriver {
                     if tasks.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let rows = Rows::of(tasks)?;
                     let pool = self.inner.pools.pool();
+                    if tasks.iter().any(|t| t.unique.is_some()) {
+                        let mut tx = pool.begin().await.map_err(|e| map_err("enqueue", e))?;
+                        let outcomes = self.enqueue_unique(&mut tx, tasks).await?;
+                        tx.commit().await.map_err(|e| map_err("enqueue", e))?;
+                        return Ok(outcomes);
+                    }
+                    let rows = Rows::of(tasks)?;
                     let mut tx = pool.begin().await.map_err(|e| map_err("enqueue", e))?;
                     // New ids, the bulk case, take the plain insert: the skipping one costs a
                     // speculative insertion per row (see `insert_new`); an id seen twice or

@@ -58,11 +58,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
+use super::unique;
 use super::{
     Found, Sweeper, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state, task_record, wait_for_due,
     worker_rows,
 };
-use super::unique;
 use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -221,9 +221,9 @@ impl SqliteDriver {
         let at = now();
         let keys = serde_json::to_string(&unique::keys(tasks)).map_err(|e| DriverError::Config(e.to_string()))?;
         let rows = sqlx::query(
-            "SELECT l.queue, l.key, l.owner, l.until, l.expires_at, t.attempt, t.lease_token IS NOT NULL, \
+            "SELECT l.queue, l.unique_key, l.owner, l.hold, l.expires_at, t.attempt, t.lease_token IS NOT NULL, \
                     t.cancel > 0 OR t.kept_until IS NOT NULL \
-             FROM json_each(?1) k JOIN asynctasq_unique l ON l.queue = k.value ->> 0 AND l.key = k.value ->> 1 \
+             FROM json_each(?1) k JOIN asynctasq_unique l ON l.queue = k.value ->> 0 AND l.unique_key = k.value ->> 1 \
              LEFT JOIN asynctasq_tasks t ON t.id = l.owner",
         )
         .bind(keys)
@@ -249,9 +249,9 @@ impl SqliteDriver {
                 })
                 .collect();
             sqlx::query(
-                "INSERT INTO asynctasq_unique (queue, key, owner, until, expires_at) \
+                "INSERT INTO asynctasq_unique (queue, unique_key, owner, hold, expires_at) \
                  SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4 FROM json_each(?1) WHERE true \
-                 ON CONFLICT (queue, key) DO UPDATE SET owner = excluded.owner, until = excluded.until, expires_at = excluded.expires_at",
+                 ON CONFLICT (queue, unique_key) DO UPDATE SET owner = excluded.owner, hold = excluded.hold, expires_at = excluded.expires_at",
             )
             .bind(serde_json::to_string(&rows).map_err(|e| DriverError::Config(e.to_string()))?)
             .execute(&mut *conn)
@@ -373,9 +373,12 @@ impl SqliteDriver {
         .execute(&self.pool)
         .await;
         let unique = sqlx::query(
-            "DELETE FROM asynctasq_unique WHERE (queue, key) IN (SELECT queue, key FROM asynctasq_unique WHERE expires_at <= ?1 LIMIT 10000)",
+            "DELETE FROM asynctasq_unique WHERE (queue, unique_key) IN \
+             (SELECT queue, unique_key FROM asynctasq_unique WHERE expires_at <= ?1 LIMIT 10000)",
         )
-        .bind(now).execute(&self.pool).await;
+        .bind(now)
+        .execute(&self.pool)
+        .await;
         if let Err(e) = swept.and(dead).and(kept).and(cancelled).and(unique) {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }

@@ -119,6 +119,12 @@ pub(crate) fn plan(tasks: &[Envelope], held: &Held, now: UnixMillis) -> Result<P
         plan.decided.push(None);
         plan.insert.push(t.clone());
     }
+    // A key renewed twice (two debounces of one held key) is written once, as last decided: a
+    // statement may not upsert one row twice.
+    let mut seen = std::collections::HashSet::new();
+    plan.take.reverse();
+    plan.take.retain(|t| seen.insert((t.queue.clone(), t.key.clone())));
+    plan.take.reverse();
     Ok(plan)
 }
 

@@ -13,10 +13,7 @@ use crate::unique::{Unique, UniqueMode, UniqueUntil};
 
 /// A task of `q` holding `key` until `until`, for `ttl`, in `mode`.
 fn unique(h: &Harness, q: &str, key: &str, until: UniqueUntil, ttl: Duration, mode: UniqueMode) -> Envelope {
-    Envelope {
-        unique: Some(Unique { key: key.into(), until, ttl_ms: ttl.as_millis() as u64, mode }),
-        ..h.envelope(q, LONG)
-    }
+    Envelope { unique: Some(Unique { key: key.into(), until, ttl_ms: ttl.as_millis() as u64, mode }), ..h.envelope(q, LONG) }
 }
 
 /// A task of `q` holding `key` until done, for an hour, skipping duplicates.
@@ -59,7 +56,10 @@ pub async fn duplicate_unique_key_is_not_stored_while_the_first_waits(h: Harness
     let mut have = ids(&got);
     have.sort();
     assert_eq!(have, want, "the duplicates were not stored");
-    assert_eq!(got.iter().find(|d| d.lease.id == first.id).and_then(|d| d.envelope.as_ref().ok()).and_then(|e| e.unique.clone()), first.unique);
+    assert_eq!(
+        got.iter().find(|d| d.lease.id == first.id).and_then(|d| d.envelope.as_ref().ok()).and_then(|e| e.unique.clone()),
+        first.unique
+    );
     let mut leases: Vec<_> = got.into_iter().map(|d| d.lease).collect();
     leases.extend(h.driver.dequeue(&other, 10).await.expect("dequeue").into_iter().map(|d| d.lease));
     h.driver.ack(&Ack::each(&leases)).await.expect("ack");
@@ -111,7 +111,11 @@ pub async fn unique_key_until_start_is_released_when_the_task_is_leased(h: Harne
     let hour = Duration::from_secs(3600);
     let a = unique(&h, &q, "k", UniqueUntil::Start, hour, UniqueMode::Skip);
     assert_eq!(enqueue_one(&h, &a).await, EnqueueOutcome::New);
-    assert_eq!(enqueue_one(&h, &unique(&h, &q, "k", UniqueUntil::Start, hour, UniqueMode::Skip)).await, duplicate_of(&a), "held while it waits");
+    assert_eq!(
+        enqueue_one(&h, &unique(&h, &q, "k", UniqueUntil::Start, hour, UniqueMode::Skip)).await,
+        duplicate_of(&a),
+        "held while it waits"
+    );
     let running = lease_one(&h, &q).await;
     assert_eq!(running.lease.id, a.id);
     let b = unique(&h, &q, "k", UniqueUntil::Start, hour, UniqueMode::Skip);
@@ -176,7 +180,11 @@ pub async fn unique_key_with_ttl_blocks_until_expiry_even_after_the_task_finishe
     let run = lease_one(&h, &q).await;
     assert_eq!(run.lease.id, a.id);
     h.driver.ack(&[run.lease.into()]).await.expect("ack");
-    assert_eq!(enqueue_one(&h, &unique(&h, &q, "k", UniqueUntil::Expiry, ttl, UniqueMode::Skip)).await, duplicate_of(&a), "held after it succeeded");
+    assert_eq!(
+        enqueue_one(&h, &unique(&h, &q, "k", UniqueUntil::Expiry, ttl, UniqueMode::Skip)).await,
+        duplicate_of(&a),
+        "held after it succeeded"
+    );
     let w = unique(&h, &q, "w", UniqueUntil::Done, ttl, UniqueMode::Skip);
     assert_eq!(enqueue_one(&h, &w).await, duplicate_of(&delayed), "held while its task waits");
     let b = unique(&h, &q, "k", UniqueUntil::Expiry, ttl, UniqueMode::Skip);
@@ -187,7 +195,11 @@ pub async fn unique_key_with_ttl_blocks_until_expiry_even_after_the_task_finishe
     assert!(started.elapsed() >= ttl - Duration::from_millis(50), "not before the time to live: {:?}", started.elapsed());
     assert_eq!(enqueue_one(&h, &w).await, EnqueueOutcome::New, "a waiting holder's key is freed by its time to live too");
     let got = h.driver.dequeue(&q, 10).await.expect("dequeue");
-    assert_eq!(ids(&got), vec![b.id, w.id]);
+    let mut got_ids = ids(&got);
+    got_ids.sort();
+    let mut want = vec![b.id, w.id];
+    want.sort();
+    assert_eq!(got_ids, want, "the two new holders");
     h.driver.ack(&Ack::each(&got.into_iter().map(|d| d.lease).collect::<Vec<_>>())).await.expect("ack");
     assert_eq!(h.driver.purge_waiting(&q, Waiting::Both).await.expect("purge"), 1, "the delayed first holder");
 }
@@ -237,8 +249,11 @@ pub async fn replace_and_debounce_rewrite_the_holder_while_it_waits(h: Harness) 
     let soon = now() + 300;
     let d = Envelope { not_before: soon, ..unique(&h, &q, "d", UniqueUntil::Done, hour, UniqueMode::Debounce) };
     assert_eq!(enqueue_one(&h, &d).await, EnqueueOutcome::New);
-    let pushed =
-        Envelope { not_before: now() + 1_500, payload: vec![0x91, 0x04], ..unique(&h, &q, "d", UniqueUntil::Done, hour, UniqueMode::Debounce) };
+    let pushed = Envelope {
+        not_before: now() + 1_500,
+        payload: vec![0x91, 0x04],
+        ..unique(&h, &q, "d", UniqueUntil::Done, hour, UniqueMode::Debounce)
+    };
     assert_eq!(enqueue_one(&h, &pushed).await, duplicate_of(&d));
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "not due at the first dispatch's time");

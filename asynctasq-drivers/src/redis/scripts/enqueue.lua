@@ -1,24 +1,101 @@
--- Store tasks and wake waiting workers. ARGV: now, then (id, envelope, lease_ms, not_before)
--- per task. Idempotent by id: a task whose id this queue already holds (waiting, leased or dead:
--- the envelope hash keeps every one of them; or succeeded and kept, until its expiry) or that
--- came earlier in the batch is skipped, so a leased task is never put back to wait. Returns 1
--- (stored) or 0 (skipped) per task, in order.
+-- Store tasks and wake waiting workers. ARGV: now, then (id, envelope, lease_ms, not_before,
+-- unique) per task. Idempotent by id: a task whose id this queue already holds (waiting, leased
+-- or dead: the envelope hash keeps every one of them; or succeeded and kept, until its expiry)
+-- or that came earlier in the batch is skipped, so a leased task is never put back to wait.
+-- `unique` is '' for a plain task, else 'until|ttl_ms|mode|key' (until 0 start, 1 done, 2
+-- expiry; mode 0 skip, 1 replace, 2 debounce): a task whose key a lock still holds is not
+-- stored (see `asynctasq_core::unique`; the lock is judged by its owner's state here, in the
+-- same script that stores the task). Returns per task, in order: 1 (stored), 0 (its id was
+-- stored), or the id of the task holding its unique key.
 -- Bulk HSET/ZADD over per-queue hashes: a few calls per batch, not a few per task.
-sweep(tonumber(ARGV[1]))
+local now = tonumber(ARGV[1])
+sweep(now)
 local envs, leases, scored, outcome, seen = {}, {}, {}, {}, {}
-for i = 2, #ARGV, 4 do
+-- Keys taken in this batch: the index of their holder's pair in `envs` (its envelope at +1).
+local taken = {}
+local swept = false
+
+-- Where the lock owner `id` is: 'waiting' for its first delivery, 'started', or 'gone' (not
+-- live, or flagged by a cancel).
+local function owner_state(id)
+  if redis.call('HEXISTS', ENV, id) == 0 or redis.call('ZSCORE', DEAD, id) or redis.call('HEXISTS', CANCEL, id) == 1 then
+    return 'gone'
+  end
+  if redis.call('ZSCORE', LEASED, id) or tonumber(redis.call('HGET', ATTEMPT, id) or '0') > 0 then
+    return 'started'
+  end
+  return 'waiting'
+end
+
+local function lock(key, owner, hold, expires)
+  redis.call('HSET', UNIQUE, key, owner .. '|' .. hold .. '|' .. expires)
+  redis.call('ZADD', UNIQUE_EXPIRY, expires, key)
+end
+
+-- The holder of the unique key of task `i` (its ARGV index) if a lock still holds it; else the
+-- key is taken for the task and nil returned.
+local function holder(i, spec)
+  if not swept then
+    swept = true
+    local expired = redis.call('ZRANGEBYSCORE', UNIQUE_EXPIRY, '-inf', now, 'LIMIT', 0, 100)
+    if #expired > 0 then
+      bulk('HDEL', UNIQUE, expired)
+      bulk('ZREM', UNIQUE_EXPIRY, expired)
+    end
+  end
+  local hold, ttl, mode, key = string.match(spec, '^(%d)|(%d+)|(%d)|(.*)$')
+  local at = taken[key]
+  if at then
+    if mode ~= '0' then
+      envs[at + 1] = ARGV[i + 1]
+      leases[at + 1] = ARGV[i + 2]
+      if mode == '2' then
+        scored[at] = ARGV[i + 3]
+      end
+    end
+    return envs[at]
+  end
+  local stored = redis.call('HGET', UNIQUE, key)
+  if stored then
+    local owner, held_until, expires = string.match(stored, '^([^|]*)|(%d)|(%d+)$')
+    local state = owner_state(owner)
+    if now < tonumber(expires)
+      and (held_until == '2' or (held_until == '1' and state ~= 'gone') or (held_until == '0' and state == 'waiting')) then
+      if mode ~= '0' and state == 'waiting' then
+        -- The holder's id is the member's: the reader of these bytes puts it back.
+        redis.call('HSET', ENV, owner, ARGV[i + 1])
+        redis.call('HSET', LEASE_MS, owner, ARGV[i + 2])
+        if mode == '2' then
+          redis.call('ZADD', WAITING, ARGV[i + 3], owner)
+          lock(key, owner, held_until, now + tonumber(ttl))
+        end
+      end
+      return owner
+    end
+  end
+  lock(key, ARGV[i], hold, now + tonumber(ttl))
+  taken[key] = #envs + 1
+  return nil
+end
+
+for i = 2, #ARGV, 5 do
   local id = ARGV[i]
   if seen[id] or redis.call('HEXISTS', ENV, id) == 1 or redis.call('ZSCORE', DONE, id) then
     outcome[#outcome + 1] = 0
   else
-    seen[id] = true
-    outcome[#outcome + 1] = 1
-    envs[#envs + 1] = id
-    envs[#envs + 1] = ARGV[i + 1]
-    leases[#leases + 1] = id
-    leases[#leases + 1] = ARGV[i + 2]
-    scored[#scored + 1] = ARGV[i + 3]
-    scored[#scored + 1] = id
+    local held = ARGV[i + 4] ~= '' and holder(i, ARGV[i + 4])
+    if held then
+      outcome[#outcome + 1] = held
+    else
+      seen[id] = true
+      outcome[#outcome + 1] = 1
+      envs[#envs + 1] = id
+      envs[#envs + 1] = ARGV[i + 1]
+      leases[#leases + 1] = id
+      leases[#leases + 1] = ARGV[i + 2]
+      scored[#scored + 1] = ARGV[i + 3]
+      scored[#scored + 1] = id
+    end
   end
 end
 if #envs == 0 then return outcome end

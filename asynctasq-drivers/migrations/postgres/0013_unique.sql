@@ -1,0 +1,13 @@
+-- Unique keys (`asynctasq_core::unique`): which task holds each key of a queue, until when
+-- (`hold`: until 0 its first lease, 1 done, 2 the expiry alone). Written by the enqueue that takes
+-- the key, in its transaction; read under a row lock, and taken over once its owner no longer
+-- holds it, by the next enqueue of the key; deleted by the sweep once expired.
+CREATE TABLE IF NOT EXISTS {unique} (
+    queue      TEXT     NOT NULL,
+    unique_key TEXT     NOT NULL,
+    owner      BYTEA    NOT NULL,
+    hold       SMALLINT NOT NULL,
+    expires_at BIGINT   NOT NULL,
+    PRIMARY KEY (queue, unique_key)
+);
+CREATE INDEX IF NOT EXISTS {unique_expiry} ON {unique} (expires_at);
