@@ -75,7 +75,8 @@ impl Client {
         Dispatch { client: self, task, overrides: Overrides::default() }
     }
 
-    /// Dispatches many tasks of one type with the same overrides in one driver call.
+    /// Dispatches many tasks of one type with the same overrides in one driver call, and gives
+    /// each one's id (for a unique task whose key was held, the holder's).
     pub async fn dispatch_many<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
@@ -92,9 +93,9 @@ impl Client {
             .iter()
             .map(|t| self.build(T::NAME, encode(t)?, unique_fields(t, &overrides, &options)?, &overrides, &options, &headers))
             .collect::<Result<Vec<_>, _>>()?;
-        let ids = envelopes.iter().map(|e| e.id).collect();
-        trace::around(span, self.enqueue(envelopes)).await?;
-        Ok(ids)
+        let ids: Vec<TaskId> = envelopes.iter().map(|e| e.id).collect();
+        let outcomes = trace::around(span, self.enqueue(envelopes)).await?;
+        Ok(ids.into_iter().zip(outcomes).map(|(id, outcome)| holder(id, outcome)).collect())
     }
 
     /// Builds the envelope for `task` with `overrides` (what dispatch stores). With the `otel`
@@ -244,6 +245,15 @@ impl Client {
 /// The queue a dispatch goes to: the override's, else the task's, else [`DEFAULT_QUEUE`].
 fn resolve_queue<'a>(overrides: &'a Overrides, defaults: &'a TaskOptions) -> &'a str {
     overrides.queue.as_deref().or(defaults.queue.as_deref()).unwrap_or(DEFAULT_QUEUE)
+}
+
+/// The id of the task that will run for a dispatch of `id`: its own, or for a duplicate the
+/// holder's.
+fn holder(id: TaskId, outcome: EnqueueOutcome) -> TaskId {
+    match outcome {
+        EnqueueOutcome::Duplicate { existing } => existing,
+        _ => id,
+    }
 }
 
 /// The bytes `task`'s unique key is derived from, when the dispatch makes it unique and the
@@ -403,10 +413,8 @@ impl<'a, T: Task> IntoFuture for Dispatch<'a, T> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            Ok(match self.outcome().await? {
-                (_, EnqueueOutcome::Duplicate { existing }) => existing,
-                (id, _) => id,
-            })
+            let (id, outcome) = self.outcome().await?;
+            Ok(holder(id, outcome))
         })
     }
 }

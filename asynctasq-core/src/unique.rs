@@ -121,6 +121,12 @@ pub fn derive_key(name: &str, fields: &[u8]) -> String {
     format!("{name}:{}", uuid::Uuid::new_v5(&KEY_NAMESPACE, &input).simple())
 }
 
+/// The bytes of a task's unique fields, for [`derive_key`]: `fields` (a tuple of references to
+/// them, as `#[task(unique(by = [..]))]` writes it) as MessagePack.
+pub fn encode_fields<T: Serialize>(fields: &T) -> Result<Vec<u8>, crate::error::CodecError> {
+    rmp_serde::to_vec(fields).map_err(crate::error::CodecError::Encode)
+}
+
 /// The UUIDv5 namespace of derived keys: a fixed value, never to change.
 const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b0f_51f2_7a8e_5c4d_9a1e_3f0b_2c6d_8e41);
 

@@ -27,6 +27,15 @@
 //! `"30s"`, `"500ms"`, `"5m"`), and the retry policy: `retry = "exponential"` (the default: doubling
 //! from `backoff`, capped at `backoff_cap`, with `jitter = true`) or `retry = "fixed"` (every
 //! retry after `backoff`); `backoff` defaults to `"1s"`, `backoff_cap` to `"1h"`.
+//!
+//! `unique` makes the task unique (see `asynctasq_core::unique`): a dispatch whose key is held
+//! stores nothing. `unique(by = [user_id], until = "start", ttl = "10m", mode = "debounce")`:
+//! `by` names the parameters the key is derived from (default: all of them, with the task's
+//! name); `until` is `"done"` (the default: one live task per key, retries included),
+//! `"start"` (one waiting task per key) or `"expiry"` (the key stays taken until `ttl` has
+//! passed, even after the task finished: the default when only `ttl` is given); `ttl` bounds
+//! every lock (default a day); `mode` is `"skip"` (the default), `"replace"` (a duplicate gives
+//! the waiting holder its arguments) or `"debounce"` (and its due time).
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -63,6 +72,79 @@ struct Options {
     backoff_cap: Option<(LitStr, u64)>,
     jitter: Option<syn::LitBool>,
     blocking: Option<Span>,
+    unique: Option<Unique>,
+}
+
+/// `unique` or `unique(by = [..], until = "..", ttl = "..", mode = "..")`.
+#[derive(Default)]
+struct Unique {
+    by: Option<Vec<Ident>>,
+    until: Option<LitStr>,
+    ttl: Option<(LitStr, u64)>,
+    mode: Option<LitStr>,
+}
+
+impl Unique {
+    fn parse(&mut self, meta: syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        match key.as_str() {
+            "by" => {
+                let list: syn::ExprArray = meta.value()?.parse()?;
+                let mut by = Vec::new();
+                for e in &list.elems {
+                    match e {
+                        syn::Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+                            by.push(p.path.get_ident().expect("an ident").clone())
+                        }
+                        other => return Err(syn::Error::new(other.span(), "`by` lists the task's parameters by name: `by = [user_id, kind]`")),
+                    }
+                }
+                if by.is_empty() {
+                    return Err(syn::Error::new(list.span(), "`by` names at least one parameter (leave it out to use them all)"));
+                }
+                self.by = Some(by);
+            }
+            "until" => self.until = Some(one_of(meta.value()?.parse()?, "until", &["start", "done", "expiry"])?),
+            "ttl" => {
+                let ttl = duration(meta.value()?.parse()?)?;
+                if ttl.1 == 0 {
+                    return Err(syn::Error::new(ttl.0.span(), "a unique key's `ttl` must be more than zero"));
+                }
+                self.ttl = Some(ttl);
+            }
+            "mode" => self.mode = Some(one_of(meta.value()?.parse()?, "mode", &["skip", "replace", "debounce"])?),
+            _ => return Err(meta.error("unknown `unique` option; expected `by`, `until`, `ttl` or `mode`")),
+        }
+        Ok(())
+    }
+
+    /// The `Uniqueness` these options describe: held until done, or with only a `ttl` until
+    /// its expiry; a day unless `ttl` says.
+    fn policy(&self, krate: &TokenStream2) -> TokenStream2 {
+        let until = match (self.until.as_ref().map(LitStr::value).as_deref(), &self.ttl) {
+            (Some("start"), _) => quote!(Start),
+            (Some("expiry"), _) | (None, Some(_)) => quote!(Expiry),
+            _ => quote!(Done),
+        };
+        let mode = match self.mode.as_ref().map(LitStr::value).as_deref() {
+            Some("replace") => quote!(Replace),
+            Some("debounce") => quote!(Debounce),
+            _ => quote!(Skip),
+        };
+        let ttl = match &self.ttl {
+            Some((_, ms)) => quote!(::core::time::Duration::from_millis(#ms)),
+            None => quote!(#krate::unique::DEFAULT_UNIQUE_TTL),
+        };
+        quote!(#krate::Uniqueness { until: #krate::UniqueUntil::#until, ttl: #ttl, mode: #krate::UniqueMode::#mode })
+    }
+}
+
+fn one_of(lit: LitStr, what: &str, allowed: &[&str]) -> syn::Result<LitStr> {
+    if !allowed.contains(&lit.value().as_str()) {
+        let expected = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+        return Err(syn::Error::new(lit.span(), format!("unknown {what} `{}`; expected one of {expected}", lit.value())));
+    }
+    Ok(lit)
 }
 
 impl Options {
@@ -100,10 +182,17 @@ impl Options {
             "backoff_cap" => self.backoff_cap = Some(duration(meta.value()?.parse()?)?),
             "jitter" => self.jitter = Some(meta.value()?.parse()?),
             "blocking" => self.blocking = Some(meta.path.span()),
+            "unique" => {
+                let mut unique = Unique::default();
+                if meta.input.peek(syn::token::Paren) {
+                    meta.parse_nested_meta(|m| unique.parse(m))?;
+                }
+                self.unique = Some(unique);
+            }
             _ => {
                 let path = &meta.path;
                 return Err(meta.error(format!(
-                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `failure_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`",
+                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `failure_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`, `unique`",
                     quote!(#path).to_string().replace(' ', "")
                 )));
             }
@@ -260,6 +349,23 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     if let Some(policy) = options.retry_policy(&krate)? {
         option_fields.push(quote!(retry: ::core::option::Option::Some(#policy)));
     }
+    let mut unique_fields = quote!();
+    if let Some(unique) = &options.unique {
+        let policy = unique.policy(&krate);
+        option_fields.push(quote!(unique: ::core::option::Option::Some(#policy)));
+        if let Some(by) = &unique.by {
+            for b in by {
+                if !fields.iter().any(|(f, _)| f == b) {
+                    return Err(syn::Error::new(b.span(), format!("`{b}` is not a parameter of `{}`", sig.ident)));
+                }
+            }
+            unique_fields = quote! {
+                fn unique_fields(&self) -> ::core::result::Result<::core::option::Option<::std::vec::Vec<u8>>, #krate::CodecError> {
+                    #krate::unique::encode_fields(&( #( &self.#by, )* )).map(::core::option::Option::Some)
+                }
+            };
+        }
+    }
     let run = if blocking {
         quote! {
             async fn run(self, __ctx: #krate::TaskContext) -> #krate::TaskResult {
@@ -297,6 +403,8 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
             fn options() -> #krate::TaskOptions {
                 #krate::TaskOptions { #( #option_fields, )* ..::core::default::Default::default() }
             }
+
+            #unique_fields
 
             #run
         }
