@@ -118,6 +118,24 @@ impl Client {
         self.build(name, payload, None, overrides, defaults, &trace::current_headers())
     }
 
+    /// Builds the envelope of the registered task `task` from an encoded payload with its
+    /// options (the CLI's dispatch by name): a unique key is derived as a typed dispatch of the
+    /// task derives it. With the `otel` feature it carries the trace context of the current span.
+    pub fn envelope_of(
+        &self,
+        task: &crate::registry::TaskRegistration,
+        payload: Vec<u8>,
+        overrides: &Overrides,
+    ) -> Result<Envelope, DriverError> {
+        let options = (task.options)();
+        let fields = if overrides.unique_key.is_none() && (overrides.unique.is_some() || options.unique.is_some()) {
+            (task.unique_fields)(&payload)?
+        } else {
+            None
+        };
+        self.build(task.name, payload, fields, overrides, &options, &trace::current_headers())
+    }
+
     /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`;
     /// a unique key is derived from `unique_fields`, else from the whole payload.
     fn build(

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::error::WorkerError;
+use crate::error::{CodecError, WorkerError};
 use crate::task::{Task, TaskContext, TaskError, TaskOptions, TaskResult};
 
 /// A running handler.
@@ -30,13 +30,26 @@ pub struct TaskRegistration {
     /// Checks JSON arguments against the task's type and encodes them as its payload (for
     /// dispatching by name from a shell); the error says what does not fit.
     pub args_from_json: fn(&str) -> Result<Vec<u8>, String>,
+    /// The bytes a payload's unique key is derived from ([`Task::unique_fields`] of the decoded
+    /// arguments), so a dispatch by name derives the key a typed dispatch does.
+    pub unique_fields: fn(&[u8]) -> Result<Option<Vec<u8>>, CodecError>,
 }
 
 impl TaskRegistration {
     /// The registration of task type `T`.
     pub const fn of<T: Task>() -> Self {
-        Self { name: T::NAME, handler: run_encoded::<T>, options: T::options, args_from_json: encode_json::<T> }
+        Self {
+            name: T::NAME,
+            handler: run_encoded::<T>,
+            options: T::options,
+            args_from_json: encode_json::<T>,
+            unique_fields: unique_fields_of::<T>,
+        }
     }
+}
+
+fn unique_fields_of<T: Task>(payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+    rmp_serde::from_slice::<T>(payload).map_err(CodecError::Decode)?.unique_fields()
 }
 
 fn encode_json<T: Task>(json: &str) -> Result<Vec<u8>, String> {

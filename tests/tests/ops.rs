@@ -564,7 +564,7 @@ async fn dispatch_from_a_file_checks_every_line_before_enqueueing_any() {
     let lines: Vec<String> = (0..2500).map(|n| format!(r#"{{"n": {n}, "sleep_ms": 0}}"#)).collect();
     std::fs::write(&good, lines.join("\n") + "\n\n").expect("write");
     let out = json_of(&cli(&s, &["dispatch", "ledgered", "--args-file", good.to_str().expect("utf-8"), "--queue", "bulk", "--json"]));
-    assert_eq!(out, json!({ "dispatched": 2500, "queue": "bulk" }));
+    assert_eq!(out, json!({ "dispatched": 2500, "skipped": 0, "queue": "bulk" }));
     assert_eq!(s.driver.stats("bulk").await.expect("stats").ready, 2500, "every line, blank lines skipped");
 
     let bad = dir.path().join("bad.jsonl");
@@ -753,4 +753,50 @@ async fn a_paused_queue_is_not_worked_until_it_is_resumed_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
     a_paused_queue_is_not_worked_until_it_is_resumed(Backend::RabbitMq(shared_rabbitmq_url())).await;
+}
+
+/// `dispatch --unique-key` dispatches nothing while a task holds the key, naming it; from a
+/// file, lines whose derived key is held are skipped and counted; once the holder is done the
+/// key is free. A backend without unique keys refuses, saying so, and stores nothing.
+async fn dispatch_with_a_held_unique_key_dispatches_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "unique-cli";
+    let args = ["dispatch", "ledgered", "--args", r#"{"n": 1, "sleep_ms": 0}"#, "--queue", q, "--unique-key", "nightly"];
+    if !s.driver.supports(asynctasq_core::Capability::UniqueKeys) {
+        let err = refused(&cli(&s, &args));
+        assert!(err.contains("unique task"), "refused, saying why: {err}");
+        let status = json_of(&cli(&s, &["queue", "status", q, "--json"]));
+        assert_eq!(status["queues"][q]["ready"], 0, "nothing stored: {status}");
+        return;
+    }
+    let first = json_of(&cli(&s, &[&args[..], &["--json"]].concat()));
+    assert_eq!(first["outcome"], "new", "{first}");
+    let again = json_of(&cli(&s, &[&args[..], &["--json"]].concat()));
+    assert_eq!((again["outcome"].as_str(), &again["existing"]), (Some("duplicate"), &first["id"]), "{again}");
+    assert!(ok(&cli(&s, &args)).contains(&format!("task {} holds this task's unique key", first["id"].as_str().expect("id"))));
+    let file = dir.path().join("args.jsonl");
+    std::fs::write(&file, "{\"n\": 2, \"sleep_ms\": 0}\n{\"n\": 3, \"sleep_ms\": 0}\n{\"n\": 2, \"sleep_ms\": 0}\n").expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let many = json_of(&cli(&s, &["dispatch", "ledgered", "--args-file", path, "--queue", q, "--unique-until", "done", "--json"]));
+    assert_eq!(many, json!({ "dispatched": 2, "skipped": 1, "queue": q }), "the repeated line's key is held");
+    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
+    assert_eq!(ran["succeeded"], 3, "{ran}");
+    let free = json_of(&cli(&s, &[&args[..], &["--json"]].concat()));
+    assert_eq!(free["outcome"], "new", "free once its holder is done: {free}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_with_a_held_unique_key_dispatches_nothing_on_sqlite() {
+    dispatch_with_a_held_unique_key_dispatches_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_with_a_held_unique_key_dispatches_nothing_on_redis() {
+    dispatch_with_a_held_unique_key_dispatches_nothing(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_dispatch_is_refused_on_a_backend_without_unique_keys() {
+    dispatch_with_a_held_unique_key_dispatches_nothing(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }

@@ -4,7 +4,7 @@ use super::format::*;
 use anyhow::{Context, bail};
 use asynctasq_core::driver::{Driver, EnqueueOutcome};
 use asynctasq_core::envelope::{TaskId, validate_queue_name};
-use asynctasq_core::{Client, Overrides, Registry};
+use asynctasq_core::{Client, Overrides, Registry, UniqueUntil};
 use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
@@ -40,6 +40,17 @@ pub(crate) struct DispatchArgs {
     /// as it is and nothing is dispatched, so a retried script dispatches once.
     #[arg(long, value_parser = parse_task_id, conflicts_with = "args_file")]
     id: Option<TaskId>,
+    /// Makes the task unique under this key in its queue: while a task holding the key is
+    /// stored, nothing is dispatched (see the README's "Unique tasks").
+    #[arg(long, value_name = "KEY", conflicts_with = "args_file")]
+    unique_key: Option<String>,
+    /// Until when the unique key is held: `start`, `done` or `expiry` (makes the task unique,
+    /// its key derived from its name and arguments unless --unique-key gives it).
+    #[arg(long, value_name = "UNTIL", value_parser = ["start", "done", "expiry"])]
+    unique_until: Option<String>,
+    /// How long the unique key is held at most (e.g. `10m`; default: the task's, else a day).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    unique_ttl: Option<Duration>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -54,12 +65,27 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
     if let Some(q) = &args.queue {
         validate_queue_name(q).with_context(|| format!("invalid --queue `{q}`"))?;
     }
+    let unique = (args.unique_until.is_some() || args.unique_ttl.is_some()).then(|| {
+        let mut policy = (task.options)().unique.unwrap_or_default();
+        if let Some(ttl) = args.unique_ttl {
+            policy.ttl = ttl;
+        }
+        policy.until = match args.unique_until.as_deref() {
+            Some("start") => UniqueUntil::Start,
+            Some("expiry") => UniqueUntil::Expiry,
+            Some(_) => UniqueUntil::Done,
+            None => policy.until,
+        };
+        policy
+    });
     let overrides = Overrides {
         queue: args.queue.clone(),
         delay: args.delay,
         run_at: args.at,
         max_attempts: args.max_attempts,
         id: args.id,
+        unique_key: args.unique_key.clone(),
+        unique,
         ..Default::default()
     };
     let client = Client::new(driver);
@@ -75,19 +101,22 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
             )
         })?,
     };
-    let options = (task.options)();
-    let span = client.send_span(&queue_of(&overrides, &options), 1);
-    let envelope = span.in_scope(|| client.envelope_from_payload(task.name, payload, &overrides, &options))?;
+    let span = client.send_span(&queue_of(&overrides, &(task.options)()), 1);
+    let envelope = span.in_scope(|| client.envelope_of(task, payload, &overrides))?;
     let (id, queue) = (envelope.id, envelope.queue.clone());
     span.record("messaging.message.id", tracing::field::display(id));
     // Open around the enqueue, not entered in it (see `asynctasq_core::trace::around`).
     let outcome = asynctasq_core::trace::around(span, client.enqueue(vec![envelope])).await.context("enqueueing the task")?[0];
-    if args.json {
-        outln!("{}", json!({ "id": id.to_string(), "queue": queue, "outcome": outcome }));
-    } else if outcome == EnqueueOutcome::Exists {
-        outln!("task {id} already exists; nothing dispatched");
-    } else {
-        outln!("dispatched {} to queue {queue} as {id}", args.task);
+    match (args.json, outcome) {
+        (true, EnqueueOutcome::Duplicate { existing }) => {
+            outln!("{}", json!({ "id": id.to_string(), "queue": queue, "outcome": "duplicate", "existing": existing.to_string() }))
+        }
+        (true, outcome) => outln!("{}", json!({ "id": id.to_string(), "queue": queue, "outcome": outcome })),
+        (false, EnqueueOutcome::Exists) => outln!("task {id} already exists; nothing dispatched"),
+        (false, EnqueueOutcome::Duplicate { existing }) => {
+            outln!("task {existing} holds this task's unique key in queue {queue}; nothing dispatched")
+        }
+        (false, EnqueueOutcome::New) => outln!("dispatched {} to queue {queue} as {id}", args.task),
     }
     Ok(())
 }
@@ -115,35 +144,44 @@ pub(crate) async fn dispatch_many(
         std::fs::read_to_string(path).with_context(|| format!("reading --args-file {}", path.display()))?
     };
     let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
-    let options = (task.options)();
     // One send span for the whole file: each batch is enqueued inside it.
-    let span = client.send_span(&queue_of(overrides, &options), lines.len());
+    let span = client.send_span(&queue_of(overrides, &(task.options)()), lines.len());
     let mut envelopes = Vec::new();
     for (n, line) in lines {
         let payload = (task.args_from_json)(line)
             .map_err(|e| anyhow::anyhow!("invalid arguments on line {} for task `{}`: {e}", n + 1, task.name))?;
-        envelopes.push(span.in_scope(|| client.envelope_from_payload(task.name, payload, overrides, &options))?);
+        envelopes.push(span.in_scope(|| client.envelope_of(task, payload, overrides))?);
     }
     let queue = envelopes.first().map(|e| e.queue.clone()).unwrap_or_default();
     let bar = progress(envelopes.len() as u64, "dispatching");
     let total = envelopes.len();
-    let mut sent = 0;
+    let (mut sent, mut stored) = (0, 0);
     let mut rest = envelopes;
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(DISPATCH_BATCH));
         let n = rest.len();
-        asynctasq_core::trace::around(span.clone(), client.enqueue(rest))
+        let outcomes = asynctasq_core::trace::around(span.clone(), client.enqueue(rest))
             .await
             .with_context(|| format!("enqueueing tasks (the first {} were enqueued)", count(sent as u64)))?;
+        stored += outcomes.iter().filter(|o| **o == EnqueueOutcome::New).count();
         sent += n;
         bar.inc(n as u64);
         rest = tail;
     }
     bar.finish_and_clear();
+    // Lines not stored: their id or unique key was held.
+    let skipped = total - stored;
     if json {
-        outln!("{}", json!({ "dispatched": total, "queue": queue }));
+        outln!("{}", json!({ "dispatched": stored, "skipped": skipped, "queue": queue }));
+    } else if skipped > 0 {
+        outln!(
+            "dispatched {} {} task(s) to queue {queue}; {} skipped (their unique key was held)",
+            count(stored as u64),
+            task.name,
+            count(skipped as u64)
+        );
     } else {
-        outln!("dispatched {} {} task(s) to queue {queue}", count(total as u64), task.name);
+        outln!("dispatched {} {} task(s) to queue {queue}", count(stored as u64), task.name);
     }
     Ok(())
 }
