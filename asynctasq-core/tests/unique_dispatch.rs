@@ -34,7 +34,8 @@ async fn a_task_unique_by_a_field_is_stored_once_per_value_of_that_field() {
     assert_eq!(client.dispatch(SyncUser { user: 7, reason: "x".into() }).await.expect("dispatch"), first, "`.await` gives the holder");
     let (_, other) = client.dispatch(SyncUser { user: 8, reason: "signup".into() }).outcome().await.expect("dispatch");
     assert_eq!(other, EnqueueOutcome::New, "another user is another key");
-    let (_, elsewhere) = client.dispatch(SyncUser { user: 7, reason: "signup".into() }).queue("unique-2").outcome().await.expect("dispatch");
+    let (_, elsewhere) =
+        client.dispatch(SyncUser { user: 7, reason: "signup".into() }).queue("unique-2").outcome().await.expect("dispatch");
     assert_eq!(elsewhere, EnqueueOutcome::New, "keys are per queue");
     assert_eq!(ready(&driver).await, 2);
 }

@@ -96,7 +96,9 @@ impl Unique {
                         syn::Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
                             by.push(p.path.get_ident().expect("an ident").clone())
                         }
-                        other => return Err(syn::Error::new(other.span(), "`by` lists the task's parameters by name: `by = [user_id, kind]`")),
+                        other => {
+                            return Err(syn::Error::new(other.span(), "`by` lists the task's parameters by name: `by = [user_id, kind]`"));
+                        }
                     }
                 }
                 if by.is_empty() {

@@ -242,10 +242,16 @@ impl MySqlDriver {
     }
 
     /// Enqueues a batch holding unique tasks in `conn`'s transaction (see `sql::unique`): keys
-    /// no row holds are inserted for the batch's first task with each (`INSERT IGNORE` waits
-    /// for a concurrent enqueue inserting the same key to end), then every key's row is locked
-    /// and read, in key order, and its owner's state read by a locking read (the newest
+    /// no row holds are inserted for the batch's first task with each, then every key's row is
+    /// locked and read, in key order, and its owner's state read by a locking read (the newest
     /// committed row, not the transaction's snapshot).
+    ///
+    /// # Why one unique enqueue per queue at a time
+    /// Each queue has a row of its own under the empty key (no task's key: keys are 1 to 255
+    /// bytes), and a unique enqueue locks it first, in queue order. Without it, InnoDB's gap
+    /// and next-key locks of concurrent multi-row inserts into the key index deadlocked: 16
+    /// producers of 50-task batches over 1,000 keys failed after five retries. PostgreSQL's
+    /// speculative insertion locks no gaps and needs no such row.
     async fn enqueue_unique(&self, conn: &mut MySqlConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let (u, t) = (&self.inner.unique, &self.inner.tasks);
         let at = now();
@@ -265,6 +271,17 @@ impl MySqlDriver {
                 unique::Take { queue: queue.clone(), key: key.clone(), lock }
             })
             .collect();
+        let mut queues: Vec<&str> = keys.iter().map(|(queue, _)| queue.as_str()).collect();
+        queues.dedup();
+        let sql = format!(
+            "INSERT INTO {u} (queue, unique_key, owner, hold, expires_at) VALUES {} ON DUPLICATE KEY UPDATE hold = 2",
+            vec!["(?, '', x'00000000000000000000000000000000', 2, 9223372036854775807)"; queues.len()].join(",")
+        );
+        let mut query = sqlx::query(q(sql));
+        for queue in &queues {
+            query = query.bind(*queue);
+        }
+        query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
         self.write_locks(conn, &candidates, "INSERT IGNORE INTO", "").await?;
         let sql = format!(
             "SELECT queue, unique_key, owner, hold, expires_at FROM {u} WHERE (queue, unique_key) IN ({}) ORDER BY queue, unique_key FOR UPDATE",
