@@ -18,6 +18,10 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = TaskResult> + Send + 'stati
 /// Decodes a payload and runs the task.
 pub type HandlerFn = fn(TaskContext, Vec<u8>) -> HandlerFuture;
 
+/// Decodes a payload and gives the bytes its unique key is derived from
+/// ([`Task::unique_fields`]).
+pub type UniqueFieldsFn = fn(&[u8]) -> Result<Option<Vec<u8>>, CodecError>;
+
 /// One task known to the registry.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskRegistration {
@@ -32,7 +36,7 @@ pub struct TaskRegistration {
     pub args_from_json: fn(&str) -> Result<Vec<u8>, String>,
     /// The bytes a payload's unique key is derived from ([`Task::unique_fields`] of the decoded
     /// arguments), so a dispatch by name derives the key a typed dispatch does.
-    pub unique_fields: fn(&[u8]) -> Result<Option<Vec<u8>>, CodecError>,
+    pub unique_fields: UniqueFieldsFn,
 }
 
 impl TaskRegistration {

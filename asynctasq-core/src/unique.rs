@@ -230,6 +230,6 @@ mod tests {
         assert!(Unique::new(String::new(), Uniqueness::default()).is_err());
         assert!(Unique::new("k".repeat(256), Uniqueness::default()).is_err());
         assert!(Unique::new("k".into(), Uniqueness { ttl: Duration::ZERO, ..Uniqueness::default() }).is_err());
-        assert_eq!(Unique::new("k".into(), Uniqueness::default()).unwrap().ttl_ms, 86_400_000);
+        assert_eq!(Unique::new("k".into(), Uniqueness::default()).expect("a valid key").ttl_ms, 86_400_000);
     }
 }

@@ -159,6 +159,7 @@ struct Sql {
     pause: String,
     resume: String,
     paused: String,
+    unique_fast: String,
     unique_fresh: String,
     unique_held: String,
     unique_owners: String,
@@ -346,7 +347,22 @@ impl Sql {
             pause: format!("INSERT INTO {p} (queue) VALUES ($1) ON CONFLICT DO NOTHING"),
             resume: format!("DELETE FROM {p} WHERE queue = $1"),
             paused: format!("SELECT queue FROM {p} ORDER BY 1"),
-            // Unique keys (see `enqueue_unique`). A key no row holds is taken by the batch's
+            // A batch whose keys no row holds: the locks, and the tasks that took them (`$7`: the
+            // task has a key) with the plain ones, by the bulk path's insert. Fewer rows than
+            // tasks, or a unique violation, sends the batch to the general path.
+            unique_fast: format!(
+                "WITH taken AS (INSERT INTO {u} (queue, unique_key, owner, hold, expires_at) \
+                                SELECT * FROM UNNEST($8::text[], $9::text[], $10::bytea[], $11::smallint[], $12::bigint[]) \
+                                ON CONFLICT DO NOTHING RETURNING owner) \
+                 INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at) \
+                 SELECT u.id, u.queue, u.envelope, u.lease_ms, u.visible_at \
+                 FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[], $7::bool[]) \
+                 AS u(id, queue, envelope, lease_ms, visible_at, keyed) \
+                 WHERE (NOT u.keyed OR u.id IN (SELECT owner FROM taken)) \
+                 AND NOT EXISTS (SELECT 1 FROM {d} WHERE {d}.id = u.id) \
+                 AND NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.id = u.id AND {r}.expires_at > $6)"
+            ),
+            // Unique keys (see `enqueue_held`). A key no row holds is taken by the batch's
             // first task with it; the insert waits for a concurrent enqueue inserting the same
             // key to end, and then skips it.
             unique_fresh: format!(
@@ -515,7 +531,46 @@ impl PostgresDriver {
         Ok(outcomes)
     }
 
-    /// Enqueues a batch holding unique tasks in `conn`'s transaction (see `sql::unique`).
+    /// Enqueues a batch holding unique tasks in `conn`'s transaction (see `sql::unique`): first
+    /// as if no row held any of its keys (the common case: one statement), and where one does,
+    /// by the general path.
+    async fn enqueue_unique(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let at = now();
+        let fresh = unique::plan(tasks, &unique::Held::new(), at as u64)?;
+        if let Some(outcomes) = self.enqueue_fresh(conn, &fresh).await? {
+            return Ok(outcomes);
+        }
+        self.enqueue_held(conn, tasks, at).await
+    }
+
+    /// The batch as planned for keys no row holds, in one statement (`unique_fast`: the locks
+    /// and the tasks that took them, the plain insert of the bulk path) inside a savepoint.
+    /// `None`, with the savepoint rolled back, when a key was held or an id stored.
+    async fn enqueue_fresh(&self, conn: &mut PgConnection, plan: &unique::Plan) -> Result<Option<Vec<EnqueueOutcome>>, DriverError> {
+        let step = |sql: &'static str| sqlx::query(sql);
+        step("SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        let rows = Rows::of(&plan.insert)?;
+        let keyed: Vec<bool> = plan.insert.iter().map(|t| t.unique.is_some()).collect();
+        // In key order, as every unique enqueue takes keys: two never wait on each other crosswise.
+        let mut sorted: Vec<&unique::Take> = plan.take.iter().collect();
+        sorted.sort_unstable_by(|a, b| (&a.queue, &a.key).cmp(&(&b.queue, &b.key)));
+        let takes = Takes::of(sorted.into_iter().map(|t| (&t.queue, &t.key, t.lock)));
+        let query = takes.bind(rows.bind(sqlx::query(q(&self.inner.sql.unique_fast))).push(&keyed));
+        let stored = match query.execute(&mut *conn).await {
+            Ok(done) => done.rows_affected() == plan.insert.len() as u64,
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => false,
+            Err(e) => return Err(map_err("enqueue", e)),
+        };
+        if !stored {
+            step("ROLLBACK TO SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            return Ok(None);
+        }
+        step("RELEASE SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        self.notify_queues(conn, &rows).await?;
+        Ok(Some(plan.outcomes(EnqueueOutcome::all_new(plan.insert.len()))))
+    }
+
+    /// Enqueues a batch holding unique tasks, some of whose keys a row holds.
     ///
     /// # Why four steps
     /// A key no row holds yet (the common case) is taken by one insert that also serialises
@@ -524,8 +579,7 @@ impl PostgresDriver {
     /// owners' states, in a statement of its own: under READ COMMITTED a new statement sees
     /// what the transaction that held the row lock committed, where a join in the locking
     /// statement would read the owner from before it.
-    async fn enqueue_unique(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
-        let at = now();
+    async fn enqueue_held(&self, conn: &mut PgConnection, tasks: &[Envelope], at: i64) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let sql = &self.inner.sql;
         let mut first: HashMap<(&str, &str), &Envelope> = HashMap::new();
         for t in tasks {

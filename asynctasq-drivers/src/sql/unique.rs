@@ -84,6 +84,7 @@ pub(crate) fn plan(tasks: &[Envelope], held: &Held, now: UnixMillis) -> Result<P
     let mut plan = Plan { decided: Vec::with_capacity(tasks.len()), insert: Vec::new(), take: Vec::new(), rewrite: Vec::new() };
     // Keys taken by an earlier envelope of this batch: the index of its envelope in `insert`.
     let mut taken: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut renewed = false;
     for t in tasks {
         let Some(u) = &t.unique else {
             plan.decided.push(None);
@@ -109,6 +110,7 @@ pub(crate) fn plan(tasks: &[Envelope], held: &Held, now: UnixMillis) -> Result<P
                 plan.rewrite.push(Rewrite { id: lock.owner, envelope, lease_ms: t.lease_ms, due: debounce.then_some(t.not_before) });
                 if debounce {
                     plan.take.push(Take { queue: slot.0, key: slot.1, lock: UniqueLock { expires_at: now + u.ttl_ms, ..*lock } });
+                    renewed = true;
                 }
             }
             plan.decided.push(Some(EnqueueOutcome::Duplicate { existing: lock.owner }));
@@ -120,11 +122,13 @@ pub(crate) fn plan(tasks: &[Envelope], held: &Held, now: UnixMillis) -> Result<P
         plan.insert.push(t.clone());
     }
     // A key renewed twice (two debounces of one held key) is written once, as last decided: a
-    // statement may not upsert one row twice.
-    let mut seen = std::collections::HashSet::new();
-    plan.take.reverse();
-    plan.take.retain(|t| seen.insert((t.queue.clone(), t.key.clone())));
-    plan.take.reverse();
+    // statement may not upsert one row twice. Only a renewal can repeat a key.
+    if renewed {
+        let mut seen = std::collections::HashSet::new();
+        plan.take.reverse();
+        plan.take.retain(|t| seen.insert((t.queue.clone(), t.key.clone())));
+        plan.take.reverse();
+    }
     Ok(plan)
 }
 

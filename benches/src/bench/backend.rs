@@ -33,13 +33,16 @@ pub(crate) struct Backend {
     pub(crate) url: Option<String>,
     rabbit: Option<Arc<asynctasq_drivers::RabbitMqDriver>>,
     sqs: Option<Arc<asynctasq_drivers::SqsDriver>>,
+    /// Redis: the run's key prefix, every key of which `remove` deletes.
+    redis_prefix: Option<String>,
 }
 
 impl Backend {
     /// Connects to `kind` at `url` (or its default); `run` names the run's keys, and `scratch`
     /// holds the default SQLite file.
     pub(crate) async fn connect(kind: DriverKind, url: Option<String>, run: &str, scratch: &std::path::Path) -> Result<Self, DriverError> {
-        let mut backend = Self { driver: Arc::new(asynctasq_core::MemoryDriver::new()), url: None, rabbit: None, sqs: None };
+        let mut backend =
+            Self { driver: Arc::new(asynctasq_core::MemoryDriver::new()), url: None, rabbit: None, sqs: None, redis_prefix: None };
         match kind {
             DriverKind::Sqlite => {
                 let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", scratch.display()));
@@ -50,6 +53,7 @@ impl Backend {
                 let url = url.unwrap_or_else(|| "redis://127.0.0.1:6379".into());
                 let mut config = asynctasq_drivers::RedisConfig::new(&url);
                 config.prefix = format!("asynctasq-bench-{run}:");
+                backend.redis_prefix = Some(config.prefix.clone());
                 backend.driver = Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?);
                 backend.url = Some(url);
             }
@@ -113,7 +117,22 @@ impl Backend {
             sqs.delete_queue(queue).await
         } else {
             self.driver.purge(queue).await?;
-            self.driver.purge_dead(queue).await.map(|_| ())
+            self.driver.purge_dead(queue).await?;
+            self.forget_redis_keys().await
         }
+    }
+
+    /// Redis: deletes every key of the run (purging leaves the queue registry, the wake list,
+    /// the totals and unique locks behind, which a later run on the same server would carry).
+    async fn forget_redis_keys(&self) -> Result<(), DriverError> {
+        let (Some(prefix), Some(url)) = (&self.redis_prefix, &self.url) else { return Ok(()) };
+        let fail = |e: redis::RedisError| DriverError::backend("deleting the run's Redis keys", e);
+        let client = redis::Client::open(url.as_str()).map_err(fail)?;
+        let mut conn = client.get_multiplexed_async_connection().await.map_err(fail)?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.map_err(fail)?;
+        for chunk in keys.chunks(500) {
+            redis::cmd("DEL").arg(chunk).query_async::<()>(&mut conn).await.map_err(fail)?;
+        }
+        Ok(())
     }
 }

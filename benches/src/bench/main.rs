@@ -112,6 +112,10 @@ struct Args {
     /// only deletes; default: the worker's, 24 h).
     #[arg(long, value_parser = humantime::parse_duration)]
     result_ttl: Option<Duration>,
+    /// `enqueue`: dispatch tasks unique by their number (`#[task(unique(by = [n]))]`, every key
+    /// new: the unique path's common case) instead of plain ones.
+    #[arg(long)]
+    unique: bool,
     /// `throughput`: tasks return a string of this many bytes (their result) instead of nothing.
     #[arg(long)]
     result_bytes: Option<usize>,
@@ -232,6 +236,13 @@ fn micros_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
+/// Does nothing, once per run and number: unique by them (the `enqueue --unique` scenario),
+/// its lock kept ten minutes at most so a run's locks are gone before long.
+#[task(unique(by = [run, n], until = "done", ttl = "10m"))]
+async fn unique_noop(run: String, n: u64) {
+    std::hint::black_box((run, n));
+}
+
 /// Does nothing.
 #[task]
 async fn noop(n: u64) {
@@ -311,7 +322,7 @@ async fn main() -> Result<(), BoxError> {
     let mut report = Report {
         driver: backend.driver.name().into(),
         server: backend.server_version().await,
-        scenario: format!("{:?}", args.scenario).to_lowercase(),
+        scenario: format!("{:?}{}", args.scenario, if args.unique { "-unique" } else { "" }).to_lowercase(),
         tasks: args.tasks,
         concurrency: args.concurrency,
         machine: Machine::read(),
@@ -324,7 +335,11 @@ async fn main() -> Result<(), BoxError> {
         Scenario::Enqueue => {
             let before = backend.sqs_requests();
             let t = Instant::now();
-            dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
+            if args.unique {
+                dispatch(&client, args.tasks, args.batch, &overrides, |n| UniqueNoop { run: run.clone(), n }).await?;
+            } else {
+                dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?;
+            }
             report.seconds = t.elapsed().as_secs_f64();
             if let (Some(a), Some(b)) = (before, backend.sqs_requests()) {
                 report.requests(b.since(&a));

@@ -12,8 +12,34 @@ local now = tonumber(ARGV[1])
 sweep(now)
 local envs, leases, scored, outcome, seen = {}, {}, {}, {}, {}
 -- Keys taken in this batch: the index of their holder's pair in `envs` (its envelope at +1).
-local taken = {}
-local swept = false
+-- Locks to write, as HSET and ZADD argument lists, written in bulk at the end like the tasks
+-- (a later task of the batch reads `taken`, never the hash).
+local taken, locks, expiries = {}, {}, {}
+
+-- Each unique task's spec, parsed, by its ARGV index (in arrays: a table per task cost a third
+-- of the script), and the stored lock of every key of the batch, read by one HMGET (a call per
+-- task cost as much again).
+local holds, ttls, modes, keyed, keys, stored = {}, {}, {}, {}, {}, {}
+for i = 2, #ARGV, 5 do
+  if ARGV[i + 4] ~= '' then
+    holds[i], ttls[i], modes[i], keyed[i] = string.match(ARGV[i + 4], '^(%d)|(%d+)|(%d)|(.*)$')
+    keys[#keys + 1] = keyed[i]
+  end
+end
+if #keys > 0 then
+  local expired = redis.call('ZRANGEBYSCORE', UNIQUE_EXPIRY, '-inf', now, 'LIMIT', 0, 100)
+  if #expired > 0 then
+    bulk('HDEL', UNIQUE, expired)
+    bulk('ZREM', UNIQUE_EXPIRY, expired)
+  end
+  for j = 1, #keys, 1000 do
+    local last = math.min(j + 999, #keys)
+    local values = redis.call('HMGET', UNIQUE, unpack(keys, j, last))
+    for k = j, last do
+      stored[keys[k]] = values[k - j + 1]
+    end
+  end
+end
 
 -- Where the lock owner `id` is: 'waiting' for its first delivery, 'started', or 'gone' (not
 -- live, or flagged by a cancel).
@@ -28,22 +54,16 @@ local function owner_state(id)
 end
 
 local function lock(key, owner, hold, expires)
-  redis.call('HSET', UNIQUE, key, owner .. '|' .. hold .. '|' .. expires)
-  redis.call('ZADD', UNIQUE_EXPIRY, expires, key)
+  locks[#locks + 1] = key
+  locks[#locks + 1] = owner .. '|' .. hold .. '|' .. expires
+  expiries[#expiries + 1] = expires
+  expiries[#expiries + 1] = key
 end
 
 -- The holder of the unique key of task `i` (its ARGV index) if a lock still holds it; else the
 -- key is taken for the task and nil returned.
-local function holder(i, spec)
-  if not swept then
-    swept = true
-    local expired = redis.call('ZRANGEBYSCORE', UNIQUE_EXPIRY, '-inf', now, 'LIMIT', 0, 100)
-    if #expired > 0 then
-      bulk('HDEL', UNIQUE, expired)
-      bulk('ZREM', UNIQUE_EXPIRY, expired)
-    end
-  end
-  local hold, ttl, mode, key = string.match(spec, '^(%d)|(%d+)|(%d)|(.*)$')
+local function holder(i)
+  local mode, key = modes[i], keyed[i]
   local at = taken[key]
   if at then
     if mode ~= '0' then
@@ -55,9 +75,9 @@ local function holder(i, spec)
     end
     return envs[at]
   end
-  local stored = redis.call('HGET', UNIQUE, key)
-  if stored then
-    local owner, held_until, expires = string.match(stored, '^([^|]*)|(%d)|(%d+)$')
+  local value = stored[key]
+  if value then
+    local owner, held_until, expires = string.match(value, '^([^|]*)|(%d)|(%d+)$')
     local state = owner_state(owner)
     if now < tonumber(expires)
       and (held_until == '2' or (held_until == '1' and state ~= 'gone') or (held_until == '0' and state == 'waiting')) then
@@ -67,13 +87,13 @@ local function holder(i, spec)
         redis.call('HSET', LEASE_MS, owner, ARGV[i + 2])
         if mode == '2' then
           redis.call('ZADD', WAITING, ARGV[i + 3], owner)
-          lock(key, owner, held_until, now + tonumber(ttl))
+          lock(key, owner, held_until, now + tonumber(ttls[i]))
         end
       end
       return owner
     end
   end
-  lock(key, ARGV[i], hold, now + tonumber(ttl))
+  lock(key, ARGV[i], holds[i], now + tonumber(ttls[i]))
   taken[key] = #envs + 1
   return nil
 end
@@ -83,7 +103,7 @@ for i = 2, #ARGV, 5 do
   if seen[id] or redis.call('HEXISTS', ENV, id) == 1 or redis.call('ZSCORE', DONE, id) then
     outcome[#outcome + 1] = 0
   else
-    local held = ARGV[i + 4] ~= '' and holder(i, ARGV[i + 4])
+    local held = keyed[i] and holder(i)
     if held then
       outcome[#outcome + 1] = held
     else
@@ -97,6 +117,10 @@ for i = 2, #ARGV, 5 do
       scored[#scored + 1] = id
     end
   end
+end
+if #locks > 0 then
+  bulk('HSET', UNIQUE, locks)
+  bulk('ZADD', UNIQUE_EXPIRY, expiries)
 end
 if #envs == 0 then return outcome end
 bulk('HSET', ENV, envs)
