@@ -16,7 +16,7 @@ use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
 use crate::notice::NoticeKind;
 use crate::progress::Progress;
-pub use crate::record::{CancelOutcome, DeadTask, DeleteOutcome, EnqueueOutcome, TaskRecord, TaskState};
+pub use crate::record::{CancelOutcome, DeadTask, DeleteOutcome, EnqueueOutcome, ScheduleState, TaskRecord, TaskState};
 pub use crate::workers::WorkerInfo;
 
 /// The right to settle one delivered task, held until it is settled or expires.
@@ -269,6 +269,10 @@ capabilities! {
         /// [`crate::unique`]). A backend without it refuses a unique envelope. A broker keeps
         /// no index of the messages it holds.
         UniqueKeys,
+        /// [`Driver::claim_slot`] advances a schedule's last slot and stores the slot's task in
+        /// one atomic step, and [`Driver::schedules`] and [`Driver::set_schedule_paused`] keep
+        /// what it knows of each schedule. A broker keeps no state of ours to compare with.
+        ScheduleClaims,
         /// [`Driver::list`] pages through a queue's tasks in one state, and
         /// [`Driver::delete`] deletes one by id.
         Browse,
@@ -527,6 +531,33 @@ pub trait Driver: Send + Sync + 'static {
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
         let _ = id;
         Err(DriverError::Unsupported("deleting a task"))
+    }
+
+    /// Claims the slot `slot` (Unix ms) of the schedule `name`, whose tasks go to `queue`
+    /// ([`Capability::ScheduleClaims`]): advances the schedule's last slot to `slot` only if the
+    /// stored one is older and the schedule is not paused, and in the same atomic step stores
+    /// `task`, the slot's task (its id derived from the schedule and the slot, so a claim
+    /// retried after a lost answer stores nothing twice); `None` advances without a task (a
+    /// missed slot the schedule skips). Returns whether this call claimed the slot: `false`
+    /// when it, or a newer one, was claimed already, or the schedule is paused. Every worker
+    /// that knows a schedule claims its slots; exactly one claim of each slot succeeds.
+    async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        let _ = (name, queue, slot, task);
+        Err(DriverError::Unsupported("schedule claims (the backend cannot advance a schedule and store its task in one step)"))
+    }
+
+    /// Every schedule this backend keeps: its last slot and whether it is paused, by name.
+    /// Empty on a backend without [`Capability::ScheduleClaims`].
+    async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
+        Ok(Vec::new())
+    }
+
+    /// Pauses or resumes the schedule `name` (whose tasks go to `queue`): while paused, no claim
+    /// of its slots succeeds, whichever process asks. Its missed slots follow its catch-up
+    /// policy once it is resumed.
+    async fn set_schedule_paused(&self, name: &str, queue: &str, paused: bool) -> Result<(), DriverError> {
+        let _ = (name, queue, paused);
+        Err(DriverError::Unsupported("pausing a schedule (the backend keeps no schedules)"))
     }
 
     /// Pauses `queue` (`paused`) or resumes it ([`Capability::PauseQueues`]). The mark is

@@ -53,6 +53,8 @@ mod redact;
 pub mod registry;
 pub mod result;
 pub mod retry;
+#[cfg(feature = "cron")]
+pub mod schedule;
 pub mod task;
 pub mod task_id;
 #[cfg(feature = "testing")]
@@ -67,7 +69,7 @@ pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{
     Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
-    SchemaState, ServerInfo, TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
+    ScheduleState, SchemaState, ServerInfo, TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
 };
 pub use envelope::{Defaulted, Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};

@@ -278,3 +278,14 @@ impl EnqueueOutcome {
             .collect()
     }
 }
+
+/// What a backend keeps of a schedule ([`Driver::claim_slot`](crate::driver::Driver::claim_slot)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// The schedule's name.
+    pub name: String,
+    /// The latest slot claimed (Unix ms), if any.
+    pub last_slot: Option<UnixMillis>,
+    /// Whether claims of it are refused until it is resumed.
+    pub paused: bool,
+}

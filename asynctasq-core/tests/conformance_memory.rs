@@ -38,6 +38,7 @@ mod lacking_every_optional_capability {
             DeadExpiry,
             PauseQueues,
             UniqueKeys,
+            ScheduleClaims,
             Browse
         ]
     );

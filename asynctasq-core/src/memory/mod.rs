@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ScheduleState, ServerInfo,
     TaskRecord, TaskState, Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
@@ -23,6 +23,7 @@ use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
 use crate::unique::{UniqueLock, UniqueMode};
 
+mod schedules;
 mod state;
 
 use state::{DeadRecord, Done, State};
@@ -123,9 +124,9 @@ impl MemoryDriver {
     }
 }
 
-#[async_trait]
-impl Driver for MemoryDriver {
-    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+impl MemoryDriver {
+    /// Stores `tasks` in `state` (see [`Driver::enqueue`]).
+    fn store(&self, state: &mut State, tasks: &[Envelope], now: UnixMillis) -> Result<Vec<EnqueueOutcome>, DriverError> {
         if !self.supports(Capability::UniqueKeys) {
             crate::unique::refuse(tasks)?;
         }
@@ -134,8 +135,6 @@ impl Driver for MemoryDriver {
             validate_queue_name(&t.queue)?;
             encoded.push((t, t.encode()?));
         }
-        let now = self.inner.clock.now();
-        let mut state = self.lock();
         // The dead ids of each queue the batch names, gathered once per batch.
         let mut dead: HashMap<String, HashSet<TaskId>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(encoded.len());
@@ -167,10 +166,31 @@ impl Driver for MemoryDriver {
             state.insert(id, queue.clone(), raw, t.lease_ms, t.not_before);
             outcomes.push(EnqueueOutcome::New);
         }
-        drop(state);
+        Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl Driver for MemoryDriver {
+    async fn enqueue(&self, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let now = self.inner.clock.now();
+        let outcomes = self.store(&mut self.lock(), tasks, now)?;
         self.inner.notify.notify_waiters();
         Ok(outcomes)
     }
+
+    async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        self.claim(name, queue, slot, task)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
+        Ok(self.schedule_states())
+    }
+
+    async fn set_schedule_paused(&self, name: &str, queue: &str, paused: bool) -> Result<(), DriverError> {
+        self.pause_schedule(name, queue, paused)
+    }
+
 
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
         validate_queue_name(queue)?;

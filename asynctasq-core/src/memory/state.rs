@@ -29,6 +29,8 @@ pub(super) struct State {
     /// Unique keys by (queue, key), and when each lock expires (see [`crate::unique`]).
     pub(super) unique: HashMap<(String, String), UniqueLock>,
     pub(super) unique_expiry: BTreeSet<(UnixMillis, String, String)>,
+    /// Schedules by name ([`Driver::claim_slot`](crate::Driver::claim_slot)).
+    pub(super) schedules: BTreeMap<String, super::schedules::Kept>,
     pub(super) next_seq: u64,
     pub(super) next_token: u64,
 }

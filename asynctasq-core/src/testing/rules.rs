@@ -13,6 +13,7 @@ mod notice;
 mod pause;
 mod progress;
 mod results;
+mod schedule;
 mod unique;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Ack, Capability, DeadSelector, EnqueueOutcome, TaskState, Totals, WorkerInfo};
@@ -25,6 +26,7 @@ pub use notice::*;
 pub use pause::*;
 pub use progress::*;
 pub use results::*;
+pub use schedule::*;
 pub use unique::*;
 
 /// Every rule with the capability it needs (`None`: none), in the order the tests are
@@ -87,6 +89,12 @@ macro_rules! __conformance_rules {
             stale_unique_key_whose_owner_is_gone_does_not_block: UniqueKeys,
             replace_and_debounce_rewrite_the_holder_while_it_waits: UniqueKeys,
             unique_dispatch_is_refused_by_a_driver_without_unique_keys: None,
+            schedule_slot_fires_once_with_many_claimers: ScheduleClaims,
+            claimed_slot_and_its_task_are_stored_together: ScheduleClaims,
+            older_slot_cannot_be_claimed_after_a_newer_one: ScheduleClaims,
+            paused_schedule_claims_nothing: ScheduleClaims,
+            schedules_list_their_last_slot_after_restart: ScheduleClaims,
+            schedule_claims_are_refused_where_the_backend_cannot_claim: None,
             list_pages_through_each_state_in_order: Browse,
             delete_removes_any_task_but_a_leased_one: Browse,
             concurrent_consumers_never_double_deliver: None,

@@ -777,6 +777,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
                 | Capability::UniqueKeys
+                | Capability::ScheduleClaims
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel

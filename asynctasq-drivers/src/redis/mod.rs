@@ -890,8 +890,8 @@ impl Driver for RedisDriver {
         Ok(ServerInfo { version, clock_ms: Some((secs * 1000 + micros / 1000) as u64), schema: None })
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        capability != Capability::ScheduleClaims
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

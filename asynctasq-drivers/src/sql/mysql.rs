@@ -1333,7 +1333,7 @@ impl Driver for MySqlDriver {
     fn supports(&self, capability: Capability) -> bool {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::ScheduleClaims)
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

@@ -1427,8 +1427,8 @@ impl Driver for PostgresDriver {
             .await
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        capability != Capability::ScheduleClaims
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

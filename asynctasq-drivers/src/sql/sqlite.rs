@@ -1035,7 +1035,7 @@ impl Driver for SqliteDriver {
     fn supports(&self, capability: Capability) -> bool {
         // SQLite offers no notification across processes: waiters poll, and a cancel is read
         // by the next lease renewal.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::ScheduleClaims)
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

@@ -754,6 +754,7 @@ impl Driver for SqsDriver {
                 | Capability::Totals
                 | Capability::IdempotentEnqueue
                 | Capability::UniqueKeys
+                | Capability::ScheduleClaims
                 | Capability::TaskLookup
                 | Capability::Results
                 | Capability::Cancel
