@@ -101,7 +101,8 @@ impl Schedule {
 
     /// Reads the pattern in the time zone `tz` (an IANA name such as `Europe/Berlin`).
     pub fn tz(mut self, tz: &str) -> Result<Self, DriverError> {
-        self.tz = TimeZone::get(tz).map_err(|e| DriverError::Config(format!("unknown time zone `{tz}` of schedule `{}`: {e}", self.name)))?;
+        self.tz =
+            TimeZone::get(tz).map_err(|e| DriverError::Config(format!("unknown time zone `{tz}` of schedule `{}`: {e}", self.name)))?;
         self.tz_name = tz.to_owned();
         Ok(self)
     }
@@ -227,7 +228,11 @@ mod tests {
     fn a_slot_in_a_spring_forward_gap_fires_at_the_first_valid_time_after_it() {
         let s = daily("30 2 * * *", "Europe/Berlin");
         assert_eq!(s.next_after(at("2026-03-28T12:00:00[Europe/Berlin]")), Some(at("2026-03-29T03:00:00[Europe/Berlin]")));
-        assert_eq!(s.next_after(at("2026-03-29T03:00:00[Europe/Berlin]")), Some(at("2026-03-30T02:30:00[Europe/Berlin]")), "then daily again");
+        assert_eq!(
+            s.next_after(at("2026-03-29T03:00:00[Europe/Berlin]")),
+            Some(at("2026-03-30T02:30:00[Europe/Berlin]")),
+            "then daily again"
+        );
     }
 
     #[test]
@@ -275,14 +280,26 @@ mod tests {
         let m = 60_000;
         let (last, now) = (100 * m, 110 * m + 500);
         assert_eq!(every_minute(CatchUp::Latest).due(Some(last), 0, now), Due { fire: vec![110 * m], skip_to: None });
-        assert_eq!(every_minute(CatchUp::All(3)).due(Some(last), 0, now).fire, vec![108 * m, 109 * m, 110 * m], "the most recent, oldest first");
+        assert_eq!(
+            every_minute(CatchUp::All(3)).due(Some(last), 0, now).fire,
+            vec![108 * m, 109 * m, 110 * m],
+            "the most recent, oldest first"
+        );
         assert_eq!(every_minute(CatchUp::All(50)).due(Some(last), 0, now).fire.len(), 10, "never one at or before the last");
-        assert_eq!(every_minute(CatchUp::None).due(Some(last), 0, now), Due { fire: vec![110 * m], skip_to: None }, "the current slot is on time");
+        assert_eq!(
+            every_minute(CatchUp::None).due(Some(last), 0, now),
+            Due { fire: vec![110 * m], skip_to: None },
+            "the current slot is on time"
+        );
         let hourly = Schedule::new("s", "0 * * * *", "t", vec![0x80]).expect("pattern").catch_up(CatchUp::None);
         let h = 60 * m;
         assert_eq!(hourly.due(Some(h), 0, 5 * h + 2 * m), Due { fire: vec![], skip_to: Some(5 * h) }, "missed slots are skipped");
         assert_eq!(every_minute(CatchUp::Latest).due(Some(110 * m), 0, now), Due::default(), "nothing new");
-        assert_eq!(every_minute(CatchUp::Latest).due(None, 110 * m + 1, now), Due::default(), "a new schedule fires nothing before it was seen");
+        assert_eq!(
+            every_minute(CatchUp::Latest).due(None, 110 * m + 1, now),
+            Due::default(),
+            "a new schedule fires nothing before it was seen"
+        );
     }
 
     #[test]

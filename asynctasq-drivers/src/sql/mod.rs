@@ -473,6 +473,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{paused}", &name("paused"))
         .replace("{unique_expiry}", &name("unique_expiry"))
         .replace("{unique}", &name("unique"))
+        .replace("{schedules}", &name("schedules"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

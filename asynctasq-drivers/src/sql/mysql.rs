@@ -29,10 +29,10 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
-    TaskRecord, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
+    ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
-use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::progress::Progress;
 use asynctasq_core::unique::{UniqueLock, until_code, until_of};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
@@ -62,6 +62,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "started time", include_str!("../../migrations/mysql/0011_started.sql")),
     (12, "paused queues", include_str!("../../migrations/mysql/0012_paused.sql")),
     (13, "unique keys", include_str!("../../migrations/mysql/0013_unique.sql")),
+    (14, "schedules", include_str!("../../migrations/mysql/0014_schedules.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -125,6 +126,7 @@ struct Inner {
     results: String,
     paused: String,
     unique: String,
+    schedules: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -192,6 +194,7 @@ impl MySqlDriver {
                 results: format!("`{p}_results`"),
                 paused: format!("`{p}_paused`"),
                 unique: format!("`{p}_unique`"),
+                schedules: format!("`{p}_schedules`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
@@ -341,6 +344,42 @@ impl MySqlDriver {
         }
         let inserted = self.insert_batch(conn, &plan.insert).await?;
         Ok(plan.outcomes(inserted))
+    }
+
+    /// One try of [`Driver::claim_slot`]: the schedule's row made to exist, then locked and read
+    /// (the newest committed row, not the snapshot), advanced, and the slot's task stored, in
+    /// one transaction. (`ON DUPLICATE KEY UPDATE` alone cannot say whether it changed the row:
+    /// with the found-rows flag the client sets, an unchanged row counts as one, as an insert.)
+    async fn claim_slot_once(&self, name: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        let s = &self.inner.schedules;
+        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("claim a slot", e))?;
+        sqlx::query(q(format!("INSERT IGNORE INTO {s} (name) VALUES (?)")))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("claim a slot", e))?;
+        let (last, paused): (Option<i64>, i8) = sqlx::query_as(q(format!("SELECT last_slot, paused FROM {s} WHERE name = ? FOR UPDATE")))
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| map_err("claim a slot", e))?;
+        let claimed = paused == 0 && last.is_none_or(|l| l < slot as i64);
+        if claimed {
+            sqlx::query(q(format!("UPDATE {s} SET last_slot = ? WHERE name = ?")))
+                .bind(slot as i64)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("claim a slot", e))?;
+            if let Some(task) = task {
+                self.enqueue_in(&mut tx, std::slice::from_ref(task)).await?;
+            }
+        }
+        tx.commit().await.map_err(|e| map_err("claim a slot", e))?;
+        if claimed {
+            self.inner.notify.notify_waiters();
+        }
+        Ok(claimed)
     }
 
     /// Writes unique locks with `verb` (an insert) and `tail` (what a duplicate key does).
@@ -1333,7 +1372,40 @@ impl Driver for MySqlDriver {
     fn supports(&self, capability: Capability) -> bool {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::ScheduleClaims)
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+    }
+
+    async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        self.inner
+            .pools
+            .call("claim a slot", async move {
+                validate_queue_name(queue)?;
+                retry_transient!(self.claim_slot_once(name, slot, task))
+            })
+            .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
+        self.inner
+            .pools
+            .call("list schedules", async move {
+                let sql = format!("SELECT name, last_slot, paused FROM {} ORDER BY name", self.inner.schedules);
+                let rows: Vec<(String, Option<i64>, i8)> =
+                    sqlx::query_as(q(sql)).fetch_all(&self.inner.pools.pool()).await.map_err(|e| map_err("list schedules", e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, last, paused)| ScheduleState { name, last_slot: last.map(|s| s as u64), paused: paused != 0 })
+                    .collect())
+            })
+            .await
+    }
+
+    async fn set_schedule_paused(&self, name: &str, queue: &str, paused: bool) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        let sql =
+            format!("INSERT INTO {} (name, paused) VALUES (?, ?) ON DUPLICATE KEY UPDATE paused = VALUES(paused)", self.inner.schedules);
+        let query = sqlx::query(q(sql)).bind(name).bind(i8::from(paused));
+        self.inner.pools.call("pause a schedule", self.inner.execute("pause a schedule", query)).await.map(|_| ())
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

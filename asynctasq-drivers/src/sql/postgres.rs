@@ -51,10 +51,10 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
-    TaskRecord, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
+    ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
-use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::notice::NoticeKind;
 use asynctasq_core::progress::Progress;
 use asynctasq_core::unique::{UniqueLock, until_code, until_of};
@@ -86,6 +86,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "started time", include_str!("../../migrations/postgres/0011_started.sql")),
     (12, "paused queues", include_str!("../../migrations/postgres/0012_paused.sql")),
     (13, "unique keys", include_str!("../../migrations/postgres/0013_unique.sql")),
+    (14, "schedules", include_str!("../../migrations/postgres/0014_schedules.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -165,6 +166,9 @@ struct Sql {
     unique_owners: String,
     unique_take: String,
     unique_rewrite: String,
+    claim_slot: String,
+    schedules: String,
+    pause_schedule: String,
 }
 
 impl Sql {
@@ -175,6 +179,7 @@ impl Sql {
         let r = format!("\"{prefix}_results\"");
         let p = format!("\"{prefix}_paused\"");
         let u = format!("\"{prefix}_unique\"");
+        let s = format!("\"{prefix}_schedules\"");
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                       attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
@@ -380,6 +385,16 @@ impl Sql {
                 "INSERT INTO {u} (queue, unique_key, owner, hold, expires_at) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::bigint[]) \
                  ON CONFLICT (queue, unique_key) DO UPDATE SET owner = EXCLUDED.owner, hold = EXCLUDED.hold, expires_at = EXCLUDED.expires_at"
+            ),
+            // The slot is claimed when the row is new, or newer than the stored one and the
+            // schedule not paused; the row stays locked until the slot's task is stored.
+            claim_slot: format!(
+                "INSERT INTO {s} AS s (name, last_slot) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE \
+                 SET last_slot = EXCLUDED.last_slot WHERE NOT s.paused AND (s.last_slot IS NULL OR s.last_slot < EXCLUDED.last_slot)"
+            ),
+            schedules: format!("SELECT name, last_slot, paused FROM {s} ORDER BY name"),
+            pause_schedule: format!(
+                "INSERT INTO {s} (name, paused) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused"
             ),
             unique_rewrite: format!(
                 "UPDATE {t} SET envelope = $2, lease_ms = $3, visible_at = COALESCE($4, visible_at) \
@@ -1427,8 +1442,44 @@ impl Driver for PostgresDriver {
             .await
     }
 
-    fn supports(&self, capability: Capability) -> bool {
-        capability != Capability::ScheduleClaims
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        self.inner
+            .pools
+            .call("claim a slot", async move {
+                validate_queue_name(queue)?;
+                let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("claim a slot", e))?;
+                let query = sqlx::query(q(&self.inner.sql.claim_slot)).bind(name).bind(slot as i64);
+                let claimed = query.execute(&mut *tx).await.map_err(|e| map_err("claim a slot", e))?.rows_affected() == 1;
+                if claimed && let Some(task) = task {
+                    self.enqueue_in(&mut tx, std::slice::from_ref(task)).await?;
+                }
+                tx.commit().await.map_err(|e| map_err("claim a slot", e))?;
+                Ok(claimed)
+            })
+            .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
+        self.inner
+            .pools
+            .call("list schedules", async move {
+                let rows: Vec<(String, Option<i64>, bool)> = sqlx::query_as(q(&self.inner.sql.schedules))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list schedules", e))?;
+                Ok(rows.into_iter().map(|(name, last, paused)| ScheduleState { name, last_slot: last.map(|s| s as u64), paused }).collect())
+            })
+            .await
+    }
+
+    async fn set_schedule_paused(&self, name: &str, queue: &str, paused: bool) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        let query = sqlx::query(q(&self.inner.sql.pause_schedule)).bind(name).bind(paused);
+        self.inner.pools.call("pause a schedule", self.inner.execute("pause a schedule", query)).await.map(|_| ())
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

@@ -48,10 +48,10 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo,
-    TaskRecord, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
+    ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
-use asynctasq_core::envelope::{Envelope, TaskId, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::progress::Progress;
 use asynctasq_core::unique::{UniqueLock, until_code, until_of};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -80,6 +80,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "started time", include_str!("../../migrations/sqlite/0012_started.sql")),
     (13, "paused queues", include_str!("../../migrations/sqlite/0013_paused.sql")),
     (14, "unique keys", include_str!("../../migrations/sqlite/0014_unique.sql")),
+    (15, "schedules", include_str!("../../migrations/sqlite/0015_schedules.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -1035,7 +1036,51 @@ impl Driver for SqliteDriver {
     fn supports(&self, capability: Capability) -> bool {
         // SQLite offers no notification across processes: waiters poll, and a cancel is read
         // by the next lease renewal.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::ScheduleClaims)
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+    }
+
+    async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        validate_queue_name(queue)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("claim a slot", e))?;
+        let claimed = sqlx::query(
+            "INSERT INTO asynctasq_schedules (name, last_slot) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE \
+             SET last_slot = excluded.last_slot WHERE paused = 0 AND (last_slot IS NULL OR last_slot < excluded.last_slot)",
+        )
+        .bind(name)
+        .bind(slot as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("claim a slot", e))?
+        .rows_affected()
+            == 1;
+        if claimed && let Some(task) = task {
+            self.enqueue_in(&mut tx, std::slice::from_ref(task)).await?;
+        }
+        tx.commit().await.map_err(|e| map_err("claim a slot", e))?;
+        self.woke();
+        Ok(claimed)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
+        let rows: Vec<(String, Option<i64>, bool)> =
+            sqlx::query_as("SELECT name, last_slot, paused FROM asynctasq_schedules ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("list schedules", e))?;
+        Ok(rows.into_iter().map(|(name, last, paused)| ScheduleState { name, last_slot: last.map(|s| s as u64), paused }).collect())
+    }
+
+    async fn set_schedule_paused(&self, name: &str, queue: &str, paused: bool) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        sqlx::query(
+            "INSERT INTO asynctasq_schedules (name, paused) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+        )
+        .bind(name)
+        .bind(paused)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("pause a schedule", e))?;
+        Ok(())
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
