@@ -72,10 +72,10 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ServerInfo, TaskRecord,
-    Totals, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ScheduleState, ServerInfo,
+    TaskRecord, Totals, Waiting, WorkerInfo,
 };
-use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
+use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use asynctasq_core::redact_url;
 use asynctasq_core::{CodecError, DriverError};
 
@@ -142,6 +142,7 @@ struct Scripts {
     settle_cancelled: Script,
     progress: Script,
     delete: Script,
+    schedule: Script,
 }
 
 impl Scripts {
@@ -162,6 +163,7 @@ impl Scripts {
             settle_cancelled: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/settle_cancelled.lua"))),
             progress: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/progress.lua"))),
             delete: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/delete.lua"))),
+            schedule: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/schedule.lua"))),
         }
     }
 }
@@ -224,6 +226,8 @@ struct QueueKeys {
     paused: String,
     unique: String,
     unique_expiry: String,
+    /// The queue's schedules (the schedule script's key 23, after every script's 22).
+    schedules: String,
 }
 
 impl QueueKeys {
@@ -426,12 +430,29 @@ impl RedisDriver {
             paused: format!("{base}:paused"),
             unique: format!("{base}:unique"),
             unique_expiry: format!("{base}:unique_expiry"),
+            schedules: format!("{base}:schedules"),
         })
     }
 
     /// The worker registry's hash and expiry index (one hash slot).
     fn worker_keys(&self) -> (String, String) {
         (format!("{}{{workers}}", self.inner.prefix), format!("{}{{workers}}:expires", self.inner.prefix))
+    }
+
+    /// The registry of schedules: name -> queue, for listing them (each one's state is kept in
+    /// its queue's slot, where its claims run).
+    fn schedules_key(&self) -> String {
+        format!("{}schedules", self.inner.prefix)
+    }
+
+    async fn register_schedule(&self, name: &str, queue: &str) -> Result<(), DriverError> {
+        ::redis::cmd("HSET")
+            .arg(self.schedules_key())
+            .arg(name)
+            .arg(queue)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| map_err("register a schedule", e))
     }
 
     fn queues_key(&self) -> String {
@@ -890,8 +911,52 @@ impl Driver for RedisDriver {
         Ok(ServerInfo { version, clock_ms: Some((secs * 1000 + micros / 1000) as u64), schema: None })
     }
 
-    fn supports(&self, capability: Capability) -> bool {
-        capability != Capability::ScheduleClaims
+    fn supports(&self, _capability: Capability) -> bool {
+        true
+    }
+
+    async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
+        let k = self.keys(queue)?;
+        let mut call = k.invoke(&self.inner.scripts.schedule);
+        call.key(&k.schedules).arg("claim").arg(name).arg(slot).arg(now());
+        if let Some(t) = task {
+            call.arg(t.id.to_string()).arg(t.encode()?).arg(t.lease_ms).arg(t.not_before);
+        }
+        let claimed: i64 = call.invoke_async(&mut self.conn()).await.map_err(|e| map_err("claim a slot", e))?;
+        self.register_schedule(name, queue).await?;
+        Ok(claimed == 1)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
+        let registry: Vec<(String, String)> = ::redis::cmd("HGETALL")
+            .arg(self.schedules_key())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err("list schedules", e))?;
+        let mut pipe = ::redis::pipe();
+        for (name, queue) in &registry {
+            pipe.cmd("HGET").arg(self.keys(queue)?.schedules).arg(name);
+        }
+        let stored: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await.map_err(|e| map_err("list schedules", e))?;
+        let mut states: Vec<ScheduleState> = registry
+            .into_iter()
+            .zip(stored)
+            .map(|((name, _), value)| {
+                let value = value.unwrap_or_default();
+                let (last, paused) = value.split_once('|').unwrap_or(("", "0"));
+                ScheduleState { name, last_slot: last.parse().ok(), paused: paused == "1" }
+            })
+            .collect();
+        states.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(states)
+    }
+
+    async fn set_schedule_paused(&self, name: &str, queue: &str, paused: bool) -> Result<(), DriverError> {
+        let k = self.keys(queue)?;
+        let mut call = k.invoke(&self.inner.scripts.schedule);
+        call.key(&k.schedules).arg(if paused { "pause" } else { "resume" }).arg(name);
+        call.invoke_async::<i64>(&mut self.conn()).await.map_err(|e| map_err("pause a schedule", e))?;
+        self.register_schedule(name, queue).await
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {
