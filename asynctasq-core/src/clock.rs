@@ -35,7 +35,13 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock starting at the current system time.
     pub fn new() -> Self {
-        Self { base_wall: unix_millis(SystemTime::now()), base: tokio::time::Instant::now() }
+        Self::starting_at(unix_millis(SystemTime::now()))
+    }
+
+    /// A clock that reads `wall` (Unix ms) now and follows tokio's time from there: a test on
+    /// a paused runtime sets the calendar (a daylight-saving change) its schedules meet.
+    pub fn starting_at(wall: UnixMillis) -> Self {
+        Self { base_wall: wall, base: tokio::time::Instant::now() }
     }
 }
 

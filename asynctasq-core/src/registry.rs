@@ -37,6 +37,20 @@ pub struct TaskRegistration {
     /// The bytes a payload's unique key is derived from ([`Task::unique_fields`] of the decoded
     /// arguments), so a dispatch by name derives the key a typed dispatch does.
     pub unique_fields: UniqueFieldsFn,
+    /// The schedule `#[task(cron = "…")]` declares, which every worker of the binary runs.
+    pub cron: Option<CronSpec>,
+}
+
+/// A schedule as `#[task(cron = "…", tz = "…", catch_up = "…")]` writes it (checked when a
+/// worker starts: see `crate::schedule::Schedule::declared`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CronSpec {
+    /// The cron pattern (5 fields, or 6 with seconds first).
+    pub pattern: &'static str,
+    /// The IANA time zone (`UTC` unless given).
+    pub tz: &'static str,
+    /// `none`, `latest` or `all:N`.
+    pub catch_up: &'static str,
 }
 
 impl TaskRegistration {
@@ -48,7 +62,13 @@ impl TaskRegistration {
             options: T::options,
             args_from_json: encode_json::<T>,
             unique_fields: unique_fields_of::<T>,
+            cron: None,
         }
+    }
+
+    /// The registration, with the schedule `#[task(cron = "…")]` declares.
+    pub const fn with_cron(self, pattern: &'static str, tz: &'static str, catch_up: &'static str) -> Self {
+        Self { cron: Some(CronSpec { pattern, tz, catch_up }), ..self }
     }
 }
 

@@ -40,9 +40,29 @@ pub enum CatchUp {
     All(u32),
 }
 
+impl std::str::FromStr for CatchUp {
+    type Err = String;
+
+    /// `none`, `latest`, or `all:N` (`all` alone: up to 100).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(CatchUp::None),
+            "latest" => Ok(CatchUp::Latest),
+            "all" => Ok(CatchUp::All(100)),
+            other => other
+                .strip_prefix("all:")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .map(CatchUp::All)
+                .ok_or_else(|| format!("unknown catch-up `{other}`; expected `none`, `latest`, `all` or `all:N` (N at least 1)")),
+        }
+    }
+}
+
 /// How late a slot may be claimed and still count as on time for [`CatchUp::None`]: a worker
-/// that woke a little after the slot is not catching up.
-pub const ON_TIME: Duration = Duration::from_secs(60);
+/// that woke a little after the slot (the scheduler wakes at it) is not catching up; one that
+/// started after a slot's time has missed it.
+pub const ON_TIME: Duration = Duration::from_secs(5);
 
 /// A cron schedule of one task.
 #[derive(Clone, Debug)]
@@ -99,6 +119,14 @@ impl Schedule {
         Self::new(T::NAME, pattern, T::NAME, payload)
     }
 
+    /// The schedule under another name (two schedules of one task need two names).
+    pub fn renamed(mut self, name: impl Into<String>) -> Result<Self, DriverError> {
+        let name = name.into();
+        crate::envelope::validate_task_name(&name).map_err(|_| DriverError::Config(format!("invalid schedule name `{name}`")))?;
+        self.name = name;
+        Ok(self)
+    }
+
     /// Reads the pattern in the time zone `tz` (an IANA name such as `Europe/Berlin`).
     pub fn tz(mut self, tz: &str) -> Result<Self, DriverError> {
         self.tz =
@@ -147,6 +175,18 @@ impl Schedule {
     /// The queue it dispatches to, when it names one (else the task's).
     pub fn queue_name(&self) -> Option<&str> {
         self.queue.as_deref()
+    }
+
+    /// The schedule a `#[task(cron = "…")]` declares: named after the task, its arguments
+    /// none (a cron task takes none).
+    pub fn declared(task: &crate::registry::TaskRegistration) -> Option<Result<Self, DriverError>> {
+        let spec = task.cron?;
+        Some((|| {
+            let catch_up = spec.catch_up.parse().map_err(|e: String| DriverError::Config(format!("task `{}`: {e}", task.name)))?;
+            let payload =
+                rmp_serde::to_vec_named(&std::collections::BTreeMap::<String, ()>::new()).map_err(crate::error::CodecError::Encode)?;
+            Ok(Self::new(task.name, spec.pattern, task.name, payload)?.tz(spec.tz)?.catch_up(catch_up))
+        })())
     }
 
     /// The catch-up policy.

@@ -49,6 +49,8 @@ pub struct WorkerBuilder {
     backend_url: Option<String>,
     ready_bound: Option<Duration>,
     collect_interval: Duration,
+    #[cfg(feature = "cron")]
+    schedules: Vec<crate::schedule::Schedule>,
 }
 
 impl WorkerBuilder {
@@ -84,6 +86,8 @@ impl WorkerBuilder {
             backend_url: None,
             ready_bound: None,
             collect_interval: Duration::from_secs(5),
+            #[cfg(feature = "cron")]
+            schedules: Vec::new(),
         }
     }
 
@@ -293,6 +297,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// Runs `schedule` besides the `#[task(cron = "…")]` schedules of the binary: its slots are
+    /// claimed by whichever worker that knows it claims first (see [`crate::schedule`]). A
+    /// backend without [`Capability::ScheduleClaims`] refuses to start such a worker.
+    #[cfg(feature = "cron")]
+    pub fn schedule(mut self, schedule: crate::schedule::Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// The worker's id in events (default: `host:pid:random`).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -342,6 +355,28 @@ impl WorkerBuilder {
                 )));
             }
         }
+        #[cfg(feature = "cron")]
+        let schedules = {
+            let mut schedules = self.schedules;
+            for name in registry.names() {
+                if let Some(declared) = registry.get(name).and_then(crate::schedule::Schedule::declared) {
+                    schedules.push(declared.map_err(|e| WorkerError::Option(e.to_string()))?);
+                }
+            }
+            let mut names: Vec<&str> = schedules.iter().map(|s| s.name()).collect();
+            names.sort_unstable();
+            if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(WorkerError::Option(format!("two schedules are named `{}`", twice[0])));
+            }
+            if !schedules.is_empty() && !self.driver.supports(Capability::ScheduleClaims) {
+                return Err(WorkerError::Option(format!(
+                    "schedule `{}` needs schedule claims, which {} cannot make (it keeps no state of ours to advance with the slot's task)",
+                    schedules[0].name(),
+                    self.driver.name()
+                )));
+            }
+            schedules
+        };
         let id = self.id.unwrap_or_else(|| {
             // The real host name, as the registry records it (`$HOSTNAME` is a shell variable,
             // often not exported).
@@ -372,6 +407,8 @@ impl WorkerBuilder {
             id,
             call_deadline: self.call_deadline,
             clock: self.clock,
+            #[cfg(feature = "cron")]
+            schedules,
             ready_bound: self.ready_bound.unwrap_or(self.idle_wait + Duration::from_secs(10)),
             http: self.http.map(|addr| crate::monitor::HttpConfig {
                 addr,

@@ -26,6 +26,8 @@ mod lease;
 #[cfg(feature = "testing")]
 pub(crate) mod once;
 mod queues;
+#[cfg(feature = "cron")]
+mod scheduler;
 mod settle;
 pub(crate) mod shared;
 mod shutdown;
@@ -82,6 +84,8 @@ pub struct Worker {
     id: String,
     call_deadline: Duration,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "cron")]
+    schedules: Vec<crate::schedule::Schedule>,
     ready_bound: Duration,
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     http: Option<crate::monitor::HttpConfig>,
@@ -198,10 +202,26 @@ impl Worker {
             limit,
         ));
 
+        #[cfg(feature = "cron")]
+        let scheduler = (!self.schedules.is_empty()).then(|| {
+            let slots = scheduler::Slots::new(
+                std::mem::take(&mut self.schedules),
+                self.driver.clone(),
+                self.clock.clone(),
+                shared.registry.clone(),
+            );
+            tokio::spawn(scheduler::run(slots, self.driver.clone(), self.clock.clone(), limit))
+        });
+
         let mut running = JoinSet::new();
         self.driver.prefetch_hint(self.concurrency, names.len());
         self.driver.consumer(&self.id);
         let fetched = self.fetch_loop(&shared, &names, &mut running, &fetching, &monitor).await;
+        // A stopping worker claims no more slots: the workers that run on claim them.
+        #[cfg(feature = "cron")]
+        if let Some(scheduler) = scheduler {
+            scheduler.abort();
+        }
         monitor.stopped();
         if let Err(error) = bounded("stop_prefetch", limit, self.driver.stop_prefetch()).await {
             tracing::warn!(%error, "could not give back prefetched tasks; they return when the connection closes");

@@ -1,0 +1,103 @@
+//! The worker's scheduler: every schedule the worker knows, its due slots claimed at their time
+//! (see [`crate::schedule`]). Every worker runs one; the backend's claims decide which worker's
+//! claim of a slot stores its task, so no worker is special and none has to stay up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::deadline::bounded;
+use crate::client::{Client, Overrides};
+use crate::clock::Clock;
+use crate::driver::Driver;
+use crate::envelope::{Envelope, UnixMillis};
+use crate::error::DriverError;
+use crate::registry::Registry;
+use crate::schedule::Schedule;
+
+/// Longest the scheduler sleeps between looks, whatever the next slot: a clock that jumps, or a
+/// schedule resumed elsewhere, is seen within this.
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+/// After a failed look, the next one.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The slot tasks of the worker's schedules, built as a dispatch of each builds its task.
+pub(super) struct Slots {
+    schedules: Vec<Schedule>,
+    client: Client,
+    registry: Registry,
+}
+
+impl Slots {
+    pub(super) fn new(schedules: Vec<Schedule>, driver: Arc<dyn Driver>, clock: Arc<dyn Clock>, registry: Registry) -> Self {
+        Self { schedules, client: Client::new(driver).with_clock(clock), registry }
+    }
+
+    /// The task of `schedule`'s `slot`: the id the slot derives, the task's options, due at the
+    /// slot (or now, for a slot already past).
+    fn task(&self, schedule: &Schedule, slot: UnixMillis) -> Result<Envelope, DriverError> {
+        let overrides = Overrides {
+            queue: schedule.queue_name().map(str::to_owned),
+            id: Some(schedule.task_id(slot)),
+            run_at: Some(std::time::UNIX_EPOCH + Duration::from_millis(slot)),
+            ..Overrides::default()
+        };
+        match self.registry.get(schedule.task()) {
+            Some(task) => self.client.envelope_of(task, schedule.payload().to_vec(), &overrides),
+            None => self.client.envelope_from_payload(schedule.task(), schedule.payload().to_vec(), &overrides, &Default::default()),
+        }
+    }
+
+    /// Claims what is due at `now` of every schedule, `since` being when this worker first
+    /// looked; returns the slots it fired (claimed with their task).
+    async fn look(&self, driver: &dyn Driver, since: UnixMillis, now: UnixMillis, limit: Duration) -> Result<usize, DriverError> {
+        let stored: HashMap<String, _> =
+            bounded("schedules", limit, driver.schedules()).await?.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let mut fired = 0;
+        for schedule in &self.schedules {
+            let state = stored.get(schedule.name());
+            if state.is_some_and(|s| s.paused) {
+                continue;
+            }
+            let due = schedule.due(state.and_then(|s| s.last_slot), since, now);
+            for slot in due.fire {
+                let task = self.task(schedule, slot)?;
+                if bounded("claim_slot", limit, driver.claim_slot(schedule.name(), &task.queue, slot, Some(&task))).await? {
+                    fired += 1;
+                    tracing::info!(schedule = schedule.name(), slot, task.id = %task.id, queue = %task.queue, "schedule fired");
+                }
+            }
+            if let Some(slot) = due.skip_to {
+                let queue = self.task(schedule, slot)?.queue;
+                if bounded("claim_slot", limit, driver.claim_slot(schedule.name(), &queue, slot, None)).await? {
+                    tracing::info!(schedule = schedule.name(), slot, "missed slots skipped (catch-up: none)");
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    /// When to look next after `now`: the earliest next slot, at most [`LOOK_AT_MOST_EVERY`] away.
+    fn next_look(&self, now: UnixMillis) -> Duration {
+        let next = self.schedules.iter().filter_map(|s| s.next_after(now)).min();
+        // A millisecond past the slot: a timer rounding down must not wake a hair before it.
+        next.map_or(LOOK_AT_MOST_EVERY, |at| Duration::from_millis(at.saturating_sub(now) + 1).min(LOOK_AT_MOST_EVERY))
+    }
+}
+
+/// Runs the scheduler until aborted.
+pub(super) async fn run(slots: Slots, driver: Arc<dyn Driver>, clock: Arc<dyn Clock>, limit: Duration) {
+    let since = clock.now();
+    loop {
+        let now = clock.now();
+        let wait = match slots.look(&*driver, since, now, limit).await {
+            Ok(_) => slots.next_look(clock.now()),
+            Err(error) => {
+                tracing::warn!(%error, "the scheduler could not claim due slots; trying again");
+                RETRY_AFTER
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
