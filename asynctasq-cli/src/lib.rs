@@ -145,6 +145,9 @@ enum Command {
     /// Any stored task by id: show.
     #[command(subcommand)]
     Task(ops::TaskCommand),
+    /// Cron schedules (`#[task(cron = "…")]`): list, pause, resume, run now.
+    #[command(subcommand)]
+    Schedule(ops::ScheduleCommand),
     /// Enqueue a task registered in this binary by name, with JSON arguments.
     Dispatch(ops::DispatchArgs),
     /// Check the backend: connection, server version, migrations, round-trip time, clock skew,
@@ -613,6 +616,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(ops::TaskCommand::List { queue, state, offset, limit, json }) => {
             ops::task_list(connect(&cli.backend, true).await?, queue, state, offset, limit, json).await
         }
+        Command::Schedule(command) => ops::schedule(connect(&cli.backend, true).await?, &Registry::linked()?, command).await,
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
         Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
         Command::Doctor => {

@@ -26,6 +26,10 @@
 //!   lease, and `started_at` when its latest delivery was claimed.
 //! * `task wait`: `{"id", "outcome", "result", "error"}`, where `outcome` is `succeeded`,
 //!   `dead`, `expired` or `timed_out`.
+//! * `schedule list`: `{"driver", "keeps_schedules", "schedules": [{"name", "pattern", "tz",
+//!   "queue", "next_fire", "last_fire", "paused", "declared"}]}`: times in RFC 3339 (null when
+//!   none), `declared` false for a schedule the backend keeps that this binary does not declare
+//!   (its pattern, zone and queue then null).
 //! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
 //!   "started_at", "heartbeat_at", "heartbeat_ms", "expires_at", "in_flight", "counts": {"started",
 //!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale"}]}`; `stale` is true for a
@@ -38,6 +42,7 @@ mod format;
 mod migrate;
 mod purge;
 mod queue;
+mod schedule;
 mod task;
 mod workers;
 
@@ -47,5 +52,6 @@ pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
 pub(crate) use self::purge::flush;
 pub(crate) use self::queue::{QueueCommand, pause, status};
+pub(crate) use self::schedule::{ScheduleCommand, schedule};
 pub(crate) use self::task::{Settled, TaskCommand, task_cancel, task_delete, task_list, task_show, task_wait};
 pub(crate) use self::workers::workers;

@@ -928,11 +928,15 @@ impl Driver for RedisDriver {
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleState>, DriverError> {
-        let registry: Vec<(String, String)> = ::redis::cmd("HGETALL")
+        let registry: BTreeMap<String, String> = ::redis::cmd("HGETALL")
             .arg(self.schedules_key())
             .query_async(&mut self.conn())
             .await
             .map_err(|e| map_err("list schedules", e))?;
+        if registry.is_empty() {
+            // An empty pipeline is an error to the client, not an empty answer.
+            return Ok(Vec::new());
+        }
         let mut pipe = ::redis::pipe();
         for (name, queue) in &registry {
             pipe.cmd("HGET").arg(self.keys(queue)?.schedules).arg(name);
