@@ -202,6 +202,11 @@ struct WorkerArgs {
     /// How long a graceful stop waits for running tasks before releasing them.
     #[arg(long, env = "ASYNCTASQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Run a cron schedule besides the binary's `#[task(cron)]` ones (repeatable; in the
+    /// environment one per line): `NAME;PATTERN;TASK[;TZ[;ARGS-JSON]]`, e.g.
+    /// `cleanup;0 3 * * *;purge_old;Europe/Berlin;{"days": 30}`.
+    #[arg(long = "schedule", env = "ASYNCTASQ_SCHEDULES", value_delimiter = '\n', value_name = "SPEC", hide_short_help = true)]
+    schedules: Vec<String>,
     #[command(flatten, next_help_heading = "Defaults for tasks that set nothing (per dispatch > #[task] > these > built-in)")]
     defaults: Box<TaskDefaults>,
     /// Print the final counts as JSON on stdout.
@@ -733,6 +738,7 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         bail!(NO_TASKS);
     }
     warn_unconsumed_queues(&registry, &builder_checks.0);
+    let flag_registry = registry.clone();
     let mut builder = Worker::builder(driver)
         .registry(registry)
         .queue_specs(builder_checks.0, builder_checks.1)
@@ -749,6 +755,9 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.max_time {
         builder = builder.max_time(d);
+    }
+    for spec in args.schedules.iter().filter(|s| !s.trim().is_empty()) {
+        builder = builder.schedule(ops::schedule_flag(spec, &flag_registry)?);
     }
     if let Some(addr) = monitoring.http {
         builder = builder.http(addr);

@@ -28,6 +28,7 @@
 //! | Feature   | Default | What it adds |
 //! |-----------|---------|--------------|
 //! | `macros`  | yes     | `#[task]`, re-exported from `asynctasq-macros` |
+//! | `cron`    | yes     | cron schedules ([`schedule`], `#[task(cron = "…")]`): `croner` patterns, `jiff` time zones |
 //! | `testing` | no      | test helpers for your tasks (`testing::Jobs`, `assert_enqueued!`) and the driver conformance suite ([`conformance_tests!`]) |
 //!
 //! Vocabulary: a **task** is dispatched to a **queue**; a worker takes it under a **lease**

@@ -52,6 +52,6 @@ pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
 pub(crate) use self::purge::flush;
 pub(crate) use self::queue::{QueueCommand, pause, status};
-pub(crate) use self::schedule::{ScheduleCommand, schedule};
+pub(crate) use self::schedule::{ScheduleCommand, schedule, schedule_flag};
 pub(crate) use self::task::{Settled, TaskCommand, task_cancel, task_delete, task_list, task_show, task_wait};
 pub(crate) use self::workers::workers;

@@ -55,6 +55,20 @@ fn declared(registry: &Registry) -> anyhow::Result<BTreeMap<String, Schedule>> {
     Ok(schedules)
 }
 
+/// A `worker --schedule NAME;PATTERN;TASK[;TZ[;ARGS-JSON]]`: the task must be in this binary
+/// and the arguments fit it, or the flag is a usage error naming what is wrong.
+pub(crate) fn schedule_flag(spec: &str, registry: &Registry) -> Result<Schedule, crate::Usage> {
+    let usage = |what: String| crate::Usage(format!("invalid --schedule `{spec}`: {what}"));
+    let mut parts = spec.splitn(5, ';').map(str::trim);
+    let (Some(name), Some(pattern), Some(task)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(usage("expected NAME;PATTERN;TASK[;TZ[;ARGS-JSON]]".into()));
+    };
+    let (tz, args) = (parts.next().filter(|t| !t.is_empty()).unwrap_or("UTC"), parts.next().filter(|a| !a.is_empty()).unwrap_or("{}"));
+    let registration = registry.get(task).ok_or_else(|| usage(format!("no task `{task}` in this binary")))?;
+    let payload = (registration.args_from_json)(args).map_err(|e| usage(format!("arguments for task `{task}`: {e}")))?;
+    Schedule::new(name, pattern, task, payload).and_then(|s| s.tz(tz)).map_err(|e| usage(e.to_string()))
+}
+
 /// The queue a schedule's tasks go to.
 fn queue_of(schedule: &Schedule, registry: &Registry) -> String {
     schedule

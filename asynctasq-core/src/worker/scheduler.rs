@@ -22,6 +22,37 @@ const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 /// After a failed look, the next one.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How often the backend's clock is read again (see [`Skew`]).
+const SKEW_EVERY: Duration = Duration::from_secs(600);
+
+/// How far the backend's clock is ahead of this worker's (ms, negative when behind): slots are
+/// due by the backend's clock where it has one (PostgreSQL, MySQL, Redis), so workers whose
+/// clocks drift apart still agree on when a slot has come. Zero where the backend has none.
+struct Skew {
+    ms: i64,
+    read_at: Option<tokio::time::Instant>,
+}
+
+impl Skew {
+    /// The skew, read again from the backend when [`SKEW_EVERY`] has passed (a failed read
+    /// keeps the last one).
+    async fn of(&mut self, driver: &dyn Driver, clock: &dyn Clock, limit: Duration) -> i64 {
+        if self.read_at.is_some_and(|at| at.elapsed() < SKEW_EVERY) {
+            return self.ms;
+        }
+        let before = clock.now();
+        if let Ok(info) = bounded("server_info", limit, driver.server_info()).await
+            && let Some(server) = info.clock_ms
+        {
+            // The server read its clock about halfway through the round trip.
+            let local = before + clock.now().saturating_sub(before) / 2;
+            self.ms = server as i64 - local as i64;
+        }
+        self.read_at = Some(tokio::time::Instant::now());
+        self.ms
+    }
+}
+
 /// The slot tasks of the worker's schedules, built as a dispatch of each builds its task.
 pub(super) struct Slots {
     schedules: Vec<Schedule>,
@@ -88,11 +119,14 @@ impl Slots {
 
 /// Runs the scheduler until aborted.
 pub(super) async fn run(slots: Slots, driver: Arc<dyn Driver>, clock: Arc<dyn Clock>, limit: Duration) {
-    let since = clock.now();
+    let mut skew = Skew { ms: 0, read_at: None };
+    let by_backend = |local: UnixMillis, skew: i64| local.saturating_add_signed(skew);
+    let since = by_backend(clock.now(), skew.of(&*driver, &*clock, limit).await);
     loop {
-        let now = clock.now();
+        let skew = skew.of(&*driver, &*clock, limit).await;
+        let now = by_backend(clock.now(), skew);
         let wait = match slots.look(&*driver, since, now, limit).await {
-            Ok(_) => slots.next_look(clock.now()),
+            Ok(_) => slots.next_look(by_backend(clock.now(), skew)),
             Err(error) => {
                 tracing::warn!(%error, "the scheduler could not claim due slots; trying again");
                 RETRY_AFTER
