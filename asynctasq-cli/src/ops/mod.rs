@@ -14,8 +14,11 @@
 //!   task is `{"id", "queue", "task", "attempt", "max_attempts", "error", "dead_at",
 //!   "created_at", "args", "decode_error"}` (times in Unix milliseconds; `args` the decoded
 //!   arguments or null, `decode_error` why they could not be decoded or null).
-//! * `dispatch`: `{"id": "<task id>", "queue": "<queue>", "outcome": "new" | "exists"}`
-//!   (`exists`: a task with the `--id` given was already stored, and nothing was dispatched).
+//! * `dispatch`: `{"id": "<task id>", "queue": "<queue>", "outcome": "new" | "exists" |
+//!   "duplicate"}` (`exists`: a task with the `--id` given was already stored; `duplicate`: the
+//!   task's unique key is held by the task `"existing": "<task id>"`; either way nothing was
+//!   dispatched); with `--args-file`: `{"dispatched": N, "skipped": N, "queue"}` (`skipped`:
+//!   lines whose id or unique key was held).
 //! * `task show`: `{"id", "queue", "state", "task", "attempt", "max_attempts", "at",
 //!   "last_error", "created_at", "args", "decode_error", "result", "cancel_requested",
 //!   "errors", "holder", "started_at", "progress"}`, where `state` is `scheduled`, `ready`,
