@@ -43,7 +43,9 @@
 //! Every call runs under the request timeout; one that runs out replaces the pool
 //! (`pool.rs`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod unique_keys;
+
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,15 +59,14 @@ use asynctasq_core::driver::{
 use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::notice::NoticeKind;
 use asynctasq_core::progress::Progress;
-use asynctasq_core::unique::{UniqueLock, until_code, until_of};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::listener::{Channels, keep_listening, listen};
 use super::pool::{self, Pools};
-use sqlx::{AssertSqlSafe, Postgres, Row};
+use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
-use super::unique;
+use self::unique_keys::PgBind;
 use super::{
     ClaimCursors, Found, Sweeper, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token, schema_state,
     shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
@@ -73,20 +74,20 @@ use super::{
 use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "tasks and dead tables", include_str!("../../migrations/postgres/0001_tasks.sql")),
-    (2, "worker registry", include_str!("../../migrations/postgres/0002_workers.sql")),
-    (3, "settled totals per queue", include_str!("../../migrations/postgres/0003_totals.sql")),
-    (4, "replayed mark on tasks", include_str!("../../migrations/postgres/0004_replayed.sql")),
-    (5, "kept results", include_str!("../../migrations/postgres/0005_results.sql")),
-    (6, "cancellation", include_str!("../../migrations/postgres/0006_cancel.sql")),
-    (7, "task progress", include_str!("../../migrations/postgres/0007_progress.sql")),
-    (8, "error history", include_str!("../../migrations/postgres/0008_errors.sql")),
-    (9, "dead expiry", include_str!("../../migrations/postgres/0009_dead_expiry.sql")),
-    (10, "lease holder", include_str!("../../migrations/postgres/0010_holder.sql")),
-    (11, "started time", include_str!("../../migrations/postgres/0011_started.sql")),
-    (12, "paused queues", include_str!("../../migrations/postgres/0012_paused.sql")),
-    (13, "unique keys", include_str!("../../migrations/postgres/0013_unique.sql")),
-    (14, "schedules", include_str!("../../migrations/postgres/0014_schedules.sql")),
+    (1, "tasks and dead tables", include_str!("../../../migrations/postgres/0001_tasks.sql")),
+    (2, "worker registry", include_str!("../../../migrations/postgres/0002_workers.sql")),
+    (3, "settled totals per queue", include_str!("../../../migrations/postgres/0003_totals.sql")),
+    (4, "replayed mark on tasks", include_str!("../../../migrations/postgres/0004_replayed.sql")),
+    (5, "kept results", include_str!("../../../migrations/postgres/0005_results.sql")),
+    (6, "cancellation", include_str!("../../../migrations/postgres/0006_cancel.sql")),
+    (7, "task progress", include_str!("../../../migrations/postgres/0007_progress.sql")),
+    (8, "error history", include_str!("../../../migrations/postgres/0008_errors.sql")),
+    (9, "dead expiry", include_str!("../../../migrations/postgres/0009_dead_expiry.sql")),
+    (10, "lease holder", include_str!("../../../migrations/postgres/0010_holder.sql")),
+    (11, "started time", include_str!("../../../migrations/postgres/0011_started.sql")),
+    (12, "paused queues", include_str!("../../../migrations/postgres/0012_paused.sql")),
+    (13, "unique keys", include_str!("../../../migrations/postgres/0013_unique.sql")),
+    (14, "schedules", include_str!("../../../migrations/postgres/0014_schedules.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -546,122 +547,6 @@ impl PostgresDriver {
         Ok(outcomes)
     }
 
-    /// Enqueues a batch holding unique tasks in `conn`'s transaction (see `sql::unique`): first
-    /// as if no row held any of its keys (the common case: one statement), and where one does,
-    /// by the general path.
-    async fn enqueue_unique(&self, conn: &mut PgConnection, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
-        let at = now();
-        let fresh = unique::plan(tasks, &unique::Held::new(), at as u64)?;
-        if let Some(outcomes) = self.enqueue_fresh(conn, &fresh).await? {
-            return Ok(outcomes);
-        }
-        self.enqueue_held(conn, tasks, at).await
-    }
-
-    /// The batch as planned for keys no row holds, in one statement (`unique_fast`: the locks
-    /// and the tasks that took them, the plain insert of the bulk path) inside a savepoint.
-    /// `None`, with the savepoint rolled back, when a key was held or an id stored.
-    async fn enqueue_fresh(&self, conn: &mut PgConnection, plan: &unique::Plan) -> Result<Option<Vec<EnqueueOutcome>>, DriverError> {
-        let step = |sql: &'static str| sqlx::query(sql);
-        step("SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
-        let rows = Rows::of(&plan.insert)?;
-        let keyed: Vec<bool> = plan.insert.iter().map(|t| t.unique.is_some()).collect();
-        // In key order, as every unique enqueue takes keys: two never wait on each other crosswise.
-        let mut sorted: Vec<&unique::Take> = plan.take.iter().collect();
-        sorted.sort_unstable_by(|a, b| (&a.queue, &a.key).cmp(&(&b.queue, &b.key)));
-        let takes = Takes::of(sorted.into_iter().map(|t| (&t.queue, &t.key, t.lock)));
-        let query = takes.bind(rows.bind(sqlx::query(q(&self.inner.sql.unique_fast))).push(&keyed));
-        let stored = match query.execute(&mut *conn).await {
-            Ok(done) => done.rows_affected() == plan.insert.len() as u64,
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => false,
-            Err(e) => return Err(map_err("enqueue", e)),
-        };
-        if !stored {
-            step("ROLLBACK TO SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
-            return Ok(None);
-        }
-        step("RELEASE SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
-        self.notify_queues(conn, &rows).await?;
-        Ok(Some(plan.outcomes(EnqueueOutcome::all_new(plan.insert.len()))))
-    }
-
-    /// Enqueues a batch holding unique tasks, some of whose keys a row holds.
-    ///
-    /// # Why four steps
-    /// A key no row holds yet (the common case) is taken by one insert that also serialises
-    /// racing enqueues of it (`unique_fresh`). The other keys' rows are locked and read
-    /// (`unique_held`, in key order, so two enqueues never wait crosswise), and only then their
-    /// owners' states, in a statement of its own: under READ COMMITTED a new statement sees
-    /// what the transaction that held the row lock committed, where a join in the locking
-    /// statement would read the owner from before it.
-    async fn enqueue_held(&self, conn: &mut PgConnection, tasks: &[Envelope], at: i64) -> Result<Vec<EnqueueOutcome>, DriverError> {
-        let sql = &self.inner.sql;
-        let mut first: HashMap<(&str, &str), &Envelope> = HashMap::new();
-        for t in tasks {
-            if let Some(u) = &t.unique {
-                first.entry((t.queue.as_str(), u.key.as_str())).or_insert(t);
-            }
-        }
-        let keys = unique::keys(tasks);
-        let candidates = Takes::of(keys.iter().map(|(q, k)| {
-            let t = first[&(q.as_str(), k.as_str())];
-            let u = t.unique.as_ref().expect("a unique task");
-            (q, k, UniqueLock { owner: t.id, until: u.until, expires_at: at as u64 + u.ttl_ms })
-        }));
-        let fresh: HashSet<(String, String)> = candidates
-            .bind(sqlx::query_as(q(&sql.unique_fresh)))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| map_err("enqueue", e))?
-            .into_iter()
-            .collect();
-        let (queues, names): (Vec<&str>, Vec<&str>) =
-            keys.iter().filter(|k| !fresh.contains(*k)).map(|(q, k)| (q.as_str(), k.as_str())).unzip();
-        let mut held = unique::Held::new();
-        if !queues.is_empty() {
-            let locks: Vec<(String, String, Vec<u8>, i16, i64)> = sqlx::query_as(q(&sql.unique_held))
-                .bind(&queues)
-                .bind(&names)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| map_err("enqueue", e))?;
-            let owners: Vec<&[u8]> = locks.iter().map(|l| l.2.as_slice()).collect();
-            let states: HashMap<Vec<u8>, (i64, bool, bool)> = sqlx::query_as::<_, (Vec<u8>, i32, bool, bool)>(q(&sql.unique_owners))
-                .bind(&owners)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| map_err("enqueue", e))?
-                .into_iter()
-                .map(|(id, attempt, leased, gone)| (id, (i64::from(attempt), leased, gone)))
-                .collect();
-            for (queue, key, owner, hold, expires_at) in locks {
-                let Some(id) = TaskId::from_slice(&owner) else { continue };
-                let lock = UniqueLock { owner: id, until: until_of(hold.into()), expires_at: expires_at as u64 };
-                held.insert((queue, key), (lock, unique::owner_state(states.get(&owner).copied())));
-            }
-        }
-        let plan = unique::plan(tasks, &held, at as u64)?;
-        // A fresh key's lock was written by `unique_fresh`, as the plan would write it.
-        let takes =
-            Takes::of(plan.take.iter().filter(|t| !fresh.contains(&(t.queue.clone(), t.key.clone()))).map(|t| (&t.queue, &t.key, t.lock)));
-        if !takes.queues.is_empty() {
-            takes.bind(sqlx::query(q(&sql.unique_take))).execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
-        }
-        for r in &plan.rewrite {
-            let query = sqlx::query(q(&sql.unique_rewrite)).bind(r.id.as_bytes().as_slice()).bind(&r.envelope).bind(r.lease_ms as i64);
-            query.bind(r.due.map(|d| d as i64)).execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
-        }
-        let inserted = if plan.insert.is_empty() {
-            Vec::new()
-        } else {
-            let rows = Rows::of(&plan.insert)?;
-            let inserted = self.insert_skipping(conn, &rows, &plan.insert).await?;
-            self.notify_queues(conn, &rows).await?;
-            inserted
-        };
-        Ok(plan.outcomes(inserted))
-    }
-
     /// The insert that skips every id already stored and says which it stored: right inside
     /// any transaction, whatever the batch holds.
     async fn insert_skipping(&self, conn: &mut PgConnection, rows: &Rows, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
@@ -736,56 +621,6 @@ impl PostgresDriver {
     async fn notify(&self, queue: &str) -> Result<(), DriverError> {
         self.inner.execute("notify", sqlx::query(q(&self.inner.sql.notify)).bind(&self.inner.channel).bind(vec![queue.to_owned()])).await?;
         Ok(())
-    }
-}
-
-/// `bind` on a query of any kind (plain, `as`, scalar), so one set of arrays binds to each.
-trait PgBind<'q>: Sized {
-    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self;
-}
-
-impl<'q> PgBind<'q> for sqlx::query::Query<'q, Postgres, PgArguments> {
-    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
-        self.bind(value)
-    }
-}
-
-impl<'q, O> PgBind<'q> for sqlx::query::QueryAs<'q, Postgres, O, PgArguments> {
-    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
-        self.bind(value)
-    }
-}
-
-impl<'q, O> PgBind<'q> for sqlx::query::QueryScalar<'q, Postgres, O, PgArguments> {
-    fn push<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
-        self.bind(value)
-    }
-}
-
-/// Unique locks to write, as `UNNEST` arrays.
-struct Takes<'a> {
-    queues: Vec<&'a str>,
-    keys: Vec<&'a str>,
-    owners: Vec<Vec<u8>>,
-    holds: Vec<i16>,
-    expiries: Vec<i64>,
-}
-
-impl<'a> Takes<'a> {
-    fn of(locks: impl Iterator<Item = (&'a String, &'a String, UniqueLock)>) -> Self {
-        let mut takes = Takes { queues: Vec::new(), keys: Vec::new(), owners: Vec::new(), holds: Vec::new(), expiries: Vec::new() };
-        for (queue, key, lock) in locks {
-            takes.queues.push(queue);
-            takes.keys.push(key);
-            takes.owners.push(lock.owner.as_bytes().to_vec());
-            takes.holds.push(until_code(lock.until));
-            takes.expiries.push(i64::try_from(lock.expires_at).unwrap_or(i64::MAX));
-        }
-        takes
-    }
-
-    fn bind<'q, Q: PgBind<'q>>(&'q self, query: Q) -> Q {
-        query.push(&self.queues).push(&self.keys).push(&self.owners).push(&self.holds).push(&self.expiries)
     }
 }
 
