@@ -30,6 +30,16 @@ fn every_second() -> Schedule {
     Schedule::new("every_second", "* * * * * *", "every_second", empty).expect("schedule")
 }
 
+/// A setup on `backend` whose ledger has the `fires` table `cron-worker` writes.
+async fn with_fires(dir: &std::path::Path, backend: Backend) -> Setup {
+    let s = Setup::on(dir, backend).await;
+    sqlx::query("CREATE TABLE fires (id TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL)")
+        .execute(&s.ledger)
+        .await
+        .expect("ledger table");
+    s
+}
+
 /// The ledger's runs: task id -> the times (Unix ms) it ran.
 async fn fires(s: &Setup) -> HashMap<String, Vec<u64>> {
     let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, at_ms FROM fires").fetch_all(&s.ledger).await.expect("read the ledger");
@@ -42,11 +52,7 @@ async fn fires(s: &Setup) -> HashMap<String, Vec<u64>> {
 
 async fn slots_fire_once_across_processes(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = Setup::on(dir.path(), backend).await;
-    sqlx::query("CREATE TABLE fires (id TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL)")
-        .execute(&s.ledger)
-        .await
-        .expect("ledger table");
+    let s = with_fires(dir.path(), backend).await;
     let started = now_ms();
     let mut workers: Vec<Proc> = (0..3).map(|_| s.spawn_worker(EXE, "cron", 4, &[])).collect();
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -138,11 +144,7 @@ async fn a_worker_with_schedules_refuses_to_start_where_the_backend_cannot_claim
 async fn schedule_chaos(backend: Backend, label: &str) {
     let secs: u64 = std::env::var("ASYNCTASQ_SCHEDULE_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = Setup::on(dir.path(), backend).await;
-    sqlx::query("CREATE TABLE fires (id TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL)")
-        .execute(&s.ledger)
-        .await
-        .expect("ledger table");
+    let s = with_fires(dir.path(), backend).await;
     let started = now_ms();
     let mut workers: Vec<Proc> = (0..5).map(|_| s.spawn_worker(EXE, "cron", 4, &[])).collect();
     let mut killed: Vec<u32> = Vec::new();
@@ -219,11 +221,7 @@ async fn schedule_survives_kill_9_of_its_workers_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_given_on_the_command_line_runs_and_a_bad_one_is_a_usage_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = Setup::on(dir.path(), Backend::Sqlite).await;
-    sqlx::query("CREATE TABLE fires (id TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL)")
-        .execute(&s.ledger)
-        .await
-        .expect("ledger table");
+    let s = with_fires(dir.path(), Backend::Sqlite).await;
     for (spec, says) in [
         ("flagged;61 * * * *;every_second", "61 * * * *"),
         ("flagged;* * * * *;no_such_task", "no task `no_such_task`"),
