@@ -276,6 +276,38 @@ capabilities! {
         /// [`Driver::list`] pages through a queue's tasks in one state, and
         /// [`Driver::delete`] deletes one by id.
         Browse,
+        /// [`Driver::set_limits`] stores a queue's [`QueueLimits`] in the backend and every
+        /// claim obeys them, whichever handle or process claims: the live leases of the queue
+        /// are counted in the claim's own atomic step. A broker hands messages to its consumers
+        /// on its own.
+        QueueLimits,
+    }
+}
+
+/// Limits on claiming one queue's tasks, across every worker ([`Driver::set_limits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct QueueLimits {
+    /// At most this many of the queue's tasks leased at once, by all workers together; `None`:
+    /// no cap. Zero holds every task back, like a pause.
+    pub max_leased: Option<u32>,
+}
+
+impl QueueLimits {
+    /// At most `n` of the queue's tasks leased at once.
+    pub fn max_leased(n: u32) -> Self {
+        Self { max_leased: Some(n) }
+    }
+
+    /// These limits with the cap on live leases set to `n` (`None`: none).
+    pub fn with_max_leased(mut self, n: Option<u32>) -> Self {
+        self.max_leased = n;
+        self
+    }
+
+    /// Whether no limit is set.
+    pub fn is_none(&self) -> bool {
+        self.max_leased.is_none()
     }
 }
 
@@ -351,6 +383,12 @@ pub trait Driver: Send + Sync + 'static {
     /// [`wait_ready`](Driver::wait_ready)). A broker driver may wait briefly for deliveries the
     /// broker already sent (RabbitMQ: at most 400 ms); the conformance suite holds every driver
     /// to its `DEQUEUE_BOUND` (`testing::rules`, feature `testing`).
+    ///
+    /// **Limits** ([`Capability::QueueLimits`]): with [`QueueLimits::max_leased`] set for the
+    /// queue, a claim delivers at most that many minus the queue's live leases (leased and not
+    /// expired, by any handle), counted in the same atomic step as the claim, so concurrent
+    /// claims from any number of processes never hold more at once. An expired lease counts
+    /// for nothing: a crashed worker's tasks free their places when their leases run out.
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError>;
 
     /// Waits until a task in one of `queues` may be ready, or until `timeout`. A hint, not a
@@ -573,6 +611,21 @@ pub trait Driver: Send + Sync + 'static {
 
     /// The paused queues, by name ([`Capability::PauseQueues`]; none where it is lacking).
     async fn paused(&self) -> Result<Vec<String>, DriverError> {
+        Ok(Vec::new())
+    }
+
+    /// Stores `limits` for `queue` ([`Capability::QueueLimits`]), replacing what was set;
+    /// [`QueueLimits::default`] (no limit) removes them. Stored in the backend, so they bind
+    /// every handle and process: from the call's return every claim obeys them (see
+    /// [`dequeue`](Driver::dequeue)). Leases already held run on, even past a lowered limit.
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        let _ = (queue, limits);
+        Err(DriverError::Unsupported("limiting a queue"))
+    }
+
+    /// The queues with limits set, by name, and their limits ([`Capability::QueueLimits`];
+    /// none where it is lacking).
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
         Ok(Vec::new())
     }
 

@@ -69,8 +69,8 @@ pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
-    ScheduleState, SchemaState, ServerInfo, TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    QueueStats, ScheduleState, SchemaState, ServerInfo, TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
 };
 pub use envelope::{Defaulted, Envelope, TaskId};
 pub use error::{CodecError, DriverError, WorkerError};

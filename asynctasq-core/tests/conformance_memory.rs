@@ -39,7 +39,8 @@ mod lacking_every_optional_capability {
             PauseQueues,
             UniqueKeys,
             ScheduleClaims,
-            Browse
+            Browse,
+            QueueLimits
         ]
     );
 }

@@ -620,19 +620,19 @@ fn fresh_table_prefix() -> String {
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (15, "schedules")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (16, "queue limits")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_postgres() {
     let args = ["--driver", "postgres", "--database-url", &shared_postgres_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (14, "schedules")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (15, "queue limits")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_mysql() {
     let args = ["--driver", "mysql", "--database-url", &shared_mysql_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (14, "schedules")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (15, "queue limits")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
-    ScheduleState, ServerInfo, TaskRecord, TaskState, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    QueueStats, ScheduleState, ServerInfo, TaskRecord, TaskState, Waiting, WorkerInfo,
 };
 use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
@@ -200,6 +200,18 @@ impl Driver for MemoryDriver {
             return Ok(Vec::new());
         }
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
+        // The queue's cap, less its live leases: index entries past now that hold a token.
+        let max = match state.limits.get(queue).and_then(|l| l.max_leased) {
+            Some(cap) => {
+                let leased = q
+                    .index
+                    .range((now + 1, 0, TaskId::from_bytes([0; 16]))..)
+                    .filter(|(_, _, id)| state.tasks.get(id).is_some_and(|r| r.token.is_some()))
+                    .count();
+                max.min((cap as usize).saturating_sub(leased))
+            }
+            None => max,
+        };
         // A flagged task is never delivered: due, its lease ran out, and it ends cancelled here.
         let (mut due, mut flagged) = (Vec::new(), Vec::new());
         for (_, _, id) in q.index.iter().take_while(|(at, _, _)| *at <= now) {
@@ -255,6 +267,27 @@ impl Driver for MemoryDriver {
 
     async fn paused(&self) -> Result<Vec<String>, DriverError> {
         Ok(self.lock().paused.iter().cloned().collect())
+    }
+
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        if !self.supports(Capability::QueueLimits) {
+            return Err(DriverError::Unsupported("limiting a queue"));
+        }
+        let mut state = self.lock();
+        if limits.is_none() {
+            state.limits.remove(queue);
+        } else {
+            state.limits.insert(queue.to_owned(), limits);
+        }
+        drop(state);
+        // A raised limit may make tasks claimable.
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
+        Ok(self.lock().limits.iter().map(|(q, l)| (q.clone(), *l)).collect())
     }
 
     async fn wait_ready(&self, queues: &[String], timeout: Duration) -> Result<(), DriverError> {

@@ -26,6 +26,8 @@ pub(super) struct State {
     pub(super) consumer: Option<Arc<str>>,
     /// Queues no claim takes from ([`Driver::set_paused`](crate::Driver::set_paused)).
     pub(super) paused: BTreeSet<String>,
+    /// Queues' limits ([`Driver::set_limits`](crate::Driver::set_limits)).
+    pub(super) limits: BTreeMap<String, crate::driver::QueueLimits>,
     /// Unique keys by (queue, key), and when each lock expires (see [`crate::unique`]).
     pub(super) unique: HashMap<(String, String), UniqueLock>,
     pub(super) unique_expiry: BTreeSet<(UnixMillis, String, String)>,

@@ -9,6 +9,7 @@ use super::{Harness, eventually, ids};
 mod browse;
 mod cancel;
 mod history;
+mod limits;
 mod notice;
 mod pause;
 mod progress;
@@ -22,6 +23,7 @@ use crate::error::DriverError;
 pub use browse::*;
 pub use cancel::*;
 pub use history::*;
+pub use limits::*;
 pub use notice::*;
 pub use pause::*;
 pub use progress::*;
@@ -81,6 +83,10 @@ macro_rules! __conformance_rules {
             each_failure_names_its_worker_and_a_leased_task_its_holder: ErrorHistory,
             paused_queue_is_not_claimed_until_resumed: PauseQueues,
             pause_is_refused_where_the_backend_cannot_pause: None,
+            claims_never_exceed_the_queue_limit_with_many_consumers: QueueLimits,
+            expired_lease_frees_its_queue_place: QueueLimits,
+            queue_limit_is_listed_changed_and_cleared: QueueLimits,
+            queue_limits_are_refused_where_the_backend_cannot_enforce_them: None,
             duplicate_unique_key_is_not_stored_while_the_first_waits: UniqueKeys,
             concurrent_enqueues_of_one_unique_key_store_exactly_one: UniqueKeys,
             unique_key_until_start_is_released_when_the_task_is_leased: UniqueKeys,

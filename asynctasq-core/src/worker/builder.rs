@@ -10,7 +10,7 @@ use super::queues::QueueOrder;
 use super::{Priority, QueueSpec, Worker, WorkerHandle};
 use crate::blocking::BlockingPool;
 use crate::clock::{Clock, SystemClock};
-use crate::driver::{Capability, Driver};
+use crate::driver::{Capability, Driver, QueueLimits};
 use crate::error::WorkerError;
 use crate::event::Events;
 use crate::registry::Registry;
@@ -51,6 +51,7 @@ pub struct WorkerBuilder {
     collect_interval: Duration,
     #[cfg(feature = "cron")]
     schedules: Vec<crate::schedule::Schedule>,
+    limits: Vec<(String, QueueLimits)>,
 }
 
 impl WorkerBuilder {
@@ -88,6 +89,7 @@ impl WorkerBuilder {
             collect_interval: Duration::from_secs(5),
             #[cfg(feature = "cron")]
             schedules: Vec::new(),
+            limits: Vec::new(),
         }
     }
 
@@ -306,6 +308,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Stores `limits` for `queue` in the backend as the worker starts ([`Driver::set_limits`]),
+    /// so every worker on the backend obeys them, this one's other queues and other processes
+    /// included; the last one stored wins. A backend without [`Capability::QueueLimits`]
+    /// refuses to build such a worker: a limit is never silently ignored.
+    pub fn limit(mut self, queue: &str, limits: QueueLimits) -> Result<Self, WorkerError> {
+        crate::envelope::validate_queue_name(queue).map_err(|e| WorkerError::QueueSpec { spec: queue.into(), reason: e.to_string() })?;
+        self.limits.push((queue.to_owned(), limits));
+        Ok(self)
+    }
+
     /// The worker's id in events (default: `host:pid:random`).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -377,6 +389,14 @@ impl WorkerBuilder {
             }
             schedules
         };
+        if let Some((queue, _)) = self.limits.first()
+            && !self.driver.supports(Capability::QueueLimits)
+        {
+            return Err(WorkerError::Option(format!(
+                "queue `{queue}` has a limit, which {} cannot enforce (it hands tasks to its consumers on its own)",
+                self.driver.name()
+            )));
+        }
         let id = self.id.unwrap_or_else(|| {
             // The real host name, as the registry records it (`$HOSTNAME` is a shell variable,
             // often not exported).
@@ -409,6 +429,7 @@ impl WorkerBuilder {
             clock: self.clock,
             #[cfg(feature = "cron")]
             schedules,
+            limits: self.limits,
             ready_bound: self.ready_bound.unwrap_or(self.idle_wait + Duration::from_secs(10)),
             http: self.http.map(|addr| crate::monitor::HttpConfig {
                 addr,

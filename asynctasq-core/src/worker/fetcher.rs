@@ -15,6 +15,11 @@ use crate::driver::Delivery;
 use crate::error::WorkerError;
 use crate::monitor::Monitor;
 
+/// The first back-off after a wait that woke early to an empty claim; it doubles with each
+/// one in a row, up to [`IDLE_WAKE_BACKOFF_MAX`] (and never past the idle wait).
+const IDLE_WAKE_BACKOFF: Duration = Duration::from_millis(5);
+const IDLE_WAKE_BACKOFF_MAX: Duration = Duration::from_millis(200);
+
 impl Worker {
     pub(super) async fn fetch_loop(
         &mut self,
@@ -36,6 +41,10 @@ impl Worker {
         tokio::pin!(until_deadline);
         let mut failures = 0u32;
         let mut backlog = false;
+        // Waits that returned before their time and were followed by an empty claim, in a row:
+        // ready tasks this worker may not take (a queue at its limit). Each one backs off
+        // longer, so such a queue is polled, never spun on.
+        let (mut woke_early, mut idle_wakes) = (false, 0u32);
         loop {
             if stop.is_cancelled() {
                 return Ok(());
@@ -100,6 +109,15 @@ impl Worker {
             };
             if deliveries.is_empty() {
                 drop(permits);
+                if std::mem::take(&mut woke_early) {
+                    idle_wakes += 1;
+                    let pause = (IDLE_WAKE_BACKOFF * 2u32.pow(idle_wakes.min(8) - 1)).min(self.idle_wait).min(IDLE_WAKE_BACKOFF_MAX);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => return Ok(()),
+                        () = &mut until_deadline => return Ok(()),
+                    }
+                }
                 let mut wait = self.idle_wait;
                 if self.stop_when_empty {
                     while running.try_join_next().is_some() {}
@@ -112,8 +130,10 @@ impl Worker {
                     wait = wait.min(Duration::from_millis(50));
                 }
                 let _waiting = beacon.waiting();
+                let waited = tokio::time::Instant::now();
                 tokio::select! {
                     r = bounded("wait_ready", wait + self.call_deadline, self.driver.wait_ready(names, wait)) => {
+                        woke_early = waited.elapsed() < wait / 2;
                         if let Err(error) = r {
                             monitor.failed(&error);
                             tracing::warn!(%error, "waiting for tasks failed");
@@ -125,6 +145,7 @@ impl Worker {
                 }
                 continue;
             }
+            idle_wakes = 0;
             shared.counters.started.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
             for (delivery, permit) in deliveries.into_iter().zip(permits) {
                 let shared = shared.clone();

@@ -86,6 +86,8 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     #[cfg(feature = "cron")]
     schedules: Vec<crate::schedule::Schedule>,
+    /// Limits stored in the backend as the worker starts.
+    limits: Vec<(String, crate::driver::QueueLimits)>,
     ready_bound: Duration,
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     http: Option<crate::monitor::HttpConfig>,
@@ -144,6 +146,10 @@ impl Worker {
     /// Runs until stopped (handle, signal, `max_tasks`, `max_time`, `stop_when_empty`) and
     /// returns what it did. Unfinished tasks are released before it returns.
     pub async fn start(mut self) -> Result<WorkerCounts, WorkerError> {
+        // Before anything is claimed: this worker's own first claims obey them too.
+        for (queue, limits) in &self.limits {
+            bounded("set_limits", self.call_deadline, self.driver.set_limits(queue, *limits)).await?;
+        }
         let counters = Arc::new(Counters::default());
         let (ack_tx, ack_rx) = mpsc::channel(self.concurrency.max(64) * 4);
         let (fetching, acking) = (Beacon::new("fetch"), Beacon::new("ack"));

@@ -788,6 +788,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::DeadExpiry
                 | Capability::PauseQueues
                 | Capability::Browse
+                | Capability::QueueLimits
         )
     }
 

@@ -13,6 +13,8 @@
 //! | `{prefix}{{queue}}:dead_expiry` | sorted set | dead task ids scored by when each expires (its dead letter's time to live) |
 //! | `{prefix}{{queue}}:paused` | string | present while the queue is paused: the claim script takes nothing |
 //! | `{prefix}paused` | set | names of the paused queues, for listing (outside every queue's slot) |
+//! | `{prefix}{{queue}}:limits` | string | the queue's cap on live leases, while one is set: the claim script counts `leased` against it |
+//! | `{prefix}limits` | hash | queue → cap, for listing (outside every queue's slot) |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
 //! | `{prefix}{{queue}}:env` | hash | task id → MessagePack envelope |
 //! | `{prefix}{{queue}}:lease_ms` | hash | task id → lease duration |
@@ -72,8 +74,8 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use asynctasq_core::clock::{Clock, SystemClock};
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, ScheduleState, ServerInfo,
-    TaskRecord, Totals, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits, QueueStats,
+    ScheduleState, ServerInfo, TaskRecord, Totals, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use asynctasq_core::redact_url;
@@ -226,13 +228,14 @@ struct QueueKeys {
     paused: String,
     unique: String,
     unique_expiry: String,
-    /// The queue's schedules (the schedule script's key 23, after every script's 22).
+    limits: String,
+    /// The queue's schedules (the schedule script's key 24, after every script's 23).
     schedules: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 22] {
+    fn all(&self) -> [&String; 23] {
         [
             &self.waiting,
             &self.leased,
@@ -256,6 +259,7 @@ impl QueueKeys {
             &self.paused,
             &self.unique,
             &self.unique_expiry,
+            &self.limits,
         ]
     }
 
@@ -430,6 +434,7 @@ impl RedisDriver {
             paused: format!("{base}:paused"),
             unique: format!("{base}:unique"),
             unique_expiry: format!("{base}:unique_expiry"),
+            limits: format!("{base}:limits"),
             schedules: format!("{base}:schedules"),
         })
     }
@@ -437,6 +442,12 @@ impl RedisDriver {
     /// The worker registry's hash and expiry index (one hash slot).
     fn worker_keys(&self) -> (String, String) {
         (format!("{}{{workers}}", self.inner.prefix), format!("{}{{workers}}:expires", self.inner.prefix))
+    }
+
+    /// The registry of limits: queue -> cap, for listing them (each one's cap is kept in its
+    /// queue's slot, where its claims run).
+    fn limits_key(&self) -> String {
+        format!("{}limits", self.inner.prefix)
     }
 
     /// The registry of schedules: name -> queue, for listing them (each one's state is kept in
@@ -977,6 +988,31 @@ impl Driver for RedisDriver {
             pipe.cmd("LTRIM").arg(&k.wake).arg(0).arg(15).ignore();
         }
         pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("pause", e))
+    }
+
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        let k = self.keys(queue)?;
+        let mut pipe = ::redis::pipe();
+        match limits.max_leased {
+            Some(n) => {
+                pipe.cmd("SET").arg(&k.limits).arg(n).ignore();
+                pipe.cmd("HSET").arg(self.limits_key()).arg(queue).arg(n).ignore();
+            }
+            None => {
+                pipe.cmd("DEL").arg(&k.limits).ignore();
+                pipe.cmd("HDEL").arg(self.limits_key()).arg(queue).ignore();
+            }
+        }
+        // Blocked workers look again: a raised cap may leave room.
+        pipe.cmd("LPUSH").arg(&k.wake).arg(1).ignore();
+        pipe.cmd("LTRIM").arg(&k.wake).arg(0).arg(15).ignore();
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("limit a queue", e))
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
+        let caps: std::collections::BTreeMap<String, u32> =
+            ::redis::cmd("HGETALL").arg(self.limits_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("list limits", e))?;
+        Ok(caps.into_iter().map(|(queue, n)| (queue, QueueLimits::max_leased(n))).collect())
     }
 
     async fn paused(&self) -> Result<Vec<String>, DriverError> {

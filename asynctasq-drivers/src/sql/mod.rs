@@ -20,11 +20,13 @@ macro_rules! server_config_from_url {
     }};
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod limited;
 #[cfg(feature = "postgres")]
 mod listener;
 #[cfg(feature = "mysql")]
 pub mod mysql;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod pool;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -474,6 +476,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{unique_expiry}", &name("unique_expiry"))
         .replace("{unique}", &name("unique"))
         .replace("{schedules}", &name("schedules"))
+        .replace("{limits}", &name("limits"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

@@ -48,8 +48,8 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
-    ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    QueueStats, ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::progress::Progress;
@@ -81,6 +81,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "paused queues", include_str!("../../migrations/sqlite/0013_paused.sql")),
     (14, "unique keys", include_str!("../../migrations/sqlite/0014_unique.sql")),
     (15, "schedules", include_str!("../../migrations/sqlite/0015_schedules.sql")),
+    (16, "queue limits", include_str!("../../migrations/sqlite/0016_limits.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
@@ -471,13 +472,21 @@ impl Driver for SqliteDriver {
         let token: i64 = fastrand::i64(..);
         let now = now();
         let holder = self.consumer.get();
-        let rows = sqlx::query(
+        // A queue with a cap takes at most the cap less its live leases, counted in this very
+        // statement (the write transaction excludes every other claim); without a limits row
+        // the count is never run.
+        let rows = sqlx::query(concat!(
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5, started_at = ?2 \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
                            AND NOT EXISTS (SELECT 1 FROM asynctasq_paused WHERE queue = ?3) \
-                           ORDER BY visible_at, seq LIMIT ?4) \
+                           ORDER BY visible_at, seq \
+                           LIMIT COALESCE((SELECT MAX(0, MIN(?4, max_leased - ( \
+                               SELECT COUNT(*) FROM asynctasq_tasks WHERE queue = ?3 AND visible_at > ?2 \
+                               AND lease_token IS NOT NULL AND visible_at < ",
+            kept!(),
+            "))) FROM asynctasq_limits WHERE queue = ?3), ?4)) \
              RETURNING seq, id, envelope, attempt, visible_at, replayed",
-        )
+        ))
         .bind(token)
         .bind(now)
         .bind(queue)
@@ -1095,6 +1104,28 @@ impl Driver for SqliteDriver {
             self.woke();
         }
         Ok(())
+    }
+
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        validate_queue_name(queue)?;
+        let query = match limits.max_leased {
+            Some(n) => {
+                sqlx::query("INSERT OR REPLACE INTO asynctasq_limits (queue, max_leased) VALUES (?1, ?2)").bind(queue).bind(i64::from(n))
+            }
+            None => sqlx::query("DELETE FROM asynctasq_limits WHERE queue = ?1").bind(queue),
+        };
+        query.execute(&self.pool).await.map_err(|e| map_err("limit a queue", e))?;
+        // A raised limit may make tasks claimable.
+        self.woke();
+        Ok(())
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as("SELECT queue, max_leased FROM asynctasq_limits ORDER BY queue")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list limits", e))?;
+        Ok(rows.into_iter().map(|(q, max)| (q, QueueLimits::default().with_max_leased(max.map(|n| n as u32)))).collect())
     }
 
     async fn paused(&self) -> Result<Vec<String>, DriverError> {

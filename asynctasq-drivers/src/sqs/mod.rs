@@ -765,6 +765,7 @@ impl Driver for SqsDriver {
                 | Capability::DeadExpiry
                 | Capability::PauseQueues
                 | Capability::Browse
+                | Capability::QueueLimits
         )
     }
 

@@ -12,11 +12,12 @@
 -- (zset id -> when a dead task expires: its dead letter's time to live from its death), 20
 -- paused (a string present while the queue is paused), 21 unique (hash unique key ->
 -- "owner|until|expires_ms", until 0 start, 1 done, 2 expiry), 22 unique_expiry (zset unique key
--- -> when its lock expires).
+-- -> when its lock expires), 23 limits (a string: the queue's cap on live leases, while one is
+-- set).
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL, PROGRESS = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
-local ERRORS, DEAD_EXPIRY, PAUSED, UNIQUE, UNIQUE_EXPIRY = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
+local ERRORS, DEAD_EXPIRY, PAUSED, UNIQUE, UNIQUE_EXPIRY, LIMITS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22], KEYS[23]
 -- The prefix's notice channel: the keys' prefix (before the queue's `{…}` tag) and `notices`.
 -- A channel is no key: it belongs to no slot. Payloads: `s:ID,ID…` settled, `c:ID` cancel asked.
 local NOTICES = (string.gsub(KEYS[1], '{[^{}]*}:waiting$', 'notices'))

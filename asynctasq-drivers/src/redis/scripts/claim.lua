@@ -28,7 +28,15 @@ if #expired > 0 then
 end
 -- A paused queue is claimed by no one (its expired leases went back to waiting above).
 if redis.call('EXISTS', PAUSED) == 1 then return {} end
-local ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+-- A limited queue leases at most its cap less its live leases (the expired ones were moved
+-- back above, at most a thousand a call: the count reads only leases that run past now).
+local max = tonumber(ARGV[2])
+local cap = redis.call('GET', LIMITS)
+if cap then
+  max = math.min(max, tonumber(cap) - redis.call('ZCOUNT', LEASED, '(' .. now, '+inf'))
+  if max <= 0 then return {} end
+end
+local ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, max)
 if #ids == 0 then return {} end
 local leases = redis.call('HMGET', LEASE_MS, unpack(ids))
 local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))

@@ -20,6 +20,7 @@
 //! work was found, doubling while idle up to [`MySqlConfig::poll_interval`] (500 ms by default),
 //! and never past the earliest scheduled task.
 
+mod limits;
 mod unique_keys;
 
 use std::collections::HashSet;
@@ -31,8 +32,8 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
-    ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    QueueStats, ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::progress::Progress;
@@ -63,6 +64,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "paused queues", include_str!("../../../migrations/mysql/0012_paused.sql")),
     (13, "unique keys", include_str!("../../../migrations/mysql/0013_unique.sql")),
     (14, "schedules", include_str!("../../../migrations/mysql/0014_schedules.sql")),
+    (15, "queue limits", include_str!("../../../migrations/mysql/0015_limits.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -127,6 +129,7 @@ struct Inner {
     paused: String,
     unique: String,
     schedules: String,
+    limits: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -134,6 +137,8 @@ struct Inner {
     idle: AtomicU32,
     /// Where each queue's next claim starts.
     cursors: ClaimCursors,
+    /// Queues found limited, whose claims take the limited path (`limits.rs`).
+    limited: super::limited::Limited,
     sweeper: Sweeper,
     consumer: Consumer,
 }
@@ -195,11 +200,13 @@ impl MySqlDriver {
                 paused: format!("`{p}_paused`"),
                 unique: format!("`{p}_unique`"),
                 schedules: format!("`{p}_schedules`"),
+                limits: format!("`{p}_limits`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
                 idle: AtomicU32::new(0),
                 cursors: ClaimCursors::default(),
+                limited: super::limited::Limited::default(),
                 sweeper: Sweeper::default(),
                 consumer: Consumer::default(),
             }),
@@ -425,15 +432,31 @@ impl MySqlDriver {
         if max == 0 {
             return Ok(Vec::new());
         }
+        // A limited queue is skipped by the plain claim and taken by the limited one.
+        if self.inner.limited.contains(queue)
+            && let Some(got) = self.dequeue_limited(queue, max).await?
+        {
+            return Ok(got);
+        }
+        let got = self.dequeue_plain(queue, max).await?;
+        if got.is_empty() && self.is_limited(queue).await? {
+            return Ok(self.dequeue_limited(queue, max).await?.unwrap_or_default());
+        }
+        Ok(got)
+    }
+
+    /// The claim of a queue without limits.
+    async fn dequeue_plain(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError> {
         let t = &self.inner.tasks;
-        let token: i64 = fastrand::i64(..);
         let now = now();
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dequeue", e))?;
         let sql = format!(
             "SELECT seq, id, envelope, attempt, lease_ms, visible_at, replayed FROM {t} \
              WHERE queue = ? AND visible_at >= ? AND visible_at <= ? AND cancel = 0 \
-             AND NOT EXISTS (SELECT 1 FROM {p} WHERE queue = ?) ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
-            p = self.inner.paused
+             AND NOT EXISTS (SELECT 1 FROM {p} WHERE queue = ?) \
+             AND NOT EXISTS (SELECT 1 FROM {l} WHERE queue = ?) ORDER BY visible_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
+            p = self.inner.paused,
+            l = self.inner.limits
         );
         let cursors = &self.inner.cursors;
         let low = cursors.low(queue);
@@ -446,6 +469,7 @@ impl MySqlDriver {
                 .bind(low)
                 .bind(now)
                 .bind(queue)
+                .bind(queue)
                 .bind(i64::try_from(max).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
                 .await
@@ -455,9 +479,22 @@ impl MySqlDriver {
             }
         }
         cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
+        self.lease(tx, queue, rows, now).await
+    }
+
+    /// Leases the claimed `rows` in `tx` and commits: the deliveries.
+    async fn lease(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::MySql>,
+        queue: &str,
+        rows: Vec<sqlx::mysql::MySqlRow>,
+        now: i64,
+    ) -> Result<Vec<Delivery>, DriverError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let t = &self.inner.tasks;
+        let token: i64 = fastrand::i64(..);
         let sql = format!(
             "UPDATE {t} SET attempt = attempt + 1, lease_token = ?, visible_at = ? + lease_ms, holder = ?, started_at = ? WHERE seq IN ({})",
             placeholders(rows.len())
@@ -1281,6 +1318,20 @@ impl Driver for MySqlDriver {
             format!("INSERT INTO {} (name, paused) VALUES (?, ?) ON DUPLICATE KEY UPDATE paused = VALUES(paused)", self.inner.schedules);
         let query = sqlx::query(q(sql)).bind(name).bind(i8::from(paused));
         self.inner.pools.call("pause a schedule", self.inner.execute("pause a schedule", query)).await.map(|_| ())
+    }
+
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("limit a queue", async move {
+                validate_queue_name(queue)?;
+                self.store_limits(queue, limits).await
+            })
+            .await
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
+        self.inner.pools.call("list limits", self.list_limits()).await
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), DriverError> {

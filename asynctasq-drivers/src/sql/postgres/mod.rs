@@ -43,6 +43,7 @@
 //! Every call runs under the request timeout; one that runs out replaces the pool
 //! (`pool.rs`).
 
+mod limits;
 mod unique_keys;
 
 use std::collections::{BTreeSet, HashSet};
@@ -53,8 +54,8 @@ use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueStats,
-    ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
+    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    QueueStats, ScheduleState, ServerInfo, TaskRecord, Waiting, WorkerInfo,
 };
 use asynctasq_core::envelope::{Envelope, TaskId, UnixMillis, validate_queue_name};
 use asynctasq_core::notice::NoticeKind;
@@ -88,6 +89,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "paused queues", include_str!("../../../migrations/postgres/0012_paused.sql")),
     (13, "unique keys", include_str!("../../../migrations/postgres/0013_unique.sql")),
     (14, "schedules", include_str!("../../../migrations/postgres/0014_schedules.sql")),
+    (15, "queue limits", include_str!("../../../migrations/postgres/0015_limits.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -170,6 +172,7 @@ struct Sql {
     claim_slot: String,
     schedules: String,
     pause_schedule: String,
+    limits: limits::LimitsSql,
 }
 
 impl Sql {
@@ -181,6 +184,7 @@ impl Sql {
         let p = format!("\"{prefix}_paused\"");
         let u = format!("\"{prefix}_unique\"");
         let s = format!("\"{prefix}_schedules\"");
+        let l = format!("\"{prefix}_limits\"");
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                       attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
@@ -222,6 +226,7 @@ impl Sql {
             claim: format!(
                 "WITH c AS (SELECT seq, visible_at FROM {t} WHERE queue = $3 AND visible_at >= $5 AND visible_at <= $2 \
                             AND NOT EXISTS (SELECT 1 FROM {p} WHERE queue = $3) \
+                            AND NOT EXISTS (SELECT 1 FROM {l} WHERE queue = $3) \
                             ORDER BY visible_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $6, started_at = $2 FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed, t.cancel"
@@ -394,6 +399,7 @@ impl Sql {
                  SET last_slot = EXCLUDED.last_slot WHERE NOT s.paused AND (s.last_slot IS NULL OR s.last_slot < EXCLUDED.last_slot)"
             ),
             schedules: format!("SELECT name, last_slot, paused FROM {s} ORDER BY name"),
+            limits: limits::LimitsSql::new(&t, &p, &l),
             pause_schedule: format!(
                 "INSERT INTO {s} (name, paused) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused"
             ),
@@ -420,6 +426,8 @@ struct Inner {
     pools: Arc<Pools<sqlx::Postgres>>,
     sql: Sql,
     cursors: ClaimCursors,
+    /// Queues found limited, whose claims take the limited path (`limits.rs`).
+    limited: limits::Limited,
     sweeper: Sweeper,
     consumer: Consumer,
     channel: String,
@@ -491,6 +499,7 @@ impl PostgresDriver {
                 pools,
                 sql: Sql::new(&config.table_prefix),
                 cursors: ClaimCursors::default(),
+                limited: limits::Limited::default(),
                 consumer: Consumer::default(),
                 sweeper: Sweeper::default(),
                 channel,
@@ -726,11 +735,24 @@ impl Driver for PostgresDriver {
                         .bind(holder.as_deref())
                         .fetch_all(&pool)
                 };
-                let low = cursors.low(queue);
-                let mut rows = claim(low).await.map_err(|e| map_err("dequeue", e))?;
-                if rows.is_empty() && low != i64::MIN {
-                    rows = claim(i64::MIN).await.map_err(|e| map_err("dequeue", e))?;
+                // A limited queue is skipped by the plain claim and taken by the limited one.
+                let limited = limits::Claim { token, now, queue, max: i64::try_from(max).unwrap_or(i64::MAX), holder: holder.as_deref() };
+                let mut rows = match self.inner.limited.contains(queue) {
+                    true => self.claim_limited(&limited).await?,
+                    false => None,
+                };
+                if rows.is_none() {
+                    let low = cursors.low(queue);
+                    let mut plain = claim(low).await.map_err(|e| map_err("dequeue", e))?;
+                    if plain.is_empty() && low != i64::MIN {
+                        plain = claim(i64::MIN).await.map_err(|e| map_err("dequeue", e))?;
+                    }
+                    if plain.is_empty() && self.is_limited(queue).await? {
+                        plain = self.claim_limited(&limited).await?.unwrap_or_default();
+                    }
+                    rows = Some(plain);
                 }
+                let mut rows = rows.unwrap_or_default();
                 cursors.claimed(queue, rows.iter().map(|row| row.get::<i64, _>(5)).min());
                 if self.inner.sweeper.due(now) {
                     // Expired records are never reported, and no claim delivers a flagged task:
@@ -1331,6 +1353,22 @@ impl Driver for PostgresDriver {
                 Ok(())
             })
             .await
+    }
+
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        self.inner
+            .pools
+            .call("limit a queue", async move {
+                validate_queue_name(queue)?;
+                self.store_limits(queue, limits).await?;
+                // A raised limit may make tasks claimable: waiting workers of every process look again.
+                self.notify(queue).await
+            })
+            .await
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
+        self.inner.pools.call("list limits", self.list_limits()).await
     }
 
     async fn paused(&self) -> Result<Vec<String>, DriverError> {

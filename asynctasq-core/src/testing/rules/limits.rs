@@ -1,0 +1,127 @@
+//! The rules of a queue's limits ([`Capability::QueueLimits`]): a cap on its live leases that
+//! every claim obeys, however many consumers race, and that an expired lease stops counting
+//! against; a backend that cannot enforce one refuses it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{LONG, PATIENCE};
+use crate::driver::{Ack, Capability, QueueLimits};
+use crate::error::DriverError;
+use crate::testing::{Harness, eventually};
+
+/// Leases of `deliveries`, acked.
+async fn ack_all(h: &Harness, deliveries: &[crate::Delivery]) {
+    h.driver.ack(&Ack::each(&deliveries.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
+}
+
+/// With a cap of 3, eight consumers racing for 40 tasks never hold more than 3 at once, counted
+/// from what they hold (each counts a task from its claim's return until before its ack is
+/// sent, so a count over the cap is a claim the backend let through), and all 40 run.
+pub async fn claims_never_exceed_the_queue_limit_with_many_consumers(h: Harness) {
+    const CAP: usize = 3;
+    const TASKS: usize = 40;
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::max_leased(CAP as u32)).await.expect("set limits");
+    let tasks: Vec<_> = (0..TASKS).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+
+    // All at once, holding what they got: exactly the cap between them.
+    let mut first = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (driver, q) = (h.driver.clone(), q.clone());
+        first.spawn(async move { driver.dequeue(&q, 5).await.expect("dequeue") });
+    }
+    let held: Vec<_> = first.join_all().await.into_iter().flatten().collect();
+    assert_eq!(held.len(), CAP, "eight racing claims take the cap between them, no more, no fewer");
+    assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "nothing more while the cap is held");
+    ack_all(&h, &held).await;
+
+    let (holding, most, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(CAP)));
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (driver, q) = (h.driver.clone(), q.clone());
+        let (holding, most, ran) = (holding.clone(), most.clone(), ran.clone());
+        consumers.spawn(async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while ran.load(Ordering::SeqCst) < TASKS && tokio::time::Instant::now() < deadline {
+                let got = driver.dequeue(&q, 2).await.expect("dequeue");
+                if got.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                let now = holding.fetch_add(got.len(), Ordering::SeqCst) + got.len();
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                holding.fetch_sub(got.len(), Ordering::SeqCst);
+                ran.fetch_add(got.len(), Ordering::SeqCst);
+                driver.ack(&Ack::each(&got.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
+            }
+        });
+    }
+    consumers.join_all().await;
+    assert_eq!(ran.load(Ordering::SeqCst), TASKS, "every task ran");
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= CAP, "at most {CAP} held at once, saw {most}");
+    assert!(most >= 2, "the consumers did run side by side (saw at most {most} at once)");
+}
+
+/// A lease that runs out stops counting: a crashed consumer's task frees its place, and the
+/// next claim takes a task (the expired one again, or another) within the lease.
+pub async fn expired_lease_frees_its_queue_place(h: Harness) {
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::max_leased(1)).await.expect("set limits");
+    h.driver.enqueue(&[h.envelope(&q, Duration::from_millis(600)), h.envelope(&q, Duration::from_millis(600))]).await.expect("enqueue");
+    let lost = h.driver.dequeue(&q, 5).await.expect("dequeue");
+    assert_eq!(lost.len(), 1, "one place");
+    assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "the place is held");
+    // The holder "crashes": it never settles.
+    let next = eventually(PATIENCE, "a claim once the lease ran out", || async {
+        let got = h.driver.dequeue(&q, 5).await.expect("dequeue");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(next.len(), 1, "still one place: the expired lease counts for nothing, the new one for one");
+    ack_all(&h, &next).await;
+}
+
+/// A limit is listed once set, binds the next claim when raised or lowered, and once cleared
+/// the queue is claimed freely and no longer listed.
+pub async fn queue_limit_is_listed_changed_and_cleared(h: Harness) {
+    let (q, other) = (h.queue("q"), h.queue("other"));
+    h.driver.set_limits(&q, QueueLimits::max_leased(2)).await.expect("set limits");
+    assert!(h.driver.limits().await.expect("limits").contains(&(q.clone(), QueueLimits::max_leased(2))), "listed");
+    let tasks: Vec<_> = (0..6).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    h.driver.enqueue(&[h.envelope(&other, LONG), h.envelope(&other, LONG), h.envelope(&other, LONG)]).await.expect("enqueue other");
+    let a = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(a.len(), 2, "the cap");
+    assert_eq!(h.driver.dequeue(&other, 10).await.expect("dequeue other").len(), 3, "another queue is not limited");
+    h.driver.set_limits(&q, QueueLimits::max_leased(3)).await.expect("raise");
+    let b = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(b.len(), 1, "a raised cap, less what is held");
+    h.driver.set_limits(&q, QueueLimits::max_leased(0)).await.expect("lower to zero");
+    ack_all(&h, &a).await;
+    assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "a cap of zero holds every task back");
+    h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
+    assert!(!h.driver.limits().await.expect("limits").iter().any(|(name, _)| *name == q), "no longer listed");
+    let c = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(c.len(), 3, "no cap: every ready task");
+    ack_all(&h, &b).await;
+    ack_all(&h, &c).await;
+}
+
+/// A backend that cannot enforce a limit refuses to store one, with an error saying so, and
+/// lists none.
+pub async fn queue_limits_are_refused_where_the_backend_cannot_enforce_them(h: Harness) {
+    let q = h.queue("q");
+    if h.driver.supports(Capability::QueueLimits) {
+        h.driver.set_limits(&q, QueueLimits::default()).await.expect("clearing what was never set changes nothing");
+        return;
+    }
+    let err = h.driver.set_limits(&q, QueueLimits::max_leased(1)).await.expect_err("refused");
+    assert!(matches!(err, DriverError::Unsupported(_)), "refused as unsupported: {err}");
+    assert!(err.to_string().contains("limiting a queue"), "saying what: {err}");
+    assert!(h.driver.limits().await.expect("limits").is_empty());
+}

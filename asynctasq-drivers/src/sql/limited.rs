@@ -1,0 +1,30 @@
+//! Which queues a server driver last found limited ([`Capability::QueueLimits`]). Its plain
+//! claim skips a queue with a limits row; a claim that finds nothing asks whether the queue is
+//! limited, and from then on its claims take the limited path first, until that path finds
+//! the limit gone.
+//!
+//! [`Capability::QueueLimits`]: asynctasq_core::Capability::QueueLimits
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// The queues found limited, by name.
+#[derive(Default)]
+pub(crate) struct Limited(Mutex<HashSet<String>>);
+
+impl Limited {
+    /// Whether `queue` was last found limited.
+    pub(crate) fn contains(&self, queue: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(queue)
+    }
+
+    /// Records whether `queue` is limited.
+    pub(crate) fn mark(&self, queue: &str, limited: bool) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if limited {
+            set.insert(queue.to_owned());
+        } else {
+            set.remove(queue);
+        }
+    }
+}
