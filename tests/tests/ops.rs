@@ -48,6 +48,7 @@ fn counts(s: &Setup, queue: &str) -> Value {
         fields.remove("oldest_ready_age_ms");
         fields.remove("totals");
         assert_eq!(fields.remove("paused"), Some(Value::Bool(false)), "a queue no one paused says so");
+        assert_eq!(fields.remove("max_leased"), Some(Value::Null), "a queue no one limited says so");
     }
     status
 }
@@ -753,6 +754,49 @@ async fn a_paused_queue_is_not_worked_until_it_is_resumed_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
     a_paused_queue_is_not_worked_until_it_is_resumed(Backend::RabbitMq(shared_rabbitmq_url())).await;
+}
+
+/// `queue limit --max-leased` is obeyed by a worker of another process (0 holds everything
+/// back; 2 lets it all run, two at a time), `queue status` shows it, `--clear` removes it; a
+/// backend that cannot enforce a limit refuses, saying so; `--clear` with a cap is a usage error.
+async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "limited";
+    if !s.driver.supports(asynctasq_core::Capability::QueueLimits) {
+        let err = refused(&cli(&s, &["queue", "limit", q, "--max-leased", "2"]));
+        assert!(err.contains("cannot limit a queue"), "refused, saying why: {err}");
+        return;
+    }
+    let both = cli(&s, &["queue", "limit", q, "--max-leased", "2", "--clear"]);
+    assert_eq!(both.status.code(), Some(2), "--clear and --max-leased exclude each other");
+    s.dispatch(q, 4, 0, Duration::from_secs(30)).await;
+    assert_eq!(json_of(&cli(&s, &["queue", "limit", q, "--max-leased", "0", "--json"])), serde_json::json!({"queue": q, "max_leased": 0}));
+    let idle = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
+    assert_eq!(idle["started"], 0, "a cap of 0 holds every task back from a worker of another process: {idle}");
+    assert!(ok(&cli(&s, &["queue", "limit", q, "--max-leased", "2"])).contains("at most 2 leased at once"));
+    assert!(ok(&cli(&s, &["queue", "limit", q])).contains("at most 2 leased at once"), "shown without an option");
+    assert_eq!(json_of(&cli(&s, &["queue", "status", q, "--json"]))["queues"][q]["max_leased"], 2);
+    assert!(ok(&cli(&s, &["queue", "status", q])).contains("limited (at most 2 leased)"), "the table marks it");
+    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
+    assert_eq!(ran["succeeded"], 4, "within the cap, everything runs: {ran}");
+    assert!(ok(&cli(&s, &["queue", "limit", q, "--clear"])).contains("no limits"));
+    assert_eq!(json_of(&cli(&s, &["queue", "status", q, "--json"]))["queues"][q]["max_leased"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_queue_is_worked_within_its_limit_on_sqlite() {
+    a_limited_queue_is_worked_within_its_limit(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_queue_is_worked_within_its_limit_on_redis() {
+    a_limited_queue_is_worked_within_its_limit(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limiting_is_refused_on_a_backend_that_cannot_enforce_it() {
+    a_limited_queue_is_worked_within_its_limit(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }
 
 /// `dispatch --unique-key` dispatches nothing while a task holds the key, naming it; from a

@@ -1,10 +1,11 @@
-//! `queue status` and `queue flush`: counts per queue, and deleting waiting or dead tasks.
+//! `queue status`, `queue flush`, `queue pause|resume` and `queue limit`: counts per queue,
+//! deleting waiting tasks, and what every worker may claim.
 
 use super::dead::DeadRetryArgs;
 use super::format::*;
 use super::purge::FlushStatus;
 use anyhow::{Context, bail};
-use asynctasq_core::driver::{Capability, Driver, QueueStats};
+use asynctasq_core::driver::{Capability, Driver, QueueLimits, QueueStats};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -52,6 +53,24 @@ pub(crate) enum QueueCommand {
         #[arg(value_parser = crate::QUEUE_NAME)]
         queue: String,
     },
+    /// Show or set a queue's limits, stored in the backend: every worker of every process obeys
+    /// them from its next claim. Without an option: show them.
+    Limit {
+        /// The queue.
+        #[arg(value_parser = crate::QUEUE_NAME)]
+        queue: String,
+        /// At most N of the queue's tasks leased at once, by all workers together (0 holds
+        /// every task back). A crashed worker's tasks free their places when their leases
+        /// run out.
+        #[arg(long, value_name = "N", conflicts_with = "clear")]
+        max_leased: Option<u32>,
+        /// Remove the queue's limits.
+        #[arg(long)]
+        clear: bool,
+        /// Print JSON (`{"queue", "max_leased"}`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Move dead tasks back to their queue: a hidden alias of `dead retry`, kept for scripts.
     #[command(hide = true)]
     Retry(DeadRetryArgs),
@@ -67,19 +86,31 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
         }
         let exact = driver.supports(Capability::ExactStats);
         let paused = driver.paused().await.context("listing paused queues")?;
+        let limits: std::collections::HashMap<String, QueueLimits> = driver.limits().await.context("listing limits")?.into_iter().collect();
+        let cap = |q: &str| limits.get(q).and_then(|l| l.max_leased);
         if json {
             let map: serde_json::Map<String, Value> = rows
                 .iter()
                 .map(|(q, s)| {
                     let mut v = serde_json::to_value(s).unwrap_or_default();
                     v["paused"] = Value::Bool(paused.contains(q));
+                    v["max_leased"] = json!(cap(q));
                     (q.clone(), v)
                 })
                 .collect();
             outln!("{}", json!({ "driver": driver.name(), "exact": exact, "queues": map }));
         } else {
-            let rows: Vec<(String, QueueStats)> =
-                rows.into_iter().map(|(q, s)| (if paused.contains(&q) { format!("{q} (paused)") } else { q }, s)).collect();
+            let rows: Vec<(String, QueueStats)> = rows
+                .into_iter()
+                .map(|(q, s)| {
+                    let marks: Vec<String> =
+                        [paused.contains(&q).then(|| "paused".to_owned()), cap(&q).map(|n| format!("at most {n} leased"))]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                    (if marks.is_empty() { q } else { format!("{q} ({})", marks.join(", ")) }, s)
+                })
+                .collect();
             print_status(&rows, exact)?;
         }
         let Some(every) = watch else { return Ok(()) };
@@ -103,6 +134,28 @@ pub(crate) async fn pause(driver: Arc<dyn Driver>, queue: &str, paused: bool) ->
         outln!("paused queue `{queue}`: no worker claims from it until `queue resume {queue}`");
     } else {
         outln!("resumed queue `{queue}`");
+    }
+    Ok(())
+}
+
+/// `queue limit`: sets (`max_leased`), clears, or shows a queue's limits.
+pub(crate) async fn limit(driver: Arc<dyn Driver>, queue: &str, max_leased: Option<u32>, clear: bool, json: bool) -> anyhow::Result<()> {
+    if !driver.supports(Capability::QueueLimits) {
+        bail!("the {} backend cannot limit a queue (its workers take what the broker hands them)", driver.name());
+    }
+    if max_leased.is_some() || clear {
+        let limits = QueueLimits::default().with_max_leased(max_leased);
+        driver.set_limits(queue, limits).await.with_context(|| format!("limiting queue `{queue}`"))?;
+    }
+    let limits = driver.limits().await.context("listing limits")?;
+    let cap = limits.iter().find(|(q, _)| q == queue).and_then(|(_, l)| l.max_leased);
+    if json {
+        outln!("{}", json!({ "queue": queue, "max_leased": cap }));
+    } else {
+        match cap {
+            Some(n) => outln!("queue `{queue}`: at most {n} leased at once, across every worker"),
+            None => outln!("queue `{queue}`: no limits"),
+        }
     }
     Ok(())
 }

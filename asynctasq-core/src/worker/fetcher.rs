@@ -172,16 +172,21 @@ impl Worker {
         Ok(out)
     }
 
-    /// Whether the queues hold nothing ready, scheduled or leased (a paused one counts as
-    /// empty). A failed count (a dropped connection) counts as "not empty": the worker keeps
+    /// Whether the queues hold nothing ready, scheduled or leased (a paused one, or one whose
+    /// limit is zero, counts as empty). A failed count (a dropped connection) counts as "not empty": the worker keeps
     /// going rather than exit on a blip.
     async fn queues_empty(&self, names: &[String]) -> bool {
         // A paused queue gives this worker nothing, whatever it holds.
-        let paused = if self.driver.supports(crate::driver::Capability::PauseQueues) {
+        let mut paused = if self.driver.supports(crate::driver::Capability::PauseQueues) {
             bounded("paused", self.call_deadline, self.driver.paused()).await.unwrap_or_default()
         } else {
             Vec::new()
         };
+        // So does a queue held back by a limit of zero.
+        if self.driver.supports(crate::driver::Capability::QueueLimits) {
+            let limits = bounded("limits", self.call_deadline, self.driver.limits()).await.unwrap_or_default();
+            paused.extend(limits.into_iter().filter(|(_, l)| l.max_leased == Some(0)).map(|(q, _)| q));
+        }
         for q in names.iter().filter(|q| !paused.contains(q)) {
             match bounded("stats", self.call_deadline, self.driver.stats(q)).await {
                 Ok(s) if s.ready + s.scheduled + s.leased == 0 => {}
