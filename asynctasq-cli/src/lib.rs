@@ -105,6 +105,18 @@ impl clap::builder::TypedValueParser for Checked {
 pub(crate) const QUEUE_LIST: Checked =
     Checked { check: |text| asynctasq_core::QueueSpec::parse_list(text).map(|_| ()).map_err(|e| e.to_string()), named: true };
 
+/// A `--queue-concurrency` entry: `QUEUE=N`, N at least 1.
+pub(crate) const QUEUE_CAP: Checked = Checked { check: |text| parse_queue_cap(text).map(|_| ()), named: true };
+
+fn parse_queue_cap(text: &str) -> Result<(String, usize), String> {
+    let (queue, n) = text.split_once('=').ok_or_else(|| format!("`{text}` is not QUEUE=N"))?;
+    asynctasq_core::envelope::validate_queue_name(queue).map_err(|e| e.to_string())?;
+    match n.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok((queue.to_owned(), n)),
+        _ => Err(format!("`{n}` in `{text}` is not a count of at least 1")),
+    }
+}
+
 /// A queue name.
 pub(crate) const QUEUE_NAME: Checked = Checked {
     check: |text| {
@@ -186,6 +198,10 @@ struct WorkerArgs {
     /// Most tasks running at once.
     #[arg(long, env = "ASYNCTASQ_CONCURRENCY", default_value_t = 10)]
     concurrency: usize,
+    /// Most of one queue's tasks this worker runs at once (`export=2`; repeat or separate with
+    /// commas for more queues). Per process: for a cap across every worker see `queue limit`.
+    #[arg(long, env = "ASYNCTASQ_QUEUE_CONCURRENCY", value_delimiter = ',', value_name = "QUEUE=N", value_parser = QUEUE_CAP)]
+    queue_concurrency: Vec<String>,
     /// Most blocking task bodies (`#[task]` on a plain `fn`) running at once, each on a thread
     /// off the async runtime [default: the number of cores].
     #[arg(long, env = "ASYNCTASQ_BLOCKING_THREADS", value_name = "N")]
@@ -718,6 +734,14 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("invalid --concurrency: must be at least 1");
     }
+    let mut queue_caps = Vec::new();
+    for cap in &args.queue_concurrency {
+        let (queue, n) = parse_queue_cap(cap).map_err(Usage)?;
+        if !builder_checks.0.iter().any(|q| q.name == queue) {
+            return Err(Usage(format!("invalid --queue-concurrency: `{queue}` is not one of --queues")).into());
+        }
+        queue_caps.push((queue, n));
+    }
     args.defaults.check()?;
     if args.blocking_threads == Some(0) {
         return Err(Usage("invalid --blocking-threads: must be at least 1".into()).into());
@@ -755,6 +779,9 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_tasks {
         builder = builder.max_tasks(n);
+    }
+    for (queue, n) in &queue_caps {
+        builder = builder.queue_concurrency(queue, *n);
     }
     if let Some(d) = args.max_time {
         builder = builder.max_time(d);

@@ -72,6 +72,18 @@ fn malformed_queue_list_is_named() {
 }
 
 #[test]
+fn malformed_queue_concurrency_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (caps, expected) in
+        [("export", "is not QUEUE=N"), ("export=0", "not a count of at least 1"), ("other=2", "`other` is not one of --queues")]
+    {
+        let out = asynctasq(dir.path()).args(["worker", "--queues", "export,default", "--queue-concurrency", caps]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{caps}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--queue-concurrency") && stderr(&out).contains(expected), "{caps}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn zero_concurrency_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let out = asynctasq(dir.path()).args(["worker", "--concurrency", "0"]).output().expect("run");

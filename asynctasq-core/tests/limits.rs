@@ -159,3 +159,69 @@ async fn a_limit_is_refused_by_a_backend_that_cannot_enforce_it() {
         .expect("refused");
     assert!(refused.to_string().contains("queue `q` has a limit, which memory cannot enforce"), "{refused}");
 }
+
+/// Runs of `exported` now and the most at once; runs of `exported` and `filler` together.
+static EXPORTING: AtomicUsize = AtomicUsize::new(0);
+static MOST_EXPORTING: AtomicUsize = AtomicUsize::new(0);
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static MOST_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+fn begin(counter: &AtomicUsize, most: &AtomicUsize) {
+    let now = counter.fetch_add(1, Ordering::SeqCst) + 1;
+    most.fetch_max(now, Ordering::SeqCst);
+}
+
+#[task]
+async fn exported(n: u32) {
+    begin(&EXPORTING, &MOST_EXPORTING);
+    begin(&RUNNING, &MOST_RUNNING);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    EXPORTING.fetch_sub(1, Ordering::SeqCst);
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    let _ = n;
+}
+
+#[task]
+async fn filler(n: u32) {
+    begin(&RUNNING, &MOST_RUNNING);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    let _ = n;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_concurrency_caps_that_queue_in_this_worker_and_the_others_fill_the_rest() {
+    let clock = Arc::new(asynctasq_core::TokioClock::new());
+    let driver = Arc::new(MemoryDriver::with_clock(clock.clone()));
+    let client = Client::new(driver.clone()).with_clock(clock);
+    for n in 0..10 {
+        client.dispatch(Exported { n }).queue("export").await.expect("dispatch");
+        client.dispatch(Filler { n }).queue("default").await.expect("dispatch");
+    }
+    // `export` first in strict order: without the cap it would take every slot.
+    let worker = Worker::builder(driver.clone())
+        .queues("export,default")
+        .expect("queues")
+        .concurrency(6)
+        .queue_concurrency("export", 2)
+        .stop_when_empty(true)
+        .build()
+        .expect("build");
+    let t = tokio::time::Instant::now();
+    assert_eq!(worker.start().await.expect("run").succeeded, 20);
+    assert_eq!(MOST_EXPORTING.load(Ordering::SeqCst), 2, "at most 2 of `export` at once (and 2 were reached)");
+    assert_eq!(MOST_RUNNING.load(Ordering::SeqCst), 6, "the other queue filled the rest of the worker");
+    // 10 exports two at a time take 500 ms; a place is taken again as soon as it frees.
+    assert!(t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_queue_concurrency_must_name_one_of_the_workers_queues_and_be_at_least_one() {
+    let driver = Arc::new(MemoryDriver::new());
+    let build = |q: &str, n: usize| Worker::builder(driver.clone()).queues("a,b").expect("queues").queue_concurrency(q, n).build().err();
+    let unknown = build("c", 2).expect("refused");
+    assert!(unknown.to_string().contains("names `c`, which is not one of the worker's queues"), "{unknown}");
+    let zero = build("a", 0).expect("refused");
+    assert!(zero.to_string().contains("queue concurrency of `a` must be at least 1"), "{zero}");
+    assert!(build("a", 1).is_none());
+}

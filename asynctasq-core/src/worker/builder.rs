@@ -52,6 +52,7 @@ pub struct WorkerBuilder {
     #[cfg(feature = "cron")]
     schedules: Vec<crate::schedule::Schedule>,
     limits: Vec<(String, QueueLimits)>,
+    queue_caps: Vec<(String, usize)>,
 }
 
 impl WorkerBuilder {
@@ -90,6 +91,7 @@ impl WorkerBuilder {
             #[cfg(feature = "cron")]
             schedules: Vec::new(),
             limits: Vec::new(),
+            queue_caps: Vec::new(),
         }
     }
 
@@ -318,6 +320,14 @@ impl WorkerBuilder {
         Ok(self)
     }
 
+    /// Runs at most `n` of `queue`'s tasks at once in this worker, whatever its concurrency (a
+    /// per-process cap that needs no backend support; for one across every worker see
+    /// [`limit`](Self::limit)). The queue must be one of the worker's.
+    pub fn queue_concurrency(mut self, queue: &str, n: usize) -> Self {
+        self.queue_caps.push((queue.to_owned(), n));
+        self
+    }
+
     /// The worker's id in events (default: `host:pid:random`).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -389,6 +399,14 @@ impl WorkerBuilder {
             }
             schedules
         };
+        for (queue, n) in &self.queue_caps {
+            if *n == 0 {
+                return Err(WorkerError::Option(format!("queue concurrency of `{queue}` must be at least 1")));
+            }
+            if !self.queues.iter().any(|q| q.name == *queue) {
+                return Err(WorkerError::Option(format!("queue concurrency names `{queue}`, which is not one of the worker's queues")));
+            }
+        }
         if let Some((queue, _)) = self.limits.first()
             && !self.driver.supports(Capability::QueueLimits)
         {
@@ -430,6 +448,7 @@ impl WorkerBuilder {
             #[cfg(feature = "cron")]
             schedules,
             limits: self.limits,
+            caps: super::queue_caps::QueueCaps::new(self.queue_caps),
             ready_bound: self.ready_bound.unwrap_or(self.idle_wait + Duration::from_secs(10)),
             http: self.http.map(|addr| crate::monitor::HttpConfig {
                 addr,

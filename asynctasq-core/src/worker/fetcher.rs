@@ -114,6 +114,7 @@ impl Worker {
                     let pause = (IDLE_WAKE_BACKOFF * 2u32.pow(idle_wakes.min(8) - 1)).min(self.idle_wait).min(IDLE_WAKE_BACKOFF_MAX);
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
+                        () = self.caps.freed() => {}
                         () = stop.cancelled() => return Ok(()),
                         () = &mut until_deadline => return Ok(()),
                     }
@@ -140,6 +141,8 @@ impl Worker {
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
+                    // A task of a queue at this worker's own cap ended: its place is free.
+                    () = self.caps.freed() => {}
                     () = stop.cancelled() => return Ok(()),
                     () = &mut until_deadline => return Ok(()),
                 }
@@ -149,10 +152,14 @@ impl Worker {
             shared.counters.started.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
             for (delivery, permit) in deliveries.into_iter().zip(permits) {
                 let shared = shared.clone();
+                let capped = self.caps.any().then(|| (self.caps.clone(), delivery.lease.queue.clone()));
                 // Boxed: the executor's state machine is large, and tokio would otherwise copy it
                 // by value into the task.
                 running.spawn(Box::pin(async move {
                     executor::execute(shared, delivery).await;
+                    if let Some((caps, queue)) = capped {
+                        caps.ended(&queue);
+                    }
                     drop(permit);
                 }));
             }
@@ -163,7 +170,13 @@ impl Worker {
     async fn fetch(&mut self, n: usize) -> Result<Vec<Delivery>, crate::DriverError> {
         let mut out = Vec::new();
         for i in self.order.next() {
-            let got = bounded("dequeue", self.call_deadline, self.driver.dequeue(self.order.name(i), n - out.len())).await?;
+            let queue = self.order.name(i);
+            let want = (n - out.len()).min(self.caps.room(queue));
+            if want == 0 {
+                continue;
+            }
+            let got = bounded("dequeue", self.call_deadline, self.driver.dequeue(queue, want)).await?;
+            self.caps.took(queue, got.len());
             out.extend(got);
             if out.len() >= n {
                 break;

@@ -25,6 +25,7 @@ mod heartbeat;
 mod lease;
 #[cfg(feature = "testing")]
 pub(crate) mod once;
+mod queue_caps;
 mod queues;
 #[cfg(feature = "cron")]
 mod scheduler;
@@ -88,6 +89,8 @@ pub struct Worker {
     schedules: Vec<crate::schedule::Schedule>,
     /// Limits stored in the backend as the worker starts.
     limits: Vec<(String, crate::driver::QueueLimits)>,
+    /// This process's own caps on queues' running tasks.
+    caps: std::sync::Arc<queue_caps::QueueCaps>,
     ready_bound: Duration,
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     http: Option<crate::monitor::HttpConfig>,
