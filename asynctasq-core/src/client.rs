@@ -91,7 +91,7 @@ impl Client {
         let headers = trace::headers_of(&span);
         let envelopes = tasks
             .iter()
-            .map(|t| self.build(T::NAME, encode(t)?, unique_fields(t, &overrides, &options)?, &overrides, &options, &headers))
+            .map(|t| self.build(T::NAME, encode(t)?, unique_fields(t, &overrides, &options)?, t.key(), &overrides, &options, &headers))
             .collect::<Result<Vec<_>, _>>()?;
         let ids: Vec<TaskId> = envelopes.iter().map(|e| e.id).collect();
         let outcomes = trace::around(span, self.enqueue(envelopes)).await?;
@@ -102,7 +102,7 @@ impl Client {
     /// feature it carries the trace context of the current span (see [`trace`]).
     pub fn envelope<T: Task>(&self, task: &T, overrides: &Overrides) -> Result<Envelope, DriverError> {
         let options = T::options();
-        self.build(T::NAME, encode(task)?, unique_fields(task, overrides, &options)?, overrides, &options, &trace::current_headers())
+        self.build(T::NAME, encode(task)?, unique_fields(task, overrides, &options)?, task.key(), overrides, &options, &trace::current_headers())
     }
 
     /// Builds an envelope from an already encoded payload (the CLI's dispatch by name); a
@@ -115,7 +115,7 @@ impl Client {
         overrides: &Overrides,
         defaults: &TaskOptions,
     ) -> Result<Envelope, DriverError> {
-        self.build(name, payload, None, overrides, defaults, &trace::current_headers())
+        self.build(name, payload, None, None, overrides, defaults, &trace::current_headers())
     }
 
     /// Builds the envelope of the registered task `task` from an encoded payload with its
@@ -133,7 +133,7 @@ impl Client {
         } else {
             None
         };
-        self.build(task.name, payload, fields, overrides, &options, &trace::current_headers())
+        self.build(task.name, payload, fields, None, overrides, &options, &trace::current_headers())
     }
 
     /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`;
@@ -143,6 +143,7 @@ impl Client {
         name: &str,
         payload: Vec<u8>,
         unique_fields: Option<Vec<u8>>,
+        key: Option<String>,
         overrides: &Overrides,
         defaults: &TaskOptions,
         trace: &[(String, String)],
@@ -206,6 +207,12 @@ impl Client {
             headers,
             defaulted,
             unique,
+            key: match overrides.key.clone().or(key) {
+                Some(k) if k.is_empty() || k.len() > MAX_KEY_BYTES => {
+                    return Err(DriverError::Config(format!("a task's key must be 1 to {MAX_KEY_BYTES} bytes long, not {}", k.len())));
+                }
+                k => k,
+            },
         })
     }
 
@@ -320,7 +327,13 @@ pub struct Overrides {
     /// The unique policy instead of the task's; makes the task unique, its key derived from
     /// its name and fields unless [`Overrides::unique_key`] gives it.
     pub unique: Option<crate::unique::Uniqueness>,
+    /// The task's key instead of its `#[task(key = ..)]` field's: tasks of a queue sharing it
+    /// share the queue's per-key limit ([`QueueLimits::per_key`](crate::QueueLimits::per_key)).
+    pub key: Option<String>,
 }
+
+/// The longest task key, in bytes.
+pub const MAX_KEY_BYTES: usize = 255;
 
 /// A dispatch being configured; `.await` it to store the task and get its id.
 #[must_use = "a dispatch does nothing until awaited"]
@@ -409,6 +422,13 @@ impl<T: Task> Dispatch<'_, T> {
         self
     }
 
+    /// Gives the task `key` instead of its `#[task(key = ..)]` field's: tasks of a queue sharing
+    /// a key share the queue's per-key limit ([`QueueLimits::per_key`](crate::QueueLimits::per_key)).
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.overrides.key = Some(key.into());
+        self
+    }
+
     /// Dispatches and says whether the task was stored, its id already was, or its unique key
     /// is held by another task. `.await` gives the id of the task that will run: this one's, or
     /// for a duplicate the holder's.
@@ -417,7 +437,7 @@ impl<T: Task> Dispatch<'_, T> {
         let options = T::options();
         let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
         let fields = unique_fields(&self.task, &self.overrides, &options)?;
-        let envelope = client.build(T::NAME, encode(&self.task)?, fields, &self.overrides, &options, &trace::headers_of(&span))?;
+        let envelope = client.build(T::NAME, encode(&self.task)?, fields, self.task.key(), &self.overrides, &options, &trace::headers_of(&span))?;
         let id = envelope.id;
         span.record("messaging.message.id", tracing::field::display(id));
         let outcome = trace::around(span, client.enqueue(vec![envelope])).await?;

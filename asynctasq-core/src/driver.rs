@@ -281,35 +281,14 @@ capabilities! {
         /// are counted in the claim's own atomic step. A broker hands messages to its consumers
         /// on its own.
         QueueLimits,
+        /// [`QueueLimits::per_key`] is enforced too: each claim counts the queue's live leases
+        /// by task key, and a key at its limit never holds back other keys' tasks (its waiting
+        /// tasks are parked until it has room; see [`crate::limits`]).
+        KeyedLimits,
     }
 }
 
-/// Limits on claiming one queue's tasks, across every worker ([`Driver::set_limits`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct QueueLimits {
-    /// At most this many of the queue's tasks leased at once, by all workers together; `None`:
-    /// no cap. Zero holds every task back, like a pause.
-    pub max_leased: Option<u32>,
-}
-
-impl QueueLimits {
-    /// At most `n` of the queue's tasks leased at once.
-    pub fn max_leased(n: u32) -> Self {
-        Self { max_leased: Some(n) }
-    }
-
-    /// These limits with the cap on live leases set to `n` (`None`: none).
-    pub fn with_max_leased(mut self, n: Option<u32>) -> Self {
-        self.max_leased = n;
-        self
-    }
-
-    /// Whether no limit is set.
-    pub fn is_none(&self) -> bool {
-        self.max_leased.is_none()
-    }
-}
+pub use crate::limits::QueueLimits;
 
 /// What a backend's server says about itself, for `asynctasq doctor`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

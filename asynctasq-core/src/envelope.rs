@@ -67,6 +67,11 @@ pub struct Envelope {
     /// that may be stored any number of times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique: Option<crate::unique::Unique>,
+    /// The task's key (`#[task(key = field)]`, [`Dispatch::key`](crate::Dispatch::key)): tasks
+    /// of a queue sharing it share the queue's per-key limit ([`QueueLimits::per_key`](crate::QueueLimits::per_key)).
+    /// `None` for a task no per-key limit applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// A set of the envelope's options that nothing set: [`Defaulted::ATTEMPTS`],
@@ -218,6 +223,7 @@ mod tests {
             headers: BTreeMap::from([("trace".into(), "abc".into())]),
             defaulted: Defaulted::ATTEMPTS | Defaulted::LEASE,
             unique: None,
+            key: None,
         }
     }
 

@@ -44,6 +44,7 @@ pub mod error;
 pub mod event;
 pub mod follow;
 pub mod history;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 mod monitor;

@@ -68,7 +68,8 @@ impl TaskState {
     /// The state of a live task whose `visible_at` is the due time while it waits and the
     /// lease expiry while it is `leased`, at `now`.
     pub fn of_live(leased: bool, visible_at: UnixMillis, now: UnixMillis) -> Self {
-        match (leased, visible_at > now) {
+        // A parked task (see `crate::limits`) is due: it waits for a place, not for a time.
+        match (leased, crate::limits::unparked(visible_at) > now) {
             (true, true) => TaskState::Leased,
             (false, true) => TaskState::Scheduled,
             (_, false) => TaskState::Ready,

@@ -38,6 +38,12 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
         Ok(None)
     }
 
+    /// The task's key, which a queue's per-key limit counts by ([`crate::QueueLimits::per_key`]):
+    /// `#[task(key = field)]` gives the field as text. `None` (the default): no key.
+    fn key(&self) -> Option<String> {
+        None
+    }
+
     /// Runs the task once.
     fn run(self, ctx: TaskContext) -> impl Future<Output = TaskResult> + Send;
 }

@@ -40,7 +40,8 @@ mod lacking_every_optional_capability {
             UniqueKeys,
             ScheduleClaims,
             Browse,
-            QueueLimits
+            QueueLimits,
+            KeyedLimits
         ]
     );
 }

@@ -45,6 +45,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
                     defaulted: if defaulted { Defaulted::ATTEMPTS | Defaulted::LEASE } else { Defaulted::default() },
                     unique: None,
+                    key: None,
                 }
             },
         )

@@ -42,6 +42,9 @@
 //! passed, even after the task finished: the default when only `ttl` is given); `ttl` bounds
 //! every lock (default a day); `mode` is `"skip"` (the default), `"replace"` (a duplicate gives
 //! the waiting holder its arguments) or `"debounce"` (and its due time).
+//!
+//! `key = customer_id` gives each task the named parameter as its key (as text): a queue's
+//! per-key limit (`asynctasq_core::QueueLimits::per_key`) counts running tasks by it.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -82,6 +85,7 @@ struct Options {
     cron: Option<LitStr>,
     tz: Option<LitStr>,
     catch_up: Option<LitStr>,
+    key: Option<Ident>,
 }
 
 /// `unique` or `unique(by = [..], until = "..", ttl = "..", mode = "..")`.
@@ -203,6 +207,11 @@ impl Options {
                 self.cron = Some(lit);
             }
             "tz" => self.tz = Some(meta.value()?.parse()?),
+            "key" => {
+                let value = meta.value()?;
+                let span = value.span();
+                self.key = Some(value.parse().map_err(|_| syn::Error::new(span, "`key` names a parameter of the task: `key = customer_id`"))?);
+            }
             "catch_up" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 let v = lit.value();
@@ -225,7 +234,7 @@ impl Options {
             _ => {
                 let path = &meta.path;
                 return Err(meta.error(format!(
-                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `failure_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`, `unique`, `cron`, `tz`, `catch_up`",
+                    "unknown `#[task]` option `{}`; expected one of `name`, `queue`, `max_attempts`, `timeout`, `lease`, `result_ttl`, `failure_ttl`, `retry`, `backoff`, `backoff_cap`, `jitter`, `blocking`, `unique`, `cron`, `tz`, `catch_up`, `key`",
                     quote!(#path).to_string().replace(' ', "")
                 )));
             }
@@ -399,6 +408,17 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
             };
         }
     }
+    let mut key_fn = quote!();
+    if let Some(key) = &options.key {
+        if !fields.iter().any(|(f, _)| f == key) {
+            return Err(syn::Error::new(key.span(), format!("`{key}` is not a parameter of `{}`", sig.ident)));
+        }
+        key_fn = quote! {
+            fn key(&self) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&self.#key))
+            }
+        };
+    }
     let run = if blocking {
         quote! {
             async fn run(self, __ctx: #krate::TaskContext) -> #krate::TaskResult {
@@ -457,6 +477,8 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
             }
 
             #unique_fields
+
+            #key_fn
 
             #run
         }

@@ -23,6 +23,7 @@ use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
 use crate::unique::{UniqueLock, UniqueMode};
 
+mod limits;
 mod schedules;
 mod state;
 
@@ -84,7 +85,7 @@ impl MemoryDriver {
         let id = TaskId::new();
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        state.insert(id, queue.to_owned(), raw, FALLBACK_LEASE_MS, now);
+        state.insert(id, queue.to_owned(), raw, FALLBACK_LEASE_MS, now, None);
         drop(state);
         self.inner.notify.notify_waiters();
         Ok(id)
@@ -163,7 +164,7 @@ impl MemoryDriver {
                 }
                 state.lock_key(queue, &u.key, UniqueLock { owner: id, until: u.until, expires_at: now + u.ttl_ms });
             }
-            state.insert(id, queue.clone(), raw, t.lease_ms, t.not_before);
+            state.insert(id, queue.clone(), raw, t.lease_ms, t.not_before, t.key.clone());
             outcomes.push(EnqueueOutcome::New);
         }
         Ok(outcomes)
@@ -199,29 +200,41 @@ impl Driver for MemoryDriver {
         if state.paused.contains(queue) && self.supports(Capability::PauseQueues) {
             return Ok(Vec::new());
         }
-        let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
-        // The queue's cap, less its live leases: index entries past now that hold a token.
-        let max = match state.limits.get(queue).and_then(|l| l.max_leased) {
-            Some(cap) => {
-                let leased = q
-                    .index
-                    .range((now + 1, 0, TaskId::from_bytes([0; 16]))..)
-                    .filter(|(_, _, id)| state.tasks.get(id).is_some_and(|r| r.token.is_some()))
-                    .count();
-                max.min((cap as usize).saturating_sub(leased))
+        // The queue's cap, less its live leases; with a cap per key, the live leases by key,
+        // and the parked tasks of keys with room back in the due range first.
+        let limits = state.limits.get(queue).copied().unwrap_or_default();
+        let per_key = limits.per_key.filter(|_| self.supports(Capability::KeyedLimits));
+        let (mut max, mut by_key) = (max, std::collections::HashMap::new());
+        if !limits.is_none() {
+            let (all, keyed) = state.leased(queue, now);
+            if let Some(cap) = limits.max_leased {
+                max = max.min((cap as usize).saturating_sub(all));
             }
-            None => max,
-        };
+            if per_key.is_some() {
+                state.unpark(queue, &keyed, per_key);
+            }
+            by_key = keyed;
+        }
+        let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
         // A flagged task is never delivered: due, its lease ran out, and it ends cancelled here.
         let (mut due, mut flagged) = (Vec::new(), Vec::new());
+        let scan = if per_key.is_some() { crate::limits::scan_bound(max) } else { max };
         for (_, _, id) in q.index.iter().take_while(|(at, _, _)| *at <= now) {
-            if due.len() == max {
+            if due.len() == scan {
                 break;
             }
             match state.tasks.get(id).and_then(|r| r.cancel) {
                 Some(keep_ms) => flagged.push((*id, keep_ms)),
                 None => due.push(*id),
             }
+        }
+        if per_key.is_some() {
+            let keys: Vec<Option<String>> = due.iter().map(|id| state.tasks.get(id).and_then(|r| r.key.clone())).collect();
+            let pick = crate::limits::pick(keys.iter().map(Option::as_deref), &by_key, per_key, max);
+            for &i in &pick.park {
+                state.park(due[i]);
+            }
+            due = pick.take.iter().map(|&i| due[i]).collect();
         }
         for (id, keep_ms) in flagged {
             state.settle_cancelled(id, now, keep_ms);
@@ -274,11 +287,18 @@ impl Driver for MemoryDriver {
         if !self.supports(Capability::QueueLimits) {
             return Err(DriverError::Unsupported("limiting a queue"));
         }
+        if limits.per_key.is_some() && !self.supports(Capability::KeyedLimits) {
+            return Err(DriverError::Unsupported("limiting a queue per key"));
+        }
         let mut state = self.lock();
         if limits.is_none() {
             state.limits.remove(queue);
         } else {
             state.limits.insert(queue.to_owned(), limits);
+        }
+        if limits.per_key.is_none() {
+            // Nothing holds parked tasks back any more.
+            state.unpark(queue, &std::collections::HashMap::new(), None);
         }
         drop(state);
         // A raised limit may make tasks claimable.
@@ -424,6 +444,8 @@ impl Driver for MemoryDriver {
         let mut earliest: Option<u64> = None;
         if let Some(q) = state.queues.get(queue) {
             for (at, _, id) in &q.index {
+                // A parked task is due (see `crate::limits`).
+                let at = &crate::limits::unparked(*at);
                 let leased = state.tasks.get(id).is_some_and(|r| r.token.is_some());
                 match (*at <= now, leased) {
                     (true, _) => {
@@ -508,8 +530,8 @@ impl Driver for MemoryDriver {
         q.dead = kept;
         let count = moved.len() as u64;
         for d in moved {
-            let lease_ms = Envelope::decode(&d.raw).map(|e| e.lease_ms).unwrap_or(FALLBACK_LEASE_MS);
-            state.insert(d.id, queue.to_owned(), d.raw, lease_ms, now);
+            let (lease_ms, key) = Envelope::decode(&d.raw).map(|e| (e.lease_ms, e.key)).unwrap_or((FALLBACK_LEASE_MS, None));
+            state.insert(d.id, queue.to_owned(), d.raw, lease_ms, now, key);
             if let Some(r) = state.tasks.get_mut(&d.id) {
                 r.replayed = true;
                 r.errors = d.errors;

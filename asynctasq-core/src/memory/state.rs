@@ -43,6 +43,9 @@ pub(super) struct QueueState {
     pub(super) index: BTreeSet<(UnixMillis, u64, TaskId)>,
     pub(super) dead: Vec<DeadRecord>,
     pub(super) totals: Totals,
+    /// Parked tasks by key, in order ([`crate::limits`]): their index entries are offset by
+    /// [`PARKED`](crate::limits::PARKED). An entry may outlive its task (deleted, cancelled).
+    pub(super) parked: BTreeMap<String, BTreeSet<(u64, TaskId)>>,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,8 @@ pub(super) struct Record {
     /// Due time when waiting, lease expiry when leased.
     pub(super) visible_at: UnixMillis,
     pub(super) seq: u64,
+    /// The task's key, for per-key limits ([`crate::limits`]).
+    pub(super) key: Option<String>,
     pub(super) token: Option<u64>,
     pub(super) last_error: Option<String>,
     /// Moved back from the dead tasks since dispatch.
@@ -108,7 +113,7 @@ impl Record {
     pub(super) fn record(&self, id: TaskId, now: UnixMillis) -> TaskRecord {
         let state = TaskState::of_live(self.token.is_some(), self.visible_at, now);
         let record =
-            TaskRecord::new(id, &self.queue, state, self.attempt, self.visible_at, self.last_error.clone(), Envelope::decode(&self.raw));
+            TaskRecord::new(id, &self.queue, state, self.attempt, crate::limits::unparked(self.visible_at), self.last_error.clone(), Envelope::decode(&self.raw));
         let record = record.cancel_requested(self.cancel.is_some()).with_progress(self.progress.as_deref());
         let record = TaskRecord { errors: self.errors.clone(), ..record };
         record.with_holder(self.holder.as_deref().map(str::to_owned)).with_started(self.started_at)
@@ -145,7 +150,7 @@ impl Done {
 }
 
 impl State {
-    pub(super) fn insert(&mut self, id: TaskId, queue: String, raw: Vec<u8>, lease_ms: u64, visible_at: UnixMillis) {
+    pub(super) fn insert(&mut self, id: TaskId, queue: String, raw: Vec<u8>, lease_ms: u64, visible_at: UnixMillis, key: Option<String>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queues.entry(queue.clone()).or_default().index.insert((visible_at, seq, id));
@@ -164,6 +169,7 @@ impl State {
             errors: Vec::new(),
             holder: None,
             started_at: None,
+            key,
         };
         self.tasks.insert(id, record);
     }

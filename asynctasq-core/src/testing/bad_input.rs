@@ -64,6 +64,7 @@ pub fn inputs(queue: &str) -> Vec<BadInput> {
         headers: Default::default(),
         defaulted: Default::default(),
         unique: None,
+        key: None,
     };
     let full = valid(Good::NAME, rmp_serde::to_vec_named(&Good { n: 0 }).expect("encode")).encode().expect("encode");
     // Deterministic "random" bytes (a fixed seed), so a run can never draw a decodable record.

@@ -202,6 +202,7 @@ pub fn envelope(queue: &str, lease: Duration) -> Envelope {
         headers: Default::default(),
         defaulted: Default::default(),
         unique: None,
+        key: None,
     }
 }
 

@@ -789,6 +789,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::PauseQueues
                 | Capability::Browse
                 | Capability::QueueLimits
+                | Capability::KeyedLimits
         )
     }
 

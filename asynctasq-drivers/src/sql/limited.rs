@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// The queues found limited, by name.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Limited(Mutex<HashSet<String>>);
 
 impl Limited {

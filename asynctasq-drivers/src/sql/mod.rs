@@ -20,8 +20,7 @@ macro_rules! server_config_from_url {
     }};
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod limited;
 #[cfg(feature = "postgres")]
 mod listener;

@@ -766,6 +766,7 @@ impl Driver for SqsDriver {
                 | Capability::PauseQueues
                 | Capability::Browse
                 | Capability::QueueLimits
+                | Capability::KeyedLimits
         )
     }
 

@@ -125,3 +125,128 @@ pub async fn queue_limits_are_refused_where_the_backend_cannot_enforce_them(h: H
     assert!(err.to_string().contains("limiting a queue"), "saying what: {err}");
     assert!(h.driver.limits().await.expect("limits").is_empty());
 }
+
+/// An envelope of `queue` with the key `key`.
+fn keyed(h: &Harness, queue: &str, key: &str, lease: Duration) -> crate::Envelope {
+    crate::Envelope { key: Some(key.into()), ..h.envelope(queue, lease) }
+}
+
+/// With 2 per key, eight consumers racing for three keys' tasks and unkeyed ones never hold
+/// more than 2 of one key at once (counted as in the queue-limit rule), and all of them run.
+pub async fn claims_never_exceed_the_per_key_limit_with_many_consumers(h: Harness) {
+    const PER_KEY: usize = 2;
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::per_key(PER_KEY as u32)).await.expect("set limits");
+    let mut tasks: Vec<_> = (0..30).map(|i| keyed(&h, &q, ["a", "b", "c"][i % 3], LONG)).collect();
+    tasks.extend((0..6).map(|_| h.envelope(&q, LONG)));
+    let total = tasks.len();
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let holding: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    let (most, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (driver, q) = (h.driver.clone(), q.clone());
+        let (holding, most, ran) = (holding.clone(), most.clone(), ran.clone());
+        consumers.spawn(async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while ran.load(Ordering::SeqCst) < total && tokio::time::Instant::now() < deadline {
+                let got = driver.dequeue(&q, 3).await.expect("dequeue");
+                if got.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                let keys: Vec<Option<String>> = got.iter().map(|d| d.envelope.as_ref().expect("decodes").key.clone()).collect();
+                {
+                    let mut holding = holding.lock().expect("lock");
+                    for key in keys.iter().flatten() {
+                        let n = holding.entry(key.clone()).or_default();
+                        *n += 1;
+                        most.fetch_max(*n, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                {
+                    let mut holding = holding.lock().expect("lock");
+                    for key in keys.iter().flatten() {
+                        *holding.get_mut(key).expect("held") -= 1;
+                    }
+                }
+                ran.fetch_add(got.len(), Ordering::SeqCst);
+                driver.ack(&Ack::each(&got.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
+            }
+        });
+    }
+    consumers.join_all().await;
+    assert_eq!(ran.load(Ordering::SeqCst), total, "every task ran");
+    let most = most.load(Ordering::SeqCst);
+    assert_eq!(most, PER_KEY, "at most {PER_KEY} of one key held at once (and {PER_KEY} was reached), saw {most}");
+}
+
+/// A key at its limit never holds back another key's tasks, even behind a backlog of its own
+/// longer than a claim looks at: its tasks are parked, still counted as ready, and unparked in
+/// order once it has room; clearing the limit unparks them all.
+pub async fn saturated_key_does_not_hold_back_other_keys(h: Harness) {
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect("set limits");
+    let hot: Vec<_> = (0..250).map(|_| keyed(&h, &q, "hot", LONG)).collect();
+    h.driver.enqueue(&hot).await.expect("enqueue hot");
+    let cold: Vec<_> = (0..3).map(|i| keyed(&h, &q, &format!("cold-{i}"), LONG)).collect();
+    h.driver.enqueue(&cold).await.expect("enqueue cold");
+    let first = h.driver.dequeue(&q, 1).await.expect("dequeue");
+    assert_eq!(crate::testing::ids(&first), vec![hot[0].id], "the earliest task first");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.extend(h.driver.dequeue(&q, 1).await.expect("dequeue"));
+        if got.len() == cold.len() {
+            break;
+        }
+    }
+    let got_ids = crate::testing::ids(&got);
+    assert_eq!(got_ids, cold.iter().map(|t| t.id).collect::<Vec<_>>(), "the other keys' tasks, within a few claims, and none of the saturated key's");
+    if h.driver.supports(Capability::ExactStats) {
+        let stats = h.driver.stats(&q).await.expect("stats");
+        assert_eq!((stats.ready, stats.scheduled, stats.leased), (249, 0, 4), "parked tasks are ready, waiting for a place");
+    }
+    ack_all(&h, &got).await;
+    ack_all(&h, &first).await;
+    let next = h.driver.dequeue(&q, 5).await.expect("dequeue");
+    assert_eq!(crate::testing::ids(&next), vec![hot[1].id], "the key's place taken by its next task in order");
+    h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
+    let rest = eventually(PATIENCE, "the parked tasks, once the limit is cleared", || async {
+        let got = h.driver.dequeue(&q, 300).await.expect("dequeue");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(rest.len(), 248, "every parked task is claimable again");
+    ack_all(&h, &next).await;
+    ack_all(&h, &rest).await;
+}
+
+/// A key's lease that runs out frees its place: the next claim takes one of the key's tasks.
+pub async fn expired_lease_frees_its_key_place(h: Harness) {
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect("set limits");
+    let short = Duration::from_millis(600);
+    h.driver.enqueue(&[keyed(&h, &q, "k", short), keyed(&h, &q, "k", short)]).await.expect("enqueue");
+    assert_eq!(h.driver.dequeue(&q, 5).await.expect("dequeue").len(), 1, "one place for the key");
+    assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "the key's place is held");
+    let next = eventually(PATIENCE, "a claim of the key once the lease ran out", || async {
+        let got = h.driver.dequeue(&q, 5).await.expect("dequeue");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(next.len(), 1, "still one place: the expired lease counts for nothing");
+    ack_all(&h, &next).await;
+}
+
+/// A backend that cannot limit a queue per key refuses to, with an error saying so.
+pub async fn per_key_limits_are_refused_where_the_backend_cannot_enforce_them(h: Harness) {
+    let q = h.queue("q");
+    if h.driver.supports(Capability::KeyedLimits) {
+        return;
+    }
+    let err = h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect_err("refused");
+    assert!(matches!(err, DriverError::Unsupported(_)), "refused as unsupported: {err}");
+    assert!(err.to_string().contains("limiting a queue"), "saying what: {err}");
+    assert!(!h.driver.limits().await.expect("limits").iter().any(|(name, _)| *name == q), "nothing stored");
+}

@@ -1284,7 +1284,8 @@ impl Driver for MySqlDriver {
     fn supports(&self, capability: Capability) -> bool {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
+        // Per-key limits are not built on MySQL yet: the claim counts live leases per queue only.
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::KeyedLimits)
     }
 
     async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
@@ -1325,6 +1326,9 @@ impl Driver for MySqlDriver {
             .pools
             .call("limit a queue", async move {
                 validate_queue_name(queue)?;
+                if limits.per_key.is_some() {
+                    return Err(DriverError::Unsupported("limiting a queue per key"));
+                }
                 self.store_limits(queue, limits).await
             })
             .await

@@ -39,6 +39,8 @@
 //! ([`SqliteConfig::poll_interval`], 250 ms by default); SQLite offers no cross-process
 //! notification.
 
+mod limits;
+
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -66,24 +68,25 @@ use super::{
 use crate::consumer::Consumer;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "tasks and dead tables", include_str!("../../migrations/sqlite/0001_tasks.sql")),
-    (2, "worker registry", include_str!("../../migrations/sqlite/0002_workers.sql")),
-    (3, "settled totals per queue", include_str!("../../migrations/sqlite/0003_totals.sql")),
-    (4, "replayed mark on tasks", include_str!("../../migrations/sqlite/0004_replayed.sql")),
-    (5, "kept results", include_str!("../../migrations/sqlite/0005_results.sql")),
-    (6, "cancellation", include_str!("../../migrations/sqlite/0006_cancel.sql")),
-    (7, "task progress", include_str!("../../migrations/sqlite/0007_progress.sql")),
-    (8, "error history", include_str!("../../migrations/sqlite/0008_errors.sql")),
-    (9, "dead expiry", include_str!("../../migrations/sqlite/0009_dead_expiry.sql")),
-    (10, "lease holder", include_str!("../../migrations/sqlite/0010_holder.sql")),
-    (11, "results kept in place", include_str!("../../migrations/sqlite/0011_kept_in_place.sql")),
-    (12, "started time", include_str!("../../migrations/sqlite/0012_started.sql")),
-    (13, "paused queues", include_str!("../../migrations/sqlite/0013_paused.sql")),
-    (14, "unique keys", include_str!("../../migrations/sqlite/0014_unique.sql")),
-    (15, "schedules", include_str!("../../migrations/sqlite/0015_schedules.sql")),
-    (16, "queue limits", include_str!("../../migrations/sqlite/0016_limits.sql")),
+    (1, "tasks and dead tables", include_str!("../../../migrations/sqlite/0001_tasks.sql")),
+    (2, "worker registry", include_str!("../../../migrations/sqlite/0002_workers.sql")),
+    (3, "settled totals per queue", include_str!("../../../migrations/sqlite/0003_totals.sql")),
+    (4, "replayed mark on tasks", include_str!("../../../migrations/sqlite/0004_replayed.sql")),
+    (5, "kept results", include_str!("../../../migrations/sqlite/0005_results.sql")),
+    (6, "cancellation", include_str!("../../../migrations/sqlite/0006_cancel.sql")),
+    (7, "task progress", include_str!("../../../migrations/sqlite/0007_progress.sql")),
+    (8, "error history", include_str!("../../../migrations/sqlite/0008_errors.sql")),
+    (9, "dead expiry", include_str!("../../../migrations/sqlite/0009_dead_expiry.sql")),
+    (10, "lease holder", include_str!("../../../migrations/sqlite/0010_holder.sql")),
+    (11, "results kept in place", include_str!("../../../migrations/sqlite/0011_kept_in_place.sql")),
+    (12, "started time", include_str!("../../../migrations/sqlite/0012_started.sql")),
+    (13, "paused queues", include_str!("../../../migrations/sqlite/0013_paused.sql")),
+    (14, "unique keys", include_str!("../../../migrations/sqlite/0014_unique.sql")),
+    (15, "schedules", include_str!("../../../migrations/sqlite/0015_schedules.sql")),
+    (16, "queue limits", include_str!("../../../migrations/sqlite/0016_limits.sql")),
 ];
-/// Rows per INSERT statement in bulk enqueue (6 binds each, well under SQLite's 32766).
+/// Rows per INSERT statement in bulk enqueue (at most 6 binds each and one more, well under
+/// SQLite's 32766).
 const INSERT_CHUNK: usize = 1000;
 
 /// Settings of a [`SqliteDriver`].
@@ -142,6 +145,8 @@ pub struct SqliteDriver {
     poll_interval: Duration,
     sweeper: Arc<Sweeper>,
     consumer: Arc<Consumer>,
+    /// Queues found with a cap per key, whose claims take the keyed claim (`limits.rs`).
+    limited: Arc<crate::sql::limited::Limited>,
 }
 
 impl SqliteDriver {
@@ -177,6 +182,7 @@ impl SqliteDriver {
             poll_interval: config.poll_interval,
             sweeper: Arc::default(),
             consumer: Arc::default(),
+            limited: Arc::default(),
         };
         if config.migrate {
             driver.migrate().await?;
@@ -287,8 +293,9 @@ impl SqliteDriver {
         let mut outcomes = Vec::with_capacity(tasks.len());
         let at = now();
         for chunk in rows.chunks(INSERT_CHUNK) {
+            let keyed = chunk.iter().any(|(t, _)| t.key.is_some());
             let insert = || {
-                let mut q = sqlx::query(insert_sql(chunk.len()));
+                let mut q = sqlx::query(insert_sql(chunk.len(), keyed));
                 for (t, bytes) in chunk {
                     q = q
                         .bind(t.id.as_bytes().as_slice())
@@ -296,6 +303,9 @@ impl SqliteDriver {
                         .bind(bytes.as_slice())
                         .bind(t.lease_ms as i64)
                         .bind(t.not_before as i64);
+                    if keyed {
+                        q = q.bind(t.key.as_deref());
+                    }
                 }
                 q.bind(at)
             };
@@ -431,16 +441,21 @@ macro_rules! kept {
 /// between the check and the insert. It returns no rows:
 /// `RETURNING id` sends each row back from sqlx's SQLite thread on its own, which made bulk
 /// enqueue 0.70 as fast; the row count tells whether anything was skipped.
-fn insert_sql(rows: usize) -> AssertSqlSafe<String> {
-    let mut sql = String::from(
+fn insert_sql(rows: usize, keyed: bool) -> AssertSqlSafe<String> {
+    // Tasks with a key (for per-key limits) carry it in a sixth column; a chunk without one
+    // keeps the plain statement.
+    let mut sql = String::from(if keyed {
+        "INSERT INTO asynctasq_tasks (id, queue, envelope, lease_ms, visible_at, limit_key) \
+         SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES "
+    } else {
         "INSERT INTO asynctasq_tasks (id, queue, envelope, lease_ms, visible_at) \
-         SELECT column1, column2, column3, column4, column5 FROM (VALUES ",
-    );
+         SELECT column1, column2, column3, column4, column5 FROM (VALUES "
+    });
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?)");
+        sql.push_str(if keyed { "(?,?,?,?,?,?)" } else { "(?,?,?,?,?)" });
     }
     // The WHERE also keeps SQLite from reading ON CONFLICT as part of a join.
     sql.push_str(
@@ -471,14 +486,20 @@ impl Driver for SqliteDriver {
         }
         let token: i64 = fastrand::i64(..);
         let now = now();
+        if self.limited.contains(queue)
+            && let Some(got) = self.claim_keyed(queue, max).await?
+        {
+            return Ok(got);
+        }
         let holder = self.consumer.get();
         // A queue with a cap takes at most the cap less its live leases, counted in this very
         // statement (the write transaction excludes every other claim); without a limits row
-        // the count is never run.
+        // the count is never run. A queue with a cap per key is left to the keyed claim.
         let rows = sqlx::query(concat!(
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5, started_at = ?2 \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
                            AND NOT EXISTS (SELECT 1 FROM asynctasq_paused WHERE queue = ?3) \
+                           AND NOT EXISTS (SELECT 1 FROM asynctasq_limits WHERE queue = ?3 AND per_key IS NOT NULL) \
                            ORDER BY visible_at, seq \
                            LIMIT COALESCE((SELECT MAX(0, MIN(?4, max_leased - ( \
                                SELECT COUNT(*) FROM asynctasq_tasks WHERE queue = ?3 AND visible_at > ?2 \
@@ -497,6 +518,9 @@ impl Driver for SqliteDriver {
         .map_err(|e| map_err("dequeue", e))?;
         if self.sweeper.due(now) {
             self.sweep(now).await;
+        }
+        if rows.is_empty() && self.is_keyed(queue).await? {
+            return Ok(self.claim_keyed(queue, max).await?.unwrap_or_default());
         }
         // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
         let mut rows = rows;
@@ -698,12 +722,13 @@ impl Driver for SqliteDriver {
         validate_queue_name(queue)?;
         let at = now();
         let row = sqlx::query(concat!(
+            // A parked task (from 2^61: see `limits.rs`) is ready, due at its time less the offset.
             "SELECT \
-               COALESCE(SUM(visible_at <= ?2), 0), \
-               COALESCE(SUM(visible_at > ?2 AND lease_token IS NULL), 0), \
-               COALESCE(SUM(visible_at > ?2 AND lease_token IS NOT NULL), 0), \
+               COALESCE(SUM(visible_at <= ?2 OR visible_at >= 2305843009213693952), 0), \
+               COALESCE(SUM(visible_at > ?2 AND visible_at < 2305843009213693952 AND lease_token IS NULL), 0), \
+               COALESCE(SUM(visible_at > ?2 AND visible_at < 2305843009213693952 AND lease_token IS NOT NULL), 0), \
                (SELECT COUNT(*) FROM asynctasq_dead WHERE queue = ?1), \
-               MIN(CASE WHEN visible_at <= ?2 THEN visible_at END), \
+               MIN(CASE WHEN visible_at <= ?2 THEN visible_at WHEN visible_at >= 2305843009213693952 THEN visible_at - 2305843009213693952 END), \
                (SELECT COALESCE(SUM(succeeded), 0) FROM asynctasq_totals WHERE queue = ?1), \
                (SELECT COALESCE(SUM(failed), 0) FROM asynctasq_totals WHERE queue = ?1) \
              FROM asynctasq_tasks WHERE queue = ?1 AND visible_at < ",
@@ -1108,24 +1133,14 @@ impl Driver for SqliteDriver {
 
     async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         validate_queue_name(queue)?;
-        let query = match limits.max_leased {
-            Some(n) => {
-                sqlx::query("INSERT OR REPLACE INTO asynctasq_limits (queue, max_leased) VALUES (?1, ?2)").bind(queue).bind(i64::from(n))
-            }
-            None => sqlx::query("DELETE FROM asynctasq_limits WHERE queue = ?1").bind(queue),
-        };
-        query.execute(&self.pool).await.map_err(|e| map_err("limit a queue", e))?;
+        self.store_limits(queue, limits).await?;
         // A raised limit may make tasks claimable.
         self.woke();
         Ok(())
     }
 
     async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let rows: Vec<(String, Option<i64>)> = sqlx::query_as("SELECT queue, max_leased FROM asynctasq_limits ORDER BY queue")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| map_err("list limits", e))?;
-        Ok(rows.into_iter().map(|(q, max)| (q, QueueLimits::default().with_max_leased(max.map(|n| n as u32)))).collect())
+        self.list_limits().await
     }
 
     async fn paused(&self) -> Result<Vec<String>, DriverError> {
