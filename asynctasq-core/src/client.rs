@@ -102,7 +102,15 @@ impl Client {
     /// feature it carries the trace context of the current span (see [`trace`]).
     pub fn envelope<T: Task>(&self, task: &T, overrides: &Overrides) -> Result<Envelope, DriverError> {
         let options = T::options();
-        self.build(T::NAME, encode(task)?, unique_fields(task, overrides, &options)?, task.key(), overrides, &options, &trace::current_headers())
+        self.build(
+            T::NAME,
+            encode(task)?,
+            unique_fields(task, overrides, &options)?,
+            task.key(),
+            overrides,
+            &options,
+            &trace::current_headers(),
+        )
     }
 
     /// Builds an envelope from an already encoded payload (the CLI's dispatch by name); a
@@ -437,7 +445,8 @@ impl<T: Task> Dispatch<'_, T> {
         let options = T::options();
         let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
         let fields = unique_fields(&self.task, &self.overrides, &options)?;
-        let envelope = client.build(T::NAME, encode(&self.task)?, fields, self.task.key(), &self.overrides, &options, &trace::headers_of(&span))?;
+        let envelope =
+            client.build(T::NAME, encode(&self.task)?, fields, self.task.key(), &self.overrides, &options, &trace::headers_of(&span))?;
         let id = envelope.id;
         span.record("messaging.message.id", tracing::field::display(id));
         let outcome = trace::around(span, client.enqueue(vec![envelope])).await?;

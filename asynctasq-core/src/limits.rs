@@ -90,7 +90,12 @@ pub struct Pick {
 /// Decides a limited claim: of `candidates` (each one's key, in due order), takes up to `room`,
 /// at most `per_key` leased per key counting `leased` (live leases by key) and what it takes;
 /// the candidates of a key at its limit met before `room` is reached are parked.
-pub fn pick<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>, leased: &HashMap<String, usize>, per_key: Option<u32>, room: usize) -> Pick {
+pub fn pick<'a>(
+    candidates: impl IntoIterator<Item = Option<&'a str>>,
+    leased: &HashMap<String, usize>,
+    per_key: Option<u32>,
+    room: usize,
+) -> Pick {
     let mut pick = Pick::default();
     let mut taken: HashMap<&str, usize> = HashMap::new();
     for (i, key) in candidates.into_iter().enumerate() {

@@ -210,7 +210,8 @@ impl Options {
             "key" => {
                 let value = meta.value()?;
                 let span = value.span();
-                self.key = Some(value.parse().map_err(|_| syn::Error::new(span, "`key` names a parameter of the task: `key = customer_id`"))?);
+                self.key =
+                    Some(value.parse().map_err(|_| syn::Error::new(span, "`key` names a parameter of the task: `key = customer_id`"))?);
             }
             "catch_up" => {
                 let lit: LitStr = meta.value()?.parse()?;

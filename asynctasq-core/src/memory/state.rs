@@ -112,8 +112,15 @@ impl Record {
     /// What `find` reports of this live task at `now`.
     pub(super) fn record(&self, id: TaskId, now: UnixMillis) -> TaskRecord {
         let state = TaskState::of_live(self.token.is_some(), self.visible_at, now);
-        let record =
-            TaskRecord::new(id, &self.queue, state, self.attempt, crate::limits::unparked(self.visible_at), self.last_error.clone(), Envelope::decode(&self.raw));
+        let record = TaskRecord::new(
+            id,
+            &self.queue,
+            state,
+            self.attempt,
+            crate::limits::unparked(self.visible_at),
+            self.last_error.clone(),
+            Envelope::decode(&self.raw),
+        );
         let record = record.cancel_requested(self.cancel.is_some()).with_progress(self.progress.as_deref());
         let record = TaskRecord { errors: self.errors.clone(), ..record };
         record.with_holder(self.holder.as_deref().map(str::to_owned)).with_started(self.started_at)

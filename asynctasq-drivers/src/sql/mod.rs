@@ -462,6 +462,8 @@ pub(crate) fn placeholders(n: usize) -> String {
 pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
     let name = |suffix: &str| format!("{quote}{prefix}_{suffix}{quote}");
     sql.replace("{tasks_due}", &name("tasks_due"))
+        .replace("{tasks_parked}", &name("tasks_parked"))
+        .replace("{parked}", &name("parked"))
         .replace("{tasks_cancelled}", &name("tasks_cancelled"))
         .replace("{dead_queue}", &name("dead_queue"))
         .replace("{dead_expiry}", &name("dead_expiry"))

@@ -202,7 +202,11 @@ pub async fn saturated_key_does_not_hold_back_other_keys(h: Harness) {
         }
     }
     let got_ids = crate::testing::ids(&got);
-    assert_eq!(got_ids, cold.iter().map(|t| t.id).collect::<Vec<_>>(), "the other keys' tasks, within a few claims, and none of the saturated key's");
+    assert_eq!(
+        got_ids,
+        cold.iter().map(|t| t.id).collect::<Vec<_>>(),
+        "the other keys' tasks, within a few claims, and none of the saturated key's"
+    );
     if h.driver.supports(Capability::ExactStats) {
         let stats = h.driver.stats(&q).await.expect("stats");
         assert_eq!((stats.ready, stats.scheduled, stats.leased), (249, 0, 4), "parked tasks are ready, waiting for a place");

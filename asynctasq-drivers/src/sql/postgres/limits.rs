@@ -1,5 +1,6 @@
-//! Queue limits on PostgreSQL ([`Capability::QueueLimits`]): a limited queue's claims lock its
-//! limits row, count the queue's live leases and take at most the cap less that count.
+//! Queue limits on PostgreSQL ([`Capability::QueueLimits`], [`Capability::KeyedLimits`]; see
+//! `asynctasq_core::limits`): a limited queue's claims lock its limits row, count the queue's
+//! live leases (by key, with a cap per key) and take at most what the caps leave.
 //!
 //! # Why a transaction of its own
 //! Under READ COMMITTED a statement reads from the snapshot it started with. A claim that
@@ -8,23 +9,42 @@
 //! locked by one statement and the leases counted by the next, whose snapshot sees every
 //! claim that held the lock before. That costs a transaction (four round trips instead of
 //! one) on limited queues only: the plain claim stays one statement, and skips a limited queue
-//! (`NOT EXISTS` on the limits table), which sends its claims here.
+//! (`NOT EXISTS` on the limits table), which sends its claims here. A cap per key adds the
+//! count by key, the unparking of keys with room, and a pick over the due tasks in Rust
+//! (`asynctasq_core::limits::pick`): a few more statements, under the same lock.
 //!
 //! [`Capability::QueueLimits`]: asynctasq_core::Capability::QueueLimits
+//! [`Capability::KeyedLimits`]: asynctasq_core::Capability::KeyedLimits
+
+use std::collections::{BTreeSet, HashMap};
 
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::QueueLimits;
-use sqlx::postgres::PgRow;
+use asynctasq_core::limits::{PARKED, pick, scan_bound, unpark_room};
+use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{PostgresDriver, q};
 use crate::sql::map_err;
 
 pub(super) use crate::sql::limited::Limited;
 
+/// Most parked keys one claim looks at for room.
+const UNPARK_KEYS: i64 = 100;
+
 /// The statements of queue limits, built once from the table names.
 pub(super) struct LimitsSql {
     lock: String,
     claim: String,
+    leased: String,
+    parked_keys: String,
+    unpark: String,
+    forget_key: String,
+    candidates: String,
+    lease: String,
+    park: String,
+    note_parked: String,
+    unpark_all: String,
+    forget_all: String,
     has: String,
     set: String,
     clear: String,
@@ -32,9 +52,9 @@ pub(super) struct LimitsSql {
 }
 
 impl LimitsSql {
-    pub(super) fn new(t: &str, p: &str, l: &str) -> Self {
+    pub(super) fn new(t: &str, p: &str, l: &str, k: &str) -> Self {
         Self {
-            lock: format!("SELECT max_leased FROM {l} WHERE queue = $1 FOR UPDATE"),
+            lock: format!("SELECT max_leased, per_key FROM {l} WHERE queue = $1 FOR UPDATE"),
             // The plain claim's columns, from every due task (no claim cursor: the count is the
             // work here), at most the cap less the live leases.
             claim: format!(
@@ -47,12 +67,36 @@ impl LimitsSql {
                  UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $5, started_at = $2 FROM c \
                  WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed, t.cancel"
             ),
+            leased: format!(
+                "SELECT limit_key, COUNT(*) FROM {t} WHERE queue = $1 AND lease_token IS NOT NULL \
+                 AND visible_at > $2 AND visible_at < {PARKED} GROUP BY limit_key"
+            ),
+            parked_keys: format!("SELECT limit_key FROM {k} WHERE queue = $1 LIMIT {UNPARK_KEYS}"),
+            unpark: format!(
+                "UPDATE {t} SET visible_at = visible_at - {PARKED} WHERE seq IN ( \
+                     SELECT seq FROM {t} WHERE queue = $1 AND limit_key = $2 AND visible_at >= {PARKED} ORDER BY seq LIMIT $3)"
+            ),
+            forget_key: format!("DELETE FROM {k} WHERE queue = $1 AND limit_key = $2"),
+            candidates: format!(
+                "SELECT seq, limit_key FROM {t} WHERE queue = $1 AND visible_at <= $2 \
+                 AND NOT EXISTS (SELECT 1 FROM {p} WHERE queue = $1) ORDER BY visible_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED"
+            ),
+            lease: format!(
+                "UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $3, started_at = $2 \
+                 FROM (SELECT seq, visible_at FROM {t} WHERE seq = ANY($4)) AS c \
+                 WHERE t.seq = c.seq RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at, t.replayed, t.cancel"
+            ),
+            park: format!("UPDATE {t} SET visible_at = visible_at + {PARKED} WHERE seq = ANY($1)"),
+            note_parked: format!("INSERT INTO {k} (queue, limit_key) SELECT $1, UNNEST($2::text[]) ON CONFLICT DO NOTHING"),
+            unpark_all: format!("UPDATE {t} SET visible_at = visible_at - {PARKED} WHERE queue = $1 AND visible_at >= {PARKED}"),
+            forget_all: format!("DELETE FROM {k} WHERE queue = $1"),
             has: format!("SELECT EXISTS (SELECT 1 FROM {l} WHERE queue = $1)"),
             set: format!(
-                "INSERT INTO {l} (queue, max_leased) VALUES ($1, $2) ON CONFLICT (queue) DO UPDATE SET max_leased = EXCLUDED.max_leased"
+                "INSERT INTO {l} (queue, max_leased, per_key) VALUES ($1, $2, $3) \
+                 ON CONFLICT (queue) DO UPDATE SET max_leased = EXCLUDED.max_leased, per_key = EXCLUDED.per_key"
             ),
             clear: format!("DELETE FROM {l} WHERE queue = $1"),
-            list: format!("SELECT queue, max_leased FROM {l} ORDER BY queue"),
+            list: format!("SELECT queue, max_leased, per_key FROM {l} ORDER BY queue"),
         }
     }
 }
@@ -71,26 +115,84 @@ impl PostgresDriver {
     /// when the queue has no limit (any more), for the plain claim to take it.
     pub(super) async fn claim_limited(&self, claim: &Claim<'_>) -> Result<Option<Vec<PgRow>>, DriverError> {
         let sql = &self.inner.sql.limits;
-        let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("dequeue", e))?;
-        let cap: Option<Option<i32>> =
-            sqlx::query_scalar(q(&sql.lock)).bind(claim.queue).fetch_optional(&mut *tx).await.map_err(|e| map_err("dequeue", e))?;
-        let Some(Some(cap)) = cap else {
+        let err = |e| map_err("dequeue", e);
+        let mut tx = self.inner.pools.pool().begin().await.map_err(err)?;
+        let row: Option<(Option<i32>, Option<i32>)> =
+            sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(&mut *tx).await.map_err(err)?;
+        let Some((cap, per_key)) = row.filter(|(cap, per_key)| cap.is_some() || per_key.is_some()) else {
             self.inner.limited.mark(claim.queue, false);
             return Ok(None);
         };
         self.inner.limited.mark(claim.queue, true);
-        let rows = sqlx::query(q(&sql.claim))
-            .bind(claim.token)
-            .bind(claim.now)
-            .bind(claim.queue)
-            .bind(claim.max)
-            .bind(claim.holder)
-            .bind(i64::from(cap))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| map_err("dequeue", e))?;
-        tx.commit().await.map_err(|e| map_err("dequeue", e))?;
+        let rows = match per_key {
+            None => sqlx::query(q(&sql.claim))
+                .bind(claim.token)
+                .bind(claim.now)
+                .bind(claim.queue)
+                .bind(claim.max)
+                .bind(claim.holder)
+                .bind(i64::from(cap.unwrap_or(i32::MAX)))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?,
+            Some(per_key) => self.claim_keyed(&mut tx, claim, cap, u32::try_from(per_key.max(0)).unwrap_or(0)).await?,
+        };
+        tx.commit().await.map_err(err)?;
         Ok(Some(rows))
+    }
+
+    /// The claim of a queue with a cap per key, in `conn`'s transaction under the limits row's
+    /// lock: live leases by key, parked keys with room unparked, then the due tasks picked in
+    /// order, leased or parked.
+    async fn claim_keyed(
+        &self,
+        conn: &mut PgConnection,
+        claim: &Claim<'_>,
+        cap: Option<i32>,
+        per_key: u32,
+    ) -> Result<Vec<PgRow>, DriverError> {
+        let sql = &self.inner.sql.limits;
+        let err = |e| map_err("dequeue", e);
+        let leased: Vec<(Option<String>, i64)> =
+            sqlx::query_as(q(&sql.leased)).bind(claim.queue).bind(claim.now).fetch_all(&mut *conn).await.map_err(err)?;
+        let all: i64 = leased.iter().map(|(_, n)| n).sum();
+        let by_key: HashMap<String, usize> = leased.into_iter().filter_map(|(k, n)| Some((k?, usize::try_from(n).unwrap_or(0)))).collect();
+        let room = match cap {
+            Some(cap) => claim.max.min(i64::from(cap) - all).max(0),
+            None => claim.max,
+        };
+        let parked: Vec<String> = sqlx::query_scalar(q(&sql.parked_keys)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
+        for key in parked {
+            let free = unpark_room(&key, &by_key, per_key);
+            if free == 0 {
+                continue;
+            }
+            let back = sqlx::query(q(&sql.unpark)).bind(claim.queue).bind(&key).bind(free as i64).execute(&mut *conn).await.map_err(err)?;
+            if back.rows_affected() < free as u64 {
+                sqlx::query(q(&sql.forget_key)).bind(claim.queue).bind(&key).execute(&mut *conn).await.map_err(err)?;
+            }
+        }
+        let room = usize::try_from(room).unwrap_or(0);
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let candidates: Vec<(i64, Option<String>)> = sqlx::query_as(q(&sql.candidates))
+            .bind(claim.queue)
+            .bind(claim.now)
+            .bind(scan_bound(room) as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), &by_key, Some(per_key), room);
+        if !chosen.park.is_empty() {
+            let seqs: Vec<i64> = chosen.park.iter().map(|&i| candidates[i].0).collect();
+            sqlx::query(q(&sql.park)).bind(&seqs).execute(&mut *conn).await.map_err(err)?;
+            let keys: BTreeSet<&str> = chosen.park.iter().filter_map(|&i| candidates[i].1.as_deref()).collect();
+            let keys: Vec<&str> = keys.into_iter().collect();
+            sqlx::query(q(&sql.note_parked)).bind(claim.queue).bind(&keys).execute(&mut *conn).await.map_err(err)?;
+        }
+        let seqs: Vec<i64> = chosen.take.iter().map(|&i| candidates[i].0).collect();
+        sqlx::query(q(&sql.lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(&mut *conn).await.map_err(err)
     }
 
     /// Whether `queue` has a limit, asked when the plain claim found nothing (it skips a
@@ -105,21 +207,35 @@ impl PostgresDriver {
         Ok(limited)
     }
 
+    /// Stores `limits` for `queue`. Without a cap per key, nothing holds the queue's parked
+    /// tasks back any more: they are unparked in the same transaction.
     pub(super) async fn store_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         let sql = &self.inner.sql.limits;
-        let query = match limits.max_leased {
-            Some(n) => sqlx::query(q(&sql.set)).bind(queue).bind(i32::try_from(n).unwrap_or(i32::MAX)),
-            None => sqlx::query(q(&sql.clear)).bind(queue),
-        };
-        self.inner.execute("limit a queue", query).await?;
-        Ok(())
+        let err = |e| map_err("limit a queue", e);
+        let count = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let mut tx = self.inner.pools.pool().begin().await.map_err(err)?;
+        if limits.is_none() {
+            sqlx::query(q(&sql.clear)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+        } else {
+            let query = sqlx::query(q(&sql.set)).bind(queue).bind(count(limits.max_leased)).bind(count(limits.per_key));
+            query.execute(&mut *tx).await.map_err(err)?;
+        }
+        if limits.per_key.is_none() {
+            sqlx::query(q(&sql.unpark_all)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(q(&sql.forget_all)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
     }
 
     pub(super) async fn list_limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let rows: Vec<(String, Option<i32>)> = sqlx::query_as(q(&self.inner.sql.limits.list))
+        let rows: Vec<(String, Option<i32>, Option<i32>)> = sqlx::query_as(q(&self.inner.sql.limits.list))
             .fetch_all(&self.inner.pools.pool())
             .await
             .map_err(|e| map_err("list limits", e))?;
-        Ok(rows.into_iter().map(|(queue, max)| (queue, QueueLimits::default().with_max_leased(max.map(|n| n.max(0) as u32)))).collect())
+        let count = |n: Option<i32>| n.map(|n| n.max(0) as u32);
+        Ok(rows
+            .into_iter()
+            .map(|(queue, max, per_key)| (queue, QueueLimits::default().with_max_leased(count(max)).with_per_key(count(per_key))))
+            .collect())
     }
 }

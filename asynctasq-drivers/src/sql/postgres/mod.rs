@@ -136,6 +136,11 @@ impl PostgresConfig {
 /// Every statement, built once from the table names (validated identifiers, double-quoted).
 struct Sql {
     insert: String,
+    /// `insert` and `insert_new` of a batch with keys (`$7`: each task's key, for per-key
+    /// limits); `set_keys` stores the keys of tasks another statement inserted.
+    insert_keyed: String,
+    insert_new_keyed: String,
+    set_keys: String,
     insert_new: String,
     dead_ids: String,
     notify: String,
@@ -185,6 +190,8 @@ impl Sql {
         let u = format!("\"{prefix}_unique\"");
         let s = format!("\"{prefix}_schedules\"");
         let l = format!("\"{prefix}_limits\"");
+        let k = format!("\"{prefix}_parked\"");
+        let parked = asynctasq_core::limits::PARKED;
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                       attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
@@ -211,6 +218,25 @@ impl Sql {
                  AS u(id, queue, envelope, lease_ms, visible_at) \
                  WHERE NOT EXISTS (SELECT 1 FROM {d} WHERE {d}.id = u.id) \
                  AND NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.id = u.id AND {r}.expires_at > $6)"
+            ),
+            insert_keyed: format!(
+                "INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at, limit_key) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[], $7::text[]) \
+                 AS u(id, queue, envelope, lease_ms, visible_at, limit_key) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {d} WHERE {d}.id = u.id) \
+                 AND NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.id = u.id AND {r}.expires_at > $6) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            ),
+            insert_new_keyed: format!(
+                "INSERT INTO {t} (id, queue, envelope, lease_ms, visible_at, limit_key) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[], $7::text[]) \
+                 AS u(id, queue, envelope, lease_ms, visible_at, limit_key) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {d} WHERE {d}.id = u.id) \
+                 AND NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.id = u.id AND {r}.expires_at > $6)"
+            ),
+            set_keys: format!(
+                "UPDATE {t} SET limit_key = k.key FROM UNNEST($1::bytea[], $2::text[]) AS k(id, key) \
+                 WHERE {t}.id = k.id AND k.key IS NOT NULL"
             ),
             dead_ids: format!(
                 "SELECT id FROM {d} WHERE id = ANY($1::bytea[]) \
@@ -330,12 +356,15 @@ impl Sql {
                 "UPDATE {t} SET visible_at = CASE WHEN cancel = 0 THEN $1 ELSE visible_at END \
                  WHERE seq = $2 AND lease_token = $3 RETURNING cancel"
             ),
+            // A parked task (from `PARKED` on: see `limits.rs`) is ready, due at its time less
+            // the offset.
             stats: format!(
-                "SELECT COUNT(*) FILTER (WHERE visible_at <= $2), \
-                        COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NULL), \
-                        COUNT(*) FILTER (WHERE visible_at > $2 AND lease_token IS NOT NULL), \
+                "SELECT COUNT(*) FILTER (WHERE visible_at <= $2 OR visible_at >= {parked}), \
+                        COUNT(*) FILTER (WHERE visible_at > $2 AND visible_at < {parked} AND lease_token IS NULL), \
+                        COUNT(*) FILTER (WHERE visible_at > $2 AND visible_at < {parked} AND lease_token IS NOT NULL), \
                         (SELECT COUNT(*) FROM {d} WHERE queue = $1), \
-                        MIN(visible_at) FILTER (WHERE visible_at <= $2), \
+                        MIN(CASE WHEN visible_at >= {parked} THEN visible_at - {parked} ELSE visible_at END) \
+                            FILTER (WHERE visible_at <= $2 OR visible_at >= {parked}), \
                         (SELECT COALESCE(SUM(succeeded), 0)::bigint FROM {n} WHERE queue = $1), \
                         (SELECT COALESCE(SUM(failed), 0)::bigint FROM {n} WHERE queue = $1) \
                  FROM {t} WHERE queue = $1"
@@ -399,7 +428,7 @@ impl Sql {
                  SET last_slot = EXCLUDED.last_slot WHERE NOT s.paused AND (s.last_slot IS NULL OR s.last_slot < EXCLUDED.last_slot)"
             ),
             schedules: format!("SELECT name, last_slot, paused FROM {s} ORDER BY name"),
-            limits: limits::LimitsSql::new(&t, &p, &l),
+            limits: limits::LimitsSql::new(&t, &p, &l, &k),
             pause_schedule: format!(
                 "INSERT INTO {s} (name, paused) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused"
             ),
@@ -559,8 +588,9 @@ impl PostgresDriver {
     /// The insert that skips every id already stored and says which it stored: right inside
     /// any transaction, whatever the batch holds.
     async fn insert_skipping(&self, conn: &mut PgConnection, rows: &Rows, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
+        let sql = if rows.keys.is_some() { &self.inner.sql.insert_keyed } else { &self.inner.sql.insert };
         let stored: Vec<Vec<u8>> =
-            rows.bind(sqlx::query_scalar(q(&self.inner.sql.insert))).fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            rows.bind_keyed(sqlx::query_scalar(q(sql))).fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
         let stored: HashSet<TaskId> = stored.iter().filter_map(|id| TaskId::from_slice(id)).collect();
         Ok(EnqueueOutcome::from_stored(tasks.iter().map(|t| t.id), &stored))
     }
@@ -574,7 +604,8 @@ impl PostgresDriver {
         rows: &Rows,
         tasks: &[Envelope],
     ) -> Result<Option<Vec<EnqueueOutcome>>, DriverError> {
-        match rows.bind(sqlx::query(q(&self.inner.sql.insert_new))).execute(&mut *conn).await {
+        let sql = if rows.keys.is_some() { &self.inner.sql.insert_new_keyed } else { &self.inner.sql.insert_new };
+        match rows.bind_keyed(sqlx::query(q(sql))).execute(&mut *conn).await {
             Ok(done) if done.rows_affected() == tasks.len() as u64 => Ok(Some(EnqueueOutcome::all_new(tasks.len()))),
             Ok(_) => {
                 let dead: Vec<Vec<u8>> = sqlx::query_scalar(q(&self.inner.sql.dead_ids))
@@ -642,6 +673,8 @@ struct Rows {
     due: Vec<i64>,
     /// When the batch is stored: kept results expiring after it still hold their ids.
     now: i64,
+    /// Each task's key, when one has a key: the keyed variants of the inserts store them.
+    keys: Option<Vec<Option<String>>>,
 }
 
 impl Rows {
@@ -654,6 +687,7 @@ impl Rows {
             leases: Vec::with_capacity(n),
             due: Vec::with_capacity(n),
             now: now(),
+            keys: tasks.iter().any(|t| t.key.is_some()).then(|| tasks.iter().map(|t| t.key.clone()).collect()),
         };
         for t in tasks {
             validate_queue_name(&t.queue)?;
@@ -668,6 +702,14 @@ impl Rows {
 
     fn bind<'q, Q: PgBind<'q>>(&'q self, query: Q) -> Q {
         query.push(&self.ids).push(&self.queues).push(&self.envs).push(&self.leases).push(&self.due).push(self.now)
+    }
+
+    /// [`bind`](Self::bind), and the keys for a keyed variant (`$7`).
+    fn bind_keyed<'q, Q: PgBind<'q>>(&'q self, query: Q) -> Q {
+        match &self.keys {
+            Some(keys) => self.bind(query).push(keys),
+            None => self.bind(query),
+        }
     }
 }
 

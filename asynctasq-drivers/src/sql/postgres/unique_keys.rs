@@ -49,6 +49,11 @@ impl PostgresDriver {
             return Ok(None);
         }
         step("RELEASE SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        if let Some(keys) = &rows.keys {
+            // The fast path's insert is the plain one: the keys of its keyed tasks come after.
+            let query = sqlx::query(q(&self.inner.sql.set_keys)).bind(&rows.ids).bind(keys);
+            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        }
         self.notify_queues(conn, &rows).await?;
         Ok(Some(plan.outcomes(EnqueueOutcome::all_new(plan.insert.len()))))
     }

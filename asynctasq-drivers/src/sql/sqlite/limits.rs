@@ -31,7 +31,11 @@ impl SqliteDriver {
         let err = |e| map_err("dequeue", e);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         let limits: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT max_leased, per_key FROM asynctasq_limits WHERE queue = ?1").bind(queue).fetch_optional(&mut *tx).await.map_err(err)?;
+            sqlx::query_as("SELECT max_leased, per_key FROM asynctasq_limits WHERE queue = ?1")
+                .bind(queue)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
         let Some((cap, Some(per_key))) = limits else {
             self.limited.mark(queue, false);
             return Ok(None);
@@ -104,7 +108,8 @@ impl SqliteDriver {
         .await
         .map_err(err)?;
         let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), &by_key, Some(per_key), room);
-        let seqs = |picked: &[usize]| serde_json::to_string(&picked.iter().map(|&i| candidates[i].0).collect::<Vec<_>>()).unwrap_or_default();
+        let seqs =
+            |picked: &[usize]| serde_json::to_string(&picked.iter().map(|&i| candidates[i].0).collect::<Vec<_>>()).unwrap_or_default();
         if !chosen.park.is_empty() {
             sqlx::query("UPDATE asynctasq_tasks SET visible_at = visible_at + ?1 WHERE seq IN (SELECT value FROM json_each(?2))")
                 .bind(PARKED as i64)
@@ -160,25 +165,31 @@ impl SqliteDriver {
                 .map_err(err)?;
         }
         if limits.per_key.is_none() {
-            sqlx::query("UPDATE asynctasq_tasks SET visible_at = visible_at - ?2 WHERE queue = ?1 AND visible_at >= ?2 AND visible_at < ?3")
-                .bind(queue)
-                .bind(PARKED as i64)
-                .bind(2 * PARKED as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            sqlx::query(
+                "UPDATE asynctasq_tasks SET visible_at = visible_at - ?2 WHERE queue = ?1 AND visible_at >= ?2 AND visible_at < ?3",
+            )
+            .bind(queue)
+            .bind(PARKED as i64)
+            .bind(2 * PARKED as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
             sqlx::query("DELETE FROM asynctasq_parked WHERE queue = ?1").bind(queue).execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)
     }
 
     pub(super) async fn list_limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as("SELECT queue, max_leased, per_key FROM asynctasq_limits ORDER BY queue")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| map_err("list limits", e))?;
+        let rows: Vec<(String, Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT queue, max_leased, per_key FROM asynctasq_limits ORDER BY queue")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("list limits", e))?;
         let count = |n: Option<i64>| n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-        Ok(rows.into_iter().map(|(q, max, per_key)| (q, QueueLimits::default().with_max_leased(count(max)).with_per_key(count(per_key)))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(q, max, per_key)| (q, QueueLimits::default().with_max_leased(count(max)).with_per_key(count(per_key))))
+            .collect())
     }
 
     /// Whether `queue` has a cap per key, asked when the plain claim found nothing (it skips
