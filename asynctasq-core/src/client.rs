@@ -219,6 +219,7 @@ impl Client {
                 Some(k) if k.is_empty() || k.len() > MAX_KEY_BYTES => {
                     return Err(DriverError::Config(format!("a task's key must be 1 to {MAX_KEY_BYTES} bytes long, not {}", k.len())));
                 }
+                Some(k) if k.contains('\0') => return Err(DriverError::Config("a task's key must not contain a NUL character".into())),
                 k => k,
             },
         })

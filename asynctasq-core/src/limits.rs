@@ -63,9 +63,10 @@ impl QueueLimits {
     }
 }
 
-/// What a parked task's due time is offset by: past any real time (2^61 ms is 73 million years),
-/// below the SQLite driver's mark for results kept in place (2^62).
-pub const PARKED: UnixMillis = 1 << 61;
+/// What a parked task's due time is offset by: past any real time (2^50 ms is 35,000 years),
+/// below the SQLite driver's mark for results kept in place (2^62), and small enough that a
+/// parked time stays exact as a double (Redis scores, Lua numbers: below 2^53).
+pub const PARKED: UnixMillis = 1 << 50;
 
 /// A due time or lease expiry as stored, with a parked task's offset taken off.
 pub fn unparked(at: UnixMillis) -> UnixMillis {

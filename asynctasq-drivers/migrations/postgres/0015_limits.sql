@@ -6,6 +6,6 @@ CREATE TABLE IF NOT EXISTS {limits} (queue TEXT PRIMARY KEY, max_leased INTEGER,
 -- Each task's key (`#[task(key = ..)]`), which a queue's per-key limit counts by.
 ALTER TABLE {tasks} ADD COLUMN IF NOT EXISTS limit_key TEXT;
 -- Keys with parked tasks: a task of a key at its limit is parked, its `visible_at` offset by
--- 2^61, until a claim finds its key has room again.
+-- 2^50, until a claim finds its key has room again.
 CREATE TABLE IF NOT EXISTS {parked} (queue TEXT NOT NULL, limit_key TEXT NOT NULL, PRIMARY KEY (queue, limit_key));
-CREATE INDEX IF NOT EXISTS {tasks_parked} ON {tasks} (queue, limit_key, seq) WHERE visible_at >= 2305843009213693952;
+CREATE INDEX IF NOT EXISTS {tasks_parked} ON {tasks} (queue, limit_key, seq) WHERE visible_at >= 1125899906842624;

@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS asynctasq_limits (queue TEXT PRIMARY KEY, max_leased 
 -- Each task's key (`#[task(key = ..)]`), which a queue's per-key limit counts by.
 ALTER TABLE asynctasq_tasks ADD COLUMN limit_key TEXT;
 -- Keys with parked tasks (see `sql/sqlite/limits.rs`): a task of a key at its limit is parked,
--- its `visible_at` offset by 2^61, until a claim finds its key has room again.
+-- its `visible_at` offset by 2^50, until a claim finds its key has room again.
 CREATE TABLE IF NOT EXISTS asynctasq_parked (queue TEXT NOT NULL, limit_key TEXT NOT NULL, PRIMARY KEY (queue, limit_key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS asynctasq_tasks_parked ON asynctasq_tasks (queue, limit_key, seq)
-    WHERE visible_at >= 2305843009213693952 AND visible_at < 4611686018427387904;
+    WHERE visible_at >= 1125899906842624 AND visible_at < 4611686018427387904;

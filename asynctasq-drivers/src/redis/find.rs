@@ -91,7 +91,8 @@ impl RedisDriver {
         } else if let Some(at) = score(leased) {
             (TaskState::of_live(true, at, now()), at)
         } else if let Some(at) = score(waiting) {
-            (TaskState::of_live(false, at, now()), at)
+            // A parked task's score is offset (see `asynctasq_core::limits`).
+            (TaskState::of_live(false, at, now()), asynctasq_core::limits::unparked(at))
         } else {
             // The scripts never leave an envelope outside the queue's sets; should one be, it
             // is reported rather than hidden.

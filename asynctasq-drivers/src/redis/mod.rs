@@ -13,8 +13,10 @@
 //! | `{prefix}{{queue}}:dead_expiry` | sorted set | dead task ids scored by when each expires (its dead letter's time to live) |
 //! | `{prefix}{{queue}}:paused` | string | present while the queue is paused: the claim script takes nothing |
 //! | `{prefix}paused` | set | names of the paused queues, for listing (outside every queue's slot) |
-//! | `{prefix}{{queue}}:limits` | string | the queue's cap on live leases, while one is set: the claim script counts `leased` against it |
-//! | `{prefix}limits` | hash | queue → cap, for listing (outside every queue's slot) |
+//! | `{prefix}{{queue}}:limits` | hash | `max_leased`, `per_key`: the queue's caps, while one is set; the claim script counts `leased` against them |
+//! | `{prefix}limits` | hash | queue → `max_leased|per_key`, for listing (outside every queue's slot) |
+//! | `{prefix}{{queue}}:keys` | hash | task id → its key, for tasks that have one (per-key limits) |
+//! | `{prefix}{{queue}}:parked`, `…:parked_keys` | sorted set, set | parked tasks by key and due time (`key NUL due NUL id`, scores 0), and the keys that have some: a task of a key at its limit stays in `waiting` with its score offset by 2^50 until its key has room |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
 //! | `{prefix}{{queue}}:env` | hash | task id → MessagePack envelope |
 //! | `{prefix}{{queue}}:lease_ms` | hash | task id → lease duration |
@@ -130,6 +132,7 @@ impl RedisConfig {
 /// The Lua scripts, loaded once per process.
 struct Scripts {
     enqueue: Script,
+    limits: Script,
     claim: Script,
     ack: Script,
     requeue_leased: Script,
@@ -151,6 +154,7 @@ impl Scripts {
     fn new() -> Self {
         Self {
             enqueue: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/enqueue.lua"))),
+            limits: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/limits.lua"))),
             claim: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/claim.lua"))),
             ack: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/ack.lua"))),
             requeue_leased: Script::new(concat!(include_str!("scripts/_common.lua"), include_str!("scripts/requeue_leased.lua"))),
@@ -229,13 +233,16 @@ struct QueueKeys {
     unique: String,
     unique_expiry: String,
     limits: String,
-    /// The queue's schedules (the schedule script's key 24, after every script's 23).
+    keys: String,
+    parked: String,
+    parked_keys: String,
+    /// The queue's schedules (the schedule script's key 27, after every script's 26).
     schedules: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 23] {
+    fn all(&self) -> [&String; 26] {
         [
             &self.waiting,
             &self.leased,
@@ -260,6 +267,9 @@ impl QueueKeys {
             &self.unique,
             &self.unique_expiry,
             &self.limits,
+            &self.keys,
+            &self.parked,
+            &self.parked_keys,
         ]
     }
 
@@ -366,6 +376,7 @@ impl RedisDriver {
         let scripts = Scripts::new();
         for s in [
             &scripts.enqueue,
+            &scripts.limits,
             &scripts.claim,
             &scripts.ack,
             &scripts.requeue_leased,
@@ -435,6 +446,9 @@ impl RedisDriver {
             unique: format!("{base}:unique"),
             unique_expiry: format!("{base}:unique_expiry"),
             limits: format!("{base}:limits"),
+            keys: format!("{base}:keys"),
+            parked: format!("{base}:parked"),
+            parked_keys: format!("{base}:parked_keys"),
             schedules: format!("{base}:schedules"),
         })
     }
@@ -525,9 +539,15 @@ impl Driver for RedisDriver {
         for (queue, batch) in &by_queue {
             let k = self.keys(queue)?;
             for chunk in batch.chunks(SCRIPT_BATCH) {
+                // A chunk with a keyed task sends each task's key too (see `scripts/enqueue.lua`).
+                let keyed = chunk.iter().any(|(_, t, _)| t.key.is_some());
                 let cmd = pipe.cmd("EVALSHA").arg(self.inner.scripts.enqueue.get_hash()).arg(k.all().len()).arg(&k.all()[..]).arg(now());
+                cmd.arg(if keyed { 6 } else { 5 });
                 for (_, t, env) in chunk {
                     cmd.arg(t.id.to_string()).arg(env.as_slice()).arg(t.lease_ms).arg(t.not_before).arg(unique_spec(t));
+                    if keyed {
+                        cmd.arg(t.key.as_deref().unwrap_or(""));
+                    }
                 }
             }
             pipe.cmd("SADD").arg(self.queues_key()).arg(*queue).ignore();
@@ -992,27 +1012,31 @@ impl Driver for RedisDriver {
 
     async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         let k = self.keys(queue)?;
-        let mut pipe = ::redis::pipe();
-        match limits.max_leased {
-            Some(n) => {
-                pipe.cmd("SET").arg(&k.limits).arg(n).ignore();
-                pipe.cmd("HSET").arg(self.limits_key()).arg(queue).arg(n).ignore();
-            }
-            None => {
-                pipe.cmd("DEL").arg(&k.limits).ignore();
-                pipe.cmd("HDEL").arg(self.limits_key()).arg(queue).ignore();
-            }
+        let count = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+        let (max_leased, per_key) = (count(limits.max_leased), count(limits.per_key));
+        let mut call = k.invoke(&self.inner.scripts.limits);
+        call.arg(&max_leased).arg(&per_key);
+        call.invoke_async::<()>(&mut self.conn()).await.map_err(|e| map_err("limit a queue", e))?;
+        // The registry, for listing (outside the queue's slot, so written after).
+        let mut registry = ::redis::cmd(if limits.is_none() { "HDEL" } else { "HSET" });
+        registry.arg(self.limits_key()).arg(queue);
+        if !limits.is_none() {
+            registry.arg(format!("{max_leased}|{per_key}"));
         }
-        // Blocked workers look again: a raised cap may leave room.
-        pipe.cmd("LPUSH").arg(&k.wake).arg(1).ignore();
-        pipe.cmd("LTRIM").arg(&k.wake).arg(0).arg(15).ignore();
-        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("limit a queue", e))
+        registry.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("limit a queue", e))
     }
 
     async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let caps: std::collections::BTreeMap<String, u32> =
+        let caps: std::collections::BTreeMap<String, String> =
             ::redis::cmd("HGETALL").arg(self.limits_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("list limits", e))?;
-        Ok(caps.into_iter().map(|(queue, n)| (queue, QueueLimits::max_leased(n))).collect())
+        let count = |n: &str| n.parse::<u32>().ok();
+        Ok(caps
+            .into_iter()
+            .map(|(queue, v)| {
+                let (max_leased, per_key) = v.split_once('|').unwrap_or((v.as_str(), ""));
+                (queue.clone(), QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key)))
+            })
+            .collect())
     }
 
     async fn paused(&self) -> Result<Vec<String>, DriverError> {

@@ -29,14 +29,74 @@ end
 -- A paused queue is claimed by no one (its expired leases went back to waiting above).
 if redis.call('EXISTS', PAUSED) == 1 then return {} end
 -- A limited queue leases at most its cap less its live leases (the expired ones were moved
--- back above, at most a thousand a call: the count reads only leases that run past now).
+-- back above, at most a thousand a call: the count reads only leases that run past now). With
+-- a cap per key (see `asynctasq_core::limits`), the live leases are counted by key, the parked
+-- keys with room get their earliest parked tasks back, and the due tasks are taken in order,
+-- those of a key at its limit parked.
 local max = tonumber(ARGV[2])
-local cap = redis.call('GET', LIMITS)
-if cap then
-  max = math.min(max, tonumber(cap) - redis.call('ZCOUNT', LEASED, '(' .. now, '+inf'))
+local limits = redis.call('HMGET', LIMITS, 'max_leased', 'per_key')
+local cap, per_key = tonumber(limits[1]), tonumber(limits[2])
+local by_key = {}
+if cap or per_key then
+  local live = redis.call('ZRANGEBYSCORE', LEASED, '(' .. now, '+inf')
+  if cap then max = math.min(max, cap - #live) end
+  if per_key then
+    for j = 1, #live, 1000 do
+      local keys = redis.call('HMGET', TASK_KEYS, unpack(live, j, math.min(j + 999, #live)))
+      for _, k in ipairs(keys) do
+        if k then by_key[k] = (by_key[k] or 0) + 1 end
+      end
+    end
+    for _, k in ipairs(redis.call('SRANDMEMBER', PARKED_KEYS, 100)) do
+      local room = per_key - (by_key[k] or 0)
+      if room > 0 then
+        local entries = redis.call('ZRANGEBYLEX', PARKED_INDEX, '[' .. k .. '\0', '[' .. k .. '\0\255', 'LIMIT', 0, room)
+        for _, e in ipairs(entries) do
+          local id = string.match(e, '%z[^%z]*%z(.*)$')
+          local score = tonumber(redis.call('ZSCORE', WAITING, id) or '0')
+          -- An entry whose task was deleted, cancelled or unparked already is dropped.
+          if score >= PARKED then
+            redis.call('ZADD', WAITING, string.format('%.0f', score - PARKED), id)
+          end
+        end
+        if #entries > 0 then bulk('ZREM', PARKED_INDEX, entries) end
+        if #entries < room then redis.call('SREM', PARKED_KEYS, k) end
+      end
+    end
+  end
   if max <= 0 then return {} end
 end
-local ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, max)
+local ids
+if per_key then
+  local due = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'WITHSCORES', 'LIMIT', 0, math.max(4 * max, 100))
+  if #due == 0 then return {} end
+  local all = {}
+  for j = 1, #due, 2 do all[#all + 1] = due[j] end
+  local keys = redis.call('HMGET', TASK_KEYS, unpack(all))
+  local taken, parked, index, parked_keys = {}, {}, {}, {}
+  ids = {}
+  for j, id in ipairs(all) do
+    if #ids >= max then break end
+    local k = keys[j]
+    if k and (by_key[k] or 0) + (taken[k] or 0) >= per_key then
+      parked[#parked + 1] = string.format('%.0f', tonumber(due[2 * j]) + PARKED)
+      parked[#parked + 1] = id
+      index[#index + 1] = 0
+      index[#index + 1] = k .. '\0' .. string.format('%016.0f', tonumber(due[2 * j])) .. '\0' .. id
+      parked_keys[#parked_keys + 1] = k
+    else
+      if k then taken[k] = (taken[k] or 0) + 1 end
+      ids[#ids + 1] = id
+    end
+  end
+  if #parked > 0 then
+    bulk('ZADD', WAITING, parked)
+    bulk('ZADD', PARKED_INDEX, index)
+    bulk('SADD', PARKED_KEYS, parked_keys)
+  end
+else
+  ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, max)
+end
 if #ids == 0 then return {} end
 local leases = redis.call('HMGET', LEASE_MS, unpack(ids))
 local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))

@@ -1,5 +1,6 @@
--- Store tasks and wake waiting workers. ARGV: now, then (id, envelope, lease_ms, not_before,
--- unique) per task. Idempotent by id: a task whose id this queue already holds (waiting, leased
+-- Store tasks and wake waiting workers. ARGV: now, the stride (5, or 6 when a task of the batch
+-- has a key), then (id, envelope, lease_ms, not_before, unique[, key]) per task; key '' for a
+-- task without one. Idempotent by id: a task whose id this queue already holds (waiting, leased
 -- or dead: the envelope hash keeps every one of them; or succeeded and kept, until its expiry)
 -- or that came earlier in the batch is skipped, so a leased task is never put back to wait.
 -- `unique` is '' for a plain task, else 'until|ttl_ms|mode|key' (until 0 start, 1 done, 2
@@ -9,8 +10,9 @@
 -- stored), or the id of the task holding its unique key.
 -- Bulk HSET/ZADD over per-queue hashes: a few calls per batch, not a few per task.
 local now = tonumber(ARGV[1])
+local STRIDE = tonumber(ARGV[2])
 sweep(now)
-local envs, leases, scored, outcome, seen = {}, {}, {}, {}, {}
+local envs, leases, scored, outcome, seen, keyed_ids = {}, {}, {}, {}, {}, {}
 -- Keys taken in this batch: the index of their holder's pair in `envs` (its envelope at +1).
 -- Locks to write, as HSET and ZADD argument lists, written in bulk at the end like the tasks
 -- (a later task of the batch reads `taken`, never the hash).
@@ -20,7 +22,7 @@ local taken, locks, expiries = {}, {}, {}
 -- of the script), and the stored lock of every key of the batch, read by one HMGET (a call per
 -- task cost as much again).
 local holds, ttls, modes, keyed, keys, stored = {}, {}, {}, {}, {}, {}
-for i = 2, #ARGV, 5 do
+for i = 3, #ARGV, STRIDE do
   if ARGV[i + 4] ~= '' then
     holds[i], ttls[i], modes[i], keyed[i] = string.match(ARGV[i + 4], '^(%d)|(%d+)|(%d)|(.*)$')
     keys[#keys + 1] = keyed[i]
@@ -98,7 +100,7 @@ local function holder(i)
   return nil
 end
 
-for i = 2, #ARGV, 5 do
+for i = 3, #ARGV, STRIDE do
   local id = ARGV[i]
   if seen[id] or redis.call('HEXISTS', ENV, id) == 1 or redis.call('ZSCORE', DONE, id) then
     outcome[#outcome + 1] = 0
@@ -115,6 +117,10 @@ for i = 2, #ARGV, 5 do
       leases[#leases + 1] = ARGV[i + 2]
       scored[#scored + 1] = ARGV[i + 3]
       scored[#scored + 1] = id
+      if STRIDE == 6 and ARGV[i + 5] ~= '' then
+        keyed_ids[#keyed_ids + 1] = id
+        keyed_ids[#keyed_ids + 1] = ARGV[i + 5]
+      end
     end
   end
 end
@@ -126,5 +132,8 @@ if #envs == 0 then return outcome end
 bulk('HSET', ENV, envs)
 bulk('HSET', LEASE_MS, leases)
 bulk('ZADD', WAITING, scored)
+if #keyed_ids > 0 then
+  bulk('HSET', TASK_KEYS, keyed_ids)
+end
 wake(#envs / 2)
 return outcome

@@ -722,13 +722,13 @@ impl Driver for SqliteDriver {
         validate_queue_name(queue)?;
         let at = now();
         let row = sqlx::query(concat!(
-            // A parked task (from 2^61: see `limits.rs`) is ready, due at its time less the offset.
+            // A parked task (from 2^50: see `limits.rs`) is ready, due at its time less the offset.
             "SELECT \
-               COALESCE(SUM(visible_at <= ?2 OR visible_at >= 2305843009213693952), 0), \
-               COALESCE(SUM(visible_at > ?2 AND visible_at < 2305843009213693952 AND lease_token IS NULL), 0), \
-               COALESCE(SUM(visible_at > ?2 AND visible_at < 2305843009213693952 AND lease_token IS NOT NULL), 0), \
+               COALESCE(SUM(visible_at <= ?2 OR visible_at >= 1125899906842624), 0), \
+               COALESCE(SUM(visible_at > ?2 AND visible_at < 1125899906842624 AND lease_token IS NULL), 0), \
+               COALESCE(SUM(visible_at > ?2 AND visible_at < 1125899906842624 AND lease_token IS NOT NULL), 0), \
                (SELECT COUNT(*) FROM asynctasq_dead WHERE queue = ?1), \
-               MIN(CASE WHEN visible_at <= ?2 THEN visible_at WHEN visible_at >= 2305843009213693952 THEN visible_at - 2305843009213693952 END), \
+               MIN(CASE WHEN visible_at <= ?2 THEN visible_at WHEN visible_at >= 1125899906842624 THEN visible_at - 1125899906842624 END), \
                (SELECT COALESCE(SUM(succeeded), 0) FROM asynctasq_totals WHERE queue = ?1), \
                (SELECT COALESCE(SUM(failed), 0) FROM asynctasq_totals WHERE queue = ?1) \
              FROM asynctasq_tasks WHERE queue = ?1 AND visible_at < ",
