@@ -141,7 +141,8 @@ impl Client {
         } else {
             None
         };
-        self.build(task.name, payload, fields, None, overrides, &options, &trace::current_headers())
+        let key = if overrides.key.is_none() { (task.key)(&payload)? } else { None };
+        self.build(task.name, payload, fields, key, overrides, &options, &trace::current_headers())
     }
 
     /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`;

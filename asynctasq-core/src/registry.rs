@@ -22,6 +22,9 @@ pub type HandlerFn = fn(TaskContext, Vec<u8>) -> HandlerFuture;
 /// ([`Task::unique_fields`]).
 pub type UniqueFieldsFn = fn(&[u8]) -> Result<Option<Vec<u8>>, CodecError>;
 
+/// Decodes a payload and gives the task's key ([`Task::key`]).
+pub type KeyFn = fn(&[u8]) -> Result<Option<String>, CodecError>;
+
 /// One task known to the registry.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskRegistration {
@@ -37,6 +40,9 @@ pub struct TaskRegistration {
     /// The bytes a payload's unique key is derived from ([`Task::unique_fields`] of the decoded
     /// arguments), so a dispatch by name derives the key a typed dispatch does.
     pub unique_fields: UniqueFieldsFn,
+    /// The task's key ([`Task::key`] of the decoded arguments), so a dispatch by name gives the
+    /// key a typed dispatch does.
+    pub key: KeyFn,
     /// The schedule `#[task(cron = "…")]` declares, which every worker of the binary runs.
     pub cron: Option<CronSpec>,
 }
@@ -62,6 +68,7 @@ impl TaskRegistration {
             options: T::options,
             args_from_json: encode_json::<T>,
             unique_fields: unique_fields_of::<T>,
+            key: key_of::<T>,
             cron: None,
         }
     }
@@ -74,6 +81,10 @@ impl TaskRegistration {
 
 fn unique_fields_of<T: Task>(payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
     rmp_serde::from_slice::<T>(payload).map_err(CodecError::Decode)?.unique_fields()
+}
+
+fn key_of<T: Task>(payload: &[u8]) -> Result<Option<String>, CodecError> {
+    Ok(rmp_serde::from_slice::<T>(payload).map_err(CodecError::Decode)?.key())
 }
 
 fn encode_json<T: Task>(json: &str) -> Result<Vec<u8>, String> {

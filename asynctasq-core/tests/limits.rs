@@ -225,3 +225,23 @@ fn a_queue_concurrency_must_name_one_of_the_workers_queues_and_be_at_least_one()
     assert!(zero.to_string().contains("queue concurrency of `a` must be at least 1"), "{zero}");
     assert!(build("a", 1).is_none());
 }
+
+#[task(key = customer)]
+async fn per_customer(customer: u64, n: u32) {
+    let _ = (customer, n);
+}
+
+#[tokio::test]
+async fn a_tasks_key_comes_from_the_dispatch_else_its_key_field_and_a_bad_one_is_refused() {
+    let client = Client::new(Arc::new(MemoryDriver::new()));
+    let key = |o: &asynctasq_core::Overrides| client.envelope(&PerCustomer { customer: 7, n: 1 }, o).map(|e| e.key);
+    assert_eq!(key(&Default::default()).expect("envelope"), Some("7".to_owned()), "the field, as text");
+    let given = asynctasq_core::Overrides { key: Some("vip".into()), ..Default::default() };
+    assert_eq!(key(&given).expect("envelope"), Some("vip".to_owned()), "the dispatch's wins");
+    assert_eq!(client.envelope(&Slow { n: 1, ms: 1 }, &Default::default()).expect("envelope").key, None, "no key unless one is given");
+    for bad in [String::new(), "x".repeat(256), "a\0b".into()] {
+        let o = asynctasq_core::Overrides { key: Some(bad.clone()), ..Default::default() };
+        let err = key(&o).expect_err("refused");
+        assert!(err.to_string().contains("a task's key must"), "{bad:?}: {err}");
+    }
+}

@@ -49,6 +49,7 @@ fn counts(s: &Setup, queue: &str) -> Value {
         fields.remove("totals");
         assert_eq!(fields.remove("paused"), Some(Value::Bool(false)), "a queue no one paused says so");
         assert_eq!(fields.remove("max_leased"), Some(Value::Null), "a queue no one limited says so");
+        assert_eq!(fields.remove("per_key"), Some(Value::Null), "a queue no one limited per key says so");
     }
     status
 }
@@ -771,7 +772,10 @@ async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
     let both = cli(&s, &["queue", "limit", q, "--max-leased", "2", "--clear"]);
     assert_eq!(both.status.code(), Some(2), "--clear and --max-leased exclude each other");
     s.dispatch(q, 4, 0, Duration::from_secs(30)).await;
-    assert_eq!(json_of(&cli(&s, &["queue", "limit", q, "--max-leased", "0", "--json"])), serde_json::json!({"queue": q, "max_leased": 0}));
+    assert_eq!(
+        json_of(&cli(&s, &["queue", "limit", q, "--max-leased", "0", "--json"])),
+        serde_json::json!({"queue": q, "max_leased": 0, "per_key": null})
+    );
     let idle = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
     assert_eq!(idle["started"], 0, "a cap of 0 holds every task back from a worker of another process: {idle}");
     assert!(ok(&cli(&s, &["queue", "limit", q, "--max-leased", "2"])).contains("at most 2 leased at once"));
@@ -780,6 +784,18 @@ async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
     assert!(ok(&cli(&s, &["queue", "status", q])).contains("limited (at most 2 leased)"), "the table marks it");
     let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
     assert_eq!(ran["succeeded"], 4, "within the cap, everything runs: {ran}");
+    // Per key: tasks dispatched with a key, at most one of a key at once, all of them run.
+    for n in 0..4 {
+        let args = format!(r#"{{"n": {n}, "sleep_ms": 0}}"#);
+        ok(&cli(&s, &["dispatch", "ledgered", "--args", &args, "--queue", q, "--key", if n % 2 == 0 { "even" } else { "odd" }]));
+    }
+    assert_eq!(
+        json_of(&cli(&s, &["queue", "limit", q, "--per-key", "1", "--json"])),
+        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1})
+    );
+    assert!(ok(&cli(&s, &["queue", "status", q])).contains("limited (at most 1 per key)"), "the table marks it");
+    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
+    assert_eq!(ran["succeeded"], 4, "one per key at a time, everything runs: {ran}");
     assert!(ok(&cli(&s, &["queue", "limit", q, "--clear"])).contains("no limits"));
     assert_eq!(json_of(&cli(&s, &["queue", "status", q, "--json"]))["queues"][q]["max_leased"], Value::Null);
 }

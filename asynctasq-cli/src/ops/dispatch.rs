@@ -51,6 +51,10 @@ pub(crate) struct DispatchArgs {
     /// How long the unique key is held at most (e.g. `10m`; default: the task's, else a day).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     unique_ttl: Option<Duration>,
+    /// The task's key instead of its `#[task(key = ..)]` parameter's: tasks of a queue sharing
+    /// a key share the queue's per-key limit (`queue limit --per-key`).
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -86,6 +90,7 @@ pub(crate) async fn dispatch(driver: Arc<dyn Driver>, registry: &Registry, args:
         id: args.id,
         unique_key: args.unique_key.clone(),
         unique,
+        key: args.key.clone(),
         ..Default::default()
     };
     let client = Client::new(driver);

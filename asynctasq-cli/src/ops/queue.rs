@@ -64,10 +64,15 @@ pub(crate) enum QueueCommand {
         /// run out.
         #[arg(long, value_name = "N", conflicts_with = "clear")]
         max_leased: Option<u32>,
+        /// At most N of the queue's tasks with one key (`#[task(key = ..)]`, `dispatch --key`)
+        /// leased at once, by all workers together; a key at its limit never holds back other
+        /// keys' tasks.
+        #[arg(long, value_name = "N", conflicts_with = "clear")]
+        per_key: Option<u32>,
         /// Remove the queue's limits.
         #[arg(long)]
         clear: bool,
-        /// Print JSON (`{"queue", "max_leased"}`) instead of text.
+        /// Print JSON (`{"queue", "max_leased", "per_key"}`) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -88,6 +93,7 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
         let paused = driver.paused().await.context("listing paused queues")?;
         let limits: std::collections::HashMap<String, QueueLimits> = driver.limits().await.context("listing limits")?.into_iter().collect();
         let cap = |q: &str| limits.get(q).and_then(|l| l.max_leased);
+        let per_key = |q: &str| limits.get(q).and_then(|l| l.per_key);
         if json {
             let map: serde_json::Map<String, Value> = rows
                 .iter()
@@ -95,6 +101,7 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
                     let mut v = serde_json::to_value(s).unwrap_or_default();
                     v["paused"] = Value::Bool(paused.contains(q));
                     v["max_leased"] = json!(cap(q));
+                    v["per_key"] = json!(per_key(q));
                     (q.clone(), v)
                 })
                 .collect();
@@ -103,11 +110,14 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
             let rows: Vec<(String, QueueStats)> = rows
                 .into_iter()
                 .map(|(q, s)| {
-                    let marks: Vec<String> =
-                        [paused.contains(&q).then(|| "paused".to_owned()), cap(&q).map(|n| format!("at most {n} leased"))]
-                            .into_iter()
-                            .flatten()
-                            .collect();
+                    let marks: Vec<String> = [
+                        paused.contains(&q).then(|| "paused".to_owned()),
+                        cap(&q).map(|n| format!("at most {n} leased")),
+                        per_key(&q).map(|n| format!("at most {n} per key")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                     (if marks.is_empty() { q } else { format!("{q} ({})", marks.join(", ")) }, s)
                 })
                 .collect();
@@ -139,23 +149,39 @@ pub(crate) async fn pause(driver: Arc<dyn Driver>, queue: &str, paused: bool) ->
 }
 
 /// `queue limit`: sets (`max_leased`), clears, or shows a queue's limits.
-pub(crate) async fn limit(driver: Arc<dyn Driver>, queue: &str, max_leased: Option<u32>, clear: bool, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn limit(
+    driver: Arc<dyn Driver>,
+    queue: &str,
+    max_leased: Option<u32>,
+    per_key: Option<u32>,
+    clear: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     if !driver.supports(Capability::QueueLimits) {
         bail!("the {} backend cannot limit a queue (its workers take what the broker hands them)", driver.name());
     }
-    if max_leased.is_some() || clear {
-        let limits = QueueLimits::default().with_max_leased(max_leased);
+    if per_key.is_some() && !driver.supports(Capability::KeyedLimits) {
+        bail!("the {} backend cannot limit a queue per key (its claims count leases per queue only)", driver.name());
+    }
+    if max_leased.is_some() || per_key.is_some() || clear {
+        let limits = QueueLimits::default().with_max_leased(max_leased).with_per_key(per_key);
         driver.set_limits(queue, limits).await.with_context(|| format!("limiting queue `{queue}`"))?;
     }
     let limits = driver.limits().await.context("listing limits")?;
-    let cap = limits.iter().find(|(q, _)| q == queue).and_then(|(_, l)| l.max_leased);
+    let limits = limits.iter().find(|(q, _)| q == queue).map(|(_, l)| *l).unwrap_or_default();
     if json {
-        outln!("{}", json!({ "queue": queue, "max_leased": cap }));
+        outln!("{}", json!({ "queue": queue, "max_leased": limits.max_leased, "per_key": limits.per_key }));
+    } else if limits.is_none() {
+        outln!("queue `{queue}`: no limits");
     } else {
-        match cap {
-            Some(n) => outln!("queue `{queue}`: at most {n} leased at once, across every worker"),
-            None => outln!("queue `{queue}`: no limits"),
+        let mut said = Vec::new();
+        if let Some(n) = limits.max_leased {
+            said.push(format!("at most {n} leased at once"));
         }
+        if let Some(n) = limits.per_key {
+            said.push(format!("at most {n} per key"));
+        }
+        outln!("queue `{queue}`: {}, across every worker", said.join(", "));
     }
     Ok(())
 }
