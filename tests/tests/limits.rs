@@ -1,0 +1,181 @@
+//! Queue limits across processes: four worker processes never hold more than a queue's caps,
+//! checked continuously from the backend's leased tasks and afterwards from the runs' ledger;
+//! a worker killed while holding keyed tasks frees their places within one lease.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use asynctasq_core::driver::TaskState;
+use asynctasq_core::{Overrides, QueueLimits};
+use asynctasq_tests::{Backend, Ledgered, Setup, shared_postgres_url, shared_redis_url};
+use sqlx::Row;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
+
+/// Dispatches `n` ledgered tasks to `queue`, task `i` keyed `k{i % keys}`, sleeping `sleep_ms`.
+async fn dispatch_keyed(s: &Setup, queue: &str, n: u64, keys: u64, sleep_ms: u64, lease: Duration) {
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let o = Overrides { queue: Some(queue.into()), key: Some(format!("k{}", i % keys)), lease: Some(lease), ..Default::default() };
+        batch.push(s.client.envelope(&Ledgered { n: i, sleep_ms }, &o).expect("envelope"));
+        if batch.len() == 1000 || i + 1 == n {
+            s.client.enqueue(std::mem::take(&mut batch)).await.expect("enqueue");
+        }
+    }
+}
+
+/// The most runs at once, in all and of one key, from the ledger's start and end times (an
+/// end at the same millisecond as a start counts first: the run settles before the next
+/// claim of its place).
+async fn most_at_once(s: &Setup, keys: u64) -> (i64, i64) {
+    let mut events = Vec::new();
+    for (table, step) in [("started", 1i64), ("ledger", -1)] {
+        let sql = format!("SELECT n, at_ms FROM {table}");
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&s.ledger).await.expect("read ledger") {
+            events.push((row.get::<i64, _>(1), step, row.get::<i64, _>(0) as u64 % keys));
+        }
+    }
+    events.sort_unstable();
+    let (mut all, mut most, mut by_key, mut most_key) = (0i64, 0i64, HashMap::new(), 0i64);
+    for (_, step, key) in events {
+        all += step;
+        most = most.max(all);
+        let n = by_key.entry(key).or_insert(0i64);
+        *n += step;
+        most_key = most_key.max(*n);
+    }
+    (most, most_key)
+}
+
+/// Four worker processes (20 slots each) drain 20,000 tasks over 50 keys under a cap of 30
+/// leased and 2 per key: a sampler reading the backend's leased tasks every few milliseconds
+/// never sees more, and neither do the runs' own start and end times.
+async fn four_processes_never_exceed_the_queue_and_key_limits(backend: Backend) {
+    const TASKS: u64 = 20_000;
+    const KEYS: u64 = 50;
+    const CAP: usize = 30;
+    const PER_KEY: usize = 2;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "limited-fleet";
+    s.driver.set_limits(q, QueueLimits::max_leased(CAP as u32).with_per_key(Some(PER_KEY as u32))).await.expect("limits");
+    dispatch_keyed(&s, q, TASKS, KEYS, 1, Duration::from_secs(30)).await;
+    let mut workers: Vec<_> = (0..4).map(|_| s.spawn_worker(WORKER, q, 20, &[])).collect();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (driver, done) = (s.driver.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut samples, mut over) = (0u64, Vec::new());
+            while !done.load(Ordering::SeqCst) {
+                let leased = driver.list(q, TaskState::Leased, 0, 1000).await.expect("list leased");
+                let mut by_key: HashMap<String, usize> = HashMap::new();
+                for t in &leased {
+                    if let Some(k) = t.envelope.as_ref().ok().and_then(|e| e.key.clone()) {
+                        *by_key.entry(k).or_default() += 1;
+                    }
+                }
+                let worst = by_key.values().copied().max().unwrap_or(0);
+                if leased.len() > CAP || worst > PER_KEY {
+                    over.push((leased.len(), worst));
+                }
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (samples, over)
+        })
+    };
+    let t = Instant::now();
+    while !s.drained(q).await {
+        assert!(t.elapsed() < Duration::from_secs(300), "drained within 5 minutes");
+        for w in &mut workers {
+            assert!(w.running(), "no worker process died");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done.store(true, Ordering::SeqCst);
+    let (samples, over) = sampler.await.expect("sampler");
+    assert!(samples >= 20, "the leases were sampled throughout ({samples} samples)");
+    assert!(over.is_empty(), "samples over a limit (leased, most of one key): {over:?} of {samples}");
+    let completions = s.completions().await;
+    assert_eq!(completions.len() as u64, TASKS, "every task ran");
+    let (most, most_key) = most_at_once(&s, KEYS).await;
+    assert!(most <= CAP as i64 && most_key <= PER_KEY as i64, "runs at once: {most} in all, {most_key} of one key");
+    assert_eq!(most_key, PER_KEY as i64, "the per-key limit was reached: it bound");
+    eprintln!("{TASKS} tasks in {:?}: {samples} samples, at most {most} at once, {most_key} of one key", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_exceed_the_queue_and_key_limits_on_sqlite() {
+    four_processes_never_exceed_the_queue_and_key_limits(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_exceed_the_queue_and_key_limits_on_redis() {
+    four_processes_never_exceed_the_queue_and_key_limits(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_exceed_the_queue_and_key_limits_on_postgres() {
+    four_processes_never_exceed_the_queue_and_key_limits(Backend::Postgres(shared_postgres_url())).await;
+}
+
+/// A worker killed with SIGKILL while it runs one task of each of five keys (1 per key) holds
+/// their places only until its leases run out: a second worker starts a task of every key
+/// within one lease of the kill.
+async fn a_killed_worker_frees_its_key_places_within_one_lease(backend: Backend) {
+    let lease = Duration::from_secs(2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "keyed-crash";
+    s.driver.set_limits(q, QueueLimits::per_key(1)).await.expect("limits");
+    dispatch_keyed(&s, q, 10, 5, 60_000, lease).await;
+    let mut first = s.spawn_worker(WORKER, q, 10, &[]);
+    let started = |pid: Option<u32>| {
+        let ledger = s.ledger.clone();
+        async move {
+            let rows = sqlx::query("SELECT n, pid FROM started").fetch_all(&ledger).await.expect("read ledger");
+            rows.iter()
+                .filter(|r| pid.is_none_or(|p| r.get::<i64, _>(1) == i64::from(p)))
+                .map(|r| r.get::<i64, _>(0) as u64 % 5)
+                .collect::<Vec<_>>()
+        }
+    };
+    let t = Instant::now();
+    while started(None).await.len() < 5 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the first worker starts one task per key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut held = started(None).await;
+    held.sort_unstable();
+    assert_eq!(held, vec![0, 1, 2, 3, 4], "one task of each key, no more: the others wait for a place");
+    first.kill();
+    let killed = Instant::now();
+    let mut second = s.spawn_worker(WORKER, q, 10, &[]);
+    let pid = second.child().id();
+    loop {
+        let mut keys = started(Some(pid)).await;
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() == 5 {
+            break;
+        }
+        assert!(killed.elapsed() < lease + Duration::from_secs(3), "every key's place freed within one lease of the kill: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("every key's place taken again {:?} after the kill (lease {lease:?})", killed.elapsed());
+    second.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_frees_its_key_places_within_one_lease_on_sqlite() {
+    a_killed_worker_frees_its_key_places_within_one_lease(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_frees_its_key_places_within_one_lease_on_redis() {
+    a_killed_worker_frees_its_key_places_within_one_lease(Backend::Redis(shared_redis_url())).await;
+}
