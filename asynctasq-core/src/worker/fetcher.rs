@@ -109,9 +109,11 @@ impl Worker {
             };
             if deliveries.is_empty() {
                 drop(permits);
-                if std::mem::take(&mut woke_early) {
-                    idle_wakes += 1;
-                    let pause = (IDLE_WAKE_BACKOFF * 2u32.pow(idle_wakes.min(8) - 1)).min(self.idle_wait).min(IDLE_WAKE_BACKOFF_MAX);
+                idle_wakes = if std::mem::take(&mut woke_early) { idle_wakes + 1 } else { 0 };
+                // One early wake to nothing is a notice of a task another claim took first
+                // (a push backend's wake-ups lag its claims): only a second in a row backs off.
+                if idle_wakes >= 2 {
+                    let pause = (IDLE_WAKE_BACKOFF * 2u32.pow(idle_wakes.min(9) - 2)).min(self.idle_wait).min(IDLE_WAKE_BACKOFF_MAX);
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = self.caps.freed() => {}

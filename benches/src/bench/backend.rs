@@ -116,6 +116,9 @@ impl Backend {
         } else if let Some(sqs) = &self.sqs {
             sqs.delete_queue(queue).await
         } else {
+            if self.driver.supports(asynctasq_core::Capability::QueueLimits) {
+                self.driver.set_limits(queue, asynctasq_core::QueueLimits::default()).await?;
+            }
             self.driver.purge(queue).await?;
             self.driver.purge_dead(queue).await?;
             self.forget_redis_keys().await

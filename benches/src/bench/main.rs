@@ -42,6 +42,7 @@
 
 mod backend;
 mod follow;
+mod limits;
 mod machine;
 
 use std::sync::{LazyLock, Mutex};
@@ -122,6 +123,17 @@ struct Args {
     /// `cancel`: the lease of each task (renewed every third of it, when a cancel is heard).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     lease: Duration,
+    /// `throughput`, `drain`, `latency`: cap the run's queue at this many leased tasks
+    /// (`Driver::set_limits`) before its worker starts; above the concurrency it never binds,
+    /// which measures what counting the leases costs.
+    #[arg(long)]
+    max_leased: Option<u32>,
+    /// `keyed`: tasks of the saturated key queued before the others.
+    #[arg(long, default_value_t = 10_000)]
+    hot: u64,
+    /// `keyed`: how long each of the saturated key's tasks runs (ms).
+    #[arg(long, default_value_t = 20)]
+    hot_ms: u64,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
@@ -145,6 +157,10 @@ enum Scenario {
     /// How long after `Client::cancel` returns a running task's context says stop: `--tasks`
     /// tasks under leases of `--lease`, all running, cancelled over one renewal interval.
     Cancel,
+    /// How soon tasks start while another key is saturated: a cap of 1 per key, `--hot` tasks
+    /// of one key (each `--hot-ms`) queued first, then `--tasks` tasks of keys of their own
+    /// offered at `--rate`; their latency from dispatch to start.
+    Keyed,
 }
 
 /// How the `cpu` scenario's task is written.
@@ -331,6 +347,9 @@ async fn main() -> Result<(), BoxError> {
     let client = Client::new(backend.driver.clone());
     let overrides = Overrides { queue: Some(queue.clone()), ..Default::default() };
 
+    if let Some(n) = args.max_leased {
+        backend.driver.set_limits(&queue, asynctasq_core::QueueLimits::max_leased(n)).await?;
+    }
     match args.scenario {
         Scenario::Enqueue => {
             let before = backend.sqs_requests();
@@ -481,6 +500,17 @@ async fn main() -> Result<(), BoxError> {
         }
         Scenario::Cancel => {
             let (seconds, latency) = follow::cancelled(backend.driver.clone(), &client, &queue, args.tasks, args.lease).await?;
+            (report.seconds, report.latency_ms) = (seconds, Some(latency));
+        }
+        Scenario::Keyed => {
+            let (seconds, latency) = limits::saturated(
+                backend.driver.clone(),
+                &client,
+                &queue,
+                (args.tasks, args.rate, args.concurrency),
+                (args.hot, args.hot_ms),
+            )
+            .await?;
             (report.seconds, report.latency_ms) = (seconds, Some(latency));
         }
     }
