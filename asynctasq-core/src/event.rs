@@ -64,6 +64,16 @@ pub enum Event {
         /// tasks dispatched without delay).
         waited: Duration,
     },
+    /// A run has gone past its threshold ([`stuck_after`](crate::workers::stuck_after): twice
+    /// its timeout, or an hour without one) and still runs: reported once per run.
+    TaskStuck {
+        /// The task.
+        task: TaskInfo,
+        /// The worker running it.
+        worker_id: String,
+        /// How long it has run.
+        running_for: Duration,
+    },
     /// A task ran to completion and was acked.
     TaskSucceeded {
         /// The task.

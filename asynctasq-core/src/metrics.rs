@@ -52,6 +52,9 @@ pub mod names {
     pub const WORKER_IN_FLIGHT: &str = "asynctasq_worker_in_flight";
     /// Gauge: the most tasks this worker runs at once.
     pub const WORKER_CONCURRENCY: &str = "asynctasq_worker_concurrency";
+    /// Counter, labels `queue`, `task`: runs that went past their stuck threshold (twice their
+    /// timeout, or an hour), counted once per run.
+    pub const TASKS_STUCK: &str = "asynctasq_tasks_stuck_total";
     /// Counter, label `queue`: lease renewals that reached the backend.
     pub const LEASE_EXTENSIONS: &str = "asynctasq_lease_extensions_total";
     /// Histogram, label `op`: how long each driver call of the engine took.
@@ -169,6 +172,14 @@ pub(crate) fn driver_op(op: &'static str, took: Duration, failed: bool) {
     if failed {
         ::metrics::counter!(names::DRIVER_ERRORS, "op" => op).increment(1);
     }
+}
+
+/// Counts a run of `task` on `queue` that went past its stuck threshold.
+pub(crate) fn stuck(queue: &str, task: &str) {
+    if !enabled() {
+        return;
+    }
+    ::metrics::counter!(names::TASKS_STUCK, "queue" => queue.to_owned(), "task" => task.to_owned()).increment(1);
 }
 
 /// Counts `n` tasks of `task` stored on `queue` by a client.

@@ -56,6 +56,33 @@ pub struct WorkerInfo {
     pub in_flight: usize,
     /// Its counters at the last heartbeat.
     pub counts: WorkerCounts,
+    /// What it ran at the last heartbeat (at most [`RUNNING_LISTED`] runs, the oldest first).
+    /// Empty in records of older builds.
+    #[serde(default)]
+    pub running: Vec<RunningTask>,
+}
+
+/// Most runs a worker's registry record lists.
+pub const RUNNING_LISTED: usize = 100;
+
+/// A run a worker holds, as its registry record lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningTask {
+    /// The task's id.
+    pub id: crate::TaskId,
+    /// Its wire name.
+    pub name: String,
+    /// Its queue.
+    pub queue: String,
+    /// When this run started (Unix ms).
+    pub started_at: UnixMillis,
+    /// Whether it has run past its threshold ([`stuck_after`]): a run that looks stuck.
+    pub stuck: bool,
+}
+
+/// How long a run may go before it looks stuck: twice its timeout, or an hour when it has none.
+pub fn stuck_after(timeout: Option<std::time::Duration>) -> std::time::Duration {
+    timeout.map_or(std::time::Duration::from_secs(3600), |t| t * 2)
 }
 
 impl WorkerInfo {

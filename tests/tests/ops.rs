@@ -441,11 +441,14 @@ async fn doctor_reports_a_healthy_backend_and_exits_3_on_an_unreachable_one() {
     assert!(!all.contains("hunter2"), "password leaked: {all}");
 }
 
-/// A running worker process is listed with its pid and queues, and gone once it stops.
+/// A running worker process is listed with its pid and queues and, from its next heartbeat,
+/// what it runs (task id, age, not stuck); gone once it stops.
 async fn workers_lists_a_running_worker_until_it_stops(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::on(dir.path(), backend).await;
-    let mut worker = s.spawn_worker(env!("CARGO_BIN_EXE_ledger-worker"), "reg-high,reg-low", 3, &[]);
+    s.dispatch("reg-high", 1, 60_000, Duration::from_secs(30)).await;
+    // The long task is released at the stop, after a short grace.
+    let mut worker = s.spawn_worker(env!("CARGO_BIN_EXE_ledger-worker"), "reg-high,reg-low", 3, &["--shutdown-grace", "1s"]);
     let pid = worker.child().id();
     let mut listed = Value::Null;
     for _ in 0..200 {
@@ -462,6 +465,21 @@ async fn workers_lists_a_running_worker_until_it_stops(backend: Backend) {
         "{listed}"
     );
     assert!(ok(&cli(&s, &["workers"])).contains(&pid.to_string()), "the table shows it too");
+    let mut runs = Value::Null;
+    for _ in 0..300 {
+        let all = json_of(&cli(&s, &["workers", "--json"]));
+        let w = all["workers"].as_array().and_then(|ws| ws.iter().find(|w| w["pid"] == pid)).cloned().unwrap_or_default();
+        if w["running"].as_array().is_some_and(|r| !r.is_empty()) {
+            runs = w["running"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((&runs[0]["task"], &runs[0]["queue"], &runs[0]["stuck"]), (&json!("ledgered"), &json!("reg-high"), &json!(false)), "{runs}");
+    let id = runs[0]["id"].as_str().expect("an id").to_owned();
+    let table = ok(&cli(&s, &["workers"]));
+    assert!(table.contains(&id) && table.contains("RUNNING FOR"), "the table lists what it runs: {table}");
+    assert_eq!(json_of(&cli(&s, &["task", "show", &id, "--json"]))["stuck"], json!(false), "a run of seconds is not stuck");
     worker.sigterm();
     assert!(worker.exited_ok().await);
     let all = json_of(&cli(&s, &["workers", "--json"]));

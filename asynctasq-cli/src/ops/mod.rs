@@ -29,7 +29,8 @@
 //!   when it died or when it succeeded, `result` is what a succeeded task returned as JSON
 //!   (`{"too_large": size}` when it was over the worker's limit; null when none), `errors` its
 //!   error history (`[{"attempt", "at", "error", "worker"}]`), `holder` the worker holding its
-//!   lease, and `started_at` when its latest delivery was claimed.
+//!   lease, `started_at` when its latest delivery was claimed, and `stuck` whether a leased
+//!   task has run past twice its timeout (or an hour without one).
 //! * `task wait`: `{"id", "outcome", "result", "error"}`, where `outcome` is `succeeded`,
 //!   `dead`, `expired` or `timed_out`.
 //! * `schedule list`: `{"driver", "keeps_schedules", "schedules": [{"name", "pattern", "tz",
@@ -38,8 +39,10 @@
 //!   (its pattern, zone and queue then null).
 //! * `workers`: `{"workers": [{"id", "host", "pid", "queues", "concurrency", "version",
 //!   "started_at", "heartbeat_at", "heartbeat_ms", "expires_at", "in_flight", "counts": {"started",
-//!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale"}]}`; `stale` is true for a
-//!   worker that missed two heartbeats (its record expires after five).
+//!   "succeeded", "retried", "dead", "released", "lease_lost"}, "stale", "running": [{"id", "task",
+//!   "queue", "started_at", "age_ms", "stuck"}]}]}`; `stale` is true for a worker that missed two
+//!   heartbeats (its record expires after five); `running` is what it ran at its last heartbeat
+//!   (at most 100, oldest first), `stuck` true for a run past twice its timeout (or an hour).
 
 mod dead;
 mod dispatch;

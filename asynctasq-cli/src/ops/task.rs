@@ -5,11 +5,12 @@ use super::dead::envelope_fields;
 use super::format::*;
 use anyhow::{Context, bail};
 use asynctasq_core::driver::{Capability, DeleteOutcome, Driver, TaskRecord, TaskState};
-use asynctasq_core::envelope::TaskId;
+use asynctasq_core::envelope::{TaskId, unix_millis};
 use asynctasq_core::{Awaited, CancelOutcome, Client, StoredResult};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// `asynctasq task …`
 #[derive(Debug, Subcommand)]
@@ -176,7 +177,17 @@ fn task_json(r: &TaskRecord) -> Value {
         "args": args, "decode_error": decode_error, "result": result_json(r.result.as_deref()),
         "cancel_requested": r.cancel_requested, "errors": r.errors, "holder": r.holder, "started_at": r.started_at,
         "progress": r.progress.as_ref().map(|p| json!({ "fraction": p.fraction, "message": p.message, "at": p.at })),
+        "stuck": stuck(r),
     })
+}
+
+/// Whether a leased task's run has gone past its stuck threshold (twice the timeout its
+/// dispatch or `#[task]` gave it, or an hour; a worker's own default timeout is not stored).
+fn stuck(r: &TaskRecord) -> bool {
+    let (Some(started), TaskState::Leased) = (r.started_at, r.state) else { return false };
+    let timeout = r.envelope.as_ref().ok().and_then(|e| e.timeout());
+    let running = unix_millis(SystemTime::now()).saturating_sub(started);
+    std::time::Duration::from_millis(running) >= asynctasq_core::workers::stuck_after(timeout)
 }
 
 /// A stored result as JSON (null when there is none).
@@ -219,6 +230,9 @@ pub(crate) async fn task_show(driver: Arc<dyn Driver>, id: TaskId, json: bool) -
     }
     if let Some(holder) = &r.holder {
         outln!("worker:    {holder}");
+    }
+    if stuck(&r) {
+        outln!("stuck:     it has run past twice its timeout (or an hour without one)");
     }
     if let Some(error) = &r.last_error {
         outln!("error:     {error}");

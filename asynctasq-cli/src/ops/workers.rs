@@ -21,6 +21,14 @@ pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Resu
             .map(|w| {
                 let mut v = serde_json::to_value(w).unwrap_or_default();
                 v["stale"] = json!(w.is_stale(now));
+                v["running"] = w
+                    .running
+                    .iter()
+                    .map(|r| {
+                        json!({ "id": r.id.to_string(), "task": r.name, "queue": r.queue, "started_at": r.started_at,
+                                "age_ms": now.saturating_sub(r.started_at), "stuck": r.stuck })
+                    })
+                    .collect();
                 v
             })
             .collect();
@@ -48,5 +56,16 @@ pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Resu
         ]);
     }
     outln!("{t}");
+    // What each worker runs now, oldest first; a run past its threshold is marked.
+    for w in workers.iter().filter(|w| !w.running.is_empty()) {
+        outln!();
+        outln!("{} runs:", w.id);
+        let mut runs = table(&["TASK ID", "TASK", "QUEUE", "RUNNING FOR", ""]);
+        for r in &w.running {
+            let age = humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(r.started_at) / 1000)).to_string();
+            runs.add_row(vec![r.id.to_string(), r.name.clone(), r.queue.clone(), age, if r.stuck { "STUCK".into() } else { String::new() }]);
+        }
+        outln!("{runs}");
+    }
     Ok(())
 }

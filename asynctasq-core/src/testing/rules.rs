@@ -1007,6 +1007,13 @@ pub async fn registered_worker_is_listed_until_deregistered_or_expired(h: Harnes
         expires_at: now() + expires_in,
         in_flight: 3,
         counts: Default::default(),
+        running: vec![crate::workers::RunningTask {
+            id: TaskId::new(),
+            name: "export".into(),
+            queue: "default".into(),
+            started_at: now() - 7_200_000,
+            stuck: true,
+        }],
     };
     let (mut live, brief) = (worker("live", 60_000), worker("brief", 300));
     h.driver.register_worker(&live).await.expect("register");

@@ -46,7 +46,9 @@ pub(crate) async fn execute(shared: Arc<Shared>, delivery: Delivery) {
         crate::trace::continue_from(&span, &envelope.headers, attempt, replayed);
     }
     shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let id = lease.id;
     run_delivery(&shared, lease, attempt, envelope).instrument(span).await;
+    shared.running.end(id);
     shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -101,6 +103,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
     // unwinding through the worker, and so it can be aborted on timeout or shutdown.
     let claimed = envelope.lease();
     let timeout = envelope.timeout().or(shared.default_timeout);
+    shared.running.start(&task, shared.clock.now(), timeout);
     // Per dispatch, then `#[task]`, then the worker's policy.
     let options = (registration.options)();
     let policy = envelope

@@ -27,6 +27,7 @@ mod lease;
 pub(crate) mod once;
 mod queue_caps;
 mod queues;
+mod running;
 #[cfg(feature = "cron")]
 mod scheduler;
 mod settle;
@@ -190,6 +191,7 @@ impl Worker {
             clock: self.clock.clone(),
             abandon: CancellationToken::new(),
             metrics: crate::metrics::EngineMetrics::default(),
+            running: Arc::new(running::Running::default()),
         });
         let names = self.order.names();
         tracing::info!(worker.id = %self.id, queues = ?names, concurrency = self.concurrency, driver = self.driver.name(), "worker started");
@@ -198,14 +200,18 @@ impl Worker {
         let registered = self.driver.supports(crate::driver::Capability::WorkerRegistry);
         let limit = self.call_deadline;
         if registered
-            && let Err(error) = bounded("register_worker", limit, self.driver.register_worker(&record.beat(0, counters.snapshot()))).await
+            && let Err(error) = bounded("register_worker", limit, self.driver.register_worker(&record.beat(0, counters.snapshot(), Vec::new()))).await
         {
             tracing::warn!(%error, "could not record the worker in the registry; retrying at the next heartbeat");
         }
         let beats = tokio::spawn(heartbeats(
-            self.id.clone(),
-            self.events.clone(),
-            counters.clone(),
+            heartbeat::Beat {
+                worker_id: self.id.clone(),
+                events: self.events.clone(),
+                counters: counters.clone(),
+                running: shared.running.clone(),
+                clock: self.clock.clone(),
+            },
             self.heartbeat_interval,
             registered.then(|| (self.driver.clone(), record)),
             limit,

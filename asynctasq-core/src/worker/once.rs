@@ -56,6 +56,7 @@ impl Runner {
             clock,
             abandon: CancellationToken::new(),
             metrics: crate::metrics::EngineMetrics::default(),
+            running: Default::default(),
         });
         Self { shared, counters, acker, events: receiver }
     }

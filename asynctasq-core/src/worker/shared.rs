@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) abandon: CancellationToken,
     /// The metrics handles of each queue and task.
     pub(crate) metrics: EngineMetrics,
+    /// What runs now (for the registry record and stuck runs).
+    pub(crate) running: Arc<super::running::Running>,
 }
 
 /// Retries a driver call on transient errors (a dropped connection) a few times with backoff;
