@@ -63,7 +63,13 @@ pub(crate) async fn workers(driver: Arc<dyn Driver>, json: bool) -> anyhow::Resu
         let mut runs = table(&["TASK ID", "TASK", "QUEUE", "RUNNING FOR", ""]);
         for r in &w.running {
             let age = humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(r.started_at) / 1000)).to_string();
-            runs.add_row(vec![r.id.to_string(), r.name.clone(), r.queue.clone(), age, if r.stuck { "STUCK".into() } else { String::new() }]);
+            runs.add_row(vec![
+                r.id.to_string(),
+                r.name.clone(),
+                r.queue.clone(),
+                age,
+                if r.stuck { "STUCK".into() } else { String::new() },
+            ]);
         }
         outln!("{runs}");
     }

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::deadline::bounded;
+use super::running::Running;
 use super::shared::Counters;
 use crate::clock::Clock;
 use crate::driver::{Driver, WorkerInfo};
 use crate::envelope::millis;
 use crate::event::{Event, Events};
 use crate::workers::{RunningTask, WorkerCounts};
-use super::running::Running;
 
 /// The registry record of a worker, refreshed by [`RegistryRecord::beat`].
 pub(super) struct RegistryRecord(WorkerInfo, Arc<dyn Clock>);

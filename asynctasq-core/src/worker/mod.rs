@@ -200,7 +200,8 @@ impl Worker {
         let registered = self.driver.supports(crate::driver::Capability::WorkerRegistry);
         let limit = self.call_deadline;
         if registered
-            && let Err(error) = bounded("register_worker", limit, self.driver.register_worker(&record.beat(0, counters.snapshot(), Vec::new()))).await
+            && let Err(error) =
+                bounded("register_worker", limit, self.driver.register_worker(&record.beat(0, counters.snapshot(), Vec::new()))).await
         {
             tracing::warn!(%error, "could not record the worker in the registry; retrying at the next heartbeat");
         }

@@ -9,3 +9,8 @@ ALTER TABLE {tasks} ADD COLUMN IF NOT EXISTS limit_key TEXT;
 -- 2^50, until a claim finds its key has room again.
 CREATE TABLE IF NOT EXISTS {parked} (queue TEXT NOT NULL, limit_key TEXT NOT NULL, PRIMARY KEY (queue, limit_key));
 CREATE INDEX IF NOT EXISTS {tasks_parked} ON {tasks} (queue, limit_key, seq) WHERE visible_at >= 1125899906842624;
+-- The leases a limited queue's claims took, with their keys: what the claims count, instead of
+-- the tasks table's leased rows, whose index range of the coming lease expiries also holds the
+-- dead entries of every task acked within a lease (tens of thousands at full speed). Each
+-- claim first deletes the ones whose lease ended (acked, retried, expired, taken over).
+CREATE TABLE IF NOT EXISTS {held} (queue TEXT NOT NULL, seq BIGINT NOT NULL, token BIGINT NOT NULL, limit_key TEXT, PRIMARY KEY (queue, seq));

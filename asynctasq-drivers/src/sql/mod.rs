@@ -478,6 +478,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{unique}", &name("unique"))
         .replace("{schedules}", &name("schedules"))
         .replace("{limits}", &name("limits"))
+        .replace("{held}", &name("held"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.
