@@ -91,7 +91,7 @@ impl Client {
         let headers = trace::headers_of(&span);
         let envelopes = tasks
             .iter()
-            .map(|t| self.build(T::NAME, encode(t)?, unique_fields(t, &overrides, &options)?, t.key(), &overrides, &options, &headers))
+            .map(|t| self.build(T::NAME, Payload::of(t, &overrides, &options)?, &overrides, &options, &headers))
             .collect::<Result<Vec<_>, _>>()?;
         let ids: Vec<TaskId> = envelopes.iter().map(|e| e.id).collect();
         let outcomes = trace::around(span, self.enqueue(envelopes)).await?;
@@ -102,15 +102,7 @@ impl Client {
     /// feature it carries the trace context of the current span (see [`trace`]).
     pub fn envelope<T: Task>(&self, task: &T, overrides: &Overrides) -> Result<Envelope, DriverError> {
         let options = T::options();
-        self.build(
-            T::NAME,
-            encode(task)?,
-            unique_fields(task, overrides, &options)?,
-            task.key(),
-            overrides,
-            &options,
-            &trace::current_headers(),
-        )
+        self.build(T::NAME, Payload::of(task, overrides, &options)?, overrides, &options, &trace::current_headers())
     }
 
     /// Builds an envelope from an already encoded payload (the CLI's dispatch by name); a
@@ -123,7 +115,8 @@ impl Client {
         overrides: &Overrides,
         defaults: &TaskOptions,
     ) -> Result<Envelope, DriverError> {
-        self.build(name, payload, None, None, overrides, defaults, &trace::current_headers())
+        let payload = Payload { bytes: payload, unique_fields: None, key: None };
+        self.build(name, payload, overrides, defaults, &trace::current_headers())
     }
 
     /// Builds the envelope of the registered task `task` from an encoded payload with its
@@ -142,7 +135,7 @@ impl Client {
             None
         };
         let key = if overrides.key.is_none() { (task.key)(&payload)? } else { None };
-        self.build(task.name, payload, fields, key, overrides, &options, &trace::current_headers())
+        self.build(task.name, Payload { bytes: payload, unique_fields: fields, key }, overrides, &options, &trace::current_headers())
     }
 
     /// The envelope, with the trace headers `trace` unless the overrides set a `traceparent`;
@@ -150,13 +143,12 @@ impl Client {
     fn build(
         &self,
         name: &str,
-        payload: Vec<u8>,
-        unique_fields: Option<Vec<u8>>,
-        key: Option<String>,
+        payload: Payload,
         overrides: &Overrides,
         defaults: &TaskOptions,
         trace: &[(String, String)],
     ) -> Result<Envelope, DriverError> {
+        let Payload { bytes: payload, unique_fields, key } = payload;
         crate::envelope::validate_task_name(name)?;
         if overrides.id.is_some() && !self.driver.supports(Capability::IdempotentEnqueue) {
             return Err(DriverError::Unsupported("a task id set by the caller (the backend cannot tell whether it is already stored)"));
@@ -298,6 +290,20 @@ fn unique_fields<T: Task>(task: &T, overrides: &Overrides, options: &TaskOptions
         return Ok(None);
     }
     Ok(task.unique_fields()?)
+}
+
+/// A task's arguments as they go into its envelope: the encoded payload, the bytes a unique key
+/// is derived from (when the dispatch makes it unique and gives no key), and the task's key.
+struct Payload {
+    bytes: Vec<u8>,
+    unique_fields: Option<Vec<u8>>,
+    key: Option<String>,
+}
+
+impl Payload {
+    fn of<T: Task>(task: &T, overrides: &Overrides, options: &TaskOptions) -> Result<Self, DriverError> {
+        Ok(Self { bytes: encode(task)?, unique_fields: unique_fields(task, overrides, options)?, key: task.key() })
+    }
 }
 
 /// A task's arguments as the envelope's payload.
@@ -446,9 +452,8 @@ impl<T: Task> Dispatch<'_, T> {
         let client = self.client;
         let options = T::options();
         let span = client.send_span(resolve_queue(&self.overrides, &options), 1);
-        let fields = unique_fields(&self.task, &self.overrides, &options)?;
-        let envelope =
-            client.build(T::NAME, encode(&self.task)?, fields, self.task.key(), &self.overrides, &options, &trace::headers_of(&span))?;
+        let payload = Payload::of(&self.task, &self.overrides, &options)?;
+        let envelope = client.build(T::NAME, payload, &self.overrides, &options, &trace::headers_of(&span))?;
         let id = envelope.id;
         span.record("messaging.message.id", tracing::field::display(id));
         let outcome = trace::around(span, client.enqueue(vec![envelope])).await?;

@@ -149,14 +149,8 @@ async fn a_worker_at_the_limit_polls_its_queue_instead_of_spinning() {
 #[tokio::test]
 async fn a_limit_is_refused_by_a_backend_that_cannot_enforce_it() {
     let driver = Arc::new(MemoryDriver::new().lacking(&[Capability::QueueLimits]));
-    let refused = Worker::builder(driver)
-        .queues("q")
-        .expect("queues")
-        .limit("q", QueueLimits::max_leased(2))
-        .expect("limit")
-        .build()
-        .err()
-        .expect("refused");
+    let built = Worker::builder(driver).queues("q").expect("queues").limit("q", QueueLimits::max_leased(2)).expect("limit").build();
+    let Err(refused) = built else { panic!("a limit the backend cannot enforce must be refused") };
     assert!(refused.to_string().contains("queue `q` has a limit, which memory cannot enforce"), "{refused}");
 }
 
