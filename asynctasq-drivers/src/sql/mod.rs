@@ -479,6 +479,7 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{schedules}", &name("schedules"))
         .replace("{limits}", &name("limits"))
         .replace("{held}", &name("held"))
+        .replace("{claim_capped}", &name("claim_capped"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

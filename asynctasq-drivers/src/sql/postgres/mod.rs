@@ -192,6 +192,7 @@ impl Sql {
         let l = format!("\"{prefix}_limits\"");
         let k = format!("\"{prefix}_parked\"");
         let h = format!("\"{prefix}_held\"");
+        let c = format!("\"{prefix}_claim_capped\"");
         let parked = asynctasq_core::limits::PARKED;
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
@@ -429,7 +430,7 @@ impl Sql {
                  SET last_slot = EXCLUDED.last_slot WHERE NOT s.paused AND (s.last_slot IS NULL OR s.last_slot < EXCLUDED.last_slot)"
             ),
             schedules: format!("SELECT name, last_slot, paused FROM {s} ORDER BY name"),
-            limits: limits::LimitsSql::new(&t, &p, &l, &k, &h),
+            limits: limits::LimitsSql::new(&t, &p, &l, &k, &h, &c),
             pause_schedule: format!(
                 "INSERT INTO {s} (name, paused) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused"
             ),
