@@ -77,6 +77,19 @@ local function record_error(id, now, err)
   redis.call('HSET', ERRORS, id, cjson.encode(list))
 end
 
+-- Put the parked tasks of the index entries `entries` back in waiting at their due times; an
+-- entry whose task was deleted, cancelled or unparked already is skipped. The caller removes
+-- the entries.
+local function unpark(entries)
+  for _, e in ipairs(entries) do
+    local id = string.match(e, '%z[^%z]*%z(.*)$')
+    local score = tonumber(redis.call('ZSCORE', WAITING, id) or '0')
+    if score >= PARKED then
+      redis.call('ZADD', WAITING, string.format('%.0f', score - PARKED), id)
+    end
+  end
+end
+
 local function wake(n)
   for _ = 1, math.min(n, 16) do
     redis.call('LPUSH', WAKE, 1)

@@ -51,14 +51,7 @@ if cap or per_key then
       local room = per_key - (by_key[k] or 0)
       if room > 0 then
         local entries = redis.call('ZRANGEBYLEX', PARKED_INDEX, '[' .. k .. '\0', '[' .. k .. '\0\255', 'LIMIT', 0, room)
-        for _, e in ipairs(entries) do
-          local id = string.match(e, '%z[^%z]*%z(.*)$')
-          local score = tonumber(redis.call('ZSCORE', WAITING, id) or '0')
-          -- An entry whose task was deleted, cancelled or unparked already is dropped.
-          if score >= PARKED then
-            redis.call('ZADD', WAITING, string.format('%.0f', score - PARKED), id)
-          end
-        end
+        unpark(entries)
         if #entries > 0 then bulk('ZREM', PARKED_INDEX, entries) end
         if #entries < room then redis.call('SREM', PARKED_KEYS, k) end
       end

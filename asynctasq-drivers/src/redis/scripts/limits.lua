@@ -6,14 +6,7 @@ redis.call('DEL', LIMITS)
 if ARGV[1] ~= '' then redis.call('HSET', LIMITS, 'max_leased', ARGV[1]) end
 if ARGV[2] ~= '' then redis.call('HSET', LIMITS, 'per_key', ARGV[2]) end
 if ARGV[2] == '' then
-  local entries = redis.call('ZRANGE', PARKED_INDEX, 0, -1)
-  for _, e in ipairs(entries) do
-    local id = string.match(e, '%z[^%z]*%z(.*)$')
-    local score = tonumber(redis.call('ZSCORE', WAITING, id) or '0')
-    if score >= PARKED then
-      redis.call('ZADD', WAITING, string.format('%.0f', score - PARKED), id)
-    end
-  end
+  unpark(redis.call('ZRANGE', PARKED_INDEX, 0, -1))
   redis.call('DEL', PARKED_INDEX, PARKED_KEYS)
 end
 wake(16)
