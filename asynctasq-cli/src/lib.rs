@@ -200,7 +200,14 @@ struct WorkerArgs {
     concurrency: usize,
     /// Most of one queue's tasks this worker runs at once (`export=2`; repeat or separate with
     /// commas for more queues). Per process: for a cap across every worker see `queue limit`.
-    #[arg(long, env = "ASYNCTASQ_QUEUE_CONCURRENCY", value_delimiter = ',', value_name = "QUEUE=N", value_parser = QUEUE_CAP)]
+    #[arg(
+        long,
+        env = "ASYNCTASQ_QUEUE_CONCURRENCY",
+        value_delimiter = ',',
+        value_name = "QUEUE=N",
+        value_parser = QUEUE_CAP,
+        hide_short_help = true
+    )]
     queue_concurrency: Vec<String>,
     /// Most blocking task bodies (`#[task]` on a plain `fn`) running at once, each on a thread
     /// off the async runtime [default: the number of cores].
