@@ -25,14 +25,27 @@ impl RedisDriver {
             return Ok(Vec::new());
         }
         let at = now();
+        let parked = asynctasq_core::limits::PARKED;
         let (set, min, max) = match state {
             TaskState::Ready => (&k.waiting, "-inf".to_owned(), at.to_string()),
-            TaskState::Scheduled => (&k.waiting, format!("({at}"), "+inf".to_owned()),
+            TaskState::Scheduled => (&k.waiting, format!("({at}"), format!("({parked}")),
             TaskState::Leased => (&k.leased, format!("({at}"), "+inf".to_owned()),
             TaskState::Dead => (&k.dead, "-inf".to_owned(), "+inf".to_owned()),
             _ => return self.list_kept(queue, &k, state, offset, limit).await,
         };
-        let members = self.range(set, &min, &max, offset, limit).await?;
+        let mut members = self.range(set, &min, &max, offset, limit).await?;
+        if state == TaskState::Ready && members.len() < limit {
+            // Parked tasks (`asynctasq_core::limits`) are ready too: listed after the due ones.
+            let due: usize = ::redis::cmd("ZCOUNT")
+                .arg(&k.waiting)
+                .arg("-inf")
+                .arg(at)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| map_err("list tasks", e))?;
+            let from = offset.saturating_sub(due);
+            members.extend(self.range(&k.waiting, &parked.to_string(), "+inf", from, limit - members.len()).await?);
+        }
         let mut out = Vec::with_capacity(members.len());
         for member in members {
             if let Some(record) = self.find_live(member_id(&member), queue, &k, &member).await?

@@ -176,6 +176,9 @@ pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2],
 /// queue's live tasks are the range of its due index below it.
 pub(crate) const KEPT: i64 = 1 << 62;
 
+/// Where parked tasks' `visible_at` starts (`asynctasq_core::limits::PARKED`), for SQL text.
+const PARKED: i64 = asynctasq_core::limits::PARKED as i64;
+
 /// The ids of a page of `queue`'s tasks in `state` ([`Driver::list`]), earliest first: a query
 /// over the live tasks `t`, the dead `d` or the kept results `r`, whose placeholders come from
 /// `p` (called once per placeholder, in order) and are bound, in order: the queue, `now`, the
@@ -200,12 +203,17 @@ pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, in_place: bo
             let kept = if state == TaskState::Succeeded { "succeeded" } else { "cancelled" };
             format!("SELECT id FROM {r} WHERE queue = {queue} AND expires_at > {now} AND state = '{kept}' ORDER BY finished_at, id {page}")
         }
-        TaskState::Ready => format!("SELECT id FROM {t} WHERE queue = {queue} AND visible_at <= {now} ORDER BY visible_at, seq {page}"),
+        // A parked task (`asynctasq_core::limits`) is ready: listed after the due ones.
+        TaskState::Ready => format!(
+            "SELECT id FROM {t} WHERE queue = {queue} AND (visible_at <= {now} OR (visible_at >= {PARKED} AND visible_at < {KEPT})) \
+             ORDER BY visible_at, seq {page}"
+        ),
         TaskState::Leased => format!(
-            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND lease_token IS NOT NULL ORDER BY visible_at, seq {page}"
+            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND visible_at < {PARKED} AND lease_token IS NOT NULL \
+             ORDER BY visible_at, seq {page}"
         ),
         _ => format!(
-            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND visible_at < {KEPT} AND lease_token IS NULL \
+            "SELECT id FROM {t} WHERE queue = {queue} AND visible_at > {now} AND visible_at < {PARKED} AND lease_token IS NULL \
              ORDER BY visible_at, seq {page}"
         ),
     }
@@ -266,11 +274,12 @@ pub(crate) fn task_record(
     errors: Option<String>,
 ) -> TaskRecord {
     let at = at.max(0) as u64;
-    let state = match found {
-        Found::Dead => TaskState::Dead,
-        Found::Cancelled => TaskState::Cancelled,
+    let (state, at) = match found {
+        Found::Dead => (TaskState::Dead, at),
+        Found::Cancelled => (TaskState::Cancelled, at),
         Found::Succeeded => return TaskRecord::succeeded(id, queue, attempt, at, result, Envelope::decode(envelope)),
-        Found::Live => TaskState::of_live(leased, at, now().max(0) as u64),
+        // A parked task's time is offset (see `asynctasq_core::limits`).
+        Found::Live => (TaskState::of_live(leased, at, now().max(0) as u64), asynctasq_core::limits::unparked(at)),
     };
     TaskRecord::new(id, queue, state, attempt, at, error, Envelope::decode(envelope))
         .cancel_requested(cancel_requested)

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{LONG, PATIENCE};
-use crate::driver::{Ack, Capability, QueueLimits};
+use crate::clock::Clock;
+use crate::driver::{Ack, Capability, QueueLimits, TaskState};
 use crate::error::DriverError;
 use crate::testing::{Harness, eventually};
 
@@ -210,6 +211,17 @@ pub async fn saturated_key_does_not_hold_back_other_keys(h: Harness) {
     if h.driver.supports(Capability::ExactStats) {
         let stats = h.driver.stats(&q).await.expect("stats");
         assert_eq!((stats.ready, stats.scheduled, stats.leased), (249, 0, 4), "parked tasks are ready, waiting for a place");
+    }
+    if h.driver.supports(Capability::Browse) {
+        let ready = h.driver.list(&q, TaskState::Ready, 0, 300).await.expect("list ready");
+        assert_eq!(ready.len(), 249, "listed as ready too");
+        assert_eq!(h.driver.list(&q, TaskState::Ready, 240, 300).await.expect("list ready").len(), 9, "paged like any others");
+        assert!(h.driver.list(&q, TaskState::Scheduled, 0, 300).await.expect("list scheduled").is_empty(), "not as scheduled");
+        if h.driver.supports(Capability::TaskLookup) {
+            let parked = h.driver.find(hot[200].id).await.expect("find").expect("stored");
+            assert_eq!(parked.state, TaskState::Ready, "found as ready");
+            assert!(parked.at <= crate::clock::SystemClock.now(), "at its own due time, not the parking offset");
+        }
     }
     ack_all(&h, &got).await;
     ack_all(&h, &first).await;
