@@ -1034,7 +1034,7 @@ impl Driver for RedisDriver {
             .into_iter()
             .map(|(queue, v)| {
                 let (max_leased, per_key) = v.split_once('|').unwrap_or((v.as_str(), ""));
-                (queue.clone(), QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key)))
+                (queue, QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key)))
             })
             .collect())
     }

@@ -8,6 +8,14 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use asynctasq_core::driver::QueueLimits;
+
+/// A limits row's columns as [`QueueLimits`]: a count out of range is clamped.
+pub(crate) fn stored_limits(max_leased: Option<i64>, per_key: Option<i64>) -> QueueLimits {
+    let count = |n: Option<i64>| n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+    QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key))
+}
+
 /// The queues found limited, by name.
 #[derive(Debug, Default)]
 pub(crate) struct Limited(Mutex<HashSet<String>>);

@@ -12,6 +12,15 @@ use crate::driver::{Ack, Capability, QueueLimits, TaskState};
 use crate::error::DriverError;
 use crate::testing::{Harness, eventually};
 
+/// The first non-empty claim of up to `max` of `queue`'s tasks, within the rules' patience.
+async fn claimed_eventually(h: &Harness, queue: &str, max: usize, what: &str) -> Vec<crate::Delivery> {
+    eventually(PATIENCE, what, || async {
+        let got = h.driver.dequeue(queue, max).await.expect("dequeue");
+        (!got.is_empty()).then_some(got)
+    })
+    .await
+}
+
 /// Leases of `deliveries`, acked.
 async fn ack_all(h: &Harness, deliveries: &[crate::Delivery]) {
     h.driver.ack(&Ack::each(&deliveries.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
@@ -78,11 +87,7 @@ pub async fn expired_lease_frees_its_queue_place(h: Harness) {
     assert_eq!(lost.len(), 1, "one place");
     assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "the place is held");
     // The holder "crashes": it never settles.
-    let next = eventually(PATIENCE, "a claim once the lease ran out", || async {
-        let got = h.driver.dequeue(&q, 5).await.expect("dequeue");
-        (!got.is_empty()).then_some(got)
-    })
-    .await;
+    let next = claimed_eventually(&h, &q, 5, "a claim once the lease ran out").await;
     assert_eq!(next.len(), 1, "still one place: the expired lease counts for nothing, the new one for one");
     ack_all(&h, &next).await;
 }
@@ -228,11 +233,7 @@ pub async fn saturated_key_does_not_hold_back_other_keys(h: Harness) {
     let next = h.driver.dequeue(&q, 5).await.expect("dequeue");
     assert_eq!(crate::testing::ids(&next), vec![hot[1].id], "the key's place taken by its next task in order");
     h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
-    let rest = eventually(PATIENCE, "the parked tasks, once the limit is cleared", || async {
-        let got = h.driver.dequeue(&q, 300).await.expect("dequeue");
-        (!got.is_empty()).then_some(got)
-    })
-    .await;
+    let rest = claimed_eventually(&h, &q, 300, "the parked tasks, once the limit is cleared").await;
     assert_eq!(rest.len(), 248, "every parked task is claimable again");
     ack_all(&h, &next).await;
     ack_all(&h, &rest).await;
@@ -246,11 +247,7 @@ pub async fn expired_lease_frees_its_key_place(h: Harness) {
     h.driver.enqueue(&[keyed(&h, &q, "k", short), keyed(&h, &q, "k", short)]).await.expect("enqueue");
     assert_eq!(h.driver.dequeue(&q, 5).await.expect("dequeue").len(), 1, "one place for the key");
     assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "the key's place is held");
-    let next = eventually(PATIENCE, "a claim of the key once the lease ran out", || async {
-        let got = h.driver.dequeue(&q, 5).await.expect("dequeue");
-        (!got.is_empty()).then_some(got)
-    })
-    .await;
+    let next = claimed_eventually(&h, &q, 5, "a claim of the key once the lease ran out").await;
     assert_eq!(next.len(), 1, "still one place: the expired lease counts for nothing");
     ack_all(&h, &next).await;
 }

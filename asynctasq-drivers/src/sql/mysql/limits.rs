@@ -16,6 +16,7 @@ use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Delivery, QueueLimits};
 
 use super::{MySqlDriver, q};
+use crate::sql::limited::stored_limits;
 use crate::sql::{map_err, now};
 
 impl MySqlDriver {
@@ -94,6 +95,6 @@ impl MySqlDriver {
                 .fetch_all(&self.inner.pools.pool())
                 .await
                 .map_err(|e| map_err("list limits", e))?;
-        Ok(rows.into_iter().map(|(queue, max)| (queue, QueueLimits::default().with_max_leased(max.map(|n| n.max(0) as u32)))).collect())
+        Ok(rows.into_iter().map(|(queue, max)| (queue, stored_limits(max.map(i64::from), None))).collect())
     }
 }

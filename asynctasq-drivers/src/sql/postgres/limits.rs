@@ -38,6 +38,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{PostgresDriver, q};
+use crate::sql::limited::stored_limits;
 use crate::sql::map_err;
 
 pub(super) use crate::sql::limited::Limited;
@@ -274,10 +275,6 @@ impl PostgresDriver {
             .fetch_all(&self.inner.pools.pool())
             .await
             .map_err(|e| map_err("list limits", e))?;
-        let count = |n: Option<i32>| n.map(|n| n.max(0) as u32);
-        Ok(rows
-            .into_iter()
-            .map(|(queue, max, per_key)| (queue, QueueLimits::default().with_max_leased(count(max)).with_per_key(count(per_key))))
-            .collect())
+        Ok(rows.into_iter().map(|(queue, max, per_key)| (queue, stored_limits(max.map(i64::from), per_key.map(i64::from)))).collect())
     }
 }

@@ -19,6 +19,7 @@ use asynctasq_core::limits::{PARKED, pick, scan_bound, unpark_room};
 use sqlx::Row;
 
 use super::SqliteDriver;
+use crate::sql::limited::stored_limits;
 use crate::sql::{delivery, map_err, now};
 
 /// Most parked keys one claim looks at for room.
@@ -185,11 +186,7 @@ impl SqliteDriver {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| map_err("list limits", e))?;
-        let count = |n: Option<i64>| n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-        Ok(rows
-            .into_iter()
-            .map(|(q, max, per_key)| (q, QueueLimits::default().with_max_leased(count(max)).with_per_key(count(per_key))))
-            .collect())
+        Ok(rows.into_iter().map(|(q, max, per_key)| (q, stored_limits(max, per_key))).collect())
     }
 
     /// Whether `queue` has a cap per key, asked when the plain claim found nothing (it skips
