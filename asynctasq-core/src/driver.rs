@@ -285,6 +285,10 @@ capabilities! {
         /// by task key, and a key at its limit never holds back other keys' tasks (its waiting
         /// tasks are parked until it has room; see [`crate::limits`]).
         KeyedLimits,
+        /// [`QueueLimits::rate`] is enforced too: each claim logs its starts and counts those
+        /// of the rate's window in its own atomic step, exactly in every window (a sliding log;
+        /// see [`crate::limits`]). A rate per key needs [`KeyedLimits`](Capability::KeyedLimits) as well.
+        RateLimits,
     }
 }
 
@@ -368,6 +372,8 @@ pub trait Driver: Send + Sync + 'static {
     /// expired, by any handle), counted in the same atomic step as the claim, so concurrent
     /// claims from any number of processes never hold more at once. An expired lease counts
     /// for nothing: a crashed worker's tasks free their places when their leases run out.
+    /// With a [`QueueLimits::rate`] ([`Capability::RateLimits`]), the starts of every claim
+    /// within the rate's window, by any handle, count against it the same way.
     async fn dequeue(&self, queue: &str, max: usize) -> Result<Vec<Delivery>, DriverError>;
 
     /// Waits until a task in one of `queues` may be ready, or until `timeout`. A hint, not a

@@ -41,7 +41,8 @@ mod lacking_every_optional_capability {
             ScheduleClaims,
             Browse,
             QueueLimits,
-            KeyedLimits
+            KeyedLimits,
+            RateLimits
         ]
     );
 }

@@ -1,25 +1,44 @@
-//! Per-key limits on the in-memory store (see [`crate::limits`]): live leases counted by key,
-//! tasks of saturated keys parked, and unparked as their keys get room.
-
-use std::collections::HashMap;
+//! Queue limits on the in-memory store (see [`crate::limits`]): live leases counted by key,
+//! starts logged for a rate, tasks of keys without room parked, and unparked as their keys get
+//! room.
 
 use super::state::State;
+use crate::driver::QueueLimits;
 use crate::envelope::{TaskId, UnixMillis};
-use crate::limits::{PARKED, unpark_room};
+use crate::limits::{Counts, PARKED, RATE_LOG_SLACK, unpark_room};
 
 impl State {
-    /// The queue's live leases at `now`, in all and by key.
-    pub(super) fn leased(&self, queue: &str, now: UnixMillis) -> (usize, HashMap<String, usize>) {
-        let (mut all, mut by_key) = (0, HashMap::new());
-        let Some(q) = self.queues.get(queue) else { return (all, by_key) };
+    /// What a claim of `queue` at `now` counts under `limits`: its live leases by key, and its
+    /// starts in the rate's window by key (the log pruned of what is well past the window).
+    pub(super) fn counts(&mut self, queue: &str, limits: &QueueLimits, now: UnixMillis) -> Counts {
+        let mut counts = Counts::default();
+        let Some(q) = self.queues.get_mut(queue) else { return counts };
+        match limits.rate {
+            Some(rate) => {
+                let since = now.saturating_sub(rate.window_ms);
+                while q.starts.front().is_some_and(|(at, _, _)| *at + RATE_LOG_SLACK <= since) {
+                    q.starts.pop_front();
+                }
+                for (_, key, n) in q.starts.iter().filter(|(at, _, _)| *at > since) {
+                    *counts.started.entry(key.clone()).or_default() += n;
+                }
+            }
+            None => q.starts.clear(),
+        }
         for (_, _, id) in q.index.range((now + 1, 0, TaskId::from_bytes([0; 16]))..) {
             let Some(r) = self.tasks.get(id).filter(|r| r.token.is_some() && r.visible_at < PARKED) else { continue };
-            all += 1;
-            if let Some(key) = &r.key {
-                *by_key.entry(key.clone()).or_default() += 1;
-            }
+            *counts.leased.entry(r.key.clone().unwrap_or_default()).or_default() += 1;
         }
-        (all, by_key)
+        counts
+    }
+
+    /// Logs a claim's starts at `now` (see [`QueueLimits::starts_to_log`]).
+    pub(super) fn log_starts(&mut self, queue: &str, now: UnixMillis, starts: Vec<(String, usize)>) {
+        if starts.is_empty() {
+            return;
+        }
+        let q = self.queues.entry(queue.to_owned()).or_default();
+        q.starts.extend(starts.into_iter().map(|(key, n)| (now, key, n)));
     }
 
     /// Parks the waiting task `id`: out of the due range, noted under its key.
@@ -30,13 +49,14 @@ impl State {
         self.queues.entry(queue).or_default().parked.entry(key).or_default().insert((seq, id));
     }
 
-    /// Unparks, for each parked key of `queue` with room under `per_key` (`None`: every parked
-    /// task), its earliest parked tasks, as many as it has room for.
-    pub(super) fn unpark(&mut self, queue: &str, leased: &HashMap<String, usize>, per_key: Option<u32>) {
+    /// Unparks, for each parked key of `queue` with room under `limits` given `counts` (every
+    /// parked task when keys are not limited), its earliest parked tasks, as many as it has
+    /// room for.
+    pub(super) fn unpark(&mut self, queue: &str, limits: &QueueLimits, counts: &Counts) {
         let Some(q) = self.queues.get_mut(queue) else { return };
         let mut back = Vec::new();
         q.parked.retain(|key, parked| {
-            let room = per_key.map_or(usize::MAX, |n| unpark_room(key, leased, n));
+            let room = unpark_room(key, limits, counts);
             for _ in 0..room {
                 let Some(entry) = parked.pop_first() else { break };
                 back.push(entry.1);

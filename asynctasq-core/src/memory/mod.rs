@@ -200,25 +200,22 @@ impl Driver for MemoryDriver {
         if state.paused.contains(queue) && self.supports(Capability::PauseQueues) {
             return Ok(Vec::new());
         }
-        // The queue's cap, less its live leases; with a cap per key, the live leases by key,
-        // and the parked tasks of keys with room back in the due range first.
+        // The queue's room under its cap and rate, given its live leases and starts; with limits
+        // per key, the parked tasks of keys with room back in the due range first.
         let limits = state.limits.get(queue).copied().unwrap_or_default();
-        let per_key = limits.per_key.filter(|_| self.supports(Capability::KeyedLimits));
-        let (mut max, mut by_key) = (max, std::collections::HashMap::new());
+        let keyed = limits.keyed();
+        let (mut max, mut counts) = (max, crate::limits::Counts::default());
         if !limits.is_none() {
-            let (all, keyed) = state.leased(queue, now);
-            if let Some(cap) = limits.max_leased {
-                max = max.min((cap as usize).saturating_sub(all));
+            counts = state.counts(queue, &limits, now);
+            max = limits.room(max, &counts);
+            if keyed {
+                state.unpark(queue, &limits, &counts);
             }
-            if per_key.is_some() {
-                state.unpark(queue, &keyed, per_key);
-            }
-            by_key = keyed;
         }
         let Some(q) = state.queues.get(queue) else { return Ok(Vec::new()) };
         // A flagged task is never delivered: due, its lease ran out, and it ends cancelled here.
         let (mut due, mut flagged) = (Vec::new(), Vec::new());
-        let scan = if per_key.is_some() { crate::limits::scan_bound(max) } else { max };
+        let scan = if keyed { crate::limits::scan_bound(max) } else { max };
         for (_, _, id) in q.index.iter().take_while(|(at, _, _)| *at <= now) {
             if due.len() == scan {
                 break;
@@ -228,12 +225,13 @@ impl Driver for MemoryDriver {
                 None => due.push(*id),
             }
         }
-        if per_key.is_some() {
+        if !limits.is_none() {
             let keys: Vec<Option<String>> = due.iter().map(|id| state.tasks.get(id).and_then(|r| r.key.clone())).collect();
-            let pick = crate::limits::pick(keys.iter().map(Option::as_deref), &by_key, per_key, max);
+            let pick = crate::limits::pick(keys.iter().map(Option::as_deref), &limits, &counts, max);
             for &i in &pick.park {
                 state.park(due[i]);
             }
+            state.log_starts(queue, now, limits.starts_to_log(pick.take.iter().map(|&i| keys[i].as_deref())));
             due = pick.take.iter().map(|&i| due[i]).collect();
         }
         for (id, keep_ms) in flagged {
@@ -287,18 +285,16 @@ impl Driver for MemoryDriver {
         if !self.supports(Capability::QueueLimits) {
             return Err(DriverError::Unsupported("limiting a queue"));
         }
-        if limits.per_key.is_some() && !self.supports(Capability::KeyedLimits) {
-            return Err(DriverError::Unsupported("limiting a queue per key"));
-        }
+        crate::limits::check_limits(&limits, |c| self.supports(c))?;
         let mut state = self.lock();
         if limits.is_none() {
             state.limits.remove(queue);
         } else {
             state.limits.insert(queue.to_owned(), limits);
         }
-        if limits.per_key.is_none() {
+        if !limits.keyed() {
             // Nothing holds parked tasks back any more.
-            state.unpark(queue, &std::collections::HashMap::new(), None);
+            state.unpark(queue, &limits, &crate::limits::Counts::default());
         }
         drop(state);
         // A raised limit may make tasks claimable.

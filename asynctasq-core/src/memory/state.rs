@@ -46,6 +46,8 @@ pub(super) struct QueueState {
     /// Parked tasks by key, in order ([`crate::limits`]): their index entries are offset by
     /// [`PARKED`](crate::limits::PARKED). An entry may outlive its task (deleted, cancelled).
     pub(super) parked: BTreeMap<String, BTreeSet<(u64, TaskId)>>,
+    /// The rate's log of starts ([`crate::limits`]): (time, key, how many), oldest first.
+    pub(super) starts: std::collections::VecDeque<(UnixMillis, String, usize)>,
 }
 
 #[derive(Debug)]

@@ -790,6 +790,7 @@ impl Driver for RabbitMqDriver {
                 | Capability::Browse
                 | Capability::QueueLimits
                 | Capability::KeyedLimits
+                | Capability::RateLimits
         )
     }
 

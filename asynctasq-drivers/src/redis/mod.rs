@@ -13,8 +13,9 @@
 //! | `{prefix}{{queue}}:dead_expiry` | sorted set | dead task ids scored by when each expires (its dead letter's time to live) |
 //! | `{prefix}{{queue}}:paused` | string | present while the queue is paused: the claim script takes nothing |
 //! | `{prefix}paused` | set | names of the paused queues, for listing (outside every queue's slot) |
-//! | `{prefix}{{queue}}:limits` | hash | `max_leased`, `per_key`: the queue's caps, while one is set; the claim script counts `leased` against them |
-//! | `{prefix}limits` | hash | queue → `max_leased|per_key`, for listing (outside every queue's slot) |
+//! | `{prefix}{{queue}}:limits` | hash | `max_leased`, `per_key`, `rate`, `rate_window_ms`, `rate_per_key`: the queue's caps and rate, while one is set; the claim script counts `leased` and `starts` against them |
+//! | `{prefix}limits` | hash | queue → `max_leased|per_key|rate|rate_window_ms|rate_per_key`, for listing (outside every queue's slot) |
+//! | `{prefix}{{queue}}:starts` | sorted set | the rate's log of starts: `key NUL n NUL token` → when a claim started `n` of the key's tasks (`''`: the whole queue's), dropped a second after it left the window |
 //! | `{prefix}{{queue}}:keys` | hash | task id → its key, for tasks that have one (per-key limits) |
 //! | `{prefix}{{queue}}:parked`, `…:parked_keys` | sorted set, set | parked tasks by key and due time (`key NUL due NUL id`, scores 0), and the keys that have some: a task of a key at its limit stays in `waiting` with its score offset by 2^50 until its key has room |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |
@@ -236,13 +237,14 @@ struct QueueKeys {
     keys: String,
     parked: String,
     parked_keys: String,
-    /// The queue's schedules (the schedule script's key 27, after every script's 26).
+    starts: String,
+    /// The queue's schedules (the schedule script's key 28, after every script's 27).
     schedules: String,
 }
 
 impl QueueKeys {
     /// Every key, in the scripts' order.
-    fn all(&self) -> [&String; 26] {
+    fn all(&self) -> [&String; 27] {
         [
             &self.waiting,
             &self.leased,
@@ -270,6 +272,7 @@ impl QueueKeys {
             &self.keys,
             &self.parked,
             &self.parked_keys,
+            &self.starts,
         ]
     }
 
@@ -449,6 +452,7 @@ impl RedisDriver {
             keys: format!("{base}:keys"),
             parked: format!("{base}:parked"),
             parked_keys: format!("{base}:parked_keys"),
+            starts: format!("{base}:starts"),
             schedules: format!("{base}:schedules"),
         })
     }
@@ -1012,16 +1016,20 @@ impl Driver for RedisDriver {
 
     async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         let k = self.keys(queue)?;
+        asynctasq_core::limits::check_limits(&limits, |c| self.supports(c))?;
         let count = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
         let (max_leased, per_key) = (count(limits.max_leased), count(limits.per_key));
+        let rate = limits.rate.map(|r| (r.starts.to_string(), r.window_ms.to_string(), if r.per_key { "1" } else { "0" }));
+        let (starts, window_ms, rate_per_key) = rate.unwrap_or_default();
         let mut call = k.invoke(&self.inner.scripts.limits);
-        call.arg(&max_leased).arg(&per_key);
+        call.arg(&max_leased).arg(&per_key).arg(&starts).arg(&window_ms).arg(rate_per_key);
         call.invoke_async::<()>(&mut self.conn()).await.map_err(|e| map_err("limit a queue", e))?;
-        // The registry, for listing (outside the queue's slot, so written after).
+        // The registry, for listing (outside the queue's slot, so written after):
+        // "max_leased|per_key|rate|window_ms|per key (1/0)", empty where unset.
         let mut registry = ::redis::cmd(if limits.is_none() { "HDEL" } else { "HSET" });
         registry.arg(self.limits_key()).arg(queue);
         if !limits.is_none() {
-            registry.arg(format!("{max_leased}|{per_key}"));
+            registry.arg(format!("{max_leased}|{per_key}|{starts}|{window_ms}|{rate_per_key}"));
         }
         registry.query_async::<()>(&mut self.conn()).await.map_err(|e| map_err("limit a queue", e))
     }
@@ -1029,12 +1037,19 @@ impl Driver for RedisDriver {
     async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
         let caps: std::collections::BTreeMap<String, String> =
             ::redis::cmd("HGETALL").arg(self.limits_key()).query_async(&mut self.conn()).await.map_err(|e| map_err("list limits", e))?;
-        let count = |n: &str| n.parse::<u32>().ok();
+        let count = |n: Option<&str>| n.and_then(|n| n.parse::<u32>().ok());
         Ok(caps
             .into_iter()
             .map(|(queue, v)| {
-                let (max_leased, per_key) = v.split_once('|').unwrap_or((v.as_str(), ""));
-                (queue, QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key)))
+                let mut fields = v.split('|');
+                let (max_leased, per_key) = (count(fields.next()), count(fields.next()));
+                let starts = count(fields.next());
+                let window_ms = fields.next().and_then(|w| w.parse::<u64>().ok());
+                let rate = starts.zip(window_ms).map(|(n, ms)| {
+                    let rate = asynctasq_core::limits::Rate::new(n, Duration::from_millis(ms));
+                    if fields.next() == Some("1") { rate.per_key() } else { rate }
+                });
+                (queue, QueueLimits::default().with_max_leased(max_leased).with_per_key(per_key).with_rate(rate))
             })
             .collect())
     }

@@ -9,11 +9,50 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use asynctasq_core::driver::QueueLimits;
+use asynctasq_core::limits::Rate;
 
-/// A limits row's columns as [`QueueLimits`]: a count out of range is clamped.
-pub(crate) fn stored_limits(max_leased: Option<i64>, per_key: Option<i64>) -> QueueLimits {
+/// A limits row's columns: `max_leased`, `per_key`, `rate`, `rate_window_ms`, `rate_per_key`.
+pub(crate) type LimitsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, bool);
+
+/// A limits row's columns as [`QueueLimits`]: a count out of range is clamped; a rate needs
+/// both its count and its window.
+pub(crate) fn stored_limits((max_leased, per_key, rate, window_ms, rate_per_key): LimitsRow) -> QueueLimits {
     let count = |n: Option<i64>| n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-    QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key))
+    let rate = match (count(rate), window_ms) {
+        (Some(starts), Some(ms)) => {
+            let rate = Rate::new(starts, std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(1)));
+            Some(if rate_per_key { rate.per_key() } else { rate })
+        }
+        _ => None,
+    };
+    QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key)).with_rate(rate)
+}
+
+/// A listed limits row: the queue's name, then [`LimitsRow`]'s columns.
+pub(crate) type NamedLimitsRow = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, bool);
+
+/// A listed limits row as the queue's name and its [`QueueLimits`].
+pub(crate) fn named_limits((queue, a, b, c, d, e): NamedLimitsRow) -> (String, QueueLimits) {
+    (queue, stored_limits((a, b, c, d, e)))
+}
+
+/// `limits` as a limits row's columns (see [`stored_limits`]).
+pub(crate) fn limits_row(limits: &QueueLimits) -> LimitsRow {
+    let count = |n: Option<u32>| n.map(i64::from);
+    let rate = limits.rate;
+    (
+        count(limits.max_leased),
+        count(limits.per_key),
+        rate.map(|r| i64::from(r.starts)),
+        rate.map(|r| i64::try_from(r.window_ms).unwrap_or(i64::MAX)),
+        rate.is_some_and(|r| r.per_key),
+    )
+}
+
+/// Whether a server driver's claims of a queue with `limits` count in statements of their own
+/// (a cap per key or a rate), rather than in the plain claim or the capped one.
+pub(crate) fn counted(limits: &QueueLimits) -> bool {
+    limits.per_key.is_some() || limits.rate.is_some()
 }
 
 /// The queues found limited, by name.

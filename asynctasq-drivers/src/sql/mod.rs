@@ -489,6 +489,8 @@ pub(crate) fn fill_names(sql: &str, prefix: &str, quote: char) -> String {
         .replace("{limits}", &name("limits"))
         .replace("{held}", &name("held"))
         .replace("{claim_capped}", &name("claim_capped"))
+        .replace("{starts_at}", &name("starts_at"))
+        .replace("{starts}", &name("starts"))
 }
 
 /// Decodes registry rows, skipping (with a warning) any that do not decode.

@@ -767,6 +767,7 @@ impl Driver for SqsDriver {
                 | Capability::Browse
                 | Capability::QueueLimits
                 | Capability::KeyedLimits
+                | Capability::RateLimits
         )
     }
 

@@ -10,6 +10,7 @@ use super::{LONG, PATIENCE};
 use crate::clock::Clock;
 use crate::driver::{Ack, Capability, QueueLimits, TaskState};
 use crate::error::DriverError;
+use crate::limits::Rate;
 use crate::testing::{Harness, eventually};
 
 /// The first non-empty claim of up to `max` of `queue`'s tasks, within the rules' patience.
@@ -259,6 +260,108 @@ pub async fn per_key_limits_are_refused_where_the_backend_cannot_enforce_them(h:
         return;
     }
     let err = h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect_err("refused");
+    assert!(matches!(err, DriverError::Unsupported(_)), "refused as unsupported: {err}");
+    assert!(err.to_string().contains("limiting a queue"), "saying what: {err}");
+    assert!(!h.driver.limits().await.expect("limits").iter().any(|(name, _)| *name == q), "nothing stored");
+}
+
+/// Claims until `want` tasks of `queue` were taken or the rules' patience ran out; returns them
+/// in the order taken, each with how long after `since` its claim returned.
+async fn drain_timed(h: &Harness, queue: &str, want: usize, since: tokio::time::Instant) -> Vec<(crate::Delivery, Duration)> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        let batch = h.driver.dequeue(queue, want).await.expect("dequeue");
+        let at = since.elapsed();
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        ack_all(h, &batch).await;
+        got.extend(batch.into_iter().map(|d| (d, at)));
+    }
+    got
+}
+
+/// With a rate of 4 starts per 800 ms for the queue, eight consumers racing take 4 between
+/// them; acking them frees no start; the next 4 come no sooner than a window after the first
+/// claim, and so on until all 10 ran: starts, not leases, are what a rate counts.
+pub async fn rate_limited_queue_starts_at_most_n_per_window(h: Harness) {
+    const STARTS: usize = 4;
+    const WINDOW: Duration = Duration::from_millis(800);
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::rate(Rate::new(STARTS as u32, WINDOW))).await.expect("set limits");
+    assert!(h.driver.limits().await.expect("limits").contains(&(q.clone(), QueueLimits::rate(Rate::new(STARTS as u32, WINDOW)))), "listed");
+    let tasks: Vec<_> = (0..10).map(|i| if i % 2 == 0 { h.envelope(&q, LONG) } else { keyed(&h, &q, "k", LONG) }).collect();
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let since = tokio::time::Instant::now();
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (driver, q) = (h.driver.clone(), q.clone());
+        racing.spawn(async move { driver.dequeue(&q, 3).await.expect("dequeue") });
+    }
+    let first: Vec<_> = racing.join_all().await.into_iter().flatten().collect();
+    assert_eq!(first.len(), STARTS, "eight racing claims start the rate between them, no more, no fewer");
+    ack_all(&h, &first).await;
+    let rest = drain_timed(&h, &q, tasks.len() - STARTS, since).await;
+    assert_eq!(rest.len(), tasks.len() - STARTS, "every task ran, a window's worth at a time");
+    for (i, (_, at)) in rest.iter().enumerate() {
+        let window = (i / STARTS) as u32 + 1;
+        assert!(
+            *at + Duration::from_millis(2) >= WINDOW * window,
+            "start {} came {at:?} after the first claim, before window {window} had passed",
+            i + STARTS + 1
+        );
+    }
+    h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
+}
+
+/// With 3 starts per second per key, a key's tasks start 3 a window, in order, while the other
+/// key's and the unkeyed tasks start at once: a key over its rate is parked, not holding others
+/// back, and unparked once its window has room again.
+pub async fn rate_limited_key_starts_at_most_n_per_window(h: Harness) {
+    const STARTS: usize = 3;
+    const WINDOW: Duration = Duration::from_millis(1000);
+    let q = h.queue("q");
+    let rate = QueueLimits::rate(Rate::new(STARTS as u32, WINDOW).per_key());
+    if !h.driver.supports(Capability::KeyedLimits) {
+        let err = h.driver.set_limits(&q, rate).await.expect_err("a rate per key is refused without limits per key");
+        assert!(matches!(err, DriverError::Unsupported(_)), "refused as unsupported: {err}");
+        return;
+    }
+    h.driver.set_limits(&q, rate).await.expect("set limits");
+    let hot: Vec<_> = (0..8).map(|_| keyed(&h, &q, "hot", LONG)).collect();
+    h.driver.enqueue(&hot).await.expect("enqueue hot");
+    let others = [keyed(&h, &q, "cold", LONG), keyed(&h, &q, "cold", LONG), h.envelope(&q, LONG)];
+    h.driver.enqueue(&others).await.expect("enqueue others");
+    let since = tokio::time::Instant::now();
+    let first = h.driver.dequeue(&q, 20).await.expect("dequeue");
+    let mut expected: Vec<_> = hot[..STARTS].iter().map(|t| t.id).collect();
+    expected.extend(others.iter().map(|t| t.id));
+    assert_eq!(crate::testing::ids(&first), expected, "the key's first 3 in order, and every other task at once");
+    ack_all(&h, &first).await;
+    assert!(h.driver.dequeue(&q, 20).await.expect("dequeue").is_empty(), "acked starts still count within the window");
+    let rest = drain_timed(&h, &q, hot.len() - STARTS, since).await;
+    let ids: Vec<_> = rest.iter().map(|(d, _)| d.lease.id).collect();
+    assert_eq!(ids, hot[STARTS..].iter().map(|t| t.id).collect::<Vec<_>>(), "the rest of the key's tasks, in order");
+    for (i, (_, at)) in rest.iter().enumerate() {
+        let window = (i / STARTS) as u32 + 1;
+        assert!(
+            *at + Duration::from_millis(2) >= WINDOW * window,
+            "the key's start {} came {at:?} after the first claim, before window {window} had passed",
+            i + STARTS + 1
+        );
+    }
+    h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
+}
+
+/// A backend that cannot enforce a rate refuses one, with an error saying so, and stores nothing.
+pub async fn rate_limits_are_refused_where_the_backend_cannot_enforce_them(h: Harness) {
+    let q = h.queue("q");
+    if h.driver.supports(Capability::RateLimits) {
+        return;
+    }
+    let err = h.driver.set_limits(&q, QueueLimits::rate(Rate::new(1, Duration::from_secs(1)))).await.expect_err("refused");
     assert!(matches!(err, DriverError::Unsupported(_)), "refused as unsupported: {err}");
     assert!(err.to_string().contains("limiting a queue"), "saying what: {err}");
     assert!(!h.driver.limits().await.expect("limits").iter().any(|(name, _)| *name == q), "nothing stored");

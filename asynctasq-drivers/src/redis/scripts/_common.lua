@@ -12,15 +12,18 @@
 -- (zset id -> when a dead task expires: its dead letter's time to live from its death), 20
 -- paused (a string present while the queue is paused), 21 unique (hash unique key ->
 -- "owner|until|expires_ms", until 0 start, 1 done, 2 expiry), 22 unique_expiry (zset unique key
--- -> when its lock expires), 23 limits (hash: `max_leased`, `per_key`, while one is set), 24
+-- -> when its lock expires), 23 limits (hash: `max_leased`, `per_key`, `rate`, `rate_window_ms`,
+-- `rate_per_key` (1 or 0), while one is set), 24
 -- keys (hash id -> the task's key, for tasks that have one), 25 parked (zset, all scores 0:
 -- "key NUL due NUL id" of each parked task, by key then due time), 26 parked_keys (set of the
--- keys with parked tasks). A parked task stays in `waiting`, its score offset by PARKED.
+-- keys with parked tasks), 27 starts (zset "key NUL n NUL token" -> when a claim started n of
+-- the key's tasks, '' for the whole queue: the rate's log). A parked task stays in `waiting`,
+-- its score offset by PARKED.
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL, PROGRESS = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
 local ERRORS, DEAD_EXPIRY, PAUSED, UNIQUE, UNIQUE_EXPIRY, LIMITS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22], KEYS[23]
-local TASK_KEYS, PARKED_INDEX, PARKED_KEYS = KEYS[24], KEYS[25], KEYS[26]
+local TASK_KEYS, PARKED_INDEX, PARKED_KEYS, STARTS = KEYS[24], KEYS[25], KEYS[26], KEYS[27]
 -- What a parked task's score is offset by (`asynctasq_core::limits::PARKED`, 2^50: exact as a
 -- double with any due time added).
 local PARKED = 1125899906842624

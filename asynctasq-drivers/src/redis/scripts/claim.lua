@@ -32,23 +32,52 @@ if redis.call('EXISTS', PAUSED) == 1 then return {} end
 -- back above, at most a thousand a call: the count reads only leases that run past now). With
 -- a cap per key (see `asynctasq_core::limits`), the live leases are counted by key, the parked
 -- keys with room get their earliest parked tasks back, and the due tasks are taken in order,
--- those of a key at its limit parked.
+-- those of a key without room parked. A rate counts the starts of its window from its log
+-- (`STARTS`), for the queue or by key, and the claim logs its own.
 local max = tonumber(ARGV[2])
-local limits = redis.call('HMGET', LIMITS, 'max_leased', 'per_key')
-local cap, per_key = tonumber(limits[1]), tonumber(limits[2])
-local by_key = {}
-if cap or per_key then
-  local live = redis.call('ZRANGEBYSCORE', LEASED, '(' .. now, '+inf')
-  if cap then max = math.min(max, cap - #live) end
-  if per_key then
-    for j = 1, #live, 1000 do
-      local keys = redis.call('HMGET', TASK_KEYS, unpack(live, j, math.min(j + 999, #live)))
-      for _, k in ipairs(keys) do
-        if k then by_key[k] = (by_key[k] or 0) + 1 end
+local limits = redis.call('HMGET', LIMITS, 'max_leased', 'per_key', 'rate', 'rate_window_ms', 'rate_per_key')
+local cap, per_key, rate, window = tonumber(limits[1]), tonumber(limits[2]), tonumber(limits[3]), tonumber(limits[4])
+local rate_per_key = rate ~= nil and limits[5] == '1'
+local keyed = per_key ~= nil or rate_per_key
+local by_key, started = {}, {}
+-- A key's room (nil: keys are not limited), before this claim takes any.
+local function key_room(k)
+  local room
+  if per_key then room = per_key - (by_key[k] or 0) end
+  if rate_per_key then
+    local r = rate - (started[k] or 0)
+    if room == nil or r < room then room = r end
+  end
+  return room
+end
+if cap or per_key or rate then
+  if cap or per_key then
+    local live = redis.call('ZRANGEBYSCORE', LEASED, '(' .. now, '+inf')
+    if cap then max = math.min(max, cap - #live) end
+    if per_key then
+      for j = 1, #live, 1000 do
+        local keys = redis.call('HMGET', TASK_KEYS, unpack(live, j, math.min(j + 999, #live)))
+        for _, k in ipairs(keys) do
+          if k then by_key[k] = (by_key[k] or 0) + 1 end
+        end
       end
     end
+  end
+  if rate then
+    local since = now - window
+    redis.call('ZREMRANGEBYSCORE', STARTS, '-inf', since - 1000) -- RATE_LOG_SLACK
+    local all = 0
+    for _, e in ipairs(redis.call('ZRANGEBYSCORE', STARTS, '(' .. since, '+inf')) do
+      local k, n = string.match(e, '^(.-)%z(%d+)%z')
+      n = tonumber(n)
+      started[k] = (started[k] or 0) + n
+      all = all + n
+    end
+    if not rate_per_key then max = math.min(max, rate - all) end
+  end
+  if keyed then
     for _, k in ipairs(redis.call('SRANDMEMBER', PARKED_KEYS, 100)) do
-      local room = per_key - (by_key[k] or 0)
+      local room = key_room(k)
       if room > 0 then
         local entries = redis.call('ZRANGEBYLEX', PARKED_INDEX, '[' .. k .. '\0', '[' .. k .. '\0\255', 'LIMIT', 0, room)
         unpark(entries)
@@ -60,18 +89,20 @@ if cap or per_key then
   if max <= 0 then return {} end
 end
 local ids
-if per_key then
+local taken = {}
+if keyed then
   local due = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'WITHSCORES', 'LIMIT', 0, math.max(4 * max, 100))
   if #due == 0 then return {} end
   local all = {}
   for j = 1, #due, 2 do all[#all + 1] = due[j] end
   local keys = redis.call('HMGET', TASK_KEYS, unpack(all))
-  local taken, parked, index, parked_keys = {}, {}, {}, {}
+  local parked, index, parked_keys, rooms = {}, {}, {}, {}
   ids = {}
   for j, id in ipairs(all) do
     if #ids >= max then break end
     local k = keys[j]
-    if k and (by_key[k] or 0) + (taken[k] or 0) >= per_key then
+    if k and rooms[k] == nil then rooms[k] = key_room(k) end
+    if k and (taken[k] or 0) >= rooms[k] then
       parked[#parked + 1] = string.format('%.0f', tonumber(due[2 * j]) + PARKED)
       parked[#parked + 1] = id
       index[#index + 1] = 0
@@ -91,6 +122,18 @@ else
   ids = redis.call('ZRANGEBYSCORE', WAITING, '-inf', now, 'LIMIT', 0, max)
 end
 if #ids == 0 then return {} end
+if rate then
+  local log = {}
+  if rate_per_key then
+    for k, n in pairs(taken) do
+      log[#log + 1] = now
+      log[#log + 1] = k .. '\0' .. n .. '\0' .. ARGV[3]
+    end
+  else
+    log = {now, '\0' .. #ids .. '\0' .. ARGV[3]}
+  end
+  if #log > 0 then bulk('ZADD', STARTS, log) end
+end
 local leases = redis.call('HMGET', LEASE_MS, unpack(ids))
 local attempts = redis.call('HMGET', ATTEMPT, unpack(ids))
 local envs = redis.call('HMGET', ENV, unpack(ids))

@@ -1,11 +1,11 @@
--- Claim a slot of a schedule, or pause or resume it. KEYS[27]: the queue's schedules (hash
+-- Claim a slot of a schedule, or pause or resume it. KEYS[28]: the queue's schedules (hash
 -- name -> "last_slot|paused", last_slot empty while none was claimed), in the queue's slot.
 -- ARGV: op ('claim', 'pause' or 'resume'), the schedule's name; for a claim then the slot, now,
 -- and the slot's task (id, envelope, lease_ms, not_before) or nothing for a skipped slot.
 -- A claim advances the schedule only if its last slot is older and it is not paused, and stores
 -- the task in the same step (idempotent by id, as an enqueue). Returns 1 when it claimed (a
 -- pause or resume: always), else 0.
-local SCHEDULES = KEYS[27]
+local SCHEDULES = KEYS[28]
 local op, name = ARGV[1], ARGV[2]
 local stored = redis.call('HGET', SCHEDULES, name)
 local last, paused = '', '0'

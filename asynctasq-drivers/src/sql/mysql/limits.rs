@@ -95,6 +95,6 @@ impl MySqlDriver {
                 .fetch_all(&self.inner.pools.pool())
                 .await
                 .map_err(|e| map_err("list limits", e))?;
-        Ok(rows.into_iter().map(|(queue, max)| (queue, stored_limits(max.map(i64::from), None))).collect())
+        Ok(rows.into_iter().map(|(queue, max)| (queue, stored_limits((max.map(i64::from), None, None, None, false)))).collect())
     }
 }

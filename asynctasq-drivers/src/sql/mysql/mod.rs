@@ -1285,7 +1285,7 @@ impl Driver for MySqlDriver {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
         // Per-key limits are not built on MySQL yet: the claim counts live leases per queue only.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::KeyedLimits)
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::KeyedLimits | Capability::RateLimits)
     }
 
     async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
@@ -1326,9 +1326,7 @@ impl Driver for MySqlDriver {
             .pools
             .call("limit a queue", async move {
                 validate_queue_name(queue)?;
-                if limits.per_key.is_some() {
-                    return Err(DriverError::Unsupported("limiting a queue per key"));
-                }
+                asynctasq_core::limits::check_limits(&limits, |c| self.supports(c))?;
                 self.store_limits(queue, limits).await
             })
             .await

@@ -11,7 +11,9 @@
 //! one) on limited queues only: the plain claim stays one statement, and skips a limited queue
 //! (`NOT EXISTS` on the limits table), which sends its claims here. A cap per key adds the
 //! count by key, the unparking of keys with room, and a pick over the due tasks in Rust
-//! (`asynctasq_core::limits::pick`): a few more statements, under the same lock.
+//! (`asynctasq_core::limits::pick`): a few more statements, under the same lock. So does a rate
+//! ([`Capability::RateLimits`]): the starts of its window counted from the log (`{starts}`,
+//! pruned of what is well past the window), and the claim's own starts logged.
 //!
 //! # Why the leases are counted in a table of their own
 //! Counting the tasks table's leased rows (`visible_at` past now, a token) read the index range
@@ -28,17 +30,18 @@
 //!
 //! [`Capability::QueueLimits`]: asynctasq_core::Capability::QueueLimits
 //! [`Capability::KeyedLimits`]: asynctasq_core::Capability::KeyedLimits
+//! [`Capability::RateLimits`]: asynctasq_core::Capability::RateLimits
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::QueueLimits;
-use asynctasq_core::limits::{PARKED, pick, scan_bound, unpark_room};
+use asynctasq_core::limits::{Counts, PARKED, RATE_LOG_SLACK, pick, scan_bound, unpark_room};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{PostgresDriver, q};
-use crate::sql::limited::stored_limits;
+use crate::sql::limited::{LimitsRow, NamedLimitsRow, counted, limits_row, named_limits, stored_limits};
 use crate::sql::map_err;
 
 pub(super) use crate::sql::limited::Limited;
@@ -67,12 +70,19 @@ pub(super) struct LimitsSql {
     set: String,
     clear: String,
     list: String,
+    prune_starts: String,
+    started: String,
+    log_starts: String,
+    drop_starts: String,
 }
 
+/// The limits table's columns, in [`LimitsRow`]'s order.
+const LIMITS_COLUMNS: &str = "max_leased::bigint, per_key::bigint, rate, rate_window_ms, rate_per_key";
+
 impl LimitsSql {
-    pub(super) fn new(t: &str, p: &str, l: &str, k: &str, h: &str, c: &str) -> Self {
+    pub(super) fn new(t: &str, p: &str, l: &str, k: &str, h: &str, c: &str, st: &str) -> Self {
         Self {
-            lock: format!("SELECT max_leased, per_key FROM {l} WHERE queue = $1 FOR UPDATE"),
+            lock: format!("SELECT {LIMITS_COLUMNS} FROM {l} WHERE queue = $1 FOR UPDATE"),
             prune: format!(
                 "DELETE FROM {h} AS h WHERE h.queue = $1 AND NOT EXISTS \
                  (SELECT 1 FROM {t} AS t WHERE t.seq = h.seq AND t.lease_token = h.token AND t.visible_at > $2)"
@@ -111,11 +121,19 @@ impl LimitsSql {
             drop_held: format!("DELETE FROM {h} WHERE queue = $1"),
             has: format!("SELECT EXISTS (SELECT 1 FROM {l} WHERE queue = $1)"),
             set: format!(
-                "INSERT INTO {l} (queue, max_leased, per_key) VALUES ($1, $2, $3) \
-                 ON CONFLICT (queue) DO UPDATE SET max_leased = EXCLUDED.max_leased, per_key = EXCLUDED.per_key"
+                "INSERT INTO {l} (queue, max_leased, per_key, rate, rate_window_ms, rate_per_key) \
+                 VALUES ($1, $2::integer, $3::integer, $4, $5, $6) \
+                 ON CONFLICT (queue) DO UPDATE SET max_leased = EXCLUDED.max_leased, per_key = EXCLUDED.per_key, \
+                 rate = EXCLUDED.rate, rate_window_ms = EXCLUDED.rate_window_ms, rate_per_key = EXCLUDED.rate_per_key"
             ),
             clear: format!("DELETE FROM {l} WHERE queue = $1"),
-            list: format!("SELECT queue, max_leased, per_key FROM {l} ORDER BY queue"),
+            list: format!("SELECT queue, {LIMITS_COLUMNS} FROM {l} ORDER BY queue"),
+            prune_starts: format!("DELETE FROM {st} WHERE queue = $1 AND at <= $2"),
+            started: format!("SELECT limit_key, SUM(n)::bigint FROM {st} WHERE queue = $1 AND at > $2 GROUP BY limit_key"),
+            log_starts: format!(
+                "INSERT INTO {st} (queue, limit_key, at, n) SELECT $1, k, $2, n FROM UNNEST($3::text[], $4::bigint[]) AS u(k, n)"
+            ),
+            drop_starts: format!("DELETE FROM {st} WHERE queue = $1"),
         }
     }
 }
@@ -169,42 +187,41 @@ impl PostgresDriver {
         // Index scans, which mark the dead entries of `held` they pass (a bitmap scan does not,
         // and reads them all again at every claim: see the module docs).
         sqlx::query("SET LOCAL enable_bitmapscan = off").execute(&mut *tx).await.map_err(err)?;
-        let row: Option<(Option<i32>, Option<i32>)> =
-            sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(&mut *tx).await.map_err(err)?;
-        let Some((cap, Some(per_key))) = row else {
+        let row: Option<LimitsRow> = sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(&mut *tx).await.map_err(err)?;
+        let limits = row.map(stored_limits).unwrap_or_default();
+        if !counted(&limits) {
             // The limits changed between the two looks: the next claim looks again.
             tx.commit().await.map_err(err)?;
             return Ok(Some(Vec::new()));
-        };
+        }
         sqlx::query(q(&sql.prune)).bind(claim.queue).bind(claim.now).execute(&mut *tx).await.map_err(err)?;
-        let rows = self.claim_keyed(&mut tx, claim, cap, u32::try_from(per_key.max(0)).unwrap_or(0)).await?;
+        let rows = self.claim_counted(&mut tx, claim, &limits).await?;
         tx.commit().await.map_err(err)?;
         Ok(Some(rows))
     }
 
-    /// The claim of a queue with a cap per key, in `conn`'s transaction under the limits row's
-    /// lock: live leases by key, parked keys with room unparked, then the due tasks picked in
-    /// order, leased or parked.
-    async fn claim_keyed(
-        &self,
-        conn: &mut PgConnection,
-        claim: &Claim<'_>,
-        cap: Option<i32>,
-        per_key: u32,
-    ) -> Result<Vec<PgRow>, DriverError> {
+    /// The claim of a queue with a cap per key or a rate, in `conn`'s transaction under the
+    /// limits row's lock: live leases by key, starts in the rate's window, parked keys with room
+    /// unparked, then the due tasks picked in order, leased or parked, and the starts logged.
+    async fn claim_counted(&self, conn: &mut PgConnection, claim: &Claim<'_>, limits: &QueueLimits) -> Result<Vec<PgRow>, DriverError> {
         let sql = &self.inner.sql.limits;
         let err = |e| map_err("dequeue", e);
         let leased: Vec<(Option<String>, i64)> =
             sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
-        let all: i64 = leased.iter().map(|(_, n)| n).sum();
-        let by_key: HashMap<String, usize> = leased.into_iter().filter_map(|(k, n)| Some((k?, usize::try_from(n).unwrap_or(0)))).collect();
-        let room = match cap {
-            Some(cap) => claim.max.min(i64::from(cap) - all).max(0),
-            None => claim.max,
-        };
+        let leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), usize::try_from(n).unwrap_or(0))).collect();
+        let mut counts = Counts { leased, ..Counts::default() };
+        if let Some(rate) = limits.rate {
+            let since = claim.now - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
+            let old = since - RATE_LOG_SLACK as i64;
+            sqlx::query(q(&sql.prune_starts)).bind(claim.queue).bind(old).execute(&mut *conn).await.map_err(err)?;
+            let started: Vec<(String, i64)> =
+                sqlx::query_as(q(&sql.started)).bind(claim.queue).bind(since).fetch_all(&mut *conn).await.map_err(err)?;
+            counts.started = started.into_iter().map(|(k, n)| (k, usize::try_from(n).unwrap_or(0))).collect();
+        }
+        let room = limits.room(usize::try_from(claim.max).unwrap_or(0), &counts);
         let parked: Vec<String> = sqlx::query_scalar(q(&sql.parked_keys)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
         for key in parked {
-            let free = unpark_room(&key, &by_key, per_key);
+            let free = unpark_room(&key, limits, &counts);
             if free == 0 {
                 continue;
             }
@@ -213,18 +230,23 @@ impl PostgresDriver {
                 sqlx::query(q(&sql.forget_key)).bind(claim.queue).bind(&key).execute(&mut *conn).await.map_err(err)?;
             }
         }
-        let room = usize::try_from(room).unwrap_or(0);
         if room == 0 {
             return Ok(Vec::new());
         }
         let candidates: Vec<(i64, Option<String>)> = sqlx::query_as(q(&sql.candidates))
             .bind(claim.queue)
             .bind(claim.now)
-            .bind(scan_bound(room) as i64)
+            .bind(if limits.keyed() { scan_bound(room) } else { room } as i64)
             .fetch_all(&mut *conn)
             .await
             .map_err(err)?;
-        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), &by_key, Some(per_key), room);
+        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), limits, &counts, room);
+        let starts = limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref()));
+        if !starts.is_empty() {
+            let (keys, counts): (Vec<String>, Vec<i64>) = starts.into_iter().map(|(k, n)| (k, n as i64)).unzip();
+            let log = sqlx::query(q(&sql.log_starts)).bind(claim.queue).bind(claim.now).bind(&keys).bind(&counts);
+            log.execute(&mut *conn).await.map_err(err)?;
+        }
         if !chosen.park.is_empty() {
             let seqs: Vec<i64> = chosen.park.iter().map(|&i| candidates[i].0).collect();
             sqlx::query(q(&sql.park)).bind(&seqs).execute(&mut *conn).await.map_err(err)?;
@@ -248,22 +270,26 @@ impl PostgresDriver {
         Ok(limited)
     }
 
-    /// Stores `limits` for `queue`. Without a cap per key, nothing holds the queue's parked
-    /// tasks back any more: they are unparked in the same transaction.
+    /// Stores `limits` for `queue`. Without limits per key, nothing holds the queue's parked
+    /// tasks back any more: they are unparked in the same transaction; without a rate, its log
+    /// of starts goes.
     pub(super) async fn store_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         let sql = &self.inner.sql.limits;
         let err = |e| map_err("limit a queue", e);
-        let count = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let mut tx = self.inner.pools.pool().begin().await.map_err(err)?;
         if limits.is_none() {
             sqlx::query(q(&sql.clear)).bind(queue).execute(&mut *tx).await.map_err(err)?;
             sqlx::query(q(&sql.drop_held)).bind(queue).execute(&mut *tx).await.map_err(err)?;
         } else {
-            let query = sqlx::query(q(&sql.set)).bind(queue).bind(count(limits.max_leased)).bind(count(limits.per_key));
+            let (max_leased, per_key, rate, window_ms, rate_per_key) = limits_row(&limits);
+            let query = sqlx::query(q(&sql.set)).bind(queue).bind(max_leased).bind(per_key).bind(rate).bind(window_ms).bind(rate_per_key);
             query.execute(&mut *tx).await.map_err(err)?;
             sqlx::query(q(&sql.seed)).bind(queue).bind(crate::sql::now()).execute(&mut *tx).await.map_err(err)?;
         }
-        if limits.per_key.is_none() {
+        if limits.rate.is_none() {
+            sqlx::query(q(&sql.drop_starts)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+        }
+        if !limits.keyed() {
             sqlx::query(q(&sql.unpark_all)).bind(queue).execute(&mut *tx).await.map_err(err)?;
             sqlx::query(q(&sql.forget_all)).bind(queue).execute(&mut *tx).await.map_err(err)?;
         }
@@ -271,10 +297,10 @@ impl PostgresDriver {
     }
 
     pub(super) async fn list_limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let rows: Vec<(String, Option<i32>, Option<i32>)> = sqlx::query_as(q(&self.inner.sql.limits.list))
+        let rows: Vec<NamedLimitsRow> = sqlx::query_as(q(&self.inner.sql.limits.list))
             .fetch_all(&self.inner.pools.pool())
             .await
             .map_err(|e| map_err("list limits", e))?;
-        Ok(rows.into_iter().map(|(queue, max, per_key)| (queue, stored_limits(max.map(i64::from), per_key.map(i64::from)))).collect())
+        Ok(rows.into_iter().map(named_limits).collect())
     }
 }

@@ -90,6 +90,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "unique keys", include_str!("../../../migrations/postgres/0013_unique.sql")),
     (14, "schedules", include_str!("../../../migrations/postgres/0014_schedules.sql")),
     (15, "queue limits", include_str!("../../../migrations/postgres/0015_limits.sql")),
+    (16, "queue rates", include_str!("../../../migrations/postgres/0016_rates.sql")),
 ];
 
 /// Settings of a [`PostgresDriver`].
@@ -193,6 +194,7 @@ impl Sql {
         let k = format!("\"{prefix}_parked\"");
         let h = format!("\"{prefix}_held\"");
         let c = format!("\"{prefix}_claim_capped\"");
+        let st = format!("\"{prefix}_starts\"");
         let parked = asynctasq_core::limits::PARKED;
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
@@ -430,7 +432,7 @@ impl Sql {
                  SET last_slot = EXCLUDED.last_slot WHERE NOT s.paused AND (s.last_slot IS NULL OR s.last_slot < EXCLUDED.last_slot)"
             ),
             schedules: format!("SELECT name, last_slot, paused FROM {s} ORDER BY name"),
-            limits: limits::LimitsSql::new(&t, &p, &l, &k, &h, &c),
+            limits: limits::LimitsSql::new(&t, &p, &l, &k, &h, &c, &st),
             pause_schedule: format!(
                 "INSERT INTO {s} (name, paused) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused"
             ),
@@ -1404,6 +1406,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("limit a queue", async move {
                 validate_queue_name(queue)?;
+                asynctasq_core::limits::check_limits(&limits, |c| self.supports(c))?;
                 self.store_limits(queue, limits).await?;
                 // A raised limit may make tasks claimable: waiting workers of every process look again.
                 self.notify(queue).await

@@ -1,48 +1,54 @@
-//! Per-key limits on SQLite ([`Capability::KeyedLimits`]; see `asynctasq_core::limits`): the
-//! claim of a queue with a cap per key, in one write transaction, so no other claim runs
-//! between its count and its leases.
+//! Per-key limits and rates on SQLite ([`Capability::KeyedLimits`], [`Capability::RateLimits`];
+//! see `asynctasq_core::limits`): the claim of a queue with a cap per key or a rate, in one
+//! write transaction, so no other claim runs between its counts and its leases.
 //!
 //! # Why a claim of its own
 //! The plain claim is one `UPDATE … RETURNING` (a cap on the whole queue fits in its `LIMIT`).
-//! A cap per key needs the live leases by key, the parked keys that have room again, and a pick
-//! over the due tasks in order, some leased and some parked: statements of their own in a
-//! `BEGIN IMMEDIATE` transaction. The plain claim skips a queue with a cap per key, so only
+//! A cap per key needs the live leases by key, a rate the starts in its window from the log
+//! (`asynctasq_starts`), then the parked keys that have room again, and a pick over the due
+//! tasks in order, some leased and some parked, and the claim's starts logged: statements of
+//! their own in a `BEGIN IMMEDIATE` transaction. The plain claim skips such a queue, so only
 //! those queues pay for it.
 //!
 //! [`Capability::KeyedLimits`]: asynctasq_core::Capability::KeyedLimits
-
-use std::collections::HashMap;
+//! [`Capability::RateLimits`]: asynctasq_core::Capability::RateLimits
 
 use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Delivery, QueueLimits};
-use asynctasq_core::limits::{PARKED, pick, scan_bound, unpark_room};
+use asynctasq_core::limits::{Counts, PARKED, RATE_LOG_SLACK, pick, scan_bound, unpark_room};
 use sqlx::Row;
 
 use super::SqliteDriver;
-use crate::sql::limited::stored_limits;
+use crate::sql::limited::{LimitsRow, NamedLimitsRow, counted, limits_row, named_limits, stored_limits};
 use crate::sql::{delivery, map_err, now};
+
+/// The limits table's columns, in [`LimitsRow`]'s order.
+macro_rules! limits_columns {
+    () => {
+        "max_leased, per_key, rate, rate_window_ms, rate_per_key"
+    };
+}
 
 /// Most parked keys one claim looks at for room.
 const UNPARK_KEYS: i64 = 100;
 
 impl SqliteDriver {
-    /// Claims of a queue with a cap per key; `None` when it has none (any more), for the plain
-    /// claim to take it.
-    pub(super) async fn claim_keyed(&self, queue: &str, max: usize) -> Result<Option<Vec<Delivery>>, DriverError> {
+    /// Claims of a queue with a cap per key or a rate; `None` when it has neither (any more),
+    /// for the plain claim to take it.
+    pub(super) async fn claim_counted(&self, queue: &str, max: usize) -> Result<Option<Vec<Delivery>>, DriverError> {
         let err = |e| map_err("dequeue", e);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let limits: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT max_leased, per_key FROM asynctasq_limits WHERE queue = ?1")
-                .bind(queue)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
-        let Some((cap, Some(per_key))) = limits else {
+        let row: Option<LimitsRow> = sqlx::query_as(concat!("SELECT ", limits_columns!(), " FROM asynctasq_limits WHERE queue = ?1"))
+            .bind(queue)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        let limits = row.map(stored_limits).unwrap_or_default();
+        if !counted(&limits) {
             self.limited.mark(queue, false);
             return Ok(None);
-        };
+        }
         self.limited.mark(queue, true);
-        let per_key = u32::try_from(per_key.max(0)).unwrap_or(u32::MAX);
         let (token, at, holder) = (fastrand::i64(..), now(), self.consumer.get());
         let leased: Vec<(Option<String>, i64)> = sqlx::query_as(
             "SELECT limit_key, COUNT(*) FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NOT NULL \
@@ -54,12 +60,26 @@ impl SqliteDriver {
         .fetch_all(&mut *tx)
         .await
         .map_err(err)?;
-        let all: i64 = leased.iter().map(|(_, n)| n).sum();
-        let by_key: HashMap<String, usize> = leased.into_iter().filter_map(|(k, n)| Some((k?, n as usize))).collect();
-        let room = match cap {
-            Some(cap) => max.min(usize::try_from(cap - all).unwrap_or(0)),
-            None => max,
-        };
+        let leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), n as usize)).collect();
+        let mut counts = Counts { leased, ..Counts::default() };
+        if let Some(rate) = limits.rate {
+            let since = at - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
+            sqlx::query("DELETE FROM asynctasq_starts WHERE queue = ?1 AND at <= ?2")
+                .bind(queue)
+                .bind(since - RATE_LOG_SLACK as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let started: Vec<(String, i64)> =
+                sqlx::query_as("SELECT limit_key, SUM(n) FROM asynctasq_starts WHERE queue = ?1 AND at > ?2 GROUP BY limit_key")
+                    .bind(queue)
+                    .bind(since)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            counts.started = started.into_iter().map(|(k, n)| (k, n as usize)).collect();
+        }
+        let room = limits.room(max, &counts);
         // Parked keys with room again get their earliest parked tasks back, as many as fit.
         let parked: Vec<String> = sqlx::query_scalar("SELECT limit_key FROM asynctasq_parked WHERE queue = ?1 LIMIT ?2")
             .bind(queue)
@@ -68,7 +88,7 @@ impl SqliteDriver {
             .await
             .map_err(err)?;
         for key in parked {
-            let room = unpark_room(&key, &by_key, per_key);
+            let room = unpark_room(&key, &limits, &counts);
             if room == 0 {
                 continue;
             }
@@ -104,11 +124,24 @@ impl SqliteDriver {
         )
         .bind(queue)
         .bind(at)
-        .bind(scan_bound(room) as i64)
+        .bind(if limits.keyed() { scan_bound(room) } else { room } as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(err)?;
-        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), &by_key, Some(per_key), room);
+        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), &limits, &counts, room);
+        let starts = limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref()));
+        if !starts.is_empty() {
+            sqlx::query(
+                "INSERT INTO asynctasq_starts (queue, limit_key, at, n) \
+                 SELECT ?1, value ->> 0, ?2, value ->> 1 FROM json_each(?3)",
+            )
+            .bind(queue)
+            .bind(at)
+            .bind(serde_json::to_string(&starts).unwrap_or_default())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
         let seqs =
             |picked: &[usize]| serde_json::to_string(&picked.iter().map(|&i| candidates[i].0).collect::<Vec<_>>()).unwrap_or_default();
         if !chosen.park.is_empty() {
@@ -149,23 +182,35 @@ impl SqliteDriver {
         ))
     }
 
-    /// Stores `limits` for `queue`: a row while one is set. Without a cap per key, nothing holds
-    /// the queue's parked tasks back any more: they are unparked in the same transaction.
+    /// Stores `limits` for `queue`: a row while one is set. Without limits per key, nothing holds
+    /// the queue's parked tasks back any more: they are unparked in the same transaction; without
+    /// a rate, its log of starts goes.
     pub(super) async fn store_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         let err = |e| map_err("limit a queue", e);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         if limits.is_none() {
             sqlx::query("DELETE FROM asynctasq_limits WHERE queue = ?1").bind(queue).execute(&mut *tx).await.map_err(err)?;
         } else {
-            sqlx::query("INSERT OR REPLACE INTO asynctasq_limits (queue, max_leased, per_key) VALUES (?1, ?2, ?3)")
-                .bind(queue)
-                .bind(limits.max_leased.map(i64::from))
-                .bind(limits.per_key.map(i64::from))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            let (max_leased, per_key, rate, window_ms, rate_per_key) = limits_row(&limits);
+            sqlx::query(concat!(
+                "INSERT OR REPLACE INTO asynctasq_limits (queue, ",
+                limits_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))
+            .bind(queue)
+            .bind(max_leased)
+            .bind(per_key)
+            .bind(rate)
+            .bind(window_ms)
+            .bind(rate_per_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         }
-        if limits.per_key.is_none() {
+        if limits.rate.is_none() {
+            sqlx::query("DELETE FROM asynctasq_starts WHERE queue = ?1").bind(queue).execute(&mut *tx).await.map_err(err)?;
+        }
+        if !limits.keyed() {
             sqlx::query(
                 "UPDATE asynctasq_tasks SET visible_at = visible_at - ?2 WHERE queue = ?1 AND visible_at >= ?2 AND visible_at < ?3",
             )
@@ -181,22 +226,24 @@ impl SqliteDriver {
     }
 
     pub(super) async fn list_limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let rows: Vec<(String, Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT queue, max_leased, per_key FROM asynctasq_limits ORDER BY queue")
+        let rows: Vec<NamedLimitsRow> =
+            sqlx::query_as(concat!("SELECT queue, ", limits_columns!(), " FROM asynctasq_limits ORDER BY queue"))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| map_err("list limits", e))?;
-        Ok(rows.into_iter().map(|(q, max, per_key)| (q, stored_limits(max, per_key))).collect())
+        Ok(rows.into_iter().map(named_limits).collect())
     }
 
-    /// Whether `queue` has a cap per key, asked when the plain claim found nothing (it skips
-    /// such a queue); remembered, so the next claims go to the keyed claim at once.
-    pub(super) async fn is_keyed(&self, queue: &str) -> Result<bool, DriverError> {
-        let keyed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM asynctasq_limits WHERE queue = ?1 AND per_key IS NOT NULL)")
-            .bind(queue)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| map_err("dequeue", e))?;
+    /// Whether `queue` has a cap per key or a rate, asked when the plain claim found nothing (it
+    /// skips such a queue); remembered, so the next claims go to the counted claim at once.
+    pub(super) async fn is_counted(&self, queue: &str) -> Result<bool, DriverError> {
+        let keyed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM asynctasq_limits WHERE queue = ?1 AND (per_key IS NOT NULL OR rate IS NOT NULL))",
+        )
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| map_err("dequeue", e))?;
         self.limited.mark(queue, keyed);
         Ok(keyed)
     }

@@ -84,6 +84,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "unique keys", include_str!("../../../migrations/sqlite/0014_unique.sql")),
     (15, "schedules", include_str!("../../../migrations/sqlite/0015_schedules.sql")),
     (16, "queue limits", include_str!("../../../migrations/sqlite/0016_limits.sql")),
+    (17, "queue rates", include_str!("../../../migrations/sqlite/0017_rates.sql")),
 ];
 /// Rows per INSERT statement in bulk enqueue (at most 6 binds each and one more, well under
 /// SQLite's 32766).
@@ -487,19 +488,20 @@ impl Driver for SqliteDriver {
         let token: i64 = fastrand::i64(..);
         let now = now();
         if self.limited.contains(queue)
-            && let Some(got) = self.claim_keyed(queue, max).await?
+            && let Some(got) = self.claim_counted(queue, max).await?
         {
             return Ok(got);
         }
         let holder = self.consumer.get();
         // A queue with a cap takes at most the cap less its live leases, counted in this very
         // statement (the write transaction excludes every other claim); without a limits row
-        // the count is never run. A queue with a cap per key is left to the keyed claim.
+        // the count is never run. A queue with a cap per key or a rate is left to the counted
+        // claim (`limits.rs`).
         let rows = sqlx::query(concat!(
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?5, started_at = ?2 \
              WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?3 AND visible_at <= ?2 AND cancel = 0 \
                            AND NOT EXISTS (SELECT 1 FROM asynctasq_paused WHERE queue = ?3) \
-                           AND NOT EXISTS (SELECT 1 FROM asynctasq_limits WHERE queue = ?3 AND per_key IS NOT NULL) \
+                           AND NOT EXISTS (SELECT 1 FROM asynctasq_limits WHERE queue = ?3 AND (per_key IS NOT NULL OR rate IS NOT NULL)) \
                            ORDER BY visible_at, seq \
                            LIMIT COALESCE((SELECT MAX(0, MIN(?4, max_leased - ( \
                                SELECT COUNT(*) FROM asynctasq_tasks WHERE queue = ?3 AND visible_at > ?2 \
@@ -519,8 +521,8 @@ impl Driver for SqliteDriver {
         if self.sweeper.due(now) {
             self.sweep(now).await;
         }
-        if rows.is_empty() && self.is_keyed(queue).await? {
-            return Ok(self.claim_keyed(queue, max).await?.unwrap_or_default());
+        if rows.is_empty() && self.is_counted(queue).await? {
+            return Ok(self.claim_counted(queue, max).await?.unwrap_or_default());
         }
         // RETURNING gives no order; the batch holds the earliest due, handed out by insertion.
         let mut rows = rows;
@@ -1133,6 +1135,7 @@ impl Driver for SqliteDriver {
 
     async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
         validate_queue_name(queue)?;
+        asynctasq_core::limits::check_limits(&limits, |c| self.supports(c))?;
         self.store_limits(queue, limits).await?;
         // A raised limit may make tasks claimable.
         self.woke();

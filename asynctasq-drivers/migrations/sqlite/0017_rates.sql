@@ -1,0 +1,9 @@
+-- Queues' rates (`queue limit --rate`): at most `rate` starts in any `rate_window_ms`, for the
+-- queue or (`rate_per_key`) per task key, counted by every claim from the log of starts.
+ALTER TABLE asynctasq_limits ADD COLUMN rate INTEGER;
+ALTER TABLE asynctasq_limits ADD COLUMN rate_window_ms INTEGER;
+ALTER TABLE asynctasq_limits ADD COLUMN rate_per_key INTEGER NOT NULL DEFAULT 0;
+-- The log of starts (see `asynctasq_core::limits`): one row per claim (per key it started, for
+-- a rate per key; under '' for the whole queue), dropped a second after it left the window.
+CREATE TABLE IF NOT EXISTS asynctasq_starts (queue TEXT NOT NULL, limit_key TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS asynctasq_starts_at ON asynctasq_starts (queue, at);
