@@ -620,8 +620,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(ops::QueueCommand::Status { queues, json, watch }) => {
             ops::status(connect(&cli.backend, true).await?, &queues, json, watch).await
         }
-        Command::Queue(ops::QueueCommand::Limit { queue, max_leased, per_key, clear, json }) => {
-            ops::limit(connect(&cli.backend, true).await?, &queue, max_leased, per_key, clear, json).await
+        Command::Queue(ops::QueueCommand::Limit { queue, max_leased, per_key, rate, rate_per_key, clear, json }) => {
+            let rate = rate.map(|r| if rate_per_key { r.per_key() } else { r });
+            let args = ops::LimitArgs { max_leased, per_key, rate, clear };
+            ops::limit(connect(&cli.backend, true).await?, &queue, args, json).await
         }
         Command::Queue(ops::QueueCommand::Pause { queue }) => ops::pause(connect(&cli.backend, true).await?, &queue, true).await,
         Command::Queue(ops::QueueCommand::Resume { queue }) => ops::pause(connect(&cli.backend, true).await?, &queue, false).await,

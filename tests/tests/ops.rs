@@ -776,8 +776,10 @@ async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
 }
 
 /// `queue limit --max-leased` is obeyed by a worker of another process (0 holds everything
-/// back; 2 lets it all run, two at a time), `queue status` shows it, `--clear` removes it; a
-/// backend that cannot enforce a limit refuses, saying so; `--clear` with a cap is a usage error.
+/// back; 2 lets it all run, two at a time), `queue status` shows it, `--clear` removes it; so
+/// are `--per-key` and `--rate` (a worker of another process takes two windows for twice the
+/// rate); a backend that cannot enforce a limit refuses, saying so; `--clear` with a cap, a
+/// rate that is not N/DURATION and `--rate-per-key` without a rate are usage errors.
 async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::on(dir.path(), backend).await;
@@ -792,7 +794,7 @@ async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
     s.dispatch(q, 4, 0, Duration::from_secs(30)).await;
     assert_eq!(
         json_of(&cli(&s, &["queue", "limit", q, "--max-leased", "0", "--json"])),
-        serde_json::json!({"queue": q, "max_leased": 0, "per_key": null})
+        serde_json::json!({"queue": q, "max_leased": 0, "per_key": null, "rate": null})
     );
     let idle = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--json"]));
     assert_eq!(idle["started"], 0, "a cap of 0 holds every task back from a worker of another process: {idle}");
@@ -809,11 +811,32 @@ async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
     }
     assert_eq!(
         json_of(&cli(&s, &["queue", "limit", q, "--per-key", "1", "--json"])),
-        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1})
+        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1, "rate": null})
     );
     assert!(ok(&cli(&s, &["queue", "status", q])).contains("limited (at most 1 per key)"), "the table marks it");
     let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
     assert_eq!(ran["succeeded"], 4, "one per key at a time, everything runs: {ran}");
+    // A rate: two starts in any 1.5 s, so four tasks take at least one window after the first.
+    for bad in [&["--rate", "5"][..], &["--rate", "5/soon"], &["--rate", "x/1s"], &["--rate-per-key"]] {
+        let out = cli(&s, &[&["queue", "limit", q][..], bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?} is a usage error");
+        assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{bad:?} is explained");
+    }
+    if s.driver.supports(asynctasq_core::Capability::RateLimits) {
+        assert_eq!(
+            json_of(&cli(&s, &["queue", "limit", q, "--rate", "2/1500ms", "--json"]))["rate"],
+            serde_json::json!({"starts": 2, "window_ms": 1500, "per_key": false})
+        );
+        assert!(ok(&cli(&s, &["queue", "status", q])).contains("at most 2 started per 1s 500ms"), "the table marks it");
+        s.dispatch(q, 4, 0, Duration::from_secs(30)).await;
+        let began = std::time::Instant::now();
+        let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
+        assert_eq!(ran["succeeded"], 4, "within the rate, everything runs: {ran}");
+        assert!(began.elapsed() >= Duration::from_millis(1500), "the second pair waited for the window: {:?}", began.elapsed());
+    } else {
+        let err = refused(&cli(&s, &["queue", "limit", q, "--rate", "2/1s"]));
+        assert!(err.contains("cannot limit a queue's rate"), "refused, saying why: {err}");
+    }
     assert!(ok(&cli(&s, &["queue", "limit", q, "--clear"])).contains("no limits"));
     assert_eq!(json_of(&cli(&s, &["queue", "status", q, "--json"]))["queues"][q]["max_leased"], Value::Null);
 }

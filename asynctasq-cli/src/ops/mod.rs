@@ -6,13 +6,14 @@
 //! # JSON output (`--json`), a stable schema
 //! * `queue status`: `{"driver": "sqlite", "exact": true, "queues": {"<queue>": {"ready": 0,
 //!   "scheduled": 0, "leased": 0, "dead": 0, "oldest_ready_age_ms": 0, "totals": {"succeeded": 0,
-//!   "failed": 0}, "paused": false, "max_leased": null, "per_key": null}}}`; `max_leased` and
-//!   `per_key` are the queue's caps on live leases, in all and per task key (`queue limit`),
+//!   "failed": 0}, "paused": false, "max_leased": null, "per_key": null, "rate": null}}}`;
+//!   `max_leased` and `per_key` are the queue's caps on live leases, in all and per task key,
+//!   and `rate` its cap on starts, `{"starts", "window_ms", "per_key"}` (`queue limit`), each
 //!   null when none; `exact` is false where the backend's counts are approximate;
 //!   `oldest_ready_age_ms` (how long the oldest ready task has been due; scheduled tasks never
 //!   count) and `totals` (tasks acked and dead-lettered over the queue's life, kept by the
 //!   backend) are absent where the backend cannot tell (RabbitMQ, SQS).
-//! * `queue limit`: `{"queue", "max_leased", "per_key"}` (each null when not set).
+//! * `queue limit`: `{"queue", "max_leased", "per_key", "rate"}` (each null when not set).
 //! * `dead list`: `{"dead": [<dead task>...]}`; `dead show`: one `<dead task>`, where a dead
 //!   task is `{"id", "queue", "task", "attempt", "max_attempts", "error", "dead_at",
 //!   "created_at", "args", "decode_error"}` (times in Unix milliseconds; `args` the decoded
@@ -60,7 +61,7 @@ pub(crate) use self::dispatch::{DispatchArgs, dispatch};
 pub(crate) use self::doctor::doctor;
 pub(crate) use self::migrate::migrate;
 pub(crate) use self::purge::flush;
-pub(crate) use self::queue::{QueueCommand, limit, pause, status};
+pub(crate) use self::queue::{LimitArgs, QueueCommand, limit, pause, status};
 pub(crate) use self::schedule::{ScheduleCommand, schedule, schedule_flag};
 pub(crate) use self::task::{Settled, TaskCommand, task_cancel, task_delete, task_list, task_show, task_wait};
 pub(crate) use self::workers::workers;

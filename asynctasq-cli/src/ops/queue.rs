@@ -6,6 +6,7 @@ use super::format::*;
 use super::purge::FlushStatus;
 use anyhow::{Context, bail};
 use asynctasq_core::driver::{Capability, Driver, QueueLimits, QueueStats};
+use asynctasq_core::limits::Rate;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -69,10 +70,19 @@ pub(crate) enum QueueCommand {
         /// keys' tasks.
         #[arg(long, value_name = "N", conflicts_with = "clear")]
         per_key: Option<u32>,
+        /// At most N of the queue's tasks started in any window of DURATION (`100/1m`,
+        /// `5/10s`), by all workers together: exact in every window, wherever it begins.
+        #[arg(long, value_name = "N/DURATION", value_parser = parse_rate, conflicts_with = "clear")]
+        rate: Option<Rate>,
+        /// Count the rate per task key rather than for the whole queue (tasks without a key
+        /// are then not limited by it).
+        #[arg(long, requires = "rate")]
+        rate_per_key: bool,
         /// Remove the queue's limits.
         #[arg(long)]
         clear: bool,
-        /// Print JSON (`{"queue", "max_leased", "per_key"}`) instead of text.
+        /// Print JSON (`{"queue", "max_leased", "per_key", "rate"}`, `rate` as `{"starts",
+        /// "window_ms", "per_key"}`) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -94,6 +104,7 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
         let limits: std::collections::HashMap<String, QueueLimits> = driver.limits().await.context("listing limits")?.into_iter().collect();
         let cap = |q: &str| limits.get(q).and_then(|l| l.max_leased);
         let per_key = |q: &str| limits.get(q).and_then(|l| l.per_key);
+        let rate = |q: &str| limits.get(q).and_then(|l| l.rate);
         if json {
             let map: serde_json::Map<String, Value> = rows
                 .iter()
@@ -102,6 +113,7 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
                     v["paused"] = Value::Bool(paused.contains(q));
                     v["max_leased"] = json!(cap(q));
                     v["per_key"] = json!(per_key(q));
+                    v["rate"] = json!(rate(q));
                     (q.clone(), v)
                 })
                 .collect();
@@ -114,6 +126,7 @@ pub(crate) async fn status(driver: Arc<dyn Driver>, named: &[String], json: bool
                         paused.contains(&q).then(|| "paused".to_owned()),
                         cap(&q).map(|n| format!("at most {n} leased")),
                         per_key(&q).map(|n| format!("at most {n} per key")),
+                        rate(&q).map(say_rate),
                     ]
                     .into_iter()
                     .flatten()
@@ -149,28 +162,56 @@ pub(crate) async fn pause(driver: Arc<dyn Driver>, queue: &str, paused: bool) ->
 }
 
 /// `queue limit`: sets (`max_leased`), clears, or shows a queue's limits.
-pub(crate) async fn limit(
-    driver: Arc<dyn Driver>,
-    queue: &str,
-    max_leased: Option<u32>,
-    per_key: Option<u32>,
-    clear: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+/// Parses `N/DURATION` (`100/1m`): at most N starts in any window of DURATION.
+pub(crate) fn parse_rate(text: &str) -> Result<Rate, String> {
+    let Some((n, window)) = text.split_once('/') else {
+        return Err(format!("`{text}` is not N/DURATION (e.g. 100/1m: at most 100 starts in any minute)"));
+    };
+    let n: u32 = n.trim().parse().map_err(|_| format!("`{n}` is not a count of starts (a whole number)"))?;
+    let window = humantime::parse_duration(window.trim()).map_err(|e| format!("`{window}` is not a duration ({e})"))?;
+    if window.as_millis() == 0 {
+        return Err(format!("the window `{text}` is shorter than a millisecond"));
+    }
+    Ok(Rate::new(n, window))
+}
+
+/// A rate, said for people.
+fn say_rate(rate: Rate) -> String {
+    let per = if rate.per_key { " per key" } else { "" };
+    format!("at most {} started per {}{per}", rate.starts, humantime::format_duration(rate.window()))
+}
+
+/// The options of `queue limit`, as given.
+pub(crate) struct LimitArgs {
+    /// `--max-leased`.
+    pub(crate) max_leased: Option<u32>,
+    /// `--per-key`.
+    pub(crate) per_key: Option<u32>,
+    /// `--rate`, with `--rate-per-key` applied.
+    pub(crate) rate: Option<Rate>,
+    /// `--clear`.
+    pub(crate) clear: bool,
+}
+
+pub(crate) async fn limit(driver: Arc<dyn Driver>, queue: &str, args: LimitArgs, json: bool) -> anyhow::Result<()> {
+    let LimitArgs { max_leased, per_key, rate, clear } = args;
     if !driver.supports(Capability::QueueLimits) {
         bail!("the {} backend cannot limit a queue (its workers take what the broker hands them)", driver.name());
     }
-    if per_key.is_some() && !driver.supports(Capability::KeyedLimits) {
+    if (per_key.is_some() || rate.is_some_and(|r| r.per_key)) && !driver.supports(Capability::KeyedLimits) {
         bail!("the {} backend cannot limit a queue per key (its claims count leases per queue only)", driver.name());
     }
-    if max_leased.is_some() || per_key.is_some() || clear {
-        let limits = QueueLimits::default().with_max_leased(max_leased).with_per_key(per_key);
+    if rate.is_some() && !driver.supports(Capability::RateLimits) {
+        bail!("the {} backend cannot limit a queue's rate (its claims keep no log of starts)", driver.name());
+    }
+    if max_leased.is_some() || per_key.is_some() || rate.is_some() || clear {
+        let limits = QueueLimits::default().with_max_leased(max_leased).with_per_key(per_key).with_rate(rate);
         driver.set_limits(queue, limits).await.with_context(|| format!("limiting queue `{queue}`"))?;
     }
     let limits = driver.limits().await.context("listing limits")?;
     let limits = limits.iter().find(|(q, _)| q == queue).map(|(_, l)| *l).unwrap_or_default();
     if json {
-        outln!("{}", json!({ "queue": queue, "max_leased": limits.max_leased, "per_key": limits.per_key }));
+        outln!("{}", json!({ "queue": queue, "max_leased": limits.max_leased, "per_key": limits.per_key, "rate": limits.rate }));
     } else if limits.is_none() {
         outln!("queue `{queue}`: no limits");
     } else {
@@ -180,6 +221,9 @@ pub(crate) async fn limit(
         }
         if let Some(n) = limits.per_key {
             said.push(format!("at most {n} per key"));
+        }
+        if let Some(rate) = limits.rate {
+            said.push(say_rate(rate));
         }
         outln!("queue `{queue}`: {}, across every worker", said.join(", "));
     }

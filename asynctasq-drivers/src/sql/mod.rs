@@ -26,6 +26,7 @@ mod limited;
 mod listener;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod pool;
 #[cfg(feature = "postgres")]
 pub mod postgres;
