@@ -1,6 +1,7 @@
 //! Queue limits across processes: four worker processes never hold more than a queue's caps,
 //! checked continuously from the backend's leased tasks and afterwards from the runs' ledger;
-//! a worker killed while holding keyed tasks frees their places within one lease.
+//! a worker killed while holding keyed tasks frees their places within one lease; four worker
+//! processes under a rate per key start no more than the rate in any window of a 30 s run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use asynctasq_core::driver::TaskState;
+use asynctasq_core::limits::Rate;
 use asynctasq_core::{Overrides, QueueLimits};
 use asynctasq_tests::{Backend, Ledgered, Setup, shared_postgres_url, shared_redis_url};
 use sqlx::Row;
@@ -178,4 +180,91 @@ async fn a_killed_worker_frees_its_key_places_within_one_lease_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_frees_its_key_places_within_one_lease_on_redis() {
     a_killed_worker_frees_its_key_places_within_one_lease(Backend::Redis(shared_redis_url())).await;
+}
+
+/// The most starts of one key in any window of `window_ms` (a window holds the starts at
+/// `[t, t + window_ms)`), from the ledger's start times, and the key and time where it is met.
+fn most_in_a_window(starts: &HashMap<u64, Vec<i64>>, window_ms: i64) -> (usize, u64, i64) {
+    let mut most = (0, 0, 0);
+    for (&key, times) in starts {
+        let mut first = 0;
+        for (last, &at) in times.iter().enumerate() {
+            while times[first] + window_ms <= at {
+                first += 1;
+            }
+            if last + 1 - first > most.0 {
+                most = (last + 1 - first, key, times[first]);
+            }
+        }
+    }
+    most
+}
+
+/// Four worker processes (10 slots each) drain 10 keys' tasks under a rate of 5 starts per
+/// second per key for 30 s: no key starts more than 5 in any window, every key reaches 5 in
+/// some window (the rate binds and is used), and the run takes as long as the rate says.
+///
+/// A run's start is taken from the ledger, written by the task as it begins, a little after
+/// its claim (which is what the rate counts). So the windows checked are 100 ms shorter than
+/// the rate's: a start within them was claimed within a full window as long as no claim waited
+/// 100 ms to start; the exact windows' maximum is printed too.
+async fn four_processes_never_start_more_than_the_rate(backend: Backend) {
+    const KEYS: u64 = 10;
+    const STARTS: u32 = 5;
+    const WINDOW_MS: i64 = 1000;
+    const SECONDS: u64 = 30;
+    const TASKS: u64 = KEYS * STARTS as u64 * SECONDS;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let q = "rate-fleet";
+    let rate = Rate::new(STARTS, Duration::from_millis(WINDOW_MS as u64)).per_key();
+    s.driver.set_limits(q, QueueLimits::rate(rate)).await.expect("limits");
+    dispatch_keyed(&s, q, TASKS, KEYS, 1, Duration::from_secs(30)).await;
+    let t = Instant::now();
+    let mut workers: Vec<_> = (0..4).map(|_| s.spawn_worker(WORKER, q, 10, &[])).collect();
+    while !s.drained(q).await {
+        assert!(t.elapsed() < Duration::from_secs(3 * SECONDS), "drained within three times the rate's time");
+        for w in &mut workers {
+            assert!(w.running(), "no worker process died");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = t.elapsed();
+    let runs = s.started_runs().await;
+    assert_eq!(runs.len() as u64, TASKS, "every task started once");
+    let mut starts: HashMap<u64, Vec<i64>> = HashMap::new();
+    for run in &runs {
+        starts.entry(run.n % KEYS).or_default().push(run.at_ms);
+    }
+    for times in starts.values_mut() {
+        times.sort_unstable();
+    }
+    let (most, key, at) = most_in_a_window(&starts, WINDOW_MS - 100);
+    assert!(most <= STARTS as usize, "key k{key} started {most} in the window from {at} (rate {rate})");
+    for (key, times) in &starts {
+        let (most, _, _) = most_in_a_window(&HashMap::from([(*key, times.clone())]), WINDOW_MS - 100);
+        assert_eq!(most, STARTS as usize, "key k{key} reached the rate in some window: it bound");
+    }
+    let floor = Duration::from_millis((SECONDS - 1) * WINDOW_MS as u64);
+    assert!(took >= floor, "{TASKS} starts at {STARTS}/s for each of {KEYS} keys take at least {floor:?}, took {took:?}");
+    let (exact, _, _) = most_in_a_window(&starts, WINDOW_MS);
+    eprintln!(
+        "{TASKS} tasks in {took:?} under {rate}: at most {most} of one key in {} ms windows, {exact} in full windows",
+        WINDOW_MS - 100
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_start_more_than_the_rate_on_sqlite() {
+    four_processes_never_start_more_than_the_rate(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_start_more_than_the_rate_on_redis() {
+    four_processes_never_start_more_than_the_rate(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_start_more_than_the_rate_on_postgres() {
+    four_processes_never_start_more_than_the_rate(Backend::Postgres(shared_postgres_url())).await;
 }
