@@ -104,7 +104,7 @@ pub(crate) fn shard(token: i64) -> i64 {
 
 /// Acked tasks per queue, in queue order (the order counter rows are locked in, so two writers
 /// never wait on each other's rows crosswise).
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(feature = "mysql")]
 pub(crate) fn acked_per_queue<'a>(acked: impl IntoIterator<Item = &'a Lease>) -> std::collections::BTreeMap<&'a str, i64> {
     let mut per_queue = std::collections::BTreeMap::new();
     for lease in acked {

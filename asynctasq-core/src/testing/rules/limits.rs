@@ -138,8 +138,9 @@ fn keyed(h: &Harness, queue: &str, key: &str, lease: Duration) -> crate::Envelop
     crate::Envelope { key: Some(key.into()), ..h.envelope(queue, lease) }
 }
 
-/// With 2 per key, eight consumers racing for three keys' tasks and unkeyed ones never hold
-/// more than 2 of one key at once (counted as in the queue-limit rule), and all of them run.
+/// With 2 per key, one claim takes 2 of each key and every unkeyed task it meets; then eight
+/// consumers racing for the rest never hold more than 2 of one key at once (counted as in the
+/// queue-limit rule), and all of them run.
 pub async fn claims_never_exceed_the_per_key_limit_with_many_consumers(h: Harness) {
     const PER_KEY: usize = 2;
     let q = h.queue("q");
@@ -148,8 +149,16 @@ pub async fn claims_never_exceed_the_per_key_limit_with_many_consumers(h: Harnes
     tasks.extend((0..6).map(|_| h.envelope(&q, LONG)));
     let total = tasks.len();
     h.driver.enqueue(&tasks).await.expect("enqueue");
+    let first = h.driver.dequeue(&q, 20).await.expect("dequeue");
+    let mut by_key: std::collections::BTreeMap<Option<String>, usize> = std::collections::BTreeMap::new();
+    for d in &first {
+        *by_key.entry(d.envelope.as_ref().expect("decodes").key.clone()).or_default() += 1;
+    }
+    let want = [(None, 6), (Some("a".to_owned()), PER_KEY), (Some("b".to_owned()), PER_KEY), (Some("c".to_owned()), PER_KEY)];
+    assert_eq!(by_key, want.into_iter().collect(), "one claim: {PER_KEY} of each key, and the unkeyed tasks");
+    ack_all(&h, &first).await;
     let holding: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
-    let (most, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (most, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(first.len())));
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (driver, q) = (h.driver.clone(), q.clone());
@@ -186,7 +195,7 @@ pub async fn claims_never_exceed_the_per_key_limit_with_many_consumers(h: Harnes
     consumers.join_all().await;
     assert_eq!(ran.load(Ordering::SeqCst), total, "every task ran");
     let most = most.load(Ordering::SeqCst);
-    assert_eq!(most, PER_KEY, "at most {PER_KEY} of one key held at once (and {PER_KEY} was reached), saw {most}");
+    assert!(most <= PER_KEY, "at most {PER_KEY} of one key held at once, saw {most}");
 }
 
 /// A key at its limit never holds back another key's tasks, even behind a backlog of its own

@@ -60,6 +60,7 @@ pub(super) struct LimitsSql {
     forget_key: String,
     candidates: String,
     lease: String,
+    lease_uncounted: String,
     park: String,
     note_parked: String,
     unpark_all: String,
@@ -109,6 +110,12 @@ impl LimitsSql {
                             ON CONFLICT (queue, seq) DO UPDATE SET token = EXCLUDED.token) \
                  SELECT seq, id, envelope, attempt, visible_at, due, replayed, cancel FROM u"
             ),
+            // Under a rate alone no lease is counted, so none is recorded in `held`.
+            lease_uncounted: format!(
+                "UPDATE {t} AS t SET attempt = t.attempt + 1, lease_token = $1, visible_at = $2 + t.lease_ms, holder = $3, started_at = $2 \
+                 FROM (SELECT seq, visible_at FROM {t} WHERE seq = ANY($4)) AS c WHERE t.seq = c.seq \
+                 RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at AS due, t.replayed, t.cancel"
+            ),
             park: format!("UPDATE {t} SET visible_at = visible_at + {PARKED} WHERE seq = ANY($1)"),
             note_parked: format!("INSERT INTO {k} (queue, limit_key) SELECT $1, UNNEST($2::text[]) ON CONFLICT DO NOTHING"),
             unpark_all: format!("UPDATE {t} SET visible_at = visible_at - {PARKED} WHERE queue = $1 AND visible_at >= {PARKED}"),
@@ -136,6 +143,11 @@ impl LimitsSql {
             drop_starts: format!("DELETE FROM {st} WHERE queue = $1"),
         }
     }
+}
+
+/// Whether `limits` cap live leases (in all or per key), which the claims count from `held`.
+fn counts_leases(limits: &QueueLimits) -> bool {
+    limits.max_leased.is_some() || limits.per_key.is_some()
 }
 
 /// What a claim binds, shared by the plain and the limited claim.
@@ -194,7 +206,9 @@ impl PostgresDriver {
             tx.commit().await.map_err(err)?;
             return Ok(Some(Vec::new()));
         }
-        sqlx::query(q(&sql.prune)).bind(claim.queue).bind(claim.now).execute(&mut *tx).await.map_err(err)?;
+        if counts_leases(&limits) {
+            sqlx::query(q(&sql.prune)).bind(claim.queue).bind(claim.now).execute(&mut *tx).await.map_err(err)?;
+        }
         let rows = self.claim_counted(&mut tx, claim, &limits).await?;
         tx.commit().await.map_err(err)?;
         Ok(Some(rows))
@@ -206,10 +220,12 @@ impl PostgresDriver {
     async fn claim_counted(&self, conn: &mut PgConnection, claim: &Claim<'_>, limits: &QueueLimits) -> Result<Vec<PgRow>, DriverError> {
         let sql = &self.inner.sql.limits;
         let err = |e| map_err("dequeue", e);
-        let leased: Vec<(Option<String>, i64)> =
-            sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
-        let leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), usize::try_from(n).unwrap_or(0))).collect();
-        let mut counts = Counts { leased, ..Counts::default() };
+        let mut counts = Counts::default();
+        if counts_leases(limits) {
+            let leased: Vec<(Option<String>, i64)> =
+                sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
+            counts.leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), usize::try_from(n).unwrap_or(0))).collect();
+        }
         if let Some(rate) = limits.rate {
             let since = claim.now - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
             let old = since - RATE_LOG_SLACK as i64;
@@ -219,7 +235,12 @@ impl PostgresDriver {
             counts.started = started.into_iter().map(|(k, n)| (k, usize::try_from(n).unwrap_or(0))).collect();
         }
         let room = limits.room(usize::try_from(claim.max).unwrap_or(0), &counts);
-        let parked: Vec<String> = sqlx::query_scalar(q(&sql.parked_keys)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
+        // Only limits per key park: without them, setting the limits unparked every task.
+        let parked: Vec<String> = if limits.keyed() {
+            sqlx::query_scalar(q(&sql.parked_keys)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?
+        } else {
+            Vec::new()
+        };
         for key in parked {
             let free = unpark_room(&key, limits, &counts);
             if free == 0 {
@@ -255,7 +276,8 @@ impl PostgresDriver {
             sqlx::query(q(&sql.note_parked)).bind(claim.queue).bind(&keys).execute(&mut *conn).await.map_err(err)?;
         }
         let seqs: Vec<i64> = chosen.take.iter().map(|&i| candidates[i].0).collect();
-        sqlx::query(q(&sql.lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(&mut *conn).await.map_err(err)
+        let lease = if counts_leases(limits) { &sql.lease } else { &sql.lease_uncounted };
+        sqlx::query(q(lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(&mut *conn).await.map_err(err)
     }
 
     /// Whether `queue` has a limit, asked when the plain claim found nothing (it skips a

@@ -50,18 +50,21 @@ impl SqliteDriver {
         }
         self.limited.mark(queue, true);
         let (token, at, holder) = (fastrand::i64(..), now(), self.consumer.get());
-        let leased: Vec<(Option<String>, i64)> = sqlx::query_as(
-            "SELECT limit_key, COUNT(*) FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NOT NULL \
-             AND visible_at > ?2 AND visible_at < ?3 GROUP BY limit_key",
-        )
-        .bind(queue)
-        .bind(at)
-        .bind(PARKED as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        let leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), n as usize)).collect();
-        let mut counts = Counts { leased, ..Counts::default() };
+        let mut counts = Counts::default();
+        // Live leases count only against a cap (a rate alone counts starts).
+        if limits.max_leased.is_some() || limits.per_key.is_some() {
+            let leased: Vec<(Option<String>, i64)> = sqlx::query_as(
+                "SELECT limit_key, COUNT(*) FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NOT NULL \
+                 AND visible_at > ?2 AND visible_at < ?3 GROUP BY limit_key",
+            )
+            .bind(queue)
+            .bind(at)
+            .bind(PARKED as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            counts.leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), n as usize)).collect();
+        }
         if let Some(rate) = limits.rate {
             let since = at - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
             sqlx::query("DELETE FROM asynctasq_starts WHERE queue = ?1 AND at <= ?2")
@@ -80,13 +83,18 @@ impl SqliteDriver {
             counts.started = started.into_iter().map(|(k, n)| (k, n as usize)).collect();
         }
         let room = limits.room(max, &counts);
-        // Parked keys with room again get their earliest parked tasks back, as many as fit.
-        let parked: Vec<String> = sqlx::query_scalar("SELECT limit_key FROM asynctasq_parked WHERE queue = ?1 LIMIT ?2")
-            .bind(queue)
-            .bind(UNPARK_KEYS)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
+        // Parked keys with room again get their earliest parked tasks back, as many as fit (only
+        // limits per key park: without them, setting the limits unparked every task).
+        let parked: Vec<String> = if limits.keyed() {
+            sqlx::query_scalar("SELECT limit_key FROM asynctasq_parked WHERE queue = ?1 LIMIT ?2")
+                .bind(queue)
+                .bind(UNPARK_KEYS)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?
+        } else {
+            Vec::new()
+        };
         for key in parked {
             let room = unpark_room(&key, &limits, &counts);
             if room == 0 {
