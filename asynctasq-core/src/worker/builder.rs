@@ -312,8 +312,9 @@ impl WorkerBuilder {
 
     /// Stores `limits` for `queue` in the backend as the worker starts ([`Driver::set_limits`]),
     /// so every worker on the backend obeys them, this one's other queues and other processes
-    /// included; the last one stored wins. A backend without [`Capability::QueueLimits`]
-    /// refuses to build such a worker: a limit is never silently ignored.
+    /// included; the last one stored wins. A backend without [`Capability::QueueLimits`] (or
+    /// [`Capability::KeyedLimits`], [`Capability::RateLimits`] for those kinds) refuses to
+    /// build such a worker: a limit is never silently ignored.
     pub fn limit(mut self, queue: &str, limits: QueueLimits) -> Result<Self, WorkerError> {
         crate::envelope::validate_queue_name(queue).map_err(|e| WorkerError::QueueSpec { spec: queue.into(), reason: e.to_string() })?;
         self.limits.push((queue.to_owned(), limits));
@@ -414,6 +415,11 @@ impl WorkerBuilder {
                 "queue `{queue}` has a limit, which {} cannot enforce (it hands tasks to its consumers on its own)",
                 self.driver.name()
             )));
+        }
+        for (queue, limits) in &self.limits {
+            if let Err(e) = crate::limits::check_limits(limits, |c| self.driver.supports(c)) {
+                return Err(WorkerError::Option(format!("queue `{queue}`: {e} ({} cannot enforce it)", self.driver.name())));
+            }
         }
         let id = self.id.unwrap_or_else(|| {
             // The real host name, as the registry records it (`$HOSTNAME` is a shell variable,

@@ -13,7 +13,9 @@
 //! count by key, the unparking of keys with room, and a pick over the due tasks in Rust
 //! (`asynctasq_core::limits::pick`): a few more statements, under the same lock. So does a rate
 //! ([`Capability::RateLimits`]): the starts of its window counted from the log (`{starts}`,
-//! pruned of what is well past the window), and the claim's own starts logged.
+//! pruned of what is well past the window), and the claim's own starts logged; a rate for the
+//! whole queue is counted and logged in the one call of the capped claim's function, a rate
+//! per key here.
 //!
 //! # Why the leases are counted in a table of their own
 //! Counting the tasks table's leased rows (`visible_at` past now, a token) read the index range
@@ -88,8 +90,9 @@ impl LimitsSql {
                 "DELETE FROM {h} AS h WHERE h.queue = $1 AND NOT EXISTS \
                  (SELECT 1 FROM {t} AS t WHERE t.seq = h.seq AND t.lease_token = h.token AND t.visible_at > $2)"
             ),
-            // The claim of a queue capped in all: the function of migration 15, in one call
-            // (the plain claim's columns; `seq` -1: no limits, -2: a cap per key).
+            // The claim of a queue capped in all or limited to a rate in all: the function of
+            // migrations 15 and 16, in one call (the plain claim's columns; `seq` -1: no
+            // limits, -2: limits per key).
             capped: format!("SELECT * FROM {c}($1, $2, $3, $4, $5, $6)"),
             leased: format!("SELECT limit_key, COUNT(*) FROM {h} WHERE queue = $1 GROUP BY limit_key"),
             parked_keys: format!("SELECT limit_key FROM {k} WHERE queue = $1 LIMIT {UNPARK_KEYS}"),

@@ -17,10 +17,26 @@ use asynctasq_core::DriverError;
 use asynctasq_core::driver::{Delivery, QueueLimits};
 use asynctasq_core::limits::{Counts, PARKED, RATE_LOG_SLACK, pick, scan_bound, unpark_room};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::SqliteDriver;
 use crate::sql::limited::{LimitsRow, NamedLimitsRow, counted, limits_row, named_limits, stored_limits};
 use crate::sql::{delivery, map_err, now};
+
+/// Logs a claim's starts at `at` (see `QueueLimits::starts_to_log`), in its transaction.
+async fn log_starts(tx: &mut SqliteConnection, queue: &str, at: i64, starts: Vec<(String, usize)>) -> Result<(), DriverError> {
+    if starts.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO asynctasq_starts (queue, limit_key, at, n) SELECT ?1, value ->> 0, ?2, value ->> 1 FROM json_each(?3)")
+        .bind(queue)
+        .bind(at)
+        .bind(serde_json::to_string(&starts).unwrap_or_default())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("dequeue", e))?;
+    Ok(())
+}
 
 /// The limits table's columns, in [`LimitsRow`]'s order.
 macro_rules! limits_columns {
@@ -126,30 +142,63 @@ impl SqliteDriver {
             tx.commit().await.map_err(err)?;
             return Ok(Some(Vec::new()));
         }
+        let mut rows = if limits.keyed() {
+            self.claim_picked(&mut tx, queue, (token, at, holder.as_deref()), &limits, &counts, room).await?
+        } else {
+            // Nothing to pick by key: one `UPDATE` as the plain claim's, bounded by the room.
+            let rows = sqlx::query(
+                "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?3, started_at = ?2 \
+                 WHERE seq IN (SELECT seq FROM asynctasq_tasks WHERE queue = ?4 AND visible_at <= ?2 AND cancel = 0 \
+                               AND NOT EXISTS (SELECT 1 FROM asynctasq_paused WHERE queue = ?4) ORDER BY visible_at, seq LIMIT ?5) \
+                 RETURNING seq, id, envelope, attempt, visible_at, replayed",
+            )
+            .bind(token)
+            .bind(at)
+            .bind(holder.as_deref())
+            .bind(queue)
+            .bind(room as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            log_starts(&mut tx, queue, at, limits.starts_to_log(rows.iter().map(|_| None))).await?;
+            rows
+        };
+        tx.commit().await.map_err(err)?;
+        rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
+        Ok(Some(
+            rows.iter()
+                .map(|row| {
+                    let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+                    delivery(queue, row.get(0), token, &id, &envelope, row.get::<i64, _>(3) as u32, row.get(4)).replayed(row.get(5))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The claim's pick by key, in `tx`: the due tasks in order (as many as a pick may look
+    /// at), those of keys without room parked, the others leased, and their starts logged.
+    async fn claim_picked(
+        &self,
+        tx: &mut SqliteConnection,
+        queue: &str,
+        (token, at, holder): (i64, i64, Option<&str>),
+        limits: &QueueLimits,
+        counts: &Counts,
+        room: usize,
+    ) -> Result<Vec<SqliteRow>, DriverError> {
+        let err = |e| map_err("dequeue", e);
         let candidates: Vec<(i64, Option<String>)> = sqlx::query_as(
             "SELECT seq, limit_key FROM asynctasq_tasks WHERE queue = ?1 AND visible_at <= ?2 AND cancel = 0 \
              AND NOT EXISTS (SELECT 1 FROM asynctasq_paused WHERE queue = ?1) ORDER BY visible_at, seq LIMIT ?3",
         )
         .bind(queue)
         .bind(at)
-        .bind(if limits.keyed() { scan_bound(room) } else { room } as i64)
+        .bind(scan_bound(room) as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(err)?;
-        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), &limits, &counts, room);
-        let starts = limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref()));
-        if !starts.is_empty() {
-            sqlx::query(
-                "INSERT INTO asynctasq_starts (queue, limit_key, at, n) \
-                 SELECT ?1, value ->> 0, ?2, value ->> 1 FROM json_each(?3)",
-            )
-            .bind(queue)
-            .bind(at)
-            .bind(serde_json::to_string(&starts).unwrap_or_default())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
+        let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), limits, counts, room);
+        log_starts(tx, queue, at, limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref()))).await?;
         let seqs =
             |picked: &[usize]| serde_json::to_string(&picked.iter().map(|&i| candidates[i].0).collect::<Vec<_>>()).unwrap_or_default();
         if !chosen.park.is_empty() {
@@ -167,27 +216,17 @@ impl SqliteDriver {
                 .await
                 .map_err(err)?;
         }
-        let mut rows = sqlx::query(
+        sqlx::query(
             "UPDATE asynctasq_tasks SET attempt = attempt + 1, lease_token = ?1, visible_at = ?2 + lease_ms, holder = ?3, started_at = ?2 \
              WHERE seq IN (SELECT value FROM json_each(?4)) RETURNING seq, id, envelope, attempt, visible_at, replayed",
         )
         .bind(token)
         .bind(at)
-        .bind(holder.as_deref())
+        .bind(holder)
         .bind(seqs(&chosen.take))
         .fetch_all(&mut *tx)
         .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        rows.sort_unstable_by_key(|row| row.get::<i64, _>(0));
-        Ok(Some(
-            rows.iter()
-                .map(|row| {
-                    let (id, envelope): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
-                    delivery(queue, row.get(0), token, &id, &envelope, row.get::<i64, _>(3) as u32, row.get(4)).replayed(row.get(5))
-                })
-                .collect(),
-        ))
+        .map_err(err)
     }
 
     /// Stores `limits` for `queue`: a row while one is set. Without limits per key, nothing holds
