@@ -160,7 +160,10 @@ async fn a_rate_is_refused_by_a_backend_that_cannot_enforce_one() {
     let driver = Arc::new(MemoryDriver::new().lacking(&[Capability::RateLimits]));
     let built = Worker::builder(driver).queues("q").expect("queues").limit("q", rate).expect("limit").build();
     let Err(refused) = built else { panic!("a rate the backend cannot enforce must be refused") };
-    assert!(refused.to_string().contains("queue `q`: limiting a queue's rate is not supported by this driver (memory cannot enforce it)"), "{refused}");
+    assert!(
+        refused.to_string().contains("queue `q`: limiting a queue's rate is not supported by this driver (memory cannot enforce it)"),
+        "{refused}"
+    );
 }
 
 /// Runs of `exported` now and the most at once; runs of `exported` and `filler` together.

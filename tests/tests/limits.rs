@@ -201,29 +201,30 @@ fn most_in_a_window(starts: &HashMap<u64, Vec<i64>>, window_ms: i64) -> (usize, 
 }
 
 /// Four worker processes (10 slots each) drain 10 keys' tasks under a rate of 5 starts per
-/// second per key for 30 s: no key starts more than 5 in any window, every key reaches 5 in
-/// some window (the rate binds and is used), and the run takes as long as the rate says.
+/// second per key for 30 s (or, `per_key` false, 50 per second for the whole queue for 10 s): no
+/// key (or the queue) starts more than the rate in any window, and each reaches it in some
+/// window (the rate binds and is used), and the run takes as long as the rate says.
 ///
 /// A run's start is taken from the ledger, written by the task as it begins, a little after
 /// its claim (which is what the rate counts). So the windows checked are 100 ms shorter than
 /// the rate's: a start within them was claimed within a full window as long as no claim waited
 /// 100 ms to start; the exact windows' maximum is printed too.
-async fn four_processes_never_start_more_than_the_rate(backend: Backend) {
+async fn four_processes_never_start_more_than_the_rate(backend: Backend, per_key: bool) {
     const KEYS: u64 = 10;
-    const STARTS: u32 = 5;
     const WINDOW_MS: i64 = 1000;
-    const SECONDS: u64 = 30;
-    const TASKS: u64 = KEYS * STARTS as u64 * SECONDS;
+    let (starts, seconds) = if per_key { (5u32, 30u64) } else { (50, 10) };
+    let tasks = if per_key { KEYS } else { 1 } * starts as u64 * seconds;
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::on(dir.path(), backend).await;
     let q = "rate-fleet";
-    let rate = Rate::new(STARTS, Duration::from_millis(WINDOW_MS as u64)).per_key();
+    let rate = Rate::new(starts, Duration::from_millis(WINDOW_MS as u64));
+    let rate = if per_key { rate.per_key() } else { rate };
     s.driver.set_limits(q, QueueLimits::rate(rate)).await.expect("limits");
-    dispatch_keyed(&s, q, TASKS, KEYS, 1, Duration::from_secs(30)).await;
+    dispatch_keyed(&s, q, tasks, KEYS, 1, Duration::from_secs(30)).await;
     let t = Instant::now();
     let mut workers: Vec<_> = (0..4).map(|_| s.spawn_worker(WORKER, q, 10, &[])).collect();
     while !s.drained(q).await {
-        assert!(t.elapsed() < Duration::from_secs(3 * SECONDS), "drained within three times the rate's time");
+        assert!(t.elapsed() < Duration::from_secs(3 * seconds), "drained within three times the rate's time");
         for w in &mut workers {
             assert!(w.running(), "no worker process died");
         }
@@ -231,40 +232,53 @@ async fn four_processes_never_start_more_than_the_rate(backend: Backend) {
     }
     let took = t.elapsed();
     let runs = s.started_runs().await;
-    assert_eq!(runs.len() as u64, TASKS, "every task started once");
-    let mut starts: HashMap<u64, Vec<i64>> = HashMap::new();
+    assert_eq!(runs.len() as u64, tasks, "every task started once");
+    // Starts by key, or all under one for a rate of the whole queue.
+    let mut by: HashMap<u64, Vec<i64>> = HashMap::new();
     for run in &runs {
-        starts.entry(run.n % KEYS).or_default().push(run.at_ms);
+        by.entry(if per_key { run.n % KEYS } else { 0 }).or_default().push(run.at_ms);
     }
-    for times in starts.values_mut() {
+    for times in by.values_mut() {
         times.sort_unstable();
     }
-    let (most, key, at) = most_in_a_window(&starts, WINDOW_MS - 100);
-    assert!(most <= STARTS as usize, "key k{key} started {most} in the window from {at} (rate {rate})");
-    for (key, times) in &starts {
+    let (most, key, at) = most_in_a_window(&by, WINDOW_MS - 100);
+    assert!(most <= starts as usize, "{most} started in the window from {at} (key k{key}; rate {rate})");
+    for (key, times) in &by {
         let (most, _, _) = most_in_a_window(&HashMap::from([(*key, times.clone())]), WINDOW_MS - 100);
-        assert_eq!(most, STARTS as usize, "key k{key} reached the rate in some window: it bound");
+        assert_eq!(most, starts as usize, "the rate was reached in some window (key k{key}): it bound");
     }
-    let floor = Duration::from_millis((SECONDS - 1) * WINDOW_MS as u64);
-    assert!(took >= floor, "{TASKS} starts at {STARTS}/s for each of {KEYS} keys take at least {floor:?}, took {took:?}");
-    let (exact, _, _) = most_in_a_window(&starts, WINDOW_MS);
-    eprintln!(
-        "{TASKS} tasks in {took:?} under {rate}: at most {most} of one key in {} ms windows, {exact} in full windows",
-        WINDOW_MS - 100
-    );
+    let floor = Duration::from_millis((seconds - 1) * WINDOW_MS as u64);
+    assert!(took >= floor, "{tasks} starts under {rate} take at least {floor:?}, took {took:?}");
+    let (exact, _, _) = most_in_a_window(&by, WINDOW_MS);
+    eprintln!("{tasks} tasks in {took:?} under {rate}: at most {most} in {} ms windows, {exact} in full windows", WINDOW_MS - 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_never_start_more_than_the_rate_on_sqlite() {
-    four_processes_never_start_more_than_the_rate(Backend::Sqlite).await;
+    four_processes_never_start_more_than_the_rate(Backend::Sqlite, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_start_more_than_the_queue_rate_on_sqlite() {
+    four_processes_never_start_more_than_the_rate(Backend::Sqlite, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_start_more_than_the_queue_rate_on_redis() {
+    four_processes_never_start_more_than_the_rate(Backend::Redis(shared_redis_url()), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_start_more_than_the_queue_rate_on_postgres() {
+    four_processes_never_start_more_than_the_rate(Backend::Postgres(shared_postgres_url()), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_never_start_more_than_the_rate_on_redis() {
-    four_processes_never_start_more_than_the_rate(Backend::Redis(shared_redis_url())).await;
+    four_processes_never_start_more_than_the_rate(Backend::Redis(shared_redis_url()), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_never_start_more_than_the_rate_on_postgres() {
-    four_processes_never_start_more_than_the_rate(Backend::Postgres(shared_postgres_url())).await;
+    four_processes_never_start_more_than_the_rate(Backend::Postgres(shared_postgres_url()), true).await;
 }

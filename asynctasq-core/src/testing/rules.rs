@@ -93,6 +93,7 @@ macro_rules! __conformance_rules {
             per_key_limits_are_refused_where_the_backend_cannot_enforce_them: None,
             rate_limited_queue_starts_at_most_n_per_window: RateLimits,
             rate_limited_key_starts_at_most_n_per_window: RateLimits,
+            queue_rate_binds_beside_a_cap_per_key: RateLimits,
             rate_limits_are_refused_where_the_backend_cannot_enforce_them: None,
             duplicate_unique_key_is_not_stored_while_the_first_waits: UniqueKeys,
             concurrent_enqueues_of_one_unique_key_store_exactly_one: UniqueKeys,

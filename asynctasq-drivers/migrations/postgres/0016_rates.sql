@@ -5,8 +5,10 @@ ALTER TABLE {limits} ADD COLUMN IF NOT EXISTS rate_window_ms BIGINT;
 ALTER TABLE {limits} ADD COLUMN IF NOT EXISTS rate_per_key BOOLEAN NOT NULL DEFAULT false;
 -- The log of starts (see `asynctasq_core::limits`): one row per claim (per key it started, for
 -- a rate per key; under '' for the whole queue), dropped a second after it left the window.
-CREATE TABLE IF NOT EXISTS {starts} (queue TEXT NOT NULL, limit_key TEXT NOT NULL, at BIGINT NOT NULL, n BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS {starts_at} ON {starts} (queue, at);
+-- A queue-wide entry's `cum` is how many the log had counted before it (its times never go
+-- back), so a claim counts a window from two entries, whatever the window holds.
+CREATE TABLE IF NOT EXISTS {starts} (queue TEXT NOT NULL, limit_key TEXT NOT NULL, at BIGINT NOT NULL, n BIGINT NOT NULL, cum BIGINT NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS {starts_at} ON {starts} (queue, limit_key, at, cum);
 -- The capped claim of migration 15, now also for a queue-wide rate: the starts of the window
 -- counted from the log (pruned of what left it over a second ago) under the same row lock, and
 -- the claim's own starts logged in one row. A cap per key or a rate per key is left to the
@@ -22,6 +24,9 @@ DECLARE
     v_window BIGINT;
     v_rate_per_key BOOLEAN;
     v_room BIGINT := p_max;
+    v_last_at BIGINT;
+    v_after BIGINT;
+    v_first BIGINT;
 BEGIN
     SELECT l.max_leased, l.per_key, l.rate, l.rate_window_ms, l.rate_per_key INTO v_cap, v_per_key, v_rate, v_window, v_rate_per_key
         FROM {limits} AS l WHERE l.queue = p_queue FOR UPDATE;
@@ -41,9 +46,12 @@ BEGIN
         SELECT GREATEST(0, LEAST(v_room, v_cap - COUNT(*))) INTO v_room FROM {held} AS h WHERE h.queue = p_queue;
     END IF;
     IF v_rate IS NOT NULL THEN
-        DELETE FROM {starts} AS s WHERE s.queue = p_queue AND s.at <= p_now - v_window - 1000;
-        SELECT GREATEST(0, LEAST(v_room, v_rate - COALESCE(SUM(s.n), 0))) INTO v_room
-            FROM {starts} AS s WHERE s.queue = p_queue AND s.at > p_now - v_window;
+        DELETE FROM {starts} AS s WHERE s.queue = p_queue AND s.limit_key = '' AND s.at <= p_now - v_window - 1000;
+        SELECT s.at, s.cum + s.n INTO v_last_at, v_after FROM {starts} AS s
+            WHERE s.queue = p_queue AND s.limit_key = '' ORDER BY s.at DESC, s.cum DESC LIMIT 1;
+        SELECT s.cum INTO v_first FROM {starts} AS s
+            WHERE s.queue = p_queue AND s.limit_key = '' AND s.at > p_now - v_window ORDER BY s.at, s.cum LIMIT 1;
+        v_room := GREATEST(0, LEAST(v_room, v_rate - COALESCE(v_after - v_first, 0)));
     END IF;
     RETURN QUERY
     WITH c AS (SELECT t.seq, t.visible_at FROM {tasks} AS t WHERE t.queue = p_queue AND t.visible_at >= p_low AND t.visible_at <= p_now
@@ -55,7 +63,8 @@ BEGIN
                RETURNING t.seq, t.id, t.envelope, t.attempt, t.visible_at, c.visible_at AS due, t.replayed, t.cancel, t.limit_key),
          h AS (INSERT INTO {held} (queue, seq, token, limit_key) SELECT p_queue, u.seq, p_token, u.limit_key FROM u
                WHERE v_cap IS NOT NULL ON CONFLICT (queue, seq) DO UPDATE SET token = EXCLUDED.token),
-         s AS (INSERT INTO {starts} (queue, limit_key, at, n) SELECT p_queue, '', p_now, COUNT(*) FROM u
+         s AS (INSERT INTO {starts} (queue, limit_key, at, n, cum)
+               SELECT p_queue, '', GREATEST(p_now, COALESCE(v_last_at, p_now)), COUNT(*), COALESCE(v_after, 0) FROM u
                WHERE v_rate IS NOT NULL HAVING COUNT(*) > 0)
     SELECT u.seq, u.id, u.envelope, u.attempt, u.visible_at, u.due, u.replayed, u.cancel FROM u;
 END

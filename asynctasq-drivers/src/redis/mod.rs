@@ -15,7 +15,7 @@
 //! | `{prefix}paused` | set | names of the paused queues, for listing (outside every queue's slot) |
 //! | `{prefix}{{queue}}:limits` | hash | `max_leased`, `per_key`, `rate`, `rate_window_ms`, `rate_per_key`: the queue's caps and rate, while one is set; the claim script counts `leased` and `starts` against them |
 //! | `{prefix}limits` | hash | queue → `max_leased|per_key|rate|rate_window_ms|rate_per_key`, for listing (outside every queue's slot) |
-//! | `{prefix}{{queue}}:starts` | sorted set | the rate's log of starts: `key NUL n NUL token` → when a claim started `n` of the key's tasks (`''`: the whole queue's), dropped a second after it left the window |
+//! | `{prefix}{{queue}}:starts` | sorted set | the rate's log of starts: `key NUL n NUL token` → when a claim started `n` of the key's tasks (for the whole queue `NUL cum NUL n NUL token`, `cum` how many the log counted before), dropped a second after it left the window |
 //! | `{prefix}{{queue}}:keys` | hash | task id → its key, for tasks that have one (per-key limits) |
 //! | `{prefix}{{queue}}:parked`, `…:parked_keys` | sorted set, set | parked tasks by key and due time (`key NUL due NUL id`, scores 0), and the keys that have some: a task of a key at its limit stays in `waiting` with its score offset by 2^50 until its key has room |
 //! | `{prefix}{{queue}}:wake` | list | wake-up tokens for blocked workers (at most 16) |

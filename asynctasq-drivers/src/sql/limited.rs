@@ -28,6 +28,40 @@ pub(crate) fn stored_limits((max_leased, per_key, rate, window_ms, rate_per_key)
     QueueLimits::default().with_max_leased(count(max_leased)).with_per_key(count(per_key)).with_rate(rate)
 }
 
+/// What a claim reads of a queue-wide rate's log (entries under the key `''`, whose times never
+/// go back and whose `cum` is how many the log had counted before each): the newest entry's time
+/// and the count after it, and the count before the oldest entry within the window. Two index
+/// probes count a window, however many entries it holds.
+#[derive(Debug, Default)]
+pub(crate) struct QueueLog {
+    /// The newest entry's time.
+    pub(crate) last_at: Option<i64>,
+    /// The count after the newest entry.
+    pub(crate) after: Option<i64>,
+    /// The count before the oldest entry within the window (none: the window is empty).
+    pub(crate) first: Option<i64>,
+}
+
+impl QueueLog {
+    /// The log as read: (`last_at`, `after`, `first`).
+    pub(crate) fn read((last_at, after, first): (Option<i64>, Option<i64>, Option<i64>)) -> Self {
+        Self { last_at, after, first }
+    }
+
+    /// Starts within the window.
+    pub(crate) fn started(&self) -> usize {
+        match (self.after, self.first) {
+            (Some(after), Some(first)) => usize::try_from(after - first).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The time and count-before of the entry a claim at `now` logs: never before the newest.
+    pub(crate) fn next(&self, now: i64) -> (i64, i64) {
+        (self.last_at.map_or(now, |last| last.max(now)), self.after.unwrap_or(0))
+    }
+}
+
 /// A listed limits row: the queue's name, then [`LimitsRow`]'s columns.
 pub(crate) type NamedLimitsRow = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, bool);
 

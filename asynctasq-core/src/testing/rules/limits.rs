@@ -325,6 +325,35 @@ pub async fn rate_limited_queue_starts_at_most_n_per_window(h: Harness) {
     h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
 }
 
+/// A rate for the whole queue binds beside a cap per key too (the claims that pick by key log
+/// and count it the same way): 3 starts per window over keys of their own, then none until the
+/// window has passed, then the rest.
+pub async fn queue_rate_binds_beside_a_cap_per_key(h: Harness) {
+    const WINDOW: Duration = Duration::from_millis(800);
+    let q = h.queue("q");
+    let limits = QueueLimits::per_key(10).with_rate(Some(Rate::new(3, WINDOW)));
+    if !h.driver.supports(Capability::KeyedLimits) {
+        assert!(h.driver.set_limits(&q, limits).await.is_err(), "a cap per key is refused without limits per key");
+        return;
+    }
+    h.driver.set_limits(&q, limits).await.expect("set limits");
+    let tasks: Vec<_> = (0..6).map(|i| keyed(&h, &q, &format!("k{i}"), LONG)).collect();
+    h.driver.enqueue(&tasks).await.expect("enqueue");
+    let since = tokio::time::Instant::now();
+    let first = h.driver.dequeue(&q, 10).await.expect("dequeue");
+    assert_eq!(crate::testing::ids(&first), tasks[..3].iter().map(|t| t.id).collect::<Vec<_>>(), "the rate's 3, in order");
+    ack_all(&h, &first).await;
+    assert!(h.driver.dequeue(&q, 10).await.expect("dequeue").is_empty(), "none more within the window");
+    let rest = drain_timed(&h, &q, 3, since).await;
+    assert_eq!(rest.len(), 3, "the rest once the window passed");
+    assert!(
+        rest.iter().all(|(_, at)| *at + Duration::from_millis(2) >= WINDOW),
+        "not before the window passed: {:?}",
+        rest.iter().map(|r| r.1).collect::<Vec<_>>()
+    );
+    h.driver.set_limits(&q, QueueLimits::default()).await.expect("clear");
+}
+
 /// With 3 starts per second per key, a key's tasks start 3 a window, in order, while the other
 /// key's and the unkeyed tasks start at once: a key over its rate is parked, not holding others
 /// back, and unparked once its window has room again.

@@ -16,9 +16,9 @@
 -- `rate_per_key` (1 or 0), while one is set), 24
 -- keys (hash id -> the task's key, for tasks that have one), 25 parked (zset, all scores 0:
 -- "key NUL due NUL id" of each parked task, by key then due time), 26 parked_keys (set of the
--- keys with parked tasks), 27 starts (zset "key NUL n NUL token" -> when a claim started n of
--- the key's tasks, '' for the whole queue: the rate's log). A parked task stays in `waiting`,
--- its score offset by PARKED.
+-- keys with parked tasks), 27 starts (zset, the rate's log: "key NUL n NUL token" -> when a
+-- claim started n of the key's tasks; for the whole queue "NUL cum NUL n NUL token", cum how many
+-- the log counted before). A parked task stays in `waiting`, its score offset by PARKED.
 local WAITING, LEASED, DEAD, WAKE, ENV, LEASE_MS, ATTEMPT, TOKEN, ERROR, TOTALS, REPLAYED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local DONE, DONE_ENV, DONE_AT, DONE_RESULT, CANCEL, PROGRESS = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]

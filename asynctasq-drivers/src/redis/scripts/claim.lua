@@ -33,13 +33,17 @@ if redis.call('EXISTS', PAUSED) == 1 then return {} end
 -- a cap per key (see `asynctasq_core::limits`), the live leases are counted by key, the parked
 -- keys with room get their earliest parked tasks back, and the due tasks are taken in order,
 -- those of a key without room parked. A rate counts the starts of its window from its log
--- (`STARTS`), for the queue or by key, and the claim logs its own.
+-- (`STARTS`), and the claim logs its own. By key, the entries within the window are summed (at
+-- most the rate for each key); for the whole queue, each entry carries how many the log had
+-- counted before it (`NUL cum NUL n NUL token`, its times never going back), so the newest
+-- entry and the oldest within the window count it, however many it holds.
 local max = tonumber(ARGV[2])
 local limits = redis.call('HMGET', LIMITS, 'max_leased', 'per_key', 'rate', 'rate_window_ms', 'rate_per_key')
 local cap, per_key, rate, window = tonumber(limits[1]), tonumber(limits[2]), tonumber(limits[3]), tonumber(limits[4])
 local rate_per_key = rate ~= nil and limits[5] == '1'
 local keyed = per_key ~= nil or rate_per_key
 local by_key, started = {}, {}
+local log_at, log_cum = now, 0
 -- A key's room (nil: keys are not limited), before this claim takes any.
 local function key_room(k)
   local room
@@ -66,14 +70,22 @@ if cap or per_key or rate then
   if rate then
     local since = now - window
     redis.call('ZREMRANGEBYSCORE', STARTS, '-inf', since - 1000) -- RATE_LOG_SLACK
-    local all = 0
-    for _, e in ipairs(redis.call('ZRANGEBYSCORE', STARTS, '(' .. since, '+inf')) do
-      local k, n = string.match(e, '^(.-)%z(%d+)%z')
-      n = tonumber(n)
-      started[k] = (started[k] or 0) + n
-      all = all + n
+    if rate_per_key then
+      for _, e in ipairs(redis.call('ZRANGEBYSCORE', STARTS, '(' .. since, '+inf')) do
+        local k, n = string.match(e, '^(.-)%z(%d+)%z')
+        started[k] = (started[k] or 0) + tonumber(n)
+      end
+    else
+      local last = redis.call('ZRANGE', STARTS, -1, -1, 'WITHSCORES')
+      local in_window = 0
+      if #last > 0 then
+        local cum, n = string.match(last[1], '^%z(%d+)%z(%d+)%z')
+        log_at, log_cum = math.max(now, tonumber(last[2])), tonumber(cum) + tonumber(n)
+        local first = redis.call('ZRANGEBYSCORE', STARTS, '(' .. since, '+inf', 'LIMIT', 0, 1)
+        if #first > 0 then in_window = log_cum - tonumber(string.match(first[1], '^%z(%d+)%z')) end
+      end
+      max = math.min(max, rate - in_window)
     end
-    if not rate_per_key then max = math.min(max, rate - all) end
   end
   if keyed then
     for _, k in ipairs(redis.call('SRANDMEMBER', PARKED_KEYS, 100)) do
@@ -130,7 +142,7 @@ if rate then
       log[#log + 1] = k .. '\0' .. n .. '\0' .. ARGV[3]
     end
   else
-    log = {now, '\0' .. #ids .. '\0' .. ARGV[3]}
+    log = {string.format('%.0f', log_at), '\0' .. string.format('%015.0f', log_cum) .. '\0' .. #ids .. '\0' .. ARGV[3]}
   end
   if #log > 0 then bulk('ZADD', STARTS, log) end
 end

@@ -43,7 +43,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{PostgresDriver, q};
-use crate::sql::limited::{LimitsRow, NamedLimitsRow, counted, limits_row, named_limits, stored_limits};
+use crate::sql::limited::{LimitsRow, NamedLimitsRow, QueueLog, counted, limits_row, named_limits, stored_limits};
 use crate::sql::map_err;
 
 pub(super) use crate::sql::limited::Limited;
@@ -75,7 +75,9 @@ pub(super) struct LimitsSql {
     list: String,
     prune_starts: String,
     started: String,
+    queue_log: String,
     log_starts: String,
+    log_queue_start: String,
     drop_starts: String,
 }
 
@@ -139,7 +141,16 @@ impl LimitsSql {
             clear: format!("DELETE FROM {l} WHERE queue = $1"),
             list: format!("SELECT queue, {LIMITS_COLUMNS} FROM {l} ORDER BY queue"),
             prune_starts: format!("DELETE FROM {st} WHERE queue = $1 AND at <= $2"),
-            started: format!("SELECT limit_key, SUM(n)::bigint FROM {st} WHERE queue = $1 AND at > $2 GROUP BY limit_key"),
+            started: format!(
+                "SELECT limit_key, SUM(n)::bigint FROM {st} WHERE queue = $1 AND limit_key <> '' AND at > $2 GROUP BY limit_key"
+            ),
+            // A queue-wide rate's log, read by two probes (`QueueLog`).
+            queue_log: format!(
+                "SELECT l.at, l.cum + l.n, (SELECT cum FROM {st} WHERE queue = $1 AND limit_key = '' AND at > $2 ORDER BY at, cum LIMIT 1) \
+                 FROM (SELECT NULL) AS one LEFT JOIN LATERAL \
+                 (SELECT at, cum, n FROM {st} WHERE queue = $1 AND limit_key = '' ORDER BY at DESC, cum DESC LIMIT 1) AS l ON true"
+            ),
+            log_queue_start: format!("INSERT INTO {st} (queue, limit_key, at, n, cum) VALUES ($1, '', $2, $3, $4)"),
             log_starts: format!(
                 "INSERT INTO {st} (queue, limit_key, at, n) SELECT $1, k, $2, n FROM UNNEST($3::text[], $4::bigint[]) AS u(k, n)"
             ),
@@ -229,13 +240,22 @@ impl PostgresDriver {
                 sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
             counts.leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), usize::try_from(n).unwrap_or(0))).collect();
         }
+        let mut queue_log = None;
         if let Some(rate) = limits.rate {
             let since = claim.now - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
             let old = since - RATE_LOG_SLACK as i64;
             sqlx::query(q(&sql.prune_starts)).bind(claim.queue).bind(old).execute(&mut *conn).await.map_err(err)?;
-            let started: Vec<(String, i64)> =
-                sqlx::query_as(q(&sql.started)).bind(claim.queue).bind(since).fetch_all(&mut *conn).await.map_err(err)?;
-            counts.started = started.into_iter().map(|(k, n)| (k, usize::try_from(n).unwrap_or(0))).collect();
+            if rate.per_key {
+                let started: Vec<(String, i64)> =
+                    sqlx::query_as(q(&sql.started)).bind(claim.queue).bind(since).fetch_all(&mut *conn).await.map_err(err)?;
+                counts.started = started.into_iter().map(|(k, n)| (k, usize::try_from(n).unwrap_or(0))).collect();
+            } else {
+                let log = QueueLog::read(
+                    sqlx::query_as(q(&sql.queue_log)).bind(claim.queue).bind(since).fetch_one(&mut *conn).await.map_err(err)?,
+                );
+                counts.started.insert(String::new(), log.started());
+                queue_log = Some(log);
+            }
         }
         let room = limits.room(usize::try_from(claim.max).unwrap_or(0), &counts);
         // Only limits per key park: without them, setting the limits unparked every task.
@@ -266,7 +286,13 @@ impl PostgresDriver {
             .map_err(err)?;
         let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), limits, &counts, room);
         let starts = limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref()));
-        if !starts.is_empty() {
+        if let (Some(log), [(key, n)]) = (&queue_log, starts.as_slice())
+            && key.is_empty()
+        {
+            let (at, cum) = log.next(claim.now);
+            let entry = sqlx::query(q(&sql.log_queue_start)).bind(claim.queue).bind(at).bind(*n as i64).bind(cum);
+            entry.execute(&mut *conn).await.map_err(err)?;
+        } else if !starts.is_empty() {
             let (keys, counts): (Vec<String>, Vec<i64>) = starts.into_iter().map(|(k, n)| (k, n as i64)).unzip();
             let log = sqlx::query(q(&sql.log_starts)).bind(claim.queue).bind(claim.now).bind(&keys).bind(&counts);
             log.execute(&mut *conn).await.map_err(err)?;

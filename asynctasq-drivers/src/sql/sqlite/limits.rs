@@ -20,12 +20,33 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::SqliteDriver;
-use crate::sql::limited::{LimitsRow, NamedLimitsRow, counted, limits_row, named_limits, stored_limits};
+use crate::sql::limited::{LimitsRow, NamedLimitsRow, QueueLog, counted, limits_row, named_limits, stored_limits};
 use crate::sql::{delivery, map_err, now};
 
-/// Logs a claim's starts at `at` (see `QueueLimits::starts_to_log`), in its transaction.
-async fn log_starts(tx: &mut SqliteConnection, queue: &str, at: i64, starts: Vec<(String, usize)>) -> Result<(), DriverError> {
+/// Logs a claim's starts at `at` (see `QueueLimits::starts_to_log`), in its transaction: a
+/// queue-wide rate's one entry after what `queue_log` read, a rate per key's entries by key.
+async fn log_starts(
+    tx: &mut SqliteConnection,
+    queue: &str,
+    at: i64,
+    starts: Vec<(String, usize)>,
+    queue_log: Option<&QueueLog>,
+) -> Result<(), DriverError> {
     if starts.is_empty() {
+        return Ok(());
+    }
+    if let (Some(log), [(key, n)]) = (queue_log, starts.as_slice())
+        && key.is_empty()
+    {
+        let (at, cum) = log.next(at);
+        sqlx::query("INSERT INTO asynctasq_starts (queue, limit_key, at, n, cum) VALUES (?1, '', ?2, ?3, ?4)")
+            .bind(queue)
+            .bind(at)
+            .bind(*n as i64)
+            .bind(cum)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("dequeue", e))?;
         return Ok(());
     }
     sqlx::query("INSERT INTO asynctasq_starts (queue, limit_key, at, n) SELECT ?1, value ->> 0, ?2, value ->> 1 FROM json_each(?3)")
@@ -81,6 +102,7 @@ impl SqliteDriver {
             .map_err(err)?;
             counts.leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), n as usize)).collect();
         }
+        let mut queue_log = None;
         if let Some(rate) = limits.rate {
             let since = at - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
             sqlx::query("DELETE FROM asynctasq_starts WHERE queue = ?1 AND at <= ?2")
@@ -89,14 +111,32 @@ impl SqliteDriver {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
-            let started: Vec<(String, i64)> =
-                sqlx::query_as("SELECT limit_key, SUM(n) FROM asynctasq_starts WHERE queue = ?1 AND at > ?2 GROUP BY limit_key")
-                    .bind(queue)
-                    .bind(since)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            counts.started = started.into_iter().map(|(k, n)| (k, n as usize)).collect();
+            if rate.per_key {
+                // By key: the entries within the window (at most the rate for each key).
+                let started: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT limit_key, SUM(n) FROM asynctasq_starts WHERE queue = ?1 AND limit_key <> '' AND at > ?2 GROUP BY limit_key",
+                )
+                .bind(queue)
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+                counts.started = started.into_iter().map(|(k, n)| (k, n as usize)).collect();
+            } else {
+                let log: (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+                    "SELECT (SELECT at FROM asynctasq_starts WHERE queue = ?1 AND limit_key = '' ORDER BY at DESC, cum DESC LIMIT 1) AS last_at, \
+                            (SELECT cum + n FROM asynctasq_starts WHERE queue = ?1 AND limit_key = '' ORDER BY at DESC, cum DESC LIMIT 1) AS after, \
+                            (SELECT cum FROM asynctasq_starts WHERE queue = ?1 AND limit_key = '' AND at > ?2 ORDER BY at, cum LIMIT 1) AS first",
+                )
+                .bind(queue)
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+                let log = QueueLog::read(log);
+                counts.started.insert(String::new(), log.started());
+                queue_log = Some(log);
+            }
         }
         let room = limits.room(max, &counts);
         // Parked keys with room again get their earliest parked tasks back, as many as fit (only
@@ -143,7 +183,7 @@ impl SqliteDriver {
             return Ok(Some(Vec::new()));
         }
         let mut rows = if limits.keyed() {
-            self.claim_picked(&mut tx, queue, (token, at, holder.as_deref()), &limits, &counts, room).await?
+            self.claim_picked(&mut tx, queue, (token, at, holder.as_deref()), (&limits, &counts, queue_log.as_ref()), room).await?
         } else {
             // Nothing to pick by key: one `UPDATE` as the plain claim's, bounded by the room.
             let rows = sqlx::query(
@@ -160,7 +200,7 @@ impl SqliteDriver {
             .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
-            log_starts(&mut tx, queue, at, limits.starts_to_log(rows.iter().map(|_| None))).await?;
+            log_starts(&mut tx, queue, at, limits.starts_to_log(rows.iter().map(|_| None)), queue_log.as_ref()).await?;
             rows
         };
         tx.commit().await.map_err(err)?;
@@ -182,8 +222,7 @@ impl SqliteDriver {
         tx: &mut SqliteConnection,
         queue: &str,
         (token, at, holder): (i64, i64, Option<&str>),
-        limits: &QueueLimits,
-        counts: &Counts,
+        (limits, counts, queue_log): (&QueueLimits, &Counts, Option<&QueueLog>),
         room: usize,
     ) -> Result<Vec<SqliteRow>, DriverError> {
         let err = |e| map_err("dequeue", e);
@@ -198,7 +237,7 @@ impl SqliteDriver {
         .await
         .map_err(err)?;
         let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), limits, counts, room);
-        log_starts(tx, queue, at, limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref()))).await?;
+        log_starts(tx, queue, at, limits.starts_to_log(chosen.take.iter().map(|&i| candidates[i].1.as_deref())), queue_log).await?;
         let seqs =
             |picked: &[usize]| serde_json::to_string(&picked.iter().map(|&i| candidates[i].0).collect::<Vec<_>>()).unwrap_or_default();
         if !chosen.park.is_empty() {
