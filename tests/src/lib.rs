@@ -149,6 +149,29 @@ impl Setup {
         Self { backend_args, backend_env, ledger_url, ledger, client, driver }
     }
 
+    /// Another handle on this setup's backend, connected anew (its own pool or connections):
+    /// what a second process would hold. SQLite, Redis and PostgreSQL.
+    pub async fn another_handle(&self) -> Arc<dyn Driver> {
+        let arg = |name: &str| {
+            let at = self.backend_args.iter().position(|a| a == name).unwrap_or_else(|| panic!("{name} in {:?}", self.backend_args));
+            self.backend_args[at + 1].clone()
+        };
+        match self.backend_args[1].as_str() {
+            "sqlite" => Arc::new(asynctasq_drivers::SqliteDriver::connect(&arg("--database-url")).await.expect("open queue")),
+            "redis" => {
+                let mut config = asynctasq_drivers::RedisConfig::new(&arg("--redis-url"));
+                config.prefix = arg("--redis-prefix");
+                Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis must be reachable"))
+            }
+            "postgres" => {
+                let mut config = asynctasq_drivers::PostgresConfig::new(&arg("--database-url"));
+                config.table_prefix = arg("--table-prefix");
+                Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.expect("PostgreSQL must be reachable"))
+            }
+            other => panic!("no second handle for {other} here"),
+        }
+    }
+
     /// Dispatches tasks `0..n` to `queue`, each sleeping `sleep_ms`, leased for `lease`.
     pub async fn dispatch(&self, queue: &str, n: u64, sleep_ms: u64, lease: Duration) {
         let overrides = Overrides { queue: Some(queue.into()), lease: Some(lease), ..Default::default() };

@@ -282,3 +282,48 @@ async fn four_processes_never_start_more_than_the_rate_on_redis() {
 async fn four_processes_never_start_more_than_the_rate_on_postgres() {
     four_processes_never_start_more_than_the_rate(Backend::Postgres(shared_postgres_url()), true).await;
 }
+
+/// Limits set through one handle bind a handle of its own (another pool, as another process
+/// holds): it lists them, and the two handles' claims count each other's leases and starts. A
+/// cap of 2, 1 per key, and 3 starts per minute for the queue; tasks of keys a, a, b, c.
+async fn limits_set_through_one_handle_bind_every_handle(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), backend).await;
+    let (one, other) = (s.driver.clone(), s.another_handle().await);
+    let q = "two-handles";
+    let limits = QueueLimits::max_leased(2).with_per_key(Some(1)).with_rate(Some(Rate::new(3, Duration::from_secs(60))));
+    one.set_limits(q, limits).await.expect("limits");
+    assert!(other.limits().await.expect("limits").contains(&(q.to_owned(), limits)), "the other handle lists them");
+    for key in ["a", "a", "b", "c"] {
+        let o = Overrides { queue: Some(q.into()), key: Some(key.into()), ..Default::default() };
+        s.client.enqueue(vec![s.client.envelope(&Ledgered { n: 0, sleep_ms: 0 }, &o).expect("envelope")]).await.expect("enqueue");
+    }
+    let keys = |got: &[asynctasq_core::Delivery]| {
+        got.iter().map(|d| d.envelope.as_ref().expect("decodes").key.clone().unwrap_or_default()).collect::<Vec<_>>()
+    };
+    let first = other.dequeue(q, 10).await.expect("dequeue");
+    assert_eq!(keys(&first), ["a", "b"], "the other handle: the cap of 2, one per key");
+    assert!(one.dequeue(q, 10).await.expect("dequeue").is_empty(), "this handle: the other's leases fill the cap");
+    other.ack(&asynctasq_core::Ack::each(&first.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
+    let second = one.dequeue(q, 10).await.expect("dequeue");
+    assert_eq!(second.len(), 1, "this handle: one start left of the rate's 3, the other's two counted: {:?}", keys(&second));
+    one.ack(&asynctasq_core::Ack::each(&second.iter().map(|d| d.lease.clone()).collect::<Vec<_>>())).await.expect("ack");
+    assert!(other.dequeue(q, 10).await.expect("dequeue").is_empty(), "the other handle: the rate is spent, whoever started them");
+    one.set_limits(q, QueueLimits::default()).await.expect("clear");
+    assert_eq!(other.dequeue(q, 10).await.expect("dequeue").len(), 1, "cleared through one handle, gone for the other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_set_through_one_handle_bind_every_handle_on_sqlite() {
+    limits_set_through_one_handle_bind_every_handle(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_set_through_one_handle_bind_every_handle_on_redis() {
+    limits_set_through_one_handle_bind_every_handle(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_set_through_one_handle_bind_every_handle_on_postgres() {
+    limits_set_through_one_handle_bind_every_handle(Backend::Postgres(shared_postgres_url())).await;
+}
