@@ -43,12 +43,12 @@ pub struct QueueLimits {
     /// no cap. Zero holds every task back, like a pause.
     pub max_leased: Option<u32>,
     /// At most this many of the queue's tasks with one key ([`Envelope::key`](crate::Envelope::key))
-    /// leased at once, by all workers together ([`Capability::KeyedLimits`](crate::Capability::KeyedLimits));
+    /// leased at once, by all workers together ([`Capability::KeyedLimits`]);
     /// `None`: no cap per key. Tasks without a key are not limited by it.
     #[serde(default)]
     pub per_key: Option<u32>,
     /// At most this many of the queue's tasks started (claimed) in any window of the rate's
-    /// length, in all or per key ([`Rate`], [`Capability::RateLimits`](crate::Capability::RateLimits));
+    /// length, in all or per key ([`Rate`], [`Capability::RateLimits`]);
     /// `None`: no rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,

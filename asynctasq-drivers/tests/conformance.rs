@@ -36,7 +36,7 @@ macro_rules! conformance_on {
 conformance_on!("sqlite", sqlite, url: format!("sqlite://{}/conformance.db", tempfile::tempdir().expect("temp dir").keep().display()), lacks: [ResultNotify, CancelNotify]);
 conformance_on!("redis", redis, url: format!("{}?prefix=asynctasq-test-{}:", env_or("ASYNCTASQ_TEST_REDIS_URL", "redis://127.0.0.1:6379"), own()));
 conformance_on!("postgres", postgres, url: format!("{}?table_prefix=asynctasq_test_{}&max_connections=4", env_or("ASYNCTASQ_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"), own()));
-conformance_on!("mysql", mysql, url: format!("{}?table_prefix=asynctasq_test_{}&max_connections=4", env_or("ASYNCTASQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"), own()), lacks: [ResultNotify, CancelNotify, KeyedLimits, RateLimits]);
+conformance_on!("mysql", mysql, url: format!("{}?table_prefix=asynctasq_test_{}&max_connections=4", env_or("ASYNCTASQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"), own()), lacks: [ResultNotify, CancelNotify]);
 // On the vhost of `ASYNCTASQ_TEST_RABBITMQ_URL` (`scripts/test` makes one per run and deletes it).
 conformance_on!("rabbitmq", rabbitmq, url: format!("{}?prefix=asynctasq-test-{}", env_or("ASYNCTASQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"), own()), lacks: [ExactStats, WorkerRegistry, ServerInfo, OldestReadyAge, Totals, IdempotentEnqueue, UniqueKeys, ScheduleClaims, TaskLookup, Results, Cancel, ResultNotify, CancelNotify, Progress, ErrorHistory, DeadExpiry, PauseQueues, Browse, QueueLimits, KeyedLimits, RateLimits]);
 // On moto (which `scripts/test` starts) with its dummy credentials, which no URL carries.

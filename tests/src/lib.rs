@@ -150,7 +150,7 @@ impl Setup {
     }
 
     /// Another handle on this setup's backend, connected anew (its own pool or connections):
-    /// what a second process would hold. SQLite, Redis and PostgreSQL.
+    /// what a second process would hold. SQLite, Redis, PostgreSQL and MySQL.
     pub async fn another_handle(&self) -> Arc<dyn Driver> {
         let arg = |name: &str| {
             let at = self.backend_args.iter().position(|a| a == name).unwrap_or_else(|| panic!("{name} in {:?}", self.backend_args));
@@ -159,14 +159,19 @@ impl Setup {
         match self.backend_args[1].as_str() {
             "sqlite" => Arc::new(asynctasq_drivers::SqliteDriver::connect(&arg("--database-url")).await.expect("open queue")),
             "redis" => {
-                let mut config = asynctasq_drivers::RedisConfig::new(&arg("--redis-url"));
+                let mut config = asynctasq_drivers::RedisConfig::new(arg("--redis-url"));
                 config.prefix = arg("--redis-prefix");
                 Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis must be reachable"))
             }
             "postgres" => {
-                let mut config = asynctasq_drivers::PostgresConfig::new(&arg("--database-url"));
+                let mut config = asynctasq_drivers::PostgresConfig::new(arg("--database-url"));
                 config.table_prefix = arg("--table-prefix");
                 Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await.expect("PostgreSQL must be reachable"))
+            }
+            "mysql" => {
+                let mut config = asynctasq_drivers::MySqlConfig::new(arg("--database-url"));
+                config.table_prefix = arg("--table-prefix");
+                Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await.expect("MySQL must be reachable"))
             }
             other => panic!("no second handle for {other} here"),
         }

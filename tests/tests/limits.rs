@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use asynctasq_core::driver::TaskState;
 use asynctasq_core::limits::Rate;
 use asynctasq_core::{Overrides, QueueLimits};
-use asynctasq_tests::{Backend, Ledgered, Setup, shared_postgres_url, shared_redis_url};
+use asynctasq_tests::{Backend, Ledgered, Setup, shared_mysql_url, shared_postgres_url, shared_redis_url};
 use sqlx::Row;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ledger-worker");
@@ -326,4 +326,14 @@ async fn limits_set_through_one_handle_bind_every_handle_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_set_through_one_handle_bind_every_handle_on_postgres() {
     limits_set_through_one_handle_bind_every_handle(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_set_through_one_handle_bind_every_handle_on_mysql() {
+    limits_set_through_one_handle_bind_every_handle(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_exceed_the_queue_and_key_limits_on_mysql() {
+    four_processes_never_exceed_the_queue_and_key_limits(Backend::MySql(shared_mysql_url())).await;
 }

@@ -852,6 +852,11 @@ async fn a_limited_queue_is_worked_within_its_limit_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_queue_is_worked_within_its_limit_on_mysql() {
+    a_limited_queue_is_worked_within_its_limit(Backend::MySql(shared_mysql_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiting_is_refused_on_a_backend_that_cannot_enforce_it() {
     a_limited_queue_is_worked_within_its_limit(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }

@@ -178,7 +178,7 @@ pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2],
 pub(crate) const KEPT: i64 = 1 << 62;
 
 /// Where parked tasks' `visible_at` starts (`asynctasq_core::limits::PARKED`), for SQL text.
-const PARKED: i64 = asynctasq_core::limits::PARKED as i64;
+pub(crate) const PARKED: i64 = asynctasq_core::limits::PARKED as i64;
 
 /// The ids of a page of `queue`'s tasks in `state` ([`Driver::list`]), earliest first: a query
 /// over the live tasks `t`, the dead `d` or the kept results `r`, whose placeholders come from

@@ -44,8 +44,8 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimCursors, Found, Sweeper, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now, parse_token,
-    placeholders, retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
+    ClaimCursors, Found, PARKED, Sweeper, acked_per_queue, connect_err, day, dead_task, delivery, held, map_err, migrator, ms, now,
+    parse_token, placeholders, retry_transient, schema_state, shard, task_record, validate_table_prefix, wait_for_due, worker_rows,
 };
 use crate::consumer::Consumer;
 
@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "unique keys", include_str!("../../../migrations/mysql/0013_unique.sql")),
     (14, "schedules", include_str!("../../../migrations/mysql/0014_schedules.sql")),
     (15, "queue limits", include_str!("../../../migrations/mysql/0015_limits.sql")),
+    (16, "caps per key and rates", include_str!("../../../migrations/mysql/0016_keyed_limits.sql")),
 ];
 /// How long MariaDB lets a transaction of the driver's pool sit idle before it ends it (see
 /// `connect_with`). The driver's own transactions never pause; one of a caller's on
@@ -130,6 +131,8 @@ struct Inner {
     unique: String,
     schedules: String,
     limits: String,
+    parked: String,
+    starts: String,
     prefix: String,
     notify: Notify,
     poll_interval: Duration,
@@ -201,6 +204,8 @@ impl MySqlDriver {
                 unique: format!("`{p}_unique`"),
                 schedules: format!("`{p}_schedules`"),
                 limits: format!("`{p}_limits`"),
+                parked: format!("`{p}_parked`"),
+                starts: format!("`{p}_starts`"),
                 prefix: p.clone(),
                 notify: Notify::new(),
                 poll_interval: config.poll_interval,
@@ -366,8 +371,8 @@ impl MySqlDriver {
         conn: &mut MySqlConnection,
         rows: impl ExactSizeIterator<Item = &'a (&'a Envelope, Vec<u8>)>,
     ) -> Result<(), sqlx::Error> {
-        let values = vec!["(?,?,?,?,?)"; rows.len()].join(",");
-        let sql = format!("INSERT INTO {} (id, queue, envelope, lease_ms, visible_at) VALUES {values}", self.inner.tasks);
+        let values = vec!["(?,?,?,?,?,?)"; rows.len()].join(",");
+        let sql = format!("INSERT INTO {} (id, queue, envelope, lease_ms, visible_at, limit_key) VALUES {values}", self.inner.tasks);
         let mut query = sqlx::query(q(sql));
         for (t, bytes) in rows {
             query = query
@@ -375,7 +380,8 @@ impl MySqlDriver {
                 .bind(t.queue.as_str())
                 .bind(bytes.as_slice())
                 .bind(t.lease_ms as i64)
-                .bind(t.not_before as i64);
+                .bind(t.not_before as i64)
+                .bind(t.key.as_deref());
         }
         query.execute(&mut *conn).await.map(|_| ())
     }
@@ -1103,11 +1109,11 @@ impl Driver for MySqlDriver {
                 let (t, d, n) = (&self.inner.tasks, &self.inner.dead, &self.inner.totals);
                 // SUM over booleans is DECIMAL in MySQL: cast to a plain integer.
                 let row = sqlx::query(q(format!(
-                    "SELECT CAST(COALESCE(SUM(visible_at <= ?), 0) AS SIGNED), \
-                        CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS SIGNED), \
-                        CAST(COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS SIGNED), \
+                    "SELECT CAST(COALESCE(SUM(visible_at <= ? OR visible_at >= {PARKED}), 0) AS SIGNED), \
+                        CAST(COALESCE(SUM(visible_at > ? AND visible_at < {PARKED} AND lease_token IS NULL), 0) AS SIGNED), \
+                        CAST(COALESCE(SUM(visible_at > ? AND visible_at < {PARKED} AND lease_token IS NOT NULL), 0) AS SIGNED), \
                         (SELECT COUNT(*) FROM {d} WHERE queue = ?), \
-                        MIN(CASE WHEN visible_at <= ? THEN visible_at END), \
+                        MIN(CASE WHEN visible_at <= ? THEN visible_at WHEN visible_at >= {PARKED} THEN visible_at - {PARKED} END), \
                         (SELECT CAST(COALESCE(SUM(succeeded), 0) AS SIGNED) FROM {n} WHERE queue = ?), \
                         (SELECT CAST(COALESCE(SUM(failed), 0) AS SIGNED) FROM {n} WHERE queue = ?) \
                  FROM {t} WHERE queue = ?"
@@ -1285,7 +1291,7 @@ impl Driver for MySqlDriver {
         // MySQL has no notification channel: waiters poll, and a cancel is read by the next
         // lease renewal.
         // Per-key limits are not built on MySQL yet: the claim counts live leases per queue only.
-        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify | Capability::KeyedLimits | Capability::RateLimits)
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify)
     }
 
     async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
