@@ -25,6 +25,13 @@
 //! clock ran a little ahead, and entries are dropped only a second after they left the window
 //! ([`RATE_LOG_SLACK`]). A key over its rate is parked like a key at its cap, and unparked by
 //! the first claim after its window has room again. A redelivery is a start like any other.
+//!
+//! A queue-wide rate's entries also carry how many the log had counted before each, so a claim
+//! counts any window from two entries (the newest, and the oldest within the window) however
+//! many it holds; for that, an entry's time is never before the newest one's. The rate is exact
+//! in the times the log records: where a claim reads its clock before it waits for the limits
+//! lock (PostgreSQL, Redis), an entry may be logged a little later than that claim's own time,
+//! by the wait (SQLite and MySQL read the clock under the lock).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -83,6 +83,8 @@ pub struct TaskContext {
     /// This delivery's number, from 1.
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
+    /// When this delivery was claimed (Unix ms).
+    pub(crate) claimed_at: crate::envelope::UnixMillis,
     /// Cancelled when the run must stop: its lease was lost, or its timeout ran out.
     pub(crate) cancel: CancellationToken,
     /// Where a blocking task's body runs.
@@ -102,6 +104,7 @@ impl TaskContext {
             queue: queue.to_owned(),
             attempt,
             max_attempts: attempt.max(1),
+            claimed_at: crate::clock::Clock::now(&crate::clock::SystemClock),
             cancel: CancellationToken::new(),
             blocking: BlockingPool::per_core(),
             result: ResultSlot::default(),
@@ -165,6 +168,14 @@ impl TaskContext {
     /// Deliveries allowed before the task is dead-lettered.
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
+    }
+
+    /// When this delivery was claimed, in Unix milliseconds, by the claiming clock: its lease's
+    /// first expiry less the lease. The time a queue's rate counts the start at
+    /// ([`QueueLimits::rate`](crate::QueueLimits::rate)); the run itself begins a little later.
+    /// On a broker (RabbitMQ, SQS), when this worker received the message.
+    pub fn claimed_at(&self) -> crate::envelope::UnixMillis {
+        self.claimed_at
     }
 
     /// Whether the worker wants this run to stop: the task was cancelled

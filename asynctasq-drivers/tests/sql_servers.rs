@@ -73,7 +73,7 @@ macro_rules! sql_server_tests {
                 let sql = format!("SELECT COUNT(*) FROM {}_migrations", c.table_prefix);
                 let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&second.pool()).await.expect("count");
                 assert_eq!(
-                    applied, 15,
+                    applied, 16,
                     "each migration (tasks and dead, worker registry, totals, replayed mark, kept results, cancellation, progress, error history) recorded once"
                 );
             }

@@ -23,7 +23,7 @@ async fn migrations_are_idempotent_across_connects() {
     let second = SqliteDriver::connect(&url).await.expect("reconnect");
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM asynctasq_migrations").fetch_one(second.pool()).await.expect("count");
     assert_eq!(
-        applied, 16,
+        applied, 17,
         "each migration (tasks and dead, worker registry, totals, replayed mark, kept results, cancellation, progress, error history) recorded once, in asynctasq's own table"
     );
 }

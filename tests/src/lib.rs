@@ -96,7 +96,7 @@ impl Setup {
         sqlx::query("PRAGMA journal_mode = WAL").execute(&ledger).await.expect("wal");
         for table in ["ledger", "started"] {
             let sql = format!(
-                "CREATE TABLE {table} (n INTEGER NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL)"
+                "CREATE TABLE {table} (n INTEGER NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at_ms INTEGER NOT NULL, claimed_ms INTEGER)"
             );
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&ledger).await.expect("create ledger");
         }

@@ -90,6 +90,7 @@ macro_rules! __conformance_rules {
             claims_never_exceed_the_per_key_limit_with_many_consumers: KeyedLimits,
             saturated_key_does_not_hold_back_other_keys: KeyedLimits,
             expired_lease_frees_its_key_place: KeyedLimits,
+            requeued_dead_task_keeps_its_key: KeyedLimits,
             per_key_limits_are_refused_where_the_backend_cannot_enforce_them: None,
             rate_limited_queue_starts_at_most_n_per_window: RateLimits,
             rate_limited_key_starts_at_most_n_per_window: RateLimits,

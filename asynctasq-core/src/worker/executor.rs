@@ -93,6 +93,7 @@ async fn run_delivery(shared: &Arc<Shared>, lease: Lease, attempt: u32, envelope
         queue: envelope.queue.clone(),
         attempt,
         max_attempts,
+        claimed_at: lease.expires_at.saturating_sub(envelope.lease_ms),
         cancel: cancel.clone(),
         blocking: shared.blocking.clone(),
         result: crate::result::ResultSlot::default(),

@@ -6,6 +6,8 @@ ALTER TABLE {limits} ADD COLUMN per_key INTEGER NULL, ADD COLUMN rate BIGINT NUL
     ADD COLUMN rate_per_key BOOLEAN NOT NULL DEFAULT FALSE;
 -- Each task's key (`#[task(key = ..)]`), which a queue's per-key limits count by.
 ALTER TABLE {tasks} ADD COLUMN limit_key VARCHAR(255) NULL;
+-- A dead task keeps its key, so a retried one is limited by it again.
+ALTER TABLE {dead} ADD COLUMN limit_key VARCHAR(255) NULL;
 -- Keys with parked tasks: a task of a key without room is parked, its `visible_at` offset by
 -- 2^50, until a claim finds its key has room again. Parked tasks are found through the due
 -- index (past 2^50), so the tasks table has no index more to keep.

@@ -3,6 +3,8 @@
 ALTER TABLE {limits} ADD COLUMN IF NOT EXISTS rate BIGINT;
 ALTER TABLE {limits} ADD COLUMN IF NOT EXISTS rate_window_ms BIGINT;
 ALTER TABLE {limits} ADD COLUMN IF NOT EXISTS rate_per_key BOOLEAN NOT NULL DEFAULT false;
+-- A dead task keeps its key, so a retried one is limited by it again.
+ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS limit_key TEXT;
 -- The log of starts (see `asynctasq_core::limits`): one row per claim (per key it started, for
 -- a rate per key; under '' for the whole queue), dropped a second after it left the window.
 -- A queue-wide entry's `cum` is how many the log had counted before it (its times never go

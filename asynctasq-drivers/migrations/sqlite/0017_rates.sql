@@ -11,3 +11,5 @@ CREATE TABLE IF NOT EXISTS asynctasq_starts (
     queue TEXT NOT NULL, limit_key TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, cum INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS asynctasq_starts_at ON asynctasq_starts (queue, limit_key, at, cum);
+-- A dead task keeps its key, so a retried one is limited by it again.
+ALTER TABLE asynctasq_dead ADD COLUMN limit_key TEXT;

@@ -33,15 +33,17 @@ async fn record(ctx: &TaskContext, n: u64) -> Result<(), TaskError> {
     insert("ledger", ctx, n).await
 }
 
-/// Inserts `(n, attempt, pid, now in ms)` into `table` of the ledger database.
+/// Inserts `(n, attempt, pid, now in ms, when the delivery was claimed)` into `table` of the
+/// ledger database.
 async fn insert(table: &str, ctx: &TaskContext, n: u64) -> Result<(), TaskError> {
     let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let sql = format!("INSERT INTO {table} (n, attempt, pid, at_ms) VALUES (?1, ?2, ?3, ?4)");
+    let sql = format!("INSERT INTO {table} (n, attempt, pid, at_ms, claimed_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(n as i64)
         .bind(i64::from(ctx.attempt()))
         .bind(i64::from(std::process::id()))
         .bind(at_ms)
+        .bind(ctx.claimed_at() as i64)
         .execute(ledger().await?)
         .await?;
     Ok(())

@@ -262,6 +262,26 @@ pub async fn expired_lease_frees_its_key_place(h: Harness) {
     ack_all(&h, &next).await;
 }
 
+/// A dead task moved back to its queue keeps its key: with 1 per key, it waits while another
+/// task of its key is leased, as it did before it died.
+pub async fn requeued_dead_task_keeps_its_key(h: Harness) {
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect("set limits");
+    let (first, second) = (keyed(&h, &q, "k", LONG), keyed(&h, &q, "k", LONG));
+    h.driver.enqueue(&[first.clone(), second.clone()]).await.expect("enqueue");
+    let got = h.driver.dequeue(&q, 5).await.expect("dequeue");
+    assert_eq!(crate::testing::ids(&got), vec![first.id], "one of the key");
+    h.driver.dead_letter(&got[0].lease, "dies", LONG).await.expect("dead-letter");
+    let next = claimed_eventually(&h, &q, 5, "the key's next task once the first died").await;
+    assert_eq!(crate::testing::ids(&next), vec![second.id], "the key's place went to its next task");
+    assert_eq!(h.driver.requeue_dead(&q, crate::driver::DeadSelector::All).await.expect("requeue"), 1);
+    assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "the retried task waits for its key's place");
+    ack_all(&h, &next).await;
+    let back = claimed_eventually(&h, &q, 5, "the retried task once its key has room").await;
+    assert_eq!(crate::testing::ids(&back), vec![first.id]);
+    ack_all(&h, &back).await;
+}
+
 /// A backend that cannot limit a queue per key refuses to, with an error saying so.
 pub async fn per_key_limits_are_refused_where_the_backend_cannot_enforce_them(h: Harness) {
     let q = h.queue("q");

@@ -736,9 +736,9 @@ impl MySqlDriver {
         }
         let at = now();
         let moved = sqlx::query(q(format!(
-            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at) \
+            "INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at, limit_key) \
              SELECT id, queue, envelope, attempt, lease_ms, ?, ?, \
-                    JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?, 'worker', holder)), ?, started_at \
+                    JSON_ARRAY_APPEND(COALESCE(errors, '[]'), '$', JSON_OBJECT('attempt', attempt, 'at', ?, 'error', ?, 'worker', holder)), ?, started_at, limit_key \
              FROM {t} WHERE seq = ? AND lease_token = ?"
         )))
         .bind(error)
@@ -781,8 +781,8 @@ impl MySqlDriver {
         let filter = if ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(ids.len())) };
         let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("requeue dead", e))?;
         let mut insert = sqlx::query(q(format!(
-            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors) \
-             SELECT id, queue, envelope, 0, lease_ms, ?, TRUE, errors FROM {d} WHERE queue = ?{filter} ORDER BY seq"
+            "INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors, limit_key) \
+             SELECT id, queue, envelope, 0, lease_ms, ?, TRUE, errors, limit_key FROM {d} WHERE queue = ?{filter} ORDER BY seq"
         )))
         .bind(now())
         .bind(queue);

@@ -347,10 +347,10 @@ impl Sql {
             // One row affected when the lease held (the counter's), none when it was lost.
             dead_letter: format!(
                 "WITH moved AS (DELETE FROM {t} WHERE seq = $3 AND lease_token = $4 AND cancel = 0 \
-                                RETURNING id, queue, envelope, attempt, lease_ms, errors, holder, started_at), \
-                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at) \
+                                RETURNING id, queue, envelope, attempt, lease_ms, errors, holder, started_at, limit_key), \
+                      dead AS (INSERT INTO {d} (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at, limit_key) \
                                SELECT id, queue, envelope, attempt, lease_ms, $1, $2, (COALESCE(errors, '[]')::jsonb \
-                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text, 'worker', holder)))::text, $7, started_at \
+                               || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::bigint, 'error', $1::text, 'worker', holder)))::text, $7, started_at, limit_key \
                                FROM moved) \
                  INSERT INTO {n} AS n (queue, day, shard, failed) SELECT queue, $5, $6, 1 FROM moved \
                  ON CONFLICT (queue, day, shard) DO UPDATE SET failed = n.failed + 1"
@@ -383,9 +383,9 @@ impl Sql {
             find: super::find_sql(&t, &d, &r, ["$1"; 3], ["$2"; 2], false),
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
-                                RETURNING seq, id, queue, envelope, lease_ms, errors) \
-                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors) \
-                 SELECT id, queue, envelope, 0, lease_ms, $4, TRUE, errors FROM moved ORDER BY seq"
+                                RETURNING seq, id, queue, envelope, lease_ms, errors, limit_key) \
+                 INSERT INTO {t} (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors, limit_key) \
+                 SELECT id, queue, envelope, 0, lease_ms, $4, TRUE, errors, limit_key FROM moved ORDER BY seq"
             ),
             purge_dead: format!("DELETE FROM {d} WHERE queue = $1"),
             pause: format!("INSERT INTO {p} (queue) VALUES ($1) ON CONFLICT DO NOTHING"),

@@ -676,9 +676,9 @@ impl Driver for SqliteDriver {
         }
         let at = now();
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at) \
+            "INSERT INTO asynctasq_dead (id, queue, envelope, attempt, lease_ms, error, dead_at, errors, expires_at, started_at, limit_key) \
              SELECT id, queue, envelope, attempt, lease_ms, ?1, ?2, \
-                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1, 'worker', holder)), ?5, started_at \
+                    json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempt, 'at', ?2, 'error', ?1, 'worker', holder)), ?5, started_at, limit_key \
              FROM asynctasq_tasks WHERE seq = ?3 AND lease_token = ?4",
         )
         .bind(error)
@@ -976,8 +976,8 @@ impl Driver for SqliteDriver {
         // The selected dead rows, as a reusable filter: all of the queue, or those whose id is
         // in the JSON list of hex ids.
         let moved = sqlx::query(
-            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors) \
-             SELECT id, queue, envelope, 0, lease_ms, ?3, 1, errors FROM asynctasq_dead \
+            "INSERT INTO asynctasq_tasks (id, queue, envelope, attempt, lease_ms, visible_at, replayed, errors, limit_key) \
+             SELECT id, queue, envelope, 0, lease_ms, ?3, 1, errors, limit_key FROM asynctasq_dead \
              WHERE queue = ?1 AND (?4 OR lower(hex(id)) IN (SELECT value FROM json_each(?2))) ORDER BY seq",
         )
         .bind(queue)
