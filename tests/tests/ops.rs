@@ -50,6 +50,7 @@ fn counts(s: &Setup, queue: &str) -> Value {
         assert_eq!(fields.remove("paused"), Some(Value::Bool(false)), "a queue no one paused says so");
         assert_eq!(fields.remove("max_leased"), Some(Value::Null), "a queue no one limited says so");
         assert_eq!(fields.remove("per_key"), Some(Value::Null), "a queue no one limited per key says so");
+        assert_eq!(fields.remove("rate"), Some(Value::Null), "a queue no one rate-limited says so");
     }
     status
 }
@@ -640,19 +641,20 @@ fn fresh_table_prefix() -> String {
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (16, "queue limits")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(vec!["--database-url".into(), url], (17, "queue rates")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_postgres() {
     let args = ["--driver", "postgres", "--database-url", &shared_postgres_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (15, "queue limits")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (16, "queue rates")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations_on_mysql() {
     let args = ["--driver", "mysql", "--database-url", &shared_mysql_url(), "--table-prefix", &fresh_table_prefix()];
-    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (15, "queue limits")).await;
+    migrate_dry_run_changes_nothing_and_doctor_names_pending_migrations(args.map(String::from).to_vec(), (16, "caps per key and rates"))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

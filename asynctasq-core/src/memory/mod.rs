@@ -483,11 +483,13 @@ impl Driver for MemoryDriver {
             .index
             .iter()
             .filter(|(at, _, id)| {
-                let scheduled = *at > now && state.tasks.get(id).is_none_or(|r| r.token.is_none());
+                // A parked task is ready (see `crate::limits`), waiting for its key's room.
+                let parked = *at >= crate::limits::PARKED;
+                let scheduled = *at > now && !parked && state.tasks.get(id).is_none_or(|r| r.token.is_none());
                 match which {
-                    Waiting::Ready => *at <= now,
+                    Waiting::Ready => *at <= now || parked,
                     Waiting::Scheduled => scheduled,
-                    Waiting::Both => *at <= now || scheduled,
+                    Waiting::Both => *at <= now || parked || scheduled,
                 }
             })
             .map(|(_, _, id)| *id)

@@ -91,6 +91,7 @@ macro_rules! __conformance_rules {
             saturated_key_does_not_hold_back_other_keys: KeyedLimits,
             expired_lease_frees_its_key_place: KeyedLimits,
             requeued_dead_task_keeps_its_key: KeyedLimits,
+            parked_tasks_are_flushed_as_ready: KeyedLimits,
             per_key_limits_are_refused_where_the_backend_cannot_enforce_them: None,
             rate_limited_queue_starts_at_most_n_per_window: RateLimits,
             rate_limited_key_starts_at_most_n_per_window: RateLimits,

@@ -282,6 +282,31 @@ pub async fn requeued_dead_task_keeps_its_key(h: Harness) {
     ack_all(&h, &back).await;
 }
 
+/// A parked task is flushed as ready, never as scheduled: with 1 per key, one claim leases a
+/// key's first task and parks its next two; a task due in an hour is the only scheduled one.
+pub async fn parked_tasks_are_flushed_as_ready(h: Harness) {
+    let q = h.queue("q");
+    h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect("set limits");
+    let keyed_tasks: Vec<_> = (0..3).map(|_| keyed(&h, &q, "k", LONG)).collect();
+    h.driver.enqueue(&keyed_tasks).await.expect("enqueue");
+    let later = crate::Envelope { not_before: crate::clock::SystemClock.now() + 3_600_000, ..h.envelope(&q, LONG) };
+    h.driver.enqueue(std::slice::from_ref(&later)).await.expect("enqueue later");
+    let got = h.driver.dequeue(&q, 5).await.expect("dequeue");
+    assert_eq!(crate::testing::ids(&got), vec![keyed_tasks[0].id], "the key's first; its next two are parked");
+    match h.driver.purge_waiting(&q, crate::driver::Waiting::Scheduled).await {
+        Err(DriverError::Unsupported(_)) => {
+            assert_eq!(h.driver.purge(&q).await.expect("purge"), 3, "the parked two and the scheduled one, not the leased");
+        }
+        scheduled => {
+            assert_eq!(scheduled.expect("flush scheduled"), 1, "only the task due in an hour is scheduled");
+            let ready = h.driver.purge_waiting(&q, crate::driver::Waiting::Ready).await.expect("flush ready");
+            assert_eq!(ready, 2, "the parked tasks are ready");
+        }
+    }
+    ack_all(&h, &got).await;
+    assert!(h.driver.dequeue(&q, 5).await.expect("dequeue").is_empty(), "nothing left, parked or not");
+}
+
 /// A backend that cannot limit a queue per key refuses to, with an error saying so.
 pub async fn per_key_limits_are_refused_where_the_backend_cannot_enforce_them(h: Harness) {
     let q = h.queue("q");

@@ -1155,8 +1155,11 @@ impl Driver for MySqlDriver {
                 let t = &self.inner.tasks;
                 let sql = match which {
                     Waiting::Both => format!("DELETE FROM {t} WHERE queue = ? AND (lease_token IS NULL OR visible_at <= ?)"),
-                    Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND visible_at <= ?"),
-                    Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ?"),
+                    // A parked task (see `limits.rs`) is ready, waiting for its key's room.
+                    Waiting::Ready => format!("DELETE FROM {t} WHERE queue = ? AND (visible_at <= ? OR visible_at >= {PARKED})"),
+                    Waiting::Scheduled => {
+                        format!("DELETE FROM {t} WHERE queue = ? AND lease_token IS NULL AND visible_at > ? AND visible_at < {PARKED}")
+                    }
                 };
                 let done = self.inner.execute("purge", sqlx::query(q(sql)).bind(queue).bind(now())).await?;
                 Ok(done.rows_affected())

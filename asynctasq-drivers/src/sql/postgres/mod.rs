@@ -1027,8 +1027,14 @@ impl Driver for PostgresDriver {
                 let t = format!("\"{}_tasks\"", self.inner.prefix);
                 let sql = match which {
                     Waiting::Both => self.inner.sql.purge.clone(),
-                    Waiting::Ready => format!("DELETE FROM {t} WHERE queue = $1 AND visible_at <= $2"),
-                    Waiting::Scheduled => format!("DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2"),
+                    // A parked task (see `limits.rs`) is ready, waiting for its key's room.
+                    Waiting::Ready => {
+                        format!("DELETE FROM {t} WHERE queue = $1 AND (visible_at <= $2 OR visible_at >= {})", crate::sql::PARKED)
+                    }
+                    Waiting::Scheduled => format!(
+                        "DELETE FROM {t} WHERE queue = $1 AND lease_token IS NULL AND visible_at > $2 AND visible_at < {}",
+                        crate::sql::PARKED
+                    ),
                 };
                 let done = self.inner.execute("purge", sqlx::query(q(&sql)).bind(queue).bind(now())).await?;
                 Ok(done.rows_affected())

@@ -762,11 +762,15 @@ impl Driver for SqliteDriver {
                 "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (lease_token IS NULL OR visible_at <= ?2) AND visible_at < ",
                 kept!()
             ),
-            Waiting::Ready => "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND visible_at <= ?2",
-            Waiting::Scheduled => concat!(
-                "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2 AND visible_at < ",
-                kept!()
+            // A parked task (from 2^50: see `limits.rs`) is ready, waiting for its key's room.
+            Waiting::Ready => concat!(
+                "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND (visible_at <= ?2 OR (visible_at >= 1125899906842624 AND visible_at < ",
+                kept!(),
+                "))"
             ),
+            Waiting::Scheduled => {
+                "DELETE FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NULL AND visible_at > ?2 AND visible_at < 1125899906842624"
+            }
         };
         let at = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("purge", e))?;
