@@ -96,6 +96,31 @@ impl Rate {
     }
 }
 
+/// Why a rate's text (`N/DURATION`) did not parse ([`Rate`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseRateError(String);
+
+impl std::str::FromStr for Rate {
+    type Err = ParseRateError;
+
+    /// Parses `N/DURATION` (`100/1m`, `5/10s`, `2/1500ms`): at most N starts in any window of
+    /// DURATION, for the whole queue.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fail = |why: String| Err(ParseRateError(why));
+        let Some((n, window)) = text.split_once('/') else {
+            return fail(format!("`{text}` is not N/DURATION (e.g. 100/1m: at most 100 starts in any minute)"));
+        };
+        let Ok(n) = n.trim().parse::<u32>() else { return fail(format!("`{n}` is not a count of starts (a whole number)")) };
+        let window = match humantime::parse_duration(window.trim()) {
+            Ok(window) if window.as_millis() > 0 => window,
+            Ok(_) => return fail(format!("the window `{text}` is shorter than a millisecond")),
+            Err(e) => return fail(format!("`{window}` is not a duration ({e})")),
+        };
+        Ok(Rate::new(n, window))
+    }
+}
+
 impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let per = if self.per_key { " per key" } else { "" };
@@ -123,6 +148,12 @@ impl QueueLimits {
     pub fn with_rate(mut self, rate: Option<Rate>) -> Self {
         self.rate = rate;
         self
+    }
+
+    /// Whether a claim counts live leases: a cap in all or per key is set (a rate alone counts
+    /// starts).
+    pub fn caps_leases(&self) -> bool {
+        self.max_leased.is_some() || self.per_key.is_some()
     }
 
     /// Whether a claim counts by key: a cap per key or a rate per key is set.

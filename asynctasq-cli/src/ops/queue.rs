@@ -72,7 +72,7 @@ pub(crate) enum QueueCommand {
         per_key: Option<u32>,
         /// At most N of the queue's tasks started in any window of DURATION (`100/1m`,
         /// `5/10s`), by all workers together: exact in every window, wherever it begins.
-        #[arg(long, value_name = "N/DURATION", value_parser = parse_rate, conflicts_with = "clear")]
+        #[arg(long, value_name = "N/DURATION", value_parser = str::parse::<Rate>, conflicts_with = "clear")]
         rate: Option<Rate>,
         /// Count the rate per task key rather than for the whole queue (tasks without a key
         /// are then not limited by it).
@@ -162,19 +162,6 @@ pub(crate) async fn pause(driver: Arc<dyn Driver>, queue: &str, paused: bool) ->
 }
 
 /// `queue limit`: sets (`max_leased`), clears, or shows a queue's limits.
-/// Parses `N/DURATION` (`100/1m`): at most N starts in any window of DURATION.
-pub(crate) fn parse_rate(text: &str) -> Result<Rate, String> {
-    let Some((n, window)) = text.split_once('/') else {
-        return Err(format!("`{text}` is not N/DURATION (e.g. 100/1m: at most 100 starts in any minute)"));
-    };
-    let n: u32 = n.trim().parse().map_err(|_| format!("`{n}` is not a count of starts (a whole number)"))?;
-    let window = humantime::parse_duration(window.trim()).map_err(|e| format!("`{window}` is not a duration ({e})"))?;
-    if window.as_millis() == 0 {
-        return Err(format!("the window `{text}` is shorter than a millisecond"));
-    }
-    Ok(Rate::new(n, window))
-}
-
 /// A rate, said for people.
 fn say_rate(rate: Rate) -> String {
     let per = if rate.per_key { " per key" } else { "" };

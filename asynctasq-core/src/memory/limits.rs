@@ -25,6 +25,9 @@ impl State {
             }
             None => q.starts.clear(),
         }
+        if !limits.caps_leases() {
+            return counts;
+        }
         for (_, _, id) in q.index.range((now + 1, 0, TaskId::from_bytes([0; 16]))..) {
             let Some(r) = self.tasks.get(id).filter(|r| r.token.is_some() && r.visible_at < PARKED) else { continue };
             *counts.leased.entry(r.key.clone().unwrap_or_default()).or_default() += 1;

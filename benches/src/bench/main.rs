@@ -131,7 +131,7 @@ struct Args {
     /// `throughput`, `drain`, `latency`: limit the run's queue to N starts in any window of
     /// DURATION (`N/DURATION`, `Driver::set_limits`) before its worker starts; above the drain
     /// rate it never binds, which measures what logging and counting the starts costs.
-    #[arg(long, value_name = "N/DURATION", value_parser = parse_start_rate)]
+    #[arg(long, value_name = "N/DURATION", value_parser = str::parse::<asynctasq_core::limits::Rate>)]
     start_rate: Option<asynctasq_core::limits::Rate>,
     /// `keyed`: tasks of the saturated key queued before the others.
     #[arg(long, default_value_t = 10_000)]
@@ -669,12 +669,4 @@ fn print(report: &Report, json: bool) -> Result<(), BoxError> {
         println!("enqueue->start ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}", l.p50, l.p95, l.p99, l.max);
     }
     Ok(())
-}
-
-/// Parses `--start-rate N/DURATION`.
-fn parse_start_rate(text: &str) -> Result<asynctasq_core::limits::Rate, String> {
-    let (n, window) = text.split_once('/').ok_or_else(|| format!("`{text}` is not N/DURATION"))?;
-    let n = n.parse().map_err(|_| format!("`{n}` is not a count"))?;
-    let window = humantime::parse_duration(window).map_err(|e| format!("`{window}`: {e}"))?;
-    Ok(asynctasq_core::limits::Rate::new(n, window))
 }

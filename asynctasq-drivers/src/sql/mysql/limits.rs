@@ -57,7 +57,7 @@ impl MySqlDriver {
         self.inner.limited.mark(queue, true);
         let at = now();
         let mut counts = Counts::default();
-        if limits.max_leased.is_some() || limits.per_key.is_some() {
+        if limits.caps_leases() {
             let leased: Vec<(Option<String>, i64)> = sqlx::query_as(q(format!(
                 "SELECT limit_key, COUNT(*) FROM {t} WHERE queue = ? AND visible_at > ? AND visible_at < {PARKED} \
                  AND lease_token IS NOT NULL GROUP BY limit_key"

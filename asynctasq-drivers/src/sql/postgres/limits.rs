@@ -159,11 +159,6 @@ impl LimitsSql {
     }
 }
 
-/// Whether `limits` cap live leases (in all or per key), which the claims count from `held`.
-fn counts_leases(limits: &QueueLimits) -> bool {
-    limits.max_leased.is_some() || limits.per_key.is_some()
-}
-
 /// What a claim binds, shared by the plain and the limited claim.
 pub(super) struct Claim<'a> {
     pub(super) token: i64,
@@ -220,7 +215,7 @@ impl PostgresDriver {
             tx.commit().await.map_err(err)?;
             return Ok(Some(Vec::new()));
         }
-        if counts_leases(&limits) {
+        if limits.caps_leases() {
             sqlx::query(q(&sql.prune)).bind(claim.queue).bind(claim.now).execute(&mut *tx).await.map_err(err)?;
         }
         let rows = self.claim_counted(&mut tx, claim, &limits).await?;
@@ -235,7 +230,7 @@ impl PostgresDriver {
         let sql = &self.inner.sql.limits;
         let err = |e| map_err("dequeue", e);
         let mut counts = Counts::default();
-        if counts_leases(limits) {
+        if limits.caps_leases() {
             let leased: Vec<(Option<String>, i64)> =
                 sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
             counts.leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), usize::try_from(n).unwrap_or(0))).collect();
@@ -305,7 +300,7 @@ impl PostgresDriver {
             sqlx::query(q(&sql.note_parked)).bind(claim.queue).bind(&keys).execute(&mut *conn).await.map_err(err)?;
         }
         let seqs: Vec<i64> = chosen.take.iter().map(|&i| candidates[i].0).collect();
-        let lease = if counts_leases(limits) { &sql.lease } else { &sql.lease_uncounted };
+        let lease = if limits.caps_leases() { &sql.lease } else { &sql.lease_uncounted };
         sqlx::query(q(lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(&mut *conn).await.map_err(err)
     }
 

@@ -89,7 +89,7 @@ impl SqliteDriver {
         let (token, at, holder) = (fastrand::i64(..), now(), self.consumer.get());
         let mut counts = Counts::default();
         // Live leases count only against a cap (a rate alone counts starts).
-        if limits.max_leased.is_some() || limits.per_key.is_some() {
+        if limits.caps_leases() {
             let leased: Vec<(Option<String>, i64)> = sqlx::query_as(
                 "SELECT limit_key, COUNT(*) FROM asynctasq_tasks WHERE queue = ?1 AND lease_token IS NOT NULL \
                  AND visible_at > ?2 AND visible_at < ?3 GROUP BY limit_key",
