@@ -28,6 +28,8 @@ pub struct Client {
     driver: Arc<dyn Driver>,
     clock: Arc<dyn Clock>,
     events: Option<Events>,
+    /// The waits of this client and its clones ([`Client::wait`]), started at the first.
+    waiters: Arc<std::sync::OnceLock<Option<Arc<crate::waiters::Waiters>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -39,7 +41,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client on `driver`.
     pub fn new(driver: Arc<dyn Driver>) -> Self {
-        Self { driver, clock: Arc::new(SystemClock), events: None }
+        Self { driver, clock: Arc::new(SystemClock), events: None, waiters: Arc::default() }
     }
 
     /// Reads time from `clock` (for `created_at` and delays); tests pair it with the memory
@@ -53,6 +55,12 @@ impl Client {
     pub fn with_events(mut self, events: Events) -> Self {
         self.events = Some(events);
         self
+    }
+
+    /// The waits of this client, routed from one subscription to the driver's settled notices
+    /// (`None` on a driver that does not push).
+    pub(crate) fn waiters(&self) -> Option<&Arc<crate::waiters::Waiters>> {
+        self.waiters.get_or_init(|| crate::waiters::Waiters::start(self.driver.as_ref())).as_ref()
     }
 
     /// The driver this client dispatches to.

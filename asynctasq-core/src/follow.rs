@@ -10,8 +10,9 @@
 //!
 //! The reads back off from 5 ms to [`MAX_POLL`], so a wait costs a few reads a second on the
 //! backend at most. Where the backend pushes ([`Driver::notices`](crate::Driver::notices)), the
-//! wait subscribes before its first read and reads again as soon as its task is noticed
-//! settled; the polls stay, for a notice that is lost.
+//! wait registers before its first read and reads again as soon as its task is noticed
+//! settled; the polls stay, for a notice that is lost. A client's waits share one
+//! subscription, which wakes only the waits on the noticed task (`waiters.rs` says why).
 
 use std::time::Duration;
 
@@ -21,7 +22,6 @@ use crate::client::Client;
 use crate::driver::{CancelOutcome, Capability, TaskState};
 use crate::envelope::TaskId;
 use crate::error::{CodecError, DriverError};
-use crate::notice::{NoticeKind, heard};
 use crate::result::{DEFAULT_FAILURE_TTL, StoredResult};
 
 /// The longest pause between two reads of a waited task.
@@ -77,8 +77,8 @@ impl Client {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(5);
-        // Subscribed before the first read: a task settled in between is read, or noticed.
-        let mut notices = driver.notices(NoticeKind::Settled);
+        // Registered before the first read: a task settled in between is read, or noticed.
+        let notices = self.waiters().map(|w| w.register(id));
         loop {
             match driver.find(id).await {
                 Ok(None) => return Ok(Awaited::Expired),
@@ -100,7 +100,7 @@ impl Client {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause.min(deadline - now)) => pause = (pause * 2).min(MAX_POLL),
-                () = heard(&mut notices, id) => {}
+                () = noticed(notices.as_ref()) => {}
             }
         }
     }
@@ -138,5 +138,13 @@ impl Client {
             Awaited::Expired => Awaited::Expired,
             Awaited::TimedOut => Awaited::TimedOut,
         })
+    }
+}
+
+/// Resolves when the registered task is noticed settled; never without a registration.
+async fn noticed(registration: Option<&crate::waiters::Registration>) {
+    match registration {
+        Some(r) => r.noticed().await,
+        None => std::future::pending().await,
     }
 }

@@ -63,6 +63,7 @@ pub mod task_id;
 pub mod testing;
 pub mod trace;
 pub mod unique;
+mod waiters;
 pub mod worker;
 pub mod workers;
 
