@@ -189,6 +189,26 @@ impl Schedule {
         })())
     }
 
+    /// Every schedule the tasks of `registry` declare (`#[task(cron = "…")]`), by name.
+    pub fn declared_in(registry: &crate::Registry) -> Result<std::collections::BTreeMap<String, Self>, DriverError> {
+        let mut schedules = std::collections::BTreeMap::new();
+        for name in registry.names() {
+            if let Some(declared) = registry.get(name).and_then(Self::declared) {
+                let schedule = declared.map_err(|e| DriverError::Config(format!("the schedule of task `{name}`: {e}")))?;
+                schedules.insert(schedule.name().to_owned(), schedule);
+            }
+        }
+        Ok(schedules)
+    }
+
+    /// The queue its tasks go to: its own, else its task's in `registry`, else the default.
+    pub fn queue_in(&self, registry: &crate::Registry) -> String {
+        self.queue_name()
+            .map(str::to_owned)
+            .or_else(|| registry.get(self.task()).and_then(|t| (t.options)().queue))
+            .unwrap_or_else(|| crate::client::DEFAULT_QUEUE.to_owned())
+    }
+
     /// The catch-up policy.
     pub fn catch_up_policy(&self) -> CatchUp {
         self.catch_up

@@ -45,14 +45,7 @@ pub(crate) enum ScheduleCommand {
 
 /// The schedules this binary declares, by name.
 fn declared(registry: &Registry) -> anyhow::Result<BTreeMap<String, Schedule>> {
-    let mut schedules = BTreeMap::new();
-    for name in registry.names() {
-        if let Some(declared) = registry.get(name).and_then(Schedule::declared) {
-            let schedule = declared.with_context(|| format!("the schedule of task `{name}`"))?;
-            schedules.insert(schedule.name().to_owned(), schedule);
-        }
-    }
-    Ok(schedules)
+    Ok(Schedule::declared_in(registry)?)
 }
 
 /// A `worker --schedule NAME;PATTERN;TASK[;TZ[;ARGS-JSON]]`: the task must be in this binary
@@ -71,11 +64,7 @@ pub(crate) fn schedule_flag(spec: &str, registry: &Registry) -> Result<Schedule,
 
 /// The queue a schedule's tasks go to.
 fn queue_of(schedule: &Schedule, registry: &Registry) -> String {
-    schedule
-        .queue_name()
-        .map(str::to_owned)
-        .or_else(|| registry.get(schedule.task()).and_then(|t| (t.options)().queue))
-        .unwrap_or_else(|| asynctasq_core::client::DEFAULT_QUEUE.to_owned())
+    schedule.queue_in(registry)
 }
 
 fn known<'a>(schedules: &'a BTreeMap<String, Schedule>, name: &str) -> anyhow::Result<&'a Schedule> {

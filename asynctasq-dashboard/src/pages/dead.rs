@@ -1,0 +1,238 @@
+//! `/dead`: the dead letters of a queue, a page at a time past any count, filtered by task name
+//! and error text, with retry and delete of the selected ones or of all a filter matches.
+//!
+//! # Paging past any count
+//! A page is read from a cursor (how many dead tasks of the queue, oldest first, lie before
+//! it), not from a page number capped somewhere: the link to the next page carries the cursor
+//! where this one stopped. A filter is applied while scanning: one page view reads at most
+//! [`SCAN`] dead tasks, then shows what it found with a link to scan on, so a rare match among
+//! a million dead tasks costs the operator clicks, never a page that times out.
+
+use std::sync::Arc;
+
+use asynctasq_core::driver::{Capability, Driver, TaskRecord, TaskState};
+use asynctasq_core::{DriverError, TaskId};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::queue::short;
+use super::{PAGE, queue_name};
+use crate::layout::{Section, absent, count, flash, page as frame, time};
+use crate::{App, driver_failed};
+
+/// Dead tasks read per page view at most, when a filter skips most of them.
+pub(crate) const SCAN: usize = 5_000;
+/// Dead tasks read per call while scanning.
+const BATCH: usize = 500;
+
+/// What the dead-letter filter keeps: tasks of this queue whose name contains `task` and whose
+/// error contains `error` (case-insensitive; empty matches all).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Filter {
+    pub(crate) queue: Option<String>,
+    #[serde(default)]
+    pub(crate) task: String,
+    #[serde(default)]
+    pub(crate) error: String,
+}
+
+impl Filter {
+    /// Whether it keeps every dead task of its queue.
+    pub(crate) fn is_all(&self) -> bool {
+        self.task.trim().is_empty() && self.error.trim().is_empty()
+    }
+
+    /// Whether it keeps `r`.
+    pub(crate) fn keeps(&self, r: &TaskRecord) -> bool {
+        let has = |hay: &str, needle: &str| needle.trim().is_empty() || hay.to_lowercase().contains(&needle.trim().to_lowercase());
+        let name = r.envelope.as_ref().map(|e| e.name.as_str()).unwrap_or("");
+        has(name, &self.task) && has(r.last_error.as_deref().unwrap_or(""), &self.error)
+    }
+
+    /// The filter as a query string (with `extra` pairs after it).
+    pub(crate) fn query(&self, extra: &[(&str, String)]) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(queue) = &self.queue {
+            q.append_pair("queue", queue);
+        }
+        if !self.task.is_empty() {
+            q.append_pair("task", &self.task);
+        }
+        if !self.error.is_empty() {
+            q.append_pair("error", &self.error);
+        }
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+        q.finish()
+    }
+}
+
+/// Up to `want` dead tasks of `queue` that `filter` keeps, read from `cursor` on, reading at
+/// most `bound`; and the cursor after the last one read (`None` at the end).
+pub(crate) async fn scan(
+    driver: &dyn Driver,
+    queue: &str,
+    filter: &Filter,
+    cursor: usize,
+    want: usize,
+    bound: usize,
+) -> Result<(Vec<TaskRecord>, Option<usize>), DriverError> {
+    let (mut kept, mut at) = (Vec::new(), cursor);
+    while at - cursor < bound {
+        let batch = driver.list(queue, TaskState::Dead, at, BATCH.min(bound - (at - cursor))).await?;
+        let full = batch.len() == BATCH.min(bound - (at - cursor));
+        for r in batch {
+            at += 1;
+            if filter.keeps(&r) {
+                kept.push(r);
+                if kept.len() == want {
+                    return Ok((kept, Some(at)));
+                }
+            }
+        }
+        if !full {
+            return Ok((kept, None));
+        }
+    }
+    Ok((kept, Some(at)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Params {
+    #[serde(flatten)]
+    filter: Filter,
+    #[serde(default)]
+    cursor: usize,
+    done: Option<String>,
+}
+
+/// The dead letters: of every queue in summary, or of one.
+pub(crate) async fn page(State(app): State<Arc<App>>, Query(params): Query<Params>) -> Response {
+    let driver = app.driver.as_ref();
+    if !driver.supports(Capability::ListDead) {
+        let why = format!("The {} backend cannot list its dead letters without consuming them.", driver.name());
+        let body = html! { h1 { "Dead letters" } (absent(&why)) };
+        return frame(&app, "Dead letters", Section::Dead, body).into_response();
+    }
+    let Some(queue) = params.filter.queue.clone().filter(|q| !q.is_empty()) else {
+        return summary(&app, params.done.as_deref()).await;
+    };
+    if let Err(r) = queue_name(&app, &queue) {
+        return r;
+    }
+    let listing = if driver.supports(Capability::Browse) {
+        match scan(driver, &queue, &params.filter, params.cursor, PAGE, SCAN).await {
+            Ok((tasks, next)) => listing(&params.filter, params.cursor, &tasks, next),
+            Err(e) => return driver_failed(&app, "listing the dead tasks", &e),
+        }
+    } else {
+        match driver.dead(&queue, PAGE).await {
+            Ok(dead) => html! {
+                (absent(&format!("The {} backend lists its oldest dead letters only; it cannot page or filter them.", driver.name())))
+                table {
+                    thead { tr { th { "Id" } th { "Task" } th.n { "Attempt" } th { "Died" } th { "Error" } } }
+                    tbody { @for d in &dead { tr {
+                        td.id { (d.id) }
+                        td { (d.envelope.as_ref().map(|e| e.name.as_str()).unwrap_or("(undecodable)")) }
+                        td.n { (d.attempt) } td { (time(d.dead_at)) } td.bad { (short(&d.error)) }
+                    } } }
+                }
+            },
+            Err(e) => return driver_failed(&app, "listing the dead tasks", &e),
+        }
+    };
+    let f = &params.filter;
+    let body = html! {
+        h1 { "Dead letters of " code { (queue) } }
+        (flash(params.done.as_deref()))
+        form.filters method="get" action="/dead" {
+            input type="hidden" name="queue" value=(queue);
+            input type="search" name="task" value=(f.task) placeholder="task name contains" aria-label="task name contains";
+            input type="search" name="error" value=(f.error) placeholder="error contains" aria-label="error contains";
+            button type="submit" { "Filter" }
+            @if !f.is_all() { a href={ "/dead?queue=" (queue) } { "Clear" } }
+        }
+        (listing)
+    };
+    frame(&app, &format!("Dead letters of {queue}"), Section::Dead, body).into_response()
+}
+
+/// Every queue with its dead count.
+async fn summary(app: &App, done: Option<&str>) -> Response {
+    let driver = app.driver.as_ref();
+    let queues = match driver.queues().await {
+        Ok(q) => q,
+        Err(e) => return driver_failed(app, "listing the queues", &e),
+    };
+    let mut rows = Vec::new();
+    for q in queues {
+        match driver.stats(&q).await {
+            Ok(s) => rows.push((q, s.dead)),
+            Err(e) => return driver_failed(app, "reading a queue's counts", &e),
+        }
+    }
+    let body = html! {
+        h1 { "Dead letters" }
+        (flash(done))
+        @if rows.is_empty() { p.muted { "No queues yet." } } @else {
+            table {
+                thead { tr { th { "Queue" } th.n { "Dead" } } }
+                tbody { @for (q, n) in &rows { tr {
+                    td { a href={ "/dead?queue=" (q) } { (q) } }
+                    td.n class=[(*n > 0).then_some("bad")] { (count(*n)) }
+                } } }
+            }
+        }
+    };
+    frame(app, "Dead letters", Section::Dead, body).into_response()
+}
+
+fn listing(filter: &Filter, cursor: usize, tasks: &[TaskRecord], next: Option<usize>) -> Markup {
+    let queue = filter.queue.clone().unwrap_or_default();
+    let scope = if filter.is_all() { "every dead task of the queue".to_owned() } else { "every dead task the filter matches".to_owned() };
+    html! {
+        form #dead-form method="post" {
+            input type="hidden" name="queue" value=(queue);
+            input type="hidden" name="task" value=(filter.task);
+            input type="hidden" name="error" value=(filter.error);
+            div.actions {
+                button type="submit" formaction="/dead/retry" name="scope" value="selected" { "Retry selected" }
+                button.danger type="submit" formaction="/dead/delete" name="scope" value="selected" { "Delete selected" }
+                button type="submit" formaction="/dead/retry" name="scope" value="all" title=(scope) { "Retry all matching" }
+                button.danger type="submit" formaction="/dead/delete" name="scope" value="all" title=(scope) { "Delete all matching" }
+            }
+            @if tasks.is_empty() {
+                p.muted { "No dead tasks" @if !filter.is_all() { " match the filter" } @if cursor > 0 { " from here on" } "." }
+            } @else {
+                table {
+                    thead { tr { th { "" } th { "Id" } th { "Task" } th.n { "Attempt" } th { "Died" } th { "Error" } } }
+                    tbody {
+                        @for t in tasks {
+                            tr {
+                                td { input type="checkbox" name="id" value=(t.id) aria-label={ "select " (t.id) }; }
+                                td { a.id href={ "/tasks/" (t.id) } { (t.id) } }
+                                td { (t.envelope.as_ref().map(|e| e.name.as_str()).unwrap_or("(undecodable)")) }
+                                td.n { (t.attempt) }
+                                td { (time(t.at)) }
+                                td.bad { (t.last_error.as_deref().map(short).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p.pager {
+            @if cursor > 0 { a href={ "/dead?" (filter.query(&[])) } { "⇤ First" } }
+            @if let Some(n) = next { a href={ "/dead?" (filter.query(&[("cursor", n.to_string())])) } { "Next →" } }
+            span.muted { "from dead task " (count(cursor as u64 + 1)) }
+        }
+    }
+}
+
+/// The ids a form selected (repeated `id` fields), or why one is not an id.
+pub(crate) fn selected(pairs: &[(String, String)]) -> Result<Vec<TaskId>, String> {
+    pairs.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.parse().map_err(|_| format!("`{v}` is not a task id"))).collect()
+}
