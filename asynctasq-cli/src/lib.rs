@@ -55,6 +55,8 @@ use std::time::Duration;
 #[macro_use]
 mod output;
 mod backend;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod ops;
 mod otlp;
 
@@ -171,6 +173,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the web dashboard: queues, tasks by id, dead letters, workers, schedules.
+    #[cfg(feature = "dashboard")]
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +301,13 @@ struct Monitoring {
     /// ask). Prefer the environment variable: a flag's value shows in the process list.
     #[arg(long, env = "ASYNCTASQ_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true, hide_short_help = true)]
     http_token: Option<String>,
+    /// Serve the web dashboard on the --http listener too (its access flags as `dashboard`'s).
+    #[cfg(feature = "dashboard")]
+    #[arg(long, env = "ASYNCTASQ_DASHBOARD", requires = "http", hide_short_help = true)]
+    dashboard: bool,
+    #[cfg(feature = "dashboard")]
+    #[command(flatten)]
+    dashboard_access: dashboard::DashboardAccess,
 }
 
 /// The worker's defaults for tasks whose dispatch and `#[task]` set nothing. The seed system's
@@ -652,6 +664,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedule(command) => ops::schedule(connect(&cli.backend, true).await?, &Registry::linked()?, command).await,
         Command::Dispatch(args) => ops::dispatch(connect(&cli.backend, true).await?, &Registry::linked()?, args).await,
         Command::Workers { json } => ops::workers(connect(&cli.backend, true).await?, json).await,
+        #[cfg(feature = "dashboard")]
+        Command::Dashboard(args) => dashboard::serve(&cli.backend, args).await,
         Command::Doctor => {
             if ops::doctor(connect(&cli.backend, false), &Registry::linked()?).await {
                 Ok(())
@@ -762,6 +776,11 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     if monitoring.http_token.as_deref().is_some_and(|t| t.len() < 16) {
         return Err(Usage("--http-token must be at least 16 characters".into()).into());
     }
+    #[cfg(feature = "dashboard")]
+    let dashboard_access = match (monitoring.dashboard, monitoring.http) {
+        (true, Some(addr)) => Some(monitoring.dashboard_access.access(addr)?),
+        _ => None,
+    };
     let driver = tokio::select! {
         driver = connect(backend, true) => driver?,
         () = handle.stopping() => {
@@ -775,7 +794,7 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
     }
     warn_unconsumed_queues(&registry, &builder_checks.0);
     let flag_registry = registry.clone();
-    let mut builder = Worker::builder(driver)
+    let mut builder = Worker::builder(driver.clone())
         .registry(registry)
         .queue_specs(builder_checks.0, builder_checks.1)
         .concurrency(args.concurrency)
@@ -805,6 +824,11 @@ async fn worker(backend: &BackendArgs, args: WorkerArgs) -> anyhow::Result<()> {
         }
         if let Some(token) = &monitoring.http_token {
             builder = builder.http_token(token.clone());
+        }
+        #[cfg(feature = "dashboard")]
+        if let Some(access) = dashboard_access {
+            let dashboard = dashboard::dashboard(driver.clone(), backend.shown_url(), access, flag_registry.clone());
+            builder = builder.http_routes(dashboard.router());
         }
     }
     let worker = builder.build()?;

@@ -15,6 +15,10 @@ pub(crate) const HTMX_INTEGRITY: &str = "sha384-HGfztofotfshcF7+8n44JQL2oJmowVCh
 pub(crate) const STYLE: &str = include_str!("../assets/style.css");
 /// Where the pages load the style sheet from.
 pub(crate) const STYLE_PATH: &str = "/assets/style.css";
+/// The tab's icon.
+pub(crate) const ICON: &str = include_str!("../assets/icon.svg");
+/// Where the pages load the icon from (browsers also ask `/favicon.ico`).
+pub(crate) const ICON_PATH: &str = "/assets/icon.svg";
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=86400")], body).into_response()
@@ -26,6 +30,10 @@ pub(crate) async fn htmx() -> Response {
 
 pub(crate) async fn style() -> Response {
     asset(STYLE, "text/css; charset=utf-8")
+}
+
+pub(crate) async fn icon() -> Response {
+    asset(ICON, "image/svg+xml")
 }
 
 #[cfg(test)]

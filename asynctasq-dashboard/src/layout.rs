@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::App;
-use crate::assets::{HTMX_INTEGRITY, HTMX_PATH, STYLE_PATH};
+use crate::assets::{HTMX_INTEGRITY, HTMX_PATH, ICON_PATH, STYLE_PATH};
 
 /// The navigation's sections.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub(crate) fn page(app: &App, title: &str, section: Section, body: Markup) -> Ma
                 meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
                 title { (title) " · asynctasq" }
                 link rel="stylesheet" href=(STYLE_PATH);
+                link rel="icon" href=(ICON_PATH) type="image/svg+xml";
                 script src=(HTMX_PATH) integrity=(HTMX_INTEGRITY) defer {}
             }
             body {

@@ -145,6 +145,8 @@ impl Dashboard {
             .route("/schedules/run", post(actions::schedule_run))
             .route(assets::HTMX_PATH, get(assets::htmx))
             .route(assets::STYLE_PATH, get(assets::style))
+            .route(assets::ICON_PATH, get(assets::icon))
+            .route("/favicon.ico", get(assets::icon))
             .fallback(pages::not_found)
             .layer(middleware::from_fn_with_state(app.clone(), guard))
             .with_state(app)

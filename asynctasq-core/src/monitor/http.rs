@@ -150,7 +150,8 @@ pub(crate) async fn start(
     tracing::info!(%addr, "HTTP listener: /metrics /health /ready /worker");
     let names = subject.queues.into_iter().map(|(name, _)| name).collect();
     let collector = collect(subject.driver.clone(), names, monitor.clone(), config.collect_interval, subject.call_deadline, stop.clone());
-    Ok(vec![tokio::spawn(serve(listener, state, stop.clone())), tokio::spawn(collector)])
+    let routes = config.routes.clone();
+    Ok(vec![tokio::spawn(serve(listener, state, routes, stop.clone())), tokio::spawn(collector)])
 }
 
 /// Binds `addr`; an address in use or not local is an error naming it.
@@ -159,13 +160,16 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WorkerError> 
 }
 
 /// Serves the routes on `listener` until `stop`.
-async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
-    let app = Router::new()
+async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, routes: Option<Router>, stop: CancellationToken) {
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/worker", get(worker))
         .with_state(state);
+    if let Some(routes) = routes {
+        app = app.merge(routes);
+    }
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;

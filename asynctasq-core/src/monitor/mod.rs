@@ -31,6 +31,9 @@ pub(crate) struct HttpConfig {
     pub(crate) token: Option<String>,
     pub(crate) backend_url: Option<String>,
     pub(crate) collect_interval: Duration,
+    /// More routes served beside the listener's own (`WorkerBuilder::http_routes`).
+    #[cfg(feature = "http")]
+    pub(crate) routes: Option<axum::Router>,
 }
 
 /// The readiness state of one worker.

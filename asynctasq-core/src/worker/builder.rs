@@ -46,6 +46,8 @@ pub struct WorkerBuilder {
     clock: Arc<dyn Clock>,
     http: Option<std::net::SocketAddr>,
     http_token: Option<String>,
+    #[cfg(feature = "http")]
+    http_routes: Option<axum::Router>,
     backend_url: Option<String>,
     ready_bound: Option<Duration>,
     collect_interval: Duration,
@@ -85,6 +87,8 @@ impl WorkerBuilder {
             clock: Arc::new(SystemClock),
             http: None,
             http_token: None,
+            #[cfg(feature = "http")]
+            http_routes: None,
             backend_url: None,
             ready_bound: None,
             collect_interval: Duration::from_secs(5),
@@ -282,6 +286,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// More routes for the listener of [`http`](Self::http), served beside its own (feature
+    /// `http`): the dashboard (`asynctasq-dashboard`'s `Dashboard::router`) on the worker's
+    /// port. They bring their own access checks; `/metrics`, `/health`, `/ready` and
+    /// `/worker` keep theirs.
+    #[cfg(feature = "http")]
+    pub fn http_routes(mut self, routes: axum::Router) -> Self {
+        self.http_routes = Some(routes);
+        self
+    }
+
     /// The backend's URL as `/worker` shows it: its password is hidden before it is stored.
     pub fn backend_url(mut self, url: &str) -> Self {
         self.backend_url = Some(crate::redact_url(url));
@@ -461,6 +475,8 @@ impl WorkerBuilder {
                 token: self.http_token,
                 backend_url: self.backend_url,
                 collect_interval: self.collect_interval,
+                #[cfg(feature = "http")]
+                routes: self.http_routes,
             }),
         })
     }

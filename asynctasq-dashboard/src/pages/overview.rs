@@ -78,7 +78,7 @@ async fn queues(app: &App) -> Result<Markup, Response> {
                                 td.n { a href={ "/queues/" (name) "?state=scheduled" } { (count(s.scheduled)) } }
                                 td.n { a href={ "/queues/" (name) "?state=leased" } { (count(s.leased)) } }
                                 td.n { a href={ "/dead?queue=" (name) } class=[(s.dead > 0).then_some("bad")] { (count(s.dead)) } }
-                                td.n { (s.oldest_ready_age.map(age).unwrap_or_else(|| "-".into())) }
+                                td.n { (s.oldest_ready_age.filter(|_| s.ready > 0).map(age).unwrap_or_else(|| "-".into())) }
                                 @if totals {
                                     td.n { (s.totals.map(|t| count(t.succeeded)).unwrap_or_default()) }
                                     td.n { (s.totals.map(|t| count(t.failed)).unwrap_or_default()) }
