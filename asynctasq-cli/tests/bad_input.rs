@@ -276,3 +276,34 @@ fn http_flags_name_their_mistakes_and_never_echo_the_token() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--http-token") && !help.contains("s3cret"), "--help shows the flag, never its value: {help}");
 }
+
+#[test]
+fn dashboard_off_loopback_without_credentials_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["dashboard", "--listen", "0.0.0.0:0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("refusing to serve the dashboard on 0.0.0.0:0 without credentials") && err.contains("--auth-token"), "{err}");
+    let out = asynctasq(dir.path()).args(["worker", "--http", "0.0.0.0:0", "--dashboard"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "the worker's listener too: {}", stderr(&out));
+}
+
+#[test]
+fn dashboard_credentials_are_checked_and_never_echoed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = asynctasq(dir.path()).args(["dashboard", "--auth-token", "hunter2"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("invalid --auth-token: a dashboard token must be at least 16 characters") && !err.contains("hunter2"), "{err}");
+    let out = asynctasq(dir.path()).args(["dashboard", "--basic-auth", "admin-hunter2"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    let out = asynctasq(dir.path())
+        .env("ASYNCTASQ_DASHBOARD_TOKEN", "hunter2-hunter2-hunter2")
+        .env("ASYNCTASQ_DASHBOARD_BASIC_AUTH", "admin:hunter2-hunter2")
+        .args(["dashboard", "--help"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"), "help shows no secret");
+}

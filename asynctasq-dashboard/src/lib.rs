@@ -135,6 +135,7 @@ impl Dashboard {
             .route("/tasks/{id}/cancel", post(actions::cancel))
             .route("/tasks/{id}/delete", post(actions::delete))
             .route("/dead", get(pages::dead::page))
+            .route("/dead/confirm", get(pages::dead::confirm))
             .route("/dead/retry", post(actions::dead_retry))
             .route("/dead/delete", post(actions::dead_delete))
             .route("/jobs/{job}", get(pages::job::page))

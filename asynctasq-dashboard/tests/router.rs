@@ -103,6 +103,8 @@ async fn every_page_renders_with_the_security_headers() {
         "/dead".into(),
         "/dead?queue=mail".into(),
         "/dead?queue=mail&task=send&error=bo".into(),
+        "/dead/confirm?queue=mail&action=delete".into(),
+        "/dead/confirm?queue=mail&error=bo&action=retry".into(),
         "/workers".into(),
         "/schedules".into(),
         "/assets/style.css".into(),

@@ -148,6 +148,25 @@ ensure_moto() {
   sqs_answers_json || { echo "error: no SQS (moto) answering the JSON protocol at $sqs_endpoint" >&2; exit 1; }
 }
 
+# The dashboard's browser test: Debian's Chromium (never a downloaded browser) and
+# playwright-core from npm, pinned by tests/e2e/package-lock.json.
+ensure_browser() {
+  if ! command -v chromium >/dev/null; then
+    echo "== installing chromium"
+    apt_install chromium
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "== installing node and npm"
+    apt_install nodejs npm
+  fi
+  if [ ! -f tests/e2e/node_modules/playwright-core/package.json ] \
+    || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
+    echo "== installing playwright-core into tests/e2e"
+    npm ci --prefix tests/e2e --no-audit --no-fund --silent
+  fi
+  [ -x /usr/bin/chromium ] || { echo "error: no /usr/bin/chromium for the dashboard's browser test" >&2; exit 1; }
+}
+
 stop_moto() {
   [ -z "$moto_pid" ] || kill "$moto_pid" 2>/dev/null || true
 }

@@ -193,3 +193,30 @@ async fn a_worker_on_sqlite_publishes_its_events_to_redis_for_any_subscriber() {
     assert_eq!(seen.get("task_succeeded"), Some(&5), "{seen:?}");
     assert!(worker.exited_ok().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_beside_the_metrics_on_the_worker_listener_and_hides_the_password() {
+    let url = shared_postgres_url().replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::Postgres(url)).await;
+    let queue = "dashboarded";
+    let overrides = Overrides { queue: Some(queue.into()), max_attempts: Some(1), ..Default::default() };
+    s.client.dispatch_many((0..3).map(|n| FailsOnce { n, retry_ms: 10 }), overrides).await.expect("dispatch");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker = s.spawn_worker(WORKER, queue, 2, &["--http", &addr, "--dashboard"]);
+    eventually(Duration::from_secs(30), "the dead tasks on the dashboard", || async {
+        get(port, &format!("/dead?queue={queue}")).await.is_some_and(|(c, b)| c == 200 && b.matches("/tasks/").count() == 3)
+    })
+    .await;
+    for path in ["/", "/workers", "/queues/dashboarded", "/dead?queue=dashboarded"] {
+        let (status, page) = get(port, path).await.expect("the dashboard answers");
+        assert_eq!(status, 200, "{path}: {page}");
+        assert!(!page.contains("hunter2"), "{path} shows no password: {page}");
+    }
+    let (_, overview) = get(port, "/").await.expect("overview");
+    assert!(overview.contains("postgres://") && overview.contains(queue), "the redacted backend and the queue: {overview}");
+    assert_eq!(get(port, "/metrics").await.map(|(c, _)| c), Some(200), "the worker's own routes stay");
+    worker.sigterm();
+    assert!(worker.exited_ok().await);
+}

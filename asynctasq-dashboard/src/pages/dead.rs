@@ -201,8 +201,8 @@ fn listing(filter: &Filter, cursor: usize, tasks: &[TaskRecord], next: Option<us
             div.actions {
                 button type="submit" formaction="/dead/retry" name="scope" value="selected" { "Retry selected" }
                 button.danger type="submit" formaction="/dead/delete" name="scope" value="selected" { "Delete selected" }
-                button type="submit" formaction="/dead/retry" name="scope" value="all" title=(scope) { "Retry all matching" }
-                button.danger type="submit" formaction="/dead/delete" name="scope" value="all" title=(scope) { "Delete all matching" }
+                a href={ "/dead/confirm?" (filter.query(&[("action", "retry".into())])) } title=(scope) { "Retry all matching…" }
+                a href={ "/dead/confirm?" (filter.query(&[("action", "delete".into())])) } title=(scope) { "Delete all matching…" }
             }
             @if tasks.is_empty() {
                 p.muted { "No dead tasks" @if !filter.is_all() { " match the filter" } @if cursor > 0 { " from here on" } "." }
@@ -230,6 +230,60 @@ fn listing(filter: &Filter, cursor: usize, tasks: &[TaskRecord], next: Option<us
             span.muted { "from dead task " (count(cursor as u64 + 1)) }
         }
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConfirmParams {
+    #[serde(flatten)]
+    filter: Filter,
+    action: String,
+}
+
+/// What a retry or delete of every dead task a filter matches would touch, and the button
+/// that does it.
+pub(crate) async fn confirm(State(app): State<Arc<App>>, Query(params): Query<ConfirmParams>) -> Response {
+    let Some(queue) = params.filter.queue.clone() else {
+        return crate::layout::error_page(&app, axum::http::StatusCode::BAD_REQUEST, "Which queue's dead tasks? (`queue`)");
+    };
+    if let Err(r) = queue_name(&app, &queue) {
+        return r;
+    }
+    let retry = match params.action.as_str() {
+        "retry" => true,
+        "delete" => false,
+        _ => return crate::layout::error_page(&app, axum::http::StatusCode::BAD_REQUEST, "`action` is `retry` or `delete`."),
+    };
+    let dead = match app.driver.stats(&queue).await {
+        Ok(s) => s.dead,
+        Err(e) => return driver_failed(&app, "reading the queue's counts", &e),
+    };
+    let f = &params.filter;
+    let verb = if retry { "Retry" } else { "Delete" };
+    let body = html! {
+        h1 { (verb) " dead tasks of " code { (queue) } "?" }
+        @if f.is_all() {
+            p class=(if retry { "note" } else { "note bad" }) {
+                "This " (if retry { "moves" } else { "deletes" }) " every dead task of the queue: " strong { (count(dead)) } " as counted now."
+                @if !retry { " They cannot be brought back." }
+            }
+        } @else {
+            p class=(if retry { "note" } else { "note bad" }) {
+                "This " (if retry { "moves" } else { "deletes" }) " every dead task whose task name contains “" (f.task) "” and whose error contains “" (f.error)
+                "”, out of " (count(dead)) " dead tasks, a batch at a time, with its progress on the next page."
+            }
+        }
+        div.actions {
+            form method="post" action=(if retry { "/dead/retry" } else { "/dead/delete" }) {
+                input type="hidden" name="queue" value=(queue);
+                input type="hidden" name="task" value=(f.task);
+                input type="hidden" name="error" value=(f.error);
+                input type="hidden" name="scope" value="all";
+                button type="submit" class=[(!retry).then_some("danger")] { (verb) " all matching" }
+            }
+            a href={ "/dead?" (f.query(&[])) } { "Cancel" }
+        }
+    };
+    frame(&app, "Confirm", Section::Dead, body).into_response()
 }
 
 /// The ids a form selected (repeated `id` fields), or why one is not an id.
