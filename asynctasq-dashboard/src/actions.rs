@@ -25,6 +25,12 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// The redirect after an action that changed something; the counts are read again at once.
+fn changed(app: &App, to: &str) -> Response {
+    app.history.refresh();
+    Redirect::to(to).into_response()
+}
+
 fn bad(app: &App, why: &str) -> Response {
     error_page(app, StatusCode::BAD_REQUEST, why)
 }
@@ -47,7 +53,7 @@ async fn set_paused(app: &App, queue: &str, paused: bool) -> Response {
         return bad(app, &format!("The {} backend cannot pause a queue.", app.driver.name()));
     }
     match app.driver.set_paused(queue, paused).await {
-        Ok(()) => Redirect::to(&format!("/queues/{queue}?done={}", if paused { "paused" } else { "resumed" })).into_response(),
+        Ok(()) => changed(&app, &format!("/queues/{queue}?done={}", if paused { "paused" } else { "resumed" })).into_response(),
         Err(e) => driver_failed(app, if paused { "pausing the queue" } else { "resuming the queue" }, &e),
     }
 }
@@ -73,7 +79,7 @@ pub(crate) async fn flush(State(app): State<Arc<App>>, Path(queue): Path<String>
     match done {
         Ok(n) => {
             tracing::info!(queue, deleted = n, "dashboard: flushed");
-            Redirect::to(&format!("/queues/{queue}?done=flushed")).into_response()
+            changed(&app, &format!("/queues/{queue}?done=flushed")).into_response()
         }
         Err(e) => driver_failed(&app, "flushing", &e),
     }
@@ -103,7 +109,7 @@ pub(crate) async fn retry(State(app): State<Arc<App>>, Path(raw): Path<String>) 
     }
     match app.driver.requeue_dead(&record.queue, DeadSelector::Ids(vec![record.id])).await {
         Ok(0) => error_page(&app, StatusCode::CONFLICT, "The task was no longer dead (retried or deleted meanwhile)."),
-        Ok(_) => Redirect::to(&format!("/tasks/{}?done=retried", record.id)).into_response(),
+        Ok(_) => changed(&app, &format!("/tasks/{}?done=retried", record.id)).into_response(),
         Err(e) => driver_failed(&app, "retrying the task", &e),
     }
 }
@@ -118,7 +124,7 @@ pub(crate) async fn cancel(State(app): State<Arc<App>>, Path(raw): Path<String>)
         return bad(&app, &format!("The {} backend cannot cancel a task (it cannot reach one it handed out).", app.driver.name()));
     }
     match app.driver.cancel(id, DEFAULT_FAILURE_TTL).await {
-        Ok(CancelOutcome::Removed | CancelOutcome::Requested) => Redirect::to(&format!("/tasks/{id}?done=cancelled")).into_response(),
+        Ok(CancelOutcome::Removed | CancelOutcome::Requested) => changed(&app, &format!("/tasks/{id}?done=cancelled")).into_response(),
         Ok(CancelOutcome::AlreadyFinished) => error_page(&app, StatusCode::CONFLICT, "The task had already finished."),
         Ok(_) => error_page(&app, StatusCode::NOT_FOUND, &format!("No task {id} is stored.")),
         Err(e) => driver_failed(&app, "cancelling the task", &e),
@@ -136,9 +142,9 @@ pub(crate) async fn delete(State(app): State<Arc<App>>, Path(raw): Path<String>)
     }
     match app.driver.delete(record.id).await {
         Ok(DeleteOutcome::Deleted) if record.state == TaskState::Dead => {
-            Redirect::to(&format!("/dead?queue={}&done=deleted", record.queue)).into_response()
+            changed(&app, &format!("/dead?queue={}&done=deleted", record.queue)).into_response()
         }
-        Ok(DeleteOutcome::Deleted) => Redirect::to(&format!("/queues/{}?done=deleted", record.queue)).into_response(),
+        Ok(DeleteOutcome::Deleted) => changed(&app, &format!("/queues/{}?done=deleted", record.queue)).into_response(),
         Ok(DeleteOutcome::Leased) => error_page(&app, StatusCode::CONFLICT, "The task is running (leased): cancel it instead."),
         Ok(_) => error_page(&app, StatusCode::NOT_FOUND, "The task was no longer stored."),
         Err(e) => driver_failed(&app, "deleting the task", &e),
@@ -179,14 +185,14 @@ async fn dead_bulk(app: Arc<App>, form: RawForm, retry: bool) -> Response {
             let done =
                 if retry { driver.requeue_dead(&queue, DeadSelector::Ids(ids)).await.map(drop) } else { delete_each(&app, &ids).await };
             match done {
-                Ok(()) => Redirect::to(&back).into_response(),
+                Ok(()) => changed(&app, &back).into_response(),
                 Err(e) => driver_failed(&app, if retry { "retrying" } else { "deleting" }, &e),
             }
         }
         Some("all") if filter.is_all() => {
             let done = if retry { driver.requeue_dead(&queue, DeadSelector::All).await } else { driver.purge_dead(&queue).await };
             match done {
-                Ok(_) => Redirect::to(&back).into_response(),
+                Ok(_) => changed(&app, &back).into_response(),
                 Err(e) => driver_failed(&app, if retry { "retrying" } else { "deleting" }, &e),
             }
         }
@@ -197,7 +203,7 @@ async fn dead_bulk(app: Arc<App>, form: RawForm, retry: bool) -> Response {
             let what = format!("{} the dead tasks of {queue} the filter matches", if retry { "Retrying" } else { "Deleting" });
             let job = app.jobs.start(what, back);
             tokio::spawn(filtered(app.clone(), job, filter, retry));
-            Redirect::to(&format!("/jobs/{job}")).into_response()
+            changed(&app, &format!("/jobs/{job}")).into_response()
         }
         _ => bad(&app, "`scope` is `selected` or `all`."),
     }
@@ -264,7 +270,9 @@ async fn schedule_paused(app: &App, pairs: &[(String, String)], paused: bool) ->
     let declared = crate::pages::schedules::declared(app);
     let Some(schedule) = declared.get(name) else { return bad(app, "This binary declares no such schedule.") };
     match app.driver.set_schedule_paused(name, &schedule.queue_in(registry), paused).await {
-        Ok(()) => Redirect::to(if paused { "/schedules?done=schedule-paused" } else { "/schedules?done=schedule-resumed" }).into_response(),
+        Ok(()) => {
+            changed(&app, if paused { "/schedules?done=schedule-paused" } else { "/schedules?done=schedule-resumed" }).into_response()
+        }
         Err(e) => driver_failed(app, "pausing or resuming the schedule", &e),
     }
 }
@@ -286,7 +294,7 @@ pub(crate) async fn schedule_run(State(app): State<Arc<App>>, form: RawForm) -> 
     };
     let id = envelope.id;
     match client.enqueue(vec![envelope]).await {
-        Ok(_) => Redirect::to(&format!("/tasks/{id}")).into_response(),
+        Ok(_) => changed(&app, &format!("/tasks/{id}")).into_response(),
         Err(e) => driver_failed(&app, "dispatching the schedule's task", &e),
     }
 }

@@ -1,25 +1,59 @@
-//! The throughput behind the overview's sparklines: every [`EVERY`], the settled totals of each
-//! queue (succeeded plus failed, [`Capability::Totals`]) are read once, and the rate between
-//! two reads is kept, [`KEPT`] points per queue. One read per queue per interval, whoever
-//! watches; nothing when the backend keeps no totals.
+//! The counts the pages show, read in the background, never on a page view.
+//!
+//! # Why the pages do not count
+//! A SQL backend counts a queue's tasks by reading its index: with a million tasks stored,
+//! SQLite takes about a third of a second per queue. The pages would pay that on every view,
+//! once per queue, per viewer, every two seconds of the overview's refresh. Instead one task
+//! reads every queue's counts at most every [`EVERY`] (longer when a reading is slow: at most
+//! a tenth of the time goes to counting), whoever watches, and the pages show that reading
+//! with its age. An action (a flush, a retry) asks for a new reading at once.
+//!
+//! From two readings of the settled totals (`Capability::Totals`) it also keeps each queue's
+//! throughput, [`KEPT`] points, for the overview's sparklines.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use asynctasq_core::driver::Capability;
+use asynctasq_core::DriverError;
+use asynctasq_core::driver::QueueStats;
+use tokio::sync::Notify;
 
 use crate::App;
 
-/// How often the totals are read.
-pub(crate) const EVERY: Duration = Duration::from_secs(5);
-/// Points kept per queue: ten minutes at [`EVERY`].
-pub(crate) const KEPT: usize = 120;
+/// The shortest time between two readings.
+pub(crate) const EVERY: Duration = Duration::from_secs(2);
+/// Throughput points kept per queue.
+pub(crate) const KEPT: usize = 150;
 
-/// Rates per queue, oldest first.
+/// The latest reading of every queue, and throughput by queue.
 #[derive(Default)]
 pub(crate) struct History {
-    inner: Mutex<HashMap<String, Series>>,
+    inner: Mutex<Inner>,
+    /// Asks the sampler for a reading now.
+    wake: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Inner {
+    latest: Option<Reading>,
+    series: HashMap<String, Series>,
+}
+
+/// Every queue's counts at one time.
+#[derive(Clone)]
+pub(crate) struct Reading {
+    /// When it was taken.
+    pub(crate) at: Instant,
+    /// Each queue and its counts, by name.
+    pub(crate) queues: Vec<(String, QueueStats)>,
+}
+
+impl Reading {
+    /// The counts of `queue` in this reading.
+    pub(crate) fn of(&self, queue: &str) -> Option<&QueueStats> {
+        self.queues.iter().find(|(q, _)| q == queue).map(|(_, s)| s)
+    }
 }
 
 #[derive(Default)]
@@ -29,60 +63,95 @@ struct Series {
 }
 
 impl History {
-    /// Notes `settled` tasks of `queue` in total at `at`.
-    pub(crate) fn record(&self, queue: &str, at: Instant, settled: u64) {
+    /// Keeps `reading` as the latest, and the throughput since the one before.
+    fn keep(&self, reading: Reading) {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let series = inner.entry(queue.to_owned()).or_default();
-        if let Some((then, before)) = series.last {
-            let secs = at.duration_since(then).as_secs_f64();
-            if secs > 0.0 {
-                // Totals only grow; a purge of the counts starts the series over.
-                series.rates.push_back(settled.saturating_sub(before) as f64 / secs);
-                if series.rates.len() > KEPT {
-                    series.rates.pop_front();
-                }
+        for (queue, stats) in &reading.queues {
+            if let Some(t) = stats.totals {
+                let series = inner.series.entry(queue.clone()).or_default();
+                record(series, reading.at, t.succeeded + t.failed);
             }
         }
-        series.last = Some((at, settled));
+        inner.latest = Some(reading);
     }
 
-    /// The rates of `queue`, oldest first.
+    /// The latest reading, if one was taken.
+    pub(crate) fn latest(&self) -> Option<Reading> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).latest.clone()
+    }
+
+    /// The throughput of `queue` (tasks settled per second), oldest first.
     pub(crate) fn rates(&self, queue: &str) -> Vec<f64> {
         let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        inner.get(queue).map(|s| s.rates.iter().copied().collect()).unwrap_or_default()
+        inner.series.get(queue).map(|s| s.rates.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// Asks for a new reading now (after an action changed the counts).
+    pub(crate) fn refresh(&self) {
+        self.wake.notify_one();
     }
 }
 
-/// Starts reading the totals, until the dashboard is dropped.
-pub(crate) fn start(app: &Arc<App>) {
-    if !app.driver.supports(Capability::Totals) {
-        return;
+fn record(series: &mut Series, at: Instant, settled: u64) {
+    if let Some((then, before)) = series.last {
+        let secs = at.duration_since(then).as_secs_f64();
+        if secs > 0.0 {
+            // Totals only grow; a purge of the counts starts the line at zero.
+            series.rates.push_back(settled.saturating_sub(before) as f64 / secs);
+            if series.rates.len() > KEPT {
+                series.rates.pop_front();
+            }
+        }
     }
-    let app = Arc::downgrade(app);
+    series.last = Some((at, settled));
+}
+
+/// Reads every queue's counts once.
+pub(crate) async fn read(app: &App) -> Result<Reading, DriverError> {
+    let at = Instant::now();
+    let names = app.driver.queues().await?;
+    let mut queues = Vec::with_capacity(names.len());
+    for name in names {
+        let stats = app.driver.stats(&name).await?;
+        queues.push((name, stats));
+    }
+    Ok(Reading { at, queues })
+}
+
+/// The latest reading, taken now when there is none yet (the first view after start).
+pub(crate) async fn latest(app: &App) -> Result<Reading, DriverError> {
+    if let Some(r) = app.history.latest() {
+        return Ok(r);
+    }
+    let reading = read(app).await?;
+    app.history.keep(reading.clone());
+    Ok(reading)
+}
+
+/// Starts the readings, until the dashboard is dropped.
+pub(crate) fn start(app: &Arc<App>) {
+    let (weak, wake) = (Arc::downgrade(app), app.history.wake.clone());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            if !sample(&app).await {
-                return;
+            let Some(pause) = sample(&weak).await else { return };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = wake.notified() => {}
             }
         }
     });
 }
 
-/// One read of every queue's totals; `false` once the dashboard is gone.
-async fn sample(app: &Weak<App>) -> bool {
-    let Some(app) = app.upgrade() else { return false };
-    let Ok(queues) = app.driver.queues().await else { return true };
-    for queue in queues {
-        if let Ok(stats) = app.driver.stats(&queue).await
-            && let Some(totals) = stats.totals
-        {
-            app.history.record(&queue, Instant::now(), totals.succeeded + totals.failed);
-        }
+/// One reading, and how long to wait before the next; `None` once the dashboard is gone.
+async fn sample(app: &Weak<App>) -> Option<Duration> {
+    let app = app.upgrade()?;
+    let t = Instant::now();
+    match read(&app).await {
+        Ok(reading) => app.history.keep(reading),
+        Err(error) => tracing::debug!(%error, "dashboard: reading the queues' counts failed; reading again later"),
     }
-    true
+    // At most a tenth of the time goes to counting.
+    Some(EVERY.max(t.elapsed() * 10))
 }
 
 #[cfg(test)]
@@ -90,13 +159,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_are_the_settled_tasks_between_two_reads_per_second() {
-        let history = History::default();
+    fn rates_are_the_settled_tasks_between_two_readings_per_second() {
+        let mut series = Series::default();
         let t = Instant::now();
-        history.record("q", t, 100);
-        history.record("q", t + Duration::from_secs(5), 150);
-        history.record("q", t + Duration::from_secs(10), 150);
-        assert_eq!(history.rates("q"), vec![10.0, 0.0]);
-        assert!(history.rates("other").is_empty());
+        record(&mut series, t, 100);
+        record(&mut series, t + Duration::from_secs(5), 150);
+        record(&mut series, t + Duration::from_secs(10), 150);
+        assert_eq!(series.rates.iter().copied().collect::<Vec<_>>(), vec![10.0, 0.0]);
     }
 }

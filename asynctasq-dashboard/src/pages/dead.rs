@@ -80,18 +80,22 @@ pub(crate) async fn scan(
     want: usize,
     bound: usize,
 ) -> Result<(Vec<TaskRecord>, Option<usize>), DriverError> {
+    // Unfiltered, a page and one more (to know a next page exists) is all there is to read.
+    let size = if filter.is_all() { want + 1 } else { BATCH };
     let (mut kept, mut at) = (Vec::new(), cursor);
     while at - cursor < bound {
-        let batch = driver.list(queue, TaskState::Dead, at, BATCH.min(bound - (at - cursor))).await?;
-        let full = batch.len() == BATCH.min(bound - (at - cursor));
+        let n = size.min(bound - (at - cursor));
+        let batch = driver.list(queue, TaskState::Dead, at, n).await?;
+        let full = batch.len() == n;
         for r in batch {
-            at += 1;
             if filter.keeps(&r) {
-                kept.push(r);
                 if kept.len() == want {
+                    // A match past the page: the next page starts at it.
                     return Ok((kept, Some(at)));
                 }
+                kept.push(r);
             }
+            at += 1;
         }
         if !full {
             return Ok((kept, None));
@@ -163,17 +167,12 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Query(params): Query<Param
 /// Every queue with its dead count.
 async fn summary(app: &App, done: Option<&str>) -> Response {
     let driver = app.driver.as_ref();
-    let queues = match driver.queues().await {
-        Ok(q) => q,
-        Err(e) => return driver_failed(app, "listing the queues", &e),
+    let _ = driver;
+    let reading = match crate::sampler::latest(app).await {
+        Ok(r) => r,
+        Err(e) => return driver_failed(app, "reading the queues' counts", &e),
     };
-    let mut rows = Vec::new();
-    for q in queues {
-        match driver.stats(&q).await {
-            Ok(s) => rows.push((q, s.dead)),
-            Err(e) => return driver_failed(app, "reading a queue's counts", &e),
-        }
-    }
+    let rows: Vec<(&String, u64)> = reading.queues.iter().map(|(q, s)| (q, s.dead)).collect();
     let body = html! {
         h1 { "Dead letters" }
         (flash(done))
@@ -185,6 +184,7 @@ async fn summary(app: &App, done: Option<&str>) -> Response {
                     td.n class=[(*n > 0).then_some("bad")] { (count(*n)) }
                 } } }
             }
+            p.muted { "Counted " (crate::layout::age(reading.at.elapsed())) " ago." }
         }
     };
     frame(app, "Dead letters", Section::Dead, body).into_response()
@@ -253,8 +253,8 @@ pub(crate) async fn confirm(State(app): State<Arc<App>>, Query(params): Query<Co
         "delete" => false,
         _ => return crate::layout::error_page(&app, axum::http::StatusCode::BAD_REQUEST, "`action` is `retry` or `delete`."),
     };
-    let dead = match app.driver.stats(&queue).await {
-        Ok(s) => s.dead,
+    let dead = match crate::sampler::latest(&app).await {
+        Ok(r) => r.of(&queue).map_or(0, |s| s.dead),
         Err(e) => return driver_failed(&app, "reading the queue's counts", &e),
     };
     let f = &params.filter;

@@ -48,16 +48,13 @@ pub(crate) async fn fragment(State(app): State<Arc<App>>) -> Response {
 
 async fn queues(app: &App) -> Result<Markup, Response> {
     let driver = app.driver.as_ref();
-    let names = driver.queues().await.map_err(|e| driver_failed(app, "listing the queues", &e))?;
+    let reading = crate::sampler::latest(app).await.map_err(|e| driver_failed(app, "reading the queues' counts", &e))?;
     let paused = driver.paused().await.map_err(|e| driver_failed(app, "reading the paused queues", &e))?;
-    let mut rows: Vec<(String, QueueStats)> = Vec::with_capacity(names.len());
-    for name in names {
-        let stats = driver.stats(&name).await.map_err(|e| driver_failed(app, "reading a queue's counts", &e))?;
-        rows.push((name, stats));
-    }
+    let rows: &[(String, QueueStats)] = &reading.queues;
     let totals = driver.supports(Capability::Totals);
     Ok(html! {
         div #queues hx-get="/fragments/queues" hx-trigger="every 2s" hx-swap="outerHTML" {
+            p.muted { "Counted " (age(reading.at.elapsed())) " ago." }
             @if rows.is_empty() {
                 p.muted { "No queues yet: dispatch a task and its queue appears here." }
             } @else {
@@ -68,7 +65,7 @@ async fn queues(app: &App) -> Result<Markup, Response> {
                         @if totals { th.n { "Succeeded" } th.n { "Failed" } th { "Throughput" } }
                     } }
                     tbody {
-                        @for (name, s) in &rows {
+                        @for (name, s) in rows {
                             tr {
                                 td {
                                     a href={ "/queues/" (name) } { (name) }

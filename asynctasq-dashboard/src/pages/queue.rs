@@ -36,9 +36,9 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Path(queue): Path<String>,
     let driver = app.driver.as_ref();
     let state = params.state.as_deref().and_then(parse_state).unwrap_or(TaskState::Ready);
     let page_no = params.page.unwrap_or(0);
-    let stats = match driver.stats(&queue).await {
+    let (stats, counted) = match counts(&app, &queue).await {
         Ok(s) => s,
-        Err(e) => return driver_failed(&app, "reading the queue's counts", &e),
+        Err(r) => return r,
     };
     let paused = match driver.paused().await {
         Ok(p) => p.contains(&queue),
@@ -68,6 +68,7 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Path(queue): Path<String>,
         h1 { "Queue " code { (queue) } @if paused { " " span.tag.paused { "paused" } } }
         (flash(params.done.as_deref()))
         dl.fields {
+            dt { "Counted" } dd { (counted) }
             dt { "Ready" } dd { (count(stats.ready)) }
             dt { "Scheduled" } dd { (count(stats.scheduled)) }
             dt { "Leased" } dd { (count(stats.leased)) }
@@ -101,6 +102,17 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Path(queue): Path<String>,
         (listing)
     };
     frame(&app, &format!("Queue {queue}"), Section::Overview, body).into_response()
+}
+
+/// The queue's counts from the latest reading (a queue new since it is counted now), and how
+/// long ago they were counted.
+async fn counts(app: &App, queue: &str) -> Result<(asynctasq_core::QueueStats, String), Response> {
+    let reading = crate::sampler::latest(app).await.map_err(|e| driver_failed(app, "reading the queues' counts", &e))?;
+    if let Some(s) = reading.of(queue) {
+        return Ok((s.clone(), format!("{} ago", crate::layout::age(reading.at.elapsed()))));
+    }
+    let stats = app.driver.stats(queue).await.map_err(|e| driver_failed(app, "reading the queue's counts", &e))?;
+    Ok((stats, "now".into()))
 }
 
 fn limits_text(l: &asynctasq_core::QueueLimits) -> String {
@@ -186,9 +198,9 @@ pub(crate) async fn confirm_flush(State(app): State<Arc<App>>, Path(queue): Path
             "A flush deletes the ready, scheduled or dead tasks of a queue.",
         );
     };
-    let stats = match app.driver.stats(&queue).await {
+    let (stats, counted) = match counts(&app, &queue).await {
         Ok(s) => s,
-        Err(e) => return driver_failed(&app, "reading the queue's counts", &e),
+        Err(r) => return r,
     };
     let n = match state {
         TaskState::Ready => stats.ready,
@@ -197,7 +209,7 @@ pub(crate) async fn confirm_flush(State(app): State<Arc<App>>, Path(queue): Path
     };
     let body = html! {
         h1 { "Flush the " (state_name(state)) " tasks of " code { (queue) } "?" }
-        p.note.bad { "This deletes " strong { (count(n)) } " " (state_name(state)) " tasks (as counted now; tasks arriving meanwhile go too). They cannot be brought back." }
+        p.note.bad { "This deletes " strong { (count(n)) } " " (state_name(state)) " tasks (counted " (counted) "; tasks arriving meanwhile go too). They cannot be brought back." }
         div.actions {
             form method="post" action={ "/queues/" (queue) "/flush" } {
                 input type="hidden" name="state" value=(state_name(state));

@@ -38,7 +38,7 @@ mod unique;
 pub(crate) use sweep::Sweeper;
 
 use asynctasq_core::DriverError;
-use asynctasq_core::driver::{DeadTask, Delivery, Driver, Lease, TaskRecord, TaskState};
+use asynctasq_core::driver::{DeadTask, Delivery, Lease, TaskRecord, TaskState};
 use asynctasq_core::envelope::{Envelope, TaskId};
 
 /// The lease token of the SQL backends is `seq:token`: the row's primary key (so settling needs
@@ -143,8 +143,10 @@ pub(crate) fn dead_task(
 /// between them is seen in one or the other): queue, envelope, attempt, `finished_at`,
 /// `visible_at` or `dead_at`, whether leased (0/1), the last error, where it was found
 /// ([`Found`]: 0 live, 1 dead, 2 succeeded, 3 cancelled), the result, whether a cancel is
-/// requested (0/1), the progress and the error history; `id` are the id's placeholders, in
-/// the order the statement reads them (`now` comes between the first and the second). With
+/// requested (0/1), the progress, the error history, the holder, the start and the id; `id`
+/// are what follows the id column in each part's `WHERE` (`= ?1` for one task, `IN (…)` or
+/// `= ANY($1)` for many), in the order the statement reads them (`now` comes between the
+/// first and the second). With
 /// `in_place` (SQLite), a live row may be a succeeded task kept in place ([`KEPT`]), found
 /// until its `kept_until`; `now` is then read once more, after the second id.
 pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2], in_place: bool) -> String {
@@ -163,11 +165,11 @@ pub(crate) fn find_sql(t: &str, d: &str, r: &str, id: [&str; 3], now: [&str; 2],
     // The results first: PostgreSQL types a UNION's columns pair by pair, and the result column
     // is NULL in the other two.
     format!(
-        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL, NULL, started_at \
-         FROM {r} WHERE id = {first} AND expires_at > {now} \
+        "SELECT queue, envelope, attempt, finished_at, 0, NULL, CASE WHEN state = 'cancelled' THEN 3 ELSE 2 END, result, 0, NULL, NULL, NULL, started_at, id \
+         FROM {r} WHERE id {first} AND expires_at > {now} \
          UNION ALL SELECT queue, envelope, attempt, {at}, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, last_error, {found}, {result}, \
-         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder, started_at FROM {t} WHERE id = {second}{kept} \
-         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors, NULL, started_at FROM {d} WHERE id = {third} \
+         CASE WHEN cancel > 0 THEN 1 ELSE 0 END, progress, errors, holder, started_at, id FROM {t} WHERE id {second}{kept} \
+         UNION ALL SELECT queue, envelope, attempt, dead_at, 0, error, 1, NULL, 0, NULL, errors, NULL, started_at, id FROM {d} WHERE id {third} \
          AND (expires_at IS NULL OR expires_at > {dead_now})"
     )
 }
@@ -220,18 +222,20 @@ pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, in_place: bo
     }
 }
 
-/// Reads each of `ids` with `find` and keeps those still in `state`, in order.
-pub(crate) async fn found_in(driver: &dyn Driver, ids: Vec<Vec<u8>>, state: TaskState) -> Result<Vec<TaskRecord>, DriverError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids.iter().filter_map(|id| TaskId::from_slice(id)) {
-        if let Some(record) = driver.find(id).await?
-            && record.state == state
-        {
-            out.push(record);
-        }
+/// Of `found` (the records of a page's `ids`, read in one statement of [`find_sql`]), those
+/// still in `state`, in the order of `ids`.
+pub(crate) fn in_order(ids: &[Vec<u8>], found: Vec<TaskRecord>, state: TaskState) -> Vec<TaskRecord> {
+    // An id's first row wins, as in a lookup of one.
+    let mut by_id = std::collections::HashMap::with_capacity(found.len());
+    for r in found {
+        by_id.entry(r.id).or_insert(r);
     }
-    Ok(out)
+    ids.iter().filter_map(|id| TaskId::from_slice(id)).filter_map(|id| by_id.remove(&id)).filter(|r| r.state == state).collect()
 }
+
+/// How many ids one statement of [`find_sql`] looks up at most (a page of the listing is
+/// smaller; SQLite allows 32,766 placeholders, MySQL 65,535).
+pub(crate) const FIND_BATCH: usize = 500;
 
 /// Where a row of [`find_sql`] came from (its seventh column).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

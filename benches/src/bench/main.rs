@@ -41,6 +41,7 @@
 //! Every report names the machine (cores, memory, CPU) and the server version.
 
 mod backend;
+mod dashboard;
 mod follow;
 mod limits;
 mod machine;
@@ -133,6 +134,12 @@ struct Args {
     /// rate it never binds, which measures what logging and counting the starts costs.
     #[arg(long, value_name = "N/DURATION", value_parser = str::parse::<asynctasq_core::limits::Rate>)]
     start_rate: Option<asynctasq_core::limits::Rate>,
+    /// `dashboard`: dead tasks stored beside the `--tasks` ready ones.
+    #[arg(long, default_value_t = 100_000)]
+    dead: u64,
+    /// `dashboard`: requests per page.
+    #[arg(long, default_value_t = 100)]
+    rounds: usize,
     /// `keyed`: tasks of the saturated key queued before the others.
     #[arg(long, default_value_t = 10_000)]
     hot: u64,
@@ -166,6 +173,9 @@ enum Scenario {
     /// of one key (each `--hot-ms`) queued first, then `--tasks` tasks of keys of their own
     /// offered at `--rate`; their latency from dispatch to start.
     Keyed,
+    /// The dashboard's page times over a big backend: `--tasks` ready and `--dead` dead
+    /// tasks stored, each page asked `--rounds` times (server time, p50/p99 per page).
+    Dashboard,
 }
 
 /// How the `cpu` scenario's task is written.
@@ -209,6 +219,9 @@ struct Report {
     page_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     series: Option<usize>,
+    /// `dashboard`: each page's server time.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pages: Option<Vec<dashboard::PageTime>>,
     #[serde(skip_deserializing)]
     machine: Machine,
 }
@@ -508,6 +521,13 @@ async fn main() -> Result<(), BoxError> {
             let (seconds, latency) = follow::cancelled(backend.driver.clone(), &client, &queue, args.tasks, args.lease).await?;
             (report.seconds, report.latency_ms) = (seconds, Some(latency));
         }
+        Scenario::Dashboard => {
+            let t = Instant::now();
+            dashboard::fill(&backend.driver, &client, &queue, args.tasks, args.dead).await?;
+            report.seconds = t.elapsed().as_secs_f64();
+            report.pages = Some(dashboard::pages(backend.driver.clone(), &queue, args.rounds).await?);
+            backend.remove(&format!("{queue}-dead")).await?;
+        }
         Scenario::Keyed => {
             let (seconds, latency) = limits::saturated(
                 backend.driver.clone(),
@@ -658,6 +678,9 @@ fn print(report: &Report, json: bool) -> Result<(), BoxError> {
     }
     if let Some(rss) = report.peak_rss_mib {
         println!("worker peak RSS: {rss:.1} MiB");
+    }
+    for p in report.pages.iter().flatten() {
+        println!("  {:<48} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  {} bytes", p.page, p.ms.p50, p.ms.p99, p.ms.max, p.bytes);
     }
     if let (Some(r), Some(k)) = (report.requests_per_task, &report.requests_by_kind) {
         println!(

@@ -169,6 +169,57 @@ fn q(sql: String) -> AssertSqlSafe<String> {
 }
 
 impl MySqlDriver {
+    /// The records of `ids` (at most [`super::FIND_BATCH`]) stored now, in one statement, in
+    /// no particular order; an id stored nowhere has none.
+    async fn find_many(&self, ids: &[Vec<u8>]) -> Result<Vec<TaskRecord>, DriverError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .pools
+            .call("find", async move {
+                let list = format!("IN ({})", vec!["?"; ids.len()].join(", "));
+                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, [list.as_str(); 3], ["?"; 2], false);
+                let at = now();
+                // Placeholders in reading order: the ids, now (results); the ids (live); the ids, now (dead).
+                let mut query = sqlx::query(q(sql));
+                for part in 0..3 {
+                    for id in ids {
+                        query = query.bind(id.as_slice());
+                    }
+                    if part != 1 {
+                        query = query.bind(at);
+                    }
+                }
+                let rows = query.fetch_all(&self.inner.pools.pool()).await.map_err(|e| map_err("find", e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
+                        let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
+                        let (attempt, cancel_requested) = (row.get::<i32, _>(2) as u32, row.get::<i64, _>(8) == 1);
+                        let id = TaskId::from_slice(&row.get::<Vec<u8>, _>(13)).unwrap_or_default();
+                        task_record(
+                            id,
+                            &queue,
+                            &envelope,
+                            attempt,
+                            row.get(3),
+                            leased,
+                            row.get(5),
+                            found,
+                            row.get(7),
+                            cancel_requested,
+                            row.get(9),
+                            row.get(10),
+                        )
+                        .with_holder(row.get(11))
+                        .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
+                    })
+                    .collect())
+            })
+            .await
+    }
     /// Connects with default settings and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
         Self::connect_with(MySqlConfig::from_url(url)?).await
@@ -840,44 +891,8 @@ impl Driver for MySqlDriver {
     }
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
-        self.inner
-            .pools
-            .call("find", async move {
-                let sql = super::find_sql(&self.inner.tasks, &self.inner.dead, &self.inner.results, ["?"; 3], ["?"; 2], false);
-                let key = id.as_bytes().as_slice();
-                let at = now();
-                let row = sqlx::query(q(sql))
-                    .bind(key)
-                    .bind(at)
-                    .bind(key)
-                    .bind(key)
-                    .bind(at)
-                    .fetch_optional(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("find", e))?;
-                Ok(row.map(|row| {
-                    let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
-                    let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
-                    let (attempt, cancel_requested) = (row.get::<i32, _>(2) as u32, row.get::<i64, _>(8) == 1);
-                    task_record(
-                        id,
-                        &queue,
-                        &envelope,
-                        attempt,
-                        row.get(3),
-                        leased,
-                        row.get(5),
-                        found,
-                        row.get(7),
-                        cancel_requested,
-                        row.get(9),
-                        row.get(10),
-                    )
-                    .with_holder(row.get(11))
-                    .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
-                }))
-            })
-            .await
+        // The statement's first row, as a lookup of one always took (results, live, dead).
+        Ok(self.find_many(&[id.as_bytes().to_vec()]).await?.into_iter().next())
     }
 
     async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
@@ -897,7 +912,11 @@ impl Driver for MySqlDriver {
                     .map_err(|e| map_err("list tasks", e))
             })
             .await?;
-        super::found_in(self, ids, state).await
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::FIND_BATCH) {
+            found.extend(self.find_many(chunk).await?);
+        }
+        Ok(super::in_order(&ids, found, state))
     }
 
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {

@@ -380,7 +380,7 @@ impl Sql {
                 "SELECT id, envelope, attempt, error, dead_at, errors FROM {d} \
                  WHERE queue = $1 AND (expires_at IS NULL OR expires_at > $3) ORDER BY seq LIMIT $2"
             ),
-            find: super::find_sql(&t, &d, &r, ["$1"; 3], ["$2"; 2], false),
+            find: super::find_sql(&t, &d, &r, ["= ANY($1)"; 3], ["$2"; 2], false),
             requeue_dead: format!(
                 "WITH moved AS (DELETE FROM {d} WHERE queue = $1 AND ($3 OR id = ANY($2)) \
                                 RETURNING seq, id, queue, envelope, lease_ms, errors, limit_key) \
@@ -497,6 +497,51 @@ impl std::fmt::Debug for PostgresDriver {
 }
 
 impl PostgresDriver {
+    /// The records of `ids` stored now, in one statement (`id = ANY($1)`), in no particular
+    /// order; an id stored nowhere has none.
+    async fn find_many(&self, ids: Vec<Vec<u8>>) -> Result<Vec<TaskRecord>, DriverError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .pools
+            .call("find", async move {
+                let rows = sqlx::query(q(&self.inner.sql.find))
+                    .bind(&ids)
+                    .bind(now())
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("find", e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
+                        let (leased, found) = (row.get::<i32, _>(4) == 1, Found::of(row.get::<i32, _>(6).into()));
+                        let cancel_requested = row.get::<i32, _>(8) == 1;
+                        let (attempt, error) = (row.get::<i32, _>(2) as u32, row.get(5));
+                        let id = TaskId::from_slice(&row.get::<Vec<u8>, _>(13)).unwrap_or_default();
+                        task_record(
+                            id,
+                            &queue,
+                            &envelope,
+                            attempt,
+                            row.get(3),
+                            leased,
+                            error,
+                            found,
+                            row.get(7),
+                            cancel_requested,
+                            row.get(9),
+                            row.get(10),
+                        )
+                        .with_holder(row.get(11))
+                        .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
+                    })
+                    .collect())
+            })
+            .await
+    }
+
     /// Connects with default settings and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
         Self::connect_with(PostgresConfig::from_url(url)?).await
@@ -1066,39 +1111,8 @@ impl Driver for PostgresDriver {
     }
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
-        self.inner
-            .pools
-            .call("find", async move {
-                let row = sqlx::query(q(&self.inner.sql.find))
-                    .bind(id.as_bytes().as_slice())
-                    .bind(now())
-                    .fetch_optional(&self.inner.pools.pool())
-                    .await
-                    .map_err(|e| map_err("find", e))?;
-                Ok(row.map(|row| {
-                    let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
-                    let (leased, found) = (row.get::<i32, _>(4) == 1, Found::of(row.get::<i32, _>(6).into()));
-                    let cancel_requested = row.get::<i32, _>(8) == 1;
-                    let (attempt, error) = (row.get::<i32, _>(2) as u32, row.get(5));
-                    task_record(
-                        id,
-                        &queue,
-                        &envelope,
-                        attempt,
-                        row.get(3),
-                        leased,
-                        error,
-                        found,
-                        row.get(7),
-                        cancel_requested,
-                        row.get(9),
-                        row.get(10),
-                    )
-                    .with_holder(row.get(11))
-                    .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
-                }))
-            })
-            .await
+        // The statement's first row, as a lookup of one always took (results, live, dead).
+        Ok(self.find_many(vec![id.as_bytes().to_vec()]).await?.into_iter().next())
     }
 
     async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
@@ -1124,7 +1138,8 @@ impl Driver for PostgresDriver {
                     .map_err(|e| map_err("list tasks", e))
             })
             .await?;
-        super::found_in(self, ids, state).await
+        let found = self.find_many(ids.clone()).await?;
+        Ok(super::in_order(&ids, found, state))
     }
 
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {

@@ -151,6 +151,47 @@ pub struct SqliteDriver {
 }
 
 impl SqliteDriver {
+    /// The records of `ids` (at most [`super::FIND_BATCH`]) stored now, in one statement, in
+    /// no particular order; an id stored nowhere has none.
+    async fn find_many(&self, ids: &[Vec<u8>]) -> Result<Vec<TaskRecord>, DriverError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `now` is ?1, the ids ?2 on.
+        let list = format!("IN ({})", (2..ids.len() + 2).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "));
+        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", [list.as_str(); 3], ["?1"; 2], true);
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now());
+        for id in ids {
+            query = query.bind(id.as_slice());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(|e| map_err("find", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
+                let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
+                let cancel_requested = row.get::<i64, _>(8) == 1;
+                let id = TaskId::from_slice(&row.get::<Vec<u8>, _>(13)).unwrap_or_default();
+                task_record(
+                    id,
+                    &queue,
+                    &envelope,
+                    row.get::<i64, _>(2) as u32,
+                    row.get(3),
+                    leased,
+                    row.get(5),
+                    found,
+                    row.get(7),
+                    cancel_requested,
+                    row.get(9),
+                    row.get(10),
+                )
+                .with_holder(row.get(11))
+                .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
+            })
+            .collect())
+    }
+
     /// Opens (creating if missing) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
         Self::connect_with(SqliteConfig::from_url(url)?).await
@@ -811,34 +852,8 @@ impl Driver for SqliteDriver {
     }
 
     async fn find(&self, id: TaskId) -> Result<Option<TaskRecord>, DriverError> {
-        let sql = super::find_sql("asynctasq_tasks", "asynctasq_dead", "asynctasq_results", ["?1"; 3], ["?2"; 2], true);
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.as_bytes().as_slice())
-            .bind(now())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| map_err("find", e))?;
-        Ok(row.map(|row| {
-            let (queue, envelope): (String, Vec<u8>) = (row.get(0), row.get(1));
-            let (leased, found) = (row.get::<i64, _>(4) == 1, Found::of(row.get(6)));
-            let cancel_requested = row.get::<i64, _>(8) == 1;
-            task_record(
-                id,
-                &queue,
-                &envelope,
-                row.get::<i64, _>(2) as u32,
-                row.get(3),
-                leased,
-                row.get(5),
-                found,
-                row.get(7),
-                cancel_requested,
-                row.get(9),
-                row.get(10),
-            )
-            .with_holder(row.get(11))
-            .with_started(row.get::<Option<i64>, _>(12).map(|at| at.max(0) as u64))
-        }))
+        // The statement's first row, as a lookup of one always took (results, live, dead).
+        Ok(self.find_many(&[id.as_bytes().to_vec()]).await?.into_iter().next())
     }
 
     async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
@@ -856,7 +871,11 @@ impl Driver for SqliteDriver {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| map_err("list tasks", e))?;
-        super::found_in(self, ids, state).await
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::FIND_BATCH) {
+            found.extend(self.find_many(chunk).await?);
+        }
+        Ok(super::in_order(&ids, found, state))
     }
 
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
