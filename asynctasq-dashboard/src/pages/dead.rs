@@ -5,7 +5,7 @@
 //! A page is read from a cursor (how many dead tasks of the queue, oldest first, lie before
 //! it), not from a page number capped somewhere: the link to the next page carries the cursor
 //! where this one stopped. A filter is applied while scanning: one page view reads at most
-//! [`SCAN`] dead tasks, then shows what it found with a link to scan on, so a rare match among
+//! [`SCAN`] dead tasks, for about [`SCAN_TIME`], then shows what it found with a link to scan on, so a rare match among
 //! a million dead tasks costs the operator clicks, never a page that times out.
 
 use std::sync::Arc;
@@ -24,6 +24,9 @@ use crate::{App, driver_failed};
 
 /// Dead tasks read per page view at most, when a filter skips most of them.
 pub(crate) const SCAN: usize = 5_000;
+/// How long one page view reads on, when a filter skips most of them: batches are read until
+/// this has passed (the first always), so a page answers in about this long on any backend.
+pub(crate) const SCAN_TIME: std::time::Duration = std::time::Duration::from_millis(30);
 /// Dead tasks read per call while scanning.
 const BATCH: usize = 500;
 
@@ -71,7 +74,8 @@ impl Filter {
 }
 
 /// Up to `want` dead tasks of `queue` that `filter` keeps, read from `cursor` on, reading at
-/// most `bound`; and the cursor after the last one read (`None` at the end).
+/// most `bound` (and for no longer than [`SCAN_TIME`] past the first batch); and the cursor
+/// after the last one read (`None` at the end).
 pub(crate) async fn scan(
     driver: &dyn Driver,
     queue: &str,
@@ -82,8 +86,8 @@ pub(crate) async fn scan(
 ) -> Result<(Vec<TaskRecord>, Option<usize>), DriverError> {
     // Unfiltered, a page and one more (to know a next page exists) is all there is to read.
     let size = if filter.is_all() { want + 1 } else { BATCH };
-    let (mut kept, mut at) = (Vec::new(), cursor);
-    while at - cursor < bound {
+    let (mut kept, mut at, started) = (Vec::new(), cursor, std::time::Instant::now());
+    while at - cursor < bound && (at == cursor || started.elapsed() < SCAN_TIME) {
         let n = size.min(bound - (at - cursor));
         let batch = driver.list(queue, TaskState::Dead, at, n).await?;
         let full = batch.len() == n;

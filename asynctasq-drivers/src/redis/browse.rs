@@ -46,15 +46,10 @@ impl RedisDriver {
             let from = offset.saturating_sub(due);
             members.extend(self.range(&k.waiting, &parked.to_string(), "+inf", from, limit - members.len()).await?);
         }
-        let mut out = Vec::with_capacity(members.len());
-        for member in members {
-            if let Some(record) = self.find_live(member_id(&member), queue, &k, &member).await?
-                && record.state == state
-            {
-                out.push(record);
-            }
-        }
-        Ok(out)
+        // Every member's reads at once: the multiplexed connection pipelines them, so a page
+        // costs about one round trip, not one per task.
+        let found = futures_util::future::try_join_all(members.iter().map(|m| self.find_live(member_id(m), queue, &k, m))).await?;
+        Ok(found.into_iter().flatten().filter(|r| r.state == state).collect())
     }
 
     async fn list_kept(

@@ -51,11 +51,12 @@ impl Backend {
             }
             DriverKind::Redis => {
                 let url = url.unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-                let mut config = asynctasq_drivers::RedisConfig::new(&url);
+                // The URL's own options (`dead_max_count`, …) apply; the run's prefix replaces any.
+                let mut config = asynctasq_drivers::RedisConfig::from_url(&url)?;
                 config.prefix = format!("asynctasq-bench-{run}:");
                 backend.redis_prefix = Some(config.prefix.clone());
+                backend.url = Some(config.url.clone());
                 backend.driver = Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await?);
-                backend.url = Some(url);
             }
             DriverKind::Postgres => {
                 let url = url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -134,7 +135,7 @@ impl Backend {
         let mut conn = client.get_multiplexed_async_connection().await.map_err(fail)?;
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.map_err(fail)?;
         for chunk in keys.chunks(500) {
-            redis::cmd("DEL").arg(chunk).query_async::<()>(&mut conn).await.map_err(fail)?;
+            redis::cmd("UNLINK").arg(chunk).query_async::<()>(&mut conn).await.map_err(fail)?;
         }
         Ok(())
     }
