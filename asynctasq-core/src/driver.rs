@@ -16,7 +16,7 @@ use crate::envelope::{Envelope, TaskId, UnixMillis};
 use crate::error::{CodecError, DriverError};
 use crate::notice::NoticeKind;
 use crate::progress::Progress;
-pub use crate::record::{CancelOutcome, DeadTask, DeleteOutcome, EnqueueOutcome, ScheduleState, TaskRecord, TaskState};
+pub use crate::record::{CancelOutcome, DeadPage, DeadTask, DeleteOutcome, EnqueueOutcome, ScheduleState, TaskRecord, TaskState};
 pub use crate::workers::WorkerInfo;
 
 /// The right to settle one delivered task, held until it is settled or expires.
@@ -546,6 +546,29 @@ pub trait Driver: Send + Sync + 'static {
     async fn list(&self, queue: &str, state: TaskState, offset: usize, limit: usize) -> Result<Vec<TaskRecord>, DriverError> {
         let _ = (queue, state, offset, limit);
         Err(DriverError::Unsupported("listing tasks"))
+    }
+
+    /// Up to `limit` dead tasks of `queue`, oldest first, from the cursor `after` (the `next` of
+    /// the page before; `None`: from the oldest), and the cursor of the next page
+    /// ([`Capability::Browse`]). Each page is read from where the last one stopped, so the
+    /// thousandth page costs what the first does: a listing past any count, as an operator's
+    /// dead-letter page needs. A task dead-lettered since the listing began shows on a later
+    /// page; one retried or deleted meanwhile is skipped, never another in its place. The
+    /// cursor is the backend's own text (a sequence number, a score and a member); `next` is
+    /// `None` once a page comes back short.
+    ///
+    /// The default pages by offset through [`list`](Driver::list), which reads past every
+    /// earlier task: backends with an order of their own override it.
+    async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<DeadPage, DriverError> {
+        let from = match after {
+            None => 0,
+            Some(a) => a
+                .parse::<usize>()
+                .map_err(|_| DriverError::Config(format!("not a dead-letter cursor: `{}`", crate::envelope::excerpt(a))))?,
+        };
+        let tasks = self.list(queue, TaskState::Dead, from, limit).await?;
+        let next = (tasks.len() == limit && limit > 0).then(|| (from + tasks.len()).to_string());
+        Ok(DeadPage::new(tasks.into_iter().enumerate().map(|(i, t)| (t, (from + i + 1).to_string())).collect(), next))
     }
 
     /// Deletes the task stored under `id` unless it is leased ([`Capability::Browse`]): a

@@ -71,7 +71,7 @@ pub use blocking::BlockingPool;
 pub use client::{Client, Dispatch, Overrides};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    Ack, CancelOutcome, Capability, DeadPage, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
     QueueStats, ScheduleState, SchemaState, ServerInfo, TaskRecord, TaskState, Totals, Waiting, WorkerInfo,
 };
 pub use envelope::{Defaulted, Envelope, TaskId};

@@ -231,6 +231,28 @@ impl CancelOutcome {
     }
 }
 
+/// A page of dead tasks read from a cursor ([`Driver::dead_after`](crate::driver::Driver::dead_after)).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct DeadPage {
+    /// The dead tasks, oldest first.
+    pub tasks: Vec<TaskRecord>,
+    /// The cursor just past each task, in order (as many as `tasks`): a reader that stops
+    /// mid-page (a filter that has found enough) goes on from the one past its last task.
+    pub cursors: Vec<String>,
+    /// Where the next page starts (give it back as `after`); `None` once the listing has
+    /// reached its end.
+    pub next: Option<String>,
+}
+
+impl DeadPage {
+    /// A page of `tasks`, each with the cursor just past it, the next starting at `next`.
+    pub fn new(tasks: Vec<(TaskRecord, String)>, next: Option<String>) -> Self {
+        let (tasks, cursors) = tasks.into_iter().unzip();
+        Self { tasks, cursors, next }
+    }
+}
+
 /// What [`Driver::delete`](crate::driver::Driver::delete) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

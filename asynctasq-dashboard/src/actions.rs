@@ -53,7 +53,7 @@ async fn set_paused(app: &App, queue: &str, paused: bool) -> Response {
         return bad(app, &format!("The {} backend cannot pause a queue.", app.driver.name()));
     }
     match app.driver.set_paused(queue, paused).await {
-        Ok(()) => changed(&app, &format!("/queues/{queue}?done={}", if paused { "paused" } else { "resumed" })).into_response(),
+        Ok(()) => changed(app, &format!("/queues/{queue}?done={}", if paused { "paused" } else { "resumed" })).into_response(),
         Err(e) => driver_failed(app, if paused { "pausing the queue" } else { "resuming the queue" }, &e),
     }
 }
@@ -222,12 +222,13 @@ async fn filtered(app: Arc<App>, job: u64, filter: Filter, retry: bool) {
     const BATCH: usize = 500;
     let queue = filter.queue.clone().unwrap_or_default();
     let driver = app.driver.as_ref();
-    let mut cursor = 0;
+    let mut cursor: Option<String> = None;
     let outcome = loop {
-        let batch = match driver.list(&queue, TaskState::Dead, cursor, BATCH).await {
-            Ok(b) => b,
+        let page = match driver.dead_after(&queue, cursor.as_deref(), BATCH).await {
+            Ok(p) => p,
             Err(e) => break Err(e.to_string()),
         };
+        let batch = page.tasks;
         let ids: Vec<TaskId> = batch.iter().filter(|r| filter.keeps(r)).map(|r| r.id).collect();
         let acted = if ids.is_empty() {
             Ok(0)
@@ -240,13 +241,13 @@ async fn filtered(app: Arc<App>, job: u64, filter: Filter, retry: bool) {
             Ok(n) => n,
             Err(e) => break Err(e.to_string()),
         };
-        // What was acted on left the dead store: the next batch starts that much earlier.
-        cursor += batch.len() - usize::try_from(acted).unwrap_or(usize::MAX).min(batch.len());
         app.jobs.update(job, |p| {
             p.scanned += batch.len() as u64;
             p.done += acted;
         });
-        if batch.len() < BATCH {
+        // The cursor is a place in the dead-letter order: what left it meanwhile moves nothing.
+        cursor = page.next;
+        if cursor.is_none() {
             break Ok(());
         }
     };
@@ -270,9 +271,7 @@ async fn schedule_paused(app: &App, pairs: &[(String, String)], paused: bool) ->
     let declared = crate::pages::schedules::declared(app);
     let Some(schedule) = declared.get(name) else { return bad(app, "This binary declares no such schedule.") };
     match app.driver.set_schedule_paused(name, &schedule.queue_in(registry), paused).await {
-        Ok(()) => {
-            changed(&app, if paused { "/schedules?done=schedule-paused" } else { "/schedules?done=schedule-resumed" }).into_response()
-        }
+        Ok(()) => changed(app, if paused { "/schedules?done=schedule-paused" } else { "/schedules?done=schedule-resumed" }).into_response(),
         Err(e) => driver_failed(app, "pausing or resuming the schedule", &e),
     }
 }

@@ -14,10 +14,10 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{
-    Ack, CancelOutcome, Capability, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
+    Ack, CancelOutcome, Capability, DeadPage, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
     QueueStats, ScheduleState, ServerInfo, TaskRecord, TaskState, Waiting, WorkerInfo,
 };
-use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
+use crate::envelope::{Envelope, TaskId, UnixMillis, excerpt, millis, validate_queue_name};
 use crate::error::DriverError;
 use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
@@ -410,11 +410,13 @@ impl Driver for MemoryDriver {
         // Without the capability, kept until purged or requeued, as a broker keeps them.
         let expires_at = if self.supports(Capability::DeadExpiry) { now.saturating_add(millis(keep)) } else { UnixMillis::MAX };
         state.dead_expiry.insert((expires_at, lease.id));
+        let seq = state.next_seq;
+        state.next_seq += 1;
         let q = state.queues.entry(queue).or_default();
         let error = error.to_owned();
         let started_at = r.started_at;
         let dead =
-            DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error, dead_at: now, errors: r.errors, expires_at, started_at };
+            DeadRecord { id: lease.id, raw: r.raw, attempt: r.attempt, error, dead_at: now, errors: r.errors, expires_at, started_at, seq };
         q.dead.push(dead);
         q.totals.failed += 1;
         self.settled(lease.id);
@@ -579,6 +581,23 @@ impl Driver for MemoryDriver {
                 .take(limit)
                 .collect(),
         })
+    }
+
+    async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<DeadPage, DriverError> {
+        validate_queue_name(queue)?;
+        if !self.supports(Capability::Browse) {
+            return Err(DriverError::Unsupported("listing tasks"));
+        }
+        let after = match after {
+            None => None,
+            Some(a) => Some(a.parse::<u64>().map_err(|_| DriverError::Config(format!("not a dead-letter cursor: `{}`", excerpt(a))))?),
+        };
+        let now = self.inner.clock.now();
+        let state = self.lock();
+        let Some(q) = state.queues.get(queue) else { return Ok(DeadPage::default()) };
+        let page: Vec<&DeadRecord> = q.dead.iter().filter(|d| d.expires_at > now && after.is_none_or(|a| d.seq > a)).take(limit).collect();
+        let next = (page.len() == limit && limit > 0).then(|| page.last().map(|d| d.seq.to_string())).flatten();
+        Ok(DeadPage::new(page.into_iter().map(|d| (d.record(queue), d.seq.to_string())).collect(), next))
     }
 
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {

@@ -102,6 +102,8 @@ pub(super) struct DeadRecord {
     /// When it expires ([`Driver::dead_letter`]'s `keep`).
     pub(super) expires_at: UnixMillis,
     pub(super) started_at: Option<UnixMillis>,
+    /// Its place in the dead-letter order, for paging by cursor ([`Driver::dead_after`]).
+    pub(super) seq: u64,
 }
 
 impl Record {

@@ -113,6 +113,7 @@ macro_rules! __conformance_rules {
             schedule_claims_are_refused_where_the_backend_cannot_claim: None,
             list_pages_through_each_state_in_order: Browse,
             delete_removes_any_task_but_a_leased_one: Browse,
+            dead_pages_by_cursor_list_each_dead_task_once_oldest_first: Browse,
             concurrent_consumers_never_double_deliver: None,
             stats_count_ready_scheduled_leased_and_dead: ExactStats,
             oldest_ready_age_counts_only_ready_tasks: OldestReadyAge,

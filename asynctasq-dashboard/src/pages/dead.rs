@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use asynctasq_core::driver::{Capability, Driver, TaskRecord, TaskState};
+use asynctasq_core::driver::{Capability, Driver, TaskRecord};
 use asynctasq_core::{DriverError, TaskId};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -73,47 +73,48 @@ impl Filter {
     }
 }
 
-/// Up to `want` dead tasks of `queue` that `filter` keeps, read from `cursor` on, reading at
-/// most `bound` (and for no longer than [`SCAN_TIME`] past the first batch); and the cursor
-/// after the last one read (`None` at the end).
+/// Up to `want` dead tasks of `queue` that `filter` keeps, read from `cursor` on
+/// ([`Driver::dead_after`]), reading at most `bound` (and for no longer than [`SCAN_TIME`] past
+/// the first batch); and the cursor to go on from (`None` at the end).
 pub(crate) async fn scan(
     driver: &dyn Driver,
     queue: &str,
     filter: &Filter,
-    cursor: usize,
+    cursor: Option<String>,
     want: usize,
     bound: usize,
-) -> Result<(Vec<TaskRecord>, Option<usize>), DriverError> {
-    // Unfiltered, a page and one more (to know a next page exists) is all there is to read.
-    let size = if filter.is_all() { want + 1 } else { BATCH };
-    let (mut kept, mut at, started) = (Vec::new(), cursor, std::time::Instant::now());
-    while at - cursor < bound && (at == cursor || started.elapsed() < SCAN_TIME) {
-        let n = size.min(bound - (at - cursor));
-        let batch = driver.list(queue, TaskState::Dead, at, n).await?;
-        let full = batch.len() == n;
-        for r in batch {
+) -> Result<(Vec<TaskRecord>, Option<String>), DriverError> {
+    // Unfiltered, a page is all there is to read.
+    let size = if filter.is_all() { want } else { BATCH };
+    let (mut kept, mut at, mut read, started) = (Vec::new(), cursor, 0, std::time::Instant::now());
+    while read < bound && (read == 0 || started.elapsed() < SCAN_TIME) {
+        let n = size.min(bound - read);
+        let page = driver.dead_after(queue, at.as_deref(), n).await?;
+        read += n;
+        let (len, end) = (page.tasks.len(), page.next.is_none());
+        for (i, (r, past)) in page.tasks.into_iter().zip(page.cursors).enumerate() {
             if filter.keeps(&r) {
-                if kept.len() == want {
-                    // A match past the page: the next page starts at it.
-                    return Ok((kept, Some(at)));
-                }
                 kept.push(r);
+                if kept.len() == want {
+                    // The page is full: the next one goes on just past its last task (none
+                    // when that was the listing's last).
+                    return Ok((kept, (!(end && i + 1 == len)).then_some(past)));
+                }
             }
-            at += 1;
         }
-        if !full {
-            return Ok((kept, None));
+        at = page.next;
+        if at.is_none() {
+            break;
         }
     }
-    Ok((kept, Some(at)))
+    Ok((kept, at))
 }
 
 #[derive(Deserialize)]
 pub(crate) struct Params {
     #[serde(flatten)]
     filter: Filter,
-    #[serde(default)]
-    cursor: usize,
+    cursor: Option<String>,
     done: Option<String>,
 }
 
@@ -132,8 +133,8 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Query(params): Query<Param
         return r;
     }
     let listing = if driver.supports(Capability::Browse) {
-        match scan(driver, &queue, &params.filter, params.cursor, PAGE, SCAN).await {
-            Ok((tasks, next)) => listing(&params.filter, params.cursor, &tasks, next),
+        match scan(driver, &queue, &params.filter, params.cursor.clone(), PAGE, SCAN).await {
+            Ok((tasks, next)) => listing(&params.filter, params.cursor.is_some(), &tasks, next),
             Err(e) => return driver_failed(&app, "listing the dead tasks", &e),
         }
     } else {
@@ -194,7 +195,7 @@ async fn summary(app: &App, done: Option<&str>) -> Response {
     frame(app, "Dead letters", Section::Dead, body).into_response()
 }
 
-fn listing(filter: &Filter, cursor: usize, tasks: &[TaskRecord], next: Option<usize>) -> Markup {
+fn listing(filter: &Filter, paged: bool, tasks: &[TaskRecord], next: Option<String>) -> Markup {
     let queue = filter.queue.clone().unwrap_or_default();
     let scope = if filter.is_all() { "every dead task of the queue".to_owned() } else { "every dead task the filter matches".to_owned() };
     html! {
@@ -209,7 +210,7 @@ fn listing(filter: &Filter, cursor: usize, tasks: &[TaskRecord], next: Option<us
                 a href={ "/dead/confirm?" (filter.query(&[("action", "delete".into())])) } title=(scope) { "Delete all matching…" }
             }
             @if tasks.is_empty() {
-                p.muted { "No dead tasks" @if !filter.is_all() { " match the filter" } @if cursor > 0 { " from here on" } "." }
+                p.muted { "No dead tasks" @if !filter.is_all() { " match the filter" } @if paged { " from here on" } "." }
             } @else {
                 table {
                     thead { tr { th { "" } th { "Id" } th { "Task" } th.n { "Attempt" } th { "Died" } th { "Error" } } }
@@ -229,9 +230,8 @@ fn listing(filter: &Filter, cursor: usize, tasks: &[TaskRecord], next: Option<us
             }
         }
         p.pager {
-            @if cursor > 0 { a href={ "/dead?" (filter.query(&[])) } { "⇤ First" } }
-            @if let Some(n) = next { a href={ "/dead?" (filter.query(&[("cursor", n.to_string())])) } { "Next →" } }
-            span.muted { "from dead task " (count(cursor as u64 + 1)) }
+            @if paged { a href={ "/dead?" (filter.query(&[])) } { "⇤ Oldest" } }
+            @if let Some(n) = next { a href={ "/dead?" (filter.query(&[("cursor", n)])) } { "Next →" } }
         }
     }
 }

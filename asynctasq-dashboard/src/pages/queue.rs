@@ -109,7 +109,7 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Path(queue): Path<String>,
 async fn counts(app: &App, queue: &str) -> Result<(asynctasq_core::QueueStats, String), Response> {
     let reading = crate::sampler::latest(app).await.map_err(|e| driver_failed(app, "reading the queues' counts", &e))?;
     if let Some(s) = reading.of(queue) {
-        return Ok((s.clone(), format!("{} ago", crate::layout::age(reading.at.elapsed()))));
+        return Ok((*s, format!("{} ago", crate::layout::age(reading.at.elapsed()))));
     }
     let stats = app.driver.stats(queue).await.map_err(|e| driver_failed(app, "reading the queue's counts", &e))?;
     Ok((stats, "now".into()))

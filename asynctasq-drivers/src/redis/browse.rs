@@ -98,4 +98,56 @@ impl RedisDriver {
             .await
             .map_err(|e| map_err("list tasks", e))
     }
+
+    /// A page of `queue`'s dead tasks after the cursor `after` (`SCORE:MEMBER`: the last
+    /// page's last member and its score, when it died), oldest first. The dead set orders by
+    /// score, then by member among equal scores (Redis's own order), so a page starts at the
+    /// cursor's score and skips what is not past it: one range read, however deep the page.
+    pub(super) async fn dead_page(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<asynctasq_core::DeadPage, DriverError> {
+        let k = self.keys(queue)?;
+        let cursor = match after {
+            None => None,
+            Some(a) => Some(
+                a.split_once(':')
+                    .and_then(|(s, m)| Some((s.parse::<f64>().ok()?, m.to_owned())))
+                    .ok_or_else(|| DriverError::Config(format!("not a dead-letter cursor: `{}`", asynctasq_core::envelope::excerpt(a))))?,
+            ),
+        };
+        if limit == 0 {
+            return Ok(asynctasq_core::DeadPage::default());
+        }
+        let min = cursor.as_ref().map_or_else(|| "-inf".to_owned(), |(score, _)| score.to_string());
+        let (mut page, mut offset) = (Vec::<(String, f64)>::new(), 0);
+        while page.len() < limit {
+            let want = limit - page.len() + 16;
+            let got: Vec<(String, f64)> = ::redis::cmd("ZRANGEBYSCORE")
+                .arg(&k.dead)
+                .arg(&min)
+                .arg("+inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(want)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| map_err("list dead tasks", e))?;
+            offset += got.len();
+            let short = got.len() < want;
+            page.extend(got.into_iter().filter(|(member, score)| {
+                cursor.as_ref().is_none_or(|(s, m)| *score > *s || (*score == *s && member.as_str() > m.as_str()))
+            }));
+            if short {
+                break;
+            }
+        }
+        page.truncate(limit);
+        let next = (page.len() == limit).then(|| page.last().map(|(m, s)| format!("{s}:{m}"))).flatten();
+        let found = futures_util::future::try_join_all(page.iter().map(|(m, _)| self.find_live(member_id(m), queue, &k, m))).await?;
+        let tasks = found
+            .into_iter()
+            .zip(&page)
+            .filter_map(|(r, (m, s))| r.filter(|r| r.state == TaskState::Dead).map(|r| (r, format!("{s}:{m}"))))
+            .collect();
+        Ok(asynctasq_core::DeadPage::new(tasks, next))
+    }
 }

@@ -829,6 +829,10 @@ impl Driver for RedisDriver {
         self.list_tasks(queue, state, offset, limit).await
     }
 
+    async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<asynctasq_core::DeadPage, DriverError> {
+        self.dead_page(queue, after, limit).await
+    }
+
     async fn delete(&self, id: TaskId) -> Result<asynctasq_core::DeleteOutcome, DriverError> {
         let Some(queue) = self.queue_of(id).await? else { return Ok(asynctasq_core::DeleteOutcome::NotFound) };
         let done: i64 = self

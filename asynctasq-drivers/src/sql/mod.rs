@@ -222,6 +222,41 @@ pub(crate) fn list_sql(t: &str, d: &str, r: &str, state: TaskState, in_place: bo
     }
 }
 
+/// The ids and sequence numbers of a page of `queue`'s dead tasks `d` after a cursor
+/// ([`Driver::dead_after`]): placeholders from `p`, bound in order: the queue, the cursor (the
+/// last page's last `seq`; -1 before the first), `now`, the limit. One range of the
+/// `(queue, seq)` index, however deep the page.
+pub(crate) fn dead_after_sql(d: &str, mut p: impl FnMut() -> String) -> String {
+    let (queue, after, now, limit) = (p(), p(), p(), p());
+    format!(
+        "SELECT id, seq FROM {d} WHERE queue = {queue} AND seq > {after} AND (expires_at IS NULL OR expires_at > {now}) \
+         ORDER BY seq LIMIT {limit}"
+    )
+}
+
+/// The `seq` a dead-letter cursor names (-1 for none), or why it is not one.
+pub(crate) fn dead_cursor(after: Option<&str>) -> Result<i64, DriverError> {
+    after.map_or(Ok(-1), |a| {
+        a.parse().map_err(|_| DriverError::Config(format!("not a dead-letter cursor: `{}`", asynctasq_core::envelope::excerpt(a))))
+    })
+}
+
+/// The page of dead tasks whose ids and `seq`s `rows` are (in order), `found` their records,
+/// `limit` the page's size.
+pub(crate) fn dead_page(rows: Vec<(Vec<u8>, i64)>, found: Vec<TaskRecord>, limit: usize) -> asynctasq_core::DeadPage {
+    let next = (rows.len() == limit && limit > 0).then(|| rows.last().map(|(_, seq)| seq.to_string())).flatten();
+    let ids: Vec<Vec<u8>> = rows.iter().map(|(id, _)| id.clone()).collect();
+    let seqs: std::collections::HashMap<Vec<u8>, i64> = rows.into_iter().collect();
+    let tasks = in_order(&ids, found, TaskState::Dead)
+        .into_iter()
+        .map(|r| {
+            let seq = seqs.get(r.id.as_bytes().as_slice()).copied().unwrap_or_default();
+            (r, seq.to_string())
+        })
+        .collect();
+    asynctasq_core::DeadPage::new(tasks, next)
+}
+
 /// Of `found` (the records of a page's `ids`, read in one statement of [`find_sql`]), those
 /// still in `state`, in the order of `ids`.
 pub(crate) fn in_order(ids: &[Vec<u8>], found: Vec<TaskRecord>, state: TaskState) -> Vec<TaskRecord> {

@@ -47,6 +47,14 @@ pub(crate) async fn fill(driver: &Arc<dyn Driver>, client: &Client, queue: &str,
     Ok(())
 }
 
+/// `cursor` as a query value.
+fn form_cursor(cursor: &str) -> String {
+    cursor
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 /// Asks each page `rounds` times; its times.
 pub(crate) async fn pages(driver: Arc<dyn Driver>, queue: &str, rounds: usize) -> Result<Vec<PageTime>, BoxError> {
     let dead_queue = format!("{queue}-dead");
@@ -54,8 +62,15 @@ pub(crate) async fn pages(driver: Arc<dyn Driver>, queue: &str, rounds: usize) -
     let dead = driver.stats(&dead_queue).await?.dead;
     let mid_ready = driver.list(queue, TaskState::Ready, (ready / 2) as usize, 1).await?.pop().ok_or("no ready task in the middle")?.id;
     let mid_dead = driver.list(&dead_queue, TaskState::Dead, (dead / 2) as usize, 1).await?.pop().ok_or("no dead task")?.id;
+    // A cursor near the end of the dead letters, as an operator paging that far would hold.
+    let mut deep = None;
+    let mut read = 0;
+    while read + 1000 <= dead.saturating_sub(100) {
+        deep = driver.dead_after(&dead_queue, deep.as_deref(), 1000).await?.next;
+        read += 1000;
+    }
+    let deep = form_cursor(deep.as_deref().unwrap_or_default());
     let router = Dashboard::new(driver, "bench").router();
-    let deep = dead.saturating_sub(100);
     let paths = [
         "/".to_owned(),
         format!("/queues/{queue}?state=ready"),
@@ -85,7 +100,11 @@ pub(crate) async fn pages(driver: Arc<dyn Driver>, queue: &str, rounds: usize) -
         }
         took.sort_unstable();
         let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
-        let page = path.replace(queue, "Q").replace(&mid_ready.to_string(), "{ready id}").replace(&mid_dead.to_string(), "{dead id}");
+        let page = path
+            .replace(&deep, "{cursor past 99,000}")
+            .replace(queue, "Q")
+            .replace(&mid_ready.to_string(), "{ready id}")
+            .replace(&mid_dead.to_string(), "{dead id}");
         out.push(PageTime { page, bytes, ms: Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) } });
     }
     Ok(out)

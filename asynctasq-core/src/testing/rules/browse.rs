@@ -82,3 +82,52 @@ pub async fn delete_removes_any_task_but_a_leased_one(h: Harness) {
     }
     assert_eq!(h.driver.delete(TaskId::new()).await.expect("delete"), DeleteOutcome::NotFound);
 }
+
+/// Dead tasks paged by cursor ([`Driver::dead_after`](crate::driver::Driver::dead_after)) come oldest first, each once: a page
+/// holds at most its limit, the last page says there is no next, a task dead-lettered after
+/// the listing began shows on a later page, and one retried meanwhile leaves its place empty
+/// without skipping another.
+pub async fn dead_pages_by_cursor_list_each_dead_task_once_oldest_first(h: Harness) {
+    let q = h.queue("q");
+    let dead: Vec<_> = (0..7).map(|_| h.envelope(&q, LONG)).collect();
+    h.driver.enqueue(&dead).await.expect("enqueue");
+    let mut order = Vec::new();
+    for _ in 0..7 {
+        // One at a time, so each has a death of its own, in order.
+        let d = h.driver.dequeue(&q, 1).await.expect("dequeue").pop().expect("a task to claim");
+        h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
+        order.push(d.lease.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let page = |after: Option<String>| {
+        let (driver, q) = (&h.driver, &q);
+        async move { driver.dead_after(q, after.as_deref(), 3).await.expect("dead_after") }
+    };
+    let ids = |p: &crate::driver::DeadPage| p.tasks.iter().map(|r| r.id).collect::<Vec<_>>();
+    let first = page(None).await;
+    assert_eq!(ids(&first), order[..3], "the oldest three");
+    assert!(first.tasks.iter().all(|r| r.state == TaskState::Dead && r.last_error.as_deref() == Some("boom")), "dead records");
+
+    // Meanwhile: the fifth is retried, and an eighth dies.
+    assert_eq!(h.driver.requeue_dead(&q, crate::driver::DeadSelector::Ids(vec![order[4]])).await.expect("requeue"), 1);
+    let late = h.envelope(&q, LONG);
+    h.driver.enqueue(std::slice::from_ref(&late)).await.expect("enqueue");
+    loop {
+        // The retried fifth comes back first (ready again); the new one after it.
+        let d = h.driver.dequeue(&q, 1).await.expect("dequeue").pop().expect("a task to claim");
+        if d.lease.id == late.id {
+            h.driver.dead_letter(&d.lease, "boom", LONG).await.expect("dead-letter");
+            break;
+        }
+        h.driver.release(&d.lease).await.expect("release");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    let second = page(first.next.clone()).await;
+    assert_eq!(ids(&second), vec![order[3], order[5], order[6]], "from where the first stopped; the retried one is not in its place");
+    let third = page(second.next.clone()).await;
+    assert_eq!(ids(&third), vec![late.id], "the one that died later");
+    assert!(third.next.is_none(), "a short page is the last");
+    let other = h.queue("other");
+    assert!(h.driver.dead_after(&other, None, 3).await.expect("dead_after").tasks.is_empty(), "queues are apart");
+}

@@ -919,6 +919,32 @@ impl Driver for MySqlDriver {
         Ok(super::in_order(&ids, found, state))
     }
 
+    async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<asynctasq_core::DeadPage, DriverError> {
+        validate_queue_name(queue)?;
+        let after = super::dead_cursor(after)?;
+        let rows: Vec<(Vec<u8>, i64)> = self
+            .inner
+            .pools
+            .call("list dead tasks", async move {
+                let sql = super::dead_after_sql(&self.inner.dead, || "?".to_owned());
+                sqlx::query_as(q(sql))
+                    .bind(queue)
+                    .bind(after)
+                    .bind(now())
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list dead tasks", e))
+            })
+            .await?;
+        let ids: Vec<Vec<u8>> = rows.iter().map(|(id, _)| id.clone()).collect();
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::FIND_BATCH) {
+            found.extend(self.find_many(chunk).await?);
+        }
+        Ok(super::dead_page(rows, found, limit))
+    }
+
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
         self.inner
             .pools

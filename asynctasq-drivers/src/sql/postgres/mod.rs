@@ -1128,18 +1128,54 @@ impl Driver for PostgresDriver {
                     n += 1;
                     format!("${n}")
                 });
-                sqlx::query_scalar(q(&sql))
+                // A page wants the due index's own order. Before autovacuum has analysed a table
+                // filled in a burst, the planner guesses a few thousand rows and, past the first
+                // page, reads the whole queue through a bitmap and sorts it: 750 ms for page 20
+                // of a million fresh tasks, 0.6 ms once analysed (EXPLAIN ANALYZE). Sorting is
+                // ruled out for this one read.
+                let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("list tasks", e))?;
+                sqlx::query("SET LOCAL enable_sort = off").execute(&mut *tx).await.map_err(|e| map_err("list tasks", e))?;
+                let ids = sqlx::query_scalar(q(&sql))
                     .bind(queue)
                     .bind(now())
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&mut *tx)
                     .await
-                    .map_err(|e| map_err("list tasks", e))
+                    .map_err(|e| map_err("list tasks", e))?;
+                tx.commit().await.map_err(|e| map_err("list tasks", e))?;
+                Ok(ids)
             })
             .await?;
         let found = self.find_many(ids.clone()).await?;
         Ok(super::in_order(&ids, found, state))
+    }
+
+    async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<asynctasq_core::DeadPage, DriverError> {
+        validate_queue_name(queue)?;
+        let after = super::dead_cursor(after)?;
+        let rows: Vec<(Vec<u8>, i64)> = self
+            .inner
+            .pools
+            .call("list dead tasks", async move {
+                let d = format!("\"{}_dead\"", self.inner.prefix);
+                let mut n = 0;
+                let sql = super::dead_after_sql(&d, || {
+                    n += 1;
+                    format!("${n}")
+                });
+                sqlx::query_as(q(&sql))
+                    .bind(queue)
+                    .bind(after)
+                    .bind(now())
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.inner.pools.pool())
+                    .await
+                    .map_err(|e| map_err("list dead tasks", e))
+            })
+            .await?;
+        let found = self.find_many(rows.iter().map(|(id, _)| id.clone()).collect()).await?;
+        Ok(super::dead_page(rows, found, limit))
     }
 
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {

@@ -878,6 +878,29 @@ impl Driver for SqliteDriver {
         Ok(super::in_order(&ids, found, state))
     }
 
+    async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<asynctasq_core::DeadPage, DriverError> {
+        validate_queue_name(queue)?;
+        let mut n = 0;
+        let sql = super::dead_after_sql("asynctasq_dead", || {
+            n += 1;
+            format!("?{n}")
+        });
+        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(queue)
+            .bind(super::dead_cursor(after)?)
+            .bind(now())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("list dead tasks", e))?;
+        let ids: Vec<Vec<u8>> = rows.iter().map(|(id, _)| id.clone()).collect();
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::FIND_BATCH) {
+            found.extend(self.find_many(chunk).await?);
+        }
+        Ok(super::dead_page(rows, found, limit))
+    }
+
     async fn delete(&self, id: TaskId) -> Result<DeleteOutcome, DriverError> {
         let (at, key) = (now(), id.as_bytes().as_slice());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_err("delete", e))?;
