@@ -295,3 +295,62 @@ async fn the_overview_shows_each_queue_and_marks_the_paused_ones() {
     assert!(fragment.starts_with("<div id=\"queues\""), "a fragment, not a page: {fragment}");
     assert!(fragment.contains("images") && fragment.contains("paused") && fragment.contains("mail"), "{fragment}");
 }
+
+/// Fires at the top of every hour.
+#[task(cron = "0 0 * * * *", queue = "hourly")]
+async fn hourly_report() -> Result<(), TaskError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn schedules_show_their_next_fire_and_are_paused_resumed_and_run_now() {
+    let driver = Arc::new(MemoryDriver::new());
+    // As the CLI does: every `#[task]` linked into the binary, with the schedules they declare.
+    let registry = asynctasq_core::Registry::linked().expect("the linked tasks");
+    let app = Dashboard::new(driver.clone(), "memory").registry(Arc::new(registry)).router();
+    let page = get(&app, "/schedules").await.body;
+    assert!(page.contains("hourly_report") && page.contains("0 0 * * * *") && page.contains("hourly"), "{page}");
+    assert!(page.contains("<time"), "the next fire is shown: {page}");
+
+    assert_eq!(post(&app, "/schedules/pause", "name=hourly_report").await.status, StatusCode::SEE_OTHER);
+    let paused = |driver: Arc<MemoryDriver>| async move {
+        driver.schedules().await.expect("schedules").into_iter().find(|s| s.name == "hourly_report").is_some_and(|s| s.paused)
+    };
+    assert!(paused(driver.clone()).await, "paused in the backend");
+    assert!(get(&app, "/schedules").await.body.contains("Resume"));
+    assert_eq!(post(&app, "/schedules/resume", "name=hourly_report").await.status, StatusCode::SEE_OTHER);
+    assert!(!paused(driver.clone()).await, "resumed");
+
+    let run = post(&app, "/schedules/run", "name=hourly_report").await;
+    assert_eq!(run.status, StatusCode::SEE_OTHER, "{}", run.body);
+    let to = run.headers.get("location").expect("location").to_str().expect("ascii").to_owned();
+    let id: TaskId = to.trim_start_matches("/tasks/").parse().expect("the task's page");
+    assert_eq!(state_of(&driver, id).await, Some(TaskState::Ready), "its task dispatched now, to its queue");
+    assert_eq!(driver.stats("hourly").await.expect("stats").ready, 1);
+    assert_eq!(post(&app, "/schedules/run", "name=nosuch").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_backend_without_a_capability_shows_what_it_can_and_says_why_the_rest_is_absent() {
+    use asynctasq_core::Capability::*;
+    let lacks = [ExactStats, Totals, TaskLookup, Browse, WorkerRegistry, PauseQueues, Cancel, Results];
+    let driver = Arc::new(MemoryDriver::new().lacking(&lacks));
+    let client = Client::new(driver.clone());
+    let id = client.dispatch(SendMail { to: "a@example.com".into() }).await.expect("dispatch");
+    let d = driver.dequeue("mail", 1).await.expect("dequeue").remove(0);
+    driver.dead_letter(&d.lease, "boom", Duration::from_secs(3600)).await.expect("dead");
+    let app = dashboard(driver.clone());
+
+    let overview = get(&app, "/").await.body;
+    assert!(overview.contains("counts approximately") && overview.contains("keeps no succeeded/failed totals"), "{overview}");
+    assert!(get(&app, "/workers").await.body.contains("keeps no worker registry"));
+    let queue = get(&app, "/queues/mail").await.body;
+    assert!(queue.contains("cannot page through them") && queue.contains("cannot pause a queue"), "{queue}");
+    let dead = get(&app, "/dead?queue=mail").await;
+    assert_eq!(dead.status, StatusCode::OK);
+    assert!(dead.body.contains("lists its oldest dead letters only") && dead.body.contains("boom"), "{}", dead.body);
+    let task = get(&app, &format!("/tasks/{id}")).await;
+    assert_eq!(task.status, StatusCode::NOT_IMPLEMENTED);
+    assert!(task.body.contains("cannot look a task up by id"), "{}", task.body);
+    assert_eq!(post(&app, "/queues/mail/pause", "").await.status, StatusCode::BAD_REQUEST, "refused, not a silent no-op");
+}
