@@ -560,12 +560,7 @@ pub trait Driver: Send + Sync + 'static {
     /// The default pages by offset through [`list`](Driver::list), which reads past every
     /// earlier task: backends with an order of their own override it.
     async fn dead_after(&self, queue: &str, after: Option<&str>, limit: usize) -> Result<DeadPage, DriverError> {
-        let from = match after {
-            None => 0,
-            Some(a) => a
-                .parse::<usize>()
-                .map_err(|_| DriverError::Config(format!("not a dead-letter cursor: `{}`", crate::envelope::excerpt(a))))?,
-        };
+        let from = DeadPage::cursor::<usize>(after)?.unwrap_or(0);
         let tasks = self.list(queue, TaskState::Dead, from, limit).await?;
         let next = (tasks.len() == limit && limit > 0).then(|| (from + tasks.len()).to_string());
         Ok(DeadPage::new(tasks.into_iter().enumerate().map(|(i, t)| (t, (from + i + 1).to_string())).collect(), next))

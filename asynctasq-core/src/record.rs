@@ -246,6 +246,16 @@ pub struct DeadPage {
 }
 
 impl DeadPage {
+    /// The cursor `after` as the backend's own type (a sequence number, an offset), or the
+    /// error naming it when it is not one; `None` stays `None` (from the oldest).
+    pub fn cursor<T: std::str::FromStr>(after: Option<&str>) -> Result<Option<T>, crate::DriverError> {
+        after
+            .map(|a| {
+                a.parse().map_err(|_| crate::DriverError::Config(format!("not a dead-letter cursor: `{}`", crate::envelope::excerpt(a))))
+            })
+            .transpose()
+    }
+
     /// A page of `tasks`, each with the cursor just past it, the next starting at `next`.
     pub fn new(tasks: Vec<(TaskRecord, String)>, next: Option<String>) -> Self {
         let (tasks, cursors) = tasks.into_iter().unzip();

@@ -92,7 +92,7 @@ pub(crate) fn absent(why: &str) -> Markup {
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+    asynctasq_core::envelope::unix_millis(SystemTime::now())
 }
 
 /// A Unix-ms time as UTC, to the second, with how long ago or ahead.

@@ -6,7 +6,9 @@
 //! once per queue, per viewer, every two seconds of the overview's refresh. Instead one task
 //! reads every queue's counts at most every [`EVERY`] (longer when a reading is slow: at most
 //! a tenth of the time goes to counting), whoever watches, and the pages show that reading
-//! with its age. An action (a flush, a retry) asks for a new reading at once.
+//! with its age. An action (a flush, a retry) asks for a new reading at once. With no page
+//! view for [`IDLE`], the readings stop until the next view, so a dashboard on a worker's
+//! listener that nobody opens adds no reads to the backend.
 //!
 //! From two readings of the settled totals (`Capability::Totals`) it also keeps each queue's
 //! throughput, [`KEPT`] points, for the overview's sparklines.
@@ -23,6 +25,9 @@ use crate::App;
 
 /// The shortest time between two readings.
 pub(crate) const EVERY: Duration = Duration::from_secs(2);
+/// With no page view for this long, the readings stop until the next view (a dashboard on a
+/// worker's listener that nobody opens costs nothing).
+pub(crate) const IDLE: Duration = Duration::from_secs(60);
 /// Throughput points kept per queue.
 pub(crate) const KEPT: usize = 150;
 
@@ -38,6 +43,8 @@ pub(crate) struct History {
 struct Inner {
     latest: Option<Reading>,
     series: HashMap<String, Series>,
+    /// When a page last asked for the counts.
+    viewed: Option<Instant>,
 }
 
 /// Every queue's counts at one time.
@@ -86,6 +93,17 @@ impl History {
         inner.series.get(queue).map(|s| s.rates.iter().copied().collect()).unwrap_or_default()
     }
 
+    /// Notes a page view; whether the readings had stopped for want of one.
+    fn view(&self) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.viewed.replace(Instant::now()).is_none_or(|then| then.elapsed() >= IDLE)
+    }
+
+    /// Whether a page asked for the counts within [`IDLE`].
+    fn watched(&self) -> bool {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).viewed.is_some_and(|then| then.elapsed() < IDLE)
+    }
+
     /// Asks for a new reading now (after an action changed the counts).
     pub(crate) fn refresh(&self) {
         self.wake.notify_one();
@@ -118,9 +136,14 @@ pub(crate) async fn read(app: &App) -> Result<Reading, DriverError> {
     Ok(Reading { at, queues })
 }
 
-/// The latest reading, taken now when there is none yet (the first view after start).
+/// The latest reading, taken now when there is none yet or it is from before the readings
+/// stopped (the first view after start, or after [`IDLE`] without one).
 pub(crate) async fn latest(app: &App) -> Result<Reading, DriverError> {
-    if let Some(r) = app.history.latest() {
+    if app.history.view() {
+        // The readings had stopped: they go on from now.
+        app.history.refresh();
+    }
+    if let Some(r) = app.history.latest().filter(|r| r.at.elapsed() < IDLE) {
         return Ok(r);
     }
     let reading = read(app).await?;
@@ -137,6 +160,15 @@ pub(crate) fn start(app: &Arc<App>) {
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = wake.notified() => {}
+            }
+            // Nobody looked lately: read again only once someone does (checking now and then
+            // whether the dashboard is still there).
+            loop {
+                match weak.upgrade().map(|app| app.history.watched()) {
+                    None => return,
+                    Some(true) => break,
+                    Some(false) => drop(tokio::time::timeout(IDLE, wake.notified()).await),
+                }
             }
         }
     });

@@ -17,7 +17,7 @@ use crate::driver::{
     Ack, CancelOutcome, Capability, DeadPage, DeadSelector, DeadTask, DeleteOutcome, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits,
     QueueStats, ScheduleState, ServerInfo, TaskRecord, TaskState, Waiting, WorkerInfo,
 };
-use crate::envelope::{Envelope, TaskId, UnixMillis, excerpt, millis, validate_queue_name};
+use crate::envelope::{Envelope, TaskId, UnixMillis, millis, validate_queue_name};
 use crate::error::DriverError;
 use crate::notice::{NoticeBus, NoticeKind};
 use crate::progress::Progress;
@@ -588,10 +588,7 @@ impl Driver for MemoryDriver {
         if !self.supports(Capability::Browse) {
             return Err(DriverError::Unsupported("listing tasks"));
         }
-        let after = match after {
-            None => None,
-            Some(a) => Some(a.parse::<u64>().map_err(|_| DriverError::Config(format!("not a dead-letter cursor: `{}`", excerpt(a))))?),
-        };
+        let after = DeadPage::cursor::<u64>(after)?;
         let now = self.inner.clock.now();
         let state = self.lock();
         let Some(q) = state.queues.get(queue) else { return Ok(DeadPage::default()) };

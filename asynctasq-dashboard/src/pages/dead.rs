@@ -171,8 +171,6 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Query(params): Query<Param
 
 /// Every queue with its dead count.
 async fn summary(app: &App, done: Option<&str>) -> Response {
-    let driver = app.driver.as_ref();
-    let _ = driver;
     let reading = match crate::sampler::latest(app).await {
         Ok(r) => r,
         Err(e) => return driver_failed(app, "reading the queues' counts", &e),

@@ -236,9 +236,7 @@ pub(crate) fn dead_after_sql(d: &str, mut p: impl FnMut() -> String) -> String {
 
 /// The `seq` a dead-letter cursor names (-1 for none), or why it is not one.
 pub(crate) fn dead_cursor(after: Option<&str>) -> Result<i64, DriverError> {
-    after.map_or(Ok(-1), |a| {
-        a.parse().map_err(|_| DriverError::Config(format!("not a dead-letter cursor: `{}`", asynctasq_core::envelope::excerpt(a))))
-    })
+    Ok(asynctasq_core::DeadPage::cursor(after)?.unwrap_or(-1))
 }
 
 /// The page of dead tasks whose ids and `seq`s `rows` are (in order), `found` their records,
