@@ -13,6 +13,7 @@ use asynctasq_core::redact_url;
 /// |---|---|---|
 /// | `sqlite:` | SQLite | `sqlite://jobs.db?busy_timeout=10s` |
 /// | `redis:`, `rediss:` | Redis | `redis://127.0.0.1:6379/0?prefix=app:` |
+/// | `redis+cluster:`, `rediss+cluster:` | Redis Cluster | `redis+cluster://127.0.0.1:7000,127.0.0.1:7001?prefix=app:` |
 /// | `postgres:`, `postgresql:` | PostgreSQL | `postgres://app@127.0.0.1/app?table_prefix=jobs&migrate=false` |
 /// | `mysql:`, `mariadb:` | MySQL, MariaDB | `mysql://root@127.0.0.1/app?max_connections=16` |
 /// | `amqp:`, `amqps:` | RabbitMQ | `amqp://guest:guest@127.0.0.1:5672/%2f?prefetch=32&heartbeat=5` |
@@ -57,7 +58,7 @@ pub fn backend_of_scheme(scheme: &str) -> Option<&'static str> {
 const BACKENDS: [(&[&str], &str, bool); 7] = [
     (&["memory"], "memory", true),
     (&["sqlite"], "sqlite", cfg!(feature = "sqlite")),
-    (&["redis", "rediss"], "redis", cfg!(feature = "redis")),
+    (&["redis", "rediss", "redis+cluster", "rediss+cluster"], "redis", cfg!(feature = "redis")),
     (&["postgres", "postgresql"], "postgres", cfg!(feature = "postgres")),
     (&["mysql", "mariadb"], "mysql", cfg!(feature = "mysql")),
     (&["amqp", "amqps"], "rabbitmq", cfg!(feature = "rabbitmq")),

@@ -13,9 +13,11 @@ use sqlx::sqlite::SqlitePool;
 
 pub mod chaos;
 mod own;
+mod redis_cluster;
 pub mod proxy;
 
 pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer};
+pub use redis_cluster::OwnRedisCluster;
 
 /// The arguments of the `ledgered` task of the `ledger-worker` binary (same wire name and
 /// fields; the binary holds the handler).

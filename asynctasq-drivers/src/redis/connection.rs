@@ -19,15 +19,25 @@
 //! TCP keepalive (probes after 5 s idle, every 2 s) and `TCP_USER_TIMEOUT` (10 s) are set on
 //! every socket as a second line of defence: they end connections whose packets vanish, which
 //! the deadlines above would otherwise find only at the next request.
+//!
+//! # One server or a cluster
+//! A [`Target`] is either; the connection above is then the crate's multiplexed connection or
+//! its cluster connection (one multiplexed connection per node, following `MOVED` and
+//! failovers), with the same deadlines and the same replacement. What a cluster needs besides
+//! is in `cluster.rs`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
+use ::redis::cluster_async::ClusterConnection;
 use ::redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 use asynctasq_core::DriverError;
+
+use super::cluster;
 
 use crate::sync::lock;
 
@@ -36,16 +46,107 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The client-side deadline's margin over the response timeout.
 const MARGIN: Duration = Duration::from_millis(500);
 
+fn tcp() -> TcpSettings {
+    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(2)).with_retries(3);
+    let tcp = TcpSettings::default().set_nodelay(true).set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let tcp = tcp.set_user_timeout(Duration::from_secs(10));
+    tcp
+}
+
 /// A client whose sockets carry TCP keepalive and a user timeout.
 pub(super) fn client(url: &str) -> Result<Client, RedisError> {
-    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(2)).with_retries(3);
-    let mut tcp = TcpSettings::default().set_nodelay(true).set_keepalive(keepalive);
-    #[cfg(target_os = "linux")]
-    {
-        tcp = tcp.set_user_timeout(Duration::from_secs(10));
+    Client::open(url.into_connection_info()?.set_tcp_settings(tcp()))
+}
+
+/// Where requests go: one server, or a Redis Cluster.
+#[derive(Clone)]
+pub(super) enum Target {
+    /// One server.
+    Single(Client),
+    /// A cluster: a client for requests (with the response timeout), one for blocking waits
+    /// (without), and a client per node the URL names (for subscriptions).
+    Cluster { requests: ClusterClient, blocking: ClusterClient, nodes: Vec<Client> },
+}
+
+impl Target {
+    /// The target `url` names (`redis+cluster://` for a cluster; see `cluster::nodes`).
+    pub(super) fn from_url(url: &str, response_timeout: Duration) -> Result<Self, String> {
+        let Some(nodes) = cluster::nodes(url) else { return client(url).map(Self::Single).map_err(|e| e.to_string()) };
+        let nodes = nodes?;
+        let builder = |timeout: Option<Duration>| {
+            let builder = ClusterClientBuilder::new(nodes.clone()).tcp_settings(tcp()).connection_timeout(CONNECT_TIMEOUT);
+            match timeout {
+                Some(t) => builder.response_timeout(t),
+                None => builder.overall_response_timeout(None),
+            }
+            .build()
+            .map_err(|e| e.to_string())
+        };
+        Ok(Self::Cluster {
+            requests: builder(Some(response_timeout))?,
+            blocking: builder(None)?,
+            nodes: nodes.iter().map(|n| client(n)).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
+        })
     }
-    let info = url.into_connection_info()?.set_tcp_settings(tcp);
-    Client::open(info)
+
+    /// The client of the server, or of the first node the URL names.
+    pub(super) fn client(&self) -> &Client {
+        match self {
+            Self::Single(client) => client,
+            Self::Cluster { nodes, .. } => &nodes[0],
+        }
+    }
+
+    /// The server's clients to subscribe through: the one server, or each node in turn.
+    pub(super) fn subscribers(&self) -> Vec<Client> {
+        match self {
+            Self::Single(client) => vec![client.clone()],
+            Self::Cluster { nodes, .. } => nodes.clone(),
+        }
+    }
+
+    /// Where it is, for errors.
+    fn shown(&self) -> String {
+        let at = |client: &Client| match client.get_connection_info().addr() {
+            ::redis::ConnectionAddr::Unix(path) => path.display().to_string(),
+            addr => addr.to_string(),
+        };
+        match self {
+            Self::Single(client) => format!("Redis at {}", at(client)),
+            Self::Cluster { nodes, .. } => format!("the Redis Cluster at {}", nodes.iter().map(at).collect::<Vec<_>>().join(",")),
+        }
+    }
+}
+
+/// A live connection to the target.
+#[derive(Clone)]
+enum Link {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => Box::pin(cluster::split(c, pipeline, offset, count)),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(_) => 0,
+        }
+    }
 }
 
 fn is_dead(e: &RedisError) -> bool {
@@ -55,42 +156,44 @@ fn is_dead(e: &RedisError) -> bool {
 /// One multiplexed connection for every request but the blocking wait, replaced when a request
 /// on it times out or fails with an I/O error.
 pub(super) struct Connections {
-    client: Client,
+    target: Target,
     response_timeout: Duration,
     /// The live connection and its generation.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    current: Mutex<Option<(u64, Link)>>,
     /// Serialises connecting, so a burst of requests after a fault opens one connection.
     connecting: tokio::sync::Mutex<u64>,
     /// The connection for `BLPOP`, which would stall everything multiplexed with it.
     blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The blocking waits on a cluster (a connection per wake list).
+    waits: Option<cluster::Waits>,
 }
 
 impl Connections {
     /// Connects once, so a wrong address fails at startup.
-    pub(super) async fn open(client: Client, response_timeout: Duration) -> Result<Self, DriverError> {
-        let at = match client.get_connection_info().addr() {
-            ::redis::ConnectionAddr::Unix(path) => path.display().to_string(),
-            addr => addr.to_string(),
+    pub(super) async fn open(target: Target, response_timeout: Duration) -> Result<Self, DriverError> {
+        let at = target.shown();
+        let waits = match &target {
+            Target::Cluster { blocking, .. } => Some(cluster::Waits::new(blocking.clone(), response_timeout)),
+            Target::Single(_) => None,
         };
         let this = Self {
-            client,
+            target,
             response_timeout,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(0),
             blocking: tokio::sync::Mutex::new(None),
+            waits,
         };
         this.connection().await.map_err(|e| match map_err("connect", e) {
-            DriverError::Unavailable { source, .. } => {
-                DriverError::Unavailable { message: format!("cannot connect to Redis at {at}"), source }
-            }
-            DriverError::Backend { source, .. } => DriverError::Backend { message: format!("cannot connect to Redis at {at}"), source },
+            DriverError::Unavailable { source, .. } => DriverError::Unavailable { message: format!("cannot connect to {at}"), source },
+            DriverError::Backend { source, .. } => DriverError::Backend { message: format!("cannot connect to {at}"), source },
             other => other,
         })?;
         Ok(this)
     }
 
     /// The live connection, opening one if there is none.
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+    async fn connection(&self) -> Result<(u64, Link), RedisError> {
         if let Some((generation, conn)) = lock(&self.current).as_ref() {
             return Ok((*generation, conn.clone()));
         }
@@ -98,9 +201,15 @@ impl Connections {
         if let Some((g, conn)) = lock(&self.current).as_ref() {
             return Ok((*g, conn.clone()));
         }
-        let config =
-            AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(Some(self.response_timeout));
-        let conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let conn = match &self.target {
+            Target::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(self.response_timeout));
+                Link::Single(client.get_multiplexed_async_connection_with_config(&config).await?)
+            }
+            Target::Cluster { requests, .. } => Link::Cluster(requests.get_async_connection().await?),
+        };
         *generation += 1;
         if *generation > 1 {
             tracing::info!(generation = *generation, "opened a new Redis connection in place of a failed one");
@@ -122,7 +231,7 @@ impl Connections {
     /// discards the connection.
     async fn request<T, F, Fut>(&self, request: F) -> Result<T, RedisError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Link) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let (generation, conn) = self.connection().await?;
@@ -145,10 +254,14 @@ impl Connections {
     /// `BLPOP keys` for at most `wait` (server side), bounded by `wait` plus the response
     /// timeout (client side), on the blocking connection.
     pub(super) async fn blpop(&self, keys: &[String], wait: Duration) -> Result<(), DriverError> {
+        if let Some(waits) = &self.waits {
+            return waits.blpop(keys, wait).await;
+        }
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
             let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(None);
-            let conn = self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
+            let conn =
+                self.target.client().get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
@@ -188,7 +301,10 @@ impl ConnectionLike for Conn {
     }
 
     fn get_db(&self) -> i64 {
-        self.0.client.get_connection_info().redis_settings().db()
+        match &self.0.target {
+            Target::Single(client) => client.get_connection_info().redis_settings().db(),
+            Target::Cluster { .. } => 0,
+        }
     }
 }
 

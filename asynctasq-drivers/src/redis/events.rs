@@ -7,7 +7,7 @@ use asynctasq_core::{DriverError, Events};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use super::connection::{Conn, Connections};
+use super::connection::{Conn, Connections, Target};
 
 /// Publishes every [`Event`](asynctasq_core::Event) of a bus as MessagePack (named fields,
 /// tagged by `event`) on a channel, `asynctasq:events` by default.
@@ -20,22 +20,29 @@ pub struct RedisEventPublisher {
     task: JoinHandle<()>,
 }
 
+/// How long a publish may wait for its answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The channel the seed system's monitors listen on.
 pub const DEFAULT_EVENTS_CHANNEL: &str = "asynctasq:events";
 
 impl RedisEventPublisher {
     /// Connects to the Redis at `url` and starts publishing `events` on `channel`.
     pub async fn connect(url: &str, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
-        let client = super::connection::client(url)
+        let target = Target::from_url(url, TIMEOUT)
             .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", asynctasq_core::redact_url(url))))?;
-        Self::start(&client, events, channel).await
+        Self::start_on(target, events, channel).await
     }
 
     /// Starts publishing `events` on `channel` through a connection of `client` (with the
     /// driver's deadlines: a publish that gets no answer within 5 s is dropped and the next one
     /// uses a new connection).
     pub async fn start(client: &::redis::Client, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
-        let mut conn = Conn(Arc::new(Connections::open(client.clone(), Duration::from_secs(5)).await?));
+        Self::start_on(Target::Single(client.clone()), events, channel).await
+    }
+
+    async fn start_on(target: Target, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
+        let mut conn = Conn(Arc::new(Connections::open(target, TIMEOUT).await?));
         let channel = channel.into();
         let mut rx = events.subscribe();
         let task = tokio::spawn(async move {

@@ -61,6 +61,7 @@
 //! data (use AOF for durability across server restarts).
 
 mod browse;
+mod cluster;
 mod connection;
 mod events;
 mod find;
@@ -71,7 +72,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use self::connection::map_err;
-use self::connection::{Conn, Connections};
+use self::connection::{Conn, Connections, Target};
 pub use self::events::{DEFAULT_EVENTS_CHANNEL, RedisEventPublisher};
 use ::redis::{Script, Value};
 use async_trait::async_trait;
@@ -183,6 +184,8 @@ pub struct RedisDriver {
 
 struct Inner {
     client: ::redis::Client,
+    /// The clients to subscribe to notices through (each node of a cluster in turn).
+    subscribers: Vec<::redis::Client>,
     /// Notices heard on the prefix's channel, and the subscriber feeding them (started by the
     /// first `notices` call).
     notices: Arc<asynctasq_core::NoticeBus>,
@@ -372,9 +375,11 @@ impl RedisDriver {
                 config.prefix
             )));
         }
-        let client = connection::client(&config.url)
+        let target = Target::from_url(&config.url, config.response_timeout)
             .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", redact_url(&config.url))))?;
-        let conns = Arc::new(Connections::open(client.clone(), config.response_timeout).await?);
+        let client = target.client().clone();
+        let subscribers = target.subscribers();
+        let conns = Arc::new(Connections::open(target, config.response_timeout).await?);
         let mut conn = Conn(conns.clone());
         let scripts = Scripts::new();
         for s in [
@@ -400,6 +405,7 @@ impl RedisDriver {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
+                subscribers,
                 notices: Arc::default(),
                 subscriber: std::sync::OnceLock::new(),
                 conns,
@@ -417,7 +423,8 @@ impl RedisDriver {
         &self.inner.prefix
     }
 
-    /// The client, e.g. for an event publisher on the same server.
+    /// The client, e.g. for an event publisher on the same server (on a cluster: of the first
+    /// node the URL names; a message published there reaches every node's subscribers).
     pub fn client(&self) -> &::redis::Client {
         &self.inner.client
     }
@@ -855,7 +862,7 @@ impl Driver for RedisDriver {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         self.inner.subscriber.get_or_init(|| {
             let channel = notices::channel(&self.inner.prefix);
-            runtime.spawn(notices::subscribe(self.inner.client.clone(), channel, self.inner.notices.clone()))
+            runtime.spawn(notices::subscribe(self.inner.subscribers.clone(), channel, self.inner.notices.clone()))
         });
         Some(rx)
     }

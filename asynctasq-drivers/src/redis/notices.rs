@@ -23,9 +23,10 @@ pub(super) fn channel(prefix: &str) -> String {
 }
 
 /// Subscribes to `channel` and feeds `bus` for as long as it runs, subscribing again after
-/// each failure or [`RENEW`].
-pub(super) async fn subscribe(client: ::redis::Client, channel: String, bus: Arc<NoticeBus>) {
-    loop {
+/// each failure or [`RENEW`], through the next of `clients` (the nodes of a cluster, where a
+/// message published on one node reaches the subscribers of every node).
+pub(super) async fn subscribe(clients: Vec<::redis::Client>, channel: String, bus: Arc<NoticeBus>) {
+    for client in clients.iter().cycle() {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                 Ok(()) => {
