@@ -219,3 +219,44 @@ sweep() {
   sweep_postgres
   sweep_mysql
 }
+
+# A Redis Cluster of six nodes (three masters with a replica each) on free loopback ports, for
+# benchmarks (tests start their own from Rust): sets REDIS_CLUSTER_URL; stop_redis_cluster
+# stops the nodes and removes their data (callers trap it).
+start_redis_cluster() {
+  REDIS_CLUSTER_DIR=$(mktemp -d /tmp/asynctasq-bench-cluster.XXXXXX)
+  local ports=() addrs=() p
+  ports=($(python3 -c 'import socket
+ss = [socket.socket() for _ in range(12)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))'))
+  for i in 0 2 4 6 8 10; do
+    p=${ports[$i]}
+    mkdir -p "$REDIS_CLUSTER_DIR/$p"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --cluster-port "${ports[$((i + 1))]}" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --save "" --appendonly no --dir "$REDIS_CLUSTER_DIR/$p" --logfile "$REDIS_CLUSTER_DIR/$p/log" \
+      --pidfile "$REDIS_CLUSTER_DIR/$p/pid"
+    addrs+=("127.0.0.1:$p")
+  done
+  for a in "${addrs[@]}"; do
+    until redis-cli -h 127.0.0.1 -p "${a#*:}" ping >/dev/null 2>&1; do sleep 0.05; done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  for a in "${addrs[@]}"; do
+    until redis-cli -h 127.0.0.1 -p "${a#*:}" cluster info | grep -q 'cluster_state:ok' &&
+      redis-cli -h 127.0.0.1 -p "${a#*:}" info replication | grep -Eq 'role:master|master_link_status:up'; do sleep 0.1; done
+  done
+  REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${addrs[*]}")"
+}
+
+stop_redis_cluster() {
+  [ -n "${REDIS_CLUSTER_DIR:-}" ] || return 0
+  local pidfile
+  for pidfile in "$REDIS_CLUSTER_DIR"/*/pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+  done
+  sleep 0.5
+  rm -rf "$REDIS_CLUSTER_DIR"
+  REDIS_CLUSTER_DIR=
+}

@@ -111,7 +111,7 @@ impl Setup {
             }
             Backend::Redis(url) => {
                 let prefix = format!("asynctasq-test-{:08x}:", fastrand_u32());
-                let mut config = asynctasq_drivers::RedisConfig::new(&url);
+                let mut config = asynctasq_drivers::RedisConfig::from_url(&url).expect("a valid Redis URL");
                 config.prefix = prefix.clone();
                 let driver = Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis must be reachable"));
                 (driver, vec!["--driver".into(), "redis".into(), "--redis-url".into(), url, "--redis-prefix".into(), prefix])
@@ -161,7 +161,7 @@ impl Setup {
         match self.backend_args[1].as_str() {
             "sqlite" => Arc::new(asynctasq_drivers::SqliteDriver::connect(&arg("--database-url")).await.expect("open queue")),
             "redis" => {
-                let mut config = asynctasq_drivers::RedisConfig::new(arg("--redis-url"));
+                let mut config = asynctasq_drivers::RedisConfig::from_url(&arg("--redis-url")).expect("a valid Redis URL");
                 config.prefix = arg("--redis-prefix");
                 Arc::new(asynctasq_drivers::RedisDriver::connect_with(config).await.expect("Redis must be reachable"))
             }

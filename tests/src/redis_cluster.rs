@@ -27,6 +27,7 @@ fn cli(port: u16, args: &[&str]) -> String {
 
 struct Node {
     port: u16,
+    bus: u16,
     child: Option<Child>,
 }
 
@@ -41,10 +42,16 @@ impl OwnRedisCluster {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("asynctasq-cluster-{}-{:08x}", std::process::id(), crate::fastrand_u32()));
         let mut cluster = Self { nodes: Vec::new(), dir };
-        for _ in 0..6 {
-            let port = free_port();
-            let child = cluster.spawn(port);
-            cluster.nodes.push(Node { port, child: Some(child) });
+        // Twelve distinct free ports: a client port and a cluster bus port per node.
+        let mut ports = std::collections::BTreeSet::new();
+        while ports.len() < 12 {
+            ports.insert(free_port());
+        }
+        let ports: Vec<u16> = ports.into_iter().collect();
+        for pair in ports.chunks(2) {
+            cluster.nodes.push(Node { port: pair[0], bus: pair[1], child: None });
+            let child = cluster.spawn(pair[0]);
+            cluster.nodes.last_mut().expect("pushed").child = Some(child);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for node in &cluster.nodes {
@@ -67,15 +74,18 @@ impl OwnRedisCluster {
 
     /// A node under its watchdog (see the module doc).
     fn spawn(&self, port: u16) -> Child {
+        let bus = self.nodes.iter().find(|n| n.port == port).map_or_else(free_port, |n| n.bus);
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).expect("node dir");
+        // A node that dies by itself (a test's crash) keeps its data for `restart`.
         let watched = r#"redis-server "$@" & s=$!
 trap 'kill $s 2>/dev/null; wait $s; rm -rf "$DIR"; rmdir "${DIR%/*}" 2>/dev/null; exit 0' TERM
 while kill -0 "$OWNER" 2>/dev/null && kill -0 $s 2>/dev/null; do sleep 0.5; done
+kill -0 "$OWNER" 2>/dev/null && exit 0
 kill $s 2>/dev/null; wait $s; rm -rf "$DIR"; rmdir "${DIR%/*}" 2>/dev/null"#;
         Command::new("sh")
             .args(["-c", watched, "redis-node"])
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--cluster-port", &free_port().to_string()])
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--cluster-port", &bus.to_string()])
             .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&dir)
@@ -88,12 +98,16 @@ kill $s 2>/dev/null; wait $s; rm -rf "$DIR"; rmdir "${DIR%/*}" 2>/dev/null"#;
     }
 
     /// Waits until every running node says `cluster_state:ok` and knows three masters with
-    /// slots.
+    /// slots, and every replica's link to its master is up (a replica that has not synced yet
+    /// holds nothing a failover could keep).
     pub fn wait_ok(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             let ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") && self.masters_seen_by(n.port).len() == 3
+                let replication = cli(n.port, &["INFO", "replication"]);
+                cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && self.masters_seen_by(n.port).len() == 3
+                    && (replication.contains("role:master") || replication.contains("master_link_status:up"))
             });
             if ok {
                 return;
@@ -121,6 +135,12 @@ kill $s 2>/dev/null; wait $s; rm -rf "$DIR"; rmdir "${DIR%/*}" 2>/dev/null"#;
 
     /// The port of the master that owns `key`'s slot now.
     pub fn master_of(&self, key: &str) -> u16 {
+        self.owner(key).unwrap_or_else(|| panic!("no live master owns the slot of {key}"))
+    }
+
+    /// The port of the master that owns `key`'s slot now, if one not marked failing does (none
+    /// while a failed master's replica is not promoted yet).
+    pub fn owner(&self, key: &str) -> Option<u16> {
         let live = self.nodes.iter().find(|n| n.child.is_some()).expect("a live node").port;
         let slot: u16 = cli(live, &["CLUSTER", "KEYSLOT", key]).trim().parse().expect("a slot");
         for line in cli(live, &["CLUSTER", "NODES"]).lines() {
@@ -133,20 +153,32 @@ kill $s 2>/dev/null; wait $s; rm -rf "$DIR"; rmdir "${DIR%/*}" 2>/dev/null"#;
                 None => range.parse::<u16>().is_ok_and(|s| s == slot),
             });
             if owns {
-                return fields[1].split('@').next().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("a port");
+                return fields[1].split('@').next().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
             }
         }
-        panic!("no master owns slot {slot}");
+        None
     }
 
-    /// Stops node `port` without saving (`SHUTDOWN NOSAVE`): a master's replica takes over
+    /// Kills node `port` (`SIGKILL`: what it had not sent its replica yet is gone, as in a
+    /// crash; `SHUTDOWN` would first let its replicas catch up): a master's replica takes over
     /// after the node timeout.
-    pub fn stop(&mut self, port: u16) {
-        let node = self.nodes.iter_mut().find(|n| n.port == port).expect("a node of this cluster");
-        cli(port, &["SHUTDOWN", "NOSAVE"]);
+    pub fn crash(&mut self, port: u16) {
+        let ports: Vec<u16> = self.nodes.iter().map(|n| n.port).collect();
+        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap_or_else(|| panic!("{port} is not a node of {ports:?}"));
+        let info = cli(port, &["INFO", "server"]);
+        let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).expect("process_id").trim().to_owned();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -KILL {pid} failed");
         if let Some(mut child) = node.child.take() {
             let _ = child.wait();
         }
+    }
+
+    /// Starts crashed node `port` again on its data: it rejoins as a replica of the master
+    /// that took its place.
+    pub fn restart(&mut self, port: u16) {
+        let child = self.spawn(port);
+        self.nodes.iter_mut().find(|n| n.port == port).expect("a node of this cluster").child = Some(child);
     }
 
     /// The ports of the nodes still running.

@@ -60,6 +60,13 @@ pub(super) fn nodes(url: &str) -> Option<Result<Vec<String>, String>> {
     Some(Ok(nodes))
 }
 
+/// The slot a script call runs in (`Some(None)` for a script without keys); `None` for a
+/// command that is not a script call.
+pub(super) fn script_route(cmd: &Cmd) -> Option<Option<Route>> {
+    let name = cmd.args_iter().next().and_then(|a| if let Arg::Simple(bytes) = a { Some(bytes.to_ascii_uppercase()) } else { None })?;
+    matches!(name.as_slice(), b"EVALSHA" | b"EVAL").then(|| route(cmd))
+}
+
 /// The slot of a command's first key: argument 3 of `EVALSHA`/`EVAL` with keys, else
 /// argument 1; `None` for a command without one.
 fn route(cmd: &Cmd) -> Option<Route> {

@@ -25,6 +25,13 @@
 //! its cluster connection (one multiplexed connection per node, following `MOVED` and
 //! failovers), with the same deadlines and the same replacement. What a cluster needs besides
 //! is in `cluster.rs`.
+//!
+//! # Waiting for replicas
+//! Redis replicates asynchronously: a master that fails right after a write can lose it, and a
+//! replica promoted in its place never had it. With [`Replicas`] set, every script call (each
+//! state change is one) is followed by `WAIT n timeout` on the same connection to the same
+//! node, so the call returns once `n` replicas hold its writes. A `WAIT` that times out with
+//! fewer is logged, not failed: the write did happen on the master.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -119,6 +126,15 @@ impl Target {
     }
 }
 
+/// How many replicas each state change waits for, and for how long at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Replicas {
+    /// Replicas that must hold a write (`WAIT`'s first argument).
+    pub(super) count: u32,
+    /// The longest a write waits for them.
+    pub(super) timeout: Duration,
+}
+
 /// A live connection to the target.
 #[derive(Clone)]
 enum Link {
@@ -149,6 +165,37 @@ impl ConnectionLike for Link {
     }
 }
 
+impl Link {
+    /// `WAIT` on the connection (to the node of each of `routes`, on a cluster) that ran the
+    /// script calls among `cmds`; nothing if there were none.
+    async fn wait_replicas<'a>(&mut self, replicas: Replicas, cmds: impl Iterator<Item = &'a Cmd>) -> Result<(), RedisError> {
+        let mut routes: Vec<Option<::redis::cluster_routing::Route>> = cmds.filter_map(cluster::script_route).collect();
+        if routes.is_empty() {
+            return Ok(());
+        }
+        routes.sort_by_key(|r| format!("{r:?}"));
+        routes.dedup();
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(replicas.count).arg(asynctasq_core::envelope::millis(replicas.timeout).max(1));
+        let acked: Vec<i64> = match self {
+            Self::Single(c) => vec![wait.query_async(c).await?],
+            Self::Cluster(c) => {
+                use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let mut acked = Vec::with_capacity(routes.len());
+                for route in routes.into_iter().flatten() {
+                    let value = c.route_command(wait.clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))).await?;
+                    acked.push(::redis::from_redis_value(value)?);
+                }
+                acked
+            }
+        };
+        if let Some(fewest) = acked.into_iter().min().filter(|n| *n < i64::from(replicas.count)) {
+            tracing::warn!(replicas = fewest, wanted = replicas.count, timeout = ?replicas.timeout, "a Redis write reached fewer replicas than asked within its wait");
+        }
+        Ok(())
+    }
+}
+
 fn is_dead(e: &RedisError) -> bool {
     e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
 }
@@ -166,11 +213,13 @@ pub(super) struct Connections {
     blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// The blocking waits on a cluster (a connection per wake list).
     waits: Option<cluster::Waits>,
+    /// What each script call waits for after it ran.
+    replicas: Option<Replicas>,
 }
 
 impl Connections {
     /// Connects once, so a wrong address fails at startup.
-    pub(super) async fn open(target: Target, response_timeout: Duration) -> Result<Self, DriverError> {
+    pub(super) async fn open(target: Target, response_timeout: Duration, replicas: Option<Replicas>) -> Result<Self, DriverError> {
         let at = target.shown();
         let waits = match &target {
             Target::Cluster { blocking, .. } => Some(cluster::Waits::new(blocking.clone(), response_timeout)),
@@ -183,6 +232,7 @@ impl Connections {
             connecting: tokio::sync::Mutex::new(0),
             blocking: tokio::sync::Mutex::new(None),
             waits,
+            replicas,
         };
         this.connection().await.map_err(|e| match map_err("connect", e) {
             DriverError::Unavailable { source, .. } => DriverError::Unavailable { message: format!("cannot connect to {at}"), source },
@@ -293,11 +343,25 @@ pub(super) struct Conn(pub(super) Arc<Connections>);
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.0.request(move |mut c| async move { c.req_packed_command(cmd).await }))
+        let replicas = self.0.replicas;
+        Box::pin(self.0.request(move |mut c| async move {
+            let value = c.req_packed_command(cmd).await?;
+            if let Some(replicas) = replicas {
+                c.wait_replicas(replicas, std::iter::once(cmd)).await?;
+            }
+            Ok(value)
+        }))
     }
 
     fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(self.0.request(move |mut c| async move { c.req_packed_commands(pipeline, offset, count).await }))
+        let replicas = self.0.replicas;
+        Box::pin(self.0.request(move |mut c| async move {
+            let values = c.req_packed_commands(pipeline, offset, count).await?;
+            if let Some(replicas) = replicas {
+                c.wait_replicas(replicas, pipeline.cmd_iter()).await?;
+            }
+            Ok(values)
+        }))
     }
 
     fn get_db(&self) -> i64 {

@@ -42,7 +42,7 @@ impl RedisEventPublisher {
     }
 
     async fn start_on(target: Target, events: &Events, channel: impl Into<String>) -> Result<Self, DriverError> {
-        let mut conn = Conn(Arc::new(Connections::open(target, TIMEOUT).await?));
+        let mut conn = Conn(Arc::new(Connections::open(target, TIMEOUT, None).await?));
         let channel = channel.into();
         let mut rx = events.subscribe();
         let task = tokio::spawn(async move {

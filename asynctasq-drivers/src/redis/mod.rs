@@ -101,12 +101,19 @@ pub struct RedisConfig {
     /// replaced (default 5 s). The blocking wait gets this on top of its wait. A worker whose
     /// connections go half-open works again within about twice this.
     pub response_timeout: Duration,
+    /// Replicas each state change waits for (`WAIT`) before it returns; 0 (the default) waits
+    /// for none. See "Durability" in the README for what it buys on a failover and costs.
+    pub wait_replicas: u32,
+    /// The longest a state change waits for `wait_replicas` (default 1 s); a write that reached
+    /// fewer in time is logged, not failed.
+    pub wait_timeout: Duration,
 }
 
 impl RedisConfig {
-    /// Settings from a URL whose query may set `prefix`, `dead_max_count`, `dead_max_age` and
-    /// `response_timeout` (alias `request_timeout`); the Redis client's own `protocol` and `db`
-    /// pass through. An unknown option is an error naming it.
+    /// Settings from a URL whose query may set `prefix`, `dead_max_count`, `dead_max_age`,
+    /// `response_timeout` (alias `request_timeout`), `wait_replicas` and `wait_timeout`; the
+    /// Redis client's own `protocol` and `db` pass through. An unknown option is an error
+    /// naming it. `redis+cluster://host:port,host:port` names a Redis Cluster by its nodes.
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         let mut q = crate::url::Query::parse("Redis", url);
         let mut config = Self::new(q.base());
@@ -115,7 +122,12 @@ impl RedisConfig {
         q.set_duration("dead_max_age", &mut config.dead_max_age)?;
         q.set_duration("request_timeout", &mut config.response_timeout)?;
         q.set_duration("response_timeout", &mut config.response_timeout)?;
-        config.url = q.finish(&["prefix", "dead_max_count", "dead_max_age", "response_timeout", "request_timeout"], &["protocol", "db"])?;
+        q.set_number("wait_replicas", &mut config.wait_replicas)?;
+        q.set_duration("wait_timeout", &mut config.wait_timeout)?;
+        config.url = q.finish(
+            &["prefix", "dead_max_count", "dead_max_age", "response_timeout", "request_timeout", "wait_replicas", "wait_timeout"],
+            &["protocol", "db"],
+        )?;
         Ok(config)
     }
 
@@ -127,6 +139,8 @@ impl RedisConfig {
             dead_max_count: 10_000,
             dead_max_age: Duration::from_secs(180 * 24 * 3600),
             response_timeout: Duration::from_secs(5),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -375,11 +389,18 @@ impl RedisDriver {
                 config.prefix
             )));
         }
+        if config.wait_replicas > 0 && config.wait_timeout >= config.response_timeout {
+            return Err(DriverError::Config(format!(
+                "redis wait_timeout ({:?}) must be shorter than response_timeout ({:?}): a write waits for its replicas within its response time",
+                config.wait_timeout, config.response_timeout
+            )));
+        }
         let target = Target::from_url(&config.url, config.response_timeout)
             .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", redact_url(&config.url))))?;
         let client = target.client().clone();
         let subscribers = target.subscribers();
-        let conns = Arc::new(Connections::open(target, config.response_timeout).await?);
+        let replicas = (config.wait_replicas > 0).then_some(connection::Replicas { count: config.wait_replicas, timeout: config.wait_timeout });
+        let conns = Arc::new(Connections::open(target, config.response_timeout, replicas).await?);
         let mut conn = Conn(conns.clone());
         let scripts = Scripts::new();
         for s in [

@@ -131,11 +131,26 @@ impl Backend {
     async fn forget_redis_keys(&self) -> Result<(), DriverError> {
         let (Some(prefix), Some(url)) = (&self.redis_prefix, &self.url) else { return Ok(()) };
         let fail = |e: redis::RedisError| DriverError::backend("deleting the run's Redis keys", e);
-        let client = redis::Client::open(url.as_str()).map_err(fail)?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(fail)?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.map_err(fail)?;
-        for chunk in keys.chunks(500) {
-            redis::cmd("UNLINK").arg(chunk).query_async::<()>(&mut conn).await.map_err(fail)?;
+        // A cluster's keys live on its masters, each its own slots' (one key per UNLINK there:
+        // the run's queues are in different slots).
+        let (servers, one_by_one) = match url.strip_prefix("redis+cluster://") {
+            Some(rest) => {
+                let hosts = rest.split(['/', '?']).next().unwrap_or_default();
+                (hosts.split(',').map(|h| format!("redis://{h}")).collect(), true)
+            }
+            None => (vec![url.clone()], false),
+        };
+        for server in servers {
+            let client = redis::Client::open(server.as_str()).map_err(fail)?;
+            let mut conn = client.get_multiplexed_async_connection().await.map_err(fail)?;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.map_err(fail)?;
+            if one_by_one && !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                continue;
+            }
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.map_err(fail)?;
+            for chunk in keys.chunks(if one_by_one { 1 } else { 500 }) {
+                redis::cmd("UNLINK").arg(chunk).query_async::<()>(&mut conn).await.map_err(fail)?;
+            }
         }
         Ok(())
     }
