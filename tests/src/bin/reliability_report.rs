@@ -141,8 +141,13 @@ fn render(path: &str, reports: &[Report]) -> String {
     if !missing.is_empty() {
         let _ = writeln!(md, "\n**Missing from this run:** {}.", missing.join("; "));
     }
+    let _ = write!(md, "\n{BEYOND_ONE_SERVER}");
     md
 }
+
+/// Faults of clusters and poolers: run by their own tests (not the chaos suite's ledger
+/// reports), their figures written here by hand from the runs the text names.
+const BEYOND_ONE_SERVER: &str = include_str!("beyond_one_server.md");
 
 /// Scenarios a backend has nothing to apply to.
 fn not_applicable(scenario: &str, backend: &str) -> bool {
