@@ -56,6 +56,18 @@ pub(crate) struct BackendArgs {
     #[cfg(feature = "postgres")]
     #[arg(long, global = true, env = "ASYNCTASQ_POSTGRES_MAX_POOL_SIZE", hide_short_help = true)]
     postgres_max_pool_size: Option<u32>,
+    /// PostgreSQL is reached through PgBouncer in transaction pooling mode (the URL's
+    /// `pgbouncer=true`): statements run unnamed, each in a transaction, and nothing relies on
+    /// the session.
+    #[cfg(feature = "postgres")]
+    #[arg(long, global = true, env = "ASYNCTASQ_PGBOUNCER", hide_short_help = true)]
+    pgbouncer: bool,
+    /// With --pgbouncer: a direct PostgreSQL URL (not through the pooler) for LISTEN wake-ups
+    /// and migrations (the URL's `listen_url`) [default: none: workers poll, migrations are
+    /// refused].
+    #[cfg(feature = "postgres")]
+    #[arg(long, global = true, env = "ASYNCTASQ_LISTEN_URL", hide_env_values = true, hide_short_help = true, value_name = "URL")]
+    listen_url: Option<String>,
     /// Connections in the MySQL pool (the URL's `max_connections`) [default: 8].
     #[cfg(feature = "mysql")]
     #[arg(long, global = true, env = "ASYNCTASQ_MYSQL_MAX_POOL_SIZE", hide_short_help = true)]
@@ -375,6 +387,20 @@ impl BackendArgs {
                 return Err(foreign("--postgres-max-pool-size", "PostgreSQL"));
             }
             out.push(("max_connections", n.to_string(), "--postgres-max-pool-size"));
+        }
+        #[cfg(feature = "postgres")]
+        if self.pgbouncer {
+            if kind != DriverKind::Postgres {
+                return Err(foreign("--pgbouncer", "PostgreSQL"));
+            }
+            out.push(("pgbouncer", "true".into(), "--pgbouncer"));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(url) = &self.listen_url {
+            if kind != DriverKind::Postgres {
+                return Err(foreign("--listen-url", "PostgreSQL"));
+            }
+            out.push(("listen_url", url.clone(), "--listen-url"));
         }
         #[cfg(feature = "mysql")]
         if let Some(n) = self.mysql_max_pool_size {

@@ -45,6 +45,50 @@ ensure_redis() {
   redis-cli -u "$redis_url" ping >/dev/null 2>&1 || { echo "error: Redis at $redis_url cannot be reached" >&2; exit 1; }
 }
 
+# PgBouncer for the pooler tests, which start instances of their own (never a system one).
+ensure_pgbouncer() {
+  if ! command -v pgbouncer >/dev/null; then
+    echo "== installing pgbouncer"
+    apt_install pgbouncer
+  fi
+  command -v pgbouncer >/dev/null || { echo "error: pgbouncer cannot be installed" >&2; exit 1; }
+}
+
+# A PgBouncer of its own in transaction mode on a free loopback port in front of the shared
+# PostgreSQL's `test` database, for benchmarks: sets PGBOUNCER_URL; stop_pgbouncer stops it.
+start_pgbouncer() {
+  PGBOUNCER_DIR=$(mktemp -d /tmp/asynctasq-bench-pgbouncer.XXXXXX)
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<INI
+[databases]
+test = host=127.0.0.1 port=5432 dbname=test user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = ${PGBOUNCER_POOL:-20}
+max_client_conn = 500
+ignore_startup_parameters = extra_float_digits,options
+logfile = $PGBOUNCER_DIR/pgbouncer.log
+pidfile = $PGBOUNCER_DIR/pgbouncer.pid
+INI
+  chown -R postgres "$PGBOUNCER_DIR" 2>/dev/null || true
+  if [ "$(id -u)" = 0 ]; then pgbouncer -d -u postgres "$PGBOUNCER_DIR/pgbouncer.ini"; else pgbouncer -d "$PGBOUNCER_DIR/pgbouncer.ini"; fi
+  PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/test"
+  until psql "$PGBOUNCER_URL" -Atc 'select 1' >/dev/null 2>&1; do sleep 0.1; done
+}
+
+stop_pgbouncer() {
+  [ -n "${PGBOUNCER_DIR:-}" ] || return 0
+  [ -f "$PGBOUNCER_DIR/pgbouncer.pid" ] && kill "$(cat "$PGBOUNCER_DIR/pgbouncer.pid")" 2>/dev/null
+  sleep 0.3
+  rm -rf "$PGBOUNCER_DIR"
+  PGBOUNCER_DIR=
+}
+
 ensure_postgres() {
   if ! command -v pg_ctlcluster >/dev/null || ! command -v psql >/dev/null; then
     echo "== installing postgresql"

@@ -13,10 +13,12 @@ use sqlx::sqlite::SqlitePool;
 
 pub mod chaos;
 mod own;
+mod pgbouncer;
 mod redis_cluster;
 pub mod proxy;
 
 pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer};
+pub use pgbouncer::OwnPgBouncer;
 pub use redis_cluster::OwnRedisCluster;
 
 /// The arguments of the `ledgered` task of the `ledger-worker` binary (same wire name and
@@ -215,6 +217,12 @@ impl Setup {
         let args: Vec<String> = self.backend_args.iter().map(|a| a.replace(target, &via)).collect();
         assert!(args.iter().any(|a| a.contains(&via)), "the worker's backend URL names {target}: {args:?}");
         Proc(Some(self.worker_on(exe, &args, queues, concurrency).spawn().expect("start a worker process")))
+    }
+
+    /// Starts a worker like [`spawn_worker`](Self::spawn_worker) with backend flags of the
+    /// caller's (this setup's, changed).
+    pub fn spawn_worker_on(&self, exe: &str, backend_args: &[String], queues: &str, concurrency: u32, extra: &[&str]) -> Proc {
+        Proc(Some(self.worker_on(exe, backend_args, queues, concurrency).args(extra).spawn().expect("start a worker process")))
     }
 
     /// A `ledger-worker worker` command on this setup's backend and ledger.

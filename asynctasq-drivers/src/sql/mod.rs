@@ -7,7 +7,7 @@
 /// the database client, and any other is an error naming it.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! server_config_from_url {
-    ($backend:literal, $url:expr, native: [$($native:literal),* $(,)?]) => {{
+    ($backend:literal, $url:expr, native: [$($native:literal),* $(,)?] $(, own: [$($own:literal),*] => |$q:ident, $c:ident| $set:block)?) => {{
         let mut q = crate::url::Query::parse($backend, $url);
         let mut config = Self::new(q.base());
         q.set_string("table_prefix", &mut config.table_prefix);
@@ -15,7 +15,11 @@ macro_rules! server_config_from_url {
         q.set_number("max_connections", &mut config.max_connections)?;
         q.set_duration("poll_interval", &mut config.poll_interval)?;
         q.set_duration("request_timeout", &mut config.request_timeout)?;
-        config.url = q.finish(&["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout"], &[$($native),*])?;
+        $({
+            let ($q, $c) = (&mut q, &mut config);
+            $set
+        })?
+        config.url = q.finish(&["table_prefix", "migrate", "max_connections", "poll_interval", "request_timeout" $($(, $own)*)?], &[$($native),*])?;
         Ok(config)
     }};
 }

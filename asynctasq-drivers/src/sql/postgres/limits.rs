@@ -176,7 +176,7 @@ impl PostgresDriver {
         let err = |e| map_err("dequeue", e);
         // A queue capped in all is claimed by one call of the capped claim's function, from the
         // queue's claim cursor, and from the head when that finds nothing (as the plain claim).
-        let pool = self.inner.pools.pool();
+        let pool = self.inner.exec();
         let capped = |low: i64| {
             sqlx::query(q(&sql.capped))
                 .bind(claim.token)
@@ -207,8 +207,8 @@ impl PostgresDriver {
         let mut tx = self.inner.pools.pool().begin().await.map_err(err)?;
         // Index scans, which mark the dead entries of `held` they pass (a bitmap scan does not,
         // and reads them all again at every claim: see the module docs).
-        sqlx::query("SET LOCAL enable_bitmapscan = off").execute(&mut *tx).await.map_err(err)?;
-        let row: Option<LimitsRow> = sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(&mut *tx).await.map_err(err)?;
+        sqlx::query("SET LOCAL enable_bitmapscan = off").execute(self.inner.on(&mut tx)).await.map_err(err)?;
+        let row: Option<LimitsRow> = sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(self.inner.on(&mut tx)).await.map_err(err)?;
         let limits = row.map(stored_limits).unwrap_or_default();
         if !counted(&limits) {
             // The limits changed between the two looks: the next claim looks again.
@@ -216,7 +216,7 @@ impl PostgresDriver {
             return Ok(Some(Vec::new()));
         }
         if limits.caps_leases() {
-            sqlx::query(q(&sql.prune)).bind(claim.queue).bind(claim.now).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(q(&sql.prune)).bind(claim.queue).bind(claim.now).execute(self.inner.on(&mut tx)).await.map_err(err)?;
         }
         let rows = self.claim_counted(&mut tx, claim, &limits).await?;
         tx.commit().await.map_err(err)?;
@@ -232,21 +232,21 @@ impl PostgresDriver {
         let mut counts = Counts::default();
         if limits.caps_leases() {
             let leased: Vec<(Option<String>, i64)> =
-                sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?;
+                sqlx::query_as(q(&sql.leased)).bind(claim.queue).fetch_all(self.inner.on(&mut *conn)).await.map_err(err)?;
             counts.leased = leased.into_iter().map(|(k, n)| (k.unwrap_or_default(), usize::try_from(n).unwrap_or(0))).collect();
         }
         let mut queue_log = None;
         if let Some(rate) = limits.rate {
             let since = claim.now - i64::try_from(rate.window_ms).unwrap_or(i64::MAX);
             let old = since - RATE_LOG_SLACK as i64;
-            sqlx::query(q(&sql.prune_starts)).bind(claim.queue).bind(old).execute(&mut *conn).await.map_err(err)?;
+            sqlx::query(q(&sql.prune_starts)).bind(claim.queue).bind(old).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
             if rate.per_key {
                 let started: Vec<(String, i64)> =
-                    sqlx::query_as(q(&sql.started)).bind(claim.queue).bind(since).fetch_all(&mut *conn).await.map_err(err)?;
+                    sqlx::query_as(q(&sql.started)).bind(claim.queue).bind(since).fetch_all(self.inner.on(&mut *conn)).await.map_err(err)?;
                 counts.started = started.into_iter().map(|(k, n)| (k, usize::try_from(n).unwrap_or(0))).collect();
             } else {
                 let log = QueueLog::read(
-                    sqlx::query_as(q(&sql.queue_log)).bind(claim.queue).bind(since).fetch_one(&mut *conn).await.map_err(err)?,
+                    sqlx::query_as(q(&sql.queue_log)).bind(claim.queue).bind(since).fetch_one(self.inner.on(&mut *conn)).await.map_err(err)?,
                 );
                 counts.started.insert(String::new(), log.started());
                 queue_log = Some(log);
@@ -255,7 +255,7 @@ impl PostgresDriver {
         let room = limits.room(usize::try_from(claim.max).unwrap_or(0), &counts);
         // Only limits per key park: without them, setting the limits unparked every task.
         let parked: Vec<String> = if limits.keyed() {
-            sqlx::query_scalar(q(&sql.parked_keys)).bind(claim.queue).fetch_all(&mut *conn).await.map_err(err)?
+            sqlx::query_scalar(q(&sql.parked_keys)).bind(claim.queue).fetch_all(self.inner.on(&mut *conn)).await.map_err(err)?
         } else {
             Vec::new()
         };
@@ -264,9 +264,9 @@ impl PostgresDriver {
             if free == 0 {
                 continue;
             }
-            let back = sqlx::query(q(&sql.unpark)).bind(claim.queue).bind(&key).bind(free as i64).execute(&mut *conn).await.map_err(err)?;
+            let back = sqlx::query(q(&sql.unpark)).bind(claim.queue).bind(&key).bind(free as i64).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
             if back.rows_affected() < free as u64 {
-                sqlx::query(q(&sql.forget_key)).bind(claim.queue).bind(&key).execute(&mut *conn).await.map_err(err)?;
+                sqlx::query(q(&sql.forget_key)).bind(claim.queue).bind(&key).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
             }
         }
         if room == 0 {
@@ -276,7 +276,7 @@ impl PostgresDriver {
             .bind(claim.queue)
             .bind(claim.now)
             .bind(if limits.keyed() { scan_bound(room) } else { room } as i64)
-            .fetch_all(&mut *conn)
+            .fetch_all(self.inner.on(&mut *conn))
             .await
             .map_err(err)?;
         let chosen = pick(candidates.iter().map(|(_, k)| k.as_deref()), limits, &counts, room);
@@ -286,22 +286,22 @@ impl PostgresDriver {
         {
             let (at, cum) = log.next(claim.now);
             let entry = sqlx::query(q(&sql.log_queue_start)).bind(claim.queue).bind(at).bind(*n as i64).bind(cum);
-            entry.execute(&mut *conn).await.map_err(err)?;
+            entry.execute(self.inner.on(&mut *conn)).await.map_err(err)?;
         } else if !starts.is_empty() {
             let (keys, counts): (Vec<String>, Vec<i64>) = starts.into_iter().map(|(k, n)| (k, n as i64)).unzip();
             let log = sqlx::query(q(&sql.log_starts)).bind(claim.queue).bind(claim.now).bind(&keys).bind(&counts);
-            log.execute(&mut *conn).await.map_err(err)?;
+            log.execute(self.inner.on(&mut *conn)).await.map_err(err)?;
         }
         if !chosen.park.is_empty() {
             let seqs: Vec<i64> = chosen.park.iter().map(|&i| candidates[i].0).collect();
-            sqlx::query(q(&sql.park)).bind(&seqs).execute(&mut *conn).await.map_err(err)?;
+            sqlx::query(q(&sql.park)).bind(&seqs).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
             let keys: BTreeSet<&str> = chosen.park.iter().filter_map(|&i| candidates[i].1.as_deref()).collect();
             let keys: Vec<&str> = keys.into_iter().collect();
-            sqlx::query(q(&sql.note_parked)).bind(claim.queue).bind(&keys).execute(&mut *conn).await.map_err(err)?;
+            sqlx::query(q(&sql.note_parked)).bind(claim.queue).bind(&keys).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
         }
         let seqs: Vec<i64> = chosen.take.iter().map(|&i| candidates[i].0).collect();
         let lease = if limits.caps_leases() { &sql.lease } else { &sql.lease_uncounted };
-        sqlx::query(q(lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(&mut *conn).await.map_err(err)
+        sqlx::query(q(lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(self.inner.on(&mut *conn)).await.map_err(err)
     }
 
     /// Whether `queue` has a limit, asked when the plain claim found nothing (it skips a
@@ -309,7 +309,7 @@ impl PostgresDriver {
     pub(super) async fn is_limited(&self, queue: &str) -> Result<bool, DriverError> {
         let limited: bool = sqlx::query_scalar(q(&self.inner.sql.limits.has))
             .bind(queue)
-            .fetch_one(&self.inner.pools.pool())
+            .fetch_one(&self.inner.exec())
             .await
             .map_err(|e| map_err("dequeue", e))?;
         self.inner.limited.mark(queue, limited);
@@ -324,27 +324,27 @@ impl PostgresDriver {
         let err = |e| map_err("limit a queue", e);
         let mut tx = self.inner.pools.pool().begin().await.map_err(err)?;
         if limits.is_none() {
-            sqlx::query(q(&sql.clear)).bind(queue).execute(&mut *tx).await.map_err(err)?;
-            sqlx::query(q(&sql.drop_held)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(q(&sql.clear)).bind(queue).execute(self.inner.on(&mut tx)).await.map_err(err)?;
+            sqlx::query(q(&sql.drop_held)).bind(queue).execute(self.inner.on(&mut tx)).await.map_err(err)?;
         } else {
             let (max_leased, per_key, rate, window_ms, rate_per_key) = limits_row(&limits);
             let query = sqlx::query(q(&sql.set)).bind(queue).bind(max_leased).bind(per_key).bind(rate).bind(window_ms).bind(rate_per_key);
-            query.execute(&mut *tx).await.map_err(err)?;
-            sqlx::query(q(&sql.seed)).bind(queue).bind(crate::sql::now()).execute(&mut *tx).await.map_err(err)?;
+            query.execute(self.inner.on(&mut tx)).await.map_err(err)?;
+            sqlx::query(q(&sql.seed)).bind(queue).bind(crate::sql::now()).execute(self.inner.on(&mut tx)).await.map_err(err)?;
         }
         if limits.rate.is_none() {
-            sqlx::query(q(&sql.drop_starts)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(q(&sql.drop_starts)).bind(queue).execute(self.inner.on(&mut tx)).await.map_err(err)?;
         }
         if !limits.keyed() {
-            sqlx::query(q(&sql.unpark_all)).bind(queue).execute(&mut *tx).await.map_err(err)?;
-            sqlx::query(q(&sql.forget_all)).bind(queue).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(q(&sql.unpark_all)).bind(queue).execute(self.inner.on(&mut tx)).await.map_err(err)?;
+            sqlx::query(q(&sql.forget_all)).bind(queue).execute(self.inner.on(&mut tx)).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)
     }
 
     pub(super) async fn list_limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
         let rows: Vec<NamedLimitsRow> = sqlx::query_as(q(&self.inner.sql.limits.list))
-            .fetch_all(&self.inner.pools.pool())
+            .fetch_all(&self.inner.exec())
             .await
             .map_err(|e| map_err("list limits", e))?;
         Ok(rows.into_iter().map(named_limits).collect())

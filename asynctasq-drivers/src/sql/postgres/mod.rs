@@ -44,6 +44,7 @@
 //! (`pool.rs`).
 
 mod limits;
+mod pooler;
 mod unique_keys;
 
 use std::collections::{BTreeSet, HashSet};
@@ -111,14 +112,28 @@ pub struct PostgresConfig {
     /// thousand tasks, `wait_ready` on top of its wait). A call that runs out replaces the
     /// connection pool: the next call uses new connections.
     pub request_timeout: Duration,
+    /// A pooler in transaction mode is in between (PgBouncer's `pool_mode = transaction`;
+    /// `pgbouncer=true` in the URL): every statement runs unnamed inside a transaction, and
+    /// nothing needs session state (see `pooler.rs`). Default false.
+    pub pgbouncer: bool,
+    /// A direct connection to the server, not through the pooler (`listen_url=` in the URL,
+    /// percent-encoded): `LISTEN` for wake-ups and notices, and migrations, run there. Behind a
+    /// pooler without it, waiting workers poll every `poll_interval`, result and cancel
+    /// notices are not pushed (waits poll), and migrations are refused.
+    pub listen_url: Option<String>,
 }
 
 impl PostgresConfig {
     /// Settings from a URL whose query may set `table_prefix`, `migrate`, `max_connections`,
-    /// `poll_interval` and `request_timeout` (the database client's own options, such as
-    /// `sslmode`, pass through). An unknown option is an error naming it.
+    /// `poll_interval`, `request_timeout`, `pgbouncer` and `listen_url` (the database client's
+    /// own options, such as `sslmode`, pass through). An unknown option is an error naming it.
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
-        server_config_from_url!("PostgreSQL", url, native: ["sslmode", "sslrootcert", "sslcert", "sslkey", "statement-cache-capacity", "host", "hostaddr", "port", "dbname", "user", "password", "application_name", "options"])
+        server_config_from_url!("PostgreSQL", url,
+            native: ["sslmode", "sslrootcert", "sslcert", "sslkey", "statement-cache-capacity", "host", "hostaddr", "port", "dbname", "user", "password", "application_name", "options"],
+            own: ["pgbouncer", "listen_url"] => |q, config| {
+                q.set_flag("pgbouncer", &mut config.pgbouncer)?;
+                config.listen_url = q.take("listen_url");
+            })
     }
 
     /// Defaults for `url`.
@@ -130,6 +145,8 @@ impl PostgresConfig {
             migrate: true,
             poll_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            pgbouncer: false,
+            listen_url: None,
         }
     }
 }
@@ -470,7 +487,13 @@ struct Inner {
     prefix: String,
     notify: Arc<Notify>,
     poll_interval: Duration,
-    listener: tokio::task::JoinHandle<()>,
+    /// The `LISTEN` connection's task; none behind a pooler without a direct connection.
+    listener: Option<tokio::task::JoinHandle<()>>,
+    /// A pooler in transaction mode is in between (see `pooler.rs`).
+    pooled: bool,
+    /// The pools of a direct connection to the server (the main ones when there is no pooler):
+    /// `LISTEN` and migrations.
+    direct: Option<Arc<Pools<sqlx::Postgres>>>,
 }
 
 impl Inner {
@@ -480,13 +503,25 @@ impl Inner {
         doing: &str,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<sqlx::postgres::PgQueryResult, DriverError> {
-        query.execute(&self.pools.pool()).await.map_err(|e| map_err(doing, e))
+        query.execute(&self.exec()).await.map_err(|e| map_err(doing, e))
+    }
+
+    /// Where a statement outside a transaction runs: the live pool.
+    fn exec(&self) -> pooler::Exec {
+        pooler::Exec { pool: self.pools.pool(), pooled: self.pooled }
+    }
+
+    /// A connection the driver holds in a transaction, as an executor.
+    fn on<'c>(&self, conn: &'c mut sqlx::PgConnection) -> pooler::On<'c> {
+        pooler::On { conn, pooled: self.pooled }
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.listener.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
     }
 }
 
@@ -509,7 +544,7 @@ impl PostgresDriver {
                 let rows = sqlx::query(q(&self.inner.sql.find))
                     .bind(&ids)
                     .bind(now())
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("find", e))?;
                 Ok(rows
@@ -550,28 +585,34 @@ impl PostgresDriver {
     /// Connects with `config`, applies migrations if asked, and starts the listener.
     pub async fn connect_with(config: PostgresConfig) -> Result<Self, DriverError> {
         validate_table_prefix(&config.table_prefix)?;
-        let connect = pool::connect_options::<PgConnectOptions>(&config.url).map_err(|e| connect_err("PostgreSQL", &config.url, e))?;
-        let options = PgPoolOptions::new().max_connections(config.max_connections.max(2)).after_connect(|conn, _| {
-            Box::pin(async move {
-                // A transaction whose connection goes half-open stays open on the server, with
-                // its locks, until the server notices (hours, without keepalive). The driver's
-                // claims and settles are single statements; its transactions (enqueue, worker
-                // registry) never pause, so the server may end one left idle this long.
-                sqlx::query("SET idle_in_transaction_session_timeout = '60s'").execute(&mut *conn).await?;
-                Ok(())
-            })
-        });
-        let pools = Arc::new(
-            Pools::open("PostgreSQL", options, connect, config.request_timeout)
-                .await
-                .map_err(|e| connect_err("PostgreSQL", &config.url, e))?,
-        );
+        if config.pgbouncer && config.migrate && config.listen_url.is_none() {
+            return Err(DriverError::Config(
+                "behind PgBouncer (pgbouncer=true) migrations need a direct connection to PostgreSQL: give listen_url=… (percent-encoded), \
+                 or apply them against the server directly (`asynctasq migrate`) and set migrate=false"
+                    .into(),
+            ));
+        }
+        let pools = Arc::new(Self::open_pools(&config.url, config.max_connections.max(2), config.request_timeout, !config.pgbouncer).await?);
+        // The direct connection's pool: LISTEN and migrations (behind a pooler); else the one.
+        let direct = match (&config.listen_url, config.pgbouncer) {
+            (Some(url), true) => Some(Arc::new(Self::open_pools(url, 2, config.request_timeout, true).await?)),
+            (Some(_), false) => {
+                return Err(DriverError::Config("listen_url is for a direct connection beside a pooler: set pgbouncer=true too".into()));
+            }
+            (None, true) => None,
+            (None, false) => Some(pools.clone()),
+        };
         let channel = format!("{}_ready", config.table_prefix);
         let notify = Arc::new(Notify::new());
         let channels = Channels { ready: channel.clone(), notices: format!("{}_notices", config.table_prefix), bus: Arc::default() };
         let (notices, notices_channel) = (channels.bus.clone(), channels.notices.clone());
-        let first = listen(&pools, &channels).await?;
-        let listener = tokio::spawn(keep_listening(first, pools.clone(), channels, notify.clone()));
+        let listener = match &direct {
+            Some(direct) => {
+                let first = listen(direct, &channels).await?;
+                Some(tokio::spawn(keep_listening(first, direct.clone(), channels, notify.clone())))
+            }
+            None => None,
+        };
         let driver = Self {
             inner: Arc::new(Inner {
                 pools,
@@ -587,6 +628,8 @@ impl PostgresDriver {
                 notify,
                 poll_interval: config.poll_interval,
                 listener,
+                pooled: config.pgbouncer,
+                direct,
             }),
         };
         if config.migrate {
@@ -595,11 +638,37 @@ impl PostgresDriver {
         Ok(driver)
     }
 
+    /// The pools of `url`; `session` sets the session's idle-transaction timeout on each
+    /// connection (not through a pooler, where a session is not the driver's).
+    async fn open_pools(url: &str, max_connections: u32, request_timeout: Duration, session: bool) -> Result<Pools<sqlx::Postgres>, DriverError> {
+        let connect = pool::connect_options::<PgConnectOptions>(url).map_err(|e| connect_err("PostgreSQL", url, e))?;
+        let mut options = PgPoolOptions::new().max_connections(max_connections);
+        if session {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A transaction whose connection goes half-open stays open on the server,
+                    // with its locks, until the server notices (hours, without keepalive). The
+                    // driver's claims and settles are single statements; its transactions
+                    // (enqueue, worker registry) never pause, so the server may end one left
+                    // idle this long.
+                    sqlx::query("SET idle_in_transaction_session_timeout = '60s'").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        Pools::open("PostgreSQL", options, connect, request_timeout).await.map_err(|e| connect_err("PostgreSQL", url, e))
+    }
+
     /// Applies pending migrations (idempotent; concurrent callers are serialised by sqlx's
-    /// advisory lock).
+    /// advisory lock, held by the session: behind a pooler they run on the direct connection).
     pub async fn migrate(&self) -> Result<(), DriverError> {
+        let Some(direct) = &self.inner.direct else {
+            return Err(DriverError::Config(
+                "behind PgBouncer migrations need a direct connection to PostgreSQL (listen_url=…): the pooler cannot hold their session lock".into(),
+            ));
+        };
         migrator(MIGRATIONS, &self.inner.prefix, '"')
-            .run(&self.inner.pools.pool())
+            .run(&direct.pool())
             .await
             .map_err(|e| DriverError::backend("applying PostgreSQL migrations failed", e))
     }
@@ -639,7 +708,7 @@ impl PostgresDriver {
     async fn insert_skipping(&self, conn: &mut PgConnection, rows: &Rows, tasks: &[Envelope]) -> Result<Vec<EnqueueOutcome>, DriverError> {
         let sql = if rows.keys.is_some() { &self.inner.sql.insert_keyed } else { &self.inner.sql.insert };
         let stored: Vec<Vec<u8>> =
-            rows.bind_keyed(sqlx::query_scalar(q(sql))).fetch_all(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            rows.bind_keyed(sqlx::query_scalar(q(sql))).fetch_all(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
         let stored: HashSet<TaskId> = stored.iter().filter_map(|id| TaskId::from_slice(id)).collect();
         Ok(EnqueueOutcome::from_stored(tasks.iter().map(|t| t.id), &stored))
     }
@@ -654,13 +723,13 @@ impl PostgresDriver {
         tasks: &[Envelope],
     ) -> Result<Option<Vec<EnqueueOutcome>>, DriverError> {
         let sql = if rows.keys.is_some() { &self.inner.sql.insert_new_keyed } else { &self.inner.sql.insert_new };
-        match rows.bind_keyed(sqlx::query(q(sql))).execute(&mut *conn).await {
+        match rows.bind_keyed(sqlx::query(q(sql))).execute(self.inner.on(&mut *conn)).await {
             Ok(done) if done.rows_affected() == tasks.len() as u64 => Ok(Some(EnqueueOutcome::all_new(tasks.len()))),
             Ok(_) => {
                 let dead: Vec<Vec<u8>> = sqlx::query_scalar(q(&self.inner.sql.dead_ids))
                     .bind(&rows.ids)
                     .bind(rows.now)
-                    .fetch_all(&mut *conn)
+                    .fetch_all(self.inner.on(&mut *conn))
                     .await
                     .map_err(|e| map_err("enqueue", e))?;
                 let dead: HashSet<TaskId> = dead.iter().filter_map(|id| TaskId::from_slice(id)).collect();
@@ -676,7 +745,7 @@ impl PostgresDriver {
         sqlx::query(q(&self.inner.sql.notify))
             .bind(&self.inner.channel)
             .bind(&distinct)
-            .execute(&mut *conn)
+            .execute(self.inner.on(&mut *conn))
             .await
             .map_err(|e| map_err("enqueue", e))?;
         Ok(())
@@ -814,7 +883,7 @@ impl Driver for PostgresDriver {
                 }
                 let token: i64 = fastrand::i64(..);
                 let (now, cursors) = (now(), &self.inner.cursors);
-                let pool = self.inner.pools.pool();
+                let pool = self.inner.exec();
                 let holder = self.inner.consumer.get();
                 let claim = |low: i64| {
                     sqlx::query(q(&self.inner.sql.claim))
@@ -851,7 +920,7 @@ impl Driver for PostgresDriver {
                     let swept = self.inner.execute("sweep results", sqlx::query(q(&self.inner.sql.sweep)).bind(now)).await;
                     let cancelled = sqlx::query_scalar(q(&self.inner.sql.sweep_cancelled))
                         .bind(now)
-                        .fetch_all(&self.inner.pools.pool())
+                        .fetch_all(&self.inner.exec())
                         .await
                         .map_err(|e| map_err("settle cancelled tasks", e));
                     if let Ok(ids) = &cancelled {
@@ -897,7 +966,7 @@ impl Driver for PostgresDriver {
                 }
                 let due: Option<i64> = sqlx::query_scalar(q(&self.inner.sql.next_due))
                     .bind(queues)
-                    .fetch_one(&self.inner.pools.pool())
+                    .fetch_one(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("wait", e))?;
                 wait_for_due(notified, due, timeout.min(self.inner.poll_interval)).await;
@@ -937,7 +1006,7 @@ impl Driver for PostgresDriver {
                 if keeping {
                     query = query.bind(&keeps).bind(&results).bind(at).bind(&self.inner.notices_channel);
                 }
-                let deleted: Vec<i64> = query.fetch_all(&self.inner.pools.pool()).await.map_err(|e| map_err("ack", e))?;
+                let deleted: Vec<i64> = query.fetch_all(&self.inner.exec()).await.map_err(|e| map_err("ack", e))?;
                 for seq in deleted {
                     by_seq.remove(&seq);
                 }
@@ -1023,7 +1092,7 @@ impl Driver for PostgresDriver {
                     .bind(expires_at)
                     .bind(seq)
                     .bind(token)
-                    .fetch_optional(&self.inner.pools.pool())
+                    .fetch_optional(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("extend lease", e))?;
                 match cancel {
@@ -1044,7 +1113,7 @@ impl Driver for PostgresDriver {
                 let row = sqlx::query(q(&self.inner.sql.stats))
                     .bind(queue)
                     .bind(at)
-                    .fetch_one(&self.inner.pools.pool())
+                    .fetch_one(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("stats", e))?;
                 Ok(super::queue_stats(at, [0, 1, 2, 3].map(|i| row.get::<i64, _>(i)), row.get(4), [row.get(5), row.get(6)]))
@@ -1057,7 +1126,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("queues", async move {
                 sqlx::query_scalar(q(&self.inner.sql.queues))
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("list queues", e))
             })
@@ -1096,7 +1165,7 @@ impl Driver for PostgresDriver {
                     .bind(queue)
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .bind(now())
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("list dead", e))?;
                 Ok(rows
@@ -1134,13 +1203,13 @@ impl Driver for PostgresDriver {
                 // of a million fresh tasks, 0.6 ms once analysed (EXPLAIN ANALYZE). Sorting is
                 // ruled out for this one read.
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("list tasks", e))?;
-                sqlx::query("SET LOCAL enable_sort = off").execute(&mut *tx).await.map_err(|e| map_err("list tasks", e))?;
+                sqlx::query("SET LOCAL enable_sort = off").execute(self.inner.on(&mut tx)).await.map_err(|e| map_err("list tasks", e))?;
                 let ids = sqlx::query_scalar(q(&sql))
                     .bind(queue)
                     .bind(now())
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-                    .fetch_all(&mut *tx)
+                    .fetch_all(self.inner.on(&mut tx))
                     .await
                     .map_err(|e| map_err("list tasks", e))?;
                 tx.commit().await.map_err(|e| map_err("list tasks", e))?;
@@ -1169,7 +1238,7 @@ impl Driver for PostgresDriver {
                     .bind(after)
                     .bind(now())
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("list dead tasks", e))
             })
@@ -1187,20 +1256,20 @@ impl Driver for PostgresDriver {
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("delete", e))?;
                 let sql = format!("SELECT lease_token IS NOT NULL AND visible_at > $2 FROM \"{p}_tasks\" WHERE id = $1 FOR UPDATE");
                 let leased: Option<bool> =
-                    sqlx::query_scalar(q(&sql)).bind(key).bind(at).fetch_optional(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                    sqlx::query_scalar(q(&sql)).bind(key).bind(at).fetch_optional(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
                 let outcome = match leased {
                     Some(true) => DeleteOutcome::Leased,
                     Some(false) => {
                         let sql = format!("DELETE FROM \"{p}_tasks\" WHERE id = $1");
-                        sqlx::query(q(&sql)).bind(key).execute(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                        sqlx::query(q(&sql)).bind(key).execute(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
                         DeleteOutcome::Deleted
                     }
                     None => {
                         let sql = format!("DELETE FROM \"{p}_dead\" WHERE id = $1");
-                        let dead = sqlx::query(q(&sql)).bind(key).execute(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                        let dead = sqlx::query(q(&sql)).bind(key).execute(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
                         let sql = format!("DELETE FROM \"{p}_results\" WHERE id = $1 RETURNING expires_at");
                         let kept: Option<i64> =
-                            sqlx::query_scalar(q(&sql)).bind(key).fetch_optional(&mut *tx).await.map_err(|e| map_err("delete", e))?;
+                            sqlx::query_scalar(q(&sql)).bind(key).fetch_optional(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
                         if dead.rows_affected() > 0 || kept.is_some_and(|e| e > at) {
                             DeleteOutcome::Deleted
                         } else {
@@ -1227,7 +1296,7 @@ impl Driver for PostgresDriver {
     }
 
     fn notices(&self, kind: NoticeKind) -> Option<tokio::sync::broadcast::Receiver<TaskId>> {
-        Some(self.inner.notices.subscribe(kind))
+        self.inner.listener.as_ref().map(|_| self.inner.notices.subscribe(kind))
     }
 
     async fn cancel(&self, id: TaskId, keep: Duration) -> Result<CancelOutcome, DriverError> {
@@ -1240,7 +1309,7 @@ impl Driver for PostgresDriver {
                     .bind(id)
                     .bind(keep)
                     .bind(at)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(self.inner.on(&mut tx))
                     .await
                     .map_err(|e| map_err("cancel", e))?;
                 let outcome = match leased {
@@ -1250,7 +1319,7 @@ impl Driver for PostgresDriver {
                             .bind(id)
                             .bind(at)
                             .bind(keep)
-                            .execute(&mut *tx)
+                            .execute(self.inner.on(&mut tx))
                             .await
                             .map_err(|e| map_err("cancel", e))?;
                         CancelOutcome::Removed
@@ -1259,7 +1328,7 @@ impl Driver for PostgresDriver {
                         let settled: bool = sqlx::query_scalar(q(&self.inner.sql.settled))
                             .bind(id)
                             .bind(at)
-                            .fetch_one(&mut *tx)
+                            .fetch_one(self.inner.on(&mut tx))
                             .await
                             .map_err(|e| map_err("cancel", e))?;
                         if settled { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound }
@@ -1327,7 +1396,7 @@ impl Driver for PostgresDriver {
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("register worker", e))?;
                 sqlx::query(q(&format!("DELETE FROM {w} WHERE expires_at <= $1")))
                     .bind(now())
-                    .execute(&mut *tx)
+                    .execute(self.inner.on(&mut tx))
                     .await
                     .map_err(|e| map_err("register worker", e))?;
                 sqlx::query(q(&format!(
@@ -1337,7 +1406,7 @@ impl Driver for PostgresDriver {
                 .bind(&worker.id)
                 .bind(worker.expires_at as i64)
                 .bind(info)
-                .execute(&mut *tx)
+                .execute(self.inner.on(&mut tx))
                 .await
                 .map_err(|e| map_err("register worker", e))?;
                 tx.commit().await.map_err(|e| map_err("register worker", e))
@@ -1363,7 +1432,7 @@ impl Driver for PostgresDriver {
                 let sql = format!("SELECT info FROM \"{}_workers\" WHERE expires_at > $1 ORDER BY id", self.inner.prefix);
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar(q(&sql))
                     .bind(now())
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("list workers", e))?;
                 Ok(worker_rows(rows))
@@ -1375,7 +1444,7 @@ impl Driver for PostgresDriver {
         self.inner
             .pools
             .call("server info", async move {
-                let pool = &self.inner.pools.pool();
+                let pool = &self.inner.exec();
                 let (version, clock_ms): (String, i64) =
                     sqlx::query_as("SELECT current_setting('server_version'), (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
                         .fetch_one(pool)
@@ -1402,8 +1471,9 @@ impl Driver for PostgresDriver {
             .await
     }
 
-    fn supports(&self, _capability: Capability) -> bool {
-        true
+    fn supports(&self, capability: Capability) -> bool {
+        // Notices are pushed by the LISTEN connection, which a pooler cannot carry.
+        !matches!(capability, Capability::ResultNotify | Capability::CancelNotify) || self.inner.listener.is_some()
     }
 
     async fn claim_slot(&self, name: &str, queue: &str, slot: UnixMillis, task: Option<&Envelope>) -> Result<bool, DriverError> {
@@ -1413,7 +1483,7 @@ impl Driver for PostgresDriver {
                 validate_queue_name(queue)?;
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("claim a slot", e))?;
                 let query = sqlx::query(q(&self.inner.sql.claim_slot)).bind(name).bind(slot as i64);
-                let claimed = query.execute(&mut *tx).await.map_err(|e| map_err("claim a slot", e))?.rows_affected() == 1;
+                let claimed = query.execute(self.inner.on(&mut tx)).await.map_err(|e| map_err("claim a slot", e))?.rows_affected() == 1;
                 if claimed && let Some(task) = task {
                     self.enqueue_in(&mut tx, std::slice::from_ref(task)).await?;
                 }
@@ -1428,7 +1498,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("list schedules", async move {
                 let rows: Vec<(String, Option<i64>, bool)> = sqlx::query_as(q(&self.inner.sql.schedules))
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("list schedules", e))?;
                 Ok(rows.into_iter().map(|(name, last, paused)| ScheduleState { name, last_slot: last.map(|s| s as u64), paused }).collect())
@@ -1480,7 +1550,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("list paused", async move {
                 sqlx::query_scalar(q(&self.inner.sql.paused))
-                    .fetch_all(&self.inner.pools.pool())
+                    .fetch_all(&self.inner.exec())
                     .await
                     .map_err(|e| map_err("list paused", e))
             })

@@ -31,7 +31,7 @@ impl PostgresDriver {
     /// `None`, with the savepoint rolled back, when a key was held or an id stored.
     async fn enqueue_fresh(&self, conn: &mut PgConnection, plan: &unique::Plan) -> Result<Option<Vec<EnqueueOutcome>>, DriverError> {
         let step = |sql: &'static str| sqlx::query(sql);
-        step("SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        step("SAVEPOINT asynctasq_unique").execute(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
         let rows = Rows::of(&plan.insert)?;
         let keyed: Vec<bool> = plan.insert.iter().map(|t| t.unique.is_some()).collect();
         // In key order, as every unique enqueue takes keys: two never wait on each other crosswise.
@@ -39,20 +39,20 @@ impl PostgresDriver {
         sorted.sort_unstable_by(|a, b| (&a.queue, &a.key).cmp(&(&b.queue, &b.key)));
         let takes = Takes::of(sorted.into_iter().map(|t| (&t.queue, &t.key, t.lock)));
         let query = takes.bind(rows.bind(sqlx::query(q(&self.inner.sql.unique_fast))).push(&keyed));
-        let stored = match query.execute(&mut *conn).await {
+        let stored = match query.execute(self.inner.on(&mut *conn)).await {
             Ok(done) => done.rows_affected() == plan.insert.len() as u64,
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => false,
             Err(e) => return Err(map_err("enqueue", e)),
         };
         if !stored {
-            step("ROLLBACK TO SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            step("ROLLBACK TO SAVEPOINT asynctasq_unique").execute(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
             return Ok(None);
         }
-        step("RELEASE SAVEPOINT asynctasq_unique").execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+        step("RELEASE SAVEPOINT asynctasq_unique").execute(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
         if let Some(keys) = &rows.keys {
             // The fast path's insert is the plain one: the keys of its keyed tasks come after.
             let query = sqlx::query(q(&self.inner.sql.set_keys)).bind(&rows.ids).bind(keys);
-            query.execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            query.execute(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
         }
         self.notify_queues(conn, &rows).await?;
         Ok(Some(plan.outcomes(EnqueueOutcome::all_new(plan.insert.len()))))
@@ -83,7 +83,7 @@ impl PostgresDriver {
         }));
         let fresh: HashSet<(String, String)> = candidates
             .bind(sqlx::query_as(q(&sql.unique_fresh)))
-            .fetch_all(&mut *conn)
+            .fetch_all(self.inner.on(&mut *conn))
             .await
             .map_err(|e| map_err("enqueue", e))?
             .into_iter()
@@ -95,13 +95,13 @@ impl PostgresDriver {
             let locks: Vec<(String, String, Vec<u8>, i16, i64)> = sqlx::query_as(q(&sql.unique_held))
                 .bind(&queues)
                 .bind(&names)
-                .fetch_all(&mut *conn)
+                .fetch_all(self.inner.on(&mut *conn))
                 .await
                 .map_err(|e| map_err("enqueue", e))?;
             let owners: Vec<&[u8]> = locks.iter().map(|l| l.2.as_slice()).collect();
             let states: HashMap<Vec<u8>, (i64, bool, bool)> = sqlx::query_as::<_, (Vec<u8>, i32, bool, bool)>(q(&sql.unique_owners))
                 .bind(&owners)
-                .fetch_all(&mut *conn)
+                .fetch_all(self.inner.on(&mut *conn))
                 .await
                 .map_err(|e| map_err("enqueue", e))?
                 .into_iter()
@@ -118,11 +118,11 @@ impl PostgresDriver {
         let takes =
             Takes::of(plan.take.iter().filter(|t| !fresh.contains(&(t.queue.clone(), t.key.clone()))).map(|t| (&t.queue, &t.key, t.lock)));
         if !takes.queues.is_empty() {
-            takes.bind(sqlx::query(q(&sql.unique_take))).execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            takes.bind(sqlx::query(q(&sql.unique_take))).execute(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
         }
         for r in &plan.rewrite {
             let query = sqlx::query(q(&sql.unique_rewrite)).bind(r.id.as_bytes().as_slice()).bind(&r.envelope).bind(r.lease_ms as i64);
-            query.bind(r.due.map(|d| d as i64)).execute(&mut *conn).await.map_err(|e| map_err("enqueue", e))?;
+            query.bind(r.due.map(|d| d as i64)).execute(self.inner.on(&mut *conn)).await.map_err(|e| map_err("enqueue", e))?;
         }
         let inserted = if plan.insert.is_empty() {
             Vec::new()
