@@ -17,7 +17,7 @@ mod pgbouncer;
 mod redis_cluster;
 pub mod proxy;
 
-pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRedis, OwnServer};
+pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRabbitCluster, OwnRedis, OwnServer};
 pub use pgbouncer::OwnPgBouncer;
 pub use redis_cluster::OwnRedisCluster;
 

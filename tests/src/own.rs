@@ -147,6 +147,21 @@ impl OwnServer for OwnRabbit {
             .stderr(Stdio::null())
             .spawn()
             .expect("rabbitmq-server must be installed (scripts/test installs it)");
+        // A node outlives the test process unless stopped: a watchdog of its own stops it and
+        // removes its data once the test process is gone, however it ended (a node a test
+        // keeps in a `static` is never dropped).
+        let watchdog = r#"while kill -0 "$OWNER" 2>/dev/null; do sleep 1; done
+rabbitmqctl -q -n "$NODE" stop >/dev/null 2>&1; rm -rf "$DIR""#;
+        Command::new("setsid")
+            .args(["sh", "-c", watchdog])
+            .env("OWNER", std::process::id().to_string())
+            .env("NODE", &node)
+            .env("DIR", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setsid and sh must be installed");
         let node = Self { port, node, dir, child: Some(child) };
         node.await_startup();
         node
@@ -190,6 +205,54 @@ impl OwnRabbit {
             assert!(std::time::Instant::now() < deadline, "own RabbitMQ node {} did not start", self.node);
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+}
+
+impl OwnRabbit {
+    /// The node's name (`name@localhost`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// `rabbitmqctl -n <this node> args…` succeeded.
+    pub fn rabbitmqctl(&self, args: &[&str]) -> bool {
+        self.ctl(args)
+    }
+
+    /// `rabbitmqctl -n <this node> args…`, its standard output.
+    pub fn rabbitmqctl_output(&self, args: &[&str]) -> String {
+        output(Command::new("rabbitmqctl").args(["-q", "-n", &self.node]).args(args), "rabbitmqctl")
+    }
+}
+
+/// Three [`OwnRabbit`] nodes joined into one cluster (the second and third join the first),
+/// stopped when dropped.
+pub struct OwnRabbitCluster {
+    /// The nodes, the first the one the others joined.
+    pub nodes: Vec<OwnRabbit>,
+}
+
+impl OwnRabbitCluster {
+    /// Starts three nodes and joins them (~30 s).
+    pub fn start() -> Self {
+        let nodes: Vec<OwnRabbit> = (0..3).map(|_| OwnRabbit::start()).collect();
+        for node in &nodes[1..] {
+            assert!(node.ctl(&["stop_app"]), "stop_app on {}", node.node);
+            assert!(node.ctl(&["join_cluster", &nodes[0].node]), "{} joins {}", node.node, nodes[0].node);
+            assert!(node.ctl(&["start_app"]), "start_app on {}", node.node);
+            node.await_startup();
+        }
+        let status = nodes[0].rabbitmqctl_output(&["cluster_status", "--formatter", "json"]);
+        for node in &nodes {
+            assert!(status.contains(&node.node), "{} is in the cluster: {status}", node.node);
+        }
+        Self { nodes }
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/%2f`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("amqp://guest:guest@{}/%2f", hosts.join(","))
     }
 }
 

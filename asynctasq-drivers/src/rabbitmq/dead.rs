@@ -32,7 +32,9 @@ async fn next_dead(channel: &Channel, names: &Names) -> Result<Option<DeadMessag
     else {
         return Ok(None);
     };
-    let meta = Meta::read(&m.delivery.properties);
+    // A quorum dead queue (a cluster's) counts the reads given back in `x-delivery-count`: they
+    // are not attempts of the task, whose attempts at death its own header holds.
+    let meta = Meta::read_dead(&m.delivery.properties);
     let envelope = Envelope::decode(&m.delivery.data);
     let id = envelope.as_ref().map(|e| e.id).ok().or_else(|| meta.task_id());
     Ok(Some(DeadMessage { tag: m.delivery.delivery_tag, data: m.delivery.data, meta, envelope, id }))

@@ -78,6 +78,14 @@ impl Meta {
         }
     }
 
+    /// The headers of a message of a dead queue: as [`read`](Self::read), without the queue's
+    /// `x-delivery-count` (reads of the dead queue given back, not attempts).
+    pub(super) fn read_dead(props: &BasicProperties) -> Self {
+        let empty = FieldTable::default();
+        let h = props.headers().as_ref().unwrap_or(&empty);
+        Self { spent: u32::try_from(int(h, ATTEMPT).unwrap_or(0).max(0)).unwrap_or(u32::MAX), ..Self::read(props) }
+    }
+
     /// The task id from `message_id`, if it is one.
     pub(super) fn task_id(&self) -> Option<TaskId> {
         self.message_id.as_deref()?.parse().ok()

@@ -217,8 +217,10 @@ impl RabbitMqDriver {
     /// Connects with `config`; fails if the broker cannot be reached.
     pub async fn connect_with(config: RabbitMqConfig) -> Result<Self, DriverError> {
         validate_prefix(&config.prefix)?;
-        if let Err(reason) = config.url.parse::<lapin::uri::AMQPUri>() {
-            return Err(DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(&config.url))));
+        for node in session::nodes(&config.url) {
+            if let Err(reason) = node.parse::<lapin::uri::AMQPUri>() {
+                return Err(DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(&node))));
+            }
         }
         if config.consumer_timeout < Duration::from_secs(10) {
             return Err(DriverError::Config("RabbitMQ consumer_timeout must be at least 10 s".into()));
@@ -647,7 +649,7 @@ impl Driver for RabbitMqDriver {
                 let session = self.inner.session().await?;
                 let names = session.ensure_topology(queue).await?;
                 let ((ready, dead), buckets) = futures_util::future::try_join(
-                    async { topology::declare_base(&session.admin().await?, &names).await },
+                    async { topology::declare_base(&session.admin().await?, &names, session.replicated).await },
                     topology::existing_buckets(&session.conn, &names),
                 )
                 .await?;

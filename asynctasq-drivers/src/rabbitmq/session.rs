@@ -4,6 +4,12 @@
 //!
 //! Each session has a generation. Consumers and leases remember the generation they were made
 //! on, so when a session is replaced the driver can drop exactly what the broker requeued.
+//!
+//! # A cluster's nodes
+//! A URL may name several nodes of one cluster, `amqp://user:pw@h1:5672,h2:5672,h3:5672/vhost`
+//! (same credentials, vhost and options). A new session connects to the node the last one was
+//! on, else to the next that answers, in turn: when a node stops, the driver's next session is
+//! on a surviving node, where the quorum work queues' replicas elect a new leader and go on.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +40,8 @@ pub(super) struct Session {
     pub(super) declared: Mutex<HashSet<String>>,
     /// Delay bucket queues declared on this connection.
     pub(super) buckets: Mutex<HashSet<String>>,
+    /// The URL names several nodes: the registry and dead-letter queues are quorum queues.
+    pub(super) replicated: bool,
 }
 
 impl Session {
@@ -73,8 +81,8 @@ impl Session {
             return Ok(names);
         }
         let admin = self.admin().await?;
-        topology::declare_base(&admin, &names).await?;
-        topology::declare_registry(&admin, &self.prefix).await?;
+        topology::declare_base(&admin, &names, self.replicated).await?;
+        topology::declare_registry(&admin, &self.prefix, self.replicated).await?;
         self.publish_on(&topology::registry(&self.prefix), queue.as_bytes(), &Meta::default()).await?;
         lock(&self.declared).insert(queue.to_owned());
         Ok(names)
@@ -87,9 +95,22 @@ struct Reconnect {
     next_try: Option<Instant>,
 }
 
+/// The URLs of each node `url` names (itself, for one node).
+pub(super) fn nodes(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else { return vec![url.to_owned()] };
+    let (authority, tail) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
+    let (userinfo, hosts) = authority.rsplit_once('@').map_or(("", authority), |(u, h)| (u, h));
+    let at = if userinfo.is_empty() { String::new() } else { format!("{userinfo}@") };
+    hosts.split(',').filter(|h| !h.is_empty()).map(|host| format!("{scheme}://{at}{host}{tail}")).collect()
+}
+
 /// The current session, and what it takes to open the next one.
 pub(super) struct Sessions {
+    /// The URL as given (for messages), and one per node it names.
     url: String,
+    nodes: Vec<String>,
+    /// The node the last session connected to.
+    node: std::sync::atomic::AtomicUsize,
     prefix: String,
     heartbeat: Duration,
     reconnect_max: Duration,
@@ -106,6 +127,8 @@ impl Sessions {
     pub(super) fn new(url: &str, prefix: &str, heartbeat: Duration, reconnect_max: Duration) -> Self {
         Self {
             url: url.to_owned(),
+            nodes: nodes(url),
+            node: std::sync::atomic::AtomicUsize::new(0),
             prefix: prefix.to_owned(),
             heartbeat,
             reconnect_max,
@@ -173,27 +196,49 @@ impl Sessions {
         }
     }
 
+    /// A session on the node the last one was on, else on the next node that answers.
     async fn open(&self) -> Result<Session, DriverError> {
+        let first = self.node.load(Ordering::Relaxed);
+        let mut failed = None;
+        for i in 0..self.nodes.len() {
+            let at = (first + i) % self.nodes.len();
+            match self.open_on(&self.nodes[at]).await {
+                Ok(session) => {
+                    self.node.store(at, Ordering::Relaxed);
+                    return Ok(session);
+                }
+                Err(e @ DriverError::Config(_)) => return Err(e),
+                Err(e) => {
+                    if self.nodes.len() > 1 {
+                        tracing::warn!(node = %redact_url(&self.nodes[at]), error = %e, "RabbitMQ node unreachable; trying the next");
+                    }
+                    failed = Some(e);
+                }
+            }
+        }
+        Err(failed.unwrap_or_else(|| DriverError::Config(format!("RabbitMQ URL {} names no node", redact_url(&self.url)))))
+    }
+
+    async fn open_on(&self, url: &str) -> Result<Session, DriverError> {
         let props = ConnectionProperties::default().with_connection_name("asynctasq".into());
-        let unreachable = |e| DriverError::unavailable(format!("cannot connect to RabbitMQ at {}", redact_url(&self.url)), e);
+        let unreachable = |e| DriverError::unavailable(format!("cannot connect to RabbitMQ at {}", redact_url(url)), e);
         let mut uri: lapin::uri::AMQPUri =
-            self.url.parse().map_err(|reason| DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(&self.url))))?;
+            url.parse().map_err(|reason| DriverError::Config(format!("invalid RabbitMQ URL {}: {reason}", redact_url(url))))?;
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(u16::try_from(self.heartbeat.as_secs().max(1)).unwrap_or(u16::MAX));
         }
-        let conn = tokio::time::timeout(Duration::from_secs(10), Connection::connect_uri(uri, props))
+        // With several nodes, a node that does not answer must leave time for the next.
+        let within = if self.nodes.len() > 1 { Duration::from_secs(3) } else { Duration::from_secs(10) };
+        let conn = tokio::time::timeout(within, Connection::connect_uri(uri, props))
             .await
-            .map_err(|_| DriverError::Unavailable {
-                message: format!("connecting to RabbitMQ at {} timed out", redact_url(&self.url)),
-                source: None,
-            })?
+            .map_err(|_| DriverError::Unavailable { message: format!("connecting to RabbitMQ at {} timed out", redact_url(url)), source: None })?
             .map_err(unreachable)?;
         let publisher = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| lapin_err("enabling publisher confirms", e))?;
         let admin = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
-        topology::declare_registry(&admin, &self.prefix).await?;
+        topology::declare_registry(&admin, &self.prefix, self.nodes.len() > 1).await?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!(url = %redact_url(&self.url), generation, "connected to RabbitMQ");
+        tracing::info!(url = %redact_url(url), generation, "connected to RabbitMQ");
         Ok(Session {
             generation,
             conn,
@@ -202,6 +247,22 @@ impl Sessions {
             admin: tokio::sync::Mutex::new(admin),
             declared: Mutex::default(),
             buckets: Mutex::default(),
+            replicated: self.nodes.len() > 1,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nodes;
+
+    #[test]
+    fn a_url_of_several_nodes_gives_each_the_credentials_vhost_and_options() {
+        assert_eq!(nodes("amqp://g:p@h:5672/%2f"), vec!["amqp://g:p@h:5672/%2f"]);
+        assert_eq!(
+            nodes("amqp://g:p@h1:5672,h2:5673/v?heartbeat=5"),
+            vec!["amqp://g:p@h1:5672/v?heartbeat=5", "amqp://g:p@h2:5673/v?heartbeat=5"]
+        );
+        assert_eq!(nodes("amqps://h1,h2"), vec!["amqps://h1", "amqps://h2"]);
     }
 }

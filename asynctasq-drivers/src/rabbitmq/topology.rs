@@ -5,9 +5,16 @@
 //! | Queue | Type | Arguments | Holds |
 //! |---|---|---|---|
 //! | `p:q` | quorum, durable | `x-queue-type=quorum` | ready tasks; workers consume from it |
-//! | `p:q:dead` | classic, durable | | dead tasks, with the error and attempt in headers |
+//! | `p:q:dead` | classic, durable (quorum with several nodes) | | dead tasks, with the error and attempt in headers |
 //! | `p:q:delay:<ms>` | classic, durable | `x-message-ttl=<ms>`, `x-dead-letter-exchange=""`, `x-dead-letter-routing-key=p:q` | tasks waiting for a delay or a retry (up to 14 buckets, each declared on first use, see below) |
-//! | `p:queues` | classic, durable | | the registry: one message per task queue name (for [`Driver::queues`](asynctasq_core::Driver::queues)) |
+//! | `p:queues` | classic, durable (quorum with several nodes) | | the registry: one message per task queue name (for [`Driver::queues`](asynctasq_core::Driver::queues)) |
+//!
+//! A URL naming several nodes of a cluster declares the registry and dead-letter queues as
+//! quorum queues too: a classic queue lives on one node, and while that node is down it cannot
+//! even be declared, which would stop every session on the surviving nodes. With one node
+//! they stay classic, as they always were (a queue's type cannot change once declared).
+//! Delay buckets stay classic either way: while the node a bucket lives on is down, delays and
+//! retries through that bucket wait for it (nothing is lost; their messages are durable).
 //!
 //! There are no exchanges and no bindings: every publish goes through the default exchange,
 //! which routes by queue name, and every publish is `mandatory` (an unroutable message is an
@@ -120,11 +127,16 @@ pub(super) async fn declare_work(channel: &Channel, names: &Names) -> Result<Que
     channel.queue_declare(names.work.as_str().into(), durable(), quorum_args()).await.map_err(|e| lapin_err("declaring the work queue", e))
 }
 
+/// The arguments of a queue that is replicated (quorum) in a cluster, classic otherwise.
+fn kept_args(replicated: bool) -> FieldTable {
+    if replicated { quorum_args() } else { FieldTable::default() }
+}
+
 /// Declares the work and dead-letter queues of one task queue (idempotent: the same arguments
 /// each time) and returns their message counts: (ready, dead).
-pub(super) async fn declare_base(channel: &Channel, names: &Names) -> Result<(u64, u64), DriverError> {
+pub(super) async fn declare_base(channel: &Channel, names: &Names, replicated: bool) -> Result<(u64, u64), DriverError> {
     let work = declare_work(channel, names);
-    let dead = channel.queue_declare(names.dead.as_str().into(), durable(), FieldTable::default());
+    let dead = channel.queue_declare(names.dead.as_str().into(), durable(), kept_args(replicated));
     let (work, dead) = futures_util::future::join(work, dead).await;
     let dead = dead.map_err(|e| lapin_err("declaring the dead-letter queue", e))?;
     Ok((u64::from(work?.message_count()), u64::from(dead.message_count())))
@@ -172,9 +184,9 @@ pub(super) fn is_not_found(error: &lapin::Error) -> bool {
 }
 
 /// Declares the registry queue.
-pub(super) async fn declare_registry(channel: &Channel, prefix: &str) -> Result<(), DriverError> {
+pub(super) async fn declare_registry(channel: &Channel, prefix: &str, replicated: bool) -> Result<(), DriverError> {
     channel
-        .queue_declare(registry(prefix).into(), durable(), FieldTable::default())
+        .queue_declare(registry(prefix).into(), durable(), kept_args(replicated))
         .await
         .map(drop)
         .map_err(|e| lapin_err("declaring the queue registry", e))

@@ -60,7 +60,9 @@ impl Backend {
             }
             DriverKind::Postgres => {
                 let url = url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-                let mut config = asynctasq_drivers::PostgresConfig::new(&url);
+                // The URL's own options (`pgbouncer`, `listen_url`, …) apply; the run's tables
+                // replace any prefix.
+                let mut config = asynctasq_drivers::PostgresConfig::from_url(&url)?;
                 config.table_prefix = "asynctasq_bench".into();
                 backend.driver = Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?);
                 backend.url = Some(url);
