@@ -50,7 +50,9 @@ fn decode(v: &str) -> String {
 
 /// `v` percent-encoded for a query value.
 fn encode(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~*".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    v.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~*".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 #[cfg(test)]

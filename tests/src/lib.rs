@@ -14,8 +14,8 @@ use sqlx::sqlite::SqlitePool;
 pub mod chaos;
 mod own;
 mod pgbouncer;
-mod redis_cluster;
 pub mod proxy;
+mod redis_cluster;
 
 pub use own::{OwnMariaDb, OwnPostgres, OwnRabbit, OwnRabbitCluster, OwnRedis, OwnServer};
 pub use pgbouncer::OwnPgBouncer;

@@ -19,7 +19,9 @@ fn bouncer() -> &'static OwnPgBouncer {
 
 /// `s` percent-encoded for a URL's query.
 fn encoded(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 fn prefix() -> String {

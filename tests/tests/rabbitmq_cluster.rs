@@ -31,10 +31,13 @@ mod conformance {
 
 /// The node leading quorum queue `queue` (`rabbitmqctl list_queues name leader`).
 fn leader(cluster: &OwnRabbitCluster, asked: usize, queue: &str) -> Option<String> {
-    cluster.nodes[asked]
-        .rabbitmqctl_output(&["list_queues", "name", "leader", "--no-table-headers"])
-        .lines()
-        .find_map(|l| l.split_whitespace().collect::<Vec<_>>().split_first().filter(|(n, _)| **n == queue).and_then(|(_, rest)| rest.first().map(|s| (*s).to_owned())))
+    cluster.nodes[asked].rabbitmqctl_output(&["list_queues", "name", "leader", "--no-table-headers"]).lines().find_map(|l| {
+        l.split_whitespace()
+            .collect::<Vec<_>>()
+            .split_first()
+            .filter(|(n, _)| **n == queue)
+            .and_then(|(_, rest)| rest.first().map(|s| (*s).to_owned()))
+    })
 }
 
 /// 1,000 tasks dispatched, a worker (concurrency 8) draining them; a quarter in, the node
@@ -74,7 +77,11 @@ async fn stopping_the_queue_leaders_node_loses_nothing_and_the_worker_moves_to_a
         let done = s.completions().await;
         if done.len() == 2000 {
             let twice = done.values().filter(|runs| **runs > 1).count();
-            eprintln!("leader on node {at} stopped; new leader {:?}; 2,000 ran, {twice} twice, in {:.1} s", self::leader(&cluster, (at + 1) % 3, &work), stopped.elapsed().as_secs_f64());
+            eprintln!(
+                "leader on node {at} stopped; new leader {:?}; 2,000 ran, {twice} twice, in {:.1} s",
+                self::leader(&cluster, (at + 1) % 3, &work),
+                stopped.elapsed().as_secs_f64()
+            );
             assert!(twice <= 24, "at most the deliveries the worker held ran twice: {twice}");
             break;
         }

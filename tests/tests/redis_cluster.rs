@@ -57,7 +57,11 @@ async fn queues_on_every_master_drain_with_none_lost_or_repeated() {
     loop {
         let done = s.completions().await;
         if done.len() as u64 == total {
-            assert!(done.values().all(|runs| *runs == 1), "a task ran twice: {:?}", done.iter().filter(|(_, r)| **r > 1).take(5).collect::<Vec<_>>());
+            assert!(
+                done.values().all(|runs| *runs == 1),
+                "a task ran twice: {:?}",
+                done.iter().filter(|(_, r)| **r > 1).take(5).collect::<Vec<_>>()
+            );
             break;
         }
         assert!(Instant::now() < deadline, "{} of {total} tasks ran within 60 s", done.len());

@@ -231,7 +231,10 @@ impl Sessions {
         let within = if self.nodes.len() > 1 { Duration::from_secs(3) } else { Duration::from_secs(10) };
         let conn = tokio::time::timeout(within, Connection::connect_uri(uri, props))
             .await
-            .map_err(|_| DriverError::Unavailable { message: format!("connecting to RabbitMQ at {} timed out", redact_url(url)), source: None })?
+            .map_err(|_| DriverError::Unavailable {
+                message: format!("connecting to RabbitMQ at {} timed out", redact_url(url)),
+                source: None,
+            })?
             .map_err(unreachable)?;
         let publisher = conn.create_channel().await.map_err(|e| lapin_err("opening a channel", e))?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| lapin_err("enabling publisher confirms", e))?;

@@ -310,8 +310,7 @@ impl Connections {
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
             let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(None);
-            let conn =
-                self.target.client().get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
+            let conn = self.target.client().get_multiplexed_async_connection_with_config(&config).await.map_err(|e| map_err("wait", e))?;
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");

@@ -399,7 +399,8 @@ impl RedisDriver {
             .map_err(|e| DriverError::Config(format!("invalid Redis URL {}: {e}", redact_url(&config.url))))?;
         let client = target.client().clone();
         let subscribers = target.subscribers();
-        let replicas = (config.wait_replicas > 0).then_some(connection::Replicas { count: config.wait_replicas, timeout: config.wait_timeout });
+        let replicas =
+            (config.wait_replicas > 0).then_some(connection::Replicas { count: config.wait_replicas, timeout: config.wait_timeout });
         let conns = Arc::new(Connections::open(target, config.response_timeout, replicas).await?);
         let mut conn = Conn(conns.clone());
         let scripts = Scripts::new();

@@ -34,6 +34,10 @@
 //!   the time of `GET /metrics` (p50/p95/p99/max over `--tasks` scrapes) and the page's size.
 //! * `await` and `cancel` (module `follow`): how soon a waiting producer wakes after its task
 //!   ended, and how soon a running task hears of its cancel.
+//! * `soak` (module `soak`, run by `scripts/soak`): a steady `--rate` for `--minutes` with
+//!   retries and dead tasks, sampled every minute (throughput, memory, backend storage).
+//! * `backlog` (module `backlog`): N tasks enqueued, `stats` and a dead-task page timed over
+//!   them, then drained: `--tasks 10000000` is the ten-million backlog.
 //!
 //! `--http ADDR` gives every worker of the run its HTTP listener, so the metrics are recorded
 //! (without it no recorder is installed and the instrumentation is a no-op).
@@ -41,10 +45,12 @@
 //! Every report names the machine (cores, memory, CPU) and the server version.
 
 mod backend;
+mod backlog;
 mod dashboard;
 mod follow;
 mod limits;
 mod machine;
+mod soak;
 
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -147,6 +153,8 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     hot_ms: u64,
     /// Print the result as one JSON object.
+    #[arg(long, default_value_t = 30)]
+    minutes: u64,
     #[arg(long)]
     json: bool,
 }
@@ -176,6 +184,12 @@ enum Scenario {
     /// The dashboard's page times over a big backend: `--tasks` ready and `--dead` dead
     /// tasks stored, each page asked `--rounds` times (server time, p50/p99 per page).
     Dashboard,
+    /// A steady `--rate` for `--minutes`, 1 % of tasks retried and 0.1 % dead, sampled every
+    /// minute (module `soak`).
+    Soak,
+    /// `--tasks` tasks enqueued, operator reads over them timed, then drained (module
+    /// `backlog`).
+    Backlog,
 }
 
 /// How the `cpu` scenario's task is written.
@@ -222,6 +236,12 @@ struct Report {
     /// `dashboard`: each page's server time.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pages: Option<Vec<dashboard::PageTime>>,
+    /// `soak`: one sample per minute.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    minutes: Option<Vec<soak::Minute>>,
+    /// `backlog`: its rates, storage per task and read times.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    backlog: Option<backlog::Backlog>,
     #[serde(skip_deserializing)]
     machine: Machine,
 }
@@ -520,6 +540,28 @@ async fn main() -> Result<(), BoxError> {
         Scenario::Cancel => {
             let (seconds, latency) = follow::cancelled(backend.driver.clone(), &client, &queue, args.tasks, args.lease).await?;
             (report.seconds, report.latency_ms) = (seconds, Some(latency));
+        }
+        Scenario::Soak => {
+            let t = Instant::now();
+            let minutes =
+                soak::soak(backend.driver.clone(), backend.url.as_deref(), &client, &queue, (args.rate, args.minutes, args.concurrency))
+                    .await?;
+            report.seconds = t.elapsed().as_secs_f64();
+            report.tasks = minutes.iter().map(|m| (m.ended_per_second * 60.0) as u64).sum();
+            report.minutes = Some(minutes);
+        }
+        Scenario::Backlog => {
+            let t = Instant::now();
+            let found = backlog::backlog(
+                backend.driver.clone(),
+                backend.url.as_deref(),
+                &client,
+                &queue,
+                (args.tasks, args.batch, args.rounds.min(20), args.concurrency),
+            )
+            .await?;
+            report.seconds = t.elapsed().as_secs_f64();
+            report.backlog = Some(found);
         }
         Scenario::Dashboard => {
             let t = Instant::now();

@@ -208,7 +208,8 @@ impl PostgresDriver {
         // Index scans, which mark the dead entries of `held` they pass (a bitmap scan does not,
         // and reads them all again at every claim: see the module docs).
         sqlx::query("SET LOCAL enable_bitmapscan = off").execute(self.inner.on(&mut tx)).await.map_err(err)?;
-        let row: Option<LimitsRow> = sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(self.inner.on(&mut tx)).await.map_err(err)?;
+        let row: Option<LimitsRow> =
+            sqlx::query_as(q(&sql.lock)).bind(claim.queue).fetch_optional(self.inner.on(&mut tx)).await.map_err(err)?;
         let limits = row.map(stored_limits).unwrap_or_default();
         if !counted(&limits) {
             // The limits changed between the two looks: the next claim looks again.
@@ -241,12 +242,21 @@ impl PostgresDriver {
             let old = since - RATE_LOG_SLACK as i64;
             sqlx::query(q(&sql.prune_starts)).bind(claim.queue).bind(old).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
             if rate.per_key {
-                let started: Vec<(String, i64)> =
-                    sqlx::query_as(q(&sql.started)).bind(claim.queue).bind(since).fetch_all(self.inner.on(&mut *conn)).await.map_err(err)?;
+                let started: Vec<(String, i64)> = sqlx::query_as(q(&sql.started))
+                    .bind(claim.queue)
+                    .bind(since)
+                    .fetch_all(self.inner.on(&mut *conn))
+                    .await
+                    .map_err(err)?;
                 counts.started = started.into_iter().map(|(k, n)| (k, usize::try_from(n).unwrap_or(0))).collect();
             } else {
                 let log = QueueLog::read(
-                    sqlx::query_as(q(&sql.queue_log)).bind(claim.queue).bind(since).fetch_one(self.inner.on(&mut *conn)).await.map_err(err)?,
+                    sqlx::query_as(q(&sql.queue_log))
+                        .bind(claim.queue)
+                        .bind(since)
+                        .fetch_one(self.inner.on(&mut *conn))
+                        .await
+                        .map_err(err)?,
                 );
                 counts.started.insert(String::new(), log.started());
                 queue_log = Some(log);
@@ -264,7 +274,13 @@ impl PostgresDriver {
             if free == 0 {
                 continue;
             }
-            let back = sqlx::query(q(&sql.unpark)).bind(claim.queue).bind(&key).bind(free as i64).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
+            let back = sqlx::query(q(&sql.unpark))
+                .bind(claim.queue)
+                .bind(&key)
+                .bind(free as i64)
+                .execute(self.inner.on(&mut *conn))
+                .await
+                .map_err(err)?;
             if back.rows_affected() < free as u64 {
                 sqlx::query(q(&sql.forget_key)).bind(claim.queue).bind(&key).execute(self.inner.on(&mut *conn)).await.map_err(err)?;
             }
@@ -301,7 +317,14 @@ impl PostgresDriver {
         }
         let seqs: Vec<i64> = chosen.take.iter().map(|&i| candidates[i].0).collect();
         let lease = if limits.caps_leases() { &sql.lease } else { &sql.lease_uncounted };
-        sqlx::query(q(lease)).bind(claim.token).bind(claim.now).bind(claim.holder).bind(&seqs).fetch_all(self.inner.on(&mut *conn)).await.map_err(err)
+        sqlx::query(q(lease))
+            .bind(claim.token)
+            .bind(claim.now)
+            .bind(claim.holder)
+            .bind(&seqs)
+            .fetch_all(self.inner.on(&mut *conn))
+            .await
+            .map_err(err)
     }
 
     /// Whether `queue` has a limit, asked when the plain claim found nothing (it skips a
@@ -343,10 +366,8 @@ impl PostgresDriver {
     }
 
     pub(super) async fn list_limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
-        let rows: Vec<NamedLimitsRow> = sqlx::query_as(q(&self.inner.sql.limits.list))
-            .fetch_all(&self.inner.exec())
-            .await
-            .map_err(|e| map_err("list limits", e))?;
+        let rows: Vec<NamedLimitsRow> =
+            sqlx::query_as(q(&self.inner.sql.limits.list)).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list limits", e))?;
         Ok(rows.into_iter().map(named_limits).collect())
     }
 }

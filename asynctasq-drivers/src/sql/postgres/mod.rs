@@ -129,11 +129,11 @@ impl PostgresConfig {
     /// own options, such as `sslmode`, pass through). An unknown option is an error naming it.
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         server_config_from_url!("PostgreSQL", url,
-            native: ["sslmode", "sslrootcert", "sslcert", "sslkey", "statement-cache-capacity", "host", "hostaddr", "port", "dbname", "user", "password", "application_name", "options"],
-            own: ["pgbouncer", "listen_url"] => |q, config| {
-                q.set_flag("pgbouncer", &mut config.pgbouncer)?;
-                config.listen_url = q.take("listen_url");
-            })
+        native: ["sslmode", "sslrootcert", "sslcert", "sslkey", "statement-cache-capacity", "host", "hostaddr", "port", "dbname", "user", "password", "application_name", "options"],
+        own: ["pgbouncer", "listen_url"] => |q, config| {
+            q.set_flag("pgbouncer", &mut config.pgbouncer)?;
+            config.listen_url = q.take("listen_url");
+        })
     }
 
     /// Defaults for `url`.
@@ -592,7 +592,8 @@ impl PostgresDriver {
                     .into(),
             ));
         }
-        let pools = Arc::new(Self::open_pools(&config.url, config.max_connections.max(2), config.request_timeout, !config.pgbouncer).await?);
+        let pools =
+            Arc::new(Self::open_pools(&config.url, config.max_connections.max(2), config.request_timeout, !config.pgbouncer).await?);
         // The direct connection's pool: LISTEN and migrations (behind a pooler); else the one.
         let direct = match (&config.listen_url, config.pgbouncer) {
             (Some(url), true) => Some(Arc::new(Self::open_pools(url, 2, config.request_timeout, true).await?)),
@@ -640,7 +641,12 @@ impl PostgresDriver {
 
     /// The pools of `url`; `session` sets the session's idle-transaction timeout on each
     /// connection (not through a pooler, where a session is not the driver's).
-    async fn open_pools(url: &str, max_connections: u32, request_timeout: Duration, session: bool) -> Result<Pools<sqlx::Postgres>, DriverError> {
+    async fn open_pools(
+        url: &str,
+        max_connections: u32,
+        request_timeout: Duration,
+        session: bool,
+    ) -> Result<Pools<sqlx::Postgres>, DriverError> {
         let connect = pool::connect_options::<PgConnectOptions>(url).map_err(|e| connect_err("PostgreSQL", url, e))?;
         let mut options = PgPoolOptions::new().max_connections(max_connections);
         if session {
@@ -1125,10 +1131,7 @@ impl Driver for PostgresDriver {
         self.inner
             .pools
             .call("queues", async move {
-                sqlx::query_scalar(q(&self.inner.sql.queues))
-                    .fetch_all(&self.inner.exec())
-                    .await
-                    .map_err(|e| map_err("list queues", e))
+                sqlx::query_scalar(q(&self.inner.sql.queues)).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list queues", e))
             })
             .await
     }
@@ -1255,8 +1258,12 @@ impl Driver for PostgresDriver {
                 let (at, key) = (now(), id.as_bytes().as_slice());
                 let mut tx = self.inner.pools.pool().begin().await.map_err(|e| map_err("delete", e))?;
                 let sql = format!("SELECT lease_token IS NOT NULL AND visible_at > $2 FROM \"{p}_tasks\" WHERE id = $1 FOR UPDATE");
-                let leased: Option<bool> =
-                    sqlx::query_scalar(q(&sql)).bind(key).bind(at).fetch_optional(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
+                let leased: Option<bool> = sqlx::query_scalar(q(&sql))
+                    .bind(key)
+                    .bind(at)
+                    .fetch_optional(self.inner.on(&mut tx))
+                    .await
+                    .map_err(|e| map_err("delete", e))?;
                 let outcome = match leased {
                     Some(true) => DeleteOutcome::Leased,
                     Some(false) => {
@@ -1266,10 +1273,14 @@ impl Driver for PostgresDriver {
                     }
                     None => {
                         let sql = format!("DELETE FROM \"{p}_dead\" WHERE id = $1");
-                        let dead = sqlx::query(q(&sql)).bind(key).execute(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
+                        let dead =
+                            sqlx::query(q(&sql)).bind(key).execute(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
                         let sql = format!("DELETE FROM \"{p}_results\" WHERE id = $1 RETURNING expires_at");
-                        let kept: Option<i64> =
-                            sqlx::query_scalar(q(&sql)).bind(key).fetch_optional(self.inner.on(&mut tx)).await.map_err(|e| map_err("delete", e))?;
+                        let kept: Option<i64> = sqlx::query_scalar(q(&sql))
+                            .bind(key)
+                            .fetch_optional(self.inner.on(&mut tx))
+                            .await
+                            .map_err(|e| map_err("delete", e))?;
                         if dead.rows_affected() > 0 || kept.is_some_and(|e| e > at) {
                             DeleteOutcome::Deleted
                         } else {
@@ -1430,11 +1441,8 @@ impl Driver for PostgresDriver {
             .pools
             .call("workers", async move {
                 let sql = format!("SELECT info FROM \"{}_workers\" WHERE expires_at > $1 ORDER BY id", self.inner.prefix);
-                let rows: Vec<Vec<u8>> = sqlx::query_scalar(q(&sql))
-                    .bind(now())
-                    .fetch_all(&self.inner.exec())
-                    .await
-                    .map_err(|e| map_err("list workers", e))?;
+                let rows: Vec<Vec<u8>> =
+                    sqlx::query_scalar(q(&sql)).bind(now()).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list workers", e))?;
                 Ok(worker_rows(rows))
             })
             .await
@@ -1549,10 +1557,7 @@ impl Driver for PostgresDriver {
         self.inner
             .pools
             .call("list paused", async move {
-                sqlx::query_scalar(q(&self.inner.sql.paused))
-                    .fetch_all(&self.inner.exec())
-                    .await
-                    .map_err(|e| map_err("list paused", e))
+                sqlx::query_scalar(q(&self.inner.sql.paused)).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list paused", e))
             })
             .await
     }

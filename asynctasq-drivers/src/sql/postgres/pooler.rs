@@ -24,9 +24,9 @@
 //! trips for a statement outside a transaction (measured in BENCHMARKS.md, "PostgreSQL behind
 //! PgBouncer").
 
-use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Database, Either, Error, Execute, Executor, PgConnection, PgPool, Postgres, SqlStr};
 
