@@ -152,15 +152,16 @@ impl OwnServer for OwnRabbit {
         // keeps in a `static` is never dropped).
         let watchdog = r#"while kill -0 "$OWNER" 2>/dev/null; do sleep 1; done
 rabbitmqctl -q -n "$NODE" stop >/dev/null 2>&1; rm -rf "$DIR""#;
+        // `setsid --fork` returns at once, leaving the watchdog detached.
         Command::new("setsid")
-            .args(["sh", "-c", watchdog])
+            .args(["--fork", "sh", "-c", watchdog])
             .env("OWNER", std::process::id().to_string())
             .env("NODE", &node)
             .env("DIR", &dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("setsid and sh must be installed");
         let node = Self { port, node, dir, child: Some(child) };
         node.await_startup();

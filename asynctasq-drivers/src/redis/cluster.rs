@@ -232,7 +232,7 @@ mod tests {
             nodes("rediss+cluster://u:pw@h1:7000,h2:7001/"),
             Some(Ok(vec!["rediss://u:pw@h1:7000".into(), "rediss://u:pw@h2:7001".into()]))
         );
-        assert!(nodes("redis+cluster://h:7000/3").is_some_and(|n| n.unwrap_err().contains("database 0 only")));
+        assert!(nodes("redis+cluster://h:7000/3").is_some_and(|n| n.is_err_and(|e| e.contains("database 0 only"))));
         assert!(nodes("redis+cluster://").is_some_and(|n| n.is_err()));
     }
 

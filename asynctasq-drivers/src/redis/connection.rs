@@ -73,7 +73,15 @@ pub(super) enum Target {
     Single(Client),
     /// A cluster: a client for requests (with the response timeout), one for blocking waits
     /// (without), and a client per node the URL names (for subscriptions).
-    Cluster { requests: ClusterClient, blocking: ClusterClient, nodes: Vec<Client> },
+    Cluster(Box<Cluster>),
+}
+
+/// What a [`Target::Cluster`] holds.
+#[derive(Clone)]
+pub(super) struct Cluster {
+    requests: ClusterClient,
+    blocking: ClusterClient,
+    nodes: Vec<Client>,
 }
 
 impl Target {
@@ -90,18 +98,18 @@ impl Target {
             .build()
             .map_err(|e| e.to_string())
         };
-        Ok(Self::Cluster {
+        Ok(Self::Cluster(Box::new(Cluster {
             requests: builder(Some(response_timeout))?,
             blocking: builder(None)?,
             nodes: nodes.iter().map(|n| client(n)).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
-        })
+        })))
     }
 
     /// The client of the server, or of the first node the URL names.
     pub(super) fn client(&self) -> &Client {
         match self {
             Self::Single(client) => client,
-            Self::Cluster { nodes, .. } => &nodes[0],
+            Self::Cluster(cluster) => &cluster.nodes[0],
         }
     }
 
@@ -109,7 +117,7 @@ impl Target {
     pub(super) fn subscribers(&self) -> Vec<Client> {
         match self {
             Self::Single(client) => vec![client.clone()],
-            Self::Cluster { nodes, .. } => nodes.clone(),
+            Self::Cluster(cluster) => cluster.nodes.clone(),
         }
     }
 
@@ -121,7 +129,7 @@ impl Target {
         };
         match self {
             Self::Single(client) => format!("Redis at {}", at(client)),
-            Self::Cluster { nodes, .. } => format!("the Redis Cluster at {}", nodes.iter().map(at).collect::<Vec<_>>().join(",")),
+            Self::Cluster(cluster) => format!("the Redis Cluster at {}", cluster.nodes.iter().map(at).collect::<Vec<_>>().join(",")),
         }
     }
 }
@@ -169,12 +177,15 @@ impl Link {
     /// `WAIT` on the connection (to the node of each of `routes`, on a cluster) that ran the
     /// script calls among `cmds`; nothing if there were none.
     async fn wait_replicas<'a>(&mut self, replicas: Replicas, cmds: impl Iterator<Item = &'a Cmd>) -> Result<(), RedisError> {
-        let mut routes: Vec<Option<::redis::cluster_routing::Route>> = cmds.filter_map(cluster::script_route).collect();
+        let mut routes: Vec<Option<::redis::cluster_routing::Route>> = Vec::new();
+        for route in cmds.filter_map(cluster::script_route) {
+            if !routes.contains(&route) {
+                routes.push(route);
+            }
+        }
         if routes.is_empty() {
             return Ok(());
         }
-        routes.sort_by_key(|r| format!("{r:?}"));
-        routes.dedup();
         let mut wait = ::redis::cmd("WAIT");
         wait.arg(replicas.count).arg(asynctasq_core::envelope::millis(replicas.timeout).max(1));
         let acked: Vec<i64> = match self {
@@ -222,7 +233,7 @@ impl Connections {
     pub(super) async fn open(target: Target, response_timeout: Duration, replicas: Option<Replicas>) -> Result<Self, DriverError> {
         let at = target.shown();
         let waits = match &target {
-            Target::Cluster { blocking, .. } => Some(cluster::Waits::new(blocking.clone(), response_timeout)),
+            Target::Cluster(c) => Some(cluster::Waits::new(c.blocking.clone(), response_timeout)),
             Target::Single(_) => None,
         };
         let this = Self {
@@ -258,7 +269,7 @@ impl Connections {
                     .set_response_timeout(Some(self.response_timeout));
                 Link::Single(client.get_multiplexed_async_connection_with_config(&config).await?)
             }
-            Target::Cluster { requests, .. } => Link::Cluster(requests.get_async_connection().await?),
+            Target::Cluster(c) => Link::Cluster(c.requests.get_async_connection().await?),
         };
         *generation += 1;
         if *generation > 1 {
@@ -366,7 +377,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match &self.0.target {
             Target::Single(client) => client.get_connection_info().redis_settings().db(),
-            Target::Cluster { .. } => 0,
+            Target::Cluster(_) => 0,
         }
     }
 }
