@@ -36,6 +36,11 @@ pub(crate) fn peak_rss_mib() -> Option<f64> {
     Some(field_kib(&status, "VmHWM")? as f64 / 1024.0)
 }
 
+/// Resident memory of this process now, MiB (0 where `/proc` cannot be read).
+pub(crate) fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status").ok().and_then(|s| field_kib(&s, "VmRSS")).map_or(0.0, |kib| kib as f64 / 1024.0)
+}
+
 /// A `Name:   1234 kB` field of a `/proc` file, in KiB.
 fn field_kib(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().trim_end_matches("kB").trim().parse().ok())

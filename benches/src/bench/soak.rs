@@ -49,15 +49,6 @@ pub(crate) struct Minute {
     pub(crate) dead: u64,
 }
 
-/// Resident memory of this process, MiB.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches("kB").trim().to_owned())))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// What the backend at `url` stores now, in bytes (0 where it cannot be read).
 pub(crate) async fn storage(driver: &str, url: &str) -> u64 {
     match driver {
@@ -129,7 +120,7 @@ pub(crate) async fn soak(
             let stats = driver.stats(queue).await?;
             samples.push(Minute {
                 ended_per_second: (ended - ended_before) as f64 / 60.0,
-                rss_mib: rss_mib(),
+                rss_mib: super::machine::rss_mib(),
                 storage_bytes: match url {
                     Some(url) => storage(&name, url).await,
                     None => 0,
