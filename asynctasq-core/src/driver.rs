@@ -617,6 +617,16 @@ pub trait Driver: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Whether this backend can enforce `limits` on `queue`: an error naming what it cannot
+    /// (never a limit silently ignored). By default what the capabilities declare
+    /// ([`check_limits`](crate::limits::check_limits)); a backend that enforces some limits
+    /// on some queues only (SQS FIFO queues run one task per key at a time, by message group)
+    /// says so here. A worker asks before it starts.
+    fn check_limits(&self, queue: &str, limits: &QueueLimits) -> Result<(), DriverError> {
+        let _ = queue;
+        crate::limits::check_limits(limits, |c| self.supports(c))
+    }
+
     /// Stores `limits` for `queue` ([`Capability::QueueLimits`]), replacing what was set;
     /// [`QueueLimits::default`] (no limit) removes them. Stored in the backend, so they bind
     /// every handle and process: from the call's return every claim obeys them (see

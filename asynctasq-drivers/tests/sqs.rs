@@ -146,6 +146,106 @@ async fn fifo_queues_keep_group_order_drop_repeated_dispatches_and_refuse_delays
     assert_eq!((again.lease.id, again.attempt), (d.lease.id, 2));
 }
 
+/// On a FIFO queue a task's key is its message group: across two handles no key ever has two
+/// tasks leased at once, other keys run beside it, and every task runs once. A cap of one per
+/// key is accepted there (and listed); every other limit, and any limit on a standard queue,
+/// is refused, by the driver and by a worker asked for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_queues_run_one_task_per_key_at_a_time_and_refuse_every_other_limit() {
+    use asynctasq_core::{QueueLimits, Worker};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    let prefix = format!("at-{:08x}-", fastrand::u32(..));
+    let a = driver(|c| c.queue_prefix = prefix.clone()).await;
+    let b = driver(|c| c.queue_prefix = prefix.clone()).await;
+    let q = "keyed.fifo";
+    let tasks: Vec<Envelope> = (0..24)
+        .map(|i| {
+            let mut e = envelope(q, Duration::from_secs(30));
+            e.key = Some(format!("customer-{}", i % 4));
+            e
+        })
+        .collect();
+    a.enqueue(&tasks).await.expect("enqueue");
+
+    #[derive(Default)]
+    struct Seen {
+        running: HashMap<String, usize>,
+        most_of_one_key: usize,
+        most_at_once: usize,
+        ran: Vec<asynctasq_core::TaskId>,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let consume = |driver: Arc<SqsDriver>| {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while seen.lock().expect("lock").ran.len() < 24 && std::time::Instant::now() < deadline {
+                let got = driver.dequeue(q, 10).await.expect("dequeue");
+                if got.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                {
+                    let mut s = seen.lock().expect("lock");
+                    for d in &got {
+                        let key = d.envelope.as_ref().expect("decodes").key.clone().expect("a keyed task");
+                        let n = s.running.entry(key).or_default();
+                        *n += 1;
+                        let n = *n;
+                        s.most_of_one_key = s.most_of_one_key.max(n);
+                        let at_once = s.running.values().sum::<usize>();
+                        s.most_at_once = s.most_at_once.max(at_once);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                {
+                    let mut s = seen.lock().expect("lock");
+                    for d in &got {
+                        let key = d.envelope.as_ref().expect("decodes").key.clone().unwrap_or_default();
+                        *s.running.get_mut(&key).expect("running") -= 1;
+                        s.ran.push(d.lease.id);
+                    }
+                }
+                driver.ack(&got.into_iter().map(|d| d.lease.into()).collect::<Vec<_>>()).await.expect("ack");
+            }
+        })
+    };
+    let (one, two) = (consume(a.clone()), consume(b.clone()));
+    one.await.expect("first consumer");
+    two.await.expect("second consumer");
+    {
+        let s = seen.lock().expect("lock");
+        let mut ran = s.ran.clone();
+        ran.sort();
+        let mut sent: Vec<_> = tasks.iter().map(|e| e.id).collect();
+        sent.sort();
+        assert_eq!(ran, sent, "every task ran once");
+        assert_eq!(s.most_of_one_key, 1, "never two tasks of one key leased at once");
+        assert!(s.most_at_once >= 2, "other keys ran beside a running key (at most {} at once)", s.most_at_once);
+    }
+
+    a.set_limits(q, QueueLimits::per_key(1)).await.expect("one per key is what a FIFO queue enforces");
+    let listed = a.limits().await.expect("limits");
+    assert!(listed.contains(&(q.to_owned(), QueueLimits::per_key(1))), "{listed:?}");
+    for (queue, limits) in
+        [(q, QueueLimits::per_key(2)), (q, QueueLimits::max_leased(5)), (q, QueueLimits::default()), ("plain", QueueLimits::per_key(1))]
+    {
+        let err = a.set_limits(queue, limits).await.expect_err("a limit SQS cannot enforce is refused");
+        assert!(matches!(err, DriverError::Unsupported(_)), "{queue} {limits:?}: {err}");
+    }
+    let worker = |queue: &str, limits: QueueLimits| {
+        Worker::builder(a.clone()).queues(queue).expect("queues").limit(queue, limits).expect("limit").build()
+    };
+    assert!(worker(q, QueueLimits::per_key(1)).is_ok(), "a worker may ask a FIFO queue for one per key");
+    let Err(refused) = worker(q, QueueLimits::per_key(2)) else { panic!("two per key is refused") };
+    assert!(refused.to_string().contains("sqs cannot enforce"), "{refused}");
+    let Err(refused) = worker("plain", QueueLimits::per_key(1)) else { panic!("a standard queue takes no limit") };
+    assert!(refused.to_string().contains("sqs cannot enforce"), "{refused}");
+    a.delete_queue(q).await.expect("delete");
+}
+
 #[tokio::test]
 async fn a_bad_endpoint_is_named_without_credentials() {
     let mut c = SqsConfig::local("http://127.0.0.1:1");

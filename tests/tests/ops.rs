@@ -863,6 +863,37 @@ async fn limiting_is_refused_on_a_backend_that_cannot_enforce_it() {
     a_limited_queue_is_worked_within_its_limit(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }
 
+/// On SQS a FIFO queue takes `--per-key 1` (what its message groups enforce: a task's key is
+/// its group), shows it, and runs keyed tasks; every other limit, lifting it, and any limit
+/// on a standard queue are refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_fifo_queue_takes_one_per_key_and_refuses_every_other_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(dir.path(), Backend::Sqs(shared_sqs_endpoint())).await;
+    let q = "keyed.fifo";
+    for n in 0..4 {
+        let args = format!(r#"{{"n": {n}, "sleep_ms": 0}}"#);
+        ok(&cli(&s, &["dispatch", "ledgered", "--args", &args, "--queue", q, "--key", if n % 2 == 0 { "even" } else { "odd" }]));
+    }
+    assert_eq!(
+        json_of(&cli(&s, &["queue", "limit", q, "--per-key", "1", "--json"])),
+        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1, "rate": null})
+    );
+    assert!(ok(&cli(&s, &["queue", "status", q])).contains("at most 1 per key"), "the table marks it");
+    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
+    assert_eq!(ran["succeeded"], 4, "one per key at a time, everything runs: {ran}");
+    for (queue, args) in [
+        (q, &["--per-key", "2"][..]),
+        (q, &["--max-leased", "3"]),
+        (q, &["--rate", "5/1s"]),
+        (q, &["--clear"]),
+        ("plain", &["--per-key", "1"]),
+    ] {
+        let err = refused(&cli(&s, &[&["queue", "limit", queue][..], args].concat()));
+        assert!(err.contains("cannot limit"), "{queue} {args:?} refused, saying why: {err}");
+    }
+}
+
 /// `dispatch --unique-key` dispatches nothing while a task holds the key, naming it; from a
 /// file, lines whose derived key is held are skipped and counted; once the holder is done the
 /// key is free. A backend without unique keys refuses, saying so, and stores nothing.

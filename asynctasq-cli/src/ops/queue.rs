@@ -182,17 +182,26 @@ pub(crate) struct LimitArgs {
 
 pub(crate) async fn limit(driver: Arc<dyn Driver>, queue: &str, args: LimitArgs, json: bool) -> anyhow::Result<()> {
     let LimitArgs { max_leased, per_key, rate, clear } = args;
-    if !driver.supports(Capability::QueueLimits) {
+    let limits = QueueLimits::default().with_max_leased(max_leased).with_per_key(per_key).with_rate(rate);
+    let setting = !limits.is_none() || clear;
+    if driver.supports(Capability::QueueLimits) {
+        if (per_key.is_some() || rate.is_some_and(|r| r.per_key)) && !driver.supports(Capability::KeyedLimits) {
+            bail!("the {} backend cannot limit a queue per key (its claims count leases per queue only)", driver.name());
+        }
+        if rate.is_some() && !driver.supports(Capability::RateLimits) {
+            bail!("the {} backend cannot limit a queue's rate (its claims keep no log of starts)", driver.name());
+        }
+    } else if driver.check_limits(queue, &QueueLimits::per_key(1)).is_ok() {
+        // What the queue enforces on its own (one per key, on an SQS FIFO queue) is all it takes.
+        if let Err(e) = driver.check_limits(queue, &limits)
+            && setting
+        {
+            bail!("the {} backend cannot limit queue `{queue}` so: {e}", driver.name());
+        }
+    } else {
         bail!("the {} backend cannot limit a queue (its workers take what the broker hands them)", driver.name());
     }
-    if (per_key.is_some() || rate.is_some_and(|r| r.per_key)) && !driver.supports(Capability::KeyedLimits) {
-        bail!("the {} backend cannot limit a queue per key (its claims count leases per queue only)", driver.name());
-    }
-    if rate.is_some() && !driver.supports(Capability::RateLimits) {
-        bail!("the {} backend cannot limit a queue's rate (its claims keep no log of starts)", driver.name());
-    }
-    if max_leased.is_some() || per_key.is_some() || rate.is_some() || clear {
-        let limits = QueueLimits::default().with_max_leased(max_leased).with_per_key(per_key).with_rate(rate);
+    if setting {
         driver.set_limits(queue, limits).await.with_context(|| format!("limiting queue `{queue}`"))?;
     }
     let limits = driver.limits().await.context("listing limits")?;

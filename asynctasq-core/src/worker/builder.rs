@@ -422,18 +422,14 @@ impl WorkerBuilder {
                 return Err(WorkerError::Option(format!("queue concurrency names `{queue}`, which is not one of the worker's queues")));
             }
         }
-        if let Some((queue, _)) = self.limits.first()
-            && !self.driver.supports(Capability::QueueLimits)
-        {
-            return Err(WorkerError::Option(format!(
-                "queue `{queue}` has a limit, which {} cannot enforce (it hands tasks to its consumers on its own)",
-                self.driver.name()
-            )));
-        }
         for (queue, limits) in &self.limits {
-            if let Err(e) = crate::limits::check_limits(limits, |c| self.driver.supports(c)) {
-                return Err(WorkerError::Option(format!("queue `{queue}`: {e} ({} cannot enforce it)", self.driver.name())));
-            }
+            let Err(e) = self.driver.check_limits(queue, limits) else { continue };
+            let name = self.driver.name();
+            return Err(WorkerError::Option(if self.driver.supports(Capability::QueueLimits) {
+                format!("queue `{queue}`: {e} ({name} cannot enforce it)")
+            } else {
+                format!("queue `{queue}` has a limit, which {name} cannot enforce (it hands tasks to its consumers on its own): {e}")
+            }));
         }
         let id = self.id.unwrap_or_else(|| {
             // The real host name, as the registry records it (`$HOSTNAME` is a shell variable,

@@ -3,7 +3,7 @@
 //! 12 hours after the receive, and remembers per queue the lease its tasks last asked for, so
 //! the next receive asks for that visibility.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -95,12 +95,14 @@ impl Leases {
         lock(&self.held).remove(&lease.token).ok_or(DriverError::LeaseLost(lease.id))
     }
 
-    /// Forgets the records of `leases` (acked).
-    pub(super) fn forget(&self, leases: &[&Lease]) {
+    /// Forgets the records of `leases` (acked); whether one of them was of a FIFO group.
+    pub(super) fn forget(&self, leases: &[&Lease]) -> bool {
         let mut held = lock(&self.held);
+        let mut grouped = false;
         for l in leases {
-            held.remove(&l.token);
+            grouped |= held.remove(&l.token).is_some_and(|h| h.meta.group.is_some());
         }
+        grouped
     }
 
     /// When the message of a held lease was received.
@@ -113,6 +115,11 @@ impl Leases {
         if let Some(h) = lock(&self.held).get_mut(&lease.token) {
             h.expires_at = expires_at;
         }
+    }
+
+    /// The FIFO groups of the leases held on `queue`: their later messages wait in the buffer.
+    pub(super) fn busy_groups(&self, queue: &str) -> HashSet<String> {
+        lock(&self.held).values().filter(|h| h.queue == queue).filter_map(|h| h.meta.group.clone()).collect()
     }
 
     /// Live leases held on `queue`.

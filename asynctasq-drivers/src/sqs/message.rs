@@ -30,7 +30,8 @@ const DEAD_AT: &str = "asynctasq.dead-at";
 const REPLAYED: &str = "asynctasq.replayed";
 
 /// The envelope header naming a FIFO message group (tasks of one group run one at a time, in
-/// order). Without it each task is a group of its own.
+/// order). Without it a task's key ([`Envelope::key`]) is its group, and a task without either
+/// is a group of its own.
 pub const GROUP_HEADER: &str = "group";
 
 /// Longest error kept on a dead copy (the rest is cut, so a huge error cannot make the copy
@@ -75,7 +76,7 @@ impl Outgoing {
             body: STANDARD.encode(envelope.encode()?),
             base: 0,
             not_before: envelope.not_before,
-            group: envelope.headers.get(GROUP_HEADER).cloned(),
+            group: envelope.headers.get(GROUP_HEADER).or(envelope.key.as_ref()).cloned(),
             death: None,
             dedup: envelope.id.to_string(),
             replayed: false,

@@ -41,6 +41,15 @@
 //! no per-message delay, so a delayed dispatch to a `.fifo` queue is refused with a clear
 //! error; retries on FIFO queues work (they hide the message).
 //!
+//! # One task per key, on FIFO queues
+//! A task's message group is its `group` header, else its key ([`Envelope::key`]), else its
+//! id. SQS hands out none of a group while one of its messages is in flight, but hands out
+//! several of a group in one receive: the buffer keeps a group's later messages until this
+//! handle settles the one it leased out. So on a FIFO queue at most one task per key runs at a
+//! time across every worker, and `QueueLimits::per_key(1)` is accepted there (nothing is
+//! stored: it always holds); every other limit is refused ([`Capability::QueueLimits`] is
+//! lacking).
+//!
 //! # Fetching
 //! [`wait_ready`](Driver::wait_ready) long-polls each queue (`WaitTimeSeconds`, up to
 //! [`SqsConfig::wait_time`]) in a task of its own and keeps what arrives in a local buffer;
@@ -90,7 +99,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use asynctasq_core::DriverError;
 use asynctasq_core::clock::{Clock, SystemClock};
-use asynctasq_core::driver::{Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueStats, Waiting};
+use asynctasq_core::driver::{
+    Ack, Capability, DeadSelector, DeadTask, Delivery, Driver, EnqueueOutcome, Lease, QueueLimits, QueueStats, Waiting,
+};
 use asynctasq_core::envelope::{Envelope, TaskId, millis, validate_queue_name};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
@@ -355,6 +366,14 @@ impl SqsDriver {
 }
 
 impl Inner {
+    /// A FIFO group of `queue` leased out here was settled: a waiting worker may now take the
+    /// group's next buffered message.
+    fn group_freed(&self, queue: &str) {
+        if self.buffers.len(queue) > 0 {
+            self.ready.notify_waiters();
+        }
+    }
+
     /// Receives into the buffer of `q`; messages not due yet are sent again with the rest of
     /// their delay. Returns how many were buffered.
     async fn fetch(&self, q: &Queue, calls: usize, wait: u32) -> Result<usize, DriverError> {
@@ -422,7 +441,7 @@ impl Inner {
                 match fetched {
                     Ok(_) => {
                         if inner.stopped.load(Ordering::SeqCst) {
-                            let metas: Vec<Meta> = inner.buffers.take(&q.name, usize::MAX).into_iter().map(|b| b.msg.meta).collect();
+                            let metas: Vec<Meta> = inner.buffers.take_all(&q.name).into_iter().map(|b| b.msg.meta).collect();
                             if let Err(error) = inner.give_back(&q, metas).await {
                                 tracing::warn!(queue = %q.name, %error, "giving back prefetched SQS messages failed; they return when their visibility ends");
                             }
@@ -488,7 +507,14 @@ impl Driver for SqsDriver {
         let inner = &self.inner;
         let q = inner.sqs.queue_or_create(queue).await?;
         inner.stopped.store(false, Ordering::SeqCst);
-        let mut taken = inner.buffers.take(queue, max);
+        // A FIFO group's messages go out one at a time: none of a group leased out or taken.
+        let mut busy = inner.leases.busy_groups(queue);
+        let mut take = |n: usize| {
+            let got = inner.buffers.take(queue, n, &busy);
+            busy.extend(got.iter().filter_map(|b| b.msg.meta.group.clone()));
+            got
+        };
+        let mut taken = take(max);
         // A running long poll takes whatever arrives; otherwise receive now.
         if taken.len() < max && !inner.polls.polling(queue) {
             let receiving = inner.polls.receive_lock(queue);
@@ -498,11 +524,11 @@ impl Driver for SqsDriver {
                 Err(_) => Some(receiving.lock().await),
             };
             if let Some(_one_receive) = one_receive {
-                taken.extend(inner.buffers.take(queue, max - taken.len()));
+                taken.extend(take(max - taken.len()));
                 if taken.len() < max {
                     let calls = (max - taken.len()).div_ceil(BATCH).clamp(1, inner.config.receive_calls.max(1));
                     inner.fetch(&q, calls, 0).await?;
-                    taken.extend(inner.buffers.take(queue, max - taken.len()));
+                    taken.extend(take(max - taken.len()));
                 }
             }
         }
@@ -517,7 +543,7 @@ impl Driver for SqsDriver {
         let notified = self.inner.ready.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if self.inner.buffers.any(queues) {
+        if self.inner.buffers.any(queues, |q| self.inner.leases.busy_groups(q)) {
             return Ok(());
         }
         for queue in queues {
@@ -539,7 +565,9 @@ impl Driver for SqsDriver {
             let q = self.inner.sqs.queue_or_create(queue).await?;
             let receipts: Vec<&str> = leases.iter().map(|l| l.token.as_str()).collect();
             let failed = batch::delete(&self.inner.sqs, &q.url, &receipts).await?;
-            self.inner.leases.forget(&leases);
+            if self.inner.leases.forget(&leases) {
+                self.inner.group_freed(queue);
+            }
             for (i, code) in failed {
                 let Some(l) = leases.get(i) else { continue };
                 if !stale_receipt(&code) {
@@ -560,7 +588,13 @@ impl Driver for SqsDriver {
         let due = now + millis(delay);
         if q.names.fifo || due + 5_000 <= window_end {
             let hide = secs(due.min(window_end.saturating_sub(5_000)).saturating_sub(now));
-            return self.inner.sqs.hide(&q.url, &lease.token, lease.id, hide, "hiding an SQS message for its retry").await;
+            self.inner.sqs.hide(&q.url, &lease.token, lease.id, hide, "hiding an SQS message for its retry").await?;
+            // The group's later messages received with it may run while this one waits for
+            // its retry (one at a time still: this one is not running).
+            if held.meta.group.is_some() {
+                self.inner.group_freed(&q.name);
+            }
+            return Ok(());
         }
         let copy = Outgoing::copy(&held.meta, held.attempt, due);
         let delay_secs = secs(millis(delay)).min(secs(millis(self.inner.config.max_delay)));
@@ -571,7 +605,12 @@ impl Driver for SqsDriver {
     async fn release(&self, lease: &Lease) -> Result<(), DriverError> {
         let held = self.inner.leases.settle(lease)?;
         let q = self.inner.sqs.queue_or_create(&lease.queue).await?;
-        self.inner.give_back(&q, vec![held.meta]).await
+        let grouped = held.meta.group.is_some();
+        self.inner.give_back(&q, vec![held.meta]).await?;
+        if grouped {
+            self.inner.group_freed(&q.name);
+        }
+        Ok(())
     }
 
     async fn dead_letter(&self, lease: &Lease, error: &str, _keep: Duration) -> Result<(), DriverError> {
@@ -582,6 +621,9 @@ impl Driver for SqsDriver {
         copy.death = Some(Death { error: clip_error(error), attempt: held.attempt, dead_at: SystemClock.now() });
         batch::send(&self.inner.sqs, &dead_url, q.names.fifo, vec![(copy, 0)]).await?;
         batch::delete(&self.inner.sqs, &q.url, &[lease.token.as_str()]).await?;
+        if held.meta.group.is_some() {
+            self.inner.group_freed(&q.name);
+        }
         Ok(())
     }
 
@@ -677,7 +719,7 @@ impl Driver for SqsDriver {
             return Err(DriverError::Unsupported("deleting scheduled tasks (SQS cannot reach delayed or hidden messages)"));
         }
         let Some(q) = self.inner.sqs.queue(queue, false).await? else { return Ok(0) };
-        let mut receipts: Vec<String> = self.inner.buffers.take(queue, usize::MAX).into_iter().map(|b| b.msg.meta.receipt).collect();
+        let mut receipts: Vec<String> = self.inner.buffers.take_all(queue).into_iter().map(|b| b.msg.meta.receipt).collect();
         receipts.extend(batch::drain(&self.inner.sqs, &q.url, 60, usize::MAX).await?.into_iter().map(|m| m.meta.receipt));
         let refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
         let failed = batch::delete(&self.inner.sqs, &q.url, &refs).await?;
@@ -728,11 +770,34 @@ impl Driver for SqsDriver {
         Ok((receipts.len() - failed.len()) as u64)
     }
 
+    fn check_limits(&self, queue: &str, limits: &QueueLimits) -> Result<(), DriverError> {
+        if queue.ends_with(".fifo") && *limits == QueueLimits::default().with_per_key(Some(1)) {
+            return Ok(());
+        }
+        Err(DriverError::Unsupported(if queue.ends_with(".fifo") {
+            "limiting a queue beyond one task per key (what SQS FIFO queues enforce by message group)"
+        } else {
+            "limiting a queue (SQS enforces only one task per key at a time, on FIFO queues)"
+        }))
+    }
+
+    /// Accepts a cap of one per key on a FIFO queue, which SQS always enforces there (a task's
+    /// key is its message group); nothing is stored. Refuses every other limit, and lifting it.
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), DriverError> {
+        self.check_limits(queue, &limits)
+    }
+
+    /// Every FIFO queue, with its cap of one per key.
+    async fn limits(&self) -> Result<Vec<(String, QueueLimits)>, DriverError> {
+        let fifo = self.queues().await?.into_iter().filter(|q| q.ends_with(".fifo"));
+        Ok(fifo.map(|q| (q, QueueLimits::default().with_per_key(Some(1)))).collect())
+    }
+
     async fn stop_prefetch(&self) -> Result<(), DriverError> {
         self.inner.stopped.store(true, Ordering::SeqCst);
         self.inner.polls.abort_all();
         for queue in self.inner.buffers.queues() {
-            let metas: Vec<Meta> = self.inner.buffers.take(&queue, usize::MAX).into_iter().map(|b| b.msg.meta).collect();
+            let metas: Vec<Meta> = self.inner.buffers.take_all(&queue).into_iter().map(|b| b.msg.meta).collect();
             if metas.is_empty() {
                 continue;
             }
