@@ -127,7 +127,7 @@ async fn four_processes_never_exceed_the_queue_and_key_limits_on_postgres() {
 /// A worker killed with SIGKILL while it runs one task of each of five keys (1 per key) holds
 /// their places only until its leases run out: a second worker starts a task of every key
 /// within one lease of the kill.
-async fn a_killed_worker_frees_its_key_places_within_one_lease(backend: Backend) {
+async fn a_killed_worker_frees_its_key_slots_within_one_lease(backend: Backend) {
     let lease = Duration::from_secs(2);
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::on(dir.path(), backend).await;
@@ -173,13 +173,23 @@ async fn a_killed_worker_frees_its_key_places_within_one_lease(backend: Backend)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_worker_frees_its_key_places_within_one_lease_on_sqlite() {
-    a_killed_worker_frees_its_key_places_within_one_lease(Backend::Sqlite).await;
+async fn a_killed_worker_frees_its_key_slots_within_one_lease_on_sqlite() {
+    a_killed_worker_frees_its_key_slots_within_one_lease(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_worker_frees_its_key_places_within_one_lease_on_redis() {
-    a_killed_worker_frees_its_key_places_within_one_lease(Backend::Redis(shared_redis_url())).await;
+async fn a_killed_worker_frees_its_key_slots_within_one_lease_on_redis() {
+    a_killed_worker_frees_its_key_slots_within_one_lease(Backend::Redis(shared_redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_frees_its_key_slots_within_one_lease_on_postgres() {
+    a_killed_worker_frees_its_key_slots_within_one_lease(Backend::Postgres(shared_postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_frees_its_key_slots_within_one_lease_on_mysql() {
+    a_killed_worker_frees_its_key_slots_within_one_lease(Backend::MySql(shared_mysql_url())).await;
 }
 
 /// The most starts of one key in any window of `window_ms` (a window holds the starts at

@@ -89,7 +89,7 @@ macro_rules! __conformance_rules {
             queue_limits_are_refused_where_the_backend_cannot_enforce_them: None,
             claims_never_exceed_the_per_key_limit_with_many_consumers: KeyedLimits,
             saturated_key_does_not_hold_back_other_keys: KeyedLimits,
-            expired_lease_frees_its_key_place: KeyedLimits,
+            expired_lease_frees_its_key_slot: KeyedLimits,
             requeued_dead_task_keeps_its_key: KeyedLimits,
             parked_tasks_are_flushed_as_ready: KeyedLimits,
             per_key_limits_are_refused_where_the_backend_cannot_enforce_them: None,

@@ -250,7 +250,7 @@ pub async fn saturated_key_does_not_hold_back_other_keys(h: Harness) {
 }
 
 /// A key's lease that runs out frees its place: the next claim takes one of the key's tasks.
-pub async fn expired_lease_frees_its_key_place(h: Harness) {
+pub async fn expired_lease_frees_its_key_slot(h: Harness) {
     let q = h.queue("q");
     h.driver.set_limits(&q, QueueLimits::per_key(1)).await.expect("set limits");
     let short = Duration::from_millis(600);
