@@ -120,6 +120,11 @@ pub struct QueueStats {
     /// ([`Capability::Totals`] undeclared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totals: Option<Totals>,
+    /// Some of the four counts are estimates: a backend that counts exactly
+    /// ([`Capability::ExactStats`]) may estimate a state holding more tasks than it counts one
+    /// by one (PostgreSQL past `exact_counts`, 10,000 by default), never one below.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 /// A queue's settled tasks over its life: counted by the same write that settles them (an ack
@@ -205,7 +210,9 @@ capabilities! {
         ExtendLease,
         /// [`Driver::dead`] lists dead tasks without consuming them.
         ListDead,
-        /// [`Driver::stats`] counts are exact (not approximate).
+        /// [`Driver::stats`] counts are exact (not approximate), at least up to a bound the
+        /// backend documents; a count past it may be estimated and is then marked
+        /// ([`QueueStats::estimated`]).
         ExactStats,
         /// [`Driver::wait_ready`] returns promptly when another handle in the same process
         /// enqueues, instead of at its timeout.

@@ -120,6 +120,11 @@ pub(crate) fn age(d: Duration) -> String {
     }
 }
 
+/// A count of `stats`, marked `~` when the backend estimated it ([`QueueStats::estimated`](asynctasq_core::QueueStats::estimated)).
+pub(crate) fn counted(stats: &asynctasq_core::QueueStats, n: u64) -> String {
+    if stats.estimated { format!("~{}", count(n)) } else { count(n) }
+}
+
 /// A count with thousands separators.
 pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();

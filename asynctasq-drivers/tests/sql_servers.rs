@@ -113,3 +113,57 @@ sql_server_tests! { "postgres", postgres, PostgresDriver, PostgresConfig, "ASYNC
 "INSERT INTO {}_tasks (id, queue, envelope, lease_ms, visible_at) VALUES ($1, 'raw', $2, 30000, 0)" }
 sql_server_tests! { "mysql", mysql, MySqlDriver, MySqlConfig, "ASYNCTASQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test",
 "INSERT INTO {}_tasks (id, queue, envelope, lease_ms, visible_at) VALUES (?, 'raw', ?, 30000, 0)" }
+
+/// PostgreSQL counts each state of a queue exactly up to `exact_counts` and estimates past it
+/// from a sample of the table's pages, saying so (a table this small is sampled whole, so the
+/// estimates are the truth here); a queue below the bound is counted exactly and not marked;
+/// the queues are listed by skipping through the index.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_counts_past_exact_counts_are_estimated_and_marked() {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use asynctasq_core::envelope::unix_millis;
+    use asynctasq_core::{Client, Driver, Overrides};
+    use asynctasq_drivers::{PostgresConfig, PostgresDriver};
+
+    let url = std::env::var("ASYNCTASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let own = format!("{url}?table_prefix=asynctasq_test_{:08x}&max_connections=4&exact_counts=50", fastrand::u32(..));
+    let driver = Arc::new(
+        PostgresDriver::connect_with(PostgresConfig::from_url(&own).expect("a valid URL"))
+            .await
+            .expect("the database must be reachable (scripts/test starts it)"),
+    );
+    let envelopes = |queue: &str, n: usize, delay: Duration| -> Vec<asynctasq_core::Envelope> {
+        let overrides = Overrides { queue: Some(queue.into()), ..Default::default() };
+        (0..n)
+            .map(|_| {
+                let mut e = Client::new(driver.clone()).envelope_from_payload("t", vec![0x90], &overrides, &Default::default()).expect("envelope");
+                e.not_before = unix_millis(SystemTime::now() + delay);
+                e
+            })
+            .collect()
+    };
+    driver.enqueue(&envelopes("big", 400, Duration::ZERO)).await.expect("enqueue ready");
+    driver.enqueue(&envelopes("big", 120, Duration::from_secs(3600))).await.expect("enqueue scheduled");
+    let leased = driver.dequeue("big", 3).await.expect("dequeue");
+    assert_eq!(leased.len(), 3);
+    driver.enqueue(&envelopes("big-dying", 80, Duration::ZERO)).await.expect("enqueue");
+    for d in driver.dequeue("big-dying", 80).await.expect("dequeue") {
+        driver.dead_letter(&d.lease, "boom", Duration::from_secs(3600)).await.expect("dead letter");
+    }
+    driver.enqueue(&envelopes("small", 10, Duration::ZERO)).await.expect("enqueue");
+
+    let big = driver.stats("big").await.expect("stats");
+    assert_eq!(big.counts(), [397, 120, 3, 0], "{big:?}");
+    assert!(big.estimated, "past the bound the counts are estimates, and say so");
+    let dying = driver.stats("big-dying").await.expect("stats");
+    assert_eq!(dying.counts(), [0, 0, 0, 80], "{dying:?}");
+    assert!(dying.estimated, "the dead are estimated past the bound too");
+    let small = driver.stats("small").await.expect("stats");
+    assert_eq!(small.counts(), [10, 0, 0, 0], "{small:?}");
+    assert!(!small.estimated, "below the bound every count is exact");
+    assert!(small.oldest_ready_age.is_some());
+    assert_eq!(driver.queues().await.expect("queues"), ["big", "big-dying", "small"]);
+}

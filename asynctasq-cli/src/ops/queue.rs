@@ -242,12 +242,16 @@ pub(crate) fn print_status(rows: &[(String, QueueStats)], exact: bool) -> anyhow
             Some(t) => (count(t.succeeded), count(t.failed)),
             None => ("n/a".to_owned(), "n/a".to_owned()),
         };
-        t.add_row(vec![q.clone(), count(s.ready), count(s.scheduled), count(s.leased), count(s.dead), age, succeeded, failed]);
+        // An estimated row (a big queue on an exact backend) marks its counts with `~`.
+        let n = |v: u64| if s.estimated && exact { format!("~{}", count(v)) } else { count(v) };
+        t.add_row(vec![q.clone(), n(s.ready), n(s.scheduled), n(s.leased), n(s.dead), age, succeeded, failed]);
     }
     align_numbers(&mut t, 1);
     outln!("{t}");
     if !exact {
         outln!("(counts are approximate on this backend)");
+    } else if rows.iter().any(|(_, s)| s.estimated) {
+        outln!("(~: estimated; past the backend's exact bound a state is counted from a sample)");
     }
     if rows.iter().any(|(_, s)| s.oldest_ready_age.is_none()) {
         outln!("(OLDEST READY: this backend cannot tell a ready task's age without consuming it)");

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::layout::{Section, absent, age, count, flash, page as frame, sparkline};
+use crate::layout::{Section, absent, age, count, counted, flash, page as frame, sparkline};
 use crate::{App, driver_failed};
 
 #[derive(Deserialize)]
@@ -71,10 +71,10 @@ async fn queues(app: &App) -> Result<Markup, Response> {
                                     a href={ "/queues/" (name) } { (name) }
                                     @if paused.contains(name) { " " span.tag.paused { "paused" } }
                                 }
-                                td.n { a href={ "/queues/" (name) "?state=ready" } { (count(s.ready)) } }
-                                td.n { a href={ "/queues/" (name) "?state=scheduled" } { (count(s.scheduled)) } }
-                                td.n { a href={ "/queues/" (name) "?state=leased" } { (count(s.leased)) } }
-                                td.n { a href={ "/dead?queue=" (name) } class=[(s.dead > 0).then_some("bad")] { (count(s.dead)) } }
+                                td.n { a href={ "/queues/" (name) "?state=ready" } { (counted(s, s.ready)) } }
+                                td.n { a href={ "/queues/" (name) "?state=scheduled" } { (counted(s, s.scheduled)) } }
+                                td.n { a href={ "/queues/" (name) "?state=leased" } { (counted(s, s.leased)) } }
+                                td.n { a href={ "/dead?queue=" (name) } class=[(s.dead > 0).then_some("bad")] { (counted(s, s.dead)) } }
                                 td.n { (s.oldest_ready_age.filter(|_| s.ready > 0).map(age).unwrap_or_else(|| "-".into())) }
                                 @if totals {
                                     td.n { (s.totals.map(|t| count(t.succeeded)).unwrap_or_default()) }

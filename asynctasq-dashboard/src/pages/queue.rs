@@ -69,10 +69,10 @@ pub(crate) async fn page(State(app): State<Arc<App>>, Path(queue): Path<String>,
         (flash(params.done.as_deref()))
         dl.fields {
             dt { "Counted" } dd { (counted) }
-            dt { "Ready" } dd { (count(stats.ready)) }
-            dt { "Scheduled" } dd { (count(stats.scheduled)) }
-            dt { "Leased" } dd { (count(stats.leased)) }
-            dt { "Dead" } dd { a href={ "/dead?queue=" (queue) } { (count(stats.dead)) } }
+            dt { "Ready" } dd { (crate::layout::counted(&stats, stats.ready)) }
+            dt { "Scheduled" } dd { (crate::layout::counted(&stats, stats.scheduled)) }
+            dt { "Leased" } dd { (crate::layout::counted(&stats, stats.leased)) }
+            dt { "Dead" } dd { a href={ "/dead?queue=" (queue) } { (crate::layout::counted(&stats, stats.dead)) } }
             @if let Some(t) = stats.totals {
                 dt { "Succeeded" } dd { (count(t.succeeded)) }
                 dt { "Failed" } dd { (count(t.failed)) }

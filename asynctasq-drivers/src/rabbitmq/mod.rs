@@ -659,7 +659,7 @@ impl Driver for RabbitMqDriver {
                 // ready task is not known (`OldestReadyAge` undeclared).
                 let scheduled = buckets.iter().map(|(_, n)| n).sum();
                 // And an acked message leaves the broker with nothing to count it by: no totals.
-                Ok(QueueStats { ready: ready + buffered, scheduled, leased, dead, oldest_ready_age: None, totals: None })
+                Ok(QueueStats { ready: ready + buffered, scheduled, leased, dead, oldest_ready_age: None, totals: None, estimated: false })
             })
             .await
     }

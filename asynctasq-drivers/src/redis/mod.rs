@@ -744,7 +744,7 @@ impl Driver for RedisDriver {
             k.invoke(&self.inner.scripts.stats).arg(at).invoke_async(&mut self.conn()).await.map_err(|e| map_err("stats", e))?;
         let age = if earliest < 0 { 0 } else { at.saturating_sub(earliest as u64) };
         let totals = Some(Totals { succeeded, failed });
-        Ok(QueueStats { ready, scheduled, leased, dead, oldest_ready_age: Some(Duration::from_millis(age)), totals })
+        Ok(QueueStats { ready, scheduled, leased, dead, oldest_ready_age: Some(Duration::from_millis(age)), totals, estimated: false })
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), DriverError> {

@@ -75,6 +75,7 @@ pub(crate) fn queue_stats(at: i64, counts: [i64; 4], earliest_ready: Option<i64>
         dead,
         oldest_ready_age: Some(oldest_ready_age(at, earliest_ready)),
         totals: Some(asynctasq_core::Totals { succeeded, failed }),
+        estimated: false,
     }
 }
 

@@ -683,6 +683,8 @@ impl Driver for SqsDriver {
             oldest_ready_age: None,
             // A deleted message leaves nothing behind to count, and SQS has no counter to keep.
             totals: None,
+            // SQS's counts are approximate.
+            estimated: true,
         })
     }
 

@@ -45,6 +45,7 @@
 
 mod limits;
 mod pooler;
+mod stats;
 mod unique_keys;
 
 use std::collections::{BTreeSet, HashSet};
@@ -121,17 +122,22 @@ pub struct PostgresConfig {
     /// pooler without it, waiting workers poll every `poll_interval`, result and cancel
     /// notices are not pushed (waits poll), and migrations are refused.
     pub listen_url: Option<String>,
+    /// Each state of a queue is counted exactly up to this many tasks, and estimated from a
+    /// sample of the table past it (`exact_counts=` in the URL; default 10,000): counting ten
+    /// million takes seconds (see `stats.rs`).
+    pub exact_counts: u64,
 }
 
 impl PostgresConfig {
     /// Settings from a URL whose query may set `table_prefix`, `migrate`, `max_connections`,
-    /// `poll_interval`, `request_timeout`, `pgbouncer` and `listen_url` (the database client's
+    /// `poll_interval`, `request_timeout`, `pgbouncer`, `listen_url` and `exact_counts` (the database client's
     /// own options, such as `sslmode`, pass through). An unknown option is an error naming it.
     pub fn from_url(url: &str) -> Result<Self, DriverError> {
         server_config_from_url!("PostgreSQL", url,
         native: ["sslmode", "sslrootcert", "sslcert", "sslkey", "statement-cache-capacity", "host", "hostaddr", "port", "dbname", "user", "password", "application_name", "options"],
-        own: ["pgbouncer", "listen_url"] => |q, config| {
+        own: ["pgbouncer", "listen_url", "exact_counts"] => |q, config| {
             q.set_flag("pgbouncer", &mut config.pgbouncer)?;
+            q.set_number("exact_counts", &mut config.exact_counts)?;
             config.listen_url = q.take("listen_url");
         })
     }
@@ -147,6 +153,7 @@ impl PostgresConfig {
             request_timeout: Duration::from_secs(5),
             pgbouncer: false,
             listen_url: None,
+            exact_counts: 10_000,
         }
     }
 }
@@ -175,9 +182,8 @@ struct Sql {
     release: String,
     dead_letter: String,
     extend: String,
-    stats: String,
+    stats: stats::StatsSql,
     next_due: String,
-    queues: String,
     purge: String,
     dead_list: String,
     find: String,
@@ -212,7 +218,6 @@ impl Sql {
         let h = format!("\"{prefix}_held\"");
         let c = format!("\"{prefix}_claim_capped\"");
         let st = format!("\"{prefix}_starts\"");
-        let parked = asynctasq_core::limits::PARKED;
         // A record kept under an id that expired unswept is replaced.
         let upsert = "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, envelope = EXCLUDED.envelope, \
                       attempt = EXCLUDED.attempt, result = NULL, finished_at = EXCLUDED.finished_at, \
@@ -377,21 +382,8 @@ impl Sql {
                 "UPDATE {t} SET visible_at = CASE WHEN cancel = 0 THEN $1 ELSE visible_at END \
                  WHERE seq = $2 AND lease_token = $3 RETURNING cancel"
             ),
-            // A parked task (from `PARKED` on: see `limits.rs`) is ready, due at its time less
-            // the offset.
-            stats: format!(
-                "SELECT COUNT(*) FILTER (WHERE visible_at <= $2 OR visible_at >= {parked}), \
-                        COUNT(*) FILTER (WHERE visible_at > $2 AND visible_at < {parked} AND lease_token IS NULL), \
-                        COUNT(*) FILTER (WHERE visible_at > $2 AND visible_at < {parked} AND lease_token IS NOT NULL), \
-                        (SELECT COUNT(*) FROM {d} WHERE queue = $1), \
-                        MIN(CASE WHEN visible_at >= {parked} THEN visible_at - {parked} ELSE visible_at END) \
-                            FILTER (WHERE visible_at <= $2 OR visible_at >= {parked}), \
-                        (SELECT COALESCE(SUM(succeeded), 0)::bigint FROM {n} WHERE queue = $1), \
-                        (SELECT COALESCE(SUM(failed), 0)::bigint FROM {n} WHERE queue = $1) \
-                 FROM {t} WHERE queue = $1"
-            ),
+            stats: stats::StatsSql::new(&t, &d, &n),
             next_due: format!("SELECT MIN(visible_at) FROM {t} WHERE queue = ANY($1) AND queue NOT IN (SELECT queue FROM {p})"),
-            queues: format!("SELECT DISTINCT queue FROM {t} UNION SELECT DISTINCT queue FROM {d} ORDER BY 1"),
             purge: format!("DELETE FROM {t} WHERE queue = $1 AND (lease_token IS NULL OR visible_at <= $2)"),
             dead_list: format!(
                 "SELECT id, envelope, attempt, error, dead_at, errors FROM {d} \
@@ -491,6 +483,8 @@ struct Inner {
     listener: Option<tokio::task::JoinHandle<()>>,
     /// A pooler in transaction mode is in between (see `pooler.rs`).
     pooled: bool,
+    /// Counts past this many are estimated (see `stats.rs`).
+    exact_counts: u64,
     /// The pools of a direct connection to the server (the main ones when there is no pooler):
     /// `LISTEN` and migrations.
     direct: Option<Arc<Pools<sqlx::Postgres>>>,
@@ -630,6 +624,7 @@ impl PostgresDriver {
                 poll_interval: config.poll_interval,
                 listener,
                 pooled: config.pgbouncer,
+                exact_counts: config.exact_counts,
                 direct,
             }),
         };
@@ -1115,14 +1110,7 @@ impl Driver for PostgresDriver {
             .pools
             .call("stats", async move {
                 validate_queue_name(queue)?;
-                let at = now();
-                let row = sqlx::query(q(&self.inner.sql.stats))
-                    .bind(queue)
-                    .bind(at)
-                    .fetch_one(&self.inner.exec())
-                    .await
-                    .map_err(|e| map_err("stats", e))?;
-                Ok(super::queue_stats(at, [0, 1, 2, 3].map(|i| row.get::<i64, _>(i)), row.get(4), [row.get(5), row.get(6)]))
+                self.inner.stats(queue).await
             })
             .await
     }
@@ -1131,7 +1119,7 @@ impl Driver for PostgresDriver {
         self.inner
             .pools
             .call("queues", async move {
-                sqlx::query_scalar(q(&self.inner.sql.queues)).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list queues", e))
+                sqlx::query_scalar(q(&self.inner.sql.stats.queues)).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list queues", e))
             })
             .await
     }
