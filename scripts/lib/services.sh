@@ -89,6 +89,33 @@ stop_pgbouncer() {
   PGBOUNCER_DIR=
 }
 
+# A PostgreSQL cluster of a bench's own: initdb into a fresh directory, a free loopback port,
+# trust authentication, the server's defaults (autovacuum on) plus any `-c name=value` given;
+# OWN_PG_URL names its `postgres` database. stop_own_postgres stops it and deletes it.
+start_own_postgres() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  OWN_PG_DIR=$(mktemp -d /tmp/asynctasq-bench-pg.XXXXXX)
+  OWN_PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown -R postgres "$OWN_PG_DIR"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$bin/initdb" -A trust -U postgres -N -D "$OWN_PG_DIR/data" >/dev/null
+  local opts="-c listen_addresses=127.0.0.1 -c port=$OWN_PG_PORT -c unix_socket_directories=$OWN_PG_DIR -c shared_buffers=${OWN_PG_SHARED_BUFFERS:-128MB}"
+  for o in "$@"; do opts="$opts -c $o"; done
+  "${as[@]}" "$bin/pg_ctl" -D "$OWN_PG_DIR/data" -l "$OWN_PG_DIR/log" -o "$opts" -w start >/dev/null
+  OWN_PG_BIN=$bin
+  OWN_PG_URL="postgres://postgres@127.0.0.1:$OWN_PG_PORT/postgres"
+}
+
+stop_own_postgres() {
+  [ -n "${OWN_PG_DIR:-}" ] || return 0
+  local as=()
+  if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
+  "${as[@]}" "$OWN_PG_BIN/pg_ctl" -D "$OWN_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$OWN_PG_DIR"
+  OWN_PG_DIR=
+}
+
 ensure_postgres() {
   if ! command -v pg_ctlcluster >/dev/null || ! command -v psql >/dev/null; then
     echo "== installing postgresql"

@@ -1,6 +1,6 @@
 //! The big backlog (`backlog`): `--tasks` tasks enqueued in batches (the enqueue rate), what the
-//! backend stores per task, how long the reads an operator makes take over it (`stats`, what
-//! `queue status` shows, and a page of dead tasks, what `dead list` shows; each asked
+//! backend stores per task, how long the reads an operator makes take over it (`stats` and
+//! `queues`, what `queue status` shows, and a page of dead tasks, what `dead list` shows; each asked
 //! `--rounds` times, p50 and max), then the drain by one worker (the drain rate).
 
 use std::sync::Arc;
@@ -21,6 +21,9 @@ pub(crate) struct Backlog {
     /// `stats` (queue status) and a page of 50 dead tasks (dead list), ms: p50 and max.
     pub(crate) status_ms: (f64, f64),
     pub(crate) dead_list_ms: (f64, f64),
+    /// Listing the queues (what `queue status` without a queue does first), ms: p50 and max.
+    #[serde(default)]
+    pub(crate) queues_ms: (f64, f64),
 }
 
 /// p50 and max of `rounds` calls of `call`, ms.
@@ -62,6 +65,7 @@ pub(crate) async fn backlog(
     };
     let status_ms = timed(rounds, || driver.stats(queue)).await?;
     let dead_list_ms = timed(rounds, || driver.dead(queue, 50)).await?;
+    let queues_ms = timed(rounds, || driver.queues()).await?;
     let worker = Worker::builder(driver.clone()).queues(queue)?.concurrency(concurrency).max_tasks(tasks).build()?;
     let t = Instant::now();
     let counts = worker.start().await?;
@@ -74,5 +78,6 @@ pub(crate) async fn backlog(
         bytes_per_task: after.saturating_sub(before) as f64 / tasks as f64,
         status_ms,
         dead_list_ms,
+        queues_ms,
     })
 }
