@@ -139,7 +139,8 @@ async fn postgres_counts_past_exact_counts_are_estimated_and_marked() {
         let overrides = Overrides { queue: Some(queue.into()), ..Default::default() };
         (0..n)
             .map(|_| {
-                let mut e = Client::new(driver.clone()).envelope_from_payload("t", vec![0x90], &overrides, &Default::default()).expect("envelope");
+                let mut e =
+                    Client::new(driver.clone()).envelope_from_payload("t", vec![0x90], &overrides, &Default::default()).expect("envelope");
                 e.not_before = unix_millis(SystemTime::now() + delay);
                 e
             })

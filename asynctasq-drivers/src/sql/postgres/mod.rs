@@ -1131,7 +1131,10 @@ impl Driver for PostgresDriver {
         self.inner
             .pools
             .call("queues", async move {
-                sqlx::query_scalar(q(&self.inner.sql.stats.queues)).fetch_all(&self.inner.exec()).await.map_err(|e| map_err("list queues", e))
+                sqlx::query_scalar(q(&self.inner.sql.stats.queues))
+                    .fetch_all(&self.inner.exec())
+                    .await
+                    .map_err(|e| map_err("list queues", e))
             })
             .await
     }

@@ -128,13 +128,8 @@ impl Inner {
         let mut estimated = false;
         if n(0) > bound || n(1) > bound || later > bound {
             let percent = sample_percent(task_pages);
-            let s = sqlx::query(q(&self.sql.stats.sample))
-                .bind(queue)
-                .bind(at)
-                .bind(percent)
-                .fetch_one(self.on(&mut tx))
-                .await
-                .map_err(err)?;
+            let s =
+                sqlx::query(q(&self.sql.stats.sample)).bind(queue).bind(at).bind(percent).fetch_one(self.on(&mut tx)).await.map_err(err)?;
             if n(0) > bound || n(1) > bound {
                 ready = scaled(s.get(0), percent, ready);
             }
@@ -146,8 +141,12 @@ impl Inner {
         }
         if dead > bound {
             let percent = sample_percent(dead_pages);
-            let sampled: i64 =
-                sqlx::query_scalar(q(&self.sql.stats.dead_sample)).bind(queue).bind(percent).fetch_one(self.on(&mut tx)).await.map_err(err)?;
+            let sampled: i64 = sqlx::query_scalar(q(&self.sql.stats.dead_sample))
+                .bind(queue)
+                .bind(percent)
+                .fetch_one(self.on(&mut tx))
+                .await
+                .map_err(err)?;
             dead = scaled(sampled, percent, dead);
             estimated = true;
         }
