@@ -11,7 +11,7 @@
 //!   and `rate` its cap on starts, `{"starts", "window_ms", "per_key"}` (`queue limit`), each
 //!   null when none; `exact` is false where the backend's counts are approximate, and a
 //!   queue's `"estimated": true` (absent otherwise) says its counts were estimated (PostgreSQL
-//!   past `exact_counts`, 10,000 tasks in a state by default, or an approximate backend);
+//!   past `exact_counts`, 10,000 tasks in a state by default);
 //!   `oldest_ready_age_ms` (how long the oldest ready task has been due; scheduled tasks never
 //!   count) and `totals` (tasks acked and dead-lettered over the queue's life, kept by the
 //!   backend) are absent where the backend cannot tell (RabbitMQ, SQS).

@@ -683,8 +683,9 @@ impl Driver for SqsDriver {
             oldest_ready_age: None,
             // A deleted message leaves nothing behind to count, and SQS has no counter to keep.
             totals: None,
-            // SQS's counts are approximate.
-            estimated: true,
+            // SQS's counts are approximate throughout (`ExactStats` is lacking): `estimated`
+            // marks estimates of a backend that counts exactly.
+            estimated: false,
         })
     }
 
