@@ -777,6 +777,22 @@ async fn pausing_is_refused_on_a_backend_that_cannot_pause() {
     a_paused_queue_is_not_worked_until_it_is_resumed(Backend::RabbitMq(shared_rabbitmq_url())).await;
 }
 
+/// Four keyed tasks over two keys, `queue limit --per-key 1` (shown as JSON, and in `queue
+/// status` as `marked`), then a worker of another process runs all four.
+fn one_per_key_runs_everything(s: &Setup, q: &str, marked: &str) {
+    for n in 0..4 {
+        let args = format!(r#"{{"n": {n}, "sleep_ms": 0}}"#);
+        ok(&cli(s, &["dispatch", "ledgered", "--args", &args, "--queue", q, "--key", if n % 2 == 0 { "even" } else { "odd" }]));
+    }
+    assert_eq!(
+        json_of(&cli(s, &["queue", "limit", q, "--per-key", "1", "--json"])),
+        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1, "rate": null})
+    );
+    assert!(ok(&cli(s, &["queue", "status", q])).contains(marked), "the table marks it");
+    let ran = json_of(&cli(s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
+    assert_eq!(ran["succeeded"], 4, "one per key at a time, everything runs: {ran}");
+}
+
 /// `queue limit --max-leased` is obeyed by a worker of another process (0 holds everything
 /// back; 2 lets it all run, two at a time), `queue status` shows it, `--clear` removes it; so
 /// are `--per-key` and `--rate` (a worker of another process takes two windows for twice the
@@ -807,17 +823,7 @@ async fn a_limited_queue_is_worked_within_its_limit(backend: Backend) {
     let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
     assert_eq!(ran["succeeded"], 4, "within the cap, everything runs: {ran}");
     // Per key: tasks dispatched with a key, at most one of a key at once, all of them run.
-    for n in 0..4 {
-        let args = format!(r#"{{"n": {n}, "sleep_ms": 0}}"#);
-        ok(&cli(&s, &["dispatch", "ledgered", "--args", &args, "--queue", q, "--key", if n % 2 == 0 { "even" } else { "odd" }]));
-    }
-    assert_eq!(
-        json_of(&cli(&s, &["queue", "limit", q, "--per-key", "1", "--json"])),
-        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1, "rate": null})
-    );
-    assert!(ok(&cli(&s, &["queue", "status", q])).contains("limited (at most 1 per key)"), "the table marks it");
-    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
-    assert_eq!(ran["succeeded"], 4, "one per key at a time, everything runs: {ran}");
+    one_per_key_runs_everything(&s, q, "limited (at most 1 per key)");
     // A rate: two starts in any 1.5 s, so four tasks take at least one window after the first.
     for bad in [&["--rate", "5"][..], &["--rate", "5/soon"], &["--rate", "x/1s"], &["--rate-per-key"]] {
         let out = cli(&s, &[&["queue", "limit", q][..], bad].concat());
@@ -871,17 +877,7 @@ async fn an_sqs_fifo_queue_takes_one_per_key_and_refuses_every_other_limit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::on(dir.path(), Backend::Sqs(shared_sqs_endpoint())).await;
     let q = "keyed.fifo";
-    for n in 0..4 {
-        let args = format!(r#"{{"n": {n}, "sleep_ms": 0}}"#);
-        ok(&cli(&s, &["dispatch", "ledgered", "--args", &args, "--queue", q, "--key", if n % 2 == 0 { "even" } else { "odd" }]));
-    }
-    assert_eq!(
-        json_of(&cli(&s, &["queue", "limit", q, "--per-key", "1", "--json"])),
-        serde_json::json!({"queue": q, "max_leased": null, "per_key": 1, "rate": null})
-    );
-    assert!(ok(&cli(&s, &["queue", "status", q])).contains("at most 1 per key"), "the table marks it");
-    let ran = json_of(&cli(&s, &["worker", "run-once", "--queues", q, "--concurrency", "4", "--json"]));
-    assert_eq!(ran["succeeded"], 4, "one per key at a time, everything runs: {ran}");
+    one_per_key_runs_everything(&s, q, "at most 1 per key");
     for (queue, args) in [
         (q, &["--per-key", "2"][..]),
         (q, &["--max-leased", "3"]),
