@@ -274,6 +274,23 @@ impl Proc {
         child.wait().expect("reap");
     }
 
+    /// Waits (up to 30 s) until the process has its SIGTERM handler in place (bit 15 of
+    /// `SigCgt` in `/proc/PID/status`): before that, no program can make a signal anything but
+    /// the default action, so a test of how it handles one starts its clock here.
+    pub async fn catches_sigterm(&mut self) {
+        let path = format!("/proc/{}/status", self.child().id());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = std::fs::read_to_string(&path).unwrap_or_default();
+            let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map_or("0", str::trim);
+            if u64::from_str_radix(caught, 16).is_ok_and(|mask| mask & (1 << (15 - 1)) != 0) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out after 30 s waiting for the process to catch SIGTERM");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         self.child().try_wait().expect("poll child").is_none()
@@ -283,6 +300,12 @@ impl Proc {
     pub async fn exited_ok(mut self) -> bool {
         let mut child = self.0.take().expect("process present until drop");
         tokio::task::spawn_blocking(move || child.wait().expect("wait")).await.expect("join").success()
+    }
+}
+
+impl From<Child> for Proc {
+    fn from(child: Child) -> Self {
+        Self(Some(child))
     }
 }
 

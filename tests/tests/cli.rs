@@ -75,26 +75,29 @@ fn term(pid: u32) {
 async fn sigterm_at_any_moment_of_a_workers_life_is_a_graceful_exit_0() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Setup::new(dir.path()).await;
-    // Early in its life: while it starts, opens and migrates its database, and once it runs.
-    for delay_ms in [15, 40, 80, 300] {
+    // Early in its life: the moment its handler is in place (before that, only the default
+    // action exists for any program), while it opens and migrates its database, and once it runs.
+    for delay_ms in [0, 5, 25, 80, 300] {
         let mut w = s.spawn_worker(env!("CARGO_BIN_EXE_ledger-worker"), "default", 2, &[]);
+        w.catches_sigterm().await;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         w.sigterm();
-        assert!(w.exited_ok().await, "SIGTERM {delay_ms} ms after start is a graceful stop with exit 0");
+        assert!(w.exited_ok().await, "SIGTERM {delay_ms} ms after its handler is in place is a graceful stop with exit 0");
     }
     // While it connects: a Redis that accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("redis://127.0.0.1:{}", silent.local_addr().expect("address").port());
-    let mut w = std::process::Command::new(env!("CARGO_BIN_EXE_ledger-worker"))
+    let mut w: asynctasq_tests::Proc = std::process::Command::new(env!("CARGO_BIN_EXE_ledger-worker"))
         .args(["worker", "--driver", "redis", "--redis-url", &url])
         .env("ASYNCTASQ_LOG", "warn")
         .spawn()
-        .expect("start a worker");
+        .expect("start a worker")
+        .into();
+    w.catches_sigterm().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = std::time::Instant::now();
-    term(w.id());
-    let status = tokio::task::spawn_blocking(move || w.wait().expect("wait")).await.expect("join");
-    assert!(status.success(), "SIGTERM while connecting is a graceful stop with exit 0: {status:?}");
+    term(w.child().id());
+    assert!(w.exited_ok().await, "SIGTERM while connecting is a graceful stop with exit 0");
     assert!(began.elapsed() < Duration::from_secs(2), "it stops connecting at once: {:?}", began.elapsed());
 }
 
