@@ -35,14 +35,25 @@ pub(crate) struct Backend {
     sqs: Option<Arc<asynctasq_drivers::SqsDriver>>,
     /// Redis: the run's key prefix, every key of which `remove` deletes.
     redis_prefix: Option<String>,
+    /// PostgreSQL or MySQL: the database whose `asynctasq_bench_*` tables `leave` drops.
+    sql: Option<DriverKind>,
 }
+
+/// The table prefix of every SQL run (the tables `leave` drops).
+const TABLES: &str = "asynctasq_bench";
 
 impl Backend {
     /// Connects to `kind` at `url` (or its default); `run` names the run's keys, and `scratch`
     /// holds the default SQLite file.
     pub(crate) async fn connect(kind: DriverKind, url: Option<String>, run: &str, scratch: &std::path::Path) -> Result<Self, DriverError> {
-        let mut backend =
-            Self { driver: Arc::new(asynctasq_core::MemoryDriver::new()), url: None, rabbit: None, sqs: None, redis_prefix: None };
+        let mut backend = Self {
+            driver: Arc::new(asynctasq_core::MemoryDriver::new()),
+            url: None,
+            rabbit: None,
+            sqs: None,
+            redis_prefix: None,
+            sql: None,
+        };
         match kind {
             DriverKind::Sqlite => {
                 let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", scratch.display()));
@@ -63,16 +74,18 @@ impl Backend {
                 // The URL's own options (`pgbouncer`, `listen_url`, …) apply; the run's tables
                 // replace any prefix.
                 let mut config = asynctasq_drivers::PostgresConfig::from_url(&url)?;
-                config.table_prefix = "asynctasq_bench".into();
+                config.table_prefix = TABLES.into();
                 backend.driver = Arc::new(asynctasq_drivers::PostgresDriver::connect_with(config).await?);
                 backend.url = Some(url);
+                backend.sql = Some(kind);
             }
             DriverKind::Mysql => {
                 let url = url.unwrap_or_else(|| "mysql://root@127.0.0.1:3306/test".into());
                 let mut config = asynctasq_drivers::MySqlConfig::new(&url);
-                config.table_prefix = "asynctasq_bench".into();
+                config.table_prefix = TABLES.into();
                 backend.driver = Arc::new(asynctasq_drivers::MySqlDriver::connect_with(config).await?);
                 backend.url = Some(url);
+                backend.sql = Some(kind);
             }
             DriverKind::Rabbitmq => {
                 let url = url.unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
@@ -126,6 +139,49 @@ impl Backend {
             self.driver.purge_dead(queue).await?;
             self.forget_redis_keys().await
         }
+    }
+
+    /// Leaves a SQL server as the run found it: drops the `asynctasq_bench_*` tables (and
+    /// PostgreSQL's functions of limited claims) the driver's migrations made. Other backends
+    /// are left clean by [`remove`](Self::remove).
+    pub(crate) async fn leave(&self) -> Result<(), DriverError> {
+        let (Some(kind), Some(url)) = (self.sql, &self.url) else { return Ok(()) };
+        let fail = |e: sqlx::Error| DriverError::backend("dropping the run's tables", e);
+        let like = format!("{}\\_%", TABLES.replace('_', "\\_"));
+        // Strip the driver's own URL options (`?pgbouncer=…`), which sqlx does not know.
+        let plain = url.split('?').next().unwrap_or(url);
+        if kind == DriverKind::Postgres {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(plain).await.map_err(fail)?;
+            let drops: Vec<String> = sqlx::query_scalar(
+                "SELECT format('DROP TABLE IF EXISTS %I CASCADE', tablename) FROM pg_tables \
+                 WHERE schemaname = current_schema() AND tablename LIKE $1 \
+                 UNION ALL SELECT format('DROP FUNCTION IF EXISTS %I', proname) FROM pg_proc \
+                 WHERE pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND proname LIKE $1",
+            )
+            .bind(&like)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(fail)?;
+            for drop in drops {
+                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.map_err(fail)?;
+            }
+        } else {
+            use sqlx::Connection;
+            let mut conn = sqlx::MySqlConnection::connect(plain).await.map_err(fail)?;
+            let drops: Vec<String> = sqlx::query_scalar(
+                "SELECT CONCAT('DROP TABLE IF EXISTS `', table_name, '`') FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name LIKE ?",
+            )
+            .bind(&like)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(fail)?;
+            for drop in drops {
+                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.map_err(fail)?;
+            }
+        }
+        Ok(())
     }
 
     /// Redis: deletes every key of the run (purging leaves the queue registry, the wake list,

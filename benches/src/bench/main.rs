@@ -212,6 +212,9 @@ struct Report {
     tasks_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     deliveries_per_second: Option<f64>,
+    /// `throughput`, `retry`: the rate of the setup's bulk enqueue (batches of `--batch`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    enqueue_per_second: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     latency_ms: Option<Latency>,
     /// `scaling`: one throughput run per size.
@@ -404,10 +407,12 @@ async fn main() -> Result<(), BoxError> {
             }
         }
         Scenario::Throughput => {
+            let t = Instant::now();
             match args.result_bytes {
                 Some(bytes) => dispatch(&client, args.tasks, args.batch, &overrides, |n| Echo { n, bytes }).await?,
                 None => dispatch(&client, args.tasks, args.batch, &overrides, |n| Noop { n }).await?,
             }
+            report.enqueue_per_second = Some(args.tasks as f64 / t.elapsed().as_secs_f64());
             let before = backend.sqs_requests();
             report.seconds = drain(&backend, &queue, args.tasks, &args, None).await?;
             if let (Some(a), Some(b)) = (before, backend.sqs_requests()) {
@@ -419,7 +424,9 @@ async fn main() -> Result<(), BoxError> {
             report.peak_rss_mib = machine::peak_rss_mib();
         }
         Scenario::Retry => {
+            let t = Instant::now();
             dispatch(&client, args.tasks, args.batch, &overrides, |n| FailOnce { n }).await?;
+            report.enqueue_per_second = Some(args.tasks as f64 / t.elapsed().as_secs_f64());
             report.seconds = drain(&backend, &queue, args.tasks, &args, Some(RetryPolicy::Fixed(Duration::ZERO))).await?;
             report.deliveries_per_second = Some(2.0 * args.tasks as f64 / report.seconds);
         }
@@ -585,6 +592,7 @@ async fn main() -> Result<(), BoxError> {
     report.tasks_per_second = report.tasks as f64 / report.seconds;
     if !args.keep {
         backend.remove(&queue).await?;
+        backend.leave().await?;
     }
     print(&report, args.json)?;
     Ok(())
@@ -709,6 +717,9 @@ fn print(report: &Report, json: bool) -> Result<(), BoxError> {
         "{} {} tasks={} concurrency={} {:.3}s {:.0} tasks/s",
         report.driver, report.scenario, report.tasks, report.concurrency, report.seconds, report.tasks_per_second
     );
+    if let Some(e) = report.enqueue_per_second {
+        println!("setup enqueue: {e:.0} tasks/s");
+    }
     if let Some(d) = report.deliveries_per_second {
         println!("deliveries: {d:.0}/s (each task runs twice)");
     }
