@@ -433,6 +433,9 @@ impl SqliteDriver {
         .bind(now)
         .execute(&self.pool)
         .await;
+        // A full batch of any table: more are waiting, and the next sweep comes sooner.
+        let most = [&swept, &dead, &kept, &unique].iter().filter_map(|r| r.as_ref().ok()).map(|r| r.rows_affected()).max();
+        self.sweeper.swept(now, most.unwrap_or(0));
         if let Err(e) = swept.and(dead).and(kept).and(cancelled).and(unique) {
             tracing::debug!(error = %e, "sweeping expired results failed; the next claim tries again");
         }
