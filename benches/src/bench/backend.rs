@@ -42,6 +42,16 @@ pub(crate) struct Backend {
 /// The table prefix of every SQL run (the tables `leave` drops).
 const TABLES: &str = "asynctasq_bench";
 
+/// PostgreSQL: a drop for each of the run's tables and functions (`$1`: their `LIKE` pattern).
+const POSTGRES_DROPS: &str = "SELECT format('DROP TABLE IF EXISTS %I CASCADE', tablename) FROM pg_tables \
+     WHERE schemaname = current_schema() AND tablename LIKE $1 \
+     UNION ALL SELECT format('DROP FUNCTION IF EXISTS %I', proname) FROM pg_proc \
+     WHERE pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND proname LIKE $1";
+
+/// MySQL: a drop for each of the run's tables (`?`: their `LIKE` pattern).
+const MYSQL_DROPS: &str = "SELECT CONCAT('DROP TABLE IF EXISTS `', table_name, '`') FROM information_schema.tables \
+     WHERE table_schema = DATABASE() AND table_name LIKE ?";
+
 impl Backend {
     /// Connects to `kind` at `url` (or its default); `run` names the run's keys, and `scratch`
     /// holds the default SQLite file.
@@ -145,40 +155,25 @@ impl Backend {
     /// PostgreSQL's functions of limited claims) the driver's migrations made. Other backends
     /// are left clean by [`remove`](Self::remove).
     pub(crate) async fn leave(&self) -> Result<(), DriverError> {
+        use sqlx::Connection;
         let (Some(kind), Some(url)) = (self.sql, &self.url) else { return Ok(()) };
         let fail = |e: sqlx::Error| DriverError::backend("dropping the run's tables", e);
         let like = format!("{}\\_%", TABLES.replace('_', "\\_"));
         // Strip the driver's own URL options (`?pgbouncer=…`), which sqlx does not know.
         let plain = url.split('?').next().unwrap_or(url);
+        // The drops, read from the catalog, go back as one script on the same connection.
+        let script = |drops: Vec<String>| sqlx::raw_sql(sqlx::AssertSqlSafe(drops.join(";\n")));
         if kind == DriverKind::Postgres {
-            use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(plain).await.map_err(fail)?;
-            let drops: Vec<String> = sqlx::query_scalar(
-                "SELECT format('DROP TABLE IF EXISTS %I CASCADE', tablename) FROM pg_tables \
-                 WHERE schemaname = current_schema() AND tablename LIKE $1 \
-                 UNION ALL SELECT format('DROP FUNCTION IF EXISTS %I', proname) FROM pg_proc \
-                 WHERE pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND proname LIKE $1",
-            )
-            .bind(&like)
-            .fetch_all(&mut conn)
-            .await
-            .map_err(fail)?;
-            for drop in drops {
-                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.map_err(fail)?;
+            let drops: Vec<String> = sqlx::query_scalar(POSTGRES_DROPS).bind(&like).fetch_all(&mut conn).await.map_err(fail)?;
+            if !drops.is_empty() {
+                script(drops).execute(&mut conn).await.map_err(fail)?;
             }
         } else {
-            use sqlx::Connection;
             let mut conn = sqlx::MySqlConnection::connect(plain).await.map_err(fail)?;
-            let drops: Vec<String> = sqlx::query_scalar(
-                "SELECT CONCAT('DROP TABLE IF EXISTS `', table_name, '`') FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_name LIKE ?",
-            )
-            .bind(&like)
-            .fetch_all(&mut conn)
-            .await
-            .map_err(fail)?;
-            for drop in drops {
-                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.map_err(fail)?;
+            let drops: Vec<String> = sqlx::query_scalar(MYSQL_DROPS).bind(&like).fetch_all(&mut conn).await.map_err(fail)?;
+            if !drops.is_empty() {
+                script(drops).execute(&mut conn).await.map_err(fail)?;
             }
         }
         Ok(())
