@@ -96,7 +96,7 @@ async fn sigterm_at_any_moment_of_a_workers_life_is_a_graceful_exit_0() {
     w.catches_sigterm().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = std::time::Instant::now();
-    term(w.child().id());
+    w.sigterm();
     assert!(w.exited_ok().await, "SIGTERM while connecting is a graceful stop with exit 0");
     assert!(began.elapsed() < Duration::from_secs(2), "it stops connecting at once: {:?}", began.elapsed());
 }

@@ -7,7 +7,7 @@
 //! caps what a handle can expire at 10,000 a second, and a steady 15,000 tasks a second with
 //! results kept grew SQLite's file by 125 MB a minute without end (the soak of 2026-12-08:
 //! 4.1 million kept rows, the oldest 215 s past their time). A sweep that filled a batch says
-//! so ([`Sweeper::behind`]) and the next one is due after [`Sweeper::BEHIND_MS`] instead, so the
+//! so ([`Sweeper::swept`]) and the next one is due after [`Sweeper::BEHIND_MS`] instead, so the
 //! backlog goes in batches as fast as it came, and a quiet queue still costs one sweep a second.
 
 use std::sync::atomic::{AtomicI64, Ordering};
